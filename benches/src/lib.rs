@@ -1,0 +1,1 @@
+//! Criterion suites live in `benches/benches/`; run them with `cargo bench -p perf-benches`.

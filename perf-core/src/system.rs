@@ -1,0 +1,448 @@
+//! Host and process sampling from `/proc` (Linux).
+//!
+//! A [`SystemSampler`] keeps the previous counters, so every [`SystemSample`] it
+//! returns holds rates over the interval since the previous call: CPU
+//! utilization (total and per core), process CPU, network bytes and packets per
+//! second. The first reading is taken when the sampler is built, so even the
+//! first sample is a real interval, never a first-read zero.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use perf_core::system::SystemSampler;
+//! # fn main() -> Result<(), perf_core::Error> {
+//! let mut sampler = SystemSampler::new()?;
+//! std::thread::sleep(Duration::from_secs(1));
+//! let sample = sampler.sample()?;
+//! println!("cpu {:.1} %, rss {} bytes", sample.cpu.utilization_percent, sample.memory.process_rss_bytes);
+//! # Ok(())
+//! # }
+//! ```
+
+use std::collections::HashMap;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use procfs::net::{DeviceStatus, TcpState};
+use procfs::process::Process;
+use procfs::{Current, CurrentSI, CpuTime, KernelStats, LoadAverage, Meminfo};
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// Host and process figures over one sampling interval.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SystemSample {
+    /// When the sample was taken, milliseconds since the Unix epoch.
+    pub timestamp_ms: u64,
+    /// Length of the interval the rates cover, in milliseconds.
+    pub interval_ms: u64,
+    /// Processor figures.
+    pub cpu: CpuSample,
+    /// Memory figures.
+    pub memory: MemorySample,
+    /// Network figures.
+    pub network: NetworkSample,
+}
+
+/// Processor utilization over the interval.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CpuSample {
+    /// Number of logical cores.
+    pub cores: usize,
+    /// Busy share of all cores, 0 to 100.
+    pub utilization_percent: f64,
+    /// Busy share of each core, 0 to 100, in core order.
+    pub per_core_utilization_percent: Vec<f64>,
+    /// Share of time the cores waited for I/O, 0 to 100.
+    pub iowait_percent: f64,
+    /// Share of time taken by the hypervisor (steal), 0 to 100.
+    pub steal_percent: f64,
+    /// One-minute load average.
+    pub load_average_1m: f64,
+    /// Five-minute load average.
+    pub load_average_5m: f64,
+    /// Fifteen-minute load average.
+    pub load_average_15m: f64,
+    /// CPU used by this process, where 100 is one core fully busy (as `top` shows it).
+    pub process_cpu_percent: f64,
+    /// Threads of this process.
+    pub process_threads: u64,
+}
+
+/// Host and process memory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MemorySample {
+    /// Physical memory of the host.
+    pub host_total_bytes: u64,
+    /// Memory available for new work without swapping (MemAvailable).
+    pub host_available_bytes: u64,
+    /// Share of host memory not available, 0 to 100.
+    pub host_used_percent: f64,
+    /// Swap space of the host.
+    pub swap_total_bytes: u64,
+    /// Unused swap space.
+    pub swap_free_bytes: u64,
+    /// Resident set size of this process.
+    pub process_rss_bytes: u64,
+    /// Highest resident set size of this process so far.
+    pub process_peak_rss_bytes: u64,
+    /// Virtual memory size of this process.
+    pub process_virtual_bytes: u64,
+    /// File descriptors this process holds open.
+    pub process_open_fds: u64,
+}
+
+/// Network interfaces and TCP connections.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct NetworkSample {
+    /// One entry per interface, sorted by name.
+    pub interfaces: Vec<InterfaceSample>,
+    /// TCP connections (IPv4 and IPv6) of this network namespace, by state.
+    pub tcp: TcpConnections,
+}
+
+/// Traffic of one network interface.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct InterfaceSample {
+    /// Interface name, e.g. `eth0`, `lo`.
+    pub name: String,
+    /// Bytes received per second over the interval.
+    pub rx_bytes_per_sec: f64,
+    /// Bytes sent per second over the interval.
+    pub tx_bytes_per_sec: f64,
+    /// Packets received per second over the interval.
+    pub rx_packets_per_sec: f64,
+    /// Packets sent per second over the interval.
+    pub tx_packets_per_sec: f64,
+    /// Receive errors per second over the interval.
+    pub rx_errors_per_sec: f64,
+    /// Send errors per second over the interval.
+    pub tx_errors_per_sec: f64,
+    /// Received packets dropped per second over the interval.
+    pub rx_drops_per_sec: f64,
+    /// Outgoing packets dropped per second over the interval.
+    pub tx_drops_per_sec: f64,
+    /// Receive errors since the interface came up.
+    pub rx_errors_total: u64,
+    /// Send errors since the interface came up.
+    pub tx_errors_total: u64,
+    /// Received packets dropped since the interface came up.
+    pub rx_drops_total: u64,
+    /// Outgoing packets dropped since the interface came up.
+    pub tx_drops_total: u64,
+}
+
+/// TCP connections by state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TcpConnections {
+    /// All sockets counted below.
+    pub total: u64,
+    /// ESTABLISHED.
+    pub established: u64,
+    /// SYN_SENT.
+    pub syn_sent: u64,
+    /// SYN_RECV (including NEW_SYN_RECV).
+    pub syn_recv: u64,
+    /// FIN_WAIT1.
+    pub fin_wait1: u64,
+    /// FIN_WAIT2.
+    pub fin_wait2: u64,
+    /// TIME_WAIT.
+    pub time_wait: u64,
+    /// CLOSE.
+    pub close: u64,
+    /// CLOSE_WAIT.
+    pub close_wait: u64,
+    /// LAST_ACK.
+    pub last_ack: u64,
+    /// LISTEN.
+    pub listen: u64,
+    /// CLOSING.
+    pub closing: u64,
+}
+
+/// Counters read at one instant; rates come from the difference of two.
+#[derive(Debug, Clone)]
+struct Counters {
+    at: Instant,
+    total: CpuTicks,
+    per_core: Vec<CpuTicks>,
+    process_ticks: u64,
+    interfaces: HashMap<String, DeviceStatus>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct CpuTicks {
+    busy: u64,
+    all: u64,
+    iowait: u64,
+    steal: u64,
+}
+
+impl From<&CpuTime> for CpuTicks {
+    fn from(t: &CpuTime) -> Self {
+        let iowait = t.iowait.unwrap_or(0);
+        let steal = t.steal.unwrap_or(0);
+        let idle = t.idle + iowait;
+        let all = t.user
+            + t.nice
+            + t.system
+            + idle
+            + t.irq.unwrap_or(0)
+            + t.softirq.unwrap_or(0)
+            + steal;
+        Self {
+            busy: all.saturating_sub(idle).saturating_sub(steal),
+            all,
+            iowait,
+            steal,
+        }
+    }
+}
+
+fn share(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        (part as f64 / whole as f64 * 100.0).clamp(0.0, 100.0)
+    }
+}
+
+fn system_error(what: &'static str) -> impl FnOnce(procfs::ProcError) -> Error {
+    move |e| Error::System {
+        what,
+        message: e.to_string(),
+    }
+}
+
+/// Reads `/proc` and turns two consecutive readings into a [`SystemSample`].
+#[derive(Debug)]
+pub struct SystemSampler {
+    previous: Counters,
+    process: Process,
+    ticks_per_second: u64,
+    page_size: u64,
+}
+
+impl SystemSampler {
+    /// Takes the first reading; the first [`SystemSampler::sample`] measures from here.
+    pub fn new() -> Result<Self> {
+        let process = Process::myself().map_err(system_error("/proc/self"))?;
+        let previous = read_counters(&process)?;
+        Ok(Self {
+            previous,
+            process,
+            ticks_per_second: procfs::ticks_per_second().max(1),
+            page_size: procfs::page_size(),
+        })
+    }
+
+    /// Figures over the interval since the previous call (or since [`SystemSampler::new`]).
+    /// Call it at intervals of 100 ms or more: kernel counters tick at 100 Hz.
+    pub fn sample(&mut self) -> Result<SystemSample> {
+        let now = read_counters(&self.process)?;
+        let elapsed = now.at.duration_since(self.previous.at).as_secs_f64();
+        let per_sec = |after: u64, before: u64| {
+            if elapsed > 0.0 {
+                after.saturating_sub(before) as f64 / elapsed
+            } else {
+                0.0
+            }
+        };
+        let cpu = self.cpu(&now, elapsed)?;
+        let memory = self.memory()?;
+
+        let mut interfaces: Vec<InterfaceSample> = now
+            .interfaces
+            .values()
+            .map(|dev| {
+                let before = self.previous.interfaces.get(&dev.name).unwrap_or(dev);
+                InterfaceSample {
+                    name: dev.name.clone(),
+                    rx_bytes_per_sec: per_sec(dev.recv_bytes, before.recv_bytes),
+                    tx_bytes_per_sec: per_sec(dev.sent_bytes, before.sent_bytes),
+                    rx_packets_per_sec: per_sec(dev.recv_packets, before.recv_packets),
+                    tx_packets_per_sec: per_sec(dev.sent_packets, before.sent_packets),
+                    rx_errors_per_sec: per_sec(dev.recv_errs, before.recv_errs),
+                    tx_errors_per_sec: per_sec(dev.sent_errs, before.sent_errs),
+                    rx_drops_per_sec: per_sec(dev.recv_drop, before.recv_drop),
+                    tx_drops_per_sec: per_sec(dev.sent_drop, before.sent_drop),
+                    rx_errors_total: dev.recv_errs,
+                    tx_errors_total: dev.sent_errs,
+                    rx_drops_total: dev.recv_drop,
+                    tx_drops_total: dev.sent_drop,
+                }
+            })
+            .collect();
+        interfaces.sort_by(|a, b| a.name.cmp(&b.name));
+        let network = NetworkSample {
+            interfaces,
+            tcp: read_tcp_connections()?,
+        };
+
+        let interval_ms = (elapsed * 1000.0).round() as u64;
+        self.previous = now;
+        Ok(SystemSample {
+            timestamp_ms: unix_millis(),
+            interval_ms,
+            cpu,
+            memory,
+            network,
+        })
+    }
+
+    fn cpu(&self, now: &Counters, elapsed: f64) -> Result<CpuSample> {
+        let delta = |after: &CpuTicks, before: &CpuTicks| CpuTicks {
+            busy: after.busy.saturating_sub(before.busy),
+            all: after.all.saturating_sub(before.all),
+            iowait: after.iowait.saturating_sub(before.iowait),
+            steal: after.steal.saturating_sub(before.steal),
+        };
+        let total = delta(&now.total, &self.previous.total);
+        let per_core_utilization_percent = now
+            .per_core
+            .iter()
+            .enumerate()
+            .map(|(i, after)| {
+                let before = self.previous.per_core.get(i).copied().unwrap_or_default();
+                let d = delta(after, &before);
+                share(d.busy, d.all)
+            })
+            .collect();
+        let load = LoadAverage::current().map_err(system_error("/proc/loadavg"))?;
+        let process_secs = now.process_ticks.saturating_sub(self.previous.process_ticks) as f64
+            / self.ticks_per_second as f64;
+        let stat = self.process.stat().map_err(system_error("/proc/self/stat"))?;
+        Ok(CpuSample {
+            cores: now.per_core.len(),
+            utilization_percent: share(total.busy, total.all),
+            per_core_utilization_percent,
+            iowait_percent: share(total.iowait, total.all),
+            steal_percent: share(total.steal, total.all),
+            load_average_1m: f64::from(load.one),
+            load_average_5m: f64::from(load.five),
+            load_average_15m: f64::from(load.fifteen),
+            process_cpu_percent: if elapsed > 0.0 {
+                process_secs / elapsed * 100.0
+            } else {
+                0.0
+            },
+            process_threads: u64::try_from(stat.num_threads).unwrap_or(0),
+        })
+    }
+
+    fn memory(&self) -> Result<MemorySample> {
+        let info = Meminfo::current().map_err(system_error("/proc/meminfo"))?;
+        let stat = self.process.stat().map_err(system_error("/proc/self/stat"))?;
+        let status = self
+            .process
+            .status()
+            .map_err(system_error("/proc/self/status"))?;
+        let available = info.mem_available.unwrap_or(info.mem_free);
+        let rss = stat.rss * self.page_size;
+        Ok(MemorySample {
+            host_total_bytes: info.mem_total,
+            host_available_bytes: available,
+            host_used_percent: share(info.mem_total.saturating_sub(available), info.mem_total),
+            swap_total_bytes: info.swap_total,
+            swap_free_bytes: info.swap_free,
+            process_rss_bytes: rss,
+            process_peak_rss_bytes: status.vmhwm.map_or(rss, |kib| kib * 1024).max(rss),
+            process_virtual_bytes: stat.vsize,
+            process_open_fds: self
+                .process
+                .fd_count()
+                .map_err(system_error("/proc/self/fd"))? as u64,
+        })
+    }
+}
+
+fn read_counters(process: &Process) -> Result<Counters> {
+    let kernel = KernelStats::current().map_err(system_error("/proc/stat"))?;
+    let stat = process.stat().map_err(system_error("/proc/self/stat"))?;
+    let interfaces = procfs::net::dev_status().map_err(system_error("/proc/net/dev"))?;
+    Ok(Counters {
+        at: Instant::now(),
+        total: CpuTicks::from(&kernel.total),
+        per_core: kernel.cpu_time.iter().map(CpuTicks::from).collect(),
+        process_ticks: stat.utime + stat.stime,
+        interfaces,
+    })
+}
+
+fn read_tcp_connections() -> Result<TcpConnections> {
+    let mut entries = procfs::net::tcp().map_err(system_error("/proc/net/tcp"))?;
+    // IPv6 may be disabled on the host: then there is simply nothing to count.
+    entries.extend(procfs::net::tcp6().unwrap_or_default());
+    let mut counts = TcpConnections::default();
+    for entry in &entries {
+        let slot = match entry.state {
+            TcpState::Established => &mut counts.established,
+            TcpState::SynSent => &mut counts.syn_sent,
+            TcpState::SynRecv | TcpState::NewSynRecv => &mut counts.syn_recv,
+            TcpState::FinWait1 => &mut counts.fin_wait1,
+            TcpState::FinWait2 => &mut counts.fin_wait2,
+            TcpState::TimeWait => &mut counts.time_wait,
+            TcpState::Close => &mut counts.close,
+            TcpState::CloseWait => &mut counts.close_wait,
+            TcpState::LastAck => &mut counts.last_ack,
+            TcpState::Listen => &mut counts.listen,
+            TcpState::Closing => &mut counts.closing,
+        };
+        *slot += 1;
+        counts.total += 1;
+    }
+    Ok(counts)
+}
+
+/// Milliseconds since the Unix epoch (0 if the clock is before 1970).
+pub fn unix_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{TcpListener, TcpStream};
+    use std::time::Duration;
+
+    #[test]
+    fn busy_thread_shows_in_process_and_host_cpu() {
+        let mut sampler = SystemSampler::new().unwrap();
+        let until = Instant::now() + Duration::from_millis(600);
+        let mut x = 0u64;
+        while Instant::now() < until {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        }
+        let s = sampler.sample().unwrap();
+        assert!(s.interval_ms >= 500, "{}", s.interval_ms);
+        assert!(s.cpu.process_cpu_percent > 50.0, "{:?}", s.cpu);
+        assert!(s.cpu.utilization_percent > 0.0, "{:?}", s.cpu);
+        assert_eq!(s.cpu.per_core_utilization_percent.len(), s.cpu.cores);
+        assert!(s.cpu.per_core_utilization_percent.iter().all(|p| (0.0..=100.0).contains(p)));
+    }
+
+    #[test]
+    fn memory_and_network_are_read() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let _client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (_server, _) = listener.accept().unwrap();
+        let mut sampler = SystemSampler::new().unwrap();
+        std::thread::sleep(Duration::from_millis(150));
+        let s = sampler.sample().unwrap();
+        assert!(s.memory.host_total_bytes > 0);
+        assert!(s.memory.process_rss_bytes > 0);
+        assert!(s.memory.process_peak_rss_bytes >= s.memory.process_rss_bytes);
+        assert!(s.memory.process_open_fds >= 3);
+        assert!(s.network.interfaces.iter().any(|i| i.name == "lo"));
+        assert!(s.network.tcp.listen >= 1, "{:?}", s.network.tcp);
+        assert!(s.network.tcp.established >= 2, "{:?}", s.network.tcp);
+    }
+}
