@@ -10,6 +10,7 @@
 //! - [`parse_duration`] / [`parse_size`] and their serde-friendly wrappers
 //!   [`HumanDuration`] and [`ByteSize`]: `10m`, `500ms`, `1.5s`, `512MB`, `2GiB`.
 //! - [`Id`]: time-ordered identifiers (UUID v7).
+//! - [`SampleRing`]: a bounded series of timestamped samples, read by window.
 //! - `system` (feature `system`, Linux): host and process sampling from `/proc`:
 //!   CPU utilization over an interval, memory, network rates, TCP states.
 //! - [`Error`]: the one error type of this crate.
@@ -39,6 +40,7 @@
 mod error;
 mod histogram;
 mod id;
+mod ring;
 #[cfg(feature = "system")]
 pub mod system;
 mod units;
@@ -46,4 +48,5 @@ mod units;
 pub use error::{Error, Result};
 pub use histogram::{LatencyHistogram, LatencySummary};
 pub use id::Id;
+pub use ring::{SampleRing, Timestamped};
 pub use units::{ByteSize, HumanDuration, parse_duration, parse_size};

@@ -26,7 +26,7 @@ use procfs::process::Process;
 use procfs::{Current, CurrentSI, CpuTime, KernelStats, LoadAverage, Meminfo};
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, Result};
+use crate::{Error, Result, Timestamped};
 
 /// Host and process figures over one sampling interval.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -42,6 +42,12 @@ pub struct SystemSample {
     pub memory: MemorySample,
     /// Network figures.
     pub network: NetworkSample,
+}
+
+impl Timestamped for SystemSample {
+    fn timestamp_ms(&self) -> u64 {
+        self.timestamp_ms
+    }
 }
 
 /// Processor utilization over the interval.
@@ -102,6 +108,22 @@ pub struct NetworkSample {
     pub interfaces: Vec<InterfaceSample>,
     /// TCP connections (IPv4 and IPv6) of this network namespace, by state.
     pub tcp: TcpConnections,
+}
+
+impl NetworkSample {
+    /// Bytes received per second, summed over every interface except loopback.
+    pub fn external_rx_bytes_per_sec(&self) -> f64 {
+        self.external().map(|i| i.rx_bytes_per_sec).sum()
+    }
+
+    /// Bytes sent per second, summed over every interface except loopback.
+    pub fn external_tx_bytes_per_sec(&self) -> f64 {
+        self.external().map(|i| i.tx_bytes_per_sec).sum()
+    }
+
+    fn external(&self) -> impl Iterator<Item = &InterfaceSample> {
+        self.interfaces.iter().filter(|i| i.name != "lo")
+    }
 }
 
 /// Traffic of one network interface.
@@ -203,6 +225,11 @@ impl From<&CpuTime> for CpuTicks {
             steal,
         }
     }
+}
+
+/// Load averages are two-decimal figures read as f32: keep them two-decimal.
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
 }
 
 fn share(part: u64, whole: u64) -> f64 {
@@ -324,9 +351,9 @@ impl SystemSampler {
             per_core_utilization_percent,
             iowait_percent: share(total.iowait, total.all),
             steal_percent: share(total.steal, total.all),
-            load_average_1m: f64::from(load.one),
-            load_average_5m: f64::from(load.five),
-            load_average_15m: f64::from(load.fifteen),
+            load_average_1m: round2(f64::from(load.one)),
+            load_average_5m: round2(f64::from(load.five)),
+            load_average_15m: round2(f64::from(load.fifteen)),
             process_cpu_percent: if elapsed > 0.0 {
                 process_secs / elapsed * 100.0
             } else {

@@ -1,1 +1,53 @@
-fn main() {}
+//! The `perf-server` binary: `perf-server [serve]` runs the API,
+//! `perf-server openapi` prints its OpenAPI document.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use perf_server::cli::{Cli, Command};
+use perf_server::{Error, telemetry};
+use utoipa::OpenApi;
+
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let args = match cli.command {
+        Some(Command::Openapi) => {
+            let doc = perf_server::ApiDoc::openapi();
+            return match doc.to_pretty_json() {
+                Ok(json) => {
+                    #[allow(clippy::print_stdout)]
+                    {
+                        println!("{json}");
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&e.to_string(), 1),
+            };
+        }
+        Some(Command::Serve(args)) => args,
+        None => cli.serve,
+    };
+    let config = match args.resolve() {
+        Ok(config) => config,
+        Err(e) => return fail(&e.to_string(), 2),
+    };
+    telemetry::init_logging(config.log_format, &config.log_level);
+    let result = actix_web::rt::System::new().block_on(perf_server::server::run(config));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e @ Error::Config { .. }) => fail(&e.to_string(), 2),
+        Err(e) => {
+            tracing::error!(error = %e, "perf-server failed");
+            fail(&e.to_string(), 1)
+        }
+    }
+}
+
+fn fail(message: &str, code: u8) -> ExitCode {
+    eprintln!("perf-server: {message}");
+    ExitCode::from(code)
+}

@@ -1,1 +1,20 @@
-//! placeholder
+//! # testkit
+//!
+//! Dev-only test support for the perf workspace:
+//!
+//! - [`PgCluster`]: a throwaway PostgreSQL 15 cluster for one test run (initdb in
+//!   a temp dir as the `postgres` user when run as root, a free port on
+//!   127.0.0.1, `pg_stat_statements` preloaded, `hypopg` when installed),
+//!   removed on drop. Without the server binaries it fails with a message that
+//!   names the Debian package to install; it never skips.
+//! - [`http`]: a tiny blocking HTTP/1.1 client for local targets.
+//!
+//! ```no_run
+//! let pg = testkit::PgCluster::start().expect("PostgreSQL 15 is installed");
+//! println!("connect to {}", pg.url());
+//! ```
+
+pub mod http;
+mod postgres;
+
+pub use postgres::PgCluster;

@@ -1,0 +1,73 @@
+//! The actix-web application: shared state, limits, middleware and routes.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::middleware::from_fn;
+use actix_web::{App, web};
+
+use crate::api_error;
+use crate::auth::{self, ApiToken};
+use crate::body;
+use crate::config::ServerConfig;
+use crate::monitor::Monitor;
+use crate::routes;
+use crate::store::Store;
+use crate::telemetry;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// Persistence.
+    pub store: Arc<dyn Store>,
+    /// The host sampler.
+    pub monitor: Monitor,
+    /// When the server started.
+    pub started: Instant,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("store", &self.store.backend())
+            .field("started", &self.started)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds the application for one worker (call it inside `HttpServer::new`).
+/// The configuration is shared by every worker, hence the `Arc`.
+pub fn app(
+    state: web::Data<AppState>,
+    config: Arc<ServerConfig>,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let limit = config.body_limit.bytes();
+    let (body_limit, payload_config) = body::limits(limit);
+    let json_limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    App::new()
+        .app_data(state)
+        .app_data(body_limit)
+        .app_data(payload_config)
+        .app_data(ApiToken(config.api_token.clone()))
+        .app_data(web::QueryConfig::default().error_handler(api_error::query_error))
+        .app_data(web::PathConfig::default().error_handler(api_error::path_error))
+        .app_data(
+            web::JsonConfig::default()
+                .limit(json_limit)
+                .error_handler(move |e, req| api_error::json_error(e, req, limit)),
+        )
+        .wrap(from_fn(auth::require_token))
+        .wrap(from_fn(telemetry::record_request))
+        .configure(routes::configure)
+        .default_service(web::to(api_error::no_route))
+}

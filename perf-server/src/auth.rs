@@ -1,0 +1,70 @@
+//! Bearer-token check for every request that changes state (POST, PUT, PATCH,
+//! DELETE) when an API token is configured. The comparison is constant-time.
+
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::Method;
+use actix_web::middleware::Next;
+use subtle::ConstantTimeEq;
+
+use crate::api_error::ApiError;
+
+/// The configured token, stored as app data.
+#[derive(Clone)]
+pub(crate) struct ApiToken(pub(crate) Option<String>);
+
+impl std::fmt::Debug for ApiToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "ApiToken(set)" } else { "ApiToken(none)" })
+    }
+}
+
+/// `true` when `header` is `Bearer <token>` with exactly this token.
+fn bearer_matches(header: Option<&str>, token: &str) -> bool {
+    let Some(given) = header.and_then(|h| h.strip_prefix("Bearer ")) else {
+        return false;
+    };
+    given.trim().as_bytes().ct_eq(token.as_bytes()).into()
+}
+
+/// Middleware: 401 for a state-changing request without the right token.
+pub(crate) async fn require_token(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    let mutating = matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH | Method::DELETE);
+    let token = req.app_data::<ApiToken>().and_then(|t| t.0.clone());
+    if let (true, Some(token)) = (mutating, token) {
+        let header = req
+            .headers()
+            .get(actix_web::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        if !bearer_matches(header, &token) {
+            let message = if header.is_some() {
+                "the bearer token is not valid"
+            } else {
+                "this request changes state and needs Authorization: Bearer <token>"
+            };
+            let (http_req, _) = req.into_parts();
+            let response = actix_web::ResponseError::error_response(&ApiError::unauthorized(message));
+            return Ok(ServiceResponse::new(http_req, response).map_into_right_body());
+        }
+    }
+    next.call(req).await.map(ServiceResponse::map_into_left_body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_exact_token_matches() {
+        let token = "s3cret-token-0123456789";
+        assert!(bearer_matches(Some("Bearer s3cret-token-0123456789"), token));
+        assert!(!bearer_matches(Some("Bearer s3cret-token-012345678"), token));
+        assert!(!bearer_matches(Some("Bearer s3cret-token-01234567890"), token));
+        assert!(!bearer_matches(Some("Basic s3cret-token-0123456789"), token));
+        assert!(!bearer_matches(Some(""), token));
+        assert!(!bearer_matches(None, token));
+    }
+}

@@ -1,0 +1,148 @@
+//! Command line: `perf-server [serve]` (the default) and `perf-server openapi`.
+//! Every `serve` flag can also come from a `PERF_*` environment variable;
+//! flags and variables override the configuration file.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args, Parser, Subcommand};
+use perf_core::{ByteSize, HumanDuration};
+
+use crate::Result;
+use crate::config::{LogFormat, ServerConfig};
+
+/// perf-server: the perf toolkit over HTTP.
+#[derive(Debug, Parser)]
+#[command(name = "perf-server", version, about, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    /// What to do (default: serve).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Options of `serve`, also accepted without the subcommand.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the API (the default).
+    Serve(ServeArgs),
+    /// Print the OpenAPI document and exit.
+    Openapi,
+}
+
+/// Options of `perf-server serve`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeArgs {
+    /// YAML configuration file.
+    #[arg(long, short = 'c', env = "PERF_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "PERF_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Directory of the embedded SQLite store [default: ./perf-data].
+    #[arg(long, env = "PERF_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// PostgreSQL URL of a shared store (instead of SQLite).
+    #[arg(long, env = "PERF_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Connections of the PostgreSQL store's pool [default: 8].
+    #[arg(long, env = "PERF_DATABASE_POOL_SIZE")]
+    pub database_pool_size: Option<usize>,
+    /// Bearer token required by POST, PUT, PATCH and DELETE.
+    #[arg(long, env = "PERF_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
+    /// Allow a non-loopback address without an API token.
+    #[arg(long, env = "PERF_INSECURE_NO_AUTH", action = ArgAction::SetTrue)]
+    pub insecure_no_auth: bool,
+    /// Log format.
+    #[arg(long, env = "PERF_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Log filter, e.g. `info` or `perf_server=debug,info`.
+    #[arg(long, env = "PERF_LOG_LEVEL")]
+    pub log_level: Option<String>,
+    /// Largest request body, e.g. `1MiB`.
+    #[arg(long, env = "PERF_BODY_LIMIT")]
+    pub body_limit: Option<ByteSize>,
+    /// Host sampling interval, e.g. `1s`.
+    #[arg(long, env = "PERF_SAMPLE_INTERVAL")]
+    pub sample_interval: Option<HumanDuration>,
+    /// Sample history kept for `?window=`, e.g. `1h`.
+    #[arg(long, env = "PERF_SAMPLE_HISTORY")]
+    pub sample_history: Option<HumanDuration>,
+    /// Time in-flight requests get to finish on shutdown, e.g. `30s`.
+    #[arg(long, env = "PERF_SHUTDOWN_TIMEOUT")]
+    pub shutdown_timeout: Option<HumanDuration>,
+    /// HTTP worker threads [default: one per core].
+    #[arg(long, env = "PERF_WORKERS")]
+    pub workers: Option<usize>,
+}
+
+impl ServeArgs {
+    /// The effective configuration: defaults, then the file, then these
+    /// options; validated.
+    pub fn resolve(&self) -> Result<ServerConfig> {
+        let mut c = match &self.config {
+            Some(path) => ServerConfig::from_file(path)?,
+            None => ServerConfig::default(),
+        };
+        macro_rules! take {
+            ($($field:ident),*) => {
+                $(if let Some(v) = &self.$field { c.$field = v.clone().into(); })*
+            };
+        }
+        take!(listen, data_dir, database_pool_size, log_format, log_level, body_limit, sample_interval, sample_history, shutdown_timeout);
+        if self.database_url.is_some() {
+            c.database_url.clone_from(&self.database_url);
+        }
+        if self.api_token.is_some() {
+            c.api_token.clone_from(&self.api_token);
+        }
+        if self.workers.is_some() {
+            c.workers = self.workers;
+        }
+        c.insecure_no_auth |= self.insecure_no_auth;
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_the_file_and_serve_is_the_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("perf.yaml");
+        std::fs::write(&file, "listen: 127.0.0.1:9001\nbody_limit: 2MiB\nlog_format: json\n").unwrap();
+        let cli = Cli::try_parse_from([
+            "perf-server",
+            "--config",
+            file.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:9002",
+        ])
+        .unwrap();
+        assert!(cli.command.is_none());
+        let c = cli.serve.resolve().unwrap();
+        assert_eq!(c.listen.port(), 9002);
+        assert_eq!(c.body_limit.bytes(), 2 << 20);
+        assert_eq!(c.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn bad_flag_values_quote_the_text() {
+        let err = Cli::try_parse_from(["perf-server", "serve", "--body-limit", "12 parsecs"]).unwrap_err();
+        assert!(err.to_string().contains("12 parsecs"), "{err}");
+    }
+
+    #[test]
+    fn non_loopback_without_token_is_refused() {
+        let cli = Cli::try_parse_from(["perf-server", "serve", "--listen", "0.0.0.0:8080"]).unwrap();
+        let Some(Command::Serve(args)) = cli.command else { panic!("serve expected") };
+        let err = args.resolve().unwrap_err();
+        assert!(err.to_string().contains("listen"), "{err}");
+    }
+}

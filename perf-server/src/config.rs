@@ -1,0 +1,263 @@
+//! Server configuration: defaults, a YAML file, then `PERF_*` environment
+//! variables and command-line flags (flags win), then validation.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use perf_core::{ByteSize, HumanDuration};
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Everything perf-server can be told. Every field has a default; a YAML file
+/// sets any subset (unknown keys are refused, naming the key).
+///
+/// ```
+/// let config = perf_server::config::ServerConfig::from_yaml("listen: 127.0.0.1:9000\nbody_limit: 2MiB\n").unwrap();
+/// assert_eq!(config.listen.port(), 9000);
+/// assert_eq!(config.body_limit.bytes(), 2 << 20);
+/// config.validate().unwrap();
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on (default `127.0.0.1:8080`).
+    pub listen: SocketAddr,
+    /// Directory of the embedded SQLite store (default `./perf-data`).
+    pub data_dir: PathBuf,
+    /// PostgreSQL URL of a shared store; when set, SQLite is not used.
+    pub database_url: Option<String>,
+    /// Connections of the PostgreSQL store's pool (1 to 256, default 8).
+    pub database_pool_size: usize,
+    /// Bearer token required by POST, PUT, PATCH and DELETE when set.
+    pub api_token: Option<String>,
+    /// Allow a non-loopback `listen` address without an `api_token`.
+    pub insecure_no_auth: bool,
+    /// `text` or `json`.
+    pub log_format: LogFormat,
+    /// A tracing filter such as `info` or `perf_server=debug,info`.
+    pub log_level: String,
+    /// Largest request body accepted (1KiB to 64MiB, default 1MiB).
+    pub body_limit: ByteSize,
+    /// How often the host sampler runs (100ms to 60s, default 1s).
+    pub sample_interval: HumanDuration,
+    /// How much sample history is kept for `?window=` (at most 100000 samples, default 1h).
+    pub sample_history: HumanDuration,
+    /// How long in-flight requests may take to finish on shutdown (default 30s).
+    pub shutdown_timeout: HumanDuration,
+    /// HTTP worker threads (default: one per core, 1 to 256).
+    pub workers: Option<usize>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./perf-data"),
+            database_url: None,
+            database_pool_size: 8,
+            api_token: None,
+            insecure_no_auth: false,
+            log_format: LogFormat::Text,
+            log_level: "info".to_owned(),
+            body_limit: ByteSize(1 << 20),
+            sample_interval: HumanDuration(Duration::from_secs(1)),
+            sample_history: HumanDuration(Duration::from_secs(3600)),
+            shutdown_timeout: HumanDuration(Duration::from_secs(30)),
+            workers: None,
+        }
+    }
+}
+
+/// The largest number of samples kept in memory.
+const MAX_SAMPLES: u64 = 100_000;
+
+fn invalid(field: &str, message: impl Into<String>) -> Error {
+    Error::Config {
+        field: field.to_owned(),
+        message: message.into(),
+    }
+}
+
+impl ServerConfig {
+    /// Reads a YAML document; unknown keys and bad values are errors that name the key.
+    pub fn from_yaml(text: &str) -> Result<Self> {
+        serde_saphyr::from_str(text).map_err(|e| Error::ConfigFile {
+            path: "<yaml>".to_owned(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Reads a YAML configuration file.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::ConfigFile {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        Self::from_yaml(&text).map_err(|e| match e {
+            Error::ConfigFile { message, .. } => Error::ConfigFile {
+                path: path.display().to_string(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Checks every field against its allowed range; the error names the field.
+    pub fn validate(&self) -> Result<()> {
+        if !self.listen.ip().is_loopback() && self.api_token.is_none() && !self.insecure_no_auth {
+            return Err(invalid(
+                "listen",
+                format!(
+                    "refusing to listen on non-loopback address {} without an API token; set PERF_API_TOKEN (or api_token) or pass --insecure-no-auth",
+                    self.listen
+                ),
+            ));
+        }
+        if let Some(token) = &self.api_token {
+            if token.len() < 16 || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(invalid(
+                    "api_token",
+                    "must be at least 16 characters without whitespace",
+                ));
+            }
+        }
+        if let Some(url) = &self.database_url {
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://") || url.contains("host=")) {
+                return Err(invalid(
+                    "database_url",
+                    "must be a PostgreSQL URL (postgresql://user@host:port/db) or key=value connection string",
+                ));
+            }
+        }
+        if !(1..=256).contains(&self.database_pool_size) {
+            return Err(invalid(
+                "database_pool_size",
+                format!("{} is outside the allowed range 1 to 256", self.database_pool_size),
+            ));
+        }
+        let limit = self.body_limit.bytes();
+        if !((1 << 10)..=(64 << 20)).contains(&limit) {
+            return Err(invalid(
+                "body_limit",
+                format!("{} is outside the allowed range 1KiB to 64MiB", self.body_limit),
+            ));
+        }
+        let interval = self.sample_interval.as_duration();
+        if interval < Duration::from_millis(100) || interval > Duration::from_secs(60) {
+            return Err(invalid(
+                "sample_interval",
+                format!("{} is outside the allowed range 100ms to 60s", self.sample_interval),
+            ));
+        }
+        let history = self.sample_history.as_duration();
+        if history < interval {
+            return Err(invalid(
+                "sample_history",
+                format!("{} is shorter than sample_interval {}", self.sample_history, self.sample_interval),
+            ));
+        }
+        if self.sample_capacity() as u64 > MAX_SAMPLES {
+            return Err(invalid(
+                "sample_history",
+                format!(
+                    "{} at one sample every {} is more than {MAX_SAMPLES} samples; shorten it or sample less often",
+                    self.sample_history, self.sample_interval
+                ),
+            ));
+        }
+        if self.shutdown_timeout.as_duration() > Duration::from_secs(600) {
+            return Err(invalid(
+                "shutdown_timeout",
+                format!("{} is above the allowed maximum of 10m", self.shutdown_timeout),
+            ));
+        }
+        if let Some(workers) = self.workers {
+            if !(1..=256).contains(&workers) {
+                return Err(invalid("workers", format!("{workers} is outside the allowed range 1 to 256")));
+            }
+        }
+        if self.log_level.trim().is_empty() {
+            return Err(invalid("log_level", "must not be empty; e.g. info or perf_server=debug"));
+        }
+        Ok(())
+    }
+
+    /// Number of samples the history holds.
+    pub fn sample_capacity(&self) -> usize {
+        let interval = self.sample_interval.as_duration().as_millis().max(1);
+        let history = self.sample_history.as_duration().as_millis();
+        usize::try_from(history.div_ceil(interval)).unwrap_or(usize::MAX)
+    }
+
+    /// Path of the SQLite database file.
+    pub fn sqlite_path(&self) -> PathBuf {
+        self.data_dir.join("perf.db")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_loopback() {
+        let c = ServerConfig::default();
+        c.validate().unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.sample_capacity(), 3600);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = ServerConfig::from_yaml("listen: 127.0.0.1:1\nbody_limt: 1MiB\n").unwrap_err();
+        assert!(err.to_string().contains("body_limt"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_the_field() {
+        let err = ServerConfig::from_yaml("sample_interval: fast\n").unwrap_err();
+        assert!(err.to_string().contains("fast"), "{err}");
+
+        let cases: [(&str, fn(&mut ServerConfig)); 6] = [
+            ("listen", |c| c.listen = "0.0.0.0:8080".parse().unwrap()),
+            ("body_limit", |c| c.body_limit = ByteSize(10)),
+            ("sample_interval", |c| c.sample_interval = HumanDuration(Duration::from_millis(5))),
+            ("sample_history", |c| c.sample_history = HumanDuration(Duration::from_secs(86_400 * 30))),
+            ("api_token", |c| c.api_token = Some("short".into())),
+            ("database_url", |c| c.database_url = Some("mysql://x".into())),
+        ];
+        for (field, mutate) in cases {
+            let mut c = ServerConfig::default();
+            mutate(&mut c);
+            match c.validate() {
+                Err(Error::Config { field: f, .. }) => assert_eq!(f, field),
+                other => panic!("{field}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn non_loopback_is_allowed_with_a_token_or_the_explicit_flag() {
+        let mut c = ServerConfig {
+            listen: "0.0.0.0:8080".parse().unwrap(),
+            ..ServerConfig::default()
+        };
+        c.api_token = Some("0123456789abcdef0123".into());
+        c.validate().unwrap();
+        c.api_token = None;
+        c.insecure_no_auth = true;
+        c.validate().unwrap();
+    }
+}

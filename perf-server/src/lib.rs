@@ -1,0 +1,43 @@
+//! # perf-server
+//!
+//! The perf toolkit over HTTP and the `perf-server` binary. This crate owns
+//! what only a server has: HTTP, auth, configuration, persistence and the
+//! lifetime of background tasks. Algorithms live in the library crates.
+//!
+//! Endpoints: `/health`, `/ready`, `/metrics` (Prometheus), `/openapi.json`,
+//! and under `/performance`: `metrics` (+ `/cpu`, `/memory`, `/network`, each
+//! with `?window=60s` for a series) and `metrics/snapshots` (labelled copies
+//! of the figures, persisted).
+//!
+//! Embedding the app in a test or another actix-web server:
+//!
+//! ```no_run
+//! use std::{sync::Arc, time::Instant};
+//! use perf_server::{app::{app, AppState}, config::ServerConfig, monitor::Monitor, store::SqliteStore};
+//!
+//! # async fn demo() -> Result<(), perf_server::Error> {
+//! let config = Arc::new(ServerConfig::default());
+//! let store = Arc::new(SqliteStore::open(&config.sqlite_path()).await?);
+//! let (monitor, _sampler) = Monitor::start(config.sample_interval.as_duration(), config.sample_capacity())?;
+//! let state = actix_web::web::Data::new(AppState { store, monitor, started: Instant::now() });
+//! let server = actix_web::HttpServer::new(move || app(state.clone(), Arc::clone(&config))).bind("127.0.0.1:0")?;
+//! # Ok(())
+//! # }
+//! ```
+
+mod api_error;
+pub mod app;
+mod auth;
+mod body;
+pub mod cli;
+pub mod config;
+mod error;
+pub mod monitor;
+mod routes;
+pub mod server;
+pub mod store;
+pub mod telemetry;
+
+pub use api_error::ApiError;
+pub use error::{Error, Result};
+pub use routes::openapi::ApiDoc;

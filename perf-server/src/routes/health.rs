@@ -1,0 +1,56 @@
+use actix_web::{HttpResponse, get, web};
+use serde::Serialize;
+
+use crate::api_error::ApiError;
+use crate::app::AppState;
+
+/// Liveness.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct Health {
+    /// Always `ok` when the process answers.
+    status: &'static str,
+    /// perf-server version.
+    version: &'static str,
+    /// Seconds since start.
+    uptime_seconds: u64,
+}
+
+/// Readiness.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct Ready {
+    /// `ready`.
+    status: &'static str,
+    /// `sqlite` or `postgres`.
+    store: &'static str,
+    /// Highest schema migration applied.
+    schema_version: i64,
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/health", tag = "service", responses((status = 200, body = Health)))]
+#[get("/health")]
+pub(crate) async fn health(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(Health {
+        status: "ok",
+        version: env!("CARGO_PKG_VERSION"),
+        uptime_seconds: state.started.elapsed().as_secs(),
+    })
+}
+
+/// Readiness: the store answers and the host sampler has produced a sample.
+#[utoipa::path(get, path = "/ready", tag = "service", responses(
+    (status = 200, body = Ready),
+    (status = 503, description = "store unreachable or no sample yet", body = crate::api_error::ErrorBody)
+))]
+#[get("/ready")]
+pub(crate) async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let schema_version = state.store.schema_version().await?;
+    if state.monitor.latest_now().is_none() {
+        return Err(ApiError::unavailable("the host sampler has not produced a sample yet", 1));
+    }
+    Ok(HttpResponse::Ok().json(Ready {
+        status: "ready",
+        store: state.store.backend(),
+        schema_version,
+    }))
+}

@@ -1,0 +1,200 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{HttpResponse, get, web};
+use perf_core::parse_duration;
+use perf_core::system::{CpuSample, MemorySample, NetworkSample};
+use perf_memory::AllocatorStats;
+use serde::{Deserialize, Serialize};
+
+use crate::api_error::ApiError;
+use crate::app::AppState;
+use crate::monitor::HostSample;
+
+/// `?window=60s`: return the samples of that span instead of the newest one.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct WindowQuery {
+    /// A duration such as `60s` or `15m`, at most the configured `sample_history`.
+    window: Option<String>,
+}
+
+/// Samples over a window, oldest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct Series<T> {
+    /// The span asked for, in milliseconds.
+    window_ms: u64,
+    /// Sampling interval, in milliseconds.
+    interval_ms: u64,
+    /// The samples.
+    samples: Vec<T>,
+}
+
+/// The headline figures.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct SummaryView {
+    timestamp_ms: u64,
+    interval_ms: u64,
+    uptime_seconds: u64,
+    cpu_utilization_percent: f64,
+    process_cpu_percent: f64,
+    load_average_1m: f64,
+    host_memory_available_bytes: u64,
+    process_rss_bytes: u64,
+    allocator_allocated_bytes: Option<u64>,
+    external_rx_bytes_per_sec: f64,
+    external_tx_bytes_per_sec: f64,
+    tcp_established: u64,
+}
+
+/// Processor figures at one time.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct CpuView {
+    timestamp_ms: u64,
+    interval_ms: u64,
+    #[serde(flatten)]
+    cpu: CpuSample,
+}
+
+/// Memory figures at one time.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct MemoryView {
+    timestamp_ms: u64,
+    interval_ms: u64,
+    #[serde(flatten)]
+    memory: MemorySample,
+    allocator: Option<AllocatorStats>,
+}
+
+/// Network figures at one time.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct NetworkView {
+    timestamp_ms: u64,
+    interval_ms: u64,
+    #[serde(flatten)]
+    network: NetworkSample,
+}
+
+/// Answers the newest sample, or with `?window=` the series, through `view`.
+async fn respond<V: Serialize>(
+    state: &AppState,
+    query: &WindowQuery,
+    view: impl Fn(&HostSample) -> V,
+) -> Result<HttpResponse, ApiError> {
+    let Some(window_text) = &query.window else {
+        let sample = latest(state).await?;
+        return Ok(HttpResponse::Ok().json(view(&sample)));
+    };
+    let window = parse_duration(window_text)
+        .map_err(|e| ApiError::bad_request(e.to_string()).with_field("window"))?;
+    let span = state.monitor.history_span();
+    if window.is_zero() || window > span {
+        return Err(ApiError::bad_request(format!(
+            "window {window_text:?} must be above 0 and at most the sample history of {}s",
+            span.as_secs()
+        ))
+        .with_field("window"));
+    }
+    let samples = state.monitor.window(window).await;
+    Ok(HttpResponse::Ok().json(Series {
+        window_ms: millis(window),
+        interval_ms: millis(state.monitor.interval()),
+        samples: samples.iter().map(|s| view(s)).collect(),
+    }))
+}
+
+async fn latest(state: &AppState) -> Result<Arc<HostSample>, ApiError> {
+    state
+        .monitor
+        .latest()
+        .await
+        .ok_or_else(|| ApiError::unavailable("the host sampler has not produced a sample yet", 1))
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Headline figures of this host and process.
+#[utoipa::path(get, path = "/performance/metrics", tag = "metrics", params(WindowQuery), responses(
+    (status = 200, body = SummaryView, description = "newest sample; with `window`, a Series of them"),
+    (status = 400, body = crate::api_error::ErrorBody)
+))]
+#[get("/performance/metrics")]
+pub(crate) async fn summary(
+    state: web::Data<AppState>,
+    query: web::Query<WindowQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let uptime_seconds = state.started.elapsed().as_secs();
+    respond(&state, &query, |s| SummaryView {
+        timestamp_ms: s.system.timestamp_ms,
+        interval_ms: s.system.interval_ms,
+        uptime_seconds,
+        cpu_utilization_percent: s.system.cpu.utilization_percent,
+        process_cpu_percent: s.system.cpu.process_cpu_percent,
+        load_average_1m: s.system.cpu.load_average_1m,
+        host_memory_available_bytes: s.system.memory.host_available_bytes,
+        process_rss_bytes: s.system.memory.process_rss_bytes,
+        allocator_allocated_bytes: s.allocator.map(|a| a.allocated_bytes),
+        external_rx_bytes_per_sec: s.system.network.external_rx_bytes_per_sec(),
+        external_tx_bytes_per_sec: s.system.network.external_tx_bytes_per_sec(),
+        tcp_established: s.system.network.tcp.established,
+    })
+    .await
+}
+
+/// CPU utilization (total and per core), load averages, process CPU.
+#[utoipa::path(get, path = "/performance/metrics/cpu", tag = "metrics", params(WindowQuery), responses(
+    (status = 200, body = CpuView, description = "newest sample; with `window`, a Series of them"),
+    (status = 400, body = crate::api_error::ErrorBody)
+))]
+#[get("/performance/metrics/cpu")]
+pub(crate) async fn cpu(
+    state: web::Data<AppState>,
+    query: web::Query<WindowQuery>,
+) -> Result<HttpResponse, ApiError> {
+    respond(&state, &query, |s| CpuView {
+        timestamp_ms: s.system.timestamp_ms,
+        interval_ms: s.system.interval_ms,
+        cpu: s.system.cpu.clone(),
+    })
+    .await
+}
+
+/// Host memory, process RSS and allocator statistics.
+#[utoipa::path(get, path = "/performance/metrics/memory", tag = "metrics", params(WindowQuery), responses(
+    (status = 200, body = MemoryView, description = "newest sample; with `window`, a Series of them"),
+    (status = 400, body = crate::api_error::ErrorBody)
+))]
+#[get("/performance/metrics/memory")]
+pub(crate) async fn memory(
+    state: web::Data<AppState>,
+    query: web::Query<WindowQuery>,
+) -> Result<HttpResponse, ApiError> {
+    respond(&state, &query, |s| MemoryView {
+        timestamp_ms: s.system.timestamp_ms,
+        interval_ms: s.system.interval_ms,
+        memory: s.system.memory.clone(),
+        allocator: s.allocator,
+    })
+    .await
+}
+
+/// Per-interface rates, errors and drops; TCP connections by state.
+#[utoipa::path(get, path = "/performance/metrics/network", tag = "metrics", params(WindowQuery), responses(
+    (status = 200, body = NetworkView, description = "newest sample; with `window`, a Series of them"),
+    (status = 400, body = crate::api_error::ErrorBody)
+))]
+#[get("/performance/metrics/network")]
+pub(crate) async fn network(
+    state: web::Data<AppState>,
+    query: web::Query<WindowQuery>,
+) -> Result<HttpResponse, ApiError> {
+    respond(&state, &query, |s| NetworkView {
+        timestamp_ms: s.system.timestamp_ms,
+        interval_ms: s.system.interval_ms,
+        network: s.system.network.clone(),
+    })
+    .await
+}

@@ -1,0 +1,25 @@
+//! Route handlers: each parses the request, calls one API, maps the result to JSON.
+
+pub(crate) mod health;
+pub(crate) mod host;
+pub(crate) mod openapi;
+pub(crate) mod prometheus;
+pub(crate) mod snapshots;
+
+use actix_web::web;
+
+/// Registers every route.
+pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(health::health)
+        .service(health::ready)
+        .service(prometheus::metrics)
+        .service(openapi::openapi_json)
+        .service(host::summary)
+        .service(host::cpu)
+        .service(host::memory)
+        .service(host::network)
+        .service(snapshots::create)
+        .service(snapshots::list)
+        .service(snapshots::get)
+        .service(snapshots::delete);
+}

@@ -1,0 +1,51 @@
+//! Running perf-server: open the store, start the sampler, serve until SIGINT
+//! or SIGTERM, let in-flight requests finish, then flush and close.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::{HttpServer, web};
+
+use crate::app::{AppState, app};
+use crate::config::ServerConfig;
+use crate::monitor::Monitor;
+use crate::store::{PostgresStore, SqliteStore, Store};
+use crate::{Result, telemetry};
+
+/// Opens the store the configuration names: PostgreSQL when `database_url` is
+/// set, otherwise the SQLite file under `data_dir`.
+pub async fn open_store(config: &ServerConfig) -> Result<Arc<dyn Store>> {
+    Ok(match &config.database_url {
+        Some(url) => Arc::new(PostgresStore::open(url, config.database_pool_size).await?),
+        None => Arc::new(SqliteStore::open(&config.sqlite_path()).await?),
+    })
+}
+
+/// Serves until a shutdown signal, then stops cleanly.
+pub async fn run(config: ServerConfig) -> Result<()> {
+    config.validate()?;
+    let store = open_store(&config).await?;
+    telemetry::prometheus();
+    let (monitor, sampler) = Monitor::start(config.sample_interval.as_duration(), config.sample_capacity())?;
+    let state = web::Data::new(AppState {
+        store: Arc::clone(&store),
+        monitor,
+        started: Instant::now(),
+    });
+    let app_config = Arc::new(config.clone());
+    let mut server = HttpServer::new(move || app(state.clone(), Arc::clone(&app_config)))
+        .shutdown_timeout(config.shutdown_timeout.as_duration().as_secs())
+        .bind(config.listen)?;
+    if let Some(workers) = config.workers {
+        server = server.workers(workers);
+    }
+    for addr in server.addrs() {
+        tracing::info!(store = store.backend(), "listening on http://{addr}");
+    }
+    server.run().await?;
+    tracing::info!("shutting down: in-flight requests finished, flushing state");
+    sampler.stop().await;
+    store.close().await?;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,218 @@
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use perf_core::Id;
+use tokio_postgres::NoTls;
+
+use super::migrations::{self, Migration};
+use super::{MetricsSnapshot, Page, PageRequest, Store, into_page};
+use crate::{Error, Result};
+
+const BACKEND: &str = "postgres";
+/// Serializes migrations when several perf-server instances start at once.
+const MIGRATION_LOCK: i64 = 0x7065_7266_5f6d_6967; // "perf_mig"
+
+fn store_error(e: impl std::fmt::Display) -> Error {
+    Error::Store {
+        backend: BACKEND,
+        message: e.to_string(),
+    }
+}
+
+/// The shared store: PostgreSQL through a deadpool pool with timeouts on
+/// waiting, connecting and recycling (deadpool has none by default).
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: Pool,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore").field("status", &self.pool.status()).finish()
+    }
+}
+
+impl PostgresStore {
+    /// Connects with a pool of `pool_size` connections and migrates.
+    pub async fn open(url: &str, pool_size: usize) -> Result<Self> {
+        let config = tokio_postgres::Config::from_str(url)
+            .map_err(|e| store_error(format!("database_url is not a valid connection string: {e}")))?;
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(pool_size)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(Duration::from_secs(5)))
+            .create_timeout(Some(Duration::from_secs(5)))
+            .recycle_timeout(Some(Duration::from_secs(5)))
+            .build()
+            .map_err(store_error)?;
+        let store = Self { pool };
+        store.migrate(migrations::POSTGRES).await?;
+        Ok(store)
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object> {
+        self.pool.get().await.map_err(|e| store_error(format!("no connection: {e}")))
+    }
+
+    async fn migrate(&self, list: &[Migration]) -> Result<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(store_error)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await
+            .map_err(store_error)?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                 version BIGINT PRIMARY KEY,
+                 name TEXT NOT NULL,
+                 applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+             )",
+        )
+        .await
+        .map_err(store_error)?;
+        let current: i64 = tx
+            .query_one("SELECT COALESCE(MAX(version), 0)::BIGINT FROM schema_migrations", &[])
+            .await
+            .map_err(store_error)?
+            .get(0);
+        let known = migrations::latest(list);
+        if current > known {
+            return Err(Error::SchemaTooNew {
+                backend: BACKEND,
+                found: current,
+                known,
+            });
+        }
+        for m in list.iter().filter(|m| m.version > current) {
+            tx.batch_execute(m.sql)
+                .await
+                .map_err(|e| store_error(format!("migration {} ({}): {e}", m.version, m.name)))?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                &[&m.version, &m.name],
+            )
+            .await
+            .map_err(store_error)?;
+            tracing::info!(backend = BACKEND, version = m.version, name = m.name, "migration applied");
+        }
+        tx.commit().await.map_err(store_error)
+    }
+}
+
+fn decode(row: &tokio_postgres::Row) -> Result<MetricsSnapshot> {
+    let id: uuid::Uuid = row.try_get(0).map_err(store_error)?;
+    let created: i64 = row.try_get(3).map_err(store_error)?;
+    let sample: serde_json::Value = row.try_get(4).map_err(store_error)?;
+    Ok(MetricsSnapshot {
+        id: Id::from(id),
+        label: row.try_get(1).map_err(store_error)?,
+        note: row.try_get(2).map_err(store_error)?,
+        created_at_ms: u64::try_from(created).unwrap_or(0),
+        sample: serde_json::from_value(sample)
+            .map_err(|e| store_error(format!("snapshot {id} holds unreadable JSON: {e}")))?,
+    })
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    fn backend(&self) -> &'static str {
+        BACKEND
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.client()
+            .await?
+            .simple_query("SELECT 1")
+            .await
+            .map(|_| ())
+            .map_err(store_error)
+    }
+
+    async fn schema_version(&self) -> Result<i64> {
+        Ok(self
+            .client()
+            .await?
+            .query_one("SELECT COALESCE(MAX(version), 0)::BIGINT FROM schema_migrations", &[])
+            .await
+            .map_err(store_error)?
+            .get(0))
+    }
+
+    async fn insert_snapshot(&self, snapshot: &MetricsSnapshot) -> Result<()> {
+        let sample = serde_json::to_value(&snapshot.sample).map_err(store_error)?;
+        let created = i64::try_from(snapshot.created_at_ms).unwrap_or(i64::MAX);
+        self.client()
+            .await?
+            .execute(
+                "INSERT INTO metrics_snapshots (id, label, note, created_at_ms, sample) VALUES ($1, $2, $3, $4, $5)",
+                &[&snapshot.id.as_uuid(), &snapshot.label, &snapshot.note, &created, &sample],
+            )
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn get_snapshot(&self, id: Id) -> Result<Option<MetricsSnapshot>> {
+        let row = self
+            .client()
+            .await?
+            .query_opt(
+                "SELECT id, label, note, created_at_ms, sample FROM metrics_snapshots WHERE id = $1",
+                &[&id.as_uuid()],
+            )
+            .await
+            .map_err(store_error)?;
+        row.as_ref().map(decode).transpose()
+    }
+
+    async fn list_snapshots(&self, page: PageRequest) -> Result<Page<MetricsSnapshot>> {
+        let limit = i64::from(page.limit) + 1;
+        let client = self.client().await?;
+        let rows = match page.before {
+            Some(before) => {
+                client
+                    .query(
+                        "SELECT id, label, note, created_at_ms, sample FROM metrics_snapshots
+                         WHERE id < $1 ORDER BY id DESC LIMIT $2",
+                        &[&before.as_uuid(), &limit],
+                    )
+                    .await
+            }
+            None => {
+                client
+                    .query(
+                        "SELECT id, label, note, created_at_ms, sample FROM metrics_snapshots
+                         ORDER BY id DESC LIMIT $1",
+                        &[&limit],
+                    )
+                    .await
+            }
+        }
+        .map_err(store_error)?;
+        let items = rows.iter().map(decode).collect::<Result<Vec<_>>>()?;
+        Ok(into_page(items, page.limit))
+    }
+
+    async fn delete_snapshot(&self, id: Id) -> Result<bool> {
+        let n = self
+            .client()
+            .await?
+            .execute("DELETE FROM metrics_snapshots WHERE id = $1", &[&id.as_uuid()])
+            .await
+            .map_err(store_error)?;
+        Ok(n > 0)
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.pool.close();
+        Ok(())
+    }
+}

@@ -1,0 +1,222 @@
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use perf_core::Id;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::migrations::{self, Migration};
+use super::{MetricsSnapshot, Page, PageRequest, Store, into_page};
+use crate::{Error, Result};
+
+const BACKEND: &str = "sqlite";
+
+fn store_error(e: impl std::fmt::Display) -> Error {
+    Error::Store {
+        backend: BACKEND,
+        message: e.to_string(),
+    }
+}
+
+/// The embedded store: one SQLite file, WAL journal, `synchronous=FULL`.
+///
+/// Calls run on tokio's blocking pool; one connection serializes writers, which
+/// is what SQLite does anyway.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating the file and its directory if needed) and migrates.
+    pub async fn open(path: &Path) -> Result<Self> {
+        let path = path.to_owned();
+        tokio::task::spawn_blocking(move || Self::open_blocking(&path))
+            .await
+            .map_err(store_error)?
+    }
+
+    fn open_blocking(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                store_error(format!("cannot create data directory {}: {e}", dir.display()))
+            })?;
+        }
+        let mut conn = Connection::open(path)
+            .map_err(|e| store_error(format!("cannot open {}: {e}", path.display())))?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(store_error)?;
+        conn.pragma_update(None, "synchronous", "FULL").map_err(store_error)?;
+        conn.pragma_update(None, "foreign_keys", "ON").map_err(store_error)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(store_error)?;
+        migrate(&mut conn, migrations::SQLITE)?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Runs `f` with the connection on the blocking pool.
+    async fn with<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    {
+        let conn = Arc::clone(&self.conn);
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn
+                .lock()
+                .map_err(|_| store_error("connection lock poisoned by an earlier panic"))?;
+            f(&mut guard)
+        })
+        .await
+        .map_err(store_error)?
+    }
+}
+
+fn migrate(conn: &mut Connection, list: &[Migration]) -> Result<()> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version INTEGER PRIMARY KEY NOT NULL,
+             name TEXT NOT NULL,
+             applied_at_ms INTEGER NOT NULL
+         )",
+    )
+    .map_err(store_error)?;
+    let current: i64 = conn
+        .query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| r.get(0))
+        .map_err(store_error)?;
+    let known = migrations::latest(list);
+    if current > known {
+        return Err(Error::SchemaTooNew {
+            backend: BACKEND,
+            found: current,
+            known,
+        });
+    }
+    for m in list.iter().filter(|m| m.version > current) {
+        let tx = conn.transaction().map_err(store_error)?;
+        tx.execute_batch(m.sql)
+            .map_err(|e| store_error(format!("migration {} ({}): {e}", m.version, m.name)))?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name, applied_at_ms) VALUES (?1, ?2, ?3)",
+            params![m.version, m.name, now_ms()],
+        )
+        .map_err(store_error)?;
+        tx.commit().map_err(store_error)?;
+        tracing::info!(backend = BACKEND, version = m.version, name = m.name, "migration applied");
+    }
+    Ok(())
+}
+
+fn now_ms() -> i64 {
+    i64::try_from(perf_core::system::unix_millis()).unwrap_or(i64::MAX)
+}
+
+fn row_to_snapshot(row: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, Option<String>, i64, String)> {
+    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
+}
+
+fn decode(raw: (String, String, Option<String>, i64, String)) -> Result<MetricsSnapshot> {
+    let (id, label, note, created_at_ms, sample) = raw;
+    Ok(MetricsSnapshot {
+        id: id.parse().map_err(store_error)?,
+        label,
+        note,
+        created_at_ms: u64::try_from(created_at_ms).unwrap_or(0),
+        sample: serde_json::from_str(&sample)
+            .map_err(|e| store_error(format!("snapshot {id} holds unreadable JSON: {e}")))?,
+    })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        BACKEND
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.with(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(store_error))
+            .await
+    }
+
+    async fn schema_version(&self) -> Result<i64> {
+        self.with(|c| {
+            c.query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| r.get(0))
+                .map_err(store_error)
+        })
+        .await
+    }
+
+    async fn insert_snapshot(&self, snapshot: &MetricsSnapshot) -> Result<()> {
+        let sample = serde_json::to_string(&snapshot.sample).map_err(store_error)?;
+        let snapshot = snapshot.clone();
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO metrics_snapshots (id, label, note, created_at_ms, sample) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    snapshot.id.to_string(),
+                    snapshot.label,
+                    snapshot.note,
+                    i64::try_from(snapshot.created_at_ms).unwrap_or(i64::MAX),
+                    sample
+                ],
+            )
+            .map_err(store_error)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_snapshot(&self, id: Id) -> Result<Option<MetricsSnapshot>> {
+        let raw = self
+            .with(move |c| {
+                c.query_row(
+                    "SELECT id, label, note, created_at_ms, sample FROM metrics_snapshots WHERE id = ?1",
+                    params![id.to_string()],
+                    row_to_snapshot,
+                )
+                .optional()
+                .map_err(store_error)
+            })
+            .await?;
+        raw.map(decode).transpose()
+    }
+
+    async fn list_snapshots(&self, page: PageRequest) -> Result<Page<MetricsSnapshot>> {
+        let rows = self
+            .with(move |c| {
+                // Ids are UUID v7 in lowercase hex: text order is creation order.
+                let before = page.before.map_or_else(|| "g".to_owned(), |id| id.to_string());
+                let mut stmt = c
+                    .prepare_cached(
+                        "SELECT id, label, note, created_at_ms, sample FROM metrics_snapshots
+                         WHERE id < ?1 ORDER BY id DESC LIMIT ?2",
+                    )
+                    .map_err(store_error)?;
+                let rows = stmt
+                    .query_map(params![before, i64::from(page.limit) + 1], row_to_snapshot)
+                    .map_err(store_error)?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+                    .map_err(store_error)?;
+                Ok(rows)
+            })
+            .await?;
+        let items = rows.into_iter().map(decode).collect::<Result<Vec<_>>>()?;
+        Ok(into_page(items, page.limit))
+    }
+
+    async fn delete_snapshot(&self, id: Id) -> Result<bool> {
+        self.with(move |c| {
+            c.execute("DELETE FROM metrics_snapshots WHERE id = ?1", params![id.to_string()])
+                .map(|n| n > 0)
+                .map_err(store_error)
+        })
+        .await
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.with(|c| {
+            c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").map_err(store_error)
+        })
+        .await
+    }
+}

@@ -1,0 +1,93 @@
+//! Logs (tracing) and Prometheus metrics: the recorder, the per-request
+//! middleware (count and latency by route, method and status), and the host
+//! gauges the sampler publishes.
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::config::LogFormat;
+use crate::monitor::HostSample;
+
+/// Request latency buckets, in seconds: 100 µs to 10 s.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// The process-wide Prometheus recorder, installed on first use.
+pub fn prometheus() -> &'static PrometheusHandle {
+    PROMETHEUS.get_or_init(|| {
+        let builder = PrometheusBuilder::new();
+        let builder = builder
+            .set_buckets_for_metric(
+                Matcher::Full("http_request_duration_seconds".to_owned()),
+                LATENCY_BUCKETS,
+            )
+            .unwrap_or_else(|_| PrometheusBuilder::new());
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        if metrics::set_global_recorder(recorder).is_err() {
+            tracing::warn!("a metrics recorder was already installed; /metrics shows only ours");
+        }
+        handle
+    })
+}
+
+/// Installs the tracing subscriber (text or JSON lines on stderr).
+pub fn init_logging(format: LogFormat, filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}
+
+/// Middleware: counts and times every request under its route pattern (so
+/// `/performance/metrics/snapshots/{id}` is one series, not one per id).
+pub async fn record_request(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let method = req.method().as_str().to_owned();
+    let route = req.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+    let response = next.call(req).await?;
+    let status = response.status().as_u16().to_string();
+    let labels = [("method", method), ("route", route), ("status", status)];
+    counter!("http_requests_total", &labels).increment(1);
+    histogram!("http_request_duration_seconds", &labels).record(started.elapsed().as_secs_f64());
+    Ok(response)
+}
+
+/// Publishes the newest host sample as gauges.
+pub fn publish_host_gauges(sample: &HostSample) {
+    let s = &sample.system;
+    gauge!("process_resident_memory_bytes").set(s.memory.process_rss_bytes as f64);
+    gauge!("process_open_fds").set(s.memory.process_open_fds as f64);
+    gauge!("process_cpu_percent").set(s.cpu.process_cpu_percent);
+    gauge!("host_cpu_utilization_percent").set(s.cpu.utilization_percent);
+    gauge!("host_memory_available_bytes").set(s.memory.host_available_bytes as f64);
+    gauge!("host_tcp_connections", "state" => "established").set(s.network.tcp.established as f64);
+    gauge!("host_tcp_connections", "state" => "time_wait").set(s.network.tcp.time_wait as f64);
+    if let Some(a) = &sample.allocator {
+        gauge!("jemalloc_allocated_bytes").set(a.allocated_bytes as f64);
+        gauge!("jemalloc_active_bytes").set(a.active_bytes as f64);
+        gauge!("jemalloc_resident_bytes").set(a.resident_bytes as f64);
+        gauge!("jemalloc_retained_bytes").set(a.retained_bytes as f64);
+        gauge!("jemalloc_fragmentation_bytes").set(a.fragmentation_bytes as f64);
+    }
+    prometheus().run_upkeep();
+}
