@@ -51,6 +51,8 @@ pub fn app(
         InitError = (),
     >,
 > {
+    // Install the recorder before the first request is counted.
+    telemetry::prometheus();
     let limit = config.body_limit.bytes();
     let (body_limit, payload_config) = body::limits(limit);
     let json_limit = usize::try_from(limit).unwrap_or(usize::MAX);

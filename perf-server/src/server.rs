@@ -10,7 +10,7 @@ use crate::app::{AppState, app};
 use crate::config::ServerConfig;
 use crate::monitor::Monitor;
 use crate::store::{PostgresStore, SqliteStore, Store};
-use crate::{Result, telemetry};
+use crate::Result;
 
 /// Opens the store the configuration names: PostgreSQL when `database_url` is
 /// set, otherwise the SQLite file under `data_dir`.
@@ -25,7 +25,6 @@ pub async fn open_store(config: &ServerConfig) -> Result<Arc<dyn Store>> {
 pub async fn run(config: ServerConfig) -> Result<()> {
     config.validate()?;
     let store = open_store(&config).await?;
-    telemetry::prometheus();
     let (monitor, sampler) = Monitor::start(config.sample_interval.as_duration(), config.sample_capacity())?;
     let state = web::Data::new(AppState {
         store: Arc::clone(&store),

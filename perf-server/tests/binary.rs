@@ -1,0 +1,156 @@
+//! The real `perf-server` binary over real sockets: durability across kill -9
+//! on both stores, graceful shutdown, refusal to listen unprotected, and live
+//! CPU figures under load.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::ServerProcess;
+use serde_json::Value;
+use testkit::http;
+
+fn json(body: &str) -> Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
+}
+
+/// Creates snapshots, kills the server with SIGKILL right after the last 201,
+/// restarts it on the same store and finds every one of them.
+fn kill_nine_loses_nothing(data_dir: &std::path::Path, extra: &[&str]) {
+    let server = ServerProcess::start(data_dir, extra);
+    let mut created = Vec::new();
+    for i in 0..5 {
+        let resp = http::send(
+            server.addr,
+            "POST",
+            "/performance/metrics/snapshots",
+            &[("Content-Type", "application/json")],
+            &format!(r#"{{"label": "durable {i}"}}"#),
+        )
+        .unwrap();
+        assert_eq!(resp.status, 201, "{}", resp.body);
+        created.push((resp.header("location").unwrap().to_owned(), json(&resp.body)));
+    }
+    let mut server = server;
+    server.child.kill().unwrap(); // SIGKILL, immediately after the last 201
+    server.child.wait().unwrap();
+    drop(server);
+
+    let again = ServerProcess::start(data_dir, extra);
+    for (location, body) in &created {
+        let resp = http::get(again.addr, location).unwrap();
+        assert_eq!(resp.status, 200, "{location} lost after kill -9: {}", resp.body);
+        assert_eq!(&json(&resp.body), body);
+    }
+}
+
+#[test]
+fn kill_nine_after_201_loses_nothing_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    kill_nine_loses_nothing(dir.path(), &[]);
+}
+
+#[test]
+fn kill_nine_after_201_loses_nothing_on_postgres() {
+    let pg = testkit::PgCluster::start().unwrap();
+    let url = pg.create_database("perf_kill").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    kill_nine_loses_nothing(dir.path(), &["--database-url", &url]);
+    // The rows are in PostgreSQL, not in a local file.
+    assert_eq!(pg.psql("perf_kill", "SELECT count(*) FROM metrics_snapshots").unwrap(), "5");
+    assert!(!dir.path().join("perf.db").exists());
+}
+
+#[test]
+fn sigterm_lets_the_in_flight_request_finish_then_flushes_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = ServerProcess::start(dir.path(), &["--sample-interval", "3s"]);
+    // Right after start there is no sample yet: this request waits ~3 s for the first one.
+    let addr = server.addr;
+    let in_flight = std::thread::spawn(move || http::get(addr, "/performance/metrics/cpu").unwrap());
+    std::thread::sleep(Duration::from_millis(500));
+    server.signal("TERM");
+    let resp = in_flight.join().unwrap();
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    assert!(json(&resp.body)["interval_ms"].as_u64().unwrap() >= 2_000, "{}", resp.body);
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    std::thread::sleep(Duration::from_millis(100));
+    let log = server.log_text();
+    assert!(log.contains("SIGTERM"), "{log}");
+    assert!(log.contains("stopped"), "{log}");
+}
+
+#[test]
+fn refuses_a_public_address_without_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_perf-server"))
+        .args(["serve", "--listen", "0.0.0.0:0", "--data-dir"])
+        .arg(dir.path())
+        .env_remove("PERF_API_TOKEN")
+        .env_remove("PERF_INSECURE_NO_AUTH")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("listen") && stderr.contains("PERF_API_TOKEN"), "{stderr}");
+
+    // With the explicit flag it starts (bound to 0.0.0.0 on a free port).
+    let server = ServerProcess::start(dir.path(), &["--listen", "0.0.0.0:0", "--insecure-no-auth"]);
+    assert!(server.addr.ip().is_unspecified());
+}
+
+#[test]
+fn environment_overrides_and_bad_values_name_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_perf-server"))
+        .args(["serve", "--data-dir"])
+        .arg(dir.path())
+        .env("PERF_SAMPLE_INTERVAL", "5ms")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("sample_interval") && stderr.contains("100ms to 60s"), "{stderr}");
+
+    let config = dir.path().join("perf.yaml");
+    std::fs::write(&config, "listen: 127.0.0.1:0\nsample_intervall: 1s\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_perf-server"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("sample_intervall"), "{stderr}");
+}
+
+#[test]
+fn cpu_utilization_rises_while_a_cpu_heavy_process_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(dir.path(), &["--sample-interval", "500ms"]);
+    let busy_cores = |v: &Value| v["utilization_percent"].as_f64().unwrap() / 100.0 * v["cores"].as_f64().unwrap();
+
+    // A separate CPU-bound process, as an operator would see it.
+    let mut burner = Command::new("sh").args(["-c", "while :; do :; done"]).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(1600));
+    let under_load = json(&http::get(server.addr, "/performance/metrics/cpu").unwrap().body);
+    burner.kill().unwrap();
+    burner.wait().unwrap();
+    assert!(busy_cores(&under_load) >= 0.7, "one core busy should show: {under_load}");
+    let max_core = under_load["per_core_utilization_percent"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_f64().unwrap())
+        .fold(0.0, f64::max);
+    assert!(max_core >= 35.0, "{under_load}");
+
+    // The series over the last seconds shows the load too.
+    let started = Instant::now();
+    let series = json(&http::get(server.addr, "/performance/metrics/cpu?window=10s").unwrap().body);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(series["samples"].as_array().unwrap().iter().any(|s| busy_cores(s) >= 0.7), "{series}");
+}

@@ -1,0 +1,87 @@
+//! Starting the real `perf-server` binary for tests.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A running perf-server process; killed on drop.
+pub(crate) struct ServerProcess {
+    pub(crate) child: Child,
+    pub(crate) addr: SocketAddr,
+    pub(crate) log: Arc<Mutex<Vec<String>>>,
+}
+
+impl ServerProcess {
+    /// Starts `perf-server serve` with `args` on a free port and waits until it listens.
+    pub(crate) fn start(data_dir: &Path, args: &[&str]) -> Self {
+        Self::try_start(data_dir, args).unwrap()
+    }
+
+    pub(crate) fn try_start(data_dir: &Path, args: &[&str]) -> Result<Self, String> {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_perf-server"))
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(args)
+            .env("PERF_LISTEN", "127.0.0.1:0")
+            .env("PERF_SAMPLE_INTERVAL", "200ms")
+            .env_remove("PERF_API_TOKEN")
+            .env_remove("PERF_DATABASE_URL")
+            .env("PERF_LOG_FORMAT", "text")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        let sink = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("listening on http://").nth(1) {
+                    let addr = rest.split_whitespace().next().unwrap_or_default().to_owned();
+                    let _ = tx.send(addr);
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(addr) => Ok(Self {
+                child,
+                addr: addr.parse().map_err(|e| format!("{addr}: {e}"))?,
+                log,
+            }),
+            Err(_) => {
+                let _ = child.kill();
+                let status = child.wait().map_err(|e| e.to_string())?;
+                std::thread::sleep(Duration::from_millis(100));
+                Err(format!("server did not start ({status}): {}", log.lock().unwrap().join("\n")))
+            }
+        }
+    }
+
+    pub(crate) fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// Sends a signal through `kill`.
+    pub(crate) fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

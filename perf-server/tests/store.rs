@@ -1,0 +1,131 @@
+//! The store conformance suite, run against both backends: SQLite in a temp
+//! dir and PostgreSQL in a throwaway cluster.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use perf_core::Id;
+use perf_server::Error;
+use perf_server::monitor::HostSample;
+use perf_server::store::{MetricsSnapshot, PageRequest, PostgresStore, SqliteStore, Store};
+
+fn sample() -> HostSample {
+    let mut sampler = perf_core::system::SystemSampler::new().unwrap();
+    std::thread::sleep(Duration::from_millis(120));
+    HostSample {
+        system: sampler.sample().unwrap(),
+        allocator: None,
+    }
+}
+
+fn snapshot(label: &str, sample: &HostSample) -> MetricsSnapshot {
+    MetricsSnapshot {
+        id: Id::new(),
+        label: label.to_owned(),
+        note: Some(format!("note of {label}")),
+        created_at_ms: perf_core::system::unix_millis(),
+        sample: sample.clone(),
+    }
+}
+
+async fn conformance(store: &dyn Store) {
+    store.ping().await.unwrap();
+    assert_eq!(store.schema_version().await.unwrap(), 1);
+
+    let sample = sample();
+    let mut written = Vec::new();
+    for i in 0..7 {
+        let s = snapshot(&format!("snapshot {i}"), &sample);
+        store.insert_snapshot(&s).await.unwrap();
+        written.push(s);
+    }
+
+    // Read back exactly what was written.
+    let got = store.get_snapshot(written[3].id).await.unwrap().unwrap();
+    assert_eq!(got, written[3]);
+    assert!(store.get_snapshot(Id::new()).await.unwrap().is_none());
+
+    // Newest first, in pages of 3 following the cursor, nothing lost or repeated.
+    let mut seen = Vec::new();
+    let mut before = None;
+    loop {
+        let page = store.list_snapshots(PageRequest { limit: 3, before }).await.unwrap();
+        assert!(page.items.len() <= 3);
+        seen.extend(page.items.iter().map(|s| s.id));
+        match page.next_cursor {
+            Some(cursor) => before = Some(cursor),
+            None => break,
+        }
+    }
+    let mut expected: Vec<Id> = written.iter().map(|s| s.id).collect();
+    expected.reverse();
+    assert_eq!(seen, expected);
+
+    // A duplicate id is refused, not overwritten.
+    let mut dup = written[0].clone();
+    dup.label = "overwrite attempt".into();
+    assert!(store.insert_snapshot(&dup).await.is_err());
+    assert_eq!(store.get_snapshot(dup.id).await.unwrap().unwrap().label, "snapshot 0");
+
+    assert!(store.delete_snapshot(written[1].id).await.unwrap());
+    assert!(!store.delete_snapshot(written[1].id).await.unwrap());
+    assert!(store.get_snapshot(written[1].id).await.unwrap().is_none());
+    let page = store.list_snapshots(PageRequest { limit: 500, before: None }).await.unwrap();
+    assert_eq!(page.items.len(), 6);
+    assert!(page.next_cursor.is_none());
+
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn sqlite_backend_conforms_and_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nested/perf.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    conformance(&store).await;
+    drop(store);
+    // Reopening applies no migration twice and keeps the data.
+    let again = SqliteStore::open(&path).await.unwrap();
+    assert_eq!(again.schema_version().await.unwrap(), 1);
+    let page = again.list_snapshots(PageRequest { limit: 50, before: None }).await.unwrap();
+    assert_eq!(page.items.len(), 6);
+}
+
+#[tokio::test]
+async fn sqlite_refuses_a_schema_newer_than_the_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("perf.db");
+    drop(SqliteStore::open(&path).await.unwrap());
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute("INSERT INTO schema_migrations VALUES (99, 'future', 0)", []).unwrap();
+    drop(conn);
+    let err = SqliteStore::open(&path).await.unwrap_err();
+    assert!(matches!(err, Error::SchemaTooNew { found: 99, .. }), "{err}");
+}
+
+#[tokio::test]
+async fn postgres_backend_conforms_and_survives_reopen() {
+    let pg = testkit::PgCluster::start().unwrap();
+    let url = pg.create_database("perf_store").unwrap();
+    let store = PostgresStore::open(&url, 4).await.unwrap();
+    conformance(&store).await;
+    // Two instances opening at once both succeed: migrations are serialized.
+    let (a, b) = tokio::join!(PostgresStore::open(&url, 2), PostgresStore::open(&url, 2));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.schema_version().await.unwrap(), 1);
+    let page = b.list_snapshots(PageRequest { limit: 50, before: None }).await.unwrap();
+    assert_eq!(page.items.len(), 6);
+    assert_eq!(pg.psql("perf_store", "SELECT count(*) FROM schema_migrations").unwrap(), "1");
+
+    pg.psql("perf_store", "INSERT INTO schema_migrations (version, name) VALUES (99, 'future')").unwrap();
+    let err = PostgresStore::open(&url, 1).await.unwrap_err();
+    assert!(matches!(err, Error::SchemaTooNew { found: 99, .. }), "{err}");
+}
+
+#[tokio::test]
+async fn postgres_unreachable_is_a_clear_error_not_a_hang() {
+    let started = std::time::Instant::now();
+    let err = PostgresStore::open("postgresql://postgres@127.0.0.1:1/none", 1).await.unwrap_err();
+    assert!(err.to_string().contains("postgres"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(15));
+}
