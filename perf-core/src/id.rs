@@ -58,8 +58,10 @@ impl FromStr for Id {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Uuid::parse_str(s.trim()).map(Self).map_err(|_| Error::InvalidId {
-            input: s.to_owned(),
-        })
+        Uuid::parse_str(s.trim())
+            .map(Self)
+            .map_err(|_| Error::InvalidId {
+                input: s.to_owned(),
+            })
     }
 }

@@ -23,7 +23,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use procfs::net::{DeviceStatus, TcpState};
 use procfs::process::Process;
-use procfs::{Current, CurrentSI, CpuTime, KernelStats, LoadAverage, Meminfo};
+use procfs::{CpuTime, Current, CurrentSI, KernelStats, LoadAverage, Meminfo};
 use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result, Timestamped};
@@ -211,13 +211,8 @@ impl From<&CpuTime> for CpuTicks {
         let iowait = t.iowait.unwrap_or(0);
         let steal = t.steal.unwrap_or(0);
         let idle = t.idle + iowait;
-        let all = t.user
-            + t.nice
-            + t.system
-            + idle
-            + t.irq.unwrap_or(0)
-            + t.softirq.unwrap_or(0)
-            + steal;
+        let all =
+            t.user + t.nice + t.system + idle + t.irq.unwrap_or(0) + t.softirq.unwrap_or(0) + steal;
         Self {
             busy: all.saturating_sub(idle).saturating_sub(steal),
             all,
@@ -342,9 +337,14 @@ impl SystemSampler {
             })
             .collect();
         let load = LoadAverage::current().map_err(system_error("/proc/loadavg"))?;
-        let process_secs = now.process_ticks.saturating_sub(self.previous.process_ticks) as f64
+        let process_secs = now
+            .process_ticks
+            .saturating_sub(self.previous.process_ticks) as f64
             / self.ticks_per_second as f64;
-        let stat = self.process.stat().map_err(system_error("/proc/self/stat"))?;
+        let stat = self
+            .process
+            .stat()
+            .map_err(system_error("/proc/self/stat"))?;
         Ok(CpuSample {
             cores: now.per_core.len(),
             utilization_percent: share(total.busy, total.all),
@@ -365,7 +365,10 @@ impl SystemSampler {
 
     fn memory(&self) -> Result<MemorySample> {
         let info = Meminfo::current().map_err(system_error("/proc/meminfo"))?;
-        let stat = self.process.stat().map_err(system_error("/proc/self/stat"))?;
+        let stat = self
+            .process
+            .stat()
+            .map_err(system_error("/proc/self/stat"))?;
         let status = self
             .process
             .status()
@@ -453,7 +456,12 @@ mod tests {
         assert!(s.cpu.process_cpu_percent > 50.0, "{:?}", s.cpu);
         assert!(s.cpu.utilization_percent > 0.0, "{:?}", s.cpu);
         assert_eq!(s.cpu.per_core_utilization_percent.len(), s.cpu.cores);
-        assert!(s.cpu.per_core_utilization_percent.iter().all(|p| (0.0..=100.0).contains(p)));
+        assert!(
+            s.cpu
+                .per_core_utilization_percent
+                .iter()
+                .all(|p| (0.0..=100.0).contains(p))
+        );
     }
 
     #[test]

@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 use crate::{Error, Result};
 
 const DURATION_UNITS: &str = "ns, us (or µs), ms, s, m, h, d";
-const SIZE_UNITS: &str = "B, KB, MB, GB, TB (powers of 1000) or KiB, MiB, GiB, TiB (powers of 1024)";
+const SIZE_UNITS: &str =
+    "B, KB, MB, GB, TB (powers of 1000) or KiB, MiB, GiB, TiB (powers of 1024)";
 
 /// Reads a human duration: one or more `<number><unit>` parts, such as `500ms`,
 /// `1.5s`, `10m` or `1h30m`. Units: `ns`, `us`/`µs`, `ms`, `s`, `m`, `h`, `d`.
@@ -31,7 +32,9 @@ pub fn parse_duration(text: &str) -> Result<Duration> {
     };
     let trimmed = text.trim();
     if trimmed.is_empty() {
-        return Err(fail(format!("empty; write a number and a unit ({DURATION_UNITS})")));
+        return Err(fail(format!(
+            "empty; write a number and a unit ({DURATION_UNITS})"
+        )));
     }
     if trimmed == "0" {
         return Ok(Duration::ZERO);
@@ -61,14 +64,24 @@ pub fn parse_duration(text: &str) -> Result<Duration> {
             "m" => 60e9,
             "h" => 3600e9,
             "d" => 86_400e9,
-            "" => return Err(fail(format!("{number} has no unit; allowed: {DURATION_UNITS}"))),
-            other => return Err(fail(format!("unknown unit {other:?}; allowed: {DURATION_UNITS}"))),
+            "" => {
+                return Err(fail(format!(
+                    "{number} has no unit; allowed: {DURATION_UNITS}"
+                )));
+            }
+            other => {
+                return Err(fail(format!(
+                    "unknown unit {other:?}; allowed: {DURATION_UNITS}"
+                )));
+            }
         };
         total_nanos += value * nanos_per_unit;
         rest = tail.trim_start();
     }
     if !total_nanos.is_finite() || total_nanos > u64::MAX as f64 {
-        return Err(fail("too large; the longest duration is about 584 years".to_owned()));
+        return Err(fail(
+            "too large; the longest duration is about 584 years".to_owned(),
+        ));
     }
     Ok(Duration::from_nanos(total_nanos.round() as u64))
 }
@@ -256,7 +269,12 @@ impl FromStr for ByteSize {
 impl fmt::Display for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let b = self.0;
-        for (size, unit) in [(1u64 << 40, "TiB"), (1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")] {
+        for (size, unit) in [
+            (1u64 << 40, "TiB"),
+            (1 << 30, "GiB"),
+            (1 << 20, "MiB"),
+            (1 << 10, "KiB"),
+        ] {
             if b >= size && b % size == 0 {
                 return write!(f, "{}{unit}", b / size);
             }
@@ -314,7 +332,17 @@ mod tests {
 
     #[test]
     fn bad_durations_quote_the_text() {
-        for text in ["", "10", "-5s", "5 parsecs", "1.2.3s", "s", "ms5", "1e400h", "5S"] {
+        for text in [
+            "",
+            "10",
+            "-5s",
+            "5 parsecs",
+            "1.2.3s",
+            "s",
+            "ms5",
+            "1e400h",
+            "5S",
+        ] {
             let err = parse_duration(text).unwrap_err();
             let msg = err.to_string();
             assert!(msg.contains(&format!("{text:?}")), "{msg}");
@@ -356,7 +384,10 @@ mod tests {
             assert_eq!(d, again, "{text} -> {d}");
         }
         assert_eq!(HumanDuration(Duration::from_secs(90)).to_string(), "90s");
-        assert_eq!(HumanDuration(Duration::from_millis(1500)).to_string(), "1.5s");
+        assert_eq!(
+            HumanDuration(Duration::from_millis(1500)).to_string(),
+            "1.5s"
+        );
     }
 
     #[test]

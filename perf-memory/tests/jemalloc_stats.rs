@@ -20,5 +20,8 @@ fn a_large_allocation_shows_in_allocated_and_goes_away_when_freed() {
     assert!(during.metadata_bytes > 0);
     drop(std::hint::black_box(block));
     let after = AllocatorStats::read().unwrap();
-    assert!(after.allocated_bytes + (32 << 20) < during.allocated_bytes, "{after:?}");
+    assert!(
+        after.allocated_bytes + (32 << 20) < during.allocated_bytes,
+        "{after:?}"
+    );
 }

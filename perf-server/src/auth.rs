@@ -15,7 +15,11 @@ pub(crate) struct ApiToken(pub(crate) Option<String>);
 
 impl std::fmt::Debug for ApiToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.is_some() { "ApiToken(set)" } else { "ApiToken(none)" })
+        f.write_str(if self.0.is_some() {
+            "ApiToken(set)"
+        } else {
+            "ApiToken(none)"
+        })
     }
 }
 
@@ -32,7 +36,10 @@ pub(crate) async fn require_token(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
-    let mutating = matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH | Method::DELETE);
+    let mutating = matches!(
+        *req.method(),
+        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+    );
     let token = req.app_data::<ApiToken>().and_then(|t| t.0.clone());
     if let (true, Some(token)) = (mutating, token) {
         let header = req
@@ -46,11 +53,14 @@ pub(crate) async fn require_token(
                 "this request changes state and needs Authorization: Bearer <token>"
             };
             let (http_req, _) = req.into_parts();
-            let response = actix_web::ResponseError::error_response(&ApiError::unauthorized(message));
+            let response =
+                actix_web::ResponseError::error_response(&ApiError::unauthorized(message));
             return Ok(ServiceResponse::new(http_req, response).map_into_right_body());
         }
     }
-    next.call(req).await.map(ServiceResponse::map_into_left_body)
+    next.call(req)
+        .await
+        .map(ServiceResponse::map_into_left_body)
 }
 
 #[cfg(test)]
@@ -60,10 +70,22 @@ mod tests {
     #[test]
     fn only_the_exact_token_matches() {
         let token = "s3cret-token-0123456789";
-        assert!(bearer_matches(Some("Bearer s3cret-token-0123456789"), token));
-        assert!(!bearer_matches(Some("Bearer s3cret-token-012345678"), token));
-        assert!(!bearer_matches(Some("Bearer s3cret-token-01234567890"), token));
-        assert!(!bearer_matches(Some("Basic s3cret-token-0123456789"), token));
+        assert!(bearer_matches(
+            Some("Bearer s3cret-token-0123456789"),
+            token
+        ));
+        assert!(!bearer_matches(
+            Some("Bearer s3cret-token-012345678"),
+            token
+        ));
+        assert!(!bearer_matches(
+            Some("Bearer s3cret-token-01234567890"),
+            token
+        ));
+        assert!(!bearer_matches(
+            Some("Basic s3cret-token-0123456789"),
+            token
+        ));
         assert!(!bearer_matches(Some(""), token));
         assert!(!bearer_matches(None, token));
     }

@@ -33,16 +33,21 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
             .is_some_and(|v| v.starts_with("application/json") || v.contains("+json"));
         let bytes = Bytes::from_request(req, payload);
         Box::pin(async move {
-            let bytes = bytes.await.map_err(|e| match e.as_error::<actix_web::error::PayloadError>() {
-                Some(p) => payload_error(p, limit),
-                None => {
-                    if e.as_response_error().status_code() == actix_web::http::StatusCode::PAYLOAD_TOO_LARGE {
-                        ApiError::payload_too_large(limit)
-                    } else {
-                        ApiError::bad_request(format!("cannot read the request body: {e}"))
-                    }
-                }
-            })?;
+            let bytes =
+                bytes
+                    .await
+                    .map_err(|e| match e.as_error::<actix_web::error::PayloadError>() {
+                        Some(p) => payload_error(p, limit),
+                        None => {
+                            if e.as_response_error().status_code()
+                                == actix_web::http::StatusCode::PAYLOAD_TOO_LARGE
+                            {
+                                ApiError::payload_too_large(limit)
+                            } else {
+                                ApiError::bad_request(format!("cannot read the request body: {e}"))
+                            }
+                        }
+                    })?;
             if !json_content {
                 return Err(ApiError::unsupported_media_type(
                     "request body must be JSON with Content-Type: application/json",
@@ -66,7 +71,11 @@ pub(crate) fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
                 // missing one it names the parent object.
                 let field = if message.starts_with("missing field") {
                     let name = backticked(&message).unwrap_or_default();
-                    if path == "." || path.is_empty() { name } else { format!("{path}.{name}") }
+                    if path == "." || path.is_empty() {
+                        name
+                    } else {
+                        format!("{path}.{name}")
+                    }
                 } else {
                     path
                 };

@@ -13,7 +13,12 @@ use crate::config::{LogFormat, ServerConfig};
 
 /// perf-server: the perf toolkit over HTTP.
 #[derive(Debug, Parser)]
-#[command(name = "perf-server", version, about, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "perf-server",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
     /// What to do (default: serve).
     #[command(subcommand)]
@@ -27,7 +32,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the API (the default).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Print the OpenAPI document and exit.
     Openapi,
 }
@@ -92,7 +97,17 @@ impl ServeArgs {
                 $(if let Some(v) = &self.$field { c.$field = v.clone().into(); })*
             };
         }
-        take!(listen, data_dir, database_pool_size, log_format, log_level, body_limit, sample_interval, sample_history, shutdown_timeout);
+        take!(
+            listen,
+            data_dir,
+            database_pool_size,
+            log_format,
+            log_level,
+            body_limit,
+            sample_interval,
+            sample_history,
+            shutdown_timeout
+        );
         if self.database_url.is_some() {
             c.database_url.clone_from(&self.database_url);
         }
@@ -116,7 +131,11 @@ mod tests {
     fn flags_override_the_file_and_serve_is_the_default() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("perf.yaml");
-        std::fs::write(&file, "listen: 127.0.0.1:9001\nbody_limit: 2MiB\nlog_format: json\n").unwrap();
+        std::fs::write(
+            &file,
+            "listen: 127.0.0.1:9001\nbody_limit: 2MiB\nlog_format: json\n",
+        )
+        .unwrap();
         let cli = Cli::try_parse_from([
             "perf-server",
             "--config",
@@ -134,14 +153,18 @@ mod tests {
 
     #[test]
     fn bad_flag_values_quote_the_text() {
-        let err = Cli::try_parse_from(["perf-server", "serve", "--body-limit", "12 parsecs"]).unwrap_err();
+        let err = Cli::try_parse_from(["perf-server", "serve", "--body-limit", "12 parsecs"])
+            .unwrap_err();
         assert!(err.to_string().contains("12 parsecs"), "{err}");
     }
 
     #[test]
     fn non_loopback_without_token_is_refused() {
-        let cli = Cli::try_parse_from(["perf-server", "serve", "--listen", "0.0.0.0:8080"]).unwrap();
-        let Some(Command::Serve(args)) = cli.command else { panic!("serve expected") };
+        let cli =
+            Cli::try_parse_from(["perf-server", "serve", "--listen", "0.0.0.0:8080"]).unwrap();
+        let Some(Command::Serve(args)) = cli.command else {
+            panic!("serve expected")
+        };
         let err = args.resolve().unwrap_err();
         assert!(err.to_string().contains("listen"), "{err}");
     }

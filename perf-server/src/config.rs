@@ -134,7 +134,10 @@ impl ServerConfig {
             }
         }
         if let Some(url) = &self.database_url {
-            if !(url.starts_with("postgres://") || url.starts_with("postgresql://") || url.contains("host=")) {
+            if !(url.starts_with("postgres://")
+                || url.starts_with("postgresql://")
+                || url.contains("host="))
+            {
                 return Err(invalid(
                     "database_url",
                     "must be a PostgreSQL URL (postgresql://user@host:port/db) or key=value connection string",
@@ -144,28 +147,40 @@ impl ServerConfig {
         if !(1..=256).contains(&self.database_pool_size) {
             return Err(invalid(
                 "database_pool_size",
-                format!("{} is outside the allowed range 1 to 256", self.database_pool_size),
+                format!(
+                    "{} is outside the allowed range 1 to 256",
+                    self.database_pool_size
+                ),
             ));
         }
         let limit = self.body_limit.bytes();
         if !((1 << 10)..=(64 << 20)).contains(&limit) {
             return Err(invalid(
                 "body_limit",
-                format!("{} is outside the allowed range 1KiB to 64MiB", self.body_limit),
+                format!(
+                    "{} is outside the allowed range 1KiB to 64MiB",
+                    self.body_limit
+                ),
             ));
         }
         let interval = self.sample_interval.as_duration();
         if interval < Duration::from_millis(100) || interval > Duration::from_secs(60) {
             return Err(invalid(
                 "sample_interval",
-                format!("{} is outside the allowed range 100ms to 60s", self.sample_interval),
+                format!(
+                    "{} is outside the allowed range 100ms to 60s",
+                    self.sample_interval
+                ),
             ));
         }
         let history = self.sample_history.as_duration();
         if history < interval {
             return Err(invalid(
                 "sample_history",
-                format!("{} is shorter than sample_interval {}", self.sample_history, self.sample_interval),
+                format!(
+                    "{} is shorter than sample_interval {}",
+                    self.sample_history, self.sample_interval
+                ),
             ));
         }
         if self.sample_capacity() as u64 > MAX_SAMPLES {
@@ -180,16 +195,25 @@ impl ServerConfig {
         if self.shutdown_timeout.as_duration() > Duration::from_secs(600) {
             return Err(invalid(
                 "shutdown_timeout",
-                format!("{} is above the allowed maximum of 10m", self.shutdown_timeout),
+                format!(
+                    "{} is above the allowed maximum of 10m",
+                    self.shutdown_timeout
+                ),
             ));
         }
         if let Some(workers) = self.workers {
             if !(1..=256).contains(&workers) {
-                return Err(invalid("workers", format!("{workers} is outside the allowed range 1 to 256")));
+                return Err(invalid(
+                    "workers",
+                    format!("{workers} is outside the allowed range 1 to 256"),
+                ));
             }
         }
         if self.log_level.trim().is_empty() {
-            return Err(invalid("log_level", "must not be empty; e.g. info or perf_server=debug"));
+            return Err(invalid(
+                "log_level",
+                "must not be empty; e.g. info or perf_server=debug",
+            ));
         }
         Ok(())
     }
@@ -230,13 +254,20 @@ mod tests {
         let err = ServerConfig::from_yaml("sample_interval: fast\n").unwrap_err();
         assert!(err.to_string().contains("fast"), "{err}");
 
-        let cases: [(&str, fn(&mut ServerConfig)); 6] = [
+        type Mutation = fn(&mut ServerConfig);
+        let cases: [(&str, Mutation); 6] = [
             ("listen", |c| c.listen = "0.0.0.0:8080".parse().unwrap()),
             ("body_limit", |c| c.body_limit = ByteSize(10)),
-            ("sample_interval", |c| c.sample_interval = HumanDuration(Duration::from_millis(5))),
-            ("sample_history", |c| c.sample_history = HumanDuration(Duration::from_secs(86_400 * 30))),
+            ("sample_interval", |c| {
+                c.sample_interval = HumanDuration(Duration::from_millis(5))
+            }),
+            ("sample_history", |c| {
+                c.sample_history = HumanDuration(Duration::from_secs(86_400 * 30))
+            }),
             ("api_token", |c| c.api_token = Some("short".into())),
-            ("database_url", |c| c.database_url = Some("mysql://x".into())),
+            ("database_url", |c| {
+                c.database_url = Some("mysql://x".into())
+            }),
         ];
         for (field, mutate) in cases {
             let mut c = ServerConfig::default();

@@ -27,7 +27,9 @@ pub enum Error {
         message: String,
     },
     /// The database schema is newer than this binary knows.
-    #[error("store ({backend}) has schema version {found}, newer than this perf-server knows ({known}); upgrade perf-server")]
+    #[error(
+        "store ({backend}) has schema version {found}, newer than this perf-server knows ({known}); upgrade perf-server"
+    )]
     SchemaTooNew {
         /// `sqlite` or `postgres`.
         backend: &'static str,

@@ -28,7 +28,7 @@ fn main() -> ExitCode {
                 Err(e) => fail(&e.to_string(), 1),
             };
         }
-        Some(Command::Serve(args)) => args,
+        Some(Command::Serve(args)) => *args,
         None => cli.serve,
     };
     let config = match args.resolve() {

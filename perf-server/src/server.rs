@@ -6,11 +6,11 @@ use std::time::Instant;
 
 use actix_web::{HttpServer, web};
 
+use crate::Result;
 use crate::app::{AppState, app};
 use crate::config::ServerConfig;
 use crate::monitor::Monitor;
 use crate::store::{PostgresStore, SqliteStore, Store};
-use crate::Result;
 
 /// Opens the store the configuration names: PostgreSQL when `database_url` is
 /// set, otherwise the SQLite file under `data_dir`.
@@ -25,7 +25,10 @@ pub async fn open_store(config: &ServerConfig) -> Result<Arc<dyn Store>> {
 pub async fn run(config: ServerConfig) -> Result<()> {
     config.validate()?;
     let store = open_store(&config).await?;
-    let (monitor, sampler) = Monitor::start(config.sample_interval.as_duration(), config.sample_capacity())?;
+    let (monitor, sampler) = Monitor::start(
+        config.sample_interval.as_duration(),
+        config.sample_capacity(),
+    )?;
     let state = web::Data::new(AppState {
         store: Arc::clone(&store),
         monitor,

@@ -20,7 +20,11 @@ const TOKEN: &str = "test-token-0123456789";
 async fn service(
     token: Option<&str>,
 ) -> (
-    impl actix_web::dev::Service<actix_http::Request, Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, Error = actix_web::Error>,
+    impl actix_web::dev::Service<
+        actix_http::Request,
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+    >,
     tempfile::TempDir,
 ) {
     let dir = tempfile::tempdir().unwrap();
@@ -33,7 +37,11 @@ async fn service(
     };
     config.validate().unwrap();
     let store = Arc::new(SqliteStore::open(&config.sqlite_path()).await.unwrap());
-    let (monitor, sampler) = Monitor::start(config.sample_interval.as_duration(), config.sample_capacity()).unwrap();
+    let (monitor, sampler) = Monitor::start(
+        config.sample_interval.as_duration(),
+        config.sample_capacity(),
+    )
+    .unwrap();
     std::mem::forget(sampler); // runs for the test's lifetime
     let state = web::Data::new(AppState {
         store,
@@ -43,16 +51,24 @@ async fn service(
     (test::init_service(app(state, Arc::new(config))).await, dir)
 }
 
-async fn json_of(resp: actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>) -> (StatusCode, Value) {
+async fn json_of(
+    resp: actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+) -> (StatusCode, Value) {
     let status = resp.status();
     let body = test::read_body(resp).await;
-    let value = serde_json::from_slice(&body).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()));
+    let value = serde_json::from_slice(&body)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()));
     (status, value)
 }
 
 fn assert_error(body: &Value, code: &str, field: Option<&str>) {
     assert_eq!(body["error"]["code"], code, "{body}");
-    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
     match field {
         Some(f) => assert_eq!(body["error"]["field"], f, "{body}"),
         None => assert!(body["error"].get("field").is_none(), "{body}"),
@@ -62,36 +78,96 @@ fn assert_error(body: &Value, code: &str, field: Option<&str>) {
 #[actix_web::test]
 async fn health_ready_and_metrics_endpoints_answer_with_live_values() {
     let (svc, _dir) = service(None).await;
-    let (status, body) = json_of(test::call_service(&svc, TestRequest::get().uri("/health").to_request()).await).await;
+    let (status, body) =
+        json_of(test::call_service(&svc, TestRequest::get().uri("/health").to_request()).await)
+            .await;
     assert_eq!(status, 200);
     assert_eq!(body["status"], "ok");
 
     // The first read waits for a real sample instead of answering zeros.
-    let (status, cpu) = json_of(test::call_service(&svc, TestRequest::get().uri("/performance/metrics/cpu").to_request()).await).await;
+    let (status, cpu) = json_of(
+        test::call_service(
+            &svc,
+            TestRequest::get()
+                .uri("/performance/metrics/cpu")
+                .to_request(),
+        )
+        .await,
+    )
+    .await;
     assert_eq!(status, 200, "{cpu}");
     assert!(cpu["interval_ms"].as_u64().unwrap() >= 50, "{cpu}");
     let cores = cpu["cores"].as_u64().unwrap();
     assert!(cores >= 1);
-    assert_eq!(cpu["per_core_utilization_percent"].as_array().unwrap().len() as u64, cores);
+    assert_eq!(
+        cpu["per_core_utilization_percent"]
+            .as_array()
+            .unwrap()
+            .len() as u64,
+        cores
+    );
     assert!(cpu["load_average_1m"].is_number());
 
-    let (status, ready) = json_of(test::call_service(&svc, TestRequest::get().uri("/ready").to_request()).await).await;
+    let (status, ready) =
+        json_of(test::call_service(&svc, TestRequest::get().uri("/ready").to_request()).await)
+            .await;
     assert_eq!(status, 200, "{ready}");
     assert_eq!(ready["store"], "sqlite");
     assert_eq!(ready["schema_version"], 1);
 
-    let (_, mem) = json_of(test::call_service(&svc, TestRequest::get().uri("/performance/metrics/memory").to_request()).await).await;
-    assert!(mem["process_rss_bytes"].as_u64().unwrap() > 1 << 20, "{mem}");
-    assert!(mem["host_total_bytes"].as_u64().unwrap() >= mem["host_available_bytes"].as_u64().unwrap());
+    let (_, mem) = json_of(
+        test::call_service(
+            &svc,
+            TestRequest::get()
+                .uri("/performance/metrics/memory")
+                .to_request(),
+        )
+        .await,
+    )
+    .await;
+    assert!(
+        mem["process_rss_bytes"].as_u64().unwrap() > 1 << 20,
+        "{mem}"
+    );
+    assert!(
+        mem["host_total_bytes"].as_u64().unwrap() >= mem["host_available_bytes"].as_u64().unwrap()
+    );
     assert!(mem.get("allocator").is_some(), "{mem}");
 
-    let (_, net) = json_of(test::call_service(&svc, TestRequest::get().uri("/performance/metrics/network").to_request()).await).await;
-    let lo = net["interfaces"].as_array().unwrap().iter().find(|i| i["name"] == "lo").cloned().unwrap();
+    let (_, net) = json_of(
+        test::call_service(
+            &svc,
+            TestRequest::get()
+                .uri("/performance/metrics/network")
+                .to_request(),
+        )
+        .await,
+    )
+    .await;
+    let lo = net["interfaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == "lo")
+        .cloned()
+        .unwrap();
     assert!(lo["rx_bytes_per_sec"].is_number());
     assert!(net["tcp"]["total"].is_number());
 
-    let (_, summary) = json_of(test::call_service(&svc, TestRequest::get().uri("/performance/metrics").to_request()).await).await;
-    for key in ["cpu_utilization_percent", "process_rss_bytes", "tcp_established", "uptime_seconds"] {
+    let (_, summary) = json_of(
+        test::call_service(
+            &svc,
+            TestRequest::get().uri("/performance/metrics").to_request(),
+        )
+        .await,
+    )
+    .await;
+    for key in [
+        "cpu_utilization_percent",
+        "process_rss_bytes",
+        "tcp_established",
+        "uptime_seconds",
+    ] {
         assert!(summary.get(key).is_some(), "{key} missing in {summary}");
     }
 }
@@ -100,15 +176,36 @@ async fn health_ready_and_metrics_endpoints_answer_with_live_values() {
 async fn window_returns_a_series_and_bad_windows_name_the_parameter() {
     let (svc, _dir) = service(None).await;
     actix_web::rt::time::sleep(Duration::from_millis(650)).await;
-    let (status, series) = json_of(test::call_service(&svc, TestRequest::get().uri("/performance/metrics/cpu?window=60s").to_request()).await).await;
+    let (status, series) = json_of(
+        test::call_service(
+            &svc,
+            TestRequest::get()
+                .uri("/performance/metrics/cpu?window=60s")
+                .to_request(),
+        )
+        .await,
+    )
+    .await;
     assert_eq!(status, 200, "{series}");
     assert_eq!(series["window_ms"], 60_000);
     let samples = series["samples"].as_array().unwrap();
     assert!(samples.len() >= 3, "{}", samples.len());
-    let times: Vec<u64> = samples.iter().map(|s| s["timestamp_ms"].as_u64().unwrap()).collect();
+    let times: Vec<u64> = samples
+        .iter()
+        .map(|s| s["timestamp_ms"].as_u64().unwrap())
+        .collect();
     assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
 
-    let (_, short) = json_of(test::call_service(&svc, TestRequest::get().uri("/performance/metrics/memory?window=150ms").to_request()).await).await;
+    let (_, short) = json_of(
+        test::call_service(
+            &svc,
+            TestRequest::get()
+                .uri("/performance/metrics/memory?window=150ms")
+                .to_request(),
+        )
+        .await,
+    )
+    .await;
     assert!(short["samples"].as_array().unwrap().len() < samples.len());
 
     for (uri, field) in [
@@ -116,7 +213,8 @@ async fn window_returns_a_series_and_bad_windows_name_the_parameter() {
         ("/performance/metrics/cpu?window=2h", "window"),
         ("/performance/metrics/network?windw=5s", "windw"),
     ] {
-        let (status, body) = json_of(test::call_service(&svc, TestRequest::get().uri(uri).to_request()).await).await;
+        let (status, body) =
+            json_of(test::call_service(&svc, TestRequest::get().uri(uri).to_request()).await).await;
         assert_eq!(status, 400, "{uri}: {body}");
         assert_error(&body, "bad_request", Some(field));
     }
@@ -125,32 +223,78 @@ async fn window_returns_a_series_and_bad_windows_name_the_parameter() {
 #[actix_web::test]
 async fn snapshots_are_created_listed_read_and_deleted() {
     let (svc, _dir) = service(None).await;
-    let create = |label: &str| TestRequest::post().uri("/performance/metrics/snapshots").set_json(json!({"label": label, "note": "n"})).to_request();
+    let create = |label: &str| {
+        TestRequest::post()
+            .uri("/performance/metrics/snapshots")
+            .set_json(json!({"label": label, "note": "n"}))
+            .to_request()
+    };
     let resp = test::call_service(&svc, create("before deploy")).await;
     assert_eq!(resp.status(), 201);
-    let location = resp.headers().get("location").unwrap().to_str().unwrap().to_owned();
+    let location = resp
+        .headers()
+        .get("location")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
     let (_, created) = json_of(resp).await;
-    assert_eq!(location, format!("/performance/metrics/snapshots/{}", created["id"].as_str().unwrap()));
-    assert!(created["sample"]["cpu"]["cores"].as_u64().unwrap() >= 1, "{created}");
+    assert_eq!(
+        location,
+        format!(
+            "/performance/metrics/snapshots/{}",
+            created["id"].as_str().unwrap()
+        )
+    );
+    assert!(
+        created["sample"]["cpu"]["cores"].as_u64().unwrap() >= 1,
+        "{created}"
+    );
 
-    let (status, got) = json_of(test::call_service(&svc, TestRequest::get().uri(&location).to_request()).await).await;
+    let (status, got) =
+        json_of(test::call_service(&svc, TestRequest::get().uri(&location).to_request()).await)
+            .await;
     assert_eq!(status, 200);
     assert_eq!(got, created);
 
     let _ = test::call_service(&svc, create("after deploy")).await;
-    let (_, page) = json_of(test::call_service(&svc, TestRequest::get().uri("/performance/metrics/snapshots?limit=1").to_request()).await).await;
+    let (_, page) = json_of(
+        test::call_service(
+            &svc,
+            TestRequest::get()
+                .uri("/performance/metrics/snapshots?limit=1")
+                .to_request(),
+        )
+        .await,
+    )
+    .await;
     assert_eq!(page["items"][0]["label"], "after deploy");
     let cursor = page["next_cursor"].as_str().unwrap();
-    let (_, page2) = json_of(test::call_service(&svc, TestRequest::get().uri(&format!("/performance/metrics/snapshots?limit=1&cursor={cursor}")).to_request()).await).await;
+    let (_, page2) = json_of(
+        test::call_service(
+            &svc,
+            TestRequest::get()
+                .uri(&format!(
+                    "/performance/metrics/snapshots?limit=1&cursor={cursor}"
+                ))
+                .to_request(),
+        )
+        .await,
+    )
+    .await;
     assert_eq!(page2["items"][0]["label"], "before deploy");
     assert!(page2["next_cursor"].is_null());
 
     let resp = test::call_service(&svc, TestRequest::delete().uri(&location).to_request()).await;
     assert_eq!(resp.status(), 204);
-    let (status, body) = json_of(test::call_service(&svc, TestRequest::get().uri(&location).to_request()).await).await;
+    let (status, body) =
+        json_of(test::call_service(&svc, TestRequest::get().uri(&location).to_request()).await)
+            .await;
     assert_eq!(status, 404);
     assert_error(&body, "not_found", None);
-    let (status, _) = json_of(test::call_service(&svc, TestRequest::delete().uri(&location).to_request()).await).await;
+    let (status, _) =
+        json_of(test::call_service(&svc, TestRequest::delete().uri(&location).to_request()).await)
+            .await;
     assert_eq!(status, 404);
 }
 
@@ -165,9 +309,19 @@ async fn bad_requests_get_json_errors_with_the_right_status_and_field() {
             .to_request()
     };
     let cases: [(&str, u16, &str, Option<&str>); 6] = [
-        (r#"{"label": "x", "lable": "typo"}"#, 422, "invalid_field", Some("lable")),
+        (
+            r#"{"label": "x", "lable": "typo"}"#,
+            422,
+            "invalid_field",
+            Some("lable"),
+        ),
         (r#"{"label": 5}"#, 422, "invalid_field", Some("label")),
-        (r#"{"note": "no label"}"#, 422, "invalid_field", Some("label")),
+        (
+            r#"{"note": "no label"}"#,
+            422,
+            "invalid_field",
+            Some("label"),
+        ),
         (r#"{"label": "   "}"#, 422, "invalid_field", Some("label")),
         (r#"{"label": "#, 400, "bad_request", None),
         (r#"{"label": "x",}"#, 400, "bad_request", None),
@@ -187,7 +341,11 @@ async fn bad_requests_get_json_errors_with_the_right_status_and_field() {
     assert_eq!(got, 413, "{json}");
     assert_error(&json, "payload_too_large", None);
 
-    let wrong_type = TestRequest::post().uri("/performance/metrics/snapshots").insert_header(("content-type", "text/plain")).set_payload(r#"{"label":"x"}"#).to_request();
+    let wrong_type = TestRequest::post()
+        .uri("/performance/metrics/snapshots")
+        .insert_header(("content-type", "text/plain"))
+        .set_payload(r#"{"label":"x"}"#)
+        .to_request();
     let (got, json) = json_of(test::call_service(&svc, wrong_type).await).await;
     assert_eq!(got, 415);
     assert_error(&json, "unsupported_media_type", None);
@@ -195,10 +353,15 @@ async fn bad_requests_get_json_errors_with_the_right_status_and_field() {
     for (uri, status, field) in [
         ("/performance/metrics/snapshots/not-a-uuid", 400, Some("id")),
         ("/performance/metrics/snapshots?limit=0", 400, Some("limit")),
-        ("/performance/metrics/snapshots?cursor=zzz", 400, Some("cursor")),
+        (
+            "/performance/metrics/snapshots?cursor=zzz",
+            400,
+            Some("cursor"),
+        ),
         ("/performance/nothing-here", 404, None),
     ] {
-        let (got, json) = json_of(test::call_service(&svc, TestRequest::get().uri(uri).to_request()).await).await;
+        let (got, json) =
+            json_of(test::call_service(&svc, TestRequest::get().uri(uri).to_request()).await).await;
         assert_eq!(got.as_u16(), status, "{uri}: {json}");
         assert_eq!(json["error"]["field"].as_str(), field, "{uri}: {json}");
     }
@@ -208,13 +371,19 @@ async fn bad_requests_get_json_errors_with_the_right_status_and_field() {
 async fn with_a_token_every_state_change_needs_it_and_reads_do_not() {
     let (svc, _dir) = service(Some(TOKEN)).await;
     let create = |auth: Option<&str>| {
-        let mut req = TestRequest::post().uri("/performance/metrics/snapshots").set_json(json!({"label": "x"}));
+        let mut req = TestRequest::post()
+            .uri("/performance/metrics/snapshots")
+            .set_json(json!({"label": "x"}));
         if let Some(a) = auth {
             req = req.insert_header(("authorization", a));
         }
         req.to_request()
     };
-    for auth in [None, Some("Bearer wrong-token-0123456789"), Some(&*format!("Basic {TOKEN}"))] {
+    for auth in [
+        None,
+        Some("Bearer wrong-token-0123456789"),
+        Some(&*format!("Basic {TOKEN}")),
+    ] {
         let resp = test::call_service(&svc, create(auth)).await;
         assert_eq!(resp.status(), 401, "{auth:?}");
         assert_eq!(resp.headers().get("www-authenticate").unwrap(), "Bearer");
@@ -223,13 +392,26 @@ async fn with_a_token_every_state_change_needs_it_and_reads_do_not() {
     }
     let resp = test::call_service(&svc, create(Some(&format!("Bearer {TOKEN}")))).await;
     assert_eq!(resp.status(), 201);
-    let location = resp.headers().get("location").unwrap().to_str().unwrap().to_owned();
+    let location = resp
+        .headers()
+        .get("location")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
 
     let resp = test::call_service(&svc, TestRequest::delete().uri(&location).to_request()).await;
     assert_eq!(resp.status(), 401);
     let resp = test::call_service(&svc, TestRequest::get().uri(&location).to_request()).await;
     assert_eq!(resp.status(), 200);
-    let resp = test::call_service(&svc, TestRequest::delete().uri(&location).insert_header(("authorization", format!("Bearer {TOKEN}"))).to_request()).await;
+    let resp = test::call_service(
+        &svc,
+        TestRequest::delete()
+            .uri(&location)
+            .insert_header(("authorization", format!("Bearer {TOKEN}")))
+            .to_request(),
+    )
+    .await;
     assert_eq!(resp.status(), 204);
 }
 
@@ -239,23 +421,63 @@ async fn prometheus_counts_requests_by_route_and_status_and_openapi_lists_routes
     for _ in 0..3 {
         let _ = test::call_service(&svc, TestRequest::get().uri("/health").to_request()).await;
     }
-    let _ = test::call_service(&svc, TestRequest::get().uri("/performance/metrics/snapshots/not-a-uuid").to_request()).await;
+    let _ = test::call_service(
+        &svc,
+        TestRequest::get()
+            .uri("/performance/metrics/snapshots/not-a-uuid")
+            .to_request(),
+    )
+    .await;
     let resp = test::call_service(&svc, TestRequest::get().uri("/metrics").to_request()).await;
-    assert!(resp.headers().get("content-type").unwrap().to_str().unwrap().starts_with("text/plain"));
+    assert!(
+        resp.headers()
+            .get("content-type")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
     let text = String::from_utf8(test::read_body(resp).await.to_vec()).unwrap();
     let health_line = text
         .lines()
-        .find(|l| l.starts_with("http_requests_total") && l.contains(r#"route="/health""#) && l.contains(r#"status="200""#))
+        .find(|l| {
+            l.starts_with("http_requests_total")
+                && l.contains(r#"route="/health""#)
+                && l.contains(r#"status="200""#)
+        })
         .unwrap_or_else(|| panic!("no /health counter in\n{text}"));
     let count: f64 = health_line.rsplit(' ').next().unwrap().parse().unwrap();
     assert!(count >= 3.0, "{health_line}");
-    assert!(text.contains(r#"route="/performance/metrics/snapshots/{id}""#), "{text}");
-    assert!(text.contains("http_request_duration_seconds_bucket"), "{text}");
+    assert!(
+        text.contains(r#"route="/performance/metrics/snapshots/{id}""#),
+        "{text}"
+    );
+    assert!(
+        text.contains("http_request_duration_seconds_bucket"),
+        "{text}"
+    );
 
-    let (status, doc) = json_of(test::call_service(&svc, TestRequest::get().uri("/openapi.json").to_request()).await).await;
+    let (status, doc) = json_of(
+        test::call_service(&svc, TestRequest::get().uri("/openapi.json").to_request()).await,
+    )
+    .await;
     assert_eq!(status, 200);
-    for path in ["/health", "/ready", "/metrics", "/performance/metrics", "/performance/metrics/cpu", "/performance/metrics/memory", "/performance/metrics/network", "/performance/metrics/snapshots", "/performance/metrics/snapshots/{id}"] {
+    for path in [
+        "/health",
+        "/ready",
+        "/metrics",
+        "/performance/metrics",
+        "/performance/metrics/cpu",
+        "/performance/metrics/memory",
+        "/performance/metrics/network",
+        "/performance/metrics/snapshots",
+        "/performance/metrics/snapshots/{id}",
+    ] {
         assert!(doc["paths"].get(path).is_some(), "{path} missing");
     }
-    assert!(doc["components"]["schemas"].get("CpuView").is_some(), "{}", doc["components"]);
+    assert!(
+        doc["components"]["schemas"].get("CpuView").is_some(),
+        "{}",
+        doc["components"]
+    );
 }

@@ -31,7 +31,10 @@ fn kill_nine_loses_nothing(data_dir: &std::path::Path, extra: &[&str]) {
         )
         .unwrap();
         assert_eq!(resp.status, 201, "{}", resp.body);
-        created.push((resp.header("location").unwrap().to_owned(), json(&resp.body)));
+        created.push((
+            resp.header("location").unwrap().to_owned(),
+            json(&resp.body),
+        ));
     }
     let mut server = server;
     server.child.kill().unwrap(); // SIGKILL, immediately after the last 201
@@ -41,7 +44,11 @@ fn kill_nine_loses_nothing(data_dir: &std::path::Path, extra: &[&str]) {
     let again = ServerProcess::start(data_dir, extra);
     for (location, body) in &created {
         let resp = http::get(again.addr, location).unwrap();
-        assert_eq!(resp.status, 200, "{location} lost after kill -9: {}", resp.body);
+        assert_eq!(
+            resp.status, 200,
+            "{location} lost after kill -9: {}",
+            resp.body
+        );
         assert_eq!(&json(&resp.body), body);
     }
 }
@@ -59,7 +66,11 @@ fn kill_nine_after_201_loses_nothing_on_postgres() {
     let dir = tempfile::tempdir().unwrap();
     kill_nine_loses_nothing(dir.path(), &["--database-url", &url]);
     // The rows are in PostgreSQL, not in a local file.
-    assert_eq!(pg.psql("perf_kill", "SELECT count(*) FROM metrics_snapshots").unwrap(), "5");
+    assert_eq!(
+        pg.psql("perf_kill", "SELECT count(*) FROM metrics_snapshots")
+            .unwrap(),
+        "5"
+    );
     assert!(!dir.path().join("perf.db").exists());
 }
 
@@ -69,12 +80,17 @@ fn sigterm_lets_the_in_flight_request_finish_then_flushes_and_exits_zero() {
     let mut server = ServerProcess::start(dir.path(), &["--sample-interval", "3s"]);
     // Right after start there is no sample yet: this request waits ~3 s for the first one.
     let addr = server.addr;
-    let in_flight = std::thread::spawn(move || http::get(addr, "/performance/metrics/cpu").unwrap());
+    let in_flight =
+        std::thread::spawn(move || http::get(addr, "/performance/metrics/cpu").unwrap());
     std::thread::sleep(Duration::from_millis(500));
     server.signal("TERM");
     let resp = in_flight.join().unwrap();
     assert_eq!(resp.status, 200, "{}", resp.body);
-    assert!(json(&resp.body)["interval_ms"].as_u64().unwrap() >= 2_000, "{}", resp.body);
+    assert!(
+        json(&resp.body)["interval_ms"].as_u64().unwrap() >= 2_000,
+        "{}",
+        resp.body
+    );
     let status = server.child.wait().unwrap();
     assert!(status.success(), "{status}");
     std::thread::sleep(Duration::from_millis(100));
@@ -95,7 +111,10 @@ fn refuses_a_public_address_without_a_token() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("listen") && stderr.contains("PERF_API_TOKEN"), "{stderr}");
+    assert!(
+        stderr.contains("listen") && stderr.contains("PERF_API_TOKEN"),
+        "{stderr}"
+    );
 
     // With the explicit flag it starts (bound to 0.0.0.0 on a free port).
     let server = ServerProcess::start(dir.path(), &["--listen", "0.0.0.0:0", "--insecure-no-auth"]);
@@ -113,7 +132,10 @@ fn environment_overrides_and_bad_values_name_the_field() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("sample_interval") && stderr.contains("100ms to 60s"), "{stderr}");
+    assert!(
+        stderr.contains("sample_interval") && stderr.contains("100ms to 60s"),
+        "{stderr}"
+    );
 
     let config = dir.path().join("perf.yaml");
     std::fs::write(&config, "listen: 127.0.0.1:0\nsample_intervall: 1s\n").unwrap();
@@ -131,15 +153,27 @@ fn environment_overrides_and_bad_values_name_the_field() {
 fn cpu_utilization_rises_while_a_cpu_heavy_process_runs() {
     let dir = tempfile::tempdir().unwrap();
     let server = ServerProcess::start(dir.path(), &["--sample-interval", "500ms"]);
-    let busy_cores = |v: &Value| v["utilization_percent"].as_f64().unwrap() / 100.0 * v["cores"].as_f64().unwrap();
+    let busy_cores = |v: &Value| {
+        v["utilization_percent"].as_f64().unwrap() / 100.0 * v["cores"].as_f64().unwrap()
+    };
 
     // A separate CPU-bound process, as an operator would see it.
-    let mut burner = Command::new("sh").args(["-c", "while :; do :; done"]).spawn().unwrap();
+    let mut burner = Command::new("sh")
+        .args(["-c", "while :; do :; done"])
+        .spawn()
+        .unwrap();
     std::thread::sleep(Duration::from_millis(1600));
-    let under_load = json(&http::get(server.addr, "/performance/metrics/cpu").unwrap().body);
+    let under_load = json(
+        &http::get(server.addr, "/performance/metrics/cpu")
+            .unwrap()
+            .body,
+    );
     burner.kill().unwrap();
     burner.wait().unwrap();
-    assert!(busy_cores(&under_load) >= 0.7, "one core busy should show: {under_load}");
+    assert!(
+        busy_cores(&under_load) >= 0.7,
+        "one core busy should show: {under_load}"
+    );
     let max_core = under_load["per_core_utilization_percent"]
         .as_array()
         .unwrap()
@@ -150,7 +184,18 @@ fn cpu_utilization_rises_while_a_cpu_heavy_process_runs() {
 
     // The series over the last seconds shows the load too.
     let started = Instant::now();
-    let series = json(&http::get(server.addr, "/performance/metrics/cpu?window=10s").unwrap().body);
+    let series = json(
+        &http::get(server.addr, "/performance/metrics/cpu?window=10s")
+            .unwrap()
+            .body,
+    );
     assert!(started.elapsed() < Duration::from_secs(2));
-    assert!(series["samples"].as_array().unwrap().iter().any(|s| busy_cores(s) >= 0.7), "{series}");
+    assert!(
+        series["samples"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| busy_cores(s) >= 0.7),
+        "{series}"
+    );
 }

@@ -49,7 +49,10 @@ async fn conformance(store: &dyn Store) {
     let mut seen = Vec::new();
     let mut before = None;
     loop {
-        let page = store.list_snapshots(PageRequest { limit: 3, before }).await.unwrap();
+        let page = store
+            .list_snapshots(PageRequest { limit: 3, before })
+            .await
+            .unwrap();
         assert!(page.items.len() <= 3);
         seen.extend(page.items.iter().map(|s| s.id));
         match page.next_cursor {
@@ -65,12 +68,21 @@ async fn conformance(store: &dyn Store) {
     let mut dup = written[0].clone();
     dup.label = "overwrite attempt".into();
     assert!(store.insert_snapshot(&dup).await.is_err());
-    assert_eq!(store.get_snapshot(dup.id).await.unwrap().unwrap().label, "snapshot 0");
+    assert_eq!(
+        store.get_snapshot(dup.id).await.unwrap().unwrap().label,
+        "snapshot 0"
+    );
 
     assert!(store.delete_snapshot(written[1].id).await.unwrap());
     assert!(!store.delete_snapshot(written[1].id).await.unwrap());
     assert!(store.get_snapshot(written[1].id).await.unwrap().is_none());
-    let page = store.list_snapshots(PageRequest { limit: 500, before: None }).await.unwrap();
+    let page = store
+        .list_snapshots(PageRequest {
+            limit: 500,
+            before: None,
+        })
+        .await
+        .unwrap();
     assert_eq!(page.items.len(), 6);
     assert!(page.next_cursor.is_none());
 
@@ -87,7 +99,13 @@ async fn sqlite_backend_conforms_and_survives_reopen() {
     // Reopening applies no migration twice and keeps the data.
     let again = SqliteStore::open(&path).await.unwrap();
     assert_eq!(again.schema_version().await.unwrap(), 1);
-    let page = again.list_snapshots(PageRequest { limit: 50, before: None }).await.unwrap();
+    let page = again
+        .list_snapshots(PageRequest {
+            limit: 50,
+            before: None,
+        })
+        .await
+        .unwrap();
     assert_eq!(page.items.len(), 6);
 }
 
@@ -97,10 +115,14 @@ async fn sqlite_refuses_a_schema_newer_than_the_binary() {
     let path = dir.path().join("perf.db");
     drop(SqliteStore::open(&path).await.unwrap());
     let conn = rusqlite::Connection::open(&path).unwrap();
-    conn.execute("INSERT INTO schema_migrations VALUES (99, 'future', 0)", []).unwrap();
+    conn.execute("INSERT INTO schema_migrations VALUES (99, 'future', 0)", [])
+        .unwrap();
     drop(conn);
     let err = SqliteStore::open(&path).await.unwrap_err();
-    assert!(matches!(err, Error::SchemaTooNew { found: 99, .. }), "{err}");
+    assert!(
+        matches!(err, Error::SchemaTooNew { found: 99, .. }),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -113,19 +135,38 @@ async fn postgres_backend_conforms_and_survives_reopen() {
     let (a, b) = tokio::join!(PostgresStore::open(&url, 2), PostgresStore::open(&url, 2));
     let (a, b) = (a.unwrap(), b.unwrap());
     assert_eq!(a.schema_version().await.unwrap(), 1);
-    let page = b.list_snapshots(PageRequest { limit: 50, before: None }).await.unwrap();
+    let page = b
+        .list_snapshots(PageRequest {
+            limit: 50,
+            before: None,
+        })
+        .await
+        .unwrap();
     assert_eq!(page.items.len(), 6);
-    assert_eq!(pg.psql("perf_store", "SELECT count(*) FROM schema_migrations").unwrap(), "1");
+    assert_eq!(
+        pg.psql("perf_store", "SELECT count(*) FROM schema_migrations")
+            .unwrap(),
+        "1"
+    );
 
-    pg.psql("perf_store", "INSERT INTO schema_migrations (version, name) VALUES (99, 'future')").unwrap();
+    pg.psql(
+        "perf_store",
+        "INSERT INTO schema_migrations (version, name) VALUES (99, 'future')",
+    )
+    .unwrap();
     let err = PostgresStore::open(&url, 1).await.unwrap_err();
-    assert!(matches!(err, Error::SchemaTooNew { found: 99, .. }), "{err}");
+    assert!(
+        matches!(err, Error::SchemaTooNew { found: 99, .. }),
+        "{err}"
+    );
 }
 
 #[tokio::test]
 async fn postgres_unreachable_is_a_clear_error_not_a_hang() {
     let started = std::time::Instant::now();
-    let err = PostgresStore::open("postgresql://postgres@127.0.0.1:1/none", 1).await.unwrap_err();
+    let err = PostgresStore::open("postgresql://postgres@127.0.0.1:1/none", 1)
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("postgres"), "{err}");
     assert!(started.elapsed() < Duration::from_secs(15));
 }

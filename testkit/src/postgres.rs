@@ -26,13 +26,21 @@ impl PgCluster {
     ///
     /// Errors (as text meant for a test failure) name what to install.
     pub fn start() -> Result<Self, String> {
-        let bin = std::env::var_os("PERF_PG_BIN").map_or_else(|| PathBuf::from(DEFAULT_PG_BIN), PathBuf::from);
+        let bin = std::env::var_os("PERF_PG_BIN")
+            .map_or_else(|| PathBuf::from(DEFAULT_PG_BIN), PathBuf::from);
         for tool in ["initdb", "pg_ctl", "postgres"] {
             if !bin.join(tool).is_file() {
-                return Err(format!("{} not found: {INSTALL_HINT}", bin.join(tool).display()));
+                return Err(format!(
+                    "{} not found: {INSTALL_HINT}",
+                    bin.join(tool).display()
+                ));
             }
         }
-        let run_as = if is_root() { Some(postgres_user()?) } else { None };
+        let run_as = if is_root() {
+            Some(postgres_user()?)
+        } else {
+            None
+        };
         let dir = tempfile::Builder::new()
             .prefix("perf-pg-")
             .tempdir()
@@ -43,14 +51,25 @@ impl PgCluster {
         let data = dir.path().join("data");
         let out = run(
             Command::new(bin.join("initdb"))
-                .args(["--auth=trust", "--username=postgres", "--encoding=UTF8", "--no-sync", "-D"])
+                .args([
+                    "--auth=trust",
+                    "--username=postgres",
+                    "--encoding=UTF8",
+                    "--no-sync",
+                    "-D",
+                ])
                 .arg(&data),
             run_as,
         )?;
         if !out.status.success() {
-            return Err(format!("initdb failed: {}", String::from_utf8_lossy(&out.stderr)));
+            return Err(format!(
+                "initdb failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
         }
-        let hypopg = Path::new(&extension_dir(&bin)).join("hypopg.control").is_file();
+        let hypopg = Path::new(&extension_dir(&bin))
+            .join("hypopg.control")
+            .is_file();
 
         let mut last_error = String::new();
         for _attempt in 0..5 {
@@ -69,7 +88,13 @@ impl PgCluster {
                 run_as,
             )?;
             if out.status.success() {
-                return Ok(Self { dir, bin, port, run_as, hypopg });
+                return Ok(Self {
+                    dir,
+                    bin,
+                    port,
+                    run_as,
+                    hypopg,
+                });
             }
             // Most likely the port was taken between choosing and binding it: try another.
             last_error = format!(
@@ -104,13 +129,27 @@ impl PgCluster {
     /// Runs SQL through `psql` (handy for fixtures), failing on the first error.
     pub fn psql(&self, dbname: &str, sql: &str) -> Result<String, String> {
         let out = Command::new(self.bin.join("psql"))
-            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", &self.url_for(dbname), "-c", sql])
+            .args([
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                &self.url_for(dbname),
+                "-c",
+                sql,
+            ])
             .output()
             .map_err(|e| format!("psql: {e}"))?;
         if out.status.success() {
             Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
         } else {
-            Err(format!("psql failed: {}", String::from_utf8_lossy(&out.stderr)))
+            Err(format!(
+                "psql failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ))
         }
     }
 
@@ -145,9 +184,12 @@ fn run(command: &mut Command, run_as: Option<(u32, u32)>) -> Result<Output, Stri
         // initdb wants a HOME it can read; the temp dir's parent is world readable.
         command.env("HOME", std::env::temp_dir());
     }
-    command
-        .output()
-        .map_err(|e| format!("cannot run {:?}: {e} ({INSTALL_HINT})", command.get_program()))
+    command.output().map_err(|e| {
+        format!(
+            "cannot run {:?}: {e} ({INSTALL_HINT})",
+            command.get_program()
+        )
+    })
 }
 
 fn is_root() -> bool {
@@ -163,7 +205,8 @@ fn is_root() -> bool {
 }
 
 fn postgres_user() -> Result<(u32, u32), String> {
-    let passwd = fs::read_to_string("/etc/passwd").map_err(|e| format!("reading /etc/passwd: {e}"))?;
+    let passwd =
+        fs::read_to_string("/etc/passwd").map_err(|e| format!("reading /etc/passwd: {e}"))?;
     passwd
         .lines()
         .find_map(|line| {
@@ -174,12 +217,17 @@ fn postgres_user() -> Result<(u32, u32), String> {
                 None
             }
         })
-        .ok_or_else(|| format!("running as root needs a `postgres` user to run initdb: {INSTALL_HINT}"))
+        .ok_or_else(|| {
+            format!("running as root needs a `postgres` user to run initdb: {INSTALL_HINT}")
+        })
 }
 
 fn free_port() -> Result<u16, String> {
     let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("no free port: {e}"))?;
-    listener.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
+    listener
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(|e| e.to_string())
 }
 
 /// `<sharedir>/extension` of this installation, from `pg_config` when present,
@@ -200,9 +248,12 @@ mod tests {
     fn starts_answers_and_cleans_up() {
         let pg = PgCluster::start().unwrap();
         assert_eq!(pg.psql("postgres", "SELECT 1 + 1").unwrap(), "2");
-        let preload = pg.psql("postgres", "SHOW shared_preload_libraries").unwrap();
+        let preload = pg
+            .psql("postgres", "SHOW shared_preload_libraries")
+            .unwrap();
         assert!(preload.contains("pg_stat_statements"), "{preload}");
-        pg.psql("postgres", "CREATE EXTENSION pg_stat_statements").unwrap();
+        pg.psql("postgres", "CREATE EXTENSION pg_stat_statements")
+            .unwrap();
         let url = pg.create_database("other").unwrap();
         assert!(url.ends_with("/other"));
         let dir = pg.dir.path().to_owned();

@@ -46,7 +46,10 @@ pub(crate) async fn health(state: web::Data<AppState>) -> HttpResponse {
 pub(crate) async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let schema_version = state.store.schema_version().await?;
     if state.monitor.latest_now().is_none() {
-        return Err(ApiError::unavailable("the host sampler has not produced a sample yet", 1));
+        return Err(ApiError::unavailable(
+            "the host sampler has not produced a sample yet",
+            1,
+        ));
     }
     Ok(HttpResponse::Ok().json(Ready {
         status: "ready",

@@ -70,11 +70,9 @@ pub(crate) async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let body = body.0;
     body.validate()?;
-    let sample = state
-        .monitor
-        .latest()
-        .await
-        .ok_or_else(|| ApiError::unavailable("the host sampler has not produced a sample yet", 1))?;
+    let sample = state.monitor.latest().await.ok_or_else(|| {
+        ApiError::unavailable("the host sampler has not produced a sample yet", 1)
+    })?;
     let snapshot = MetricsSnapshot {
         id: Id::new(),
         label: body.label.trim().to_owned(),
@@ -84,7 +82,10 @@ pub(crate) async fn create(
     };
     state.store.insert_snapshot(&snapshot).await?;
     Ok(HttpResponse::Created()
-        .insert_header((header::LOCATION, format!("/performance/metrics/snapshots/{}", snapshot.id)))
+        .insert_header((
+            header::LOCATION,
+            format!("/performance/metrics/snapshots/{}", snapshot.id),
+        ))
         .json(snapshot))
 }
 
@@ -100,10 +101,19 @@ pub(crate) async fn list(
 ) -> Result<HttpResponse, ApiError> {
     let limit = query.limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
-        return Err(ApiError::bad_request(format!("limit {limit} is outside 1 to 500")).with_field("limit"));
+        return Err(
+            ApiError::bad_request(format!("limit {limit} is outside 1 to 500")).with_field("limit"),
+        );
     }
-    let before = query.cursor.as_deref().map(|c| parse_id(c, "cursor")).transpose()?;
-    let page = state.store.list_snapshots(PageRequest { limit, before }).await?;
+    let before = query
+        .cursor
+        .as_deref()
+        .map(|c| parse_id(c, "cursor"))
+        .transpose()?;
+    let page = state
+        .store
+        .list_snapshots(PageRequest { limit, before })
+        .await?;
     Ok(HttpResponse::Ok().json(page))
 }
 
@@ -113,7 +123,10 @@ pub(crate) async fn list(
     (status = 404, body = crate::api_error::ErrorBody)
 ))]
 #[get("/performance/metrics/snapshots/{id}")]
-pub(crate) async fn get(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn get(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id, "id")?;
     match state.store.get_snapshot(id).await? {
         Some(snapshot) => Ok(HttpResponse::Ok().json(snapshot)),
@@ -128,7 +141,10 @@ pub(crate) async fn get(state: web::Data<AppState>, id: web::Path<String>) -> Re
     (status = 404, body = crate::api_error::ErrorBody)
 ))]
 #[delete("/performance/metrics/snapshots/{id}")]
-pub(crate) async fn delete(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn delete(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id, "id")?;
     if state.store.delete_snapshot(id).await? {
         Ok(HttpResponse::NoContent().finish())

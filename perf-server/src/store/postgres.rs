@@ -30,15 +30,20 @@ pub struct PostgresStore {
 
 impl std::fmt::Debug for PostgresStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PostgresStore").field("status", &self.pool.status()).finish()
+        f.debug_struct("PostgresStore")
+            .field("status", &self.pool.status())
+            .finish()
     }
 }
 
 impl PostgresStore {
     /// Connects with a pool of `pool_size` connections and migrates.
     pub async fn open(url: &str, pool_size: usize) -> Result<Self> {
-        let config = tokio_postgres::Config::from_str(url)
-            .map_err(|e| store_error(format!("database_url is not a valid connection string: {e}")))?;
+        let config = tokio_postgres::Config::from_str(url).map_err(|e| {
+            store_error(format!(
+                "database_url is not a valid connection string: {e}"
+            ))
+        })?;
         let manager = Manager::from_config(
             config,
             NoTls,
@@ -60,7 +65,10 @@ impl PostgresStore {
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object> {
-        self.pool.get().await.map_err(|e| store_error(format!("no connection: {e}")))
+        self.pool
+            .get()
+            .await
+            .map_err(|e| store_error(format!("no connection: {e}")))
     }
 
     async fn migrate(&self, list: &[Migration]) -> Result<()> {
@@ -79,7 +87,10 @@ impl PostgresStore {
         .await
         .map_err(store_error)?;
         let current: i64 = tx
-            .query_one("SELECT COALESCE(MAX(version), 0)::BIGINT FROM schema_migrations", &[])
+            .query_one(
+                "SELECT COALESCE(MAX(version), 0)::BIGINT FROM schema_migrations",
+                &[],
+            )
             .await
             .map_err(store_error)?
             .get(0);
@@ -101,7 +112,12 @@ impl PostgresStore {
             )
             .await
             .map_err(store_error)?;
-            tracing::info!(backend = BACKEND, version = m.version, name = m.name, "migration applied");
+            tracing::info!(
+                backend = BACKEND,
+                version = m.version,
+                name = m.name,
+                "migration applied"
+            );
         }
         tx.commit().await.map_err(store_error)
     }
@@ -140,7 +156,10 @@ impl Store for PostgresStore {
         Ok(self
             .client()
             .await?
-            .query_one("SELECT COALESCE(MAX(version), 0)::BIGINT FROM schema_migrations", &[])
+            .query_one(
+                "SELECT COALESCE(MAX(version), 0)::BIGINT FROM schema_migrations",
+                &[],
+            )
             .await
             .map_err(store_error)?
             .get(0))
@@ -205,7 +224,10 @@ impl Store for PostgresStore {
         let n = self
             .client()
             .await?
-            .execute("DELETE FROM metrics_snapshots WHERE id = $1", &[&id.as_uuid()])
+            .execute(
+                "DELETE FROM metrics_snapshots WHERE id = $1",
+                &[&id.as_uuid()],
+            )
             .await
             .map_err(store_error)?;
         Ok(n > 0)

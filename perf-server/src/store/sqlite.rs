@@ -39,15 +39,22 @@ impl SqliteStore {
     fn open_blocking(path: &Path) -> Result<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| {
-                store_error(format!("cannot create data directory {}: {e}", dir.display()))
+                store_error(format!(
+                    "cannot create data directory {}: {e}",
+                    dir.display()
+                ))
             })?;
         }
         let mut conn = Connection::open(path)
             .map_err(|e| store_error(format!("cannot open {}: {e}", path.display())))?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(store_error)?;
-        conn.pragma_update(None, "synchronous", "FULL").map_err(store_error)?;
-        conn.pragma_update(None, "foreign_keys", "ON").map_err(store_error)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(store_error)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(store_error)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(store_error)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(store_error)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(store_error)?;
         migrate(&mut conn, migrations::SQLITE)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
@@ -82,7 +89,11 @@ fn migrate(conn: &mut Connection, list: &[Migration]) -> Result<()> {
     )
     .map_err(store_error)?;
     let current: i64 = conn
-        .query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| r.get(0))
+        .query_row(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+            [],
+            |r| r.get(0),
+        )
         .map_err(store_error)?;
     let known = migrations::latest(list);
     if current > known {
@@ -102,7 +113,12 @@ fn migrate(conn: &mut Connection, list: &[Migration]) -> Result<()> {
         )
         .map_err(store_error)?;
         tx.commit().map_err(store_error)?;
-        tracing::info!(backend = BACKEND, version = m.version, name = m.name, "migration applied");
+        tracing::info!(
+            backend = BACKEND,
+            version = m.version,
+            name = m.name,
+            "migration applied"
+        );
     }
     Ok(())
 }
@@ -111,8 +127,16 @@ fn now_ms() -> i64 {
     i64::try_from(perf_core::system::unix_millis()).unwrap_or(i64::MAX)
 }
 
-fn row_to_snapshot(row: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, Option<String>, i64, String)> {
-    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
+fn row_to_snapshot(
+    row: &rusqlite::Row<'_>,
+) -> rusqlite::Result<(String, String, Option<String>, i64, String)> {
+    Ok((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+    ))
 }
 
 fn decode(raw: (String, String, Option<String>, i64, String)) -> Result<MetricsSnapshot> {
@@ -140,8 +164,12 @@ impl Store for SqliteStore {
 
     async fn schema_version(&self) -> Result<i64> {
         self.with(|c| {
-            c.query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| r.get(0))
-                .map_err(store_error)
+            c.query_row(
+                "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(store_error)
         })
         .await
     }
@@ -185,7 +213,9 @@ impl Store for SqliteStore {
         let rows = self
             .with(move |c| {
                 // Ids are UUID v7 in lowercase hex: text order is creation order.
-                let before = page.before.map_or_else(|| "g".to_owned(), |id| id.to_string());
+                let before = page
+                    .before
+                    .map_or_else(|| "g".to_owned(), |id| id.to_string());
                 let mut stmt = c
                     .prepare_cached(
                         "SELECT id, label, note, created_at_ms, sample FROM metrics_snapshots
@@ -206,16 +236,20 @@ impl Store for SqliteStore {
 
     async fn delete_snapshot(&self, id: Id) -> Result<bool> {
         self.with(move |c| {
-            c.execute("DELETE FROM metrics_snapshots WHERE id = ?1", params![id.to_string()])
-                .map(|n| n > 0)
-                .map_err(store_error)
+            c.execute(
+                "DELETE FROM metrics_snapshots WHERE id = ?1",
+                params![id.to_string()],
+            )
+            .map(|n| n > 0)
+            .map_err(store_error)
         })
         .await
     }
 
     async fn close(&self) -> Result<()> {
         self.with(|c| {
-            c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").map_err(store_error)
+            c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+                .map_err(store_error)
         })
         .await
     }

@@ -44,7 +44,11 @@ impl ServerProcess {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(rest) = line.split("listening on http://").nth(1) {
-                    let addr = rest.split_whitespace().next().unwrap_or_default().to_owned();
+                    let addr = rest
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned();
                     let _ = tx.send(addr);
                 }
                 sink.lock().unwrap().push(line);
@@ -60,7 +64,10 @@ impl ServerProcess {
                 let _ = child.kill();
                 let status = child.wait().map_err(|e| e.to_string())?;
                 std::thread::sleep(Duration::from_millis(100));
-                Err(format!("server did not start ({status}): {}", log.lock().unwrap().join("\n")))
+                Err(format!(
+                    "server did not start ({status}): {}",
+                    log.lock().unwrap().join("\n")
+                ))
             }
         }
     }

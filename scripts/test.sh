@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The whole test suite. As root it first installs what the tests need from
+# Debian (PostgreSQL 15 server, hypopg); otherwise it says what is missing.
+# Then: cargo fmt --check, cargo clippy -D warnings, cargo test --workspace.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+pg_bin=${PERF_PG_BIN:-/usr/lib/postgresql/15/bin}
+missing=()
+[ -x "$pg_bin/postgres" ] && [ -x "$pg_bin/initdb" ] || missing+=(postgresql-15)
+[ -f /usr/share/postgresql/15/extension/hypopg.control ] || missing+=(postgresql-15-hypopg)
+if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "==> installing ${missing[*]}"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    else
+        echo "==> missing ${missing[*]}: install them (Debian: apt-get install ${missing[*]}) or run this script as root" >&2
+        echo "    tests that need PostgreSQL will fail with the same advice" >&2
+    fi
+fi
+
+echo "==> cargo fmt --check"
+cargo fmt --all -- --check
+echo "==> cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+echo "==> cargo test"
+cargo test --workspace
