@@ -10,6 +10,7 @@
 //! - [`parse_duration`] / [`parse_size`] and their serde-friendly wrappers
 //!   [`HumanDuration`] and [`ByteSize`]: `10m`, `500ms`, `1.5s`, `512MB`, `2GiB`.
 //! - [`Id`]: time-ordered identifiers (UUID v7).
+//! - [`unix_millis`]: the wall-clock timestamp every record carries.
 //! - [`SampleRing`]: a bounded series of timestamped samples, read by window.
 //! - `system` (feature `system`, Linux): host and process sampling from `/proc`:
 //!   CPU utilization over an interval, memory, network rates, TCP states.
@@ -43,10 +44,12 @@ mod id;
 mod ring;
 #[cfg(feature = "system")]
 pub mod system;
+mod time;
 mod units;
 
 pub use error::{Error, Result};
 pub use histogram::{LatencyHistogram, LatencySummary};
 pub use id::Id;
 pub use ring::{SampleRing, Timestamped};
+pub use time::unix_millis;
 pub use units::{ByteSize, HumanDuration, parse_duration, parse_size};

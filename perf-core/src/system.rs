@@ -19,14 +19,14 @@
 //! ```
 
 use std::collections::HashMap;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use procfs::net::{DeviceStatus, TcpState};
 use procfs::process::Process;
 use procfs::{CpuTime, Current, CurrentSI, KernelStats, LoadAverage, Meminfo};
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, Result, Timestamped};
+use crate::{Error, Result, Timestamped, unix_millis};
 
 /// Host and process figures over one sampling interval.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -428,13 +428,6 @@ fn read_tcp_connections() -> Result<TcpConnections> {
         counts.total += 1;
     }
     Ok(counts)
-}
-
-/// Milliseconds since the Unix epoch (0 if the clock is before 1970).
-pub fn unix_millis() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]

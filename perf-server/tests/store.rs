@@ -23,7 +23,7 @@ fn snapshot(label: &str, sample: &HostSample) -> MetricsSnapshot {
         id: Id::new(),
         label: label.to_owned(),
         note: Some(format!("note of {label}")),
-        created_at_ms: perf_core::system::unix_millis(),
+        created_at_ms: perf_core::unix_millis(),
         sample: sample.clone(),
     }
 }

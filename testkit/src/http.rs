@@ -101,11 +101,14 @@ fn dechunk(mut body: &str) -> String {
         let Ok(len) = usize::from_str_radix(size.trim(), 16) else {
             break;
         };
-        if len == 0 || rest.len() < len {
+        let (Some(chunk), Some(tail)) = (rest.get(..len), rest.get(len..)) else {
+            break;
+        };
+        if len == 0 {
             break;
         }
-        out.push_str(&rest[..len]);
-        body = rest[len..].trim_start_matches("\r\n");
+        out.push_str(chunk);
+        body = tail.trim_start_matches("\r\n");
     }
     out
 }

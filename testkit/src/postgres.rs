@@ -230,8 +230,8 @@ fn free_port() -> Result<u16, String> {
         .map_err(|e| e.to_string())
 }
 
-/// `<sharedir>/extension` of this installation, from `pg_config` when present,
-/// otherwise Debian's layout.
+/// `<sharedir>/extension` of this installation in Debian's layout
+/// (`/usr/share/postgresql/<version>/extension`).
 fn extension_dir(bin: &Path) -> String {
     let version = bin
         .parent()

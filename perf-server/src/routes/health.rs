@@ -27,7 +27,7 @@ pub(crate) struct Ready {
 }
 
 /// Liveness: the process answers.
-#[utoipa::path(get, path = "/health", tag = "service", responses((status = 200, body = Health)))]
+#[utoipa::path(get, path = "/health", tag = "service", responses((status = 200, body = Health, description = "OK")))]
 #[get("/health")]
 pub(crate) async fn health(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(Health {
@@ -39,7 +39,7 @@ pub(crate) async fn health(state: web::Data<AppState>) -> HttpResponse {
 
 /// Readiness: the store answers and the host sampler has produced a sample.
 #[utoipa::path(get, path = "/ready", tag = "service", responses(
-    (status = 200, body = Ready),
+    (status = 200, body = Ready, description = "OK"),
     (status = 503, description = "store unreachable or no sample yet", body = crate::api_error::ErrorBody)
 ))]
 #[get("/ready")]

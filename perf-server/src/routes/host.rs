@@ -119,7 +119,7 @@ fn millis(d: Duration) -> u64 {
 /// Headline figures of this host and process.
 #[utoipa::path(get, path = "/performance/metrics", tag = "metrics", params(WindowQuery), responses(
     (status = 200, body = SummaryView, description = "newest sample; with `window`, a Series of them"),
-    (status = 400, body = crate::api_error::ErrorBody)
+    (status = 400, body = crate::api_error::ErrorBody, description = "bad request")
 ))]
 #[get("/performance/metrics")]
 pub(crate) async fn summary(
@@ -147,7 +147,7 @@ pub(crate) async fn summary(
 /// CPU utilization (total and per core), load averages, process CPU.
 #[utoipa::path(get, path = "/performance/metrics/cpu", tag = "metrics", params(WindowQuery), responses(
     (status = 200, body = CpuView, description = "newest sample; with `window`, a Series of them"),
-    (status = 400, body = crate::api_error::ErrorBody)
+    (status = 400, body = crate::api_error::ErrorBody, description = "bad request")
 ))]
 #[get("/performance/metrics/cpu")]
 pub(crate) async fn cpu(
@@ -165,7 +165,7 @@ pub(crate) async fn cpu(
 /// Host memory, process RSS and allocator statistics.
 #[utoipa::path(get, path = "/performance/metrics/memory", tag = "metrics", params(WindowQuery), responses(
     (status = 200, body = MemoryView, description = "newest sample; with `window`, a Series of them"),
-    (status = 400, body = crate::api_error::ErrorBody)
+    (status = 400, body = crate::api_error::ErrorBody, description = "bad request")
 ))]
 #[get("/performance/metrics/memory")]
 pub(crate) async fn memory(
@@ -184,7 +184,7 @@ pub(crate) async fn memory(
 /// Per-interface rates, errors and drops; TCP connections by state.
 #[utoipa::path(get, path = "/performance/metrics/network", tag = "metrics", params(WindowQuery), responses(
     (status = 200, body = NetworkView, description = "newest sample; with `window`, a Series of them"),
-    (status = 400, body = crate::api_error::ErrorBody)
+    (status = 400, body = crate::api_error::ErrorBody, description = "bad request")
 ))]
 #[get("/performance/metrics/network")]
 pub(crate) async fn network(

@@ -1,7 +1,7 @@
 use actix_web::{HttpResponse, get};
 
 /// Prometheus metrics in the text exposition format.
-#[utoipa::path(get, path = "/metrics", tag = "service", responses((status = 200, content_type = "text/plain", body = String)))]
+#[utoipa::path(get, path = "/metrics", tag = "service", responses((status = 200, content_type = "text/plain", body = String, description = "OK")))]
 #[get("/metrics")]
 pub(crate) async fn metrics() -> HttpResponse {
     HttpResponse::Ok()

@@ -58,10 +58,11 @@ fn parse_id(text: &str, field: &str) -> Result<Id, ApiError> {
 
 /// Saves the newest host sample under a label (durable before 201).
 #[utoipa::path(post, path = "/performance/metrics/snapshots", tag = "metrics", request_body = CreateSnapshot, responses(
-    (status = 201, body = MetricsSnapshot, headers(("Location" = String, description = "URL of the snapshot"))),
-    (status = 401, body = crate::api_error::ErrorBody),
-    (status = 413, body = crate::api_error::ErrorBody),
-    (status = 422, body = crate::api_error::ErrorBody)
+    (status = 201, body = MetricsSnapshot, description = "created and durable", headers(("Location" = String, description = "URL of the snapshot"))),
+    (status = 401, body = crate::api_error::ErrorBody, description = "missing or wrong bearer token"),
+    (status = 413, body = crate::api_error::ErrorBody, description = "body too large"),
+    (status = 415, body = crate::api_error::ErrorBody, description = "not JSON"),
+    (status = 422, body = crate::api_error::ErrorBody, description = "a field is not allowed")
 ))]
 #[post("/performance/metrics/snapshots")]
 pub(crate) async fn create(
@@ -77,7 +78,7 @@ pub(crate) async fn create(
         id: Id::new(),
         label: body.label.trim().to_owned(),
         note: body.note,
-        created_at_ms: perf_core::system::unix_millis(),
+        created_at_ms: perf_core::unix_millis(),
         sample: (*sample).clone(),
     };
     state.store.insert_snapshot(&snapshot).await?;
@@ -91,8 +92,8 @@ pub(crate) async fn create(
 
 /// Snapshots, newest first.
 #[utoipa::path(get, path = "/performance/metrics/snapshots", tag = "metrics", params(PageQuery), responses(
-    (status = 200, body = Page<MetricsSnapshot>),
-    (status = 400, body = crate::api_error::ErrorBody)
+    (status = 200, body = Page<MetricsSnapshot>, description = "OK"),
+    (status = 400, body = crate::api_error::ErrorBody, description = "bad request")
 ))]
 #[get("/performance/metrics/snapshots")]
 pub(crate) async fn list(
@@ -119,8 +120,8 @@ pub(crate) async fn list(
 
 /// One snapshot.
 #[utoipa::path(get, path = "/performance/metrics/snapshots/{id}", tag = "metrics", responses(
-    (status = 200, body = MetricsSnapshot),
-    (status = 404, body = crate::api_error::ErrorBody)
+    (status = 200, body = MetricsSnapshot, description = "OK"),
+    (status = 404, body = crate::api_error::ErrorBody, description = "not found")
 ))]
 #[get("/performance/metrics/snapshots/{id}")]
 pub(crate) async fn get(
@@ -136,9 +137,9 @@ pub(crate) async fn get(
 
 /// Deletes one snapshot.
 #[utoipa::path(delete, path = "/performance/metrics/snapshots/{id}", tag = "metrics", responses(
-    (status = 204),
-    (status = 401, body = crate::api_error::ErrorBody),
-    (status = 404, body = crate::api_error::ErrorBody)
+    (status = 204, description = "deleted"),
+    (status = 401, body = crate::api_error::ErrorBody, description = "missing or wrong bearer token"),
+    (status = 404, body = crate::api_error::ErrorBody, description = "not found")
 ))]
 #[delete("/performance/metrics/snapshots/{id}")]
 pub(crate) async fn delete(

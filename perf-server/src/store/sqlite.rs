@@ -124,7 +124,7 @@ fn migrate(conn: &mut Connection, list: &[Migration]) -> Result<()> {
 }
 
 fn now_ms() -> i64 {
-    i64::try_from(perf_core::system::unix_millis()).unwrap_or(i64::MAX)
+    i64::try_from(perf_core::unix_millis()).unwrap_or(i64::MAX)
 }
 
 fn row_to_snapshot(
