@@ -40,7 +40,8 @@ pub struct ServerConfig {
     pub database_url: Option<String>,
     /// Connections of the PostgreSQL store's pool (1 to 256, default 8).
     pub database_pool_size: usize,
-    /// Bearer token required by POST, PUT, PATCH and DELETE when set.
+    /// Bearer token required by POST, PUT, PATCH and DELETE when set (never serialized).
+    #[serde(skip_serializing)]
     pub api_token: Option<String>,
     /// Allow a non-loopback `listen` address without an `api_token`.
     pub insecure_no_auth: bool,

@@ -28,6 +28,12 @@ impl PgCluster {
     pub fn start() -> Result<Self, String> {
         let bin = std::env::var_os("PERF_PG_BIN")
             .map_or_else(|| PathBuf::from(DEFAULT_PG_BIN), PathBuf::from);
+        Self::start_with_binaries(&bin)
+    }
+
+    /// Like [`PgCluster::start`] with the server binaries taken from `bin`.
+    pub fn start_with_binaries(bin: &Path) -> Result<Self, String> {
+        let bin = bin.to_owned();
         for tool in ["initdb", "pg_ctl", "postgres"] {
             if !bin.join(tool).is_file() {
                 return Err(format!(
@@ -243,6 +249,12 @@ fn extension_dir(bin: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn missing_binaries_fail_naming_the_package() {
+        let err = PgCluster::start_with_binaries(Path::new("/nonexistent/pg/bin")).unwrap_err();
+        assert!(err.contains("apt-get install -y postgresql-15"), "{err}");
+    }
 
     #[test]
     fn starts_answers_and_cleans_up() {
