@@ -51,5 +51,5 @@ pub use error::{Error, Result};
 pub use histogram::{LatencyHistogram, LatencySummary};
 pub use id::Id;
 pub use ring::{SampleRing, Timestamped};
-pub use time::unix_millis;
+pub use time::{format_rfc3339, unix_millis};
 pub use units::{ByteSize, HumanDuration, parse_duration, parse_size};

@@ -1,10 +1,61 @@
 //! # perf-loadgen
 //!
-//! The HTTP load generator of the perf toolkit: scenarios in YAML, closed
-//! (virtual users) and open (arrival rate) executors, latency without
-//! coordinated omission in [`perf_core::LatencyHistogram`], thresholds, run
-//! comparison and distributed runs.
+//! An HTTP load generator to embed in Rust programs (and behind
+//! `perf-server run`):
 //!
-//! **Not built yet**: this crate is an empty member of the workspace until the
-//! perf-loadgen issue lands. It exports nothing, so nothing can depend on
-//! behaviour it does not have.
+//! - scenarios in YAML ([`ScenarioFile`]) with the five mission presets ([`preset`]);
+//! - a closed model (virtual users with ramp-up and think time, each on its own
+//!   keep-alive connection) and an open model (requests on an intended schedule
+//!   at a constant or ramping rate, bounded in flight, drops counted);
+//! - latency without coordinated omission: in the open model every latency
+//!   counts from the *intended* send time (and the uncorrected figure is kept
+//!   beside it), in HdrHistograms from perf-core;
+//! - per-second live snapshots, thresholds, a [`RunReport`] with a CSV timeline;
+//! - [`split`] a scenario over machines and [`RunReport::merge`] their reports exactly.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), perf_loadgen::Error> {
+//! let file = perf_loadgen::ScenarioFile::from_yaml(r#"
+//! load_tests:
+//!   smoke:
+//!     target: http://127.0.0.1:8080
+//!     duration: 10s
+//!     users: 20
+//!     ramp_up: 2s
+//!     think_time: 100ms
+//!     thresholds: ["p95 < 50ms", "error_rate < 0.1%"]
+//! "#)?;
+//! let run = perf_loadgen::start("smoke", file.get("smoke")?).await?;
+//! let mut live = run.progress();
+//! tokio::spawn(async move {
+//!     while live.changed().await.is_ok() {
+//!         let s = live.borrow().clone();
+//!         eprintln!("{:.0}s {} users {:.0} req/s p95 {:.1} ms", s.elapsed_s, s.users, s.rps, s.p95_ms);
+//!     }
+//! });
+//! let report = run.report().await?;
+//! println!("{}", serde_json::to_string_pretty(&report).unwrap());
+//! assert!(report.passed);
+//! # Ok(())
+//! # }
+//! ```
+
+mod error;
+mod http;
+mod report;
+mod request;
+mod run;
+mod scenario;
+mod shard;
+mod stats;
+
+pub use error::{Error, Result};
+pub use report::{LatencyMs, ReportHistograms, RequestReport, RunReport, ThresholdResult};
+pub use run::{LiveSnapshot, RunHandle, start};
+pub use scenario::{
+    Comparison, FeederMode, FeederSpec, LoadPlan, MAX_DURATION, MAX_RATE, MAX_USERS, Preset, Rate,
+    RequestSpec, Scenario, ScenarioFile, Stage, Targets, ThinkDistribution, ThinkTime, Threshold,
+    ThresholdMetric, preset,
+};
+pub use shard::split;
+pub use stats::TimelineRow;

@@ -8,6 +8,7 @@
 //!   removed on drop. Without the server binaries it fails with a message that
 //!   names the Debian package to install; it never skips.
 //! - [`http`]: a tiny blocking HTTP/1.1 client for local targets.
+//! - [`target::TargetServer`]: a local HTTP/1.1 target with delays, statuses and stalls.
 //!
 //! ```no_run
 //! let pg = testkit::PgCluster::start().expect("PostgreSQL 15 is installed");
@@ -16,5 +17,6 @@
 
 pub mod http;
 mod postgres;
+pub mod target;
 
 pub use postgres::PgCluster;

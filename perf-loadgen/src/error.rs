@@ -1,0 +1,48 @@
+/// Everything that can go wrong in perf-loadgen.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A scenario value is outside what is allowed.
+    #[error("scenario {scenario:?}: `{key}` = {value} is not allowed; {allowed}")]
+    Invalid {
+        /// The scenario's name in the file.
+        scenario: String,
+        /// The key at fault, e.g. `users` or `requests[2].weight`.
+        key: String,
+        /// The value as given.
+        value: String,
+        /// What is allowed.
+        allowed: String,
+    },
+    /// The scenario file is not valid YAML of the scenario schema.
+    #[error("scenario file: {0}")]
+    Parse(String),
+    /// The file has no scenario of that name.
+    #[error("no scenario named {name:?}; the file has: {available}")]
+    UnknownScenario {
+        /// The name asked for.
+        name: String,
+        /// The names there are.
+        available: String,
+    },
+    /// A data file could not be read.
+    #[error("data file {path}: {message}")]
+    Feeder {
+        /// The file as given.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// Reports could not be merged.
+    #[error("cannot merge reports: {0}")]
+    Merge(String),
+    /// Writing a report failed.
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    /// A perf-core error (histogram, units).
+    #[error(transparent)]
+    Core(#[from] perf_core::Error),
+}
+
+/// `Result` with perf-loadgen's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

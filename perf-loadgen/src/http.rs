@@ -1,0 +1,468 @@
+//! A minimal HTTP/1.1 client made for load: one keep-alive connection per
+//! virtual user, requests written from prepared bytes, responses parsed with
+//! `httparse` and their bodies counted, not kept. Small buffers keep the
+//! memory of an idle user in the hundreds of bytes.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Read buffer given to a new connection; it grows for large responses.
+const INITIAL_BUFFER: usize = 512;
+/// Above this capacity a buffer is shrunk back after the response.
+const KEEP_BUFFER: usize = 16 * 1024;
+
+/// `http://host[:port][/base]`, resolved once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Endpoint {
+    /// Host as written.
+    pub(crate) host: String,
+    /// Port (default 80).
+    pub(crate) port: u16,
+    /// Path prefix without a trailing slash (may be empty).
+    pub(crate) base_path: String,
+}
+
+impl Endpoint {
+    /// Parses a base URL; the error says what is allowed.
+    pub(crate) fn parse(url: &str) -> Result<Self, String> {
+        let rest = if let Some(rest) = url.strip_prefix("http://") {
+            rest
+        } else if url.starts_with("https://") {
+            return Err("https is not supported yet: use http:// (TLS is planned)".to_owned());
+        } else {
+            return Err("a base URL such as http://127.0.0.1:8080".to_owned());
+        };
+        let (authority, path) = rest.find('/').map_or((rest, ""), |i| rest.split_at(i));
+        if authority.is_empty() || authority.contains('@') {
+            return Err(
+                "a base URL with a host, such as http://127.0.0.1:8080 (no user info)".to_owned(),
+            );
+        }
+        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+            let (h, after) = v6.split_once(']').ok_or("a closing ] for an IPv6 host")?;
+            let port = match after.strip_prefix(':') {
+                Some(p) => p.parse().map_err(|_| format!("a port number, not {p:?}"))?,
+                None if after.is_empty() => 80,
+                None => return Err(format!("unexpected {after:?} after the IPv6 host")),
+            };
+            (format!("[{h}]"), port)
+        } else {
+            match authority.rsplit_once(':') {
+                Some((h, p)) => (
+                    h.to_owned(),
+                    p.parse().map_err(|_| format!("a port number, not {p:?}"))?,
+                ),
+                None => (authority.to_owned(), 80),
+            }
+        };
+        if path.contains(['?', '#']) {
+            return Err(
+                "a base URL without query or fragment (put those in the request path)".to_owned(),
+            );
+        }
+        Ok(Self {
+            host,
+            port,
+            base_path: path.trim_end_matches('/').to_owned(),
+        })
+    }
+
+    /// The `Host` header value.
+    pub(crate) fn authority(&self) -> String {
+        if self.port == 80 {
+            self.host.clone()
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+
+    /// Resolves the host to socket addresses.
+    pub(crate) async fn resolve(&self) -> io::Result<Vec<SocketAddr>> {
+        let host = self.host.trim_start_matches('[').trim_end_matches(']');
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, self.port)).await?.collect();
+        if addrs.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{host} has no address"),
+            ));
+        }
+        Ok(addrs)
+    }
+}
+
+/// Why a request failed before an HTTP status arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) enum FailureKind {
+    /// The TCP connection could not be opened.
+    Connect,
+    /// No complete response within the request timeout.
+    Timeout,
+    /// The server closed or reset the connection mid-exchange.
+    Reset,
+    /// The response was not valid HTTP/1.1.
+    Protocol,
+}
+
+impl FailureKind {
+    /// Name used in reports.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Connect => "connect",
+            Self::Timeout => "timeout",
+            Self::Reset => "reset",
+            Self::Protocol => "protocol",
+        }
+    }
+}
+
+/// What came back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Response {
+    /// Status code.
+    pub(crate) status: u16,
+    /// Bytes of head and body received.
+    pub(crate) bytes_received: u64,
+}
+
+/// One keep-alive connection.
+#[derive(Debug)]
+pub(crate) struct Connection {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    reusable: bool,
+}
+
+impl Connection {
+    /// Opens a connection (TCP_NODELAY set).
+    pub(crate) async fn open(addr: SocketAddr) -> io::Result<Self> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(Self {
+            stream,
+            buf: Vec::with_capacity(INITIAL_BUFFER),
+            reusable: true,
+        })
+    }
+
+    /// Whether the server allowed this connection to carry another request.
+    pub(crate) fn is_reusable(&self) -> bool {
+        self.reusable
+    }
+
+    /// Sends `request` (complete HTTP/1.1 bytes) and reads the whole response.
+    pub(crate) async fn exchange(
+        &mut self,
+        request: &[u8],
+        head: bool,
+    ) -> Result<Response, (FailureKind, bool)> {
+        // The bool says whether nothing at all came back (a stale keep-alive
+        // connection closed by the server: safe to retry on a new one).
+        if self.stream.write_all(request).await.is_err() {
+            self.reusable = false;
+            return Err((FailureKind::Reset, true));
+        }
+        let result = self.read_response(head).await;
+        if self.buf.capacity() > KEEP_BUFFER {
+            self.buf = Vec::with_capacity(INITIAL_BUFFER);
+        }
+        if result.is_err() {
+            self.reusable = false;
+        }
+        result
+    }
+
+    async fn fill(&mut self) -> Result<usize, FailureKind> {
+        if self.buf.len() == self.buf.capacity() {
+            self.buf.reserve(self.buf.capacity().max(INITIAL_BUFFER));
+        }
+        match self.stream.read_buf(&mut self.buf).await {
+            Ok(n) => Ok(n),
+            Err(_) => Err(FailureKind::Reset),
+        }
+    }
+
+    async fn read_response(&mut self, head: bool) -> Result<Response, (FailureKind, bool)> {
+        self.buf.clear();
+        let mut received = 0u64;
+        // Head.
+        let (status, head_len, framing) = loop {
+            let n = self.fill().await.map_err(|k| (k, received == 0))?;
+            if n == 0 {
+                return Err((FailureKind::Reset, received == 0));
+            }
+            received += n as u64;
+            let mut headers = [httparse::EMPTY_HEADER; 48];
+            let mut parsed = httparse::Response::new(&mut headers);
+            match parsed.parse(&self.buf) {
+                Ok(httparse::Status::Complete(len)) => {
+                    let status = parsed.code.unwrap_or(0);
+                    if (100..200).contains(&status) {
+                        // Interim response: drop it and read the final one.
+                        self.buf.drain(..len);
+                        continue;
+                    }
+                    let framing = framing_of(&parsed, status, head);
+                    self.reusable = !closes(&parsed);
+                    break (status, len, framing);
+                }
+                Ok(httparse::Status::Partial) => {
+                    if self.buf.len() > 64 * 1024 {
+                        return Err((FailureKind::Protocol, false));
+                    }
+                }
+                Err(_) => return Err((FailureKind::Protocol, false)),
+            }
+        };
+        self.buf.drain(..head_len);
+        // Body: counted and dropped.
+        match framing {
+            Framing::Empty => {}
+            Framing::Length(mut remaining) => loop {
+                let have = (self.buf.len() as u64).min(remaining);
+                remaining -= have;
+                self.buf.clear();
+                if remaining == 0 {
+                    break;
+                }
+                let n = self.fill().await.map_err(|k| (k, false))?;
+                if n == 0 {
+                    return Err((FailureKind::Reset, false));
+                }
+                received += n as u64;
+            },
+            Framing::Chunked => {
+                let mut decoder = ChunkDecoder::default();
+                loop {
+                    match decoder.feed(&self.buf) {
+                        Ok(Some(_)) => break,
+                        Ok(None) => self.buf.clear(),
+                        Err(()) => return Err((FailureKind::Protocol, false)),
+                    }
+                    let n = self.fill().await.map_err(|k| (k, false))?;
+                    if n == 0 {
+                        return Err((FailureKind::Reset, false));
+                    }
+                    received += n as u64;
+                }
+            }
+            Framing::UntilClose => {
+                self.reusable = false;
+                loop {
+                    self.buf.clear();
+                    let n = self.fill().await.map_err(|k| (k, false))?;
+                    if n == 0 {
+                        break;
+                    }
+                    received += n as u64;
+                }
+            }
+        }
+        self.buf.clear();
+        Ok(Response {
+            status,
+            bytes_received: received,
+        })
+    }
+}
+
+enum Framing {
+    Empty,
+    Length(u64),
+    Chunked,
+    UntilClose,
+}
+
+fn header<'a>(r: &'a httparse::Response<'_, '_>, name: &str) -> Option<&'a [u8]> {
+    r.headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case(name))
+        .map(|h| h.value)
+}
+
+fn framing_of(r: &httparse::Response<'_, '_>, status: u16, head: bool) -> Framing {
+    if head || status == 204 || status == 304 {
+        return Framing::Empty;
+    }
+    if header(r, "transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().ends_with(b"chunked"))
+    {
+        return Framing::Chunked;
+    }
+    match header(r, "content-length").and_then(|v| std::str::from_utf8(v).ok()?.trim().parse().ok())
+    {
+        Some(0) => Framing::Empty,
+        Some(n) => Framing::Length(n),
+        None => Framing::UntilClose,
+    }
+}
+
+fn closes(r: &httparse::Response<'_, '_>) -> bool {
+    let close = header(r, "connection").is_some_and(|v| v.eq_ignore_ascii_case(b"close"));
+    close
+        || r.version == Some(0)
+            && !header(r, "connection").is_some_and(|v| v.eq_ignore_ascii_case(b"keep-alive"))
+}
+
+/// Incremental chunked-body decoder that only needs to find the end.
+#[derive(Debug, Default)]
+struct ChunkDecoder {
+    state: ChunkState,
+    line: Vec<u8>,
+}
+
+#[derive(Debug, Default)]
+enum ChunkState {
+    #[default]
+    Size,
+    Data(u64),
+    DataEnd(u8),
+    Trailer,
+}
+
+impl ChunkDecoder {
+    /// Consumes `input`; `Some(())` at the end of the body.
+    fn feed(&mut self, input: &[u8]) -> Result<Option<()>, ()> {
+        let mut i = 0;
+        while i < input.len() {
+            match &mut self.state {
+                ChunkState::Size | ChunkState::Trailer => {
+                    let b = input[i];
+                    i += 1;
+                    if b != b'\n' {
+                        if self.line.len() > 1024 {
+                            return Err(());
+                        }
+                        self.line.push(b);
+                        continue;
+                    }
+                    let line = std::mem::take(&mut self.line);
+                    let line = line.strip_suffix(b"\r").unwrap_or(&line);
+                    if matches!(self.state, ChunkState::Trailer) {
+                        if line.is_empty() {
+                            return Ok(Some(()));
+                        }
+                        continue;
+                    }
+                    let size_text = line.split(|&c| c == b';').next().unwrap_or_default();
+                    let size = std::str::from_utf8(size_text)
+                        .ok()
+                        .and_then(|t| u64::from_str_radix(t.trim(), 16).ok())
+                        .ok_or(())?;
+                    self.state = if size == 0 {
+                        ChunkState::Trailer
+                    } else {
+                        ChunkState::Data(size)
+                    };
+                }
+                ChunkState::Data(remaining) => {
+                    let take = (*remaining).min((input.len() - i) as u64);
+                    *remaining -= take;
+                    i += take as usize;
+                    if *remaining == 0 {
+                        self.state = ChunkState::DataEnd(2);
+                    }
+                }
+                ChunkState::DataEnd(left) => {
+                    i += 1;
+                    *left -= 1;
+                    if *left == 0 {
+                        self.state = ChunkState::Size;
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// Sends on `conn`, opening it first when needed and retrying once on a new
+/// connection when a reused one turns out closed before any byte came back.
+pub(crate) async fn send(
+    conn: &mut Option<Connection>,
+    addr: SocketAddr,
+    request: &[u8],
+    head: bool,
+    timeout: Duration,
+) -> Result<Response, FailureKind> {
+    let attempt = async {
+        for retry in 0..2 {
+            let reused = conn.is_some();
+            if conn.is_none() {
+                *conn = Some(
+                    Connection::open(addr)
+                        .await
+                        .map_err(|_| FailureKind::Connect)?,
+                );
+            }
+            let Some(c) = conn.as_mut() else {
+                return Err(FailureKind::Connect);
+            };
+            match c.exchange(request, head).await {
+                Ok(response) => {
+                    if !c.is_reusable() {
+                        *conn = None;
+                    }
+                    return Ok(response);
+                }
+                Err((kind, nothing_back)) => {
+                    *conn = None;
+                    if !(reused && nothing_back && retry == 0) {
+                        return Err(kind);
+                    }
+                }
+            }
+        }
+        Err(FailureKind::Reset)
+    };
+    match tokio::time::timeout(timeout, attempt).await {
+        Ok(result) => result,
+        Err(_) => {
+            *conn = None;
+            Err(FailureKind::Timeout)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_parse_and_refuse_what_is_not_supported() {
+        let e = Endpoint::parse("http://127.0.0.1:8080/api/").unwrap();
+        assert_eq!(
+            (e.host.as_str(), e.port, e.base_path.as_str()),
+            ("127.0.0.1", 8080, "/api")
+        );
+        assert_eq!(Endpoint::parse("http://localhost").unwrap().port, 80);
+        let v6 = Endpoint::parse("http://[::1]:9000").unwrap();
+        assert_eq!((v6.host.as_str(), v6.port), ("[::1]", 9000));
+        for bad in [
+            "https://x",
+            "ftp://x",
+            "http://",
+            "http://h:port",
+            "127.0.0.1:80",
+            "http://u@h",
+            "http://h/?q",
+        ] {
+            assert!(Endpoint::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn chunked_bodies_end_where_they_end_whatever_the_split() {
+        let body =
+            b"4\r\nWiki\r\n5;ext=1\r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n0\r\nTrailer: x\r\n\r\n";
+        for split in 1..body.len() {
+            let mut d = ChunkDecoder::default();
+            let first = d.feed(&body[..split]).unwrap();
+            assert!(first.is_none(), "ended early at split {split}");
+            assert_eq!(d.feed(&body[split..]).unwrap(), Some(()), "split {split}");
+        }
+        assert!(ChunkDecoder::default().feed(b"zz\r\n").is_err());
+    }
+}

@@ -1,0 +1,412 @@
+//! The result of a run: [`RunReport`], its threshold verdicts, CSV export of
+//! the timeline, and exact merging of reports from shards.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use perf_core::LatencyHistogram;
+use serde::{Deserialize, Serialize};
+
+use crate::scenario::{Threshold, ThresholdMetric};
+use crate::stats::{TimelineRow, Totals, ms};
+use crate::{Error, Result};
+
+/// Latency figures in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LatencyMs {
+    /// Median.
+    pub p50: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// 95th percentile.
+    pub p95: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// 99.9th percentile.
+    pub p999: f64,
+    /// Largest.
+    pub max: f64,
+    /// Mean.
+    pub mean: f64,
+}
+
+impl LatencyMs {
+    /// Figures of a histogram.
+    pub fn of(h: &LatencyHistogram) -> Self {
+        Self {
+            p50: ms(h.percentile(50.0)),
+            p90: ms(h.percentile(90.0)),
+            p95: ms(h.percentile(95.0)),
+            p99: ms(h.percentile(99.0)),
+            p999: ms(h.percentile(99.9)),
+            max: ms(h.max()),
+            mean: ms(h.mean()),
+        }
+    }
+}
+
+/// One threshold's verdict.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ThresholdResult {
+    /// The rule as written, e.g. `p95 < 50ms`.
+    pub expr: String,
+    /// The value seen, in the rule's unit (ms, fraction, req/s).
+    pub observed: f64,
+    /// Whether the rule held.
+    pub passed: bool,
+}
+
+/// Figures of one request of the mix.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestReport {
+    /// Requests completed.
+    pub requests: u64,
+    /// Of which failed.
+    pub errors: u64,
+    /// Latency from the intended send time.
+    pub latency_ms: LatencyMs,
+    /// Latency from the actual send time (open model only).
+    pub latency_uncorrected_ms: Option<LatencyMs>,
+}
+
+/// The histograms behind the figures, kept so reports merge exactly.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReportHistograms {
+    /// All requests, corrected.
+    pub latency: LatencyHistogram,
+    /// All requests, uncorrected.
+    pub latency_uncorrected: LatencyHistogram,
+    /// Per request name: (corrected, uncorrected).
+    pub per_request: BTreeMap<String, (LatencyHistogram, LatencyHistogram)>,
+}
+
+/// The report of a run. Its JSON form is the documented schema of
+/// `docs/load-testing.md`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunReport {
+    /// Scenario name.
+    pub scenario: String,
+    /// `closed` (virtual users) or `open` (arrival rate).
+    pub model: String,
+    /// Base URLs.
+    pub targets: Vec<String>,
+    /// Start, RFC 3339 UTC.
+    pub started_at: String,
+    /// Start, milliseconds since the Unix epoch.
+    pub started_at_ms: u64,
+    /// Length of the run, seconds.
+    pub duration_s: f64,
+    /// Requests completed.
+    pub requests: u64,
+    /// Of which failed (connect, timeout, reset, protocol, or HTTP status >= 400).
+    pub errors: u64,
+    /// `errors / requests`.
+    pub error_rate: f64,
+    /// `requests / duration_s`.
+    pub rps: f64,
+    /// Latency from the intended send time (in the closed model, the send time).
+    pub latency_ms: LatencyMs,
+    /// Latency from the actual send time, open model only: what a closed-loop tool would report.
+    pub latency_uncorrected_ms: Option<LatencyMs>,
+    /// Intended requests not sent because `max_in_flight` was reached (open model).
+    pub dropped: u64,
+    /// Responses by status code.
+    pub status_codes: BTreeMap<String, u64>,
+    /// Failures without a status, by kind: `connect`, `timeout`, `reset`, `protocol`.
+    pub error_kinds: BTreeMap<String, u64>,
+    /// Bytes written.
+    pub bytes_sent: u64,
+    /// Bytes read.
+    pub bytes_received: u64,
+    /// Figures per request name.
+    pub per_request: BTreeMap<String, RequestReport>,
+    /// Threshold verdicts.
+    pub thresholds: Vec<ThresholdResult>,
+    /// Whether every threshold held.
+    pub passed: bool,
+    /// Why the run ended early (`cancelled`, `threshold failed: ...`), if it did.
+    pub stopped_early: Option<String>,
+    /// Per-second rows.
+    pub timeline: Vec<TimelineRow>,
+    /// Histograms for exact merging.
+    pub histograms: ReportHistograms,
+}
+
+/// What [`RunReport::build`] needs besides the totals.
+#[derive(Debug, Clone)]
+pub(crate) struct ReportMeta {
+    pub(crate) scenario: String,
+    pub(crate) open_model: bool,
+    pub(crate) targets: Vec<String>,
+    pub(crate) started_at_ms: u64,
+    pub(crate) duration: Duration,
+    pub(crate) dropped: u64,
+    pub(crate) stopped_early: Option<String>,
+    pub(crate) thresholds: Vec<Threshold>,
+}
+
+impl RunReport {
+    pub(crate) fn build(
+        meta: ReportMeta,
+        names: &[String],
+        totals: &Totals,
+        timeline: Vec<TimelineRow>,
+    ) -> Self {
+        let mut per_request = BTreeMap::new();
+        let mut per_request_h = BTreeMap::new();
+        for (name, stats) in names.iter().zip(&totals.per_name) {
+            let entry = per_request_h
+                .entry(name.clone())
+                .or_insert_with(|| (LatencyHistogram::new(), LatencyHistogram::new()));
+            let _ = entry.0.merge(&stats.corrected);
+            let _ = entry.1.merge(&stats.uncorrected);
+            let counts: &mut (u64, u64) = per_request.entry(name.clone()).or_default();
+            counts.0 += stats.requests;
+            counts.1 += stats.errors;
+        }
+        let histograms = ReportHistograms {
+            latency: totals.corrected.clone(),
+            latency_uncorrected: totals.uncorrected.clone(),
+            per_request: per_request_h,
+        };
+        let counts = Counts {
+            requests: totals.requests,
+            errors: totals.errors,
+            status_codes: totals
+                .status_codes
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect(),
+            error_kinds: totals
+                .failures
+                .iter()
+                .map(|(k, v)| (k.name().to_owned(), *v))
+                .collect(),
+            bytes_sent: totals.bytes_sent,
+            bytes_received: totals.bytes_received,
+            per_request,
+        };
+        Self::assemble(meta, counts, histograms, timeline)
+    }
+
+    fn assemble(
+        meta: ReportMeta,
+        counts: Counts,
+        histograms: ReportHistograms,
+        timeline: Vec<TimelineRow>,
+    ) -> Self {
+        let duration_s = meta.duration.as_secs_f64();
+        let error_rate = if counts.requests == 0 {
+            0.0
+        } else {
+            counts.errors as f64 / counts.requests as f64
+        };
+        let rps = if duration_s > 0.0 {
+            counts.requests as f64 / duration_s
+        } else {
+            0.0
+        };
+        let per_request = counts
+            .per_request
+            .iter()
+            .map(|(name, &(requests, errors))| {
+                let (c, u) = histograms
+                    .per_request
+                    .get(name)
+                    .cloned()
+                    .unwrap_or_default();
+                let report = RequestReport {
+                    requests,
+                    errors,
+                    latency_ms: LatencyMs::of(&c),
+                    latency_uncorrected_ms: meta.open_model.then(|| LatencyMs::of(&u)),
+                };
+                (name.clone(), report)
+            })
+            .collect();
+        let latency_ms = LatencyMs::of(&histograms.latency);
+        let thresholds: Vec<ThresholdResult> = meta
+            .thresholds
+            .iter()
+            .map(|t| {
+                let observed = observe(t, &histograms.latency, error_rate, rps);
+                ThresholdResult {
+                    expr: t.expr().to_owned(),
+                    observed,
+                    passed: t.holds(observed),
+                }
+            })
+            .collect();
+        Self {
+            scenario: meta.scenario,
+            model: if meta.open_model { "open" } else { "closed" }.to_owned(),
+            targets: meta.targets,
+            started_at: perf_core::format_rfc3339(meta.started_at_ms),
+            started_at_ms: meta.started_at_ms,
+            duration_s,
+            requests: counts.requests,
+            errors: counts.errors,
+            error_rate,
+            rps,
+            latency_ms,
+            latency_uncorrected_ms: meta
+                .open_model
+                .then(|| LatencyMs::of(&histograms.latency_uncorrected)),
+            dropped: meta.dropped,
+            status_codes: counts.status_codes,
+            error_kinds: counts.error_kinds,
+            bytes_sent: counts.bytes_sent,
+            bytes_received: counts.bytes_received,
+            per_request,
+            passed: thresholds.iter().all(|t| t.passed),
+            thresholds,
+            stopped_early: meta.stopped_early,
+            timeline,
+            histograms,
+        }
+    }
+
+    /// The timeline as CSV (header row, then one row per timeline entry).
+    pub fn timeline_csv(&self) -> String {
+        let mut out = String::from(
+            "t_s,span_s,requests,errors,rps,p50_ms,p95_ms,p99_ms,max_ms,users,in_flight,dropped,bytes_sent,bytes_received\n",
+        );
+        for r in &self.timeline {
+            out.push_str(&format!(
+                "{},{},{},{},{:.3},{:.3},{:.3},{:.3},{:.3},{},{},{},{},{}\n",
+                r.t_s,
+                r.span_s,
+                r.requests,
+                r.errors,
+                r.rps,
+                r.p50_ms,
+                r.p95_ms,
+                r.p99_ms,
+                r.max_ms,
+                r.users,
+                r.in_flight,
+                r.dropped,
+                r.bytes_sent,
+                r.bytes_received
+            ));
+        }
+        out
+    }
+
+    /// Merges the reports of shards of one run into one: counts add up,
+    /// histograms merge exactly (so percentiles are those of all samples),
+    /// timelines add up second by second, thresholds are judged again.
+    pub fn merge(reports: &[RunReport]) -> Result<RunReport> {
+        let first = reports
+            .first()
+            .ok_or_else(|| Error::Merge("no reports".to_owned()))?;
+        if reports.iter().any(|r| r.model != first.model) {
+            return Err(Error::Merge(
+                "reports of the open and the closed model cannot be merged".to_owned(),
+            ));
+        }
+        let mut histograms = ReportHistograms {
+            latency: LatencyHistogram::new(),
+            latency_uncorrected: LatencyHistogram::new(),
+            per_request: BTreeMap::new(),
+        };
+        let mut counts = Counts::default();
+        let mut timeline: BTreeMap<u64, TimelineRow> = BTreeMap::new();
+        let mut targets = Vec::new();
+        for r in reports {
+            histograms.latency.merge(&r.histograms.latency)?;
+            histograms
+                .latency_uncorrected
+                .merge(&r.histograms.latency_uncorrected)?;
+            for (name, (c, u)) in &r.histograms.per_request {
+                let e = histograms.per_request.entry(name.clone()).or_default();
+                e.0.merge(c)?;
+                e.1.merge(u)?;
+            }
+            counts.requests += r.requests;
+            counts.errors += r.errors;
+            counts.bytes_sent += r.bytes_sent;
+            counts.bytes_received += r.bytes_received;
+            for (k, v) in &r.status_codes {
+                *counts.status_codes.entry(k.clone()).or_default() += v;
+            }
+            for (k, v) in &r.error_kinds {
+                *counts.error_kinds.entry(k.clone()).or_default() += v;
+            }
+            for (name, rr) in &r.per_request {
+                let e = counts.per_request.entry(name.clone()).or_default();
+                e.0 += rr.requests;
+                e.1 += rr.errors;
+            }
+            for row in &r.timeline {
+                timeline
+                    .entry(row.t_s)
+                    .and_modify(|m| {
+                        m.requests += row.requests;
+                        m.errors += row.errors;
+                        m.rps += row.rps;
+                        m.p50_ms = m.p50_ms.max(row.p50_ms);
+                        m.p95_ms = m.p95_ms.max(row.p95_ms);
+                        m.p99_ms = m.p99_ms.max(row.p99_ms);
+                        m.max_ms = m.max_ms.max(row.max_ms);
+                        m.users += row.users;
+                        m.in_flight += row.in_flight;
+                        m.dropped += row.dropped;
+                        m.bytes_sent += row.bytes_sent;
+                        m.bytes_received += row.bytes_received;
+                    })
+                    .or_insert_with(|| row.clone());
+            }
+            for t in &r.targets {
+                if !targets.contains(t) {
+                    targets.push(t.clone());
+                }
+            }
+        }
+        let thresholds = first
+            .thresholds
+            .iter()
+            .map(|t| t.expr.parse::<Threshold>().map_err(Error::Merge))
+            .collect::<Result<Vec<_>>>()?;
+        let meta = ReportMeta {
+            scenario: first.scenario.clone(),
+            open_model: first.model == "open",
+            targets,
+            started_at_ms: reports.iter().map(|r| r.started_at_ms).min().unwrap_or(0),
+            duration: Duration::from_secs_f64(
+                reports.iter().map(|r| r.duration_s).fold(0.0, f64::max),
+            ),
+            dropped: reports.iter().map(|r| r.dropped).sum(),
+            stopped_early: reports.iter().find_map(|r| r.stopped_early.clone()),
+            thresholds,
+        };
+        Ok(Self::assemble(
+            meta,
+            counts,
+            histograms,
+            timeline.into_values().collect(),
+        ))
+    }
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    requests: u64,
+    errors: u64,
+    status_codes: BTreeMap<String, u64>,
+    error_kinds: BTreeMap<String, u64>,
+    bytes_sent: u64,
+    bytes_received: u64,
+    per_request: BTreeMap<String, (u64, u64)>,
+}
+
+/// The value a threshold looks at, in its unit.
+pub(crate) fn observe(t: &Threshold, latency: &LatencyHistogram, error_rate: f64, rps: f64) -> f64 {
+    match t.metric {
+        ThresholdMetric::Percentile(p) => ms(latency.percentile(f64::from(p) / 10.0)),
+        ThresholdMetric::Mean => ms(latency.mean()),
+        ThresholdMetric::Max => ms(latency.max()),
+        ThresholdMetric::ErrorRate => error_rate,
+        ThresholdMetric::Rps => rps,
+    }
+}

@@ -1,0 +1,409 @@
+//! The request mix, prepared: bytes written once per target when nothing
+//! varies, `${column}` substitution from the data file when something does.
+
+use std::borrow::Cow;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::http::Endpoint;
+use crate::scenario::{FeederMode, FeederSpec, RequestSpec};
+use crate::{Error, Result};
+
+/// Rows of a CSV data file.
+#[derive(Debug)]
+pub(crate) struct Feeder {
+    columns: Vec<String>,
+    rows: Vec<Vec<String>>,
+    mode: FeederMode,
+    next: AtomicUsize,
+}
+
+impl Feeder {
+    pub(crate) fn load(spec: &FeederSpec) -> Result<Self> {
+        let fail = |message: String| Error::Feeder {
+            path: spec.file.clone(),
+            message,
+        };
+        let mut reader = csv::Reader::from_path(&spec.file).map_err(|e| fail(e.to_string()))?;
+        let columns: Vec<String> = reader
+            .headers()
+            .map_err(|e| fail(e.to_string()))?
+            .iter()
+            .map(str::to_owned)
+            .collect();
+        let mut rows = Vec::new();
+        for (i, record) in reader.records().enumerate() {
+            let record = record.map_err(|e| fail(format!("row {}: {e}", i + 2)))?;
+            rows.push(record.iter().map(str::to_owned).collect());
+        }
+        if rows.is_empty() {
+            return Err(fail("has a header but no data rows".to_owned()));
+        }
+        Ok(Self {
+            columns,
+            rows,
+            mode: spec.mode,
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    fn row(&self, user: usize, rng: &mut fastrand::Rng) -> &[String] {
+        let i = match self.mode {
+            FeederMode::Sequential => self.next.fetch_add(1, Ordering::Relaxed),
+            FeederMode::Random => rng.usize(..self.rows.len()),
+            FeederMode::PerUser => user,
+        } % self.rows.len();
+        &self.rows[i]
+    }
+
+    fn value<'r>(&self, row: &'r [String], column: &str) -> Option<&'r str> {
+        let i = self.columns.iter().position(|c| c == column)?;
+        row.get(i).map(String::as_str)
+    }
+}
+
+/// Replaces `${name}` with `lookup(name)`; unknown names are left as written.
+fn substitute<'a>(template: &'a str, lookup: &dyn Fn(&str) -> Option<&'a str>) -> Cow<'a, str> {
+    if !template.contains("${") {
+        return Cow::Borrowed(template);
+    }
+    let mut out = String::with_capacity(template.len() + 16);
+    let mut rest = template;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        match after.find('}') {
+            Some(end) => {
+                let name = &after[..end];
+                match lookup(name) {
+                    Some(v) => out.push_str(v),
+                    None => {
+                        out.push_str("${");
+                        out.push_str(name);
+                        out.push('}');
+                    }
+                }
+                rest = &after[end + 1..];
+            }
+            None => {
+                out.push_str(&rest[start..]);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    Cow::Owned(out)
+}
+
+/// Names `${...}` used in a template.
+fn placeholders(template: &str) -> Vec<&str> {
+    let mut names = Vec::new();
+    let mut rest = template;
+    while let Some(start) = rest.find("${") {
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('}') else { break };
+        names.push(&after[..end]);
+        rest = &after[end + 1..];
+    }
+    names
+}
+
+#[derive(Debug)]
+struct Prepared {
+    spec: RequestSpec,
+    head: bool,
+    /// Complete bytes per endpoint when nothing is substituted.
+    fixed: Option<Vec<Vec<u8>>>,
+}
+
+/// The weighted request mix of a scenario.
+#[derive(Debug)]
+pub(crate) struct RequestMix {
+    prepared: Vec<Prepared>,
+    cumulative: Vec<u64>,
+    endpoints: Vec<(Endpoint, String)>,
+    feeder: Option<Feeder>,
+}
+
+impl RequestMix {
+    pub(crate) fn new(
+        scenario_name: &str,
+        specs: Vec<RequestSpec>,
+        endpoints: Vec<Endpoint>,
+        feeder: Option<Feeder>,
+    ) -> Result<Self> {
+        let endpoints: Vec<(Endpoint, String)> = endpoints
+            .into_iter()
+            .map(|e| {
+                let authority = e.authority();
+                (e, authority)
+            })
+            .collect();
+        let mut prepared = Vec::new();
+        let mut cumulative = Vec::new();
+        let mut total = 0u64;
+        for (i, spec) in specs.into_iter().enumerate() {
+            let mut used: Vec<&str> = placeholders(&spec.path);
+            for (k, v) in &spec.headers {
+                used.extend(placeholders(k));
+                used.extend(placeholders(v));
+            }
+            if let Some(b) = &spec.body {
+                used.extend(placeholders(b));
+            }
+            for name in &used {
+                let known = feeder
+                    .as_ref()
+                    .is_some_and(|f| f.columns.iter().any(|c| c == name));
+                if !known {
+                    return Err(Error::Invalid {
+                        scenario: scenario_name.to_owned(),
+                        key: format!("requests[{i}]"),
+                        value: format!("${{{name}}}"),
+                        allowed: match &feeder {
+                            Some(f) => {
+                                format!("columns of the data file: {}", f.columns.join(", "))
+                            }
+                            None => "no placeholders without a `data` file".to_owned(),
+                        },
+                    });
+                }
+            }
+            let head = spec.method == "HEAD";
+            let fixed = used.is_empty().then(|| {
+                endpoints
+                    .iter()
+                    .map(|(e, authority)| {
+                        assemble(
+                            &spec,
+                            e,
+                            authority,
+                            &spec.path,
+                            &spec.headers_vec(),
+                            spec.body.as_deref(),
+                        )
+                    })
+                    .collect()
+            });
+            total += u64::from(spec.weight);
+            cumulative.push(total);
+            prepared.push(Prepared { spec, head, fixed });
+        }
+        Ok(Self {
+            prepared,
+            cumulative,
+            endpoints,
+            feeder,
+        })
+    }
+
+    /// Number of requests in the mix.
+    pub(crate) fn len(&self) -> usize {
+        self.prepared.len()
+    }
+
+    /// Report names, in mix order.
+    pub(crate) fn names(&self) -> Vec<String> {
+        self.prepared
+            .iter()
+            .map(|p| p.spec.display_name())
+            .collect()
+    }
+
+    /// Picks a request by weight.
+    pub(crate) fn pick(&self, rng: &mut fastrand::Rng) -> usize {
+        let total = self.cumulative.last().copied().unwrap_or(0);
+        if total == 0 {
+            return 0;
+        }
+        let x = rng.u64(..total);
+        self.cumulative.partition_point(|&c| c <= x)
+    }
+
+    /// Whether request `i` is a HEAD.
+    pub(crate) fn is_head(&self, i: usize) -> bool {
+        self.prepared.get(i).is_some_and(|p| p.head)
+    }
+
+    /// The bytes of request `i` for endpoint `e`, with data of `user`'s row.
+    pub(crate) fn render(
+        &self,
+        i: usize,
+        e: usize,
+        user: usize,
+        rng: &mut fastrand::Rng,
+    ) -> Cow<'_, [u8]> {
+        let Some(p) = self.prepared.get(i) else {
+            return Cow::Borrowed(&[]);
+        };
+        if let Some(fixed) = &p.fixed {
+            return Cow::Borrowed(fixed.get(e).map_or(&[][..], Vec::as_slice));
+        }
+        let (endpoint, authority) = &self.endpoints[e % self.endpoints.len()];
+        let Some(feeder) = &self.feeder else {
+            return Cow::Owned(assemble(
+                &p.spec,
+                endpoint,
+                authority,
+                &p.spec.path,
+                &p.spec.headers_vec(),
+                p.spec.body.as_deref(),
+            ));
+        };
+        let row = feeder.row(user, rng);
+        let lookup = |name: &str| feeder.value(row, name);
+        let path = substitute(&p.spec.path, &lookup);
+        let headers: Vec<(String, String)> = p
+            .spec
+            .headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    substitute(k, &lookup).into_owned(),
+                    substitute(v, &lookup).into_owned(),
+                )
+            })
+            .collect();
+        let body = p.spec.body.as_deref().map(|b| substitute(b, &lookup));
+        Cow::Owned(assemble(
+            &p.spec,
+            endpoint,
+            authority,
+            &path,
+            &headers,
+            body.as_deref(),
+        ))
+    }
+
+    /// Number of targets.
+    pub(crate) fn endpoint_count(&self) -> usize {
+        self.endpoints.len()
+    }
+}
+
+impl RequestSpec {
+    fn headers_vec(&self) -> Vec<(String, String)> {
+        self.headers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+}
+
+fn assemble(
+    spec: &RequestSpec,
+    e: &Endpoint,
+    authority: &str,
+    path: &str,
+    headers: &[(String, String)],
+    body: Option<&str>,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(128 + body.map_or(0, str::len));
+    out.extend_from_slice(spec.method.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(e.base_path.as_bytes());
+    out.extend_from_slice(path.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
+    out.extend_from_slice(authority.as_bytes());
+    out.extend_from_slice(b"\r\nUser-Agent: perf-loadgen\r\n");
+    let has = |name: &str| headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name));
+    for (k, v) in headers {
+        if k.eq_ignore_ascii_case("content-length") || k.eq_ignore_ascii_case("host") {
+            continue;
+        }
+        out.extend_from_slice(k.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(v.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if let Some(body) = body {
+        out.extend_from_slice(format!("Content-Length: {}\r\n", body.len()).as_bytes());
+        if !has("content-type") {
+            out.extend_from_slice(b"Content-Type: application/json\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(body.as_bytes());
+    } else {
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn spec(path: &str, weight: u32) -> RequestSpec {
+        RequestSpec {
+            name: None,
+            method: "GET".into(),
+            path: path.into(),
+            headers: BTreeMap::new(),
+            body: None,
+            weight,
+        }
+    }
+
+    #[test]
+    fn weights_shape_the_mix() {
+        let e = Endpoint::parse("http://127.0.0.1:8080").unwrap();
+        let mix = RequestMix::new(
+            "t",
+            vec![spec("/a", 3), spec("/b", 1), spec("/never", 0)],
+            vec![e],
+            None,
+        )
+        .unwrap();
+        let mut rng = fastrand::Rng::with_seed(1);
+        let mut counts = [0u32; 3];
+        for _ in 0..40_000 {
+            counts[mix.pick(&mut rng)] += 1;
+        }
+        assert_eq!(counts[2], 0);
+        let share = f64::from(counts[0]) / 40_000.0;
+        assert!((share - 0.75).abs() < 0.01, "{counts:?}");
+        let bytes = mix.render(0, 0, 0, &mut rng);
+        assert_eq!(
+            &bytes[..],
+            b"GET /a HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUser-Agent: perf-loadgen\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn data_rows_fill_path_headers_and_body() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("users.csv");
+        std::fs::write(&file, "id,name\n1,ann\n2,bob\n").unwrap();
+        let feeder = Feeder::load(&FeederSpec {
+            file: file.to_string_lossy().into_owned(),
+            mode: FeederMode::PerUser,
+        })
+        .unwrap();
+        let mut s = spec("/users/${id}", 1);
+        s.method = "POST".into();
+        s.headers.insert("X-User".into(), "${name}".into());
+        s.body = Some(r#"{"name":"${name}"}"#.into());
+        let e = Endpoint::parse("http://h:1/base").unwrap();
+        let mix = RequestMix::new("t", vec![s], vec![e], Some(feeder)).unwrap();
+        let mut rng = fastrand::Rng::with_seed(1);
+        let text = String::from_utf8(mix.render(0, 0, 1, &mut rng).into_owned()).unwrap();
+        assert!(
+            text.starts_with("POST /base/users/2 HTTP/1.1\r\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("X-User: bob\r\n") && text.ends_with(r#"{"name":"bob"}"#),
+            "{text}"
+        );
+        assert!(text.contains("Content-Length: 14\r\n"), "{text}");
+    }
+
+    #[test]
+    fn unknown_columns_are_named() {
+        let e = Endpoint::parse("http://h:1").unwrap();
+        let err =
+            RequestMix::new("checkout", vec![spec("/x/${sku}", 1)], vec![e], None).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("checkout") && msg.contains("${sku}"), "{msg}");
+    }
+}

@@ -1,0 +1,471 @@
+//! Running a scenario: the closed and open executors, the per-second
+//! collector, live snapshots, cancellation and the final report.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use perf_core::LatencyHistogram;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio_util::sync::CancellationToken;
+
+use crate::http::{self, Connection, Endpoint};
+use crate::report::{ReportMeta, RunReport, observe};
+use crate::request::{Feeder, RequestMix};
+use crate::scenario::{LoadPlan, Scenario, ThinkTime};
+use crate::stats::{Recorder, Timeline, TimelineRow, ms};
+use crate::{Error, Result};
+
+/// The figures of a run, once a second while it goes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LiveSnapshot {
+    /// Seconds since the start.
+    pub elapsed_s: f64,
+    /// Planned length, seconds.
+    pub total_s: f64,
+    /// Virtual users running (closed model).
+    pub users: u64,
+    /// Arrival rate asked for now, req/s (open model).
+    pub target_rate: f64,
+    /// Requests in flight.
+    pub in_flight: u64,
+    /// Requests completed so far.
+    pub requests: u64,
+    /// Of which failed.
+    pub errors: u64,
+    /// Requests completed in the last second.
+    pub rps: f64,
+    /// 95th percentile latency so far, ms.
+    pub p95_ms: f64,
+    /// Intended requests dropped so far (open model).
+    pub dropped: u64,
+    /// `true` in the last snapshot.
+    pub finished: bool,
+}
+
+/// A run under way.
+#[derive(Debug)]
+pub struct RunHandle {
+    progress: watch::Receiver<LiveSnapshot>,
+    cancel: CancellationToken,
+    task: JoinHandle<RunReport>,
+}
+
+impl RunHandle {
+    /// A receiver of the per-second snapshots (the newest is always readable).
+    pub fn progress(&self) -> watch::Receiver<LiveSnapshot> {
+        self.progress.clone()
+    }
+
+    /// The token that stops the run; cancelling it ends the run within a
+    /// second and the report covers what was measured.
+    pub fn cancel_token(&self) -> CancellationToken {
+        self.cancel.clone()
+    }
+
+    /// Stops the run early.
+    pub fn cancel(&self) {
+        self.cancel.cancel();
+    }
+
+    /// Waits for the report.
+    pub async fn report(self) -> Result<RunReport> {
+        self.task
+            .await
+            .map_err(|e| Error::Io(std::io::Error::other(format!("run task failed: {e}"))))
+    }
+}
+
+struct Context {
+    mix: RequestMix,
+    addrs: Vec<SocketAddr>,
+    recorder: Recorder,
+    stop: CancellationToken,
+    timeout: Duration,
+    think: ThinkTime,
+    start: Instant,
+    in_flight: AtomicU64,
+    users: AtomicU64,
+    /// Most users running at once since the collector last looked.
+    peak_users: AtomicU64,
+    dropped: AtomicU64,
+    next_endpoint: AtomicUsize,
+    seed: u64,
+}
+
+impl Context {
+    /// Sends request `i` (already rendered) on `conn`; `None` when the run stopped first.
+    async fn send(
+        &self,
+        conn: &mut Option<Connection>,
+        name: usize,
+        endpoint: usize,
+        bytes: &[u8],
+        intended: Instant,
+    ) -> Option<()> {
+        let addr = self.addrs[endpoint % self.addrs.len()];
+        let sent = Instant::now();
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        let outcome = tokio::select! {
+            r = http::send(conn, addr, bytes, self.mix.is_head(name), self.timeout) => Some(r),
+            () = self.stop.cancelled() => None,
+        };
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let outcome = outcome?;
+        self.recorder
+            .record(name, intended, sent, Instant::now(), bytes.len(), outcome);
+        Some(())
+    }
+}
+
+/// Starts `scenario` (named `name`) on the current tokio runtime.
+///
+/// Targets are resolved and the data file read before this returns, so a bad
+/// target or file is an error here, not a run full of failures.
+pub async fn start(name: &str, scenario: &Scenario) -> Result<RunHandle> {
+    scenario.validate(name)?;
+    let plan = scenario.plan(name)?;
+    let targets = scenario.target.as_ref().ok_or_else(|| Error::Invalid {
+        scenario: name.to_owned(),
+        key: "target".to_owned(),
+        value: "missing".to_owned(),
+        allowed: "a base URL such as http://127.0.0.1:8080, in the scenario, the file or --target"
+            .to_owned(),
+    })?;
+    let target_urls: Vec<String> = targets.urls().into_iter().map(str::to_owned).collect();
+    let mut endpoints = Vec::new();
+    let mut addrs = Vec::new();
+    for (i, url) in target_urls.iter().enumerate() {
+        let invalid = |allowed: String| Error::Invalid {
+            scenario: name.to_owned(),
+            key: format!("target[{i}]"),
+            value: url.clone(),
+            allowed,
+        };
+        let endpoint = Endpoint::parse(url).map_err(invalid)?;
+        let resolved = endpoint
+            .resolve()
+            .await
+            .map_err(|e| invalid(format!("a host that resolves ({e})")))?;
+        addrs.push(resolved[0]);
+        endpoints.push(endpoint);
+    }
+    let feeder = scenario.data.as_ref().map(Feeder::load).transpose()?;
+    let mix = RequestMix::new(name, scenario.request_mix(), endpoints, feeder)?;
+    let names = mix.names();
+    let cancel = CancellationToken::new();
+    let ctx = Arc::new(Context {
+        recorder: Recorder::new(mix.len()),
+        mix,
+        addrs,
+        stop: cancel.child_token(),
+        timeout: scenario.request_timeout(),
+        think: scenario.think_time.unwrap_or_default(),
+        start: Instant::now(),
+        in_flight: AtomicU64::new(0),
+        users: AtomicU64::new(0),
+        peak_users: AtomicU64::new(0),
+        dropped: AtomicU64::new(0),
+        next_endpoint: AtomicUsize::new(0),
+        seed: fastrand::u64(..),
+    });
+    let (progress_tx, progress) = watch::channel(LiveSnapshot {
+        total_s: plan.total().as_secs_f64(),
+        ..LiveSnapshot::default()
+    });
+    let meta = ReportMeta {
+        scenario: name.to_owned(),
+        open_model: matches!(plan, LoadPlan::Open { .. }),
+        targets: target_urls,
+        started_at_ms: perf_core::unix_millis(),
+        duration: Duration::ZERO,
+        dropped: 0,
+        stopped_early: None,
+        thresholds: scenario.thresholds.clone(),
+    };
+    let abort_on_fail = scenario.abort_on_fail;
+    let task = tokio::spawn(supervise(
+        ctx,
+        plan,
+        names,
+        meta,
+        abort_on_fail,
+        cancel.clone(),
+        progress_tx,
+    ));
+    Ok(RunHandle {
+        progress,
+        cancel,
+        task,
+    })
+}
+
+async fn supervise(
+    ctx: Arc<Context>,
+    plan: LoadPlan,
+    names: Vec<String>,
+    mut meta: ReportMeta,
+    abort_on_fail: bool,
+    cancel: CancellationToken,
+    progress: watch::Sender<LiveSnapshot>,
+) -> RunReport {
+    let executor = {
+        let ctx = Arc::clone(&ctx);
+        let plan = plan.clone();
+        tokio::spawn(async move {
+            match plan {
+                LoadPlan::Closed { total, .. } => closed(ctx, &plan, total).await,
+                LoadPlan::Open {
+                    total,
+                    max_in_flight,
+                    ..
+                } => open(ctx, &plan, total, max_in_flight).await,
+            }
+        })
+    };
+    let mut executor = executor;
+    let mut timeline = Timeline::default();
+    let mut so_far = LatencyHistogram::new();
+    let mut ticker = tokio::time::interval_at(
+        (ctx.start + Duration::from_secs(1)).into(),
+        Duration::from_secs(1),
+    );
+    let mut second = 0u64;
+    let mut dropped_before = 0u64;
+    let mut stopped_early = None;
+    loop {
+        let finished = tokio::select! {
+            _ = ticker.tick() => false,
+            _ = &mut executor => true,
+        };
+        let row = collect_row(&ctx, second, &mut so_far, &mut dropped_before);
+        if !finished || row.requests > 0 {
+            timeline.push(row.clone());
+        }
+        second += 1;
+        let totals_now = (row.requests, row.errors);
+        let snapshot = {
+            let prev = progress.borrow().clone();
+            LiveSnapshot {
+                elapsed_s: ctx.start.elapsed().as_secs_f64(),
+                total_s: plan.total().as_secs_f64(),
+                users: ctx.users.load(Ordering::Relaxed),
+                target_rate: if matches!(plan, LoadPlan::Open { .. }) {
+                    plan.level_at(ctx.start.elapsed())
+                } else {
+                    0.0
+                },
+                in_flight: ctx.in_flight.load(Ordering::Relaxed),
+                requests: prev.requests + totals_now.0,
+                errors: prev.errors + totals_now.1,
+                rps: row.rps,
+                p95_ms: ms(so_far.percentile(95.0)),
+                dropped: ctx.dropped.load(Ordering::Relaxed),
+                finished,
+            }
+        };
+        let _ = progress.send(snapshot.clone());
+        if finished {
+            break;
+        }
+        if abort_on_fail && stopped_early.is_none() && ctx.start.elapsed() >= Duration::from_secs(5)
+        {
+            let error_rate = if snapshot.requests == 0 {
+                0.0
+            } else {
+                snapshot.errors as f64 / snapshot.requests as f64
+            };
+            let rps = snapshot.requests as f64 / snapshot.elapsed_s.max(1e-9);
+            // rps is only judged at the end: a ramp would fail it early.
+            let failed = meta
+                .thresholds
+                .iter()
+                .filter(|t| !matches!(t.metric, crate::ThresholdMetric::Rps))
+                .find(|t| !t.holds(observe(t, &so_far, error_rate, rps)));
+            if let Some(t) = failed {
+                stopped_early = Some(format!("threshold failed: {}", t.expr()));
+                ctx.stop.cancel();
+            }
+        }
+    }
+    if cancel.is_cancelled() && stopped_early.is_none() {
+        stopped_early = Some("cancelled".to_owned());
+    }
+    meta.duration = ctx.start.elapsed();
+    meta.dropped = ctx.dropped.load(Ordering::Relaxed);
+    meta.stopped_early = stopped_early;
+    let totals = ctx.recorder.totals();
+    RunReport::build(meta, &names, &totals, timeline.rows().to_vec())
+}
+
+fn collect_row(
+    ctx: &Context,
+    second: u64,
+    so_far: &mut LatencyHistogram,
+    dropped_before: &mut u64,
+) -> TimelineRow {
+    let (latency, requests, errors, bytes_sent, bytes_received) = ctx.recorder.take_window();
+    let _ = so_far.merge(&latency);
+    let dropped = ctx.dropped.load(Ordering::Relaxed);
+    let dropped_now = dropped - *dropped_before;
+    *dropped_before = dropped;
+    TimelineRow {
+        t_s: second,
+        span_s: 1,
+        requests,
+        errors,
+        rps: requests as f64,
+        p50_ms: ms(latency.percentile(50.0)),
+        p95_ms: ms(latency.percentile(95.0)),
+        p99_ms: ms(latency.percentile(99.0)),
+        max_ms: ms(latency.max()),
+        users: ctx
+            .peak_users
+            .swap(ctx.users.load(Ordering::Relaxed), Ordering::Relaxed),
+        in_flight: ctx.in_flight.load(Ordering::Relaxed),
+        dropped: dropped_now,
+        bytes_sent,
+        bytes_received,
+    }
+}
+
+/// Closed model: virtual users following the plan's user count, each on its
+/// own keep-alive connection, thinking between iterations.
+async fn closed(ctx: Arc<Context>, plan: &LoadPlan, total: Duration) {
+    let max_users = match plan {
+        LoadPlan::Closed { steps, .. } => steps.iter().map(|&(_, u)| u).max().unwrap_or(0),
+        LoadPlan::Open { .. } => 0,
+    };
+    let alive: Arc<Vec<AtomicBool>> =
+        Arc::new((0..max_users).map(|_| AtomicBool::new(false)).collect());
+    let limit = Arc::new(AtomicU32::new(0));
+    let run_over = ctx.stop.child_token();
+    let mut users = JoinSet::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = ctx.stop.cancelled() => break,
+        }
+        let t = ctx.start.elapsed();
+        if t >= total {
+            break;
+        }
+        let target = (plan.level_at(t).round() as u32).min(max_users);
+        limit.store(target, Ordering::Relaxed);
+        // Start users up to the target, reusing slots whose user has left.
+        if ctx.users.load(Ordering::Relaxed) < u64::from(target) {
+            for index in 0..target {
+                if !alive[index as usize].swap(true, Ordering::AcqRel) {
+                    users.spawn(virtual_user(
+                        Arc::clone(&ctx),
+                        index,
+                        Arc::clone(&alive),
+                        Arc::clone(&limit),
+                        run_over.clone(),
+                    ));
+                }
+            }
+        }
+        while users.try_join_next().is_some() {}
+    }
+    run_over.cancel();
+    while users.join_next().await.is_some() {}
+}
+
+async fn virtual_user(
+    ctx: Arc<Context>,
+    index: u32,
+    alive: Arc<Vec<AtomicBool>>,
+    limit: Arc<AtomicU32>,
+    stop: CancellationToken,
+) {
+    let running = ctx.users.fetch_add(1, Ordering::Relaxed) + 1;
+    ctx.peak_users.fetch_max(running, Ordering::Relaxed);
+    let mut rng = fastrand::Rng::with_seed(ctx.seed ^ (u64::from(index) << 17 | 0x9e37));
+    let mut conn: Option<Connection> = None;
+    let endpoint = index as usize % ctx.mix.endpoint_count().max(1);
+    while !stop.is_cancelled() && index < limit.load(Ordering::Relaxed) {
+        let name = ctx.mix.pick(&mut rng);
+        let bytes = ctx.mix.render(name, endpoint, index as usize, &mut rng);
+        if ctx
+            .send(&mut conn, name, endpoint, &bytes, Instant::now())
+            .await
+            .is_none()
+        {
+            break;
+        }
+        let think = ctx.think.sample(&mut rng);
+        if !think.is_zero() {
+            tokio::select! {
+                () = tokio::time::sleep(think) => {}
+                () = stop.cancelled() => break,
+            }
+        }
+    }
+    ctx.users.fetch_sub(1, Ordering::Relaxed);
+    alive[index as usize].store(false, Ordering::Release);
+}
+
+/// Open model: requests start on the intended schedule whatever the
+/// responses do; latency counts from the intended time.
+async fn open(ctx: Arc<Context>, plan: &LoadPlan, total: Duration, max_in_flight: u32) {
+    // One pool of idle keep-alive connections per target.
+    let pools: Arc<Vec<Mutex<Vec<Connection>>>> = Arc::new(
+        (0..ctx.mix.endpoint_count().max(1))
+            .map(|_| Mutex::new(Vec::new()))
+            .collect(),
+    );
+    let mut next = Duration::ZERO;
+    let mut rng = fastrand::Rng::with_seed(ctx.seed);
+    'schedule: while next < total {
+        let rate = plan.level_at(next);
+        if rate <= 0.0 {
+            next += Duration::from_millis(10);
+            continue;
+        }
+        let intended = ctx.start + next;
+        if intended > Instant::now() {
+            tokio::select! {
+                () = tokio::time::sleep_until(intended.into()) => {}
+                () = ctx.stop.cancelled() => break 'schedule,
+            }
+        } else if ctx.stop.is_cancelled() {
+            break;
+        }
+        next += Duration::from_secs_f64(1.0 / rate);
+        if ctx.in_flight.load(Ordering::Relaxed) >= u64::from(max_in_flight) {
+            ctx.dropped.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        let name = ctx.mix.pick(&mut rng);
+        let endpoint =
+            ctx.next_endpoint.fetch_add(1, Ordering::Relaxed) % ctx.mix.endpoint_count().max(1);
+        let seed = rng.u64(..);
+        let ctx = Arc::clone(&ctx);
+        let pools = Arc::clone(&pools);
+        // Counted in flight from now, so the bound holds before the task runs.
+        ctx.in_flight.fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(async move {
+            let mut task_rng = fastrand::Rng::with_seed(seed);
+            let pool = &pools[endpoint % pools.len()];
+            let mut conn = pool.lock().ok().and_then(|mut p| p.pop());
+            let bytes = ctx.mix.render(name, endpoint, 0, &mut task_rng);
+            ctx.in_flight.fetch_sub(1, Ordering::Relaxed);
+            let _ = ctx.send(&mut conn, name, endpoint, &bytes, intended).await;
+            if let (Some(c), Ok(mut p)) = (conn, pool.lock()) {
+                p.push(c);
+            }
+        });
+    }
+    // Let the requests under way finish (or the run be cancelled).
+    while ctx.in_flight.load(Ordering::Relaxed) > 0 && !ctx.stop.is_cancelled() {
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(5)) => {}
+            () = ctx.stop.cancelled() => break,
+        }
+    }
+}

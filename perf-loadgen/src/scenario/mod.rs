@@ -1,0 +1,598 @@
+//! Scenarios: the YAML users write, its validation, and the normalized
+//! [`LoadPlan`] the executors run.
+
+mod presets;
+mod rate;
+mod think;
+mod threshold;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use perf_core::HumanDuration;
+use serde::{Deserialize, Serialize};
+
+pub use presets::{Preset, preset};
+pub use rate::Rate;
+pub use think::{ThinkDistribution, ThinkTime};
+pub use threshold::{Comparison, Threshold, ThresholdMetric};
+
+use crate::{Error, Result};
+
+/// Most virtual users one scenario may ask for.
+pub const MAX_USERS: u32 = 1_000_000;
+/// Highest arrival rate one scenario may ask for, requests per second.
+pub const MAX_RATE: f64 = 10_000_000.0;
+/// Longest run.
+pub const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// A scenario file: named scenarios under `load_tests`.
+///
+/// ```
+/// let file = perf_loadgen::ScenarioFile::from_yaml(r#"
+/// load_tests:
+///   baseline: {duration: 10m, users: 1000, ramp_up: 2m, think_time: 1s}
+///   stress:   {duration: 15m, users: 5000, ramp_up: 5m, think_time: 500ms}
+///   spike:    {duration: 5m, users: 10000, ramp_up: 30s, think_time: 100ms}
+/// "#).unwrap();
+/// assert_eq!(file.load_tests.len(), 3);
+/// let spike = file.get("spike").unwrap();
+/// assert_eq!(spike.users, Some(10000));
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioFile {
+    /// Target applied to every scenario that names none.
+    #[serde(default)]
+    pub target: Option<Targets>,
+    /// The scenarios by name.
+    pub load_tests: BTreeMap<String, Scenario>,
+}
+
+impl ScenarioFile {
+    /// Reads YAML; every scenario is validated (errors name scenario, key, value and range).
+    pub fn from_yaml(text: &str) -> Result<Self> {
+        let mut file: Self =
+            serde_saphyr::from_str(text).map_err(|e| Error::Parse(e.to_string()))?;
+        if file.load_tests.is_empty() {
+            return Err(Error::Parse("`load_tests` has no scenario".to_owned()));
+        }
+        for (name, scenario) in &mut file.load_tests {
+            if scenario.target.is_none() {
+                scenario.target.clone_from(&file.target);
+            }
+            scenario.validate(name)?;
+        }
+        Ok(file)
+    }
+
+    /// One scenario by name.
+    pub fn get(&self, name: &str) -> Result<&Scenario> {
+        self.load_tests
+            .get(name)
+            .ok_or_else(|| Error::UnknownScenario {
+                name: name.to_owned(),
+                available: self
+                    .load_tests
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+    }
+}
+
+/// One or more base URLs (`http://host:port`), used in turn by virtual users.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Targets {
+    /// One base URL.
+    One(String),
+    /// Several base URLs.
+    Many(Vec<String>),
+}
+
+impl Targets {
+    /// The URLs as a list.
+    pub fn urls(&self) -> Vec<&str> {
+        match self {
+            Self::One(u) => vec![u.as_str()],
+            Self::Many(v) => v.iter().map(String::as_str).collect(),
+        }
+    }
+}
+
+/// A request of the mix.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestSpec {
+    /// Name under which its latencies are reported (default: `METHOD path`).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// HTTP method (default GET).
+    #[serde(default = "default_method")]
+    pub method: String,
+    /// Path and query, e.g. `/api/items?id=${id}`.
+    #[serde(default = "default_path")]
+    pub path: String,
+    /// Extra headers.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Body, sent with a Content-Length.
+    #[serde(default)]
+    pub body: Option<String>,
+    /// Share of the mix relative to the other requests (default 1).
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+}
+
+fn default_method() -> String {
+    "GET".to_owned()
+}
+fn default_path() -> String {
+    "/".to_owned()
+}
+fn default_weight() -> u32 {
+    1
+}
+
+impl RequestSpec {
+    /// The name latencies are reported under.
+    pub fn display_name(&self) -> String {
+        self.name
+            .clone()
+            .unwrap_or_else(|| format!("{} {}", self.method, self.path))
+    }
+}
+
+/// One step of a load shape: reach `users` (closed) or `rate` (open) linearly over `duration`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stage {
+    /// Time to reach the level.
+    pub duration: HumanDuration,
+    /// Virtual users at the end of the stage (closed model).
+    #[serde(default)]
+    pub users: Option<u32>,
+    /// Arrival rate at the end of the stage (open model).
+    #[serde(default)]
+    pub rate: Option<Rate>,
+}
+
+/// How rows of a data file are handed out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FeederMode {
+    /// Row after row, wrapping around, shared by all users.
+    #[default]
+    Sequential,
+    /// A random row each time.
+    Random,
+    /// Each virtual user keeps one row (user i gets row i mod rows).
+    PerUser,
+}
+
+/// A CSV data file whose columns replace `${column}` in path, headers and body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeederSpec {
+    /// CSV file with a header row.
+    pub file: String,
+    /// Row selection.
+    #[serde(default)]
+    pub mode: FeederMode,
+}
+
+/// One load test.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Base URL(s); may come from the file level or the command line.
+    #[serde(default)]
+    pub target: Option<Targets>,
+    /// Length of the run (with `stages`, the remainder after them holds the last level).
+    #[serde(default)]
+    pub duration: Option<HumanDuration>,
+    /// Virtual users (closed model).
+    #[serde(default)]
+    pub users: Option<u32>,
+    /// Time to start all users, linearly.
+    #[serde(default)]
+    pub ramp_up: Option<HumanDuration>,
+    /// Pause between iterations of a user.
+    #[serde(default)]
+    pub think_time: Option<ThinkTime>,
+    /// The request mix (default: `GET /`).
+    #[serde(default)]
+    pub requests: Vec<RequestSpec>,
+    /// A load shape of several steps.
+    #[serde(default)]
+    pub stages: Vec<Stage>,
+    /// Arrival rate (open model): requests start on schedule, whatever the responses do.
+    #[serde(default)]
+    pub rate: Option<Rate>,
+    /// Most requests in flight in the open model; beyond it requests are dropped and counted.
+    #[serde(default)]
+    pub max_in_flight: Option<u32>,
+    /// Data file.
+    #[serde(default)]
+    pub data: Option<FeederSpec>,
+    /// Per-request timeout (default 30s).
+    #[serde(default)]
+    pub timeout: Option<HumanDuration>,
+    /// Pass/fail rules.
+    #[serde(default)]
+    pub thresholds: Vec<Threshold>,
+    /// Stop the run as soon as a threshold fails (checked every second after 5 s).
+    #[serde(default)]
+    pub abort_on_fail: bool,
+}
+
+/// The load shape an executor runs, derived from a [`Scenario`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum LoadPlan {
+    /// Virtual users: `(time to reach, users)` steps from 0, then hold.
+    Closed {
+        /// Steps.
+        steps: Vec<(Duration, u32)>,
+        /// Total length.
+        total: Duration,
+    },
+    /// Arrival rate: starting at `start` req/s, `(time to reach, rate)` steps, then hold.
+    Open {
+        /// Rate at time zero.
+        start: f64,
+        /// Steps.
+        steps: Vec<(Duration, f64)>,
+        /// Total length.
+        total: Duration,
+        /// Bound on requests in flight.
+        max_in_flight: u32,
+    },
+}
+
+impl LoadPlan {
+    /// Total length of the run.
+    pub fn total(&self) -> Duration {
+        match self {
+            Self::Closed { total, .. } | Self::Open { total, .. } => *total,
+        }
+    }
+
+    /// The level (users or req/s) at `t` into the run.
+    pub fn level_at(&self, t: Duration) -> f64 {
+        let (start, steps): (f64, Vec<(Duration, f64)>) = match self {
+            Self::Closed { steps, .. } => {
+                (0.0, steps.iter().map(|&(d, u)| (d, f64::from(u))).collect())
+            }
+            Self::Open { start, steps, .. } => (*start, steps.clone()),
+        };
+        let mut level = start;
+        let mut elapsed = Duration::ZERO;
+        for (d, target) in steps {
+            if t < elapsed + d {
+                let frac = (t - elapsed).as_secs_f64() / d.as_secs_f64().max(1e-9);
+                return level + (target - level) * frac;
+            }
+            elapsed += d;
+            level = target;
+        }
+        level
+    }
+}
+
+fn invalid(scenario: &str, key: &str, value: impl std::fmt::Display, allowed: &str) -> Error {
+    Error::Invalid {
+        scenario: scenario.to_owned(),
+        key: key.to_owned(),
+        value: value.to_string(),
+        allowed: allowed.to_owned(),
+    }
+}
+
+const METHODS: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
+
+impl Scenario {
+    /// Checks every key; the error names the scenario, the key, the value and the allowed range.
+    pub fn validate(&self, name: &str) -> Result<()> {
+        self.plan(name).map(|_| ())?;
+        if let Some(targets) = &self.target {
+            let urls = targets.urls();
+            if urls.is_empty() {
+                return Err(invalid(
+                    name,
+                    "target",
+                    "[]",
+                    "give at least one base URL such as http://127.0.0.1:8080",
+                ));
+            }
+            for (i, url) in urls.iter().enumerate() {
+                crate::http::Endpoint::parse(url)
+                    .map_err(|why| invalid(name, &format!("target[{i}]"), url, &why))?;
+            }
+        }
+        let total_weight: u64 = self.requests.iter().map(|r| u64::from(r.weight)).sum();
+        for (i, r) in self.requests.iter().enumerate() {
+            let key = |k: &str| format!("requests[{i}].{k}");
+            if !METHODS.contains(&r.method.as_str()) {
+                return Err(invalid(
+                    name,
+                    &key("method"),
+                    &r.method,
+                    &format!("one of {}", METHODS.join(", ")),
+                ));
+            }
+            if !r.path.starts_with('/') {
+                return Err(invalid(
+                    name,
+                    &key("path"),
+                    &r.path,
+                    "a path starting with /",
+                ));
+            }
+            if r.path.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(invalid(
+                    name,
+                    &key("path"),
+                    &r.path,
+                    "no spaces or control characters (percent-encode them)",
+                ));
+            }
+            for (h, v) in &r.headers {
+                if h.is_empty()
+                    || !h
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
+                {
+                    return Err(invalid(
+                        name,
+                        &key("headers"),
+                        h,
+                        "header names of letters, digits, - and _",
+                    ));
+                }
+                if v.contains(['\r', '\n']) {
+                    return Err(invalid(
+                        name,
+                        &key(&format!("headers.{h}")),
+                        v,
+                        "a value without line breaks",
+                    ));
+                }
+            }
+            if r.weight > 1_000_000 {
+                return Err(invalid(name, &key("weight"), r.weight, "0 to 1000000"));
+            }
+        }
+        if !self.requests.is_empty() && total_weight == 0 {
+            return Err(invalid(
+                name,
+                "requests",
+                "all weights 0",
+                "at least one request with weight > 0",
+            ));
+        }
+        if let Some(t) = self.timeout {
+            if t.0.is_zero() || t.0 > Duration::from_secs(600) {
+                return Err(invalid(name, "timeout", t, "above 0 and at most 10m"));
+            }
+        }
+        if let Some(ThinkTime::Distribution(ThinkDistribution::Uniform { min, max })) =
+            self.think_time
+        {
+            if min > max {
+                return Err(invalid(
+                    name,
+                    "think_time.uniform",
+                    format!("min {min} > max {max}"),
+                    "min <= max",
+                ));
+            }
+        }
+        if let Some(think) = self.think_time {
+            if think.mean() > Duration::from_secs(3600) {
+                return Err(invalid(
+                    name,
+                    "think_time",
+                    format!("{:?}", think.mean()),
+                    "a mean of at most 1h",
+                ));
+            }
+        }
+        if let Some(data) = &self.data {
+            if data.file.trim().is_empty() {
+                return Err(invalid(
+                    name,
+                    "data.file",
+                    "\"\"",
+                    "a path to a CSV file with a header row",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The normalized load shape.
+    pub fn plan(&self, name: &str) -> Result<LoadPlan> {
+        let closed = self.users.is_some() || self.stages.iter().any(|s| s.users.is_some());
+        let open = self.rate.is_some() || self.stages.iter().any(|s| s.rate.is_some());
+        if closed && open {
+            return Err(invalid(
+                name,
+                "rate",
+                "given with users",
+                "either users (closed model) or rate (open model), not both",
+            ));
+        }
+        if !closed && !open {
+            return Err(invalid(
+                name,
+                "users",
+                "missing",
+                "set users (closed model) or rate (open model)",
+            ));
+        }
+        let mut steps_time = Duration::ZERO;
+        for (i, s) in self.stages.iter().enumerate() {
+            if s.users.is_some() == s.rate.is_some() {
+                return Err(invalid(
+                    name,
+                    &format!("stages[{i}]"),
+                    "users and rate both or neither",
+                    "each stage sets exactly one of users or rate",
+                ));
+            }
+            steps_time += s.duration.0;
+        }
+        let total = self.duration.map_or(steps_time, |d| d.0.max(steps_time));
+        if total.is_zero() {
+            return Err(invalid(
+                name,
+                "duration",
+                "0",
+                "above 0 (e.g. 10m), or stages",
+            ));
+        }
+        if total > MAX_DURATION {
+            return Err(invalid(
+                name,
+                "duration",
+                HumanDuration(total),
+                "at most 7d",
+            ));
+        }
+        if let Some(ramp) = self.ramp_up {
+            if ramp.0 > total {
+                return Err(invalid(
+                    name,
+                    "ramp_up",
+                    ramp,
+                    &format!("at most the duration {}", HumanDuration(total)),
+                ));
+            }
+            if !self.stages.is_empty() {
+                return Err(invalid(
+                    name,
+                    "ramp_up",
+                    ramp,
+                    "not with stages (a stage already ramps)",
+                ));
+            }
+        }
+        if closed {
+            if self.max_in_flight.is_some() {
+                return Err(invalid(
+                    name,
+                    "max_in_flight",
+                    self.max_in_flight.unwrap_or(0),
+                    "only with rate (open model)",
+                ));
+            }
+            let mut steps = Vec::new();
+            if let Some(users) = self.users {
+                if users == 0 || users > MAX_USERS {
+                    return Err(invalid(name, "users", users, &format!("1 to {MAX_USERS}")));
+                }
+                if !self.stages.is_empty() {
+                    return Err(invalid(
+                        name,
+                        "users",
+                        users,
+                        "not with stages; give users in each stage",
+                    ));
+                }
+                steps.push((self.ramp_up.map_or(Duration::ZERO, |r| r.0), users));
+            }
+            for (i, s) in self.stages.iter().enumerate() {
+                let users = s.users.unwrap_or(0);
+                if users > MAX_USERS {
+                    return Err(invalid(
+                        name,
+                        &format!("stages[{i}].users"),
+                        users,
+                        &format!("0 to {MAX_USERS}"),
+                    ));
+                }
+                steps.push((s.duration.0, users));
+            }
+            if steps.iter().all(|&(_, u)| u == 0) {
+                return Err(invalid(
+                    name,
+                    "stages",
+                    "0 users throughout",
+                    "at least one stage with users > 0",
+                ));
+            }
+            Ok(LoadPlan::Closed { steps, total })
+        } else {
+            if self.think_time.is_some() {
+                return Err(invalid(
+                    name,
+                    "think_time",
+                    "set",
+                    "only with users (closed model); the open model has no users",
+                ));
+            }
+            let check_rate = |key: &str, r: Rate| {
+                if r.per_second() > MAX_RATE {
+                    Err(invalid(name, key, r, &format!("0 to {MAX_RATE}/s")))
+                } else {
+                    Ok(r.per_second())
+                }
+            };
+            let start = match self.rate {
+                Some(r) => check_rate("rate", r)?,
+                None => 0.0,
+            };
+            let mut steps = Vec::new();
+            for (i, s) in self.stages.iter().enumerate() {
+                steps.push((
+                    s.duration.0,
+                    check_rate(
+                        &format!("stages[{i}].rate"),
+                        s.rate.unwrap_or(Rate::per_second_of(0.0)),
+                    )?,
+                ));
+            }
+            if start == 0.0 && steps.iter().all(|&(_, r)| r == 0.0) {
+                return Err(invalid(name, "rate", "0/s", "above 0 somewhere in the run"));
+            }
+            let max_in_flight = self.max_in_flight.unwrap_or(10_000);
+            if !(1..=1_000_000).contains(&max_in_flight) {
+                return Err(invalid(
+                    name,
+                    "max_in_flight",
+                    max_in_flight,
+                    "1 to 1000000",
+                ));
+            }
+            Ok(LoadPlan::Open {
+                start,
+                steps,
+                total,
+                max_in_flight,
+            })
+        }
+    }
+
+    /// The request mix, `GET /` when none is given.
+    pub fn request_mix(&self) -> Vec<RequestSpec> {
+        if self.requests.is_empty() {
+            vec![RequestSpec {
+                name: None,
+                method: default_method(),
+                path: default_path(),
+                headers: BTreeMap::new(),
+                body: None,
+                weight: 1,
+            }]
+        } else {
+            self.requests.clone()
+        }
+    }
+
+    /// Per-request timeout.
+    pub fn request_timeout(&self) -> Duration {
+        self.timeout.map_or(Duration::from_secs(30), |t| t.0)
+    }
+}

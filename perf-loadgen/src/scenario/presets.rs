@@ -1,0 +1,169 @@
+use serde::{Deserialize, Serialize};
+
+use super::{Scenario, Stage, ThinkTime, Threshold};
+use crate::{Error, Result};
+
+/// The five kinds of load test of the mission, each with a ready scenario.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Preset {
+    /// Normal load: 1000 users over 2 minutes, 10 minutes, 1 s think time.
+    Baseline,
+    /// Well above normal: 5000 users over 5 minutes, 15 minutes, 500 ms think time.
+    Stress,
+    /// A sudden burst: 100 users, then 10000 within 30 s for 3 minutes, then back.
+    Spike,
+    /// Normal load held for 4 hours, to find leaks and drift.
+    Endurance,
+    /// Large request bodies at a steady arrival rate (open model), 10 minutes.
+    Volume,
+}
+
+impl Preset {
+    /// All presets.
+    pub const ALL: [Preset; 5] = [
+        Self::Baseline,
+        Self::Stress,
+        Self::Spike,
+        Self::Endurance,
+        Self::Volume,
+    ];
+
+    /// The preset's name as written in files and requests.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Baseline => "baseline",
+            Self::Stress => "stress",
+            Self::Spike => "spike",
+            Self::Endurance => "endurance",
+            Self::Volume => "volume",
+        }
+    }
+}
+
+impl std::str::FromStr for Preset {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| Error::UnknownScenario {
+                name: s.to_owned(),
+                available: Self::ALL.map(Preset::name).join(", "),
+            })
+    }
+}
+
+fn d(text: &str) -> perf_core::HumanDuration {
+    // The literals below are valid durations; a bad one would fail the preset tests.
+    text.parse().unwrap_or_default()
+}
+
+fn thresholds(list: &[&str]) -> Vec<Threshold> {
+    list.iter().filter_map(|t| t.parse().ok()).collect()
+}
+
+/// The ready scenario of a preset (without a target: give one).
+///
+/// ```
+/// use perf_loadgen::{preset, Preset};
+/// let s = preset(Preset::Baseline);
+/// assert_eq!(s.users, Some(1000));
+/// s.validate("baseline").unwrap();
+/// ```
+pub fn preset(kind: Preset) -> Scenario {
+    let mission = thresholds(&["p95 < 50ms", "p99 < 200ms", "error_rate < 0.1%"]);
+    match kind {
+        Preset::Baseline => Scenario {
+            duration: Some(d("10m")),
+            users: Some(1000),
+            ramp_up: Some(d("2m")),
+            think_time: Some(ThinkTime::Constant(d("1s"))),
+            thresholds: mission,
+            ..Scenario::default()
+        },
+        Preset::Stress => Scenario {
+            duration: Some(d("15m")),
+            users: Some(5000),
+            ramp_up: Some(d("5m")),
+            think_time: Some(ThinkTime::Constant(d("500ms"))),
+            thresholds: mission,
+            ..Scenario::default()
+        },
+        Preset::Spike => Scenario {
+            stages: vec![
+                Stage {
+                    duration: d("30s"),
+                    users: Some(100),
+                    rate: None,
+                },
+                Stage {
+                    duration: d("30s"),
+                    users: Some(10_000),
+                    rate: None,
+                },
+                Stage {
+                    duration: d("3m"),
+                    users: Some(10_000),
+                    rate: None,
+                },
+                Stage {
+                    duration: d("30s"),
+                    users: Some(100),
+                    rate: None,
+                },
+                Stage {
+                    duration: d("30s"),
+                    users: Some(100),
+                    rate: None,
+                },
+            ],
+            think_time: Some(ThinkTime::Constant(d("100ms"))),
+            thresholds: mission,
+            ..Scenario::default()
+        },
+        Preset::Endurance => Scenario {
+            duration: Some(d("4h")),
+            users: Some(1000),
+            ramp_up: Some(d("5m")),
+            think_time: Some(ThinkTime::Constant(d("1s"))),
+            thresholds: mission,
+            ..Scenario::default()
+        },
+        Preset::Volume => Scenario {
+            duration: Some(d("10m")),
+            rate: "500/s".parse().ok(),
+            max_in_flight: Some(5000),
+            requests: vec![super::RequestSpec {
+                name: Some("bulk upload".to_owned()),
+                method: "POST".to_owned(),
+                path: "/".to_owned(),
+                headers: [(
+                    "Content-Type".to_owned(),
+                    "application/octet-stream".to_owned(),
+                )]
+                .into(),
+                body: Some("x".repeat(64 * 1024)),
+                weight: 1,
+            }],
+            thresholds: mission,
+            ..Scenario::default()
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_preset_is_valid_and_keeps_the_mission_thresholds() {
+        for p in Preset::ALL {
+            let s = preset(p);
+            s.validate(p.name()).unwrap();
+            assert_eq!(s.thresholds.len(), 3, "{}", p.name());
+            assert_eq!(p.name().parse::<Preset>().unwrap(), p);
+        }
+        assert!("soak".parse::<Preset>().is_err());
+    }
+}

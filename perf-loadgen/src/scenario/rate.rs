@@ -1,0 +1,77 @@
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// An arrival rate in requests per second, written `2000/s`, `120/m`, `36000/h`
+/// or a bare number of requests per second.
+///
+/// ```
+/// use perf_loadgen::Rate;
+/// let r: Rate = "120/m".parse().unwrap();
+/// assert_eq!(r.per_second(), 2.0);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
+pub struct Rate(f64);
+
+impl Rate {
+    /// A rate of `per_second` requests per second.
+    pub fn per_second_of(per_second: f64) -> Self {
+        Self(per_second)
+    }
+
+    /// Requests per second.
+    pub fn per_second(self) -> f64 {
+        self.0
+    }
+}
+
+impl FromStr for Rate {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let text = s.trim();
+        let (number, unit) = text.split_once('/').unwrap_or((text, "s"));
+        let value: f64 = number
+            .trim()
+            .parse()
+            .map_err(|_| format!("{s:?} is not a rate; write e.g. 2000/s, 120/m or 36000/h"))?;
+        let per = match unit.trim() {
+            "s" | "sec" => 1.0,
+            "m" | "min" => 60.0,
+            "h" => 3600.0,
+            other => return Err(format!("{s:?}: unknown unit {other:?}; use /s, /m or /h")),
+        };
+        if !value.is_finite() || value < 0.0 {
+            return Err(format!("{s:?}: a rate must be a non-negative number"));
+        }
+        Ok(Self(value / per))
+    }
+}
+
+impl fmt::Display for Rate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/s", self.0)
+    }
+}
+
+impl Serialize for Rate {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Rate {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(f64),
+            Text(String),
+        }
+        match Raw::deserialize(deserializer)? {
+            Raw::Number(n) => format!("{n}/s").parse().map_err(serde::de::Error::custom),
+            Raw::Text(t) => t.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}

@@ -1,0 +1,391 @@
+//! Measurement while a run goes: histograms for every request name and
+//! overall (corrected from the intended send time, uncorrected from the
+//! actual send), counters, and per-second windows for the timeline. Writers
+//! record into one of a few shards (by thread) so the hot path takes an
+//! uncontended lock.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use perf_core::LatencyHistogram;
+use serde::{Deserialize, Serialize};
+
+use crate::http::{FailureKind, Response};
+
+/// One request's figures for a shard.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct NameStats {
+    pub(crate) requests: u64,
+    pub(crate) errors: u64,
+    pub(crate) corrected: LatencyHistogram,
+    pub(crate) uncorrected: LatencyHistogram,
+}
+
+/// Everything a shard has counted.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Totals {
+    pub(crate) per_name: Vec<NameStats>,
+    pub(crate) corrected: LatencyHistogram,
+    pub(crate) uncorrected: LatencyHistogram,
+    pub(crate) status_codes: BTreeMap<u16, u64>,
+    pub(crate) failures: BTreeMap<FailureKind, u64>,
+    pub(crate) requests: u64,
+    pub(crate) errors: u64,
+    pub(crate) bytes_sent: u64,
+    pub(crate) bytes_received: u64,
+}
+
+impl Totals {
+    fn with_names(n: usize) -> Self {
+        Self {
+            per_name: vec![NameStats::default(); n],
+            ..Self::default()
+        }
+    }
+
+    pub(crate) fn merge(&mut self, other: &Totals) {
+        if self.per_name.len() < other.per_name.len() {
+            self.per_name
+                .resize(other.per_name.len(), NameStats::default());
+        }
+        for (mine, theirs) in self.per_name.iter_mut().zip(&other.per_name) {
+            mine.requests += theirs.requests;
+            mine.errors += theirs.errors;
+            // Same precision on both sides: merging cannot fail.
+            let _ = mine.corrected.merge(&theirs.corrected);
+            let _ = mine.uncorrected.merge(&theirs.uncorrected);
+        }
+        let _ = self.corrected.merge(&other.corrected);
+        let _ = self.uncorrected.merge(&other.uncorrected);
+        for (k, v) in &other.status_codes {
+            *self.status_codes.entry(*k).or_default() += v;
+        }
+        for (k, v) in &other.failures {
+            *self.failures.entry(*k).or_default() += v;
+        }
+        self.requests += other.requests;
+        self.errors += other.errors;
+        self.bytes_sent += other.bytes_sent;
+        self.bytes_received += other.bytes_received;
+    }
+}
+
+#[derive(Debug, Default)]
+struct Window {
+    latency: LatencyHistogram,
+    requests: u64,
+    errors: u64,
+    bytes_sent: u64,
+    bytes_received: u64,
+}
+
+#[derive(Debug)]
+struct Shard {
+    totals: Totals,
+    window: Window,
+}
+
+/// Sharded recorder shared by every task of a run.
+#[derive(Debug)]
+pub(crate) struct Recorder {
+    shards: Vec<Mutex<Shard>>,
+}
+
+static NEXT_THREAD: AtomicUsize = AtomicUsize::new(0);
+thread_local! {
+    static THREAD_SLOT: usize = NEXT_THREAD.fetch_add(1, Ordering::Relaxed);
+}
+
+impl Recorder {
+    pub(crate) fn new(names: usize) -> Self {
+        let n = std::thread::available_parallelism()
+            .map_or(4, |n| n.get())
+            .clamp(2, 64);
+        Self {
+            shards: (0..n)
+                .map(|_| {
+                    Mutex::new(Shard {
+                        totals: Totals::with_names(names),
+                        window: Window::default(),
+                    })
+                })
+                .collect(),
+        }
+    }
+
+    /// Records one finished request. `intended` is when it should have been
+    /// sent (the schedule, open model) and `sent` when it was.
+    pub(crate) fn record(
+        &self,
+        name: usize,
+        intended: Instant,
+        sent: Instant,
+        done: Instant,
+        bytes_sent: usize,
+        outcome: Result<Response, FailureKind>,
+    ) {
+        let corrected = micros(done.saturating_duration_since(intended));
+        let uncorrected = micros(done.saturating_duration_since(sent));
+        let slot = THREAD_SLOT.with(|s| *s) % self.shards.len();
+        let Ok(mut shard) = self.shards[slot].lock() else {
+            return;
+        };
+        let Shard { totals, window } = &mut *shard;
+        let error = match outcome {
+            Ok(r) => {
+                *totals.status_codes.entry(r.status).or_default() += 1;
+                totals.bytes_received += r.bytes_received;
+                window.bytes_received += r.bytes_received;
+                r.status >= 400
+            }
+            Err(kind) => {
+                *totals.failures.entry(kind).or_default() += 1;
+                true
+            }
+        };
+        let bytes_sent = bytes_sent as u64;
+        totals.requests += 1;
+        totals.bytes_sent += bytes_sent;
+        window.requests += 1;
+        window.bytes_sent += bytes_sent;
+        if error {
+            totals.errors += 1;
+            window.errors += 1;
+        }
+        // Latencies above one hour are clamped to it (the histogram's range).
+        let _ = totals.corrected.record_micros(corrected);
+        let _ = totals.uncorrected.record_micros(uncorrected);
+        let _ = window.latency.record_micros(corrected);
+        if let Some(n) = totals.per_name.get_mut(name) {
+            n.requests += 1;
+            n.errors += u64::from(error);
+            let _ = n.corrected.record_micros(corrected);
+            let _ = n.uncorrected.record_micros(uncorrected);
+        }
+    }
+
+    /// Takes the window of the last second from every shard.
+    pub(crate) fn take_window(&self) -> (LatencyHistogram, u64, u64, u64, u64) {
+        let mut latency = LatencyHistogram::new();
+        let (mut requests, mut errors, mut sent, mut received) = (0, 0, 0, 0);
+        for shard in &self.shards {
+            if let Ok(mut s) = shard.lock() {
+                let w = std::mem::take(&mut s.window);
+                let _ = latency.merge(&w.latency);
+                requests += w.requests;
+                errors += w.errors;
+                sent += w.bytes_sent;
+                received += w.bytes_received;
+            }
+        }
+        (latency, requests, errors, sent, received)
+    }
+
+    /// Everything counted so far.
+    pub(crate) fn totals(&self) -> Totals {
+        let mut all = Totals::default();
+        for shard in &self.shards {
+            if let Ok(s) = shard.lock() {
+                all.merge(&s.totals);
+            }
+        }
+        all
+    }
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros())
+        .unwrap_or(u64::MAX)
+        .min(LatencyHistogram::max_trackable().as_micros() as u64)
+}
+
+/// One row of the timeline: a second of the run (or, for old rows of a long
+/// run, several seconds coarsened into one).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TimelineRow {
+    /// Seconds since the start of the run at the row's start.
+    pub t_s: u64,
+    /// Seconds the row covers (1, or more once coarsened).
+    pub span_s: u64,
+    /// Requests completed.
+    pub requests: u64,
+    /// Of which failed.
+    pub errors: u64,
+    /// Completed requests per second.
+    pub rps: f64,
+    /// Median latency (corrected), ms.
+    pub p50_ms: f64,
+    /// 95th percentile (corrected), ms.
+    pub p95_ms: f64,
+    /// 99th percentile (corrected), ms.
+    pub p99_ms: f64,
+    /// Largest latency, ms.
+    pub max_ms: f64,
+    /// Most virtual users running at once during the row (closed model).
+    pub users: u64,
+    /// Requests in flight at the end of the row.
+    pub in_flight: u64,
+    /// Intended requests dropped for want of capacity (open model).
+    pub dropped: u64,
+    /// Bytes sent.
+    pub bytes_sent: u64,
+    /// Bytes received.
+    pub bytes_received: u64,
+}
+
+impl TimelineRow {
+    /// Joins two adjacent rows. Counts add up; the percentiles of the joined
+    /// row are the larger of the two (an upper bound: per-row histograms are
+    /// not kept, the run's totals are exact).
+    fn join(&self, next: &TimelineRow) -> TimelineRow {
+        let span_s = self.span_s + next.span_s;
+        let requests = self.requests + next.requests;
+        TimelineRow {
+            t_s: self.t_s,
+            span_s,
+            requests,
+            errors: self.errors + next.errors,
+            rps: requests as f64 / span_s.max(1) as f64,
+            p50_ms: self.p50_ms.max(next.p50_ms),
+            p95_ms: self.p95_ms.max(next.p95_ms),
+            p99_ms: self.p99_ms.max(next.p99_ms),
+            max_ms: self.max_ms.max(next.max_ms),
+            users: next.users,
+            in_flight: next.in_flight,
+            dropped: self.dropped + next.dropped,
+            bytes_sent: self.bytes_sent + next.bytes_sent,
+            bytes_received: self.bytes_received + next.bytes_received,
+        }
+    }
+}
+
+/// Rows kept before the older half is coarsened: a 24-hour run stays within a
+/// few thousand rows, the newest at one-second resolution.
+pub(crate) const TIMELINE_ROWS: usize = 4096;
+
+/// The bounded per-second series of a run.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Timeline {
+    rows: Vec<TimelineRow>,
+}
+
+impl Timeline {
+    pub(crate) fn push(&mut self, row: TimelineRow) {
+        if self.rows.len() >= TIMELINE_ROWS {
+            let half = self.rows.len() / 2;
+            let mut older: Vec<TimelineRow> = self.rows[..half]
+                .chunks(2)
+                .map(|pair| match pair {
+                    [a, b] => a.join(b),
+                    [a] => a.clone(),
+                    _ => unreachable!("chunks(2) yields one or two rows"),
+                })
+                .collect();
+            older.extend_from_slice(&self.rows[half..]);
+            self.rows = older;
+        }
+        self.rows.push(row);
+    }
+
+    pub(crate) fn rows(&self) -> &[TimelineRow] {
+        &self.rows
+    }
+}
+
+pub(crate) fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(t: u64) -> TimelineRow {
+        TimelineRow {
+            t_s: t,
+            span_s: 1,
+            requests: 10,
+            errors: 1,
+            rps: 10.0,
+            p50_ms: 1.0,
+            p95_ms: t as f64,
+            p99_ms: t as f64,
+            max_ms: t as f64,
+            users: 5,
+            in_flight: 0,
+            dropped: 0,
+            bytes_sent: 100,
+            bytes_received: 200,
+        }
+    }
+
+    #[test]
+    fn a_day_of_seconds_stays_bounded_and_keeps_every_request() {
+        let mut tl = Timeline::default();
+        for t in 0..86_400 {
+            tl.push(row(t));
+        }
+        assert!(tl.rows().len() <= TIMELINE_ROWS);
+        let requests: u64 = tl.rows().iter().map(|r| r.requests).sum();
+        assert_eq!(requests, 864_000);
+        let span: u64 = tl.rows().iter().map(|r| r.span_s).sum();
+        assert_eq!(span, 86_400);
+        // The newest rows keep one-second resolution; rows stay in time order.
+        assert_eq!(tl.rows().last().unwrap().span_s, 1);
+        assert!(
+            tl.rows()
+                .windows(2)
+                .all(|w| w[0].t_s + w[0].span_s == w[1].t_s)
+        );
+    }
+
+    #[test]
+    fn recording_counts_statuses_failures_and_both_latencies() {
+        let rec = Recorder::new(2);
+        let t0 = Instant::now();
+        let ok = Ok(Response {
+            status: 200,
+            bytes_received: 50,
+        });
+        rec.record(
+            0,
+            t0,
+            t0 + Duration::from_millis(400),
+            t0 + Duration::from_millis(410),
+            20,
+            ok,
+        );
+        rec.record(
+            1,
+            t0,
+            t0,
+            t0 + Duration::from_millis(5),
+            20,
+            Ok(Response {
+                status: 503,
+                bytes_received: 10,
+            }),
+        );
+        rec.record(
+            1,
+            t0,
+            t0,
+            t0 + Duration::from_millis(5),
+            20,
+            Err(FailureKind::Connect),
+        );
+        let totals = rec.totals();
+        assert_eq!((totals.requests, totals.errors), (3, 2));
+        assert_eq!(totals.status_codes[&200], 1);
+        assert_eq!(totals.failures[&FailureKind::Connect], 1);
+        assert_eq!(totals.per_name[1].errors, 2);
+        // Corrected counts the 400 ms the request waited for its slot; uncorrected does not.
+        assert!(totals.per_name[0].corrected.max() >= Duration::from_millis(409));
+        assert!(totals.per_name[0].uncorrected.max() < Duration::from_millis(11));
+        let (_, requests, errors, sent, received) = rec.take_window();
+        assert_eq!((requests, errors, sent, received), (3, 2, 60, 60));
+        assert_eq!(rec.take_window().1, 0);
+    }
+}
