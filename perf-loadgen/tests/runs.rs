@@ -388,3 +388,23 @@ fn the_mission_file_loads_as_is() {
             .contains("baseline, spike, stress")
     );
 }
+
+#[test]
+fn every_example_scenario_file_is_valid() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/scenarios");
+    let mut kinds = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let file = ScenarioFile::from_yaml(&std::fs::read_to_string(&path).unwrap())
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            kinds.extend(file.load_tests.into_keys());
+        }
+    }
+    for kind in ["baseline", "stress", "spike", "endurance", "volume"] {
+        assert!(
+            kinds.iter().any(|k| k == kind),
+            "no example for {kind}: {kinds:?}"
+        );
+    }
+}

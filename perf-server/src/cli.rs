@@ -1,4 +1,5 @@
-//! Command line: `perf-server [serve]` (the default) and `perf-server openapi`.
+//! Command line: `perf-server [serve]` (the default), `perf-server run` (a
+//! load test from a scenario file) and `perf-server openapi`.
 //! Every `serve` flag can also come from a `PERF_*` environment variable;
 //! flags and variables override the configuration file.
 
@@ -35,6 +36,8 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Print the OpenAPI document and exit.
     Openapi,
+    /// Run a load test from a scenario file and print its report.
+    Run(crate::load_test::RunArgs),
 }
 
 /// Options of `perf-server serve`.

@@ -32,6 +32,7 @@ mod body;
 pub mod cli;
 pub mod config;
 mod error;
+pub mod load_test;
 pub mod monitor;
 mod routes;
 pub mod server;

@@ -28,6 +28,7 @@ fn main() -> ExitCode {
                 Err(e) => fail(&e.to_string(), 1),
             };
         }
+        Some(Command::Run(args)) => return ExitCode::from(perf_server::load_test::run(&args)),
         Some(Command::Serve(args)) => *args,
         None => cli.serve,
     };

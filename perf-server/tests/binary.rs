@@ -199,3 +199,84 @@ fn cpu_utilization_rises_while_a_cpu_heavy_process_runs() {
         "{series}"
     );
 }
+
+fn run_cli(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_perf-server"))
+        .arg("run")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn run_exits_0_on_pass_1_on_failed_threshold_2_on_bad_input() {
+    use testkit::target::{Behavior, TargetServer};
+    let dir = tempfile::tempdir().unwrap();
+    let ok = TargetServer::start(Behavior::default()).unwrap();
+    let file = dir.path().join("s.yaml");
+    std::fs::write(
+        &file,
+        "load_tests:\n  quick:\n    duration: 1s\n    users: 4\n    think_time: 10ms\n    thresholds: ['p95 < 1s', 'error_rate < 0.1%']\n  other: {duration: 1s, users: 1}\n",
+    )
+    .unwrap();
+    let (out_json, out_csv) = (dir.path().join("r.json"), dir.path().join("t.csv"));
+    let out = run_cli(&[
+        file.to_str().unwrap(),
+        "--scenario",
+        "quick",
+        "--target",
+        &ok.url(),
+        "--out",
+        out_json.to_str().unwrap(),
+        "--csv",
+        out_csv.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("PASSED") && stdout.contains("p95 < 1s"),
+        "{stdout}"
+    );
+    let report = json(&std::fs::read_to_string(&out_json).unwrap());
+    assert!(report["requests"].as_u64().unwrap() > 10);
+    assert!(
+        std::fs::read_to_string(&out_csv)
+            .unwrap()
+            .starts_with("t_s,")
+    );
+
+    let failing = TargetServer::start(Behavior {
+        status: 500,
+        ..Behavior::default()
+    })
+    .unwrap();
+    let out = run_cli(&[
+        file.to_str().unwrap(),
+        "--scenario",
+        "quick",
+        "--target",
+        &failing.url(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("FAILED"));
+
+    // Several scenarios and none chosen; a bad value; a missing file.
+    let out = run_cli(&[file.to_str().unwrap(), "--target", &ok.url()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--scenario (other, quick)"));
+    std::fs::write(&file, "load_tests:\n  bad: {duration: 1s, users: -3}\n").unwrap();
+    let out = run_cli(&[file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("users"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run_cli(&["/nonexistent.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -1,0 +1,206 @@
+//! `perf-server run`: a load test from a scenario file on the command line,
+//! with a live progress line, a summary table, the JSON report and the CSV
+//! timeline. Exit code 0 when every threshold passes, 1 when one fails, 2 on
+//! invalid input.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+
+use clap::Args;
+use perf_loadgen::{RunReport, ScenarioFile, Targets};
+
+/// Options of `perf-server run`.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Scenario file (YAML with `load_tests:`).
+    pub file: PathBuf,
+    /// Which scenario of the file (needed when it has several).
+    #[arg(long)]
+    pub scenario: Option<String>,
+    /// Base URL(s) replacing the scenario's target (repeat for several).
+    #[arg(long)]
+    pub target: Vec<String>,
+    /// Write the JSON report here.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Write the timeline as CSV here.
+    #[arg(long)]
+    pub csv: Option<PathBuf>,
+    /// Worker threads of the load generator [default: one per core].
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+/// Exit codes of `perf-server run`.
+pub const PASSED: u8 = 0;
+/// A threshold failed.
+pub const FAILED: u8 = 1;
+/// The input was invalid.
+pub const INVALID: u8 = 2;
+
+/// Runs the load test; returns the exit code and prints errors to stderr.
+pub fn run(args: &RunArgs) -> u8 {
+    match execute(args) {
+        Ok(report) => {
+            if report.passed {
+                PASSED
+            } else {
+                FAILED
+            }
+        }
+        Err((code, message)) => {
+            eprintln!("perf-server run: {message}");
+            code
+        }
+    }
+}
+
+fn execute(args: &RunArgs) -> Result<RunReport, (u8, String)> {
+    let invalid = |m: String| (INVALID, m);
+    let text = std::fs::read_to_string(&args.file)
+        .map_err(|e| invalid(format!("{}: {e}", args.file.display())))?;
+    let file = ScenarioFile::from_yaml(&text).map_err(|e| invalid(e.to_string()))?;
+    let name = match &args.scenario {
+        Some(name) => name.clone(),
+        None if file.load_tests.len() == 1 => {
+            file.load_tests.keys().next().cloned().unwrap_or_default()
+        }
+        None => {
+            return Err(invalid(format!(
+                "the file has several scenarios; pick one with --scenario ({})",
+                file.load_tests
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+    };
+    let mut scenario = file.get(&name).map_err(|e| invalid(e.to_string()))?.clone();
+    if !args.target.is_empty() {
+        scenario.target = Some(Targets::Many(args.target.clone()));
+    }
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = args.threads {
+        if threads == 0 {
+            return Err(invalid("--threads must be at least 1".to_owned()));
+        }
+        runtime.worker_threads(threads);
+    }
+    let runtime = runtime
+        .enable_all()
+        .build()
+        .map_err(|e| (FAILED, format!("runtime: {e}")))?;
+    let report = runtime.block_on(async {
+        let handle = perf_loadgen::start(&name, &scenario).await.map_err(|e| invalid(e.to_string()))?;
+        let cancel = handle.cancel_token();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("\ninterrupted: stopping and reporting what was measured");
+                cancel.cancel();
+            }
+        });
+        let mut live = handle.progress();
+        let terminal = std::io::stderr().is_terminal();
+        let printer = tokio::spawn(async move {
+            while live.changed().await.is_ok() {
+                let s = live.borrow().clone();
+                let line = format!(
+                    "{:>6.0}s/{:.0}s  users {:>6}  rps {:>9.1}  p95 {:>8.2} ms  errors {:>6}  in flight {:>5}  dropped {}",
+                    s.elapsed_s, s.total_s, s.users, s.rps, s.p95_ms, s.errors, s.in_flight, s.dropped
+                );
+                if terminal {
+                    eprint!("\r{line}");
+                } else if (s.elapsed_s.round() as u64).is_multiple_of(10) || s.finished {
+                    eprintln!("{line}");
+                }
+            }
+            if terminal {
+                eprintln!();
+            }
+        });
+        let report = handle.report().await.map_err(|e| (FAILED, e.to_string()))?;
+        let _ = printer.await;
+        Ok::<_, (u8, String)>(report)
+    })?;
+    if let Some(path) = &args.out {
+        let json = serde_json::to_string_pretty(&report).map_err(|e| (FAILED, e.to_string()))?;
+        std::fs::write(path, json).map_err(|e| (FAILED, format!("{}: {e}", path.display())))?;
+    }
+    if let Some(path) = &args.csv {
+        std::fs::write(path, report.timeline_csv())
+            .map_err(|e| (FAILED, format!("{}: {e}", path.display())))?;
+    }
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(summary(&report).as_bytes());
+    Ok(report)
+}
+
+/// The table printed at the end of a run.
+pub fn summary(r: &RunReport) -> String {
+    let mut s = String::new();
+    s.push_str(&format!(
+        "scenario    {} ({} model) against {}\n",
+        r.scenario,
+        r.model,
+        r.targets.join(", ")
+    ));
+    s.push_str(&format!(
+        "duration    {:.1} s{}\n",
+        r.duration_s,
+        r.stopped_early
+            .as_ref()
+            .map(|w| format!(" (stopped early: {w})"))
+            .unwrap_or_default()
+    ));
+    s.push_str(&format!(
+        "requests    {}  ({:.1} req/s)\n",
+        r.requests, r.rps
+    ));
+    s.push_str(&format!(
+        "errors      {}  ({:.3} %)  {:?}\n",
+        r.errors,
+        r.error_rate * 100.0,
+        r.error_kinds
+    ));
+    if r.model == "open" {
+        s.push_str(&format!("dropped     {}\n", r.dropped));
+    }
+    s.push_str(&format!("status      {:?}\n", r.status_codes));
+    s.push_str("latency ms       p50      p90      p95      p99     p999      max     mean\n");
+    let row = |label: &str, l: &perf_loadgen::LatencyMs| {
+        format!(
+            "{label:<12}{:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2}\n",
+            l.p50, l.p90, l.p95, l.p99, l.p999, l.max, l.mean
+        )
+    };
+    s.push_str(&row("  corrected", &r.latency_ms));
+    if let Some(u) = &r.latency_uncorrected_ms {
+        s.push_str(&row("  uncorrect.", u));
+    }
+    for (name, req) in &r.per_request {
+        s.push_str(&row(&format!("  {}", truncate(name, 10)), &req.latency_ms));
+    }
+    for t in &r.thresholds {
+        s.push_str(&format!(
+            "threshold   {:<24} observed {:>10.4}  {}\n",
+            t.expr,
+            t.observed,
+            if t.passed { "PASS" } else { "FAIL" }
+        ));
+    }
+    s.push_str(if r.passed {
+        "result      PASSED\n"
+    } else {
+        "result      FAILED\n"
+    });
+    s
+}
+
+fn truncate(text: &str, n: usize) -> String {
+    if text.chars().count() <= n {
+        text.to_owned()
+    } else {
+        text.chars().take(n - 1).chain(['…']).collect()
+    }
+}
