@@ -170,16 +170,16 @@ fn format_duration(d: Duration) -> String {
         (1_000_000_000, "s"),
     ];
     for (size, unit) in whole_units {
-        if nanos % size == 0 {
+        if nanos.is_multiple_of(size) {
             return format!("{}{unit}", nanos / size);
         }
     }
     // Above a second, fractional seconds read best and parse back exactly.
-    if nanos >= 1_000_000_000 && nanos % 1_000_000 == 0 {
+    if nanos >= 1_000_000_000 && nanos.is_multiple_of(1_000_000) {
         return format!("{}s", d.as_secs_f64());
     }
     for (size, unit) in [(1_000_000u128, "ms"), (1_000, "us")] {
-        if nanos % size == 0 {
+        if nanos.is_multiple_of(size) {
             return format!("{}{unit}", nanos / size);
         }
     }
@@ -275,7 +275,7 @@ impl fmt::Display for ByteSize {
             (1 << 20, "MiB"),
             (1 << 10, "KiB"),
         ] {
-            if b >= size && b % size == 0 {
+            if b >= size && b.is_multiple_of(size) {
                 return write!(f, "{}{unit}", b / size);
             }
         }

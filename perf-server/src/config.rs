@@ -126,24 +126,23 @@ impl ServerConfig {
                 ),
             ));
         }
-        if let Some(token) = &self.api_token {
-            if token.len() < 16 || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                return Err(invalid(
-                    "api_token",
-                    "must be at least 16 characters without whitespace",
-                ));
-            }
+        if let Some(token) = &self.api_token
+            && (token.len() < 16 || token.chars().any(|c| c.is_whitespace() || c.is_control()))
+        {
+            return Err(invalid(
+                "api_token",
+                "must be at least 16 characters without whitespace",
+            ));
         }
-        if let Some(url) = &self.database_url {
-            if !(url.starts_with("postgres://")
+        if let Some(url) = &self.database_url
+            && !(url.starts_with("postgres://")
                 || url.starts_with("postgresql://")
                 || url.contains("host="))
-            {
-                return Err(invalid(
-                    "database_url",
-                    "must be a PostgreSQL URL (postgresql://user@host:port/db) or key=value connection string",
-                ));
-            }
+        {
+            return Err(invalid(
+                "database_url",
+                "must be a PostgreSQL URL (postgresql://user@host:port/db) or key=value connection string",
+            ));
         }
         if !(1..=256).contains(&self.database_pool_size) {
             return Err(invalid(
@@ -202,13 +201,13 @@ impl ServerConfig {
                 ),
             ));
         }
-        if let Some(workers) = self.workers {
-            if !(1..=256).contains(&workers) {
-                return Err(invalid(
-                    "workers",
-                    format!("{workers} is outside the allowed range 1 to 256"),
-                ));
-            }
+        if let Some(workers) = self.workers
+            && !(1..=256).contains(&workers)
+        {
+            return Err(invalid(
+                "workers",
+                format!("{workers} is outside the allowed range 1 to 256"),
+            ));
         }
         if self.log_level.trim().is_empty() {
             return Err(invalid(

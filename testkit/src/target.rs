@@ -134,10 +134,10 @@ fn serve(stream: TcpStream, behavior: &Behavior, served: &AtomicU64, started: In
                 break;
             }
             first = false;
-            if let Some((name, value)) = line.split_once(':') {
-                if name.trim().eq_ignore_ascii_case("content-length") {
-                    content_length = value.trim().parse().unwrap_or(0);
-                }
+            if let Some((name, value)) = line.split_once(':')
+                && name.trim().eq_ignore_ascii_case("content-length")
+            {
+                content_length = value.trim().parse().unwrap_or(0);
             }
         }
         let mut body = vec![0u8; content_length];

@@ -372,42 +372,41 @@ impl Scenario {
                 "at least one request with weight > 0",
             ));
         }
-        if let Some(t) = self.timeout {
-            if t.0.is_zero() || t.0 > Duration::from_secs(600) {
-                return Err(invalid(name, "timeout", t, "above 0 and at most 10m"));
-            }
+        if let Some(t) = self.timeout
+            && (t.0.is_zero() || t.0 > Duration::from_secs(600))
+        {
+            return Err(invalid(name, "timeout", t, "above 0 and at most 10m"));
         }
         if let Some(ThinkTime::Distribution(ThinkDistribution::Uniform { min, max })) =
             self.think_time
+            && min > max
         {
-            if min > max {
-                return Err(invalid(
-                    name,
-                    "think_time.uniform",
-                    format!("min {min} > max {max}"),
-                    "min <= max",
-                ));
-            }
+            return Err(invalid(
+                name,
+                "think_time.uniform",
+                format!("min {min} > max {max}"),
+                "min <= max",
+            ));
         }
-        if let Some(think) = self.think_time {
-            if think.mean() > Duration::from_secs(3600) {
-                return Err(invalid(
-                    name,
-                    "think_time",
-                    format!("{:?}", think.mean()),
-                    "a mean of at most 1h",
-                ));
-            }
+        if let Some(think) = self.think_time
+            && think.mean() > Duration::from_secs(3600)
+        {
+            return Err(invalid(
+                name,
+                "think_time",
+                format!("{:?}", think.mean()),
+                "a mean of at most 1h",
+            ));
         }
-        if let Some(data) = &self.data {
-            if data.file.trim().is_empty() {
-                return Err(invalid(
-                    name,
-                    "data.file",
-                    "\"\"",
-                    "a path to a CSV file with a header row",
-                ));
-            }
+        if let Some(data) = &self.data
+            && data.file.trim().is_empty()
+        {
+            return Err(invalid(
+                name,
+                "data.file",
+                "\"\"",
+                "a path to a CSV file with a header row",
+            ));
         }
         Ok(())
     }
