@@ -38,6 +38,8 @@ pub enum Command {
     Openapi,
     /// Run a load test from a scenario file and print its report.
     Run(crate::load_test::RunArgs),
+    /// Merge the JSON reports of the shards of one run into one report.
+    Merge(crate::load_test::MergeArgs),
 }
 
 /// Options of `perf-server serve`.

@@ -29,6 +29,72 @@ pub struct RunArgs {
     /// Worker threads of the load generator [default: one per core].
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Run only shard I of N (e.g. `2/7`): users and rates divided so the N
+    /// shards add up to the scenario; join their reports with `perf-server merge`.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<String>,
+}
+
+/// Options of `perf-server merge`.
+#[derive(Debug, Clone, Args)]
+pub struct MergeArgs {
+    /// JSON reports of the shards of one run.
+    #[arg(required = true)]
+    pub reports: Vec<PathBuf>,
+    /// Write the merged JSON report here.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// Merges shard reports; prints the summary; exit code as for `run`.
+pub fn merge(args: &MergeArgs) -> u8 {
+    let merged = args
+        .reports
+        .iter()
+        .map(|path| {
+            let text =
+                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            serde_json::from_str::<RunReport>(&text)
+                .map_err(|e| format!("{}: not a run report: {e}", path.display()))
+        })
+        .collect::<Result<Vec<_>, String>>()
+        .and_then(|reports| RunReport::merge(&reports).map_err(|e| e.to_string()));
+    let report = match merged {
+        Ok(r) => r,
+        Err(message) => {
+            eprintln!("perf-server merge: {message}");
+            return INVALID;
+        }
+    };
+    if let Some(path) = &args.out {
+        let written = serde_json::to_string_pretty(&report)
+            .map_err(|e| e.to_string())
+            .and_then(|json| {
+                std::fs::write(path, json).map_err(|e| format!("{}: {e}", path.display()))
+            });
+        if let Err(message) = written {
+            eprintln!("perf-server merge: {message}");
+            return FAILED;
+        }
+    }
+    let _ = std::io::stdout()
+        .lock()
+        .write_all(summary(&report).as_bytes());
+    if report.passed { PASSED } else { FAILED }
+}
+
+/// Reads `I/N` (1-based).
+fn parse_shard(text: &str) -> Result<(u32, u32), String> {
+    let bad = || format!("--shard {text:?}: write I/N with 1 <= I <= N, e.g. 2/7");
+    let (i, n) = text.split_once('/').ok_or_else(bad)?;
+    let (i, n): (u32, u32) = (
+        i.trim().parse().map_err(|_| bad())?,
+        n.trim().parse().map_err(|_| bad())?,
+    );
+    if i == 0 || i > n {
+        return Err(bad());
+    }
+    Ok((i, n))
 }
 
 /// Exit codes of `perf-server run`.
@@ -79,6 +145,12 @@ fn execute(args: &RunArgs) -> Result<RunReport, (u8, String)> {
     let mut scenario = file.get(&name).map_err(|e| invalid(e.to_string()))?.clone();
     if !args.target.is_empty() {
         scenario.target = Some(Targets::Many(args.target.clone()));
+    }
+    if let Some(shard) = &args.shard {
+        let (i, n) = parse_shard(shard).map_err(invalid)?;
+        let mut parts =
+            perf_loadgen::split(&name, &scenario, n).map_err(|e| invalid(e.to_string()))?;
+        scenario = parts.swap_remove(i as usize - 1);
     }
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if let Some(threads) = args.threads {

@@ -29,6 +29,7 @@ fn main() -> ExitCode {
             };
         }
         Some(Command::Run(args)) => return ExitCode::from(perf_server::load_test::run(&args)),
+        Some(Command::Merge(args)) => return ExitCode::from(perf_server::load_test::merge(&args)),
         Some(Command::Serve(args)) => *args,
         None => cli.serve,
     };

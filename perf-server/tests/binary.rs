@@ -280,3 +280,78 @@ fn run_exits_0_on_pass_1_on_failed_threshold_2_on_bad_input() {
     let out = run_cli(&["/nonexistent.yaml"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn shards_run_separately_and_merge_into_one_report() {
+    use testkit::target::{Behavior, TargetServer};
+    let dir = tempfile::tempdir().unwrap();
+    let target = TargetServer::start(Behavior::default()).unwrap();
+    let file = dir.path().join("s.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "load_tests:\n  whole: {{target: '{}', duration: 1s, users: 5, think_time: 20ms}}\n",
+            target.url()
+        ),
+    )
+    .unwrap();
+    let mut outs = Vec::new();
+    for shard in ["1/2", "2/2"] {
+        let out_path = dir.path().join(format!("shard-{}.json", &shard[..1]));
+        let out = run_cli(&[
+            file.to_str().unwrap(),
+            "--shard",
+            shard,
+            "--out",
+            out_path.to_str().unwrap(),
+        ]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        outs.push(out_path);
+    }
+    let users: Vec<u64> = outs
+        .iter()
+        .map(|p| {
+            let r = json(&std::fs::read_to_string(p).unwrap());
+            r["timeline"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|row| row["users"].as_u64().unwrap())
+                .max()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(users, [3, 2]);
+    let merged_path = dir.path().join("merged.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_perf-server"))
+        .arg("merge")
+        .args(&outs)
+        .args(["--out", merged_path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let merged = json(&std::fs::read_to_string(&merged_path).unwrap());
+    let sum: u64 = outs
+        .iter()
+        .map(|p| {
+            json(&std::fs::read_to_string(p).unwrap())["requests"]
+                .as_u64()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(merged["requests"].as_u64().unwrap(), sum);
+
+    let out = run_cli(&[file.to_str().unwrap(), "--shard", "3/2"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("I/N"));
+}

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-const RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Type: text/plain\r\n\r\nhello";
+const RESPONSE: &[u8] =
+    b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Type: text/plain\r\n\r\nhello";
 
 #[derive(Clone, Copy)]
 struct Stall {
@@ -32,14 +33,29 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--threads" => threads = value.parse()?,
             "--stall-every" => every = Some(perf_core::parse_duration(&value)?),
             "--stall" => length = perf_core::parse_duration(&value)?,
-            other => return Err(format!("unknown flag {other}; use --listen, --threads, --stall-every, --stall").into()),
+            other => {
+                return Err(format!(
+                    "unknown flag {other}; use --listen, --threads, --stall-every, --stall"
+                )
+                .into());
+            }
         }
     }
-    let stall = every.map(|every| Stall { every, length, since: Instant::now() });
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(threads.max(1)).enable_all().build()?;
+    let stall = every.map(|every| Stall {
+        every,
+        length,
+        since: Instant::now(),
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads.max(1))
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
         let listener = TcpListener::bind(&listen).await?;
-        eprintln!("hello_server listening on http://{}", listener.local_addr()?);
+        eprintln!(
+            "hello_server listening on http://{}",
+            listener.local_addr()?
+        );
         loop {
             let (stream, _) = listener.accept().await?;
             tokio::spawn(serve(stream, stall));
@@ -72,7 +88,9 @@ async fn serve(mut stream: TcpStream, stall: Option<Stall>) {
         buf.copy_within(start..filled, 0);
         filled -= start;
         if let Some(s) = stall {
-            let phase = Duration::from_nanos((s.since.elapsed().as_nanos() % s.every.as_nanos().max(1)) as u64);
+            let phase = Duration::from_nanos(
+                (s.since.elapsed().as_nanos() % s.every.as_nanos().max(1)) as u64,
+            );
             if phase < s.length {
                 tokio::time::sleep(s.length - phase).await;
             }
