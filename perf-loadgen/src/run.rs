@@ -97,27 +97,40 @@ struct Context {
 }
 
 impl Context {
-    /// Sends request `i` (already rendered) on `conn`; `None` when the run stopped first.
+    /// Sends request `name` (already rendered) on `conn` and records it;
+    /// `intended` is the scheduled send time (`None`: now, the closed model).
+    /// Stopping is the caller's business: it drops this future.
     async fn send(
         &self,
         conn: &mut Option<Connection>,
         name: usize,
         endpoint: usize,
         bytes: &[u8],
-        intended: Instant,
-    ) -> Option<()> {
+        intended: Option<Instant>,
+    ) {
         let addr = self.addrs[endpoint % self.addrs.len()];
         let sent = Instant::now();
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        let outcome = tokio::select! {
-            r = http::send(conn, addr, bytes, self.mix.is_head(name), self.timeout) => Some(r),
-            () = self.stop.cancelled() => None,
-        };
-        self.in_flight.fetch_sub(1, Ordering::Relaxed);
-        let outcome = outcome?;
-        self.recorder
-            .record(name, intended, sent, Instant::now(), bytes.len(), outcome);
-        Some(())
+        let in_flight = CountGuard(&self.in_flight);
+        let outcome = http::send(conn, addr, bytes, self.mix.is_head(name), self.timeout).await;
+        drop(in_flight);
+        self.recorder.record(
+            name,
+            intended.unwrap_or(sent),
+            sent,
+            Instant::now(),
+            bytes.len(),
+            outcome,
+        );
+    }
+}
+
+/// Decrements a counter when dropped, so a task cut short still counts down.
+struct CountGuard<'a>(&'a AtomicU64);
+
+impl Drop for CountGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -158,7 +171,7 @@ pub async fn start(name: &str, scenario: &Scenario) -> Result<RunHandle> {
     let names = mix.names();
     let cancel = CancellationToken::new();
     let ctx = Arc::new(Context {
-        recorder: Recorder::new(mix.len()),
+        recorder: Recorder::new(mix.len(), matches!(plan, LoadPlan::Open { .. })),
         mix,
         addrs,
         stop: cancel.child_token(),
@@ -385,28 +398,29 @@ async fn virtual_user(
 ) {
     let running = ctx.users.fetch_add(1, Ordering::Relaxed) + 1;
     ctx.peak_users.fetch_max(running, Ordering::Relaxed);
-    let mut rng = fastrand::Rng::with_seed(ctx.seed ^ (u64::from(index) << 17 | 0x9e37));
-    let mut conn: Option<Connection> = None;
-    let endpoint = index as usize % ctx.mix.endpoint_count().max(1);
-    while !stop.is_cancelled() && index < limit.load(Ordering::Relaxed) {
-        let name = ctx.mix.pick(&mut rng);
-        let bytes = ctx.mix.render(name, endpoint, index as usize, &mut rng);
-        if ctx
-            .send(&mut conn, name, endpoint, &bytes, Instant::now())
-            .await
-            .is_none()
-        {
-            break;
-        }
-        let think = ctx.think.sample(&mut rng);
-        if !think.is_zero() {
-            tokio::select! {
-                () = tokio::time::sleep(think) => {}
-                () = stop.cancelled() => break,
+    {
+        let _running = CountGuard(&ctx.users);
+        let iterations = async {
+            let mut rng = fastrand::Rng::with_seed(ctx.seed ^ (u64::from(index) << 17 | 0x9e37));
+            let mut conn: Option<Connection> = None;
+            let endpoint = index as usize % ctx.mix.endpoint_count().max(1);
+            while index < limit.load(Ordering::Relaxed) {
+                let name = ctx.mix.pick(&mut rng);
+                let bytes = ctx.mix.render(name, endpoint, index as usize, &mut rng);
+                ctx.send(&mut conn, name, endpoint, &bytes, None).await;
+                let think = ctx.think.sample(&mut rng);
+                if !think.is_zero() {
+                    tokio::time::sleep(think).await;
+                }
             }
+        };
+        // One wait for the stop per user, not one per request: stopping drops
+        // the iterations wherever they are (a request cut short is not counted).
+        tokio::select! {
+            () = iterations => {}
+            () = stop.cancelled() => {}
         }
     }
-    ctx.users.fetch_sub(1, Ordering::Relaxed);
     alive[index as usize].store(false, Ordering::Release);
 }
 
@@ -455,9 +469,13 @@ async fn open(ctx: Arc<Context>, plan: &LoadPlan, total: Duration, max_in_flight
             let mut conn = pool.lock().ok().and_then(|mut p| p.pop());
             let bytes = ctx.mix.render(name, endpoint, 0, &mut task_rng);
             ctx.in_flight.fetch_sub(1, Ordering::Relaxed);
-            let _ = ctx.send(&mut conn, name, endpoint, &bytes, intended).await;
-            if let (Some(c), Ok(mut p)) = (conn, pool.lock()) {
-                p.push(c);
+            tokio::select! {
+                () = ctx.send(&mut conn, name, endpoint, &bytes, Some(intended)) => {
+                    if let (Some(c), Ok(mut p)) = (conn, pool.lock()) {
+                        p.push(c);
+                    }
+                }
+                () = ctx.stop.cancelled() => {}
             }
         });
     }

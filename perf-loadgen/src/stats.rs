@@ -91,6 +91,9 @@ struct Shard {
 #[derive(Debug)]
 pub(crate) struct Recorder {
     shards: Vec<Mutex<Shard>>,
+    /// Open model: the uncorrected latency differs and is recorded apart. In
+    /// the closed model both are the same and it is copied at the end.
+    separate_uncorrected: bool,
 }
 
 static NEXT_THREAD: AtomicUsize = AtomicUsize::new(0);
@@ -99,7 +102,7 @@ thread_local! {
 }
 
 impl Recorder {
-    pub(crate) fn new(names: usize) -> Self {
+    pub(crate) fn new(names: usize, separate_uncorrected: bool) -> Self {
         let n = std::thread::available_parallelism()
             .map_or(4, |n| n.get())
             .clamp(2, 64);
@@ -112,6 +115,7 @@ impl Recorder {
                     })
                 })
                 .collect(),
+            separate_uncorrected,
         }
     }
 
@@ -156,13 +160,17 @@ impl Recorder {
         }
         // Latencies above one hour are clamped to it (the histogram's range).
         let _ = totals.corrected.record_micros(corrected);
-        let _ = totals.uncorrected.record_micros(uncorrected);
         let _ = window.latency.record_micros(corrected);
+        if self.separate_uncorrected {
+            let _ = totals.uncorrected.record_micros(uncorrected);
+        }
         if let Some(n) = totals.per_name.get_mut(name) {
             n.requests += 1;
             n.errors += u64::from(error);
             let _ = n.corrected.record_micros(corrected);
-            let _ = n.uncorrected.record_micros(uncorrected);
+            if self.separate_uncorrected {
+                let _ = n.uncorrected.record_micros(uncorrected);
+            }
         }
     }
 
@@ -189,6 +197,12 @@ impl Recorder {
         for shard in &self.shards {
             if let Ok(s) = shard.lock() {
                 all.merge(&s.totals);
+            }
+        }
+        if !self.separate_uncorrected {
+            all.uncorrected = all.corrected.clone();
+            for n in &mut all.per_name {
+                n.uncorrected = n.corrected.clone();
             }
         }
         all
@@ -343,7 +357,7 @@ mod tests {
 
     #[test]
     fn recording_counts_statuses_failures_and_both_latencies() {
-        let rec = Recorder::new(2);
+        let rec = Recorder::new(2, true);
         let t0 = Instant::now();
         let ok = Ok(Response {
             status: 200,
