@@ -11,7 +11,9 @@
 //!   counts from the *intended* send time (and the uncorrected figure is kept
 //!   beside it), in HdrHistograms from perf-core;
 //! - per-second live snapshots, thresholds, a [`RunReport`] with a CSV timeline;
-//! - [`split`] a scenario over machines and [`RunReport::merge`] their reports exactly.
+//! - [`split`] a scenario over machines and [`RunReport::merge`] their reports exactly;
+//! - [`compare`] / [`compare_to_history`] say whether a run regressed beyond noise,
+//!   [`change_points`] where a series of runs shifted.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), perf_loadgen::Error> {
@@ -40,6 +42,7 @@
 //! # }
 //! ```
 
+mod compare;
 mod error;
 mod http;
 mod report;
@@ -49,11 +52,15 @@ mod scenario;
 mod shard;
 mod stats;
 
+pub use compare::{
+    CompareOptions, Comparison, MetricComparison, Verdict, change_points, compare,
+    compare_to_history,
+};
 pub use error::{Error, Result};
 pub use report::{LatencyMs, ReportHistograms, RequestReport, RunReport, ThresholdResult};
 pub use run::{LiveSnapshot, RunHandle, start};
 pub use scenario::{
-    Comparison, FeederMode, FeederSpec, LoadPlan, MAX_DURATION, MAX_RATE, MAX_USERS, Preset, Rate,
+    FeederMode, FeederSpec, LoadPlan, MAX_DURATION, MAX_RATE, MAX_USERS, Operator, Preset, Rate,
     RequestSpec, Scenario, ScenarioFile, Stage, Targets, ThinkDistribution, ThinkTime, Threshold,
     ThresholdMetric, preset,
 };

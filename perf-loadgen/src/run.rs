@@ -225,7 +225,7 @@ async fn supervise(
     cancel: CancellationToken,
     progress: watch::Sender<LiveSnapshot>,
 ) -> RunReport {
-    let executor = {
+    let mut executor = {
         let ctx = Arc::clone(&ctx);
         let plan = plan.clone();
         tokio::spawn(async move {
@@ -239,7 +239,6 @@ async fn supervise(
             }
         })
     };
-    let mut executor = executor;
     let mut timeline = Timeline::default();
     let mut so_far = LatencyHistogram::new();
     let mut ticker = tokio::time::interval_at(

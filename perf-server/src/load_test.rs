@@ -7,7 +7,10 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
 use clap::Args;
-use perf_loadgen::{RunReport, ScenarioFile, Targets};
+use perf_loadgen::{
+    CompareOptions, Comparison, RunReport, ScenarioFile, Targets, Verdict, compare,
+    compare_to_history,
+};
 
 /// Options of `perf-server run`.
 #[derive(Debug, Clone, Args)]
@@ -33,6 +36,13 @@ pub struct RunArgs {
     /// shards add up to the scenario; join their reports with `perf-server merge`.
     #[arg(long, value_name = "I/N")]
     pub shard: Option<String>,
+    /// JSON report(s) of earlier runs to compare with: one is a pinned
+    /// baseline, several a history. A regression makes the exit code 1.
+    #[arg(long)]
+    pub baseline: Vec<PathBuf>,
+    /// Write a JUnit XML file: one test case per threshold and per regression check.
+    #[arg(long)]
+    pub junit: Option<PathBuf>,
 }
 
 /// Options of `perf-server merge`.
@@ -107,8 +117,9 @@ pub const INVALID: u8 = 2;
 /// Runs the load test; returns the exit code and prints errors to stderr.
 pub fn run(args: &RunArgs) -> u8 {
     match execute(args) {
-        Ok(report) => {
-            if report.passed {
+        Ok((report, comparison)) => {
+            let regressed = comparison.as_ref().is_some_and(|c| c.regressed);
+            if report.passed && !regressed {
                 PASSED
             } else {
                 FAILED
@@ -121,8 +132,13 @@ pub fn run(args: &RunArgs) -> u8 {
     }
 }
 
-fn execute(args: &RunArgs) -> Result<RunReport, (u8, String)> {
+fn execute(args: &RunArgs) -> Result<(RunReport, Option<Comparison>), (u8, String)> {
     let invalid = |m: String| (INVALID, m);
+    let baselines = args
+        .baseline
+        .iter()
+        .map(|p| read_report(p).map_err(invalid))
+        .collect::<Result<Vec<_>, _>>()?;
     let text = std::fs::read_to_string(&args.file)
         .map_err(|e| invalid(format!("{}: {e}", args.file.display())))?;
     let file = ScenarioFile::from_yaml(&text).map_err(|e| invalid(e.to_string()))?;
@@ -203,9 +219,102 @@ fn execute(args: &RunArgs) -> Result<RunReport, (u8, String)> {
         std::fs::write(path, report.timeline_csv())
             .map_err(|e| (FAILED, format!("{}: {e}", path.display())))?;
     }
+    let comparison = match baselines.len() {
+        0 => None,
+        1 => Some(compare(&baselines[0], &report, &CompareOptions::default())),
+        _ => compare_to_history(&baselines, &report, &CompareOptions::default()),
+    };
+    if let Some(path) = &args.junit {
+        std::fs::write(path, junit(&report, comparison.as_ref()))
+            .map_err(|e| (FAILED, format!("{}: {e}", path.display())))?;
+    }
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(summary(&report).as_bytes());
-    Ok(report)
+    if let Some(c) = &comparison {
+        let _ = out.write_all(comparison_table(c).as_bytes());
+    }
+    Ok((report, comparison))
+}
+
+fn read_report(path: &std::path::Path) -> Result<RunReport, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("{}: not a run report: {e}", path.display()))
+}
+
+/// The regression table printed after the summary.
+pub fn comparison_table(c: &Comparison) -> String {
+    let mut s = String::from(
+        "against baseline  baseline     current    change   interval (95 %)      band   verdict\n",
+    );
+    for m in &c.metrics {
+        s.push_str(&format!(
+            "  {:<14} {:>10.3} {:>10.3} {:>+8.1}% [{:>+7.1}%, {:>+7.1}%] ±{:>5.1}%   {:?}\n",
+            m.metric,
+            m.baseline,
+            m.current,
+            m.change_percent,
+            m.change_low_percent,
+            m.change_high_percent,
+            m.noise_band_percent,
+            m.verdict
+        ));
+    }
+    s.push_str(if c.regressed {
+        "regression  YES\n"
+    } else {
+        "regression  no\n"
+    });
+    s
+}
+
+/// JUnit XML: one test case per threshold and per regression check.
+pub fn junit(report: &RunReport, comparison: Option<&Comparison>) -> String {
+    fn esc(text: &str) -> String {
+        text.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+    }
+    let mut cases = Vec::new();
+    for t in &report.thresholds {
+        let failure =
+            (!t.passed).then(|| format!("observed {} does not satisfy {}", t.observed, t.expr));
+        cases.push((format!("threshold: {}", t.expr), failure));
+    }
+    if let Some(c) = comparison {
+        for m in &c.metrics {
+            let failure = (m.verdict == Verdict::Regressed).then(|| {
+                format!(
+                    "{} regressed {:+.1} % (interval {:+.1} % to {:+.1} %, noise band ±{:.1} %)",
+                    m.metric,
+                    m.change_percent,
+                    m.change_low_percent,
+                    m.change_high_percent,
+                    m.noise_band_percent
+                )
+            });
+            cases.push((format!("regression: {}", m.metric), failure));
+        }
+    }
+    let failures = cases.iter().filter(|(_, f)| f.is_some()).count();
+    let mut xml = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" time=\"{:.3}\">\n",
+        esc(&format!("load test {}", report.scenario)),
+        cases.len(),
+        report.duration_s
+    );
+    for (name, failure) in cases {
+        match failure {
+            None => xml.push_str(&format!("  <testcase classname=\"perf\" name=\"{}\"/>\n", esc(&name))),
+            Some(f) => xml.push_str(&format!(
+                "  <testcase classname=\"perf\" name=\"{}\">\n    <failure message=\"{}\"/>\n  </testcase>\n",
+                esc(&name),
+                esc(&f)
+            )),
+        }
+    }
+    xml.push_str("</testsuite>\n");
+    xml
 }
 
 /// The table printed at the end of a run.

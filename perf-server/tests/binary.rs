@@ -355,3 +355,64 @@ fn shards_run_separately_and_merge_into_one_report() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("I/N"));
 }
+
+#[test]
+fn baseline_comparison_gates_ci_and_writes_junit() {
+    use testkit::target::{Behavior, TargetServer};
+    let dir = tempfile::tempdir().unwrap();
+    let fast = TargetServer::start(Behavior {
+        delay: Duration::from_millis(4),
+        ..Behavior::default()
+    })
+    .unwrap();
+    let slow = TargetServer::start(Behavior {
+        delay: Duration::from_millis(12),
+        ..Behavior::default()
+    })
+    .unwrap();
+    let file = dir.path().join("s.yaml");
+    std::fs::write(
+        &file,
+        "load_tests:\n  gate: {duration: 2s, users: 4, thresholds: ['p95 < 1s']}\n",
+    )
+    .unwrap();
+    let base = dir.path().join("base.json");
+    let out = run_cli(&[
+        file.to_str().unwrap(),
+        "--target",
+        &fast.url(),
+        "--out",
+        base.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let junit = dir.path().join("junit.xml");
+    let out = run_cli(&[
+        file.to_str().unwrap(),
+        "--target",
+        &slow.url(),
+        "--baseline",
+        base.to_str().unwrap(),
+        "--junit",
+        junit.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("regression  YES"), "{stdout}");
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(
+        xml.contains(r#"<testcase classname="perf" name="threshold: p95 &lt; 1s"/>"#),
+        "{xml}"
+    );
+    assert!(
+        xml.contains(r#"name="regression: p50">"#)
+            && xml.contains("<failure message=\"p50 regressed"),
+        "{xml}"
+    );
+    assert!(xml.contains(r#"tests="6""#), "{xml}");
+}

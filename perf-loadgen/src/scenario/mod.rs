@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 pub use presets::{Preset, preset};
 pub use rate::Rate;
 pub use think::{ThinkDistribution, ThinkTime};
-pub use threshold::{Comparison, Threshold, ThresholdMetric};
+pub use threshold::{Operator, Threshold, ThresholdMetric};
 
 use crate::{Error, Result};
 

@@ -18,7 +18,7 @@ pub struct Threshold {
     /// What is measured.
     pub metric: ThresholdMetric,
     /// How it is compared.
-    pub op: Comparison,
+    pub op: Operator,
     /// The bound, in the metric's unit (milliseconds, a fraction, requests/s).
     pub bound: f64,
     text: String,
@@ -42,7 +42,7 @@ pub enum ThresholdMetric {
 
 /// `<`, `<=`, `>`, `>=`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Comparison {
+pub enum Operator {
     /// Strictly below.
     Less,
     /// Below or equal.
@@ -57,10 +57,10 @@ impl Threshold {
     /// Whether the observed value (in the metric's unit) satisfies the rule.
     pub fn holds(&self, observed: f64) -> bool {
         match self.op {
-            Comparison::Less => observed < self.bound,
-            Comparison::LessOrEqual => observed <= self.bound,
-            Comparison::Greater => observed > self.bound,
-            Comparison::GreaterOrEqual => observed >= self.bound,
+            Operator::Less => observed < self.bound,
+            Operator::LessOrEqual => observed <= self.bound,
+            Operator::Greater => observed > self.bound,
+            Operator::GreaterOrEqual => observed >= self.bound,
         }
     }
 
@@ -78,10 +78,10 @@ impl FromStr for Threshold {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let text = s.trim();
         let (op_at, op_len, op) = [
-            ("<=", Comparison::LessOrEqual),
-            (">=", Comparison::GreaterOrEqual),
-            ("<", Comparison::Less),
-            (">", Comparison::Greater),
+            ("<=", Operator::LessOrEqual),
+            (">=", Operator::GreaterOrEqual),
+            ("<", Operator::Less),
+            (">", Operator::Greater),
         ]
         .iter()
         .find_map(|(sym, op)| text.find(sym).map(|i| (i, sym.len(), *op)))
