@@ -26,3 +26,5 @@ echo "==> cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "==> cargo test"
 cargo test --workspace
+echo "==> load-testing CI job (docs/load-testing.md)"
+bash scripts/ci-load-smoke.sh

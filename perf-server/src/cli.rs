@@ -40,6 +40,8 @@ pub enum Command {
     Run(crate::load_test::RunArgs),
     /// Merge the JSON reports of the shards of one run into one report.
     Merge(crate::load_test::MergeArgs),
+    /// Judge a run's JSON report against a baseline report or a history of them.
+    Compare(crate::load_test::CompareArgs),
 }
 
 /// Options of `perf-server serve`.

@@ -56,6 +56,58 @@ pub struct MergeArgs {
     pub out: Option<PathBuf>,
 }
 
+/// Options of `perf-server compare`.
+#[derive(Debug, Clone, Args)]
+pub struct CompareArgs {
+    /// JSON report of the run to judge.
+    pub current: PathBuf,
+    /// JSON report(s) to judge it against: one pinned run, or several (a history).
+    #[arg(long, required = true)]
+    pub baseline: Vec<PathBuf>,
+    /// Write a JUnit XML file of the checks.
+    #[arg(long)]
+    pub junit: Option<PathBuf>,
+}
+
+/// Judges a stored report against baseline reports: 0 unchanged or better,
+/// 1 regressed, 2 invalid input.
+pub fn compare_reports(args: &CompareArgs) -> u8 {
+    let loaded = read_report(&args.current).and_then(|current| {
+        let baselines = args
+            .baseline
+            .iter()
+            .map(|p| read_report(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((current, baselines))
+    });
+    let (current, baselines) = match loaded {
+        Ok(x) => x,
+        Err(message) => {
+            eprintln!("perf-server compare: {message}");
+            return INVALID;
+        }
+    };
+    let comparison = if baselines.len() == 1 {
+        Some(compare(&baselines[0], &current, &CompareOptions::default()))
+    } else {
+        compare_to_history(&baselines, &current, &CompareOptions::default())
+    };
+    let Some(comparison) = comparison else {
+        eprintln!("perf-server compare: no baseline given");
+        return INVALID;
+    };
+    if let Some(path) = &args.junit {
+        if let Err(e) = std::fs::write(path, junit(&current, Some(&comparison))) {
+            eprintln!("perf-server compare: {}: {e}", path.display());
+            return FAILED;
+        }
+    }
+    let _ = std::io::stdout()
+        .lock()
+        .write_all(comparison_table(&comparison).as_bytes());
+    if comparison.regressed { FAILED } else { PASSED }
+}
+
 /// Merges shard reports; prints the summary; exit code as for `run`.
 pub fn merge(args: &MergeArgs) -> u8 {
     let merged = args

@@ -30,6 +30,9 @@ fn main() -> ExitCode {
         }
         Some(Command::Run(args)) => return ExitCode::from(perf_server::load_test::run(&args)),
         Some(Command::Merge(args)) => return ExitCode::from(perf_server::load_test::merge(&args)),
+        Some(Command::Compare(args)) => {
+            return ExitCode::from(perf_server::load_test::compare_reports(&args));
+        }
         Some(Command::Serve(args)) => *args,
         None => cli.serve,
     };

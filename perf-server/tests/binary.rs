@@ -415,4 +415,22 @@ fn baseline_comparison_gates_ci_and_writes_junit() {
         "{xml}"
     );
     assert!(xml.contains(r#"tests="6""#), "{xml}");
+
+    // A stored report judged against itself: unchanged, exit 0.
+    let out = Command::new(env!("CARGO_BIN_EXE_perf-server"))
+        .args([
+            "compare",
+            base.to_str().unwrap(),
+            "--baseline",
+            base.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("regression  no"));
 }

@@ -3,6 +3,8 @@
 //! --stall 500ms`) hold every answer during the first `stall` of each period,
 //! like a stop-the-world pause, for the coordinated-omission benchmark.
 //!
+//! `--work-us 100` spends 100 µs of CPU on every request.
+//!
 //! `hello_server --listen 127.0.0.1:9100 --threads 1`
 
 use std::time::{Duration, Instant};
@@ -25,6 +27,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut threads = 1usize;
     let mut every = None;
     let mut length = Duration::ZERO;
+    let mut work = Duration::ZERO;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
@@ -33,6 +36,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--threads" => threads = value.parse()?,
             "--stall-every" => every = Some(perf_core::parse_duration(&value)?),
             "--stall" => length = perf_core::parse_duration(&value)?,
+            "--work-us" => work = Duration::from_micros(value.parse()?),
             other => {
                 return Err(format!(
                     "unknown flag {other}; use --listen, --threads, --stall-every, --stall"
@@ -58,12 +62,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
         loop {
             let (stream, _) = listener.accept().await?;
-            tokio::spawn(serve(stream, stall));
+            tokio::spawn(serve(stream, stall, work));
         }
     })
 }
 
-async fn serve(mut stream: TcpStream, stall: Option<Stall>) {
+async fn serve(mut stream: TcpStream, stall: Option<Stall>, work: Duration) {
     let _ = stream.set_nodelay(true);
     let mut buf = vec![0u8; 4096];
     let mut filled = 0;
@@ -96,6 +100,12 @@ async fn serve(mut stream: TcpStream, stall: Option<Stall>) {
             }
         }
         for _ in 0..answers {
+            // CPU work per request (a busy wait), for benchmarks that need a
+            // slower server without timer granularity.
+            let until = Instant::now() + work;
+            while Instant::now() < until {
+                std::hint::spin_loop();
+            }
             if stream.write_all(RESPONSE).await.is_err() {
                 return;
             }

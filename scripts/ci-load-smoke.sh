@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The load-testing CI job of docs/load-testing.md, run locally: start
+# perf-server, run the smoke scenario against it, then again judged against
+# the first run, with JUnit output. Fails when a command fails, when a
+# threshold fails, or when the outputs are missing. A `regressed` verdict
+# between two back-to-back runs of one build on a shared machine is possible
+# noise: it is printed, not treated as this script's failure (the gate's exit
+# codes are tested in perf-server/tests/binary.rs).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=${PERF_BIN:-target/debug/perf-server}
+[ -x "$bin" ] || cargo build -q -p perf-server
+work=$(mktemp -d)
+"$bin" serve --listen 127.0.0.1:18765 --data-dir "$work/data" > "$work/server.log" 2>&1 &
+server=$!
+trap 'kill $server 2>/dev/null; rm -rf "$work"' EXIT
+for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/18765) 2>/dev/null && break; sleep 0.1; done
+sed 's/duration: 10s/duration: 3s/' examples/scenarios/smoke.yaml > "$work/smoke.yaml"
+"$bin" run "$work/smoke.yaml" --target http://127.0.0.1:18765 --out "$work/baseline.json" --junit "$work/first.xml"
+set +e
+"$bin" run "$work/smoke.yaml" --target http://127.0.0.1:18765 --out "$work/report.json" \
+    --baseline "$work/baseline.json" --junit "$work/load-test.xml"
+status=$?
+set -e
+[ "$status" -le 1 ] || { echo "perf-server run failed with $status" >&2; exit "$status"; }
+grep -q '"passed": true' "$work/report.json" || { echo "a threshold failed" >&2; exit 1; }
+[ "$(grep -c '<testcase' "$work/load-test.xml")" = 7 ] || { cat "$work/load-test.xml"; exit 1; }
+echo "load smoke: thresholds passed; regression gate exit code $status"
