@@ -96,11 +96,11 @@ pub fn compare_reports(args: &CompareArgs) -> u8 {
         eprintln!("perf-server compare: no baseline given");
         return INVALID;
     };
-    if let Some(path) = &args.junit {
-        if let Err(e) = std::fs::write(path, junit(&current, Some(&comparison))) {
-            eprintln!("perf-server compare: {}: {e}", path.display());
-            return FAILED;
-        }
+    if let Some(path) = &args.junit
+        && let Err(e) = std::fs::write(path, junit(&current, Some(&comparison)))
+    {
+        eprintln!("perf-server compare: {}: {e}", path.display());
+        return FAILED;
     }
     let _ = std::io::stdout()
         .lock()
