@@ -17,6 +17,14 @@ pub enum Error {
     /// The scenario file is not valid YAML of the scenario schema.
     #[error("scenario file: {0}")]
     Parse(String),
+    /// A target is not allowed by the target policy.
+    #[error("target {url} refused: {reason}")]
+    TargetRefused {
+        /// The URL as given.
+        url: String,
+        /// Why.
+        reason: String,
+    },
     /// The file has no scenario of that name.
     #[error("no scenario named {name:?}; the file has: {available}")]
     UnknownScenario {

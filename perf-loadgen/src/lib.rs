@@ -48,6 +48,7 @@ mod http;
 mod report;
 mod request;
 mod run;
+mod safety;
 mod scenario;
 mod shard;
 mod stats;
@@ -59,6 +60,7 @@ pub use compare::{
 pub use error::{Error, Result};
 pub use report::{LatencyMs, ReportHistograms, RequestReport, RunReport, ThresholdResult};
 pub use run::{LiveSnapshot, RunHandle, start};
+pub use safety::{IpNet, Limits, TargetPolicy};
 pub use scenario::{
     FeederMode, FeederSpec, LoadPlan, MAX_DURATION, MAX_RATE, MAX_USERS, Operator, Preset, Rate,
     RequestSpec, Scenario, ScenarioFile, Stage, Targets, ThinkDistribution, ThinkTime, Threshold,

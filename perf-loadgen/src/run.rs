@@ -52,6 +52,15 @@ pub struct RunHandle {
     progress: watch::Receiver<LiveSnapshot>,
     cancel: CancellationToken,
     task: JoinHandle<RunReport>,
+    ctx: Arc<Context>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("scenario", &self.meta.scenario)
+            .finish_non_exhaustive()
+    }
 }
 
 impl RunHandle {
@@ -69,6 +78,17 @@ impl RunHandle {
     /// Stops the run early.
     pub fn cancel(&self) {
         self.cancel.cancel();
+    }
+
+    /// A report of what was measured so far, while the run goes on (for
+    /// saving progress); `stopped_early` is left empty.
+    pub fn interim_report(&self) -> RunReport {
+        self.ctx.report(None)
+    }
+
+    /// Whether the run has ended.
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
     }
 
     /// Waits for the report.
@@ -94,6 +114,26 @@ struct Context {
     dropped: AtomicU64,
     next_endpoint: AtomicUsize,
     seed: u64,
+    /// The per-second rows so far (shared so an interim report can be read).
+    timeline: Mutex<Timeline>,
+    names: Vec<String>,
+    meta: ReportMeta,
+}
+
+impl Context {
+    /// A report of what was measured so far.
+    fn report(&self, stopped_early: Option<String>) -> RunReport {
+        let mut meta = self.meta.clone();
+        meta.duration = self.start.elapsed();
+        meta.dropped = self.dropped.load(Ordering::Relaxed);
+        meta.stopped_early = stopped_early;
+        let timeline = self
+            .timeline
+            .lock()
+            .map(|t| t.rows().to_vec())
+            .unwrap_or_default();
+        RunReport::build(meta, &self.names, &self.recorder.totals(), timeline)
+    }
 }
 
 impl Context {
@@ -170,6 +210,16 @@ pub async fn start(name: &str, scenario: &Scenario) -> Result<RunHandle> {
     let mix = RequestMix::new(name, scenario.request_mix(), endpoints, feeder)?;
     let names = mix.names();
     let cancel = CancellationToken::new();
+    let meta = ReportMeta {
+        scenario: name.to_owned(),
+        open_model: matches!(plan, LoadPlan::Open { .. }),
+        targets: target_urls,
+        started_at_ms: perf_core::unix_millis(),
+        duration: Duration::ZERO,
+        dropped: 0,
+        stopped_early: None,
+        thresholds: scenario.thresholds.clone(),
+    };
     let ctx = Arc::new(Context {
         recorder: Recorder::new(mix.len(), matches!(plan, LoadPlan::Open { .. })),
         mix,
@@ -184,27 +234,18 @@ pub async fn start(name: &str, scenario: &Scenario) -> Result<RunHandle> {
         dropped: AtomicU64::new(0),
         next_endpoint: AtomicUsize::new(0),
         seed: fastrand::u64(..),
+        timeline: Mutex::new(Timeline::default()),
+        names,
+        meta,
     });
     let (progress_tx, progress) = watch::channel(LiveSnapshot {
         total_s: plan.total().as_secs_f64(),
         ..LiveSnapshot::default()
     });
-    let meta = ReportMeta {
-        scenario: name.to_owned(),
-        open_model: matches!(plan, LoadPlan::Open { .. }),
-        targets: target_urls,
-        started_at_ms: perf_core::unix_millis(),
-        duration: Duration::ZERO,
-        dropped: 0,
-        stopped_early: None,
-        thresholds: scenario.thresholds.clone(),
-    };
     let abort_on_fail = scenario.abort_on_fail;
     let task = tokio::spawn(supervise(
-        ctx,
+        Arc::clone(&ctx),
         plan,
-        names,
-        meta,
         abort_on_fail,
         cancel.clone(),
         progress_tx,
@@ -213,14 +254,13 @@ pub async fn start(name: &str, scenario: &Scenario) -> Result<RunHandle> {
         progress,
         cancel,
         task,
+        ctx,
     })
 }
 
 async fn supervise(
     ctx: Arc<Context>,
     plan: LoadPlan,
-    names: Vec<String>,
-    mut meta: ReportMeta,
     abort_on_fail: bool,
     cancel: CancellationToken,
     progress: watch::Sender<LiveSnapshot>,
@@ -239,7 +279,6 @@ async fn supervise(
             }
         })
     };
-    let mut timeline = Timeline::default();
     let mut so_far = LatencyHistogram::new();
     let mut ticker = tokio::time::interval_at(
         (ctx.start + Duration::from_secs(1)).into(),
@@ -254,7 +293,9 @@ async fn supervise(
             _ = &mut executor => true,
         };
         let row = collect_row(&ctx, second, &mut so_far, &mut dropped_before);
-        if !finished || row.requests > 0 {
+        if (!finished || row.requests > 0)
+            && let Ok(mut timeline) = ctx.timeline.lock()
+        {
             timeline.push(row.clone());
         }
         second += 1;
@@ -292,7 +333,8 @@ async fn supervise(
             };
             let rps = snapshot.requests as f64 / snapshot.elapsed_s.max(1e-9);
             // rps is only judged at the end: a ramp would fail it early.
-            let failed = meta
+            let failed = ctx
+                .meta
                 .thresholds
                 .iter()
                 .filter(|t| !matches!(t.metric, crate::ThresholdMetric::Rps))
@@ -306,11 +348,7 @@ async fn supervise(
     if cancel.is_cancelled() && stopped_early.is_none() {
         stopped_early = Some("cancelled".to_owned());
     }
-    meta.duration = ctx.start.elapsed();
-    meta.dropped = ctx.dropped.load(Ordering::Relaxed);
-    meta.stopped_early = stopped_early;
-    let totals = ctx.recorder.totals();
-    RunReport::build(meta, &names, &totals, timeline.rows().to_vec())
+    ctx.report(stopped_early)
 }
 
 fn collect_row(

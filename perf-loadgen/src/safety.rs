@@ -1,0 +1,346 @@
+//! What a service that runs load tests on others' behalf must check: the
+//! size of a test ([`Limits`]) and where it may send traffic ([`TargetPolicy`]).
+
+use std::net::IpAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use perf_core::HumanDuration;
+use serde::{Deserialize, Serialize};
+
+use crate::http::Endpoint;
+use crate::scenario::{LoadPlan, Scenario};
+use crate::{Error, Result};
+
+/// The largest test a service accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Most virtual users (default 10000).
+    pub max_users: u32,
+    /// Highest arrival rate, req/s (default 50000).
+    pub max_rate: f64,
+    /// Longest run (default 1h).
+    pub max_duration: HumanDuration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_users: 10_000,
+            max_rate: 50_000.0,
+            max_duration: HumanDuration(Duration::from_secs(3600)),
+        }
+    }
+}
+
+impl Scenario {
+    /// Checks the scenario against `limits`; over a limit is an error naming
+    /// the key and the limit (never a silent clamp).
+    pub fn check_limits(&self, name: &str, limits: &Limits) -> Result<()> {
+        let plan = self.plan(name)?;
+        let over = |key: &str, value: String, allowed: String| Error::Invalid {
+            scenario: name.to_owned(),
+            key: key.to_owned(),
+            value,
+            allowed,
+        };
+        if plan.total() > limits.max_duration.0 {
+            return Err(over(
+                "duration",
+                HumanDuration(plan.total()).to_string(),
+                format!("at most {} on this server", limits.max_duration),
+            ));
+        }
+        match &plan {
+            LoadPlan::Closed { steps, .. } => {
+                let peak = steps.iter().map(|&(_, u)| u).max().unwrap_or(0);
+                if peak > limits.max_users {
+                    return Err(over(
+                        "users",
+                        peak.to_string(),
+                        format!("at most {} users on this server", limits.max_users),
+                    ));
+                }
+            }
+            LoadPlan::Open { start, steps, .. } => {
+                let peak = steps.iter().map(|&(_, r)| r).fold(*start, f64::max);
+                if peak > limits.max_rate {
+                    return Err(over(
+                        "rate",
+                        format!("{peak}/s"),
+                        format!("at most {}/s on this server", limits.max_rate),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An IP network such as `10.0.0.0/8` or `::1/128`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl IpNet {
+    /// Whether `ip` lies in this network.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl FromStr for IpNet {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: IpAddr = addr
+            .trim()
+            .parse()
+            .map_err(|_| format!("{s:?} is not an IP network such as 10.0.0.0/8 or ::1/128"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(p) => p
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("{s:?}: the prefix length must be 0 to {max}"))?,
+            None => max,
+        };
+        Ok(Self { addr, prefix })
+    }
+}
+
+impl std::fmt::Display for IpNet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+/// Where load may be sent: addresses in an allowlist, never link-local or
+/// cloud-metadata addresses. Host names are resolved and every address checked.
+///
+/// ```
+/// # async fn demo() {
+/// use perf_loadgen::TargetPolicy;
+/// let policy = TargetPolicy::loopback_only();
+/// assert!(policy.check("http://127.0.0.1:8080").await.is_ok());
+/// assert!(policy.check("http://169.254.169.254/latest/meta-data").await.is_err());
+/// # }
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetPolicy {
+    allow: Vec<IpNet>,
+}
+
+const NEVER: [(&str, &str); 4] = [
+    (
+        "169.254.0.0/16",
+        "link-local (cloud metadata lives at 169.254.169.254)",
+    ),
+    ("fe80::/10", "IPv6 link-local"),
+    ("fd00:ec2::254/128", "the AWS IPv6 metadata endpoint"),
+    ("0.0.0.0/8", "unspecified"),
+];
+
+impl TargetPolicy {
+    /// Loopback only (127.0.0.0/8 and ::1): the default.
+    pub fn loopback_only() -> Self {
+        Self::new(&["127.0.0.0/8", "::1/128"]).unwrap_or(Self { allow: Vec::new() })
+    }
+
+    /// An allowlist of networks, e.g. `["127.0.0.0/8", "10.20.0.0/16"]`.
+    pub fn new(allow: &[&str]) -> std::result::Result<Self, String> {
+        Ok(Self {
+            allow: allow
+                .iter()
+                .map(|a| a.parse())
+                .collect::<std::result::Result<_, _>>()?,
+        })
+    }
+
+    /// The allowlist.
+    pub fn allowed(&self) -> &[IpNet] {
+        &self.allow
+    }
+
+    /// Checks one address.
+    pub fn check_ip(&self, ip: IpAddr) -> std::result::Result<(), String> {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        if ip.is_unspecified() {
+            return Err(format!("{ip} is unspecified: never allowed"));
+        }
+        for (net, what) in NEVER {
+            if net.parse::<IpNet>().is_ok_and(|n| n.contains(ip)) {
+                return Err(format!("{ip} is {what}: never allowed"));
+            }
+        }
+        if self.allow.iter().any(|n| n.contains(ip)) {
+            return Ok(());
+        }
+        let private = match ip {
+            IpAddr::V4(v4) => {
+                v4.is_private()
+                    || "100.64.0.0/10"
+                        .parse::<IpNet>()
+                        .is_ok_and(|n| n.contains(ip))
+            }
+            IpAddr::V6(v6) => (v6.segments()[0] & 0xfe00) == 0xfc00,
+        };
+        let kind = if private {
+            "a private address"
+        } else if ip.is_loopback() {
+            "loopback"
+        } else {
+            "a public address"
+        };
+        let allowed = self
+            .allow
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        Err(format!(
+            "{ip} is {kind} not in the allowlist (allowed: {allowed})"
+        ))
+    }
+
+    /// Resolves the URL's host and checks every address.
+    pub async fn check(&self, url: &str) -> Result<()> {
+        let refused = |reason: String| Error::TargetRefused {
+            url: url.to_owned(),
+            reason,
+        };
+        let endpoint = Endpoint::parse(url).map_err(refused)?;
+        let addrs = endpoint
+            .resolve()
+            .await
+            .map_err(|e| refused(format!("cannot resolve: {e}")))?;
+        for addr in addrs {
+            self.check_ip(addr.ip()).map_err(refused)?;
+        }
+        Ok(())
+    }
+
+    /// Checks every target of a scenario.
+    pub async fn check_scenario(&self, scenario: &Scenario) -> Result<()> {
+        if let Some(targets) = &scenario.target {
+            for url in targets.urls() {
+                self.check(url).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Preset, preset};
+
+    #[test]
+    fn networks_contain_what_they_should() {
+        let n: IpNet = "10.0.0.0/8".parse().unwrap();
+        assert!(n.contains("10.200.3.4".parse().unwrap()));
+        assert!(!n.contains("11.0.0.1".parse().unwrap()));
+        let all: IpNet = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains("8.8.8.8".parse().unwrap()));
+        assert!("10.0.0.0/33".parse::<IpNet>().is_err());
+        assert!("ten/8".parse::<IpNet>().is_err());
+    }
+
+    #[test]
+    fn metadata_and_link_local_are_refused_even_when_allowlisted() {
+        let p = TargetPolicy::new(&["0.0.0.0/0", "::/0"]).unwrap();
+        for ip in [
+            "169.254.169.254",
+            "fd00:ec2::254",
+            "fe80::1",
+            "::ffff:169.254.169.254",
+            "0.0.0.0",
+        ] {
+            let err = p.check_ip(ip.parse().unwrap()).unwrap_err();
+            assert!(err.contains("never allowed"), "{ip}: {err}");
+        }
+        assert!(p.check_ip("10.1.2.3".parse().unwrap()).is_ok());
+    }
+
+    #[test]
+    fn private_ranges_need_the_allowlist() {
+        let p = TargetPolicy::loopback_only();
+        assert!(p.check_ip("127.0.0.2".parse().unwrap()).is_ok());
+        assert!(p.check_ip("::1".parse().unwrap()).is_ok());
+        let err = p.check_ip("10.0.0.5".parse().unwrap()).unwrap_err();
+        assert!(
+            err.contains("private") && err.contains("127.0.0.0/8"),
+            "{err}"
+        );
+        assert!(
+            p.check_ip("93.184.216.34".parse().unwrap())
+                .unwrap_err()
+                .contains("public")
+        );
+        let with_private = TargetPolicy::new(&["127.0.0.0/8", "10.0.0.0/8"]).unwrap();
+        assert!(with_private.check_ip("10.0.0.5".parse().unwrap()).is_ok());
+    }
+
+    #[tokio::test]
+    async fn names_are_resolved_before_checking() {
+        let p = TargetPolicy::loopback_only();
+        p.check("http://localhost:9").await.unwrap();
+        assert!(matches!(
+            p.check("http://169.254.169.254").await,
+            Err(Error::TargetRefused { .. })
+        ));
+    }
+
+    #[test]
+    fn limits_refuse_rather_than_clamp() {
+        let limits = Limits {
+            max_users: 500,
+            ..Limits::default()
+        };
+        let err = preset(Preset::Baseline)
+            .check_limits("baseline", &limits)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("users") && err.contains("1000") && err.contains("at most 500"),
+            "{err}"
+        );
+        let err = preset(Preset::Endurance)
+            .check_limits("endurance", &Limits::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("duration") && err.contains("at most 1h"),
+            "{err}"
+        );
+        preset(Preset::Volume)
+            .check_limits("volume", &Limits::default())
+            .unwrap();
+    }
+}
