@@ -2,7 +2,7 @@
 # Regression detection on real runs: RUNS repeated runs of one build (the
 # target spends 100 us of CPU per request) give the false-positive rate, both
 # against a pinned first run and against a history of the 5 previous runs;
-# then the target spends 120 us (about +20 % p95) for SLOW runs, which should
+# then the target spends SLOW_WORK us (127: about +20 % p95) for SLOW runs, which should
 # read `regressed`. Change points over the whole series should name the switch.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -28,7 +28,7 @@ judge() { "$bin/perf-server" compare "$@" > /dev/null 2>&1 && echo 0 || echo 1; 
 start_server 100
 for i in $(seq "$RUNS"); do run "$work/r$i.json"; done
 kill $server; wait $server 2>/dev/null || true
-start_server 120
+start_server "${SLOW_WORK:-127}"
 for j in $(seq "$SLOW"); do run "$work/s$j.json"; done
 fp_pinned=0; fp_history=0; n_pinned=0; n_history=0
 for i in $(seq 2 "$RUNS"); do

@@ -26,6 +26,8 @@ pub struct AppState {
     pub monitor: Monitor,
     /// When the server started.
     pub started: Instant,
+    /// Load tests run through the API.
+    pub tests: Arc<crate::test_runner::TestRunner>,
 }
 
 impl std::fmt::Debug for AppState {

@@ -59,6 +59,13 @@ pub struct ServerConfig {
     pub shutdown_timeout: HumanDuration,
     /// HTTP worker threads (default: one per core, 1 to 256).
     pub workers: Option<usize>,
+    /// Largest load test accepted through the API (users, rate, duration).
+    pub test_limits: perf_loadgen::Limits,
+    /// Load tests running at once; more wait as `queued` (1 to 64, default 2).
+    pub max_concurrent_tests: usize,
+    /// Networks load tests may target (default loopback only). Link-local and
+    /// cloud-metadata addresses are refused whatever this says.
+    pub target_allowlist: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -77,6 +84,9 @@ impl Default for ServerConfig {
             sample_history: HumanDuration(Duration::from_secs(3600)),
             shutdown_timeout: HumanDuration(Duration::from_secs(30)),
             workers: None,
+            test_limits: perf_loadgen::Limits::default(),
+            max_concurrent_tests: 2,
+            target_allowlist: vec!["127.0.0.0/8".to_owned(), "::1/128".to_owned()],
         }
     }
 }
@@ -209,6 +219,44 @@ impl ServerConfig {
                 format!("{workers} is outside the allowed range 1 to 256"),
             ));
         }
+        if !(1..=64).contains(&self.max_concurrent_tests) {
+            return Err(invalid(
+                "max_concurrent_tests",
+                format!(
+                    "{} is outside the allowed range 1 to 64",
+                    self.max_concurrent_tests
+                ),
+            ));
+        }
+        if self.test_limits.max_users == 0 || self.test_limits.max_users > perf_loadgen::MAX_USERS {
+            return Err(invalid(
+                "test_limits.max_users",
+                format!(
+                    "{} is outside the allowed range 1 to {}",
+                    self.test_limits.max_users,
+                    perf_loadgen::MAX_USERS
+                ),
+            ));
+        }
+        if !(self.test_limits.max_rate > 0.0 && self.test_limits.max_rate <= perf_loadgen::MAX_RATE)
+        {
+            return Err(invalid(
+                "test_limits.max_rate",
+                format!(
+                    "{} is outside the allowed range above 0 to {}",
+                    self.test_limits.max_rate,
+                    perf_loadgen::MAX_RATE
+                ),
+            ));
+        }
+        if self.test_limits.max_duration.as_duration().is_zero() {
+            return Err(invalid(
+                "test_limits.max_duration",
+                "must be above 0, e.g. 1h",
+            ));
+        }
+        self.target_policy()
+            .map_err(|e| invalid("target_allowlist", e))?;
         if self.log_level.trim().is_empty() {
             return Err(invalid(
                 "log_level",
@@ -223,6 +271,12 @@ impl ServerConfig {
         let interval = self.sample_interval.as_duration().as_millis().max(1);
         let history = self.sample_history.as_duration().as_millis();
         usize::try_from(history.div_ceil(interval)).unwrap_or(usize::MAX)
+    }
+
+    /// The load-test target policy of `target_allowlist`.
+    pub fn target_policy(&self) -> std::result::Result<perf_loadgen::TargetPolicy, String> {
+        let nets: Vec<&str> = self.target_allowlist.iter().map(String::as_str).collect();
+        perf_loadgen::TargetPolicy::new(&nets)
     }
 
     /// Path of the SQLite database file.

@@ -7,7 +7,8 @@
 //! Endpoints: `/health`, `/ready`, `/metrics` (Prometheus), `/openapi.json`,
 //! and under `/performance`: `metrics` (+ `/cpu`, `/memory`, `/network`, each
 //! with `?window=60s` for a series) and `metrics/snapshots` (labelled copies
-//! of the figures, persisted).
+//! of the figures, persisted) and `tests` (load tests run for the caller:
+//! start, status with live progress, results as JSON or CSV, history, cancel).
 //!
 //! Embedding the app in a test or another actix-web server:
 //!
@@ -17,9 +18,10 @@
 //!
 //! # async fn demo() -> Result<(), perf_server::Error> {
 //! let config = Arc::new(ServerConfig::default());
-//! let store = Arc::new(SqliteStore::open(&config.sqlite_path()).await?);
+//! let store: Arc<dyn perf_server::store::Store> = Arc::new(SqliteStore::open(&config.sqlite_path()).await?);
 //! let (monitor, _sampler) = Monitor::start(config.sample_interval.as_duration(), config.sample_capacity())?;
-//! let state = actix_web::web::Data::new(AppState { store, monitor, started: Instant::now() });
+//! let tests = perf_server::test_runner::TestRunner::new(store.clone(), tokio::runtime::Handle::current(), Default::default(), perf_loadgen::TargetPolicy::loopback_only(), 2);
+//! let state = actix_web::web::Data::new(AppState { store, monitor, started: Instant::now(), tests });
 //! let server = actix_web::HttpServer::new(move || app(state.clone(), Arc::clone(&config))).bind("127.0.0.1:0")?;
 //! # Ok(())
 //! # }
@@ -38,6 +40,7 @@ mod routes;
 pub mod server;
 pub mod store;
 pub mod telemetry;
+pub mod test_runner;
 
 pub use api_error::ApiError;
 pub use error::{Error, Result};

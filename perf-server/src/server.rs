@@ -11,6 +11,7 @@ use crate::app::{AppState, app};
 use crate::config::ServerConfig;
 use crate::monitor::Monitor;
 use crate::store::{PostgresStore, SqliteStore, Store};
+use crate::test_runner::TestRunner;
 
 /// Opens the store the configuration names: PostgreSQL when `database_url` is
 /// set, otherwise the SQLite file under `data_dir`.
@@ -25,6 +26,31 @@ pub async fn open_store(config: &ServerConfig) -> Result<Arc<dyn Store>> {
 pub async fn run(config: ServerConfig) -> Result<()> {
     config.validate()?;
     let store = open_store(&config).await?;
+    let interrupted = store.interrupt_unfinished().await?;
+    if interrupted > 0 {
+        tracing::warn!(
+            count = interrupted,
+            "load tests left queued or running by the previous process are now `interrupted`"
+        );
+    }
+    // Load tests run on their own runtime, away from the HTTP workers.
+    let load_runtime = tokio::runtime::Builder::new_multi_thread()
+        .thread_name("perf-load")
+        .enable_all()
+        .build()?;
+    let policy = config
+        .target_policy()
+        .map_err(|message| crate::Error::Config {
+            field: "target_allowlist".to_owned(),
+            message,
+        })?;
+    let tests = TestRunner::new(
+        Arc::clone(&store),
+        load_runtime.handle().clone(),
+        config.test_limits,
+        policy,
+        config.max_concurrent_tests,
+    );
     let (monitor, sampler) = Monitor::start(
         config.sample_interval.as_duration(),
         config.sample_capacity(),
@@ -33,6 +59,7 @@ pub async fn run(config: ServerConfig) -> Result<()> {
         store: Arc::clone(&store),
         monitor,
         started: Instant::now(),
+        tests: Arc::clone(&tests),
     });
     let app_config = Arc::new(config.clone());
     let mut server = HttpServer::new(move || app(state.clone(), Arc::clone(&app_config)))
@@ -45,7 +72,11 @@ pub async fn run(config: ServerConfig) -> Result<()> {
         tracing::info!(store = store.backend(), "listening on http://{addr}");
     }
     server.run().await?;
-    tracing::info!("shutting down: in-flight requests finished, flushing state");
+    tracing::info!(
+        "shutting down: in-flight requests finished, stopping load tests and flushing state"
+    );
+    tests.shutdown().await;
+    load_runtime.shutdown_background();
     sampler.stop().await;
     store.close().await?;
     tracing::info!("stopped");

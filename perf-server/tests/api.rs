@@ -36,17 +36,26 @@ async fn service(
         ..ServerConfig::default()
     };
     config.validate().unwrap();
-    let store = Arc::new(SqliteStore::open(&config.sqlite_path()).await.unwrap());
+    let store: Arc<dyn perf_server::store::Store> =
+        Arc::new(SqliteStore::open(&config.sqlite_path()).await.unwrap());
     let (monitor, sampler) = Monitor::start(
         config.sample_interval.as_duration(),
         config.sample_capacity(),
     )
     .unwrap();
     std::mem::forget(sampler); // runs for the test's lifetime
+    let tests = perf_server::test_runner::TestRunner::new(
+        store.clone(),
+        tokio::runtime::Handle::current(),
+        perf_loadgen::Limits::default(),
+        perf_loadgen::TargetPolicy::loopback_only(),
+        1,
+    );
     let state = web::Data::new(AppState {
         store,
         monitor,
         started: Instant::now(),
+        tests,
     });
     (test::init_service(app(state, Arc::new(config))).await, dir)
 }
@@ -113,7 +122,7 @@ async fn health_ready_and_metrics_endpoints_answer_with_live_values() {
             .await;
     assert_eq!(status, 200, "{ready}");
     assert_eq!(ready["store"], "sqlite");
-    assert_eq!(ready["schema_version"], 1);
+    assert_eq!(ready["schema_version"], 2);
 
     let (_, mem) = json_of(
         test::call_service(
@@ -480,4 +489,286 @@ async fn prometheus_counts_requests_by_route_and_status_and_openapi_lists_routes
         "{}",
         doc["components"]
     );
+}
+
+async fn wait_for_status(
+    svc: &impl actix_web::dev::Service<
+        actix_http::Request,
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+    >,
+    location: &str,
+    wanted: &str,
+) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (status, body) =
+            json_of(test::call_service(svc, TestRequest::get().uri(location).to_request()).await)
+                .await;
+        assert_eq!(status, 200, "{body}");
+        if body["status"] == wanted || Instant::now() > deadline {
+            assert_eq!(body["status"], wanted, "{body}");
+            return body;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[actix_web::test]
+async fn a_load_test_runs_through_the_api_and_its_results_are_kept() {
+    let target =
+        testkit::target::TargetServer::start(testkit::target::Behavior::default()).unwrap();
+    let (svc, _dir) = service(None).await;
+    let body = json!({"name": "smoke", "target": target.url(), "duration": "1s", "users": 3, "think_time": "20ms", "thresholds": ["p95 < 1s"]});
+    let resp = test::call_service(
+        &svc,
+        TestRequest::post()
+            .uri("/performance/tests")
+            .set_json(&body)
+            .to_request(),
+    )
+    .await;
+    assert_eq!(resp.status(), 202);
+    let location = resp
+        .headers()
+        .get("location")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let (_, accepted) = json_of(resp).await;
+    assert!(
+        accepted["status"] == "running" || accepted["status"] == "queued",
+        "{accepted}"
+    );
+    let done = wait_for_status(&svc, &location, "completed").await;
+    assert_eq!(done["passed"], true, "{done}");
+    assert!(
+        done["progress"]["requests"].as_u64().unwrap() > 10,
+        "{done}"
+    );
+
+    let (status, report) = json_of(
+        test::call_service(
+            &svc,
+            TestRequest::get()
+                .uri(&format!("{location}/results"))
+                .to_request(),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(report["requests"].as_u64().unwrap() > 10);
+    assert_eq!(report["scenario"], "smoke");
+    let resp = test::call_service(
+        &svc,
+        TestRequest::get()
+            .uri(&format!("{location}/results?format=csv"))
+            .to_request(),
+    )
+    .await;
+    assert!(
+        resp.headers()
+            .get("content-type")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    assert!(
+        String::from_utf8(test::read_body(resp).await.to_vec())
+            .unwrap()
+            .starts_with("t_s,")
+    );
+    let (status, body) = json_of(
+        test::call_service(
+            &svc,
+            TestRequest::get()
+                .uri(&format!("{location}/results?format=html"))
+                .to_request(),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 501, "{body}");
+
+    let (status, history) = json_of(
+        test::call_service(
+            &svc,
+            TestRequest::get()
+                .uri("/performance/tests/history?scenario=smoke&status=completed")
+                .to_request(),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(history["items"].as_array().unwrap().len(), 1, "{history}");
+    let (_, none) = json_of(
+        test::call_service(
+            &svc,
+            TestRequest::get()
+                .uri("/performance/tests/history?scenario=other")
+                .to_request(),
+        )
+        .await,
+    )
+    .await;
+    assert!(none["items"].as_array().unwrap().is_empty());
+    let (status, body) = json_of(
+        test::call_service(
+            &svc,
+            TestRequest::get()
+                .uri("/performance/tests/history?status=sleeping")
+                .to_request(),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_error(&body, "bad_request", Some("status"));
+
+    let (status, body) =
+        json_of(test::call_service(&svc, TestRequest::delete().uri(&location).to_request()).await)
+            .await;
+    assert_eq!(status, 409, "{body}");
+    let (status, _) = json_of(
+        test::call_service(
+            &svc,
+            TestRequest::delete()
+                .uri("/performance/tests/0190c1d2-7a4b-7c3d-8e9f-0123456789ab")
+                .to_request(),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 404);
+}
+
+#[actix_web::test]
+async fn presets_take_overrides_and_bad_tests_are_refused_naming_the_field() {
+    let target =
+        testkit::target::TargetServer::start(testkit::target::Behavior::default()).unwrap();
+    let (svc, _dir) = service(None).await;
+    let post = |body: Value| {
+        TestRequest::post()
+            .uri("/performance/tests")
+            .set_json(body)
+            .to_request()
+    };
+    let resp = test::call_service(&svc, post(json!({"preset": "baseline", "target": target.url(), "duration": "1s", "users": 2, "ramp_up": "0s"}))).await;
+    assert_eq!(resp.status(), 202);
+    let (_, accepted) = json_of(resp).await;
+    assert_eq!(accepted["scenario_name"], "baseline");
+
+    let cases = [
+        (
+            json!({"target": target.url(), "duration": "1s", "users": 0}),
+            422,
+            "users",
+        ),
+        (
+            json!({"target": target.url(), "duration": "1s", "users": 2, "userz": 3}),
+            422,
+            "userz",
+        ),
+        (
+            json!({"target": target.url(), "duration": "1s", "users": 20000}),
+            422,
+            "users",
+        ),
+        (
+            json!({"target": target.url(), "duration": "2h", "users": 2}),
+            422,
+            "duration",
+        ),
+        (
+            json!({"preset": "soak", "target": target.url()}),
+            422,
+            "preset",
+        ),
+        (json!({"duration": "1s", "users": 2}), 422, "target"),
+        (
+            json!({"target": "http://169.254.169.254/latest", "duration": "1s", "users": 2}),
+            403,
+            "target",
+        ),
+        (
+            json!({"target": "http://10.0.0.1:80", "duration": "1s", "users": 2}),
+            403,
+            "target",
+        ),
+    ];
+    for (body, status, field) in cases {
+        let (got, json) = json_of(test::call_service(&svc, post(body.clone())).await).await;
+        assert_eq!(got.as_u16(), status, "{body}: {json}");
+        assert_eq!(json["error"]["field"], field, "{body}: {json}");
+    }
+}
+
+#[actix_web::test]
+async fn tests_beyond_the_limit_queue_and_cancel_keeps_what_was_measured() {
+    let target =
+        testkit::target::TargetServer::start(testkit::target::Behavior::default()).unwrap();
+    let (svc, _dir) = service(None).await; // one test at a time
+    let long = json!({"target": target.url(), "duration": "10m", "users": 2, "think_time": "10ms"});
+    let first = test::call_service(
+        &svc,
+        TestRequest::post()
+            .uri("/performance/tests")
+            .set_json(&long)
+            .to_request(),
+    )
+    .await;
+    let first = first
+        .headers()
+        .get("location")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let second = test::call_service(
+        &svc,
+        TestRequest::post()
+            .uri("/performance/tests")
+            .set_json(&long)
+            .to_request(),
+    )
+    .await;
+    let (_, queued) = json_of(second).await;
+    assert_eq!(queued["status"], "queued", "{queued}");
+    let second = format!("/performance/tests/{}", queued["id"].as_str().unwrap());
+
+    let (status, cancelled) =
+        json_of(test::call_service(&svc, TestRequest::delete().uri(&second).to_request()).await)
+            .await;
+    assert_eq!(status, 200);
+    assert_eq!(cancelled["status"], "cancelled");
+
+    wait_for_status(&svc, &first, "running").await;
+    actix_web::rt::time::sleep(Duration::from_millis(1500)).await;
+    let started = Instant::now();
+    let (status, cancelled) =
+        json_of(test::call_service(&svc, TestRequest::delete().uri(&first).to_request()).await)
+            .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(status, 200, "{cancelled}");
+    assert_eq!(cancelled["status"], "cancelled", "{cancelled}");
+    let (_, report) = json_of(
+        test::call_service(
+            &svc,
+            TestRequest::get()
+                .uri(&format!("{first}/results"))
+                .to_request(),
+        )
+        .await,
+    )
+    .await;
+    assert!(report["requests"].as_u64().unwrap() > 20, "{report}");
+    assert_eq!(report["stopped_early"], "cancelled");
 }

@@ -434,3 +434,83 @@ fn baseline_comparison_gates_ci_and_writes_junit() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("regression  no"));
 }
+
+/// Starts a long load test through the API and waits until its progress has been saved once.
+fn start_long_test(server: &ServerProcess, target: &str) -> String {
+    let body = format!(
+        r#"{{"name": "long", "target": "{target}", "duration": "10m", "users": 2, "think_time": "10ms"}}"#
+    );
+    let resp = http::send(
+        server.addr,
+        "POST",
+        "/performance/tests",
+        &[("Content-Type", "application/json")],
+        &body,
+    )
+    .unwrap();
+    assert_eq!(resp.status, 202, "{}", resp.body);
+    let location = resp.header("location").unwrap().to_owned();
+    // Progress is saved every 2 s: wait for two saves.
+    std::thread::sleep(Duration::from_millis(4500));
+    location
+}
+
+#[test]
+fn a_test_running_when_the_server_is_killed_reads_interrupted_with_its_measurements() {
+    use testkit::target::{Behavior, TargetServer};
+    let target = TargetServer::start(Behavior::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = ServerProcess::start(dir.path(), &[]);
+    let location = start_long_test(&server, &target.url());
+    server.child.kill().unwrap(); // SIGKILL
+    server.child.wait().unwrap();
+    drop(server);
+
+    let again = ServerProcess::start(dir.path(), &[]);
+    let status = json(&http::get(again.addr, &location).unwrap().body);
+    assert_eq!(status["status"], "interrupted", "{status}");
+    let report = json(
+        &http::get(again.addr, &format!("{location}/results"))
+            .unwrap()
+            .body,
+    );
+    assert!(report["requests"].as_u64().unwrap() > 50, "{report}");
+    assert!(
+        again.log_text().contains("interrupted"),
+        "{}",
+        again.log_text()
+    );
+}
+
+#[test]
+fn sigterm_stops_running_tests_saves_them_and_exits() {
+    use testkit::target::{Behavior, TargetServer};
+    let target = TargetServer::start(Behavior::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = ServerProcess::start(dir.path(), &[]);
+    let location = start_long_test(&server, &target.url());
+    let served_before = target.served();
+    server.signal("TERM");
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    drop(server);
+    // Nothing more was sent after the exit.
+    let served_after = target.served();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(target.served(), served_after);
+    assert!(served_after >= served_before);
+
+    let again = ServerProcess::start(dir.path(), &[]);
+    let record = json(&http::get(again.addr, &location).unwrap().body);
+    assert_eq!(record["status"], "interrupted", "{record}");
+    let report = json(
+        &http::get(again.addr, &format!("{location}/results"))
+            .unwrap()
+            .body,
+    );
+    // Saved at shutdown: everything up to the stop, not just the last periodic save.
+    assert!(
+        report["requests"].as_u64().unwrap() as f64 >= served_before as f64 * 0.9,
+        "{report}"
+    );
+}

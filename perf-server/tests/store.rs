@@ -7,7 +7,10 @@ use std::time::Duration;
 use perf_core::Id;
 use perf_server::Error;
 use perf_server::monitor::HostSample;
-use perf_server::store::{MetricsSnapshot, PageRequest, PostgresStore, SqliteStore, Store};
+use perf_server::store::{
+    LoadTestRecord, MetricsSnapshot, PageRequest, PostgresStore, SqliteStore, Store, TestFilter,
+    TestStatus,
+};
 
 fn sample() -> HostSample {
     let mut sampler = perf_core::system::SystemSampler::new().unwrap();
@@ -30,7 +33,7 @@ fn snapshot(label: &str, sample: &HostSample) -> MetricsSnapshot {
 
 async fn conformance(store: &dyn Store) {
     store.ping().await.unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), 1);
+    assert_eq!(store.schema_version().await.unwrap(), 2);
 
     let sample = sample();
     let mut written = Vec::new();
@@ -86,7 +89,158 @@ async fn conformance(store: &dyn Store) {
     assert_eq!(page.items.len(), 6);
     assert!(page.next_cursor.is_none());
 
+    load_tests(store).await;
     store.close().await.unwrap();
+}
+
+fn load_test(name: &str, target: &str) -> LoadTestRecord {
+    LoadTestRecord {
+        id: Id::new(),
+        scenario_name: name.to_owned(),
+        targets: vec![target.to_owned()],
+        status: TestStatus::Queued,
+        created_at_ms: perf_core::unix_millis(),
+        started_at_ms: None,
+        finished_at_ms: None,
+        scenario: serde_json::json!({"duration": "1s", "users": 2, "target": target}),
+        progress: None,
+        report: None,
+        error: None,
+    }
+}
+
+async fn load_tests(store: &dyn Store) {
+    let a = load_test("checkout", "http://127.0.0.1:1");
+    let mut b = load_test("search", "http://127.0.0.1:2");
+    let c = load_test("checkout", "http://127.0.0.1:2");
+    for t in [&a, &b, &c] {
+        store.insert_load_test(t).await.unwrap();
+    }
+    assert_eq!(store.get_load_test(a.id).await.unwrap().unwrap(), a);
+
+    // A real report and progress survive the round trip exactly.
+    let target =
+        testkit::target::TargetServer::start(testkit::target::Behavior::default()).unwrap();
+    let scenario: perf_loadgen::Scenario = serde_json::from_value(
+        serde_json::json!({"target": target.url(), "duration": "1s", "users": 2}),
+    )
+    .unwrap();
+    let run = perf_loadgen::start("search", &scenario).await.unwrap();
+    let live = run.progress();
+    let report = run.report().await.unwrap();
+    b.status = TestStatus::Completed;
+    b.started_at_ms = Some(b.created_at_ms + 1);
+    b.finished_at_ms = Some(b.created_at_ms + 1001);
+    b.progress = Some(live.borrow().clone());
+    b.report = Some(report);
+    store.save_load_test(&b).await.unwrap();
+    assert_eq!(store.get_load_test(b.id).await.unwrap().unwrap(), b);
+
+    // History: newest first, filters, no reports in listings.
+    let all = store
+        .list_load_tests(
+            &TestFilter::default(),
+            PageRequest {
+                limit: 10,
+                before: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        all.items.iter().map(|t| t.id).collect::<Vec<_>>(),
+        [c.id, b.id, a.id]
+    );
+    assert!(all.items.iter().all(|t| t.report.is_none()));
+    let checkout = TestFilter {
+        scenario: Some("checkout".into()),
+        ..TestFilter::default()
+    };
+    assert_eq!(
+        store
+            .list_load_tests(
+                &checkout,
+                PageRequest {
+                    limit: 10,
+                    before: None
+                }
+            )
+            .await
+            .unwrap()
+            .items
+            .len(),
+        2
+    );
+    let on_2 = TestFilter {
+        target: Some("http://127.0.0.1:2".into()),
+        ..TestFilter::default()
+    };
+    assert_eq!(
+        store
+            .list_load_tests(
+                &on_2,
+                PageRequest {
+                    limit: 10,
+                    before: None
+                }
+            )
+            .await
+            .unwrap()
+            .items
+            .len(),
+        2
+    );
+    let done = TestFilter {
+        status: Some(TestStatus::Completed),
+        ..TestFilter::default()
+    };
+    assert_eq!(
+        store
+            .list_load_tests(
+                &done,
+                PageRequest {
+                    limit: 10,
+                    before: None
+                }
+            )
+            .await
+            .unwrap()
+            .items[0]
+            .id,
+        b.id
+    );
+    let page = store
+        .list_load_tests(
+            &TestFilter::default(),
+            PageRequest {
+                limit: 2,
+                before: None,
+            },
+        )
+        .await
+        .unwrap();
+    let rest = store
+        .list_load_tests(
+            &TestFilter::default(),
+            PageRequest {
+                limit: 2,
+                before: page.next_cursor,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(rest.items.iter().map(|t| t.id).collect::<Vec<_>>(), [a.id]);
+
+    // After a crash, what was queued or running is interrupted; finished tests stay.
+    assert_eq!(store.interrupt_unfinished().await.unwrap(), 2);
+    assert_eq!(
+        store.get_load_test(a.id).await.unwrap().unwrap().status,
+        TestStatus::Interrupted
+    );
+    assert_eq!(
+        store.get_load_test(b.id).await.unwrap().unwrap().status,
+        TestStatus::Completed
+    );
 }
 
 #[tokio::test]
@@ -98,7 +252,7 @@ async fn sqlite_backend_conforms_and_survives_reopen() {
     drop(store);
     // Reopening applies no migration twice and keeps the data.
     let again = SqliteStore::open(&path).await.unwrap();
-    assert_eq!(again.schema_version().await.unwrap(), 1);
+    assert_eq!(again.schema_version().await.unwrap(), 2);
     let page = again
         .list_snapshots(PageRequest {
             limit: 50,
@@ -134,7 +288,7 @@ async fn postgres_backend_conforms_and_survives_reopen() {
     // Two instances opening at once both succeed: migrations are serialized.
     let (a, b) = tokio::join!(PostgresStore::open(&url, 2), PostgresStore::open(&url, 2));
     let (a, b) = (a.unwrap(), b.unwrap());
-    assert_eq!(a.schema_version().await.unwrap(), 1);
+    assert_eq!(a.schema_version().await.unwrap(), 2);
     let page = b
         .list_snapshots(PageRequest {
             limit: 50,
@@ -146,7 +300,7 @@ async fn postgres_backend_conforms_and_survives_reopen() {
     assert_eq!(
         pg.psql("perf_store", "SELECT count(*) FROM schema_migrations")
             .unwrap(),
-        "1"
+        "2"
     );
 
     pg.psql(

@@ -5,6 +5,7 @@ pub(crate) mod host;
 pub(crate) mod openapi;
 pub(crate) mod prometheus;
 pub(crate) mod snapshots;
+pub(crate) mod tests;
 
 use actix_web::web;
 
@@ -21,5 +22,11 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         .service(snapshots::create)
         .service(snapshots::list)
         .service(snapshots::get)
-        .service(snapshots::delete);
+        .service(snapshots::delete)
+        // `history` before `{id}`, so it is not read as an id.
+        .service(tests::history)
+        .service(tests::start)
+        .service(tests::show)
+        .service(tests::results)
+        .service(tests::cancel);
 }

@@ -1,7 +1,7 @@
 use actix_web::{HttpResponse, get};
 use utoipa::OpenApi;
 
-use super::{health, host, prometheus, snapshots};
+use super::{health, host, prometheus, snapshots, tests};
 use crate::api_error::{ApiError, ErrorBody};
 
 /// The OpenAPI document, generated from the handlers.
@@ -24,6 +24,11 @@ use crate::api_error::{ApiError, ErrorBody};
         snapshots::list,
         snapshots::get,
         snapshots::delete,
+        tests::start,
+        tests::show,
+        tests::results,
+        tests::history,
+        tests::cancel,
     ),
     components(schemas(ApiError, ErrorBody))
 )]

@@ -9,17 +9,31 @@ pub(crate) struct Migration {
     pub(crate) sql: &'static str,
 }
 
-pub(crate) const SQLITE: &[Migration] = &[Migration {
-    version: 1,
-    name: "metrics_snapshots",
-    sql: include_str!("migrations/sqlite/0001_metrics_snapshots.sql"),
-}];
+pub(crate) const SQLITE: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "metrics_snapshots",
+        sql: include_str!("migrations/sqlite/0001_metrics_snapshots.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "load_tests",
+        sql: include_str!("migrations/sqlite/0002_load_tests.sql"),
+    },
+];
 
-pub(crate) const POSTGRES: &[Migration] = &[Migration {
-    version: 1,
-    name: "metrics_snapshots",
-    sql: include_str!("migrations/postgres/0001_metrics_snapshots.sql"),
-}];
+pub(crate) const POSTGRES: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "metrics_snapshots",
+        sql: include_str!("migrations/postgres/0001_metrics_snapshots.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "load_tests",
+        sql: include_str!("migrations/postgres/0002_load_tests.sql"),
+    },
+];
 
 /// The newest version in a list.
 pub(crate) fn latest(list: &[Migration]) -> i64 {

@@ -35,6 +35,94 @@ pub struct MetricsSnapshot {
     pub sample: HostSample,
 }
 
+/// Where a load test is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TestStatus {
+    /// Waiting for a free slot (the concurrency limit).
+    Queued,
+    /// Sending load.
+    Running,
+    /// Ran to its end.
+    Completed,
+    /// Could not run or broke off with an error.
+    Failed,
+    /// Stopped by a DELETE.
+    Cancelled,
+    /// The server stopped (crash, restart, shutdown) while it was queued or running.
+    Interrupted,
+}
+
+impl TestStatus {
+    /// The name stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+            Self::Interrupted => "interrupted",
+        }
+    }
+
+    /// Whether the test can still change.
+    pub fn is_finished(self) -> bool {
+        !matches!(self, Self::Queued | Self::Running)
+    }
+}
+
+impl std::str::FromStr for TestStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        [Self::Queued, Self::Running, Self::Completed, Self::Failed, Self::Cancelled, Self::Interrupted]
+            .into_iter()
+            .find(|t| t.as_str() == s)
+            .ok_or_else(|| format!("{s:?} is not a status; use queued, running, completed, failed, cancelled or interrupted"))
+    }
+}
+
+/// A load test as stored: what was asked, where it is, what it measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct LoadTestRecord {
+    /// Identifier (time-ordered).
+    pub id: Id,
+    /// Scenario name.
+    pub scenario_name: String,
+    /// Base URLs.
+    pub targets: Vec<String>,
+    /// Where it is.
+    pub status: TestStatus,
+    /// Accepted at, ms since the Unix epoch.
+    pub created_at_ms: u64,
+    /// Load started at.
+    pub started_at_ms: Option<u64>,
+    /// Ended at.
+    pub finished_at_ms: Option<u64>,
+    /// The scenario as accepted (the YAML schema, as JSON).
+    #[schema(value_type = Object)]
+    pub scenario: serde_json::Value,
+    /// Newest live figures.
+    #[schema(value_type = Option<Object>)]
+    pub progress: Option<perf_loadgen::LiveSnapshot>,
+    /// The report (interim while running, saved at least every 5 s).
+    #[schema(value_type = Option<Object>)]
+    pub report: Option<perf_loadgen::RunReport>,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+/// Filters of the test history.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TestFilter {
+    /// Only this scenario name.
+    pub scenario: Option<String>,
+    /// Only tests with this base URL among their targets.
+    pub target: Option<String>,
+    /// Only this status.
+    pub status: Option<TestStatus>,
+}
+
 /// One page of a newest-first listing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Page<T> {
@@ -77,16 +165,36 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes a snapshot; `false` when there was none.
     async fn delete_snapshot(&self, id: Id) -> Result<bool>;
 
+    /// Saves a new load test durably.
+    async fn insert_load_test(&self, test: &LoadTestRecord) -> Result<()>;
+
+    /// Saves the mutable fields of a load test (status, times, progress, report, error).
+    async fn save_load_test(&self, test: &LoadTestRecord) -> Result<()>;
+
+    /// Reads one load test with its report.
+    async fn get_load_test(&self, id: Id) -> Result<Option<LoadTestRecord>>;
+
+    /// Lists load tests newest first, without their reports.
+    async fn list_load_tests(
+        &self,
+        filter: &TestFilter,
+        page: PageRequest,
+    ) -> Result<Page<LoadTestRecord>>;
+
+    /// Marks every queued or running test `interrupted` (at start-up, after a
+    /// crash or restart); returns how many.
+    async fn interrupt_unfinished(&self) -> Result<u64>;
+
     /// Flushes and releases the store; called once on shutdown.
     async fn close(&self) -> Result<()>;
 }
 
 /// Turns `limit + 1` rows into a page: the extra row only says there is more.
-fn into_page(mut rows: Vec<MetricsSnapshot>, limit: u32) -> Page<MetricsSnapshot> {
+fn into_page<T>(mut rows: Vec<T>, limit: u32, id: impl Fn(&T) -> Id) -> Page<T> {
     let limit = limit as usize;
     let next_cursor = if rows.len() > limit {
         rows.truncate(limit);
-        rows.last().map(|s| s.id)
+        rows.last().map(id)
     } else {
         None
     };

@@ -7,7 +7,9 @@ use perf_core::Id;
 use tokio_postgres::NoTls;
 
 use super::migrations::{self, Migration};
-use super::{MetricsSnapshot, Page, PageRequest, Store, into_page};
+use super::{
+    LoadTestRecord, MetricsSnapshot, Page, PageRequest, Store, TestFilter, TestStatus, into_page,
+};
 use crate::{Error, Result};
 
 const BACKEND: &str = "postgres";
@@ -137,6 +139,53 @@ fn decode(row: &tokio_postgres::Row) -> Result<MetricsSnapshot> {
     })
 }
 
+const TEST_COLUMNS: &str = "id, scenario_name, targets, status, created_at_ms, started_at_ms, finished_at_ms, scenario, progress, report, error";
+
+fn decode_test(row: &tokio_postgres::Row) -> Result<LoadTestRecord> {
+    let id: uuid::Uuid = row.try_get(0).map_err(store_error)?;
+    let ms = |v: i64| u64::try_from(v).unwrap_or(0);
+    let targets: String = row.try_get(2).map_err(store_error)?;
+    let status: String = row.try_get(3).map_err(store_error)?;
+    let progress: Option<serde_json::Value> = row.try_get(8).map_err(store_error)?;
+    let report: Option<serde_json::Value> = row.try_get(9).map_err(store_error)?;
+    let unreadable = |what: &'static str| {
+        move |e: serde_json::Error| store_error(format!("load test {id}: unreadable {what}: {e}"))
+    };
+    Ok(LoadTestRecord {
+        id: Id::from(id),
+        scenario_name: row.try_get(1).map_err(store_error)?,
+        targets: serde_json::from_str(&targets).map_err(unreadable("targets"))?,
+        status: status.parse().map_err(store_error)?,
+        created_at_ms: ms(row.try_get(4).map_err(store_error)?),
+        started_at_ms: row
+            .try_get::<_, Option<i64>>(5)
+            .map_err(store_error)?
+            .map(ms),
+        finished_at_ms: row
+            .try_get::<_, Option<i64>>(6)
+            .map_err(store_error)?
+            .map(ms),
+        scenario: row.try_get(7).map_err(store_error)?,
+        progress: progress
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(unreadable("progress"))?,
+        report: report
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(unreadable("report"))?,
+        error: row.try_get(10).map_err(store_error)?,
+    })
+}
+
+fn opt_ms(v: Option<u64>) -> Option<i64> {
+    v.map(|v| i64::try_from(v).unwrap_or(i64::MAX))
+}
+
+fn to_value<T: serde::Serialize>(value: &T) -> Result<serde_json::Value> {
+    serde_json::to_value(value).map_err(store_error)
+}
+
 #[async_trait]
 impl Store for PostgresStore {
     fn backend(&self) -> &'static str {
@@ -217,7 +266,7 @@ impl Store for PostgresStore {
         }
         .map_err(store_error)?;
         let items = rows.iter().map(decode).collect::<Result<Vec<_>>>()?;
-        Ok(into_page(items, page.limit))
+        Ok(into_page(items, page.limit, |s| s.id))
     }
 
     async fn delete_snapshot(&self, id: Id) -> Result<bool> {
@@ -231,6 +280,110 @@ impl Store for PostgresStore {
             .await
             .map_err(store_error)?;
         Ok(n > 0)
+    }
+
+    async fn insert_load_test(&self, test: &LoadTestRecord) -> Result<()> {
+        let targets = serde_json::to_string(&test.targets).map_err(store_error)?;
+        let created = i64::try_from(test.created_at_ms).unwrap_or(i64::MAX);
+        let progress = test.progress.as_ref().map(to_value).transpose()?;
+        let report = test.report.as_ref().map(to_value).transpose()?;
+        self.client()
+            .await?
+            .execute(
+                &format!("INSERT INTO load_tests ({TEST_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"),
+                &[
+                    &test.id.as_uuid(),
+                    &test.scenario_name,
+                    &targets,
+                    &test.status.as_str(),
+                    &created,
+                    &opt_ms(test.started_at_ms),
+                    &opt_ms(test.finished_at_ms),
+                    &test.scenario,
+                    &progress,
+                    &report,
+                    &test.error,
+                ],
+            )
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn save_load_test(&self, test: &LoadTestRecord) -> Result<()> {
+        let progress = test.progress.as_ref().map(to_value).transpose()?;
+        let report = test.report.as_ref().map(to_value).transpose()?;
+        self.client()
+            .await?
+            .execute(
+                "UPDATE load_tests SET status = $2, started_at_ms = $3, finished_at_ms = $4, progress = $5, report = $6, error = $7 WHERE id = $1",
+                &[
+                    &test.id.as_uuid(),
+                    &test.status.as_str(),
+                    &opt_ms(test.started_at_ms),
+                    &opt_ms(test.finished_at_ms),
+                    &progress,
+                    &report,
+                    &test.error,
+                ],
+            )
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn get_load_test(&self, id: Id) -> Result<Option<LoadTestRecord>> {
+        let row = self
+            .client()
+            .await?
+            .query_opt(
+                &format!("SELECT {TEST_COLUMNS} FROM load_tests WHERE id = $1"),
+                &[&id.as_uuid()],
+            )
+            .await
+            .map_err(store_error)?;
+        row.as_ref().map(decode_test).transpose()
+    }
+
+    async fn list_load_tests(
+        &self,
+        filter: &TestFilter,
+        page: PageRequest,
+    ) -> Result<Page<LoadTestRecord>> {
+        let limit = i64::from(page.limit) + 1;
+        let before = page.before.map(|b| b.as_uuid());
+        let target = filter
+            .target
+            .as_ref()
+            .map(|t| format!("%{}%", serde_json::to_string(t).unwrap_or_default()));
+        let status = filter.status.map(TestStatus::as_str);
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT id, scenario_name, targets, status, created_at_ms, started_at_ms, finished_at_ms, scenario, progress, NULL::JSONB, error
+                 FROM load_tests
+                 WHERE ($1::UUID IS NULL OR id < $1) AND ($2::TEXT IS NULL OR scenario_name = $2)
+                   AND ($3::TEXT IS NULL OR targets LIKE $3) AND ($4::TEXT IS NULL OR status = $4)
+                 ORDER BY id DESC LIMIT $5",
+                &[&before, &filter.scenario, &target, &status, &limit],
+            )
+            .await
+            .map_err(store_error)?;
+        let items = rows.iter().map(decode_test).collect::<Result<Vec<_>>>()?;
+        Ok(into_page(items, page.limit, |t| t.id))
+    }
+
+    async fn interrupt_unfinished(&self) -> Result<u64> {
+        let now = i64::try_from(perf_core::unix_millis()).unwrap_or(i64::MAX);
+        self.client()
+            .await?
+            .execute(
+                "UPDATE load_tests SET status = 'interrupted', finished_at_ms = $1 WHERE status IN ('queued', 'running')",
+                &[&now],
+            )
+            .await
+            .map_err(store_error)
     }
 
     async fn close(&self) -> Result<()> {

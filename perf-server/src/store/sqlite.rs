@@ -6,7 +6,9 @@ use perf_core::Id;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::migrations::{self, Migration};
-use super::{MetricsSnapshot, Page, PageRequest, Store, into_page};
+use super::{
+    LoadTestRecord, MetricsSnapshot, Page, PageRequest, Store, TestFilter, TestStatus, into_page,
+};
 use crate::{Error, Result};
 
 const BACKEND: &str = "sqlite";
@@ -151,6 +153,88 @@ fn decode(raw: (String, String, Option<String>, i64, String)) -> Result<MetricsS
     })
 }
 
+const TEST_COLUMNS: &str = "id, scenario_name, targets, status, created_at_ms, started_at_ms, finished_at_ms, scenario, progress, report, error";
+
+type TestRow = (
+    String,
+    String,
+    String,
+    String,
+    i64,
+    Option<i64>,
+    Option<i64>,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+fn test_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<TestRow> {
+    Ok((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+        row.get(5)?,
+        row.get(6)?,
+        row.get(7)?,
+        row.get(8)?,
+        row.get(9)?,
+        row.get(10)?,
+    ))
+}
+
+fn decode_test(raw: TestRow) -> Result<LoadTestRecord> {
+    let (
+        id,
+        scenario_name,
+        targets,
+        status,
+        created,
+        started,
+        finished,
+        scenario,
+        progress,
+        report,
+        error,
+    ) = raw;
+    let json = |what: &str, text: &str| -> Result<serde_json::Value> {
+        serde_json::from_str(text)
+            .map_err(|e| store_error(format!("load test {id}: unreadable {what}: {e}")))
+    };
+    let ms = |v: i64| u64::try_from(v).unwrap_or(0);
+    Ok(LoadTestRecord {
+        id: id.parse().map_err(store_error)?,
+        scenario_name,
+        targets: serde_json::from_value(json("targets", &targets)?).map_err(store_error)?,
+        status: status.parse().map_err(store_error)?,
+        created_at_ms: ms(created),
+        started_at_ms: started.map(ms),
+        finished_at_ms: finished.map(ms),
+        scenario: json("scenario", &scenario)?,
+        progress: progress
+            .map(|p| {
+                json("progress", &p).and_then(|v| serde_json::from_value(v).map_err(store_error))
+            })
+            .transpose()?,
+        report: report
+            .map(|r| {
+                json("report", &r).and_then(|v| serde_json::from_value(v).map_err(store_error))
+            })
+            .transpose()?,
+        error,
+    })
+}
+
+fn opt_ms(v: Option<u64>) -> Option<i64> {
+    v.map(|v| i64::try_from(v).unwrap_or(i64::MAX))
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String> {
+    serde_json::to_string(value).map_err(store_error)
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     fn backend(&self) -> &'static str {
@@ -231,7 +315,7 @@ impl Store for SqliteStore {
             })
             .await?;
         let items = rows.into_iter().map(decode).collect::<Result<Vec<_>>>()?;
-        Ok(into_page(items, page.limit))
+        Ok(into_page(items, page.limit, |s| s.id))
     }
 
     async fn delete_snapshot(&self, id: Id) -> Result<bool> {
@@ -241,6 +325,112 @@ impl Store for SqliteStore {
                 params![id.to_string()],
             )
             .map(|n| n > 0)
+            .map_err(store_error)
+        })
+        .await
+    }
+
+    async fn insert_load_test(&self, test: &LoadTestRecord) -> Result<()> {
+        let values = (
+            test.id.to_string(),
+            test.scenario_name.clone(),
+            to_json(&test.targets)?,
+            test.status.as_str(),
+            i64::try_from(test.created_at_ms).unwrap_or(i64::MAX),
+            opt_ms(test.started_at_ms),
+            opt_ms(test.finished_at_ms),
+            to_json(&test.scenario)?,
+            test.progress.as_ref().map(to_json).transpose()?,
+            test.report.as_ref().map(to_json).transpose()?,
+            test.error.clone(),
+        );
+        self.with(move |c| {
+            c.execute(
+                &format!("INSERT INTO load_tests ({TEST_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"),
+                params![values.0, values.1, values.2, values.3, values.4, values.5, values.6, values.7, values.8, values.9, values.10],
+            )
+            .map_err(store_error)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn save_load_test(&self, test: &LoadTestRecord) -> Result<()> {
+        let id = test.id.to_string();
+        let status = test.status.as_str();
+        let (started, finished) = (opt_ms(test.started_at_ms), opt_ms(test.finished_at_ms));
+        let progress = test.progress.as_ref().map(to_json).transpose()?;
+        let report = test.report.as_ref().map(to_json).transpose()?;
+        let error = test.error.clone();
+        self.with(move |c| {
+            c.execute(
+                "UPDATE load_tests SET status = ?2, started_at_ms = ?3, finished_at_ms = ?4, progress = ?5, report = ?6, error = ?7 WHERE id = ?1",
+                params![id, status, started, finished, progress, report, error],
+            )
+            .map_err(store_error)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_load_test(&self, id: Id) -> Result<Option<LoadTestRecord>> {
+        let raw = self
+            .with(move |c| {
+                c.query_row(
+                    &format!("SELECT {TEST_COLUMNS} FROM load_tests WHERE id = ?1"),
+                    params![id.to_string()],
+                    test_row,
+                )
+                .optional()
+                .map_err(store_error)
+            })
+            .await?;
+        raw.map(decode_test).transpose()
+    }
+
+    async fn list_load_tests(
+        &self,
+        filter: &TestFilter,
+        page: PageRequest,
+    ) -> Result<Page<LoadTestRecord>> {
+        let filter = filter.clone();
+        let rows = self
+            .with(move |c| {
+                let before = page.before.map_or_else(|| "g".to_owned(), |id| id.to_string());
+                let target = filter.target.map(|t| format!("%{}%", serde_json::to_string(&t).unwrap_or_default()));
+                let mut stmt = c
+                    .prepare_cached(
+                        "SELECT id, scenario_name, targets, status, created_at_ms, started_at_ms, finished_at_ms, scenario, progress, NULL, error
+                         FROM load_tests
+                         WHERE id < ?1 AND (?2 IS NULL OR scenario_name = ?2) AND (?3 IS NULL OR targets LIKE ?3) AND (?4 IS NULL OR status = ?4)
+                         ORDER BY id DESC LIMIT ?5",
+                    )
+                    .map_err(store_error)?;
+                let rows = stmt
+                    .query_map(
+                        params![before, filter.scenario, target, filter.status.map(TestStatus::as_str), i64::from(page.limit) + 1],
+                        test_row,
+                    )
+                    .map_err(store_error)?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+                    .map_err(store_error)?;
+                Ok(rows)
+            })
+            .await?;
+        let items = rows
+            .into_iter()
+            .map(decode_test)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(into_page(items, page.limit, |t| t.id))
+    }
+
+    async fn interrupt_unfinished(&self) -> Result<u64> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE load_tests SET status = 'interrupted', finished_at_ms = ?1 WHERE status IN ('queued', 'running')",
+                params![now_ms()],
+            )
+            .map(|n| n as u64)
             .map_err(store_error)
         })
         .await

@@ -1,0 +1,318 @@
+use actix_web::http::header;
+use actix_web::{HttpResponse, delete, get, post, web};
+use perf_core::Id;
+use perf_loadgen::{Preset, Scenario, preset};
+use serde::{Deserialize, Serialize};
+
+use crate::api_error::ApiError;
+use crate::app::AppState;
+use crate::body::JsonBody;
+use crate::store::{LoadTestRecord, PageRequest, TestFilter, TestStatus};
+use crate::test_runner::{AdmissionError, CancelError};
+
+/// What `GET /performance/tests/{id}` shows: the test without its full report.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct TestView {
+    id: Id,
+    scenario_name: String,
+    targets: Vec<String>,
+    status: TestStatus,
+    created_at_ms: u64,
+    started_at_ms: Option<u64>,
+    finished_at_ms: Option<u64>,
+    /// Newest live figures: elapsed_s, users, target_rate, rps, p95_ms, errors, in_flight, dropped.
+    #[schema(value_type = Option<Object>)]
+    progress: Option<perf_loadgen::LiveSnapshot>,
+    /// Whether every threshold held (once there is a report).
+    passed: Option<bool>,
+    error: Option<String>,
+    /// Where the report is.
+    results: String,
+}
+
+impl From<LoadTestRecord> for TestView {
+    fn from(r: LoadTestRecord) -> Self {
+        Self {
+            results: format!("/performance/tests/{}/results", r.id),
+            passed: r.report.as_ref().map(|rep| rep.passed),
+            id: r.id,
+            scenario_name: r.scenario_name,
+            targets: r.targets,
+            status: r.status,
+            created_at_ms: r.created_at_ms,
+            started_at_ms: r.started_at_ms,
+            finished_at_ms: r.finished_at_ms,
+            progress: r.progress,
+            error: r.error,
+        }
+    }
+}
+
+/// Reads the body: a scenario (the YAML schema as JSON) with an optional
+/// `name`, or `{"preset": "...", "target": ...}` plus keys overriding the preset.
+fn scenario_of(body: serde_json::Value) -> Result<(String, Scenario), ApiError> {
+    let serde_json::Value::Object(mut fields) = body else {
+        return Err(ApiError::invalid_field(
+            "",
+            "the body must be a JSON object: a scenario, or a preset with overrides",
+        ));
+    };
+    let name = match fields.remove("name") {
+        None => None,
+        Some(serde_json::Value::String(n)) if !n.trim().is_empty() && n.len() <= 100 => Some(n),
+        Some(other) => {
+            return Err(ApiError::invalid_field(
+                "name",
+                format!("name must be a string of 1 to 100 characters, not {other}"),
+            ));
+        }
+    };
+    let mut preset_name = None;
+    let mut merged = match fields.remove("preset") {
+        None => serde_json::Map::new(),
+        Some(serde_json::Value::String(p)) => {
+            preset_name = Some(p.clone());
+            let kind: Preset = p.parse().map_err(|e: perf_loadgen::Error| {
+                ApiError::invalid_field("preset", e.to_string())
+            })?;
+            match serde_json::to_value(preset(kind)) {
+                Ok(serde_json::Value::Object(m)) => {
+                    m.into_iter().filter(|(_, v)| !v.is_null()).collect()
+                }
+                _ => serde_json::Map::new(),
+            }
+        }
+        Some(other) => {
+            return Err(ApiError::invalid_field(
+                "preset",
+                format!(
+                    "preset must be one of baseline, stress, spike, endurance, volume, not {other}"
+                ),
+            ));
+        }
+    };
+    let from_preset = !merged.is_empty();
+    // Overrides replace the preset's keys; switching model drops the other model's keys.
+    if from_preset
+        && (fields.contains_key("rate")
+            || fields.contains_key("users")
+            || fields.contains_key("stages"))
+    {
+        for key in [
+            "users",
+            "ramp_up",
+            "think_time",
+            "rate",
+            "max_in_flight",
+            "stages",
+        ] {
+            merged.remove(key);
+        }
+    }
+    merged.extend(fields);
+    let scenario: Scenario =
+        crate::body::parse(serde_json::Value::Object(merged).to_string().as_bytes())?;
+    Ok((
+        name.or(preset_name).unwrap_or_else(|| "api".to_owned()),
+        scenario,
+    ))
+}
+
+fn admission_error(e: AdmissionError) -> ApiError {
+    match e {
+        AdmissionError::Invalid { field, message } => ApiError::invalid_field(field, message),
+        AdmissionError::TargetRefused(message) => ApiError::forbidden(message).with_field("target"),
+        AdmissionError::ShuttingDown => ApiError::unavailable("the server is shutting down", 5),
+        AdmissionError::Store(e) => e.into(),
+    }
+}
+
+fn parse_id(text: &str) -> Result<Id, ApiError> {
+    text.parse()
+        .map_err(|e: perf_core::Error| ApiError::bad_request(e.to_string()).with_field("id"))
+}
+
+/// Starts (or queues) a load test.
+#[utoipa::path(post, path = "/performance/tests", tag = "tests", request_body(content = Object, description = "a scenario (the YAML schema as JSON) with optional `name`, or `{\"preset\": \"baseline\", \"target\": \"http://...\"}` plus overrides"), responses(
+    (status = 202, body = TestView, description = "accepted (saved); running or queued", headers(("Location" = String, description = "URL of the test"))),
+    (status = 401, body = crate::api_error::ErrorBody, description = "missing or wrong bearer token"),
+    (status = 403, body = crate::api_error::ErrorBody, description = "a target is not allowed"),
+    (status = 422, body = crate::api_error::ErrorBody, description = "invalid scenario or over a server limit")
+))]
+#[post("/performance/tests")]
+pub(crate) async fn start(
+    state: web::Data<AppState>,
+    body: JsonBody<serde_json::Value>,
+) -> Result<HttpResponse, ApiError> {
+    let (name, scenario) = scenario_of(body.0)?;
+    let record = state
+        .tests
+        .submit(name, scenario)
+        .await
+        .map_err(admission_error)?;
+    Ok(HttpResponse::Accepted()
+        .insert_header((
+            header::LOCATION,
+            format!("/performance/tests/{}", record.id),
+        ))
+        .json(TestView::from(record)))
+}
+
+/// A test's status and live progress.
+#[utoipa::path(get, path = "/performance/tests/{id}", tag = "tests", responses(
+    (status = 200, body = TestView, description = "OK"),
+    (status = 404, body = crate::api_error::ErrorBody, description = "not found")
+))]
+#[get("/performance/tests/{id}")]
+pub(crate) async fn show(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&id)?;
+    match state.tests.get(id).await? {
+        Some(record) => Ok(HttpResponse::Ok().json(TestView::from(record))),
+        None => Err(ApiError::not_found(format!("no load test {id}"))),
+    }
+}
+
+/// `?format=json|csv|html`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ResultsQuery {
+    /// `json` (default, the full report), `csv` (the timeline) or `html`.
+    format: Option<String>,
+}
+
+/// The report (interim while the test runs).
+#[utoipa::path(get, path = "/performance/tests/{id}/results", tag = "tests", params(ResultsQuery), responses(
+    (status = 200, description = "the RunReport as JSON, or the timeline as CSV"),
+    (status = 404, body = crate::api_error::ErrorBody, description = "no such test, or no measurement yet"),
+    (status = 501, body = crate::api_error::ErrorBody, description = "format=html is not built yet")
+))]
+#[get("/performance/tests/{id}/results")]
+pub(crate) async fn results(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    query: web::Query<ResultsQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&id)?;
+    let record = state
+        .tests
+        .get(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no load test {id}")))?;
+    let report = record.report.ok_or_else(|| {
+        ApiError::not_found(format!(
+            "load test {id} has measured nothing yet ({})",
+            record.status.as_str()
+        ))
+    })?;
+    match query.format.as_deref().unwrap_or("json") {
+        "json" => Ok(HttpResponse::Ok().json(report)),
+        "csv" => Ok(HttpResponse::Ok()
+            .content_type("text/csv; charset=utf-8")
+            .body(report.timeline_csv())),
+        "html" => Err(ApiError::not_implemented(
+            "HTML reports are not built yet; use format=json or format=csv",
+        )),
+        other => Err(ApiError::bad_request(format!(
+            "format {other:?} is not one of json, csv, html"
+        ))
+        .with_field("format")),
+    }
+}
+
+/// `?limit=&cursor=&scenario=&target=&status=`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct HistoryQuery {
+    /// Items per page, 1 to 500 (default 50).
+    limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+    /// Only this scenario name.
+    scenario: Option<String>,
+    /// Only tests with this base URL among their targets.
+    target: Option<String>,
+    /// Only this status.
+    status: Option<String>,
+}
+
+/// Past and current tests, newest first, without their reports.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct HistoryPage {
+    items: Vec<TestView>,
+    next_cursor: Option<Id>,
+}
+
+/// Test history, newest first.
+#[utoipa::path(get, path = "/performance/tests/history", tag = "tests", params(HistoryQuery), responses(
+    (status = 200, body = HistoryPage, description = "OK"),
+    (status = 400, body = crate::api_error::ErrorBody, description = "bad request")
+))]
+#[get("/performance/tests/history")]
+pub(crate) async fn history(
+    state: web::Data<AppState>,
+    query: web::Query<HistoryQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let q = query.into_inner();
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(
+            ApiError::bad_request(format!("limit {limit} is outside 1 to 500")).with_field("limit"),
+        );
+    }
+    let before = q
+        .cursor
+        .as_deref()
+        .map(|c| {
+            c.parse().map_err(|e: perf_core::Error| {
+                ApiError::bad_request(e.to_string()).with_field("cursor")
+            })
+        })
+        .transpose()?;
+    let wanted = q
+        .status
+        .as_deref()
+        .map(|s| {
+            s.parse::<TestStatus>()
+                .map_err(|e| ApiError::bad_request(e).with_field("status"))
+        })
+        .transpose()?;
+    let filter = TestFilter {
+        scenario: q.scenario,
+        target: q.target,
+        status: wanted,
+    };
+    let page = state
+        .store
+        .list_load_tests(&filter, PageRequest { limit, before })
+        .await?;
+    Ok(HttpResponse::Ok().json(HistoryPage {
+        items: page.items.into_iter().map(TestView::from).collect(),
+        next_cursor: page.next_cursor,
+    }))
+}
+
+/// Cancels a queued or running test (within a second), keeping what it measured.
+#[utoipa::path(delete, path = "/performance/tests/{id}", tag = "tests", responses(
+    (status = 200, body = TestView, description = "cancelled"),
+    (status = 401, body = crate::api_error::ErrorBody, description = "missing or wrong bearer token"),
+    (status = 404, body = crate::api_error::ErrorBody, description = "not found"),
+    (status = 409, body = crate::api_error::ErrorBody, description = "already finished")
+))]
+#[delete("/performance/tests/{id}")]
+pub(crate) async fn cancel(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&id)?;
+    match state.tests.cancel(id).await {
+        Ok(record) => Ok(HttpResponse::Ok().json(TestView::from(record))),
+        Err(CancelError::NotFound(_)) => Err(ApiError::not_found(format!("no load test {id}"))),
+        Err(e @ CancelError::Finished(..)) => Err(ApiError::conflict(e.to_string())),
+        Err(CancelError::Store(e)) => Err(e.into()),
+    }
+}

@@ -1,0 +1,372 @@
+//! Load tests run by the server on someone's behalf: admission (limits and
+//! target policy), a queue behind a concurrency limit, progress saved at least
+//! every 5 s, cancellation, and a clean stop on shutdown. The load itself is
+//! perf-loadgen's; this is the lifetime around it, which only a server has.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use perf_core::Id;
+use perf_loadgen::{Limits, LiveSnapshot, Scenario, TargetPolicy};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::store::{LoadTestRecord, Store, TestStatus};
+
+/// How often a running test's progress and interim report are saved.
+pub const SAVE_EVERY: Duration = Duration::from_secs(2);
+
+/// Why a test was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum AdmissionError {
+    /// The scenario is invalid or over a limit.
+    #[error("{message}")]
+    Invalid {
+        /// The scenario key at fault.
+        field: String,
+        /// What is wrong and what is allowed.
+        message: String,
+    },
+    /// A target is not allowed.
+    #[error("{0}")]
+    TargetRefused(String),
+    /// The server is shutting down.
+    #[error("the server is shutting down")]
+    ShuttingDown,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] crate::Error),
+}
+
+/// Why a cancellation was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum CancelError {
+    /// No such test.
+    #[error("no load test {0}")]
+    NotFound(Id),
+    /// The test already ended.
+    #[error("load test {0} already ended ({1})")]
+    Finished(Id, &'static str),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] crate::Error),
+}
+
+struct Running {
+    cancel: CancellationToken,
+    /// The status to record when the run ends because of `cancel`.
+    stop_as: Arc<Mutex<Option<TestStatus>>>,
+    progress: Option<watch::Receiver<LiveSnapshot>>,
+    done: watch::Receiver<bool>,
+}
+
+#[derive(Default)]
+struct State {
+    running: HashMap<Id, Running>,
+    queue: VecDeque<(LoadTestRecord, Scenario)>,
+    shutting_down: bool,
+}
+
+/// Runs load tests for the API.
+pub struct TestRunner {
+    store: Arc<dyn Store>,
+    runtime: tokio::runtime::Handle,
+    limits: Limits,
+    policy: TargetPolicy,
+    max_concurrent: usize,
+    state: Mutex<State>,
+}
+
+impl std::fmt::Debug for TestRunner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestRunner")
+            .field("max_concurrent", &self.max_concurrent)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TestRunner {
+    /// A runner whose load runs on `runtime`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        runtime: tokio::runtime::Handle,
+        limits: Limits,
+        policy: TargetPolicy,
+        max_concurrent: usize,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            runtime,
+            limits,
+            policy,
+            max_concurrent: max_concurrent.max(1),
+            state: Mutex::new(State::default()),
+        })
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        // A poisoned lock only means a panic elsewhere: the state is still consistent.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Validates, checks limits and targets, saves (durably) and starts or queues a test.
+    pub async fn submit(
+        self: &Arc<Self>,
+        name: String,
+        scenario: Scenario,
+    ) -> Result<LoadTestRecord, AdmissionError> {
+        let invalid = |e: perf_loadgen::Error| match e {
+            perf_loadgen::Error::Invalid { ref key, .. } => AdmissionError::Invalid {
+                field: key.clone(),
+                message: e.to_string(),
+            },
+            other => AdmissionError::Invalid {
+                field: "scenario".to_owned(),
+                message: other.to_string(),
+            },
+        };
+        scenario.validate(&name).map_err(invalid)?;
+        scenario
+            .check_limits(&name, &self.limits)
+            .map_err(invalid)?;
+        let Some(targets) = &scenario.target else {
+            return Err(AdmissionError::Invalid {
+                field: "target".to_owned(),
+                message: "a target is required: a base URL such as http://127.0.0.1:8080"
+                    .to_owned(),
+            });
+        };
+        let targets: Vec<String> = targets.urls().into_iter().map(str::to_owned).collect();
+        self.policy
+            .check_scenario(&scenario)
+            .await
+            .map_err(|e| AdmissionError::TargetRefused(e.to_string()))?;
+        let record = LoadTestRecord {
+            id: Id::new(),
+            scenario_name: name,
+            targets,
+            status: TestStatus::Queued,
+            created_at_ms: perf_core::unix_millis(),
+            started_at_ms: None,
+            finished_at_ms: None,
+            scenario: serde_json::to_value(&scenario).map_err(|e| AdmissionError::Invalid {
+                field: "scenario".into(),
+                message: e.to_string(),
+            })?,
+            progress: None,
+            report: None,
+            error: None,
+        };
+        if self.state().shutting_down {
+            return Err(AdmissionError::ShuttingDown);
+        }
+        self.store.insert_load_test(&record).await?;
+        let start_now = {
+            let mut state = self.state();
+            if state.running.len() < self.max_concurrent && state.queue.is_empty() {
+                true
+            } else {
+                state.queue.push_back((record.clone(), scenario.clone()));
+                false
+            }
+        };
+        if start_now {
+            self.start(record.clone(), scenario);
+        }
+        Ok(record)
+    }
+
+    /// Starts a test on the load runtime.
+    fn start(self: &Arc<Self>, mut record: LoadTestRecord, scenario: Scenario) {
+        let cancel = CancellationToken::new();
+        let stop_as = Arc::new(Mutex::new(None));
+        let (done_tx, done) = watch::channel(false);
+        self.state().running.insert(
+            record.id,
+            Running {
+                cancel: cancel.clone(),
+                stop_as: Arc::clone(&stop_as),
+                progress: None,
+                done,
+            },
+        );
+        let runner = Arc::clone(self);
+        self.runtime.spawn(async move {
+            let id = record.id;
+            runner.run(&mut record, scenario, cancel, stop_as).await;
+            if let Err(e) = runner.store.save_load_test(&record).await {
+                tracing::error!(test = %id, error = %e, "saving the end of a load test failed");
+            }
+            let next = {
+                let mut state = runner.state();
+                state.running.remove(&id);
+                if state.shutting_down {
+                    None
+                } else {
+                    state.queue.pop_front()
+                }
+            };
+            let _ = done_tx.send(true);
+            if let Some((record, scenario)) = next {
+                runner.start(record, scenario);
+            }
+        });
+    }
+
+    async fn run(
+        &self,
+        record: &mut LoadTestRecord,
+        scenario: Scenario,
+        cancel: CancellationToken,
+        stop_as: Arc<Mutex<Option<TestStatus>>>,
+    ) {
+        let handle = match perf_loadgen::start(&record.scenario_name, &scenario).await {
+            Ok(h) => h,
+            Err(e) => {
+                record.status = TestStatus::Failed;
+                record.error = Some(e.to_string());
+                record.finished_at_ms = Some(perf_core::unix_millis());
+                return;
+            }
+        };
+        record.status = TestStatus::Running;
+        record.started_at_ms = Some(perf_core::unix_millis());
+        if let Some(r) = self.state().running.get_mut(&record.id) {
+            r.progress = Some(handle.progress());
+        }
+        let mut live = handle.progress();
+        let mut save = tokio::time::interval(SAVE_EVERY);
+        let mut cancel_sent = false;
+        loop {
+            let save_now = tokio::select! {
+                _ = save.tick() => true,
+                () = cancel.cancelled(), if !cancel_sent => {
+                    handle.cancel();
+                    cancel_sent = true;
+                    false
+                }
+                changed = live.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    false
+                }
+            };
+            if handle.is_finished() || live.borrow().finished {
+                break;
+            }
+            if save_now {
+                record.progress = Some(live.borrow().clone());
+                record.report = Some(handle.interim_report());
+                if let Err(e) = self.store.save_load_test(record).await {
+                    tracing::warn!(test = %record.id, error = %e, "saving progress failed");
+                }
+            }
+        }
+        record.progress = Some(live.borrow().clone());
+        match handle.report().await {
+            Ok(report) => {
+                let stopped = stop_as.lock().ok().and_then(|s| *s);
+                record.status = match (report.stopped_early.as_deref(), stopped) {
+                    (_, Some(status)) => status,
+                    (Some(reason), None) if reason.starts_with("threshold failed") => {
+                        TestStatus::Failed
+                    }
+                    _ => TestStatus::Completed,
+                };
+                if record.status == TestStatus::Failed {
+                    record.error = report.stopped_early.clone();
+                }
+                record.report = Some(report);
+            }
+            Err(e) => {
+                record.status = TestStatus::Failed;
+                record.error = Some(e.to_string());
+            }
+        }
+        record.finished_at_ms = Some(perf_core::unix_millis());
+    }
+
+    /// The test with its newest live figures.
+    pub async fn get(&self, id: Id) -> Result<Option<LoadTestRecord>, crate::Error> {
+        let Some(mut record) = self.store.get_load_test(id).await? else {
+            return Ok(None);
+        };
+        if let Some(r) = self.state().running.get(&id) {
+            record.status = TestStatus::Running;
+            if let Some(p) = &r.progress {
+                record.progress = Some(p.borrow().clone());
+            }
+        }
+        Ok(Some(record))
+    }
+
+    /// Cancels a queued or running test, keeping what it measured; waits
+    /// (up to 2 s) until it is saved as `cancelled`.
+    pub async fn cancel(&self, id: Id) -> Result<LoadTestRecord, CancelError> {
+        let queued = {
+            let mut state = self.state();
+            let position = state.queue.iter().position(|(r, _)| r.id == id);
+            position.and_then(|i| state.queue.remove(i))
+        };
+        if let Some((mut record, _)) = queued {
+            record.status = TestStatus::Cancelled;
+            record.finished_at_ms = Some(perf_core::unix_millis());
+            self.store.save_load_test(&record).await?;
+            return Ok(record);
+        }
+        let running = self
+            .state()
+            .running
+            .get(&id)
+            .map(|r| (r.cancel.clone(), Arc::clone(&r.stop_as), r.done.clone()));
+        if let Some((cancel, stop_as, mut done)) = running {
+            if let Ok(mut s) = stop_as.lock() {
+                s.get_or_insert(TestStatus::Cancelled);
+            }
+            cancel.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(2), done.wait_for(|d| *d)).await;
+        } else {
+            match self.store.get_load_test(id).await? {
+                None => return Err(CancelError::NotFound(id)),
+                Some(r) => return Err(CancelError::Finished(id, r.status.as_str())),
+            }
+        }
+        self.store
+            .get_load_test(id)
+            .await?
+            .ok_or(CancelError::NotFound(id))
+    }
+
+    /// Stops every running test (saved as `interrupted` with what it
+    /// measured) and marks queued ones `interrupted`.
+    pub async fn shutdown(&self) {
+        let (running, queued) = {
+            let mut state = self.state();
+            state.shutting_down = true;
+            let running: Vec<_> = state
+                .running
+                .values()
+                .map(|r| (r.cancel.clone(), Arc::clone(&r.stop_as), r.done.clone()))
+                .collect();
+            (running, std::mem::take(&mut state.queue))
+        };
+        for (mut record, _) in queued {
+            record.status = TestStatus::Interrupted;
+            record.finished_at_ms = Some(perf_core::unix_millis());
+            if let Err(e) = self.store.save_load_test(&record).await {
+                tracing::error!(test = %record.id, error = %e, "saving an interrupted test failed");
+            }
+        }
+        for (cancel, stop_as, mut done) in running {
+            if let Ok(mut s) = stop_as.lock() {
+                s.get_or_insert(TestStatus::Interrupted);
+            }
+            cancel.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(5), done.wait_for(|d| *d)).await;
+        }
+    }
+}
