@@ -44,6 +44,7 @@
 
 mod compare;
 mod error;
+mod html;
 mod http;
 mod report;
 mod request;

@@ -43,6 +43,9 @@ pub struct RunArgs {
     /// Write a JUnit XML file: one test case per threshold and per regression check.
     #[arg(long)]
     pub junit: Option<PathBuf>,
+    /// Write the self-contained HTML report (charts, thresholds, regression verdicts) here.
+    #[arg(long)]
+    pub html: Option<PathBuf>,
 }
 
 /// Options of `perf-server merge`.
@@ -276,6 +279,10 @@ fn execute(args: &RunArgs) -> Result<(RunReport, Option<Comparison>), (u8, Strin
         1 => Some(compare(&baselines[0], &report, &CompareOptions::default())),
         _ => compare_to_history(&baselines, &report, &CompareOptions::default()),
     };
+    if let Some(path) = &args.html {
+        std::fs::write(path, report.to_html(comparison.as_ref()))
+            .map_err(|e| (FAILED, format!("{}: {e}", path.display())))?;
+    }
     if let Some(path) = &args.junit {
         std::fs::write(path, junit(&report, comparison.as_ref()))
             .map_err(|e| (FAILED, format!("{}: {e}", path.display())))?;

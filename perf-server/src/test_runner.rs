@@ -304,6 +304,45 @@ impl TestRunner {
         Ok(Some(record))
     }
 
+    /// This test judged against the recent history of the same scenario and
+    /// targets (up to 5 earlier completed tests); `None` without history.
+    pub async fn comparison(
+        &self,
+        record: &LoadTestRecord,
+    ) -> Result<Option<perf_loadgen::Comparison>, crate::Error> {
+        let Some(report) = &record.report else {
+            return Ok(None);
+        };
+        let filter = crate::store::TestFilter {
+            scenario: Some(record.scenario_name.clone()),
+            target: record.targets.first().cloned(),
+            status: Some(TestStatus::Completed),
+        };
+        let earlier = self
+            .store
+            .list_load_tests(
+                &filter,
+                crate::store::PageRequest {
+                    limit: 5,
+                    before: Some(record.id),
+                },
+            )
+            .await?;
+        let mut history = Vec::new();
+        for item in earlier.items.iter().filter(|t| t.targets == record.targets) {
+            if let Some(full) = self.store.get_load_test(item.id).await?
+                && let Some(r) = full.report
+            {
+                history.push(r);
+            }
+        }
+        Ok(perf_loadgen::compare_to_history(
+            &history,
+            report,
+            &perf_loadgen::CompareOptions::default(),
+        ))
+    }
+
     /// Cancels a queued or running test, keeping what it measured; waits
     /// (up to 2 s) until it is saved as `cancelled`.
     pub async fn cancel(&self, id: Id) -> Result<LoadTestRecord, CancelError> {

@@ -581,17 +581,45 @@ async fn a_load_test_runs_through_the_api_and_its_results_are_kept() {
             .unwrap()
             .starts_with("t_s,")
     );
+    let resp = test::call_service(
+        &svc,
+        TestRequest::get()
+            .uri(&format!("{location}/results"))
+            .insert_header(("accept", "text/html"))
+            .to_request(),
+    )
+    .await;
+    assert!(
+        resp.headers()
+            .get("content-type")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let html = String::from_utf8(test::read_body(resp).await.to_vec()).unwrap();
+    assert!(
+        html.contains("<svg")
+            && html.contains("Throughput and errors")
+            && html.contains("p95 &lt; 1s"),
+        "{html}"
+    );
+    assert!(
+        !html.contains("<script") && !html.contains("src=\"http"),
+        "self-contained"
+    );
     let (status, body) = json_of(
         test::call_service(
             &svc,
             TestRequest::get()
-                .uri(&format!("{location}/results?format=html"))
+                .uri(&format!("{location}/results?format=pdf"))
                 .to_request(),
         )
         .await,
     )
     .await;
-    assert_eq!(status, 501, "{body}");
+    assert_eq!(status, 400, "{body}");
+    assert_error(&body, "bad_request", Some("format"));
 
     let (status, history) = json_of(
         test::call_service(

@@ -186,15 +186,16 @@ pub(crate) struct ResultsQuery {
 
 /// The report (interim while the test runs).
 #[utoipa::path(get, path = "/performance/tests/{id}/results", tag = "tests", params(ResultsQuery), responses(
-    (status = 200, description = "the RunReport as JSON, or the timeline as CSV"),
+    (status = 200, description = "the RunReport as JSON, the timeline as CSV, or a self-contained HTML report with charts and threshold and regression verdicts (also for `Accept: text/html`)"),
     (status = 404, body = crate::api_error::ErrorBody, description = "no such test, or no measurement yet"),
-    (status = 501, body = crate::api_error::ErrorBody, description = "format=html is not built yet")
+    (status = 400, body = crate::api_error::ErrorBody, description = "unknown format")
 ))]
 #[get("/performance/tests/{id}/results")]
 pub(crate) async fn results(
     state: web::Data<AppState>,
     id: web::Path<String>,
     query: web::Query<ResultsQuery>,
+    request: actix_web::HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id)?;
     let record = state
@@ -202,20 +203,32 @@ pub(crate) async fn results(
         .get(id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no load test {id}")))?;
-    let report = record.report.ok_or_else(|| {
-        ApiError::not_found(format!(
+    let Some(report) = &record.report else {
+        return Err(ApiError::not_found(format!(
             "load test {id} has measured nothing yet ({})",
             record.status.as_str()
-        ))
-    })?;
-    match query.format.as_deref().unwrap_or("json") {
+        )));
+    };
+    let wants_html = request
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"));
+    let format = query
+        .format
+        .as_deref()
+        .unwrap_or(if wants_html { "html" } else { "json" });
+    match format {
         "json" => Ok(HttpResponse::Ok().json(report)),
         "csv" => Ok(HttpResponse::Ok()
             .content_type("text/csv; charset=utf-8")
             .body(report.timeline_csv())),
-        "html" => Err(ApiError::not_implemented(
-            "HTML reports are not built yet; use format=json or format=csv",
-        )),
+        "html" => {
+            let comparison = state.tests.comparison(&record).await?;
+            Ok(HttpResponse::Ok()
+                .content_type("text/html; charset=utf-8")
+                .body(report.to_html(comparison.as_ref())))
+        }
         other => Err(ApiError::bad_request(format!(
             "format {other:?} is not one of json, csv, html"
         ))
