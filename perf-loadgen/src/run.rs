@@ -179,6 +179,25 @@ impl Drop for CountGuard<'_> {
 /// Targets are resolved and the data file read before this returns, so a bad
 /// target or file is an error here, not a run full of failures.
 pub async fn start(name: &str, scenario: &Scenario) -> Result<RunHandle> {
+    start_checked(name, scenario, None).await
+}
+
+/// Like [`start`], checking every resolved target address against `policy`
+/// first: the addresses checked are the ones connected to, so a name that
+/// resolves differently a moment later cannot slip past the check.
+pub async fn start_with_policy(
+    name: &str,
+    scenario: &Scenario,
+    policy: &crate::TargetPolicy,
+) -> Result<RunHandle> {
+    start_checked(name, scenario, Some(policy)).await
+}
+
+async fn start_checked(
+    name: &str,
+    scenario: &Scenario,
+    policy: Option<&crate::TargetPolicy>,
+) -> Result<RunHandle> {
     scenario.validate(name)?;
     let plan = scenario.plan(name)?;
     let targets = scenario.target.as_ref().ok_or_else(|| Error::Invalid {
@@ -203,6 +222,16 @@ pub async fn start(name: &str, scenario: &Scenario) -> Result<RunHandle> {
             .resolve()
             .await
             .map_err(|e| invalid(format!("a host that resolves ({e})")))?;
+        if let Some(policy) = policy {
+            for addr in &resolved {
+                policy
+                    .check_ip(addr.ip())
+                    .map_err(|reason| Error::TargetRefused {
+                        url: url.clone(),
+                        reason,
+                    })?;
+            }
+        }
         addrs.push(resolved[0]);
         endpoints.push(endpoint);
     }

@@ -223,15 +223,18 @@ impl TestRunner {
         cancel: CancellationToken,
         stop_as: Arc<Mutex<Option<TestStatus>>>,
     ) {
-        let handle = match perf_loadgen::start(&record.scenario_name, &scenario).await {
-            Ok(h) => h,
-            Err(e) => {
-                record.status = TestStatus::Failed;
-                record.error = Some(e.to_string());
-                record.finished_at_ms = Some(perf_core::unix_millis());
-                return;
-            }
-        };
+        let handle =
+            match perf_loadgen::start_with_policy(&record.scenario_name, &scenario, &self.policy)
+                .await
+            {
+                Ok(h) => h,
+                Err(e) => {
+                    record.status = TestStatus::Failed;
+                    record.error = Some(e.to_string());
+                    record.finished_at_ms = Some(perf_core::unix_millis());
+                    return;
+                }
+            };
         record.status = TestStatus::Running;
         record.started_at_ms = Some(perf_core::unix_millis());
         if let Some(r) = self.state().running.get_mut(&record.id) {
