@@ -66,6 +66,11 @@ pub struct ServerConfig {
     /// Networks load tests may target (default loopback only). Link-local and
     /// cloud-metadata addresses are refused whatever this says.
     pub target_allowlist: Vec<String>,
+    /// Base URLs of other perf-server instances a load test may be split over (`shards: N`).
+    pub load_workers: Vec<String>,
+    /// Bearer token sent to the workers (default: this server's `api_token`; never serialized).
+    #[serde(skip_serializing)]
+    pub worker_token: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -87,6 +92,8 @@ impl Default for ServerConfig {
             test_limits: perf_loadgen::Limits::default(),
             max_concurrent_tests: 2,
             target_allowlist: vec!["127.0.0.0/8".to_owned(), "::1/128".to_owned()],
+            load_workers: Vec::new(),
+            worker_token: None,
         }
     }
 }

@@ -41,6 +41,7 @@ pub mod server;
 pub mod store;
 pub mod telemetry;
 pub mod test_runner;
+mod worker_client;
 
 pub use api_error::ApiError;
 pub use error::{Error, Result};

@@ -44,12 +44,17 @@ pub async fn run(config: ServerConfig) -> Result<()> {
             field: "target_allowlist".to_owned(),
             message,
         })?;
-    let tests = TestRunner::new(
+    let tests = TestRunner::with_workers(
         Arc::clone(&store),
         load_runtime.handle().clone(),
         config.test_limits,
         policy,
         config.max_concurrent_tests,
+        config.load_workers.clone(),
+        config
+            .worker_token
+            .clone()
+            .or_else(|| config.api_token.clone()),
     );
     let (monitor, sampler) = Monitor::start(
         config.sample_interval.as_duration(),

@@ -61,11 +61,30 @@ struct Running {
     done: watch::Receiver<bool>,
 }
 
+/// A test waiting for, or given, a slot.
+struct Job {
+    record: LoadTestRecord,
+    scenario: Scenario,
+    /// Base URLs of the perf-server workers running its shards; empty: run here.
+    workers: Vec<String>,
+}
+
 #[derive(Default)]
 struct State {
     running: HashMap<Id, Running>,
-    queue: VecDeque<(LoadTestRecord, Scenario)>,
+    queue: VecDeque<Job>,
     shutting_down: bool,
+}
+
+/// Where a test runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Placement {
+    /// On this server.
+    Here,
+    /// Split over these workers (other perf-server instances).
+    Workers(Vec<String>),
+    /// Split over the first N configured workers.
+    Shards(u32),
 }
 
 /// Runs load tests for the API.
@@ -75,6 +94,8 @@ pub struct TestRunner {
     limits: Limits,
     policy: TargetPolicy,
     max_concurrent: usize,
+    workers: Vec<String>,
+    worker_token: Option<String>,
     state: Mutex<State>,
 }
 
@@ -95,12 +116,36 @@ impl TestRunner {
         policy: TargetPolicy,
         max_concurrent: usize,
     ) -> Arc<Self> {
+        Self::with_workers(
+            store,
+            runtime,
+            limits,
+            policy,
+            max_concurrent,
+            Vec::new(),
+            None,
+        )
+    }
+
+    /// A runner that can also split tests over other perf-server instances
+    /// (`workers`), calling them with `worker_token`.
+    pub fn with_workers(
+        store: Arc<dyn Store>,
+        runtime: tokio::runtime::Handle,
+        limits: Limits,
+        policy: TargetPolicy,
+        max_concurrent: usize,
+        workers: Vec<String>,
+        worker_token: Option<String>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             store,
             runtime,
             limits,
             policy,
             max_concurrent: max_concurrent.max(1),
+            workers,
+            worker_token,
             state: Mutex::new(State::default()),
         })
     }
@@ -117,6 +162,7 @@ impl TestRunner {
         self: &Arc<Self>,
         name: String,
         scenario: Scenario,
+        placement: Placement,
     ) -> Result<LoadTestRecord, AdmissionError> {
         let invalid = |e: perf_loadgen::Error| match e {
             perf_loadgen::Error::Invalid { ref key, .. } => AdmissionError::Invalid {
@@ -144,6 +190,16 @@ impl TestRunner {
             .check_scenario(&scenario)
             .await
             .map_err(|e| AdmissionError::TargetRefused(e.to_string()))?;
+        let workers = self.place(&name, &scenario, placement).await?;
+        let mut scenario_json =
+            serde_json::to_value(&scenario).map_err(|e| AdmissionError::Invalid {
+                field: "scenario".into(),
+                message: e.to_string(),
+            })?;
+        if let (false, serde_json::Value::Object(fields)) = (workers.is_empty(), &mut scenario_json)
+        {
+            fields.insert("workers".to_owned(), serde_json::json!(workers));
+        }
         let record = LoadTestRecord {
             id: Id::new(),
             scenario_name: name,
@@ -152,10 +208,7 @@ impl TestRunner {
             created_at_ms: perf_core::unix_millis(),
             started_at_ms: None,
             finished_at_ms: None,
-            scenario: serde_json::to_value(&scenario).map_err(|e| AdmissionError::Invalid {
-                field: "scenario".into(),
-                message: e.to_string(),
-            })?,
+            scenario: scenario_json,
             progress: None,
             report: None,
             error: None,
@@ -169,18 +222,83 @@ impl TestRunner {
             if state.running.len() < self.max_concurrent && state.queue.is_empty() {
                 true
             } else {
-                state.queue.push_back((record.clone(), scenario.clone()));
+                state.queue.push_back(Job {
+                    record: record.clone(),
+                    scenario: scenario.clone(),
+                    workers: workers.clone(),
+                });
                 false
             }
         };
         if start_now {
-            self.start(record.clone(), scenario);
+            self.start(Job {
+                record: record.clone(),
+                scenario,
+                workers,
+            });
         }
         Ok(record)
     }
 
+    /// The workers a test runs on (empty: here), checked.
+    async fn place(
+        &self,
+        name: &str,
+        scenario: &Scenario,
+        placement: Placement,
+    ) -> Result<Vec<String>, AdmissionError> {
+        let workers = match placement {
+            Placement::Here => return Ok(Vec::new()),
+            Placement::Shards(n) => {
+                let n = n as usize;
+                if n == 0 || n > self.workers.len() {
+                    return Err(AdmissionError::Invalid {
+                        field: "shards".to_owned(),
+                        message: format!(
+                            "shards {n}: this server has {} configured workers (allowed: 1 to {})",
+                            self.workers.len(),
+                            self.workers.len()
+                        ),
+                    });
+                }
+                self.workers[..n].to_vec()
+            }
+            Placement::Workers(list) => {
+                if list.is_empty() || list.len() > 64 {
+                    return Err(AdmissionError::Invalid {
+                        field: "workers".to_owned(),
+                        message: "workers: give 1 to 64 base URLs of perf-server instances"
+                            .to_owned(),
+                    });
+                }
+                for w in &list {
+                    // A worker is a request this server makes too: configured, or allowed by the policy.
+                    if !self.workers.contains(w) {
+                        self.policy
+                            .check(w)
+                            .await
+                            .map_err(|e| AdmissionError::TargetRefused(format!("worker: {e}")))?;
+                    }
+                }
+                list
+            }
+        };
+        perf_loadgen::split(name, scenario, workers.len() as u32).map_err(|e| {
+            AdmissionError::Invalid {
+                field: "workers".to_owned(),
+                message: e.to_string(),
+            }
+        })?;
+        Ok(workers)
+    }
+
     /// Starts a test on the load runtime.
-    fn start(self: &Arc<Self>, mut record: LoadTestRecord, scenario: Scenario) {
+    fn start(self: &Arc<Self>, job: Job) {
+        let Job {
+            mut record,
+            scenario,
+            workers,
+        } = job;
         let cancel = CancellationToken::new();
         let stop_as = Arc::new(Mutex::new(None));
         let (done_tx, done) = watch::channel(false);
@@ -196,7 +314,13 @@ impl TestRunner {
         let runner = Arc::clone(self);
         self.runtime.spawn(async move {
             let id = record.id;
-            runner.run(&mut record, scenario, cancel, stop_as).await;
+            if workers.is_empty() {
+                runner.run(&mut record, scenario, cancel, stop_as).await;
+            } else {
+                runner
+                    .run_distributed(&mut record, scenario, &workers, cancel, stop_as)
+                    .await;
+            }
             if let Err(e) = runner.store.save_load_test(&record).await {
                 tracing::error!(test = %id, error = %e, "saving the end of a load test failed");
             }
@@ -210,8 +334,8 @@ impl TestRunner {
                 }
             };
             let _ = done_tx.send(true);
-            if let Some((record, scenario)) = next {
-                runner.start(record, scenario);
+            if let Some(job) = next {
+                runner.start(job);
             }
         });
     }
@@ -293,6 +417,201 @@ impl TestRunner {
         record.finished_at_ms = Some(perf_core::unix_millis());
     }
 
+    /// Runs the shards of a test on other perf-server instances through their
+    /// API, follows them, and merges their reports exactly. A worker that
+    /// stops answering for 5 s fails the test; what was measured is kept.
+    async fn run_distributed(
+        &self,
+        record: &mut LoadTestRecord,
+        scenario: Scenario,
+        workers: &[String],
+        cancel: CancellationToken,
+        stop_as: Arc<Mutex<Option<TestStatus>>>,
+    ) {
+        let token = self.worker_token.as_deref();
+        let call = |base: &str, method: &'static str, path: String, body: Option<String>| {
+            let base = base.to_owned();
+            async move {
+                crate::worker_client::call(
+                    &base,
+                    method,
+                    &path,
+                    token,
+                    body.as_deref(),
+                    Duration::from_secs(10),
+                )
+                .await
+            }
+        };
+        let fail = |record: &mut LoadTestRecord, error: String| {
+            record.status = TestStatus::Failed;
+            record.error = Some(error);
+            record.finished_at_ms = Some(perf_core::unix_millis());
+        };
+        let parts =
+            match perf_loadgen::split(&record.scenario_name, &scenario, workers.len() as u32) {
+                Ok(p) => p,
+                Err(e) => return fail(record, e.to_string()),
+            };
+        // Start every shard; if one cannot start, stop those that did.
+        let mut shards: Vec<(String, String)> = Vec::new();
+        for (worker, part) in workers.iter().zip(parts) {
+            let mut body = serde_json::to_value(&part).unwrap_or_default();
+            if let serde_json::Value::Object(fields) = &mut body {
+                fields.insert("name".to_owned(), serde_json::json!(record.scenario_name));
+            }
+            let started = call(
+                worker,
+                "POST",
+                "/performance/tests".to_owned(),
+                Some(body.to_string()),
+            )
+            .await;
+            let id = started
+                .as_ref()
+                .ok()
+                .filter(|r| r.status == 202)
+                .and_then(|r| {
+                    serde_json::from_str::<serde_json::Value>(&r.body)
+                        .ok()?
+                        .get("id")?
+                        .as_str()
+                        .map(str::to_owned)
+                });
+            match id {
+                Some(id) => shards.push((worker.clone(), format!("/performance/tests/{id}"))),
+                None => {
+                    for (w, path) in &shards {
+                        let _ = call(w, "DELETE", path.clone(), None).await;
+                    }
+                    let why = match started {
+                        Ok(r) => format!("answered {}: {}", r.status, r.body),
+                        Err(e) => e,
+                    };
+                    return fail(
+                        record,
+                        format!("worker {worker} could not start its shard: {why}"),
+                    );
+                }
+            }
+        }
+        record.status = TestStatus::Running;
+        record.started_at_ms = Some(perf_core::unix_millis());
+        let (progress_tx, progress_rx) = watch::channel(LiveSnapshot::default());
+        if let Some(r) = self.state().running.get_mut(&record.id) {
+            r.progress = Some(progress_rx);
+        }
+        let n = shards.len();
+        let mut reports: Vec<Option<perf_loadgen::RunReport>> = vec![None; n];
+        let mut snapshots: Vec<LiveSnapshot> = vec![LiveSnapshot::default(); n];
+        let mut ended: Vec<Option<TestStatus>> = vec![None; n];
+        let mut silent_since: Vec<Option<std::time::Instant>> = vec![None; n];
+        let mut dead: Vec<String> = Vec::new();
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut cancel_sent = false;
+        let mut round = 0u64;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = cancel.cancelled(), if !cancel_sent => {
+                    cancel_sent = true;
+                    for (i, (w, path)) in shards.iter().enumerate() {
+                        if ended[i].is_none() {
+                            let _ = call(w, "DELETE", path.clone(), None).await;
+                        }
+                    }
+                }
+            }
+            round += 1;
+            for (i, (w, path)) in shards.iter().enumerate() {
+                if ended[i].is_some() {
+                    continue;
+                }
+                let answer = call(w, "GET", path.clone(), None).await;
+                if let Err(e) = &answer {
+                    tracing::warn!(test = %record.id, worker = %w, error = %e, "worker did not answer");
+                }
+                let status = answer
+                    .ok()
+                    .filter(|r| r.status == 200)
+                    .and_then(|r| serde_json::from_str::<ShardView>(&r.body).ok());
+                match status {
+                    Some(view) => {
+                        silent_since[i] = None;
+                        if let Some(p) = view.progress {
+                            snapshots[i] = p;
+                        }
+                        let refresh = view.status.is_finished() || round.is_multiple_of(2);
+                        if refresh
+                            && let Ok(r) = call(w, "GET", format!("{path}/results"), None).await
+                            && r.status == 200
+                            && let Ok(report) = serde_json::from_str(&r.body)
+                        {
+                            reports[i] = Some(report);
+                        }
+                        if view.status.is_finished() {
+                            ended[i] = Some(view.status);
+                        }
+                    }
+                    None => {
+                        let since = *silent_since[i].get_or_insert_with(std::time::Instant::now);
+                        if since.elapsed() >= Duration::from_secs(5) {
+                            ended[i] = Some(TestStatus::Failed);
+                            dead.push(w.clone());
+                        }
+                    }
+                }
+            }
+            if !dead.is_empty() && !cancel_sent {
+                // The test cannot be whole any more: stop the other shards, keep what they measured.
+                cancel_sent = true;
+                for (i, (w, path)) in shards.iter().enumerate() {
+                    if ended[i].is_none() {
+                        let _ = call(w, "DELETE", path.clone(), None).await;
+                    }
+                }
+            }
+            let combined = combine(&snapshots, ended.iter().all(Option::is_some));
+            let _ = progress_tx.send(combined.clone());
+            record.progress = Some(combined);
+            let available: Vec<_> = reports.iter().flatten().cloned().collect();
+            if !available.is_empty() {
+                record.report = perf_loadgen::RunReport::merge(&available).ok();
+            }
+            if ended.iter().all(Option::is_some) {
+                break;
+            }
+            if round.is_multiple_of(2)
+                && let Err(e) = self.store.save_load_test(record).await
+            {
+                tracing::warn!(test = %record.id, error = %e, "saving progress failed");
+            }
+        }
+        let stopped = stop_as.lock().ok().and_then(|s| *s);
+        record.status = if let Some(status) = stopped {
+            status
+        } else if !dead.is_empty() {
+            record.error = Some(format!(
+                "worker(s) stopped answering: {}; the report merges what the others measured",
+                dead.join(", ")
+            ));
+            TestStatus::Failed
+        } else if ended.iter().any(|e| *e != Some(TestStatus::Completed)) {
+            record.error = Some(format!(
+                "a shard did not complete: {:?}",
+                ended
+                    .iter()
+                    .flatten()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+            ));
+            TestStatus::Failed
+        } else {
+            TestStatus::Completed
+        };
+        record.finished_at_ms = Some(perf_core::unix_millis());
+    }
+
     /// The test with its newest live figures.
     pub async fn get(&self, id: Id) -> Result<Option<LoadTestRecord>, crate::Error> {
         let Some(mut record) = self.store.get_load_test(id).await? else {
@@ -351,10 +670,10 @@ impl TestRunner {
     pub async fn cancel(&self, id: Id) -> Result<LoadTestRecord, CancelError> {
         let queued = {
             let mut state = self.state();
-            let position = state.queue.iter().position(|(r, _)| r.id == id);
+            let position = state.queue.iter().position(|j| j.record.id == id);
             position.and_then(|i| state.queue.remove(i))
         };
-        if let Some((mut record, _)) = queued {
+        if let Some(Job { mut record, .. }) = queued {
             record.status = TestStatus::Cancelled;
             record.finished_at_ms = Some(perf_core::unix_millis());
             self.store.save_load_test(&record).await?;
@@ -396,7 +715,7 @@ impl TestRunner {
                 .collect();
             (running, std::mem::take(&mut state.queue))
         };
-        for (mut record, _) in queued {
+        for Job { mut record, .. } in queued {
             record.status = TestStatus::Interrupted;
             record.finished_at_ms = Some(perf_core::unix_millis());
             if let Err(e) = self.store.save_load_test(&record).await {
@@ -411,4 +730,33 @@ impl TestRunner {
             let _ = tokio::time::timeout(Duration::from_secs(5), done.wait_for(|d| *d)).await;
         }
     }
+}
+
+/// What a worker says about its shard.
+#[derive(Debug, serde::Deserialize)]
+struct ShardView {
+    status: TestStatus,
+    progress: Option<LiveSnapshot>,
+}
+
+/// The live figures of all shards as one: counts add up, p95 is the largest
+/// shard's (an upper bound until the reports are merged).
+fn combine(parts: &[LiveSnapshot], finished: bool) -> LiveSnapshot {
+    let mut all = LiveSnapshot {
+        finished,
+        ..LiveSnapshot::default()
+    };
+    for p in parts {
+        all.elapsed_s = all.elapsed_s.max(p.elapsed_s);
+        all.total_s = all.total_s.max(p.total_s);
+        all.users += p.users;
+        all.target_rate += p.target_rate;
+        all.in_flight += p.in_flight;
+        all.requests += p.requests;
+        all.errors += p.errors;
+        all.rps += p.rps;
+        all.p95_ms = all.p95_ms.max(p.p95_ms);
+        all.dropped += p.dropped;
+    }
+    all
 }

@@ -514,3 +514,149 @@ fn sigterm_stops_running_tests_saves_them_and_exits() {
         "{report}"
     );
 }
+
+fn wait_for(addr: std::net::SocketAddr, location: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let v = json(&http::get(addr, location).unwrap().body);
+        if done(&v) || Instant::now() > deadline {
+            return v;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_test_split_over_three_workers_merges_their_reports_exactly() {
+    use testkit::target::{Behavior, TargetServer};
+    let target = TargetServer::start(Behavior::default()).unwrap();
+    let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+    let workers: Vec<ServerProcess> = dirs[..3]
+        .iter()
+        .map(|d| ServerProcess::start(d.path(), &[]))
+        .collect();
+    let urls: Vec<String> = workers
+        .iter()
+        .map(|w| format!("http://{}", w.addr))
+        .collect();
+    let config = dirs[3].path().join("coordinator.yaml");
+    std::fs::write(&config, format!("load_workers: [{}]\n", urls.join(", "))).unwrap();
+    let coordinator = ServerProcess::start(dirs[3].path(), &["--config", config.to_str().unwrap()]);
+
+    let body = format!(
+        r#"{{"name": "dist", "target": "{}", "duration": "2s", "users": 6, "think_time": "10ms", "shards": 3}}"#,
+        target.url()
+    );
+    let resp = http::send(
+        coordinator.addr,
+        "POST",
+        "/performance/tests",
+        &[("Content-Type", "application/json")],
+        &body,
+    )
+    .unwrap();
+    assert_eq!(resp.status, 202, "{}", resp.body);
+    let location = resp.header("location").unwrap().to_owned();
+    let done = wait_for(coordinator.addr, &location, |v| {
+        v["status"] != "running" && v["status"] != "queued"
+    });
+    assert_eq!(done["status"], "completed", "{done}");
+    let merged = json(
+        &http::get(coordinator.addr, &format!("{location}/results"))
+            .unwrap()
+            .body,
+    );
+
+    // Each worker ran one shard of 2 users; the merge is exact.
+    let mut shard_reports = Vec::new();
+    for w in &workers {
+        let history = json(
+            &http::get(w.addr, "/performance/tests/history?scenario=dist")
+                .unwrap()
+                .body,
+        );
+        let items = history["items"].as_array().unwrap();
+        assert_eq!(items.len(), 1, "{history}");
+        let id = items[0]["id"].as_str().unwrap();
+        let report: perf_loadgen::RunReport = serde_json::from_str(
+            &http::get(w.addr, &format!("/performance/tests/{id}/results"))
+                .unwrap()
+                .body,
+        )
+        .unwrap();
+        assert_eq!(report.timeline.iter().map(|r| r.users).max(), Some(2));
+        shard_reports.push(report);
+    }
+    let expected = perf_loadgen::RunReport::merge(&shard_reports).unwrap();
+    let merged: perf_loadgen::RunReport = serde_json::from_value(merged).unwrap();
+    assert_eq!(merged.requests, expected.requests);
+    assert_eq!(merged.histograms.latency, expected.histograms.latency);
+    assert_eq!(merged.latency_ms, expected.latency_ms);
+    assert!(merged.requests > 100);
+}
+
+#[test]
+fn a_worker_that_dies_fails_the_test_and_keeps_the_partial_merge() {
+    use testkit::target::{Behavior, TargetServer};
+    let target = TargetServer::start(Behavior::default()).unwrap();
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut workers: Vec<ServerProcess> = dirs[..2]
+        .iter()
+        .map(|d| ServerProcess::start(d.path(), &[]))
+        .collect();
+    let coordinator = ServerProcess::start(dirs[2].path(), &[]);
+    let urls: Vec<String> = workers
+        .iter()
+        .map(|w| format!("\"http://{}\"", w.addr))
+        .collect();
+    let body = format!(
+        r#"{{"name": "fragile", "target": "{}", "duration": "1m", "users": 4, "think_time": "10ms", "workers": [{}]}}"#,
+        target.url(),
+        urls.join(", ")
+    );
+    let resp = http::send(
+        coordinator.addr,
+        "POST",
+        "/performance/tests",
+        &[("Content-Type", "application/json")],
+        &body,
+    )
+    .unwrap();
+    assert_eq!(resp.status, 202, "{}", resp.body);
+    let location = resp.header("location").unwrap().to_owned();
+    std::thread::sleep(Duration::from_secs(4));
+    workers[1].child.kill().unwrap();
+    workers[1].child.wait().unwrap();
+    let killed_at = Instant::now();
+    let done = wait_for(coordinator.addr, &location, |v| v["status"] != "running");
+    assert_eq!(
+        done["status"],
+        "failed",
+        "{done}\n{}",
+        coordinator.log_text()
+    );
+    assert!(killed_at.elapsed() < Duration::from_secs(15));
+    assert!(
+        done["error"]
+            .as_str()
+            .unwrap()
+            .contains(&workers[1].addr.to_string()),
+        "{done}"
+    );
+    let partial = json(
+        &http::get(coordinator.addr, &format!("{location}/results"))
+            .unwrap()
+            .body,
+    );
+    assert!(partial["requests"].as_u64().unwrap() > 50, "{partial}");
+    // The coordinator stopped the surviving worker's shard, which kept its measurements.
+    let history = json(
+        &http::get(
+            workers[0].addr,
+            "/performance/tests/history?scenario=fragile",
+        )
+        .unwrap()
+        .body,
+    );
+    assert_eq!(history["items"][0]["status"], "cancelled", "{history}");
+}

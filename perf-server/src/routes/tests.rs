@@ -8,7 +8,7 @@ use crate::api_error::ApiError;
 use crate::app::AppState;
 use crate::body::JsonBody;
 use crate::store::{LoadTestRecord, PageRequest, TestFilter, TestStatus};
-use crate::test_runner::{AdmissionError, CancelError};
+use crate::test_runner::{AdmissionError, CancelError, Placement};
 
 /// What `GET /performance/tests/{id}` shows: the test without its full report.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -49,14 +49,39 @@ impl From<LoadTestRecord> for TestView {
 }
 
 /// Reads the body: a scenario (the YAML schema as JSON) with an optional
-/// `name`, or `{"preset": "...", "target": ...}` plus keys overriding the preset.
-fn scenario_of(body: serde_json::Value) -> Result<(String, Scenario), ApiError> {
+/// `name`, or `{"preset": "...", "target": ...}` plus keys overriding the
+/// preset; `workers: [urls]` or `shards: N` spread it over other instances.
+fn scenario_of(body: serde_json::Value) -> Result<(String, Scenario, Placement), ApiError> {
     let serde_json::Value::Object(mut fields) = body else {
         return Err(ApiError::invalid_field(
             "",
             "the body must be a JSON object: a scenario, or a preset with overrides",
         ));
     };
+    let placement =
+        match (fields.remove("workers"), fields.remove("shards")) {
+            (None, None) => Placement::Here,
+            (Some(w), None) => {
+                let list: Vec<String> = serde_json::from_value(w).map_err(|_| {
+                    ApiError::invalid_field(
+                        "workers",
+                        "workers must be a list of base URLs of perf-server instances",
+                    )
+                })?;
+                Placement::Workers(list)
+            }
+            (None, Some(n)) => {
+                Placement::Shards(n.as_u64().and_then(|n| u32::try_from(n).ok()).ok_or_else(
+                    || ApiError::invalid_field("shards", "shards must be a positive whole number"),
+                )?)
+            }
+            (Some(_), Some(_)) => {
+                return Err(ApiError::invalid_field(
+                    "shards",
+                    "give workers or shards, not both",
+                ));
+            }
+        };
     let name = match fields.remove("name") {
         None => None,
         Some(serde_json::Value::String(n)) if !n.trim().is_empty() && n.len() <= 100 => Some(n),
@@ -115,6 +140,7 @@ fn scenario_of(body: serde_json::Value) -> Result<(String, Scenario), ApiError> 
     Ok((
         name.or(preset_name).unwrap_or_else(|| "api".to_owned()),
         scenario,
+        placement,
     ))
 }
 
@@ -144,10 +170,10 @@ pub(crate) async fn start(
     state: web::Data<AppState>,
     body: JsonBody<serde_json::Value>,
 ) -> Result<HttpResponse, ApiError> {
-    let (name, scenario) = scenario_of(body.0)?;
+    let (name, scenario, placement) = scenario_of(body.0)?;
     let record = state
         .tests
-        .submit(name, scenario)
+        .submit(name, scenario, placement)
         .await
         .map_err(admission_error)?;
     Ok(HttpResponse::Accepted()
