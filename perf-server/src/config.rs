@@ -68,6 +68,9 @@ pub struct ServerConfig {
     pub target_allowlist: Vec<String>,
     /// Base URLs of other perf-server instances a load test may be split over (`shards: N`).
     pub load_workers: Vec<String>,
+    /// A name resolving to every worker, such as a Kubernetes headless Service
+    /// (`http://perf-workers.perf.svc:8080`): each address is one worker.
+    pub load_worker_service: Option<String>,
     /// Bearer token sent to the workers (default: this server's `api_token`; never serialized).
     #[serde(skip_serializing)]
     pub worker_token: Option<String>,
@@ -93,6 +96,7 @@ impl Default for ServerConfig {
             max_concurrent_tests: 2,
             target_allowlist: vec!["127.0.0.0/8".to_owned(), "::1/128".to_owned()],
             load_workers: Vec::new(),
+            load_worker_service: None,
             worker_token: None,
         }
     }

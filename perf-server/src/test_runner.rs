@@ -83,7 +83,7 @@ pub enum Placement {
     Here,
     /// Split over these workers (other perf-server instances).
     Workers(Vec<String>),
-    /// Split over the first N configured workers.
+    /// Split over the first N known workers (configured, or found through the worker service).
     Shards(u32),
 }
 
@@ -95,6 +95,7 @@ pub struct TestRunner {
     policy: TargetPolicy,
     max_concurrent: usize,
     workers: Vec<String>,
+    worker_service: Option<String>,
     worker_token: Option<String>,
     state: Mutex<State>,
 }
@@ -145,9 +146,44 @@ impl TestRunner {
             policy,
             max_concurrent: max_concurrent.max(1),
             workers,
+            worker_service: None,
             worker_token,
             state: Mutex::new(State::default()),
         })
+    }
+
+    /// Also finds workers by resolving `service` (e.g. a headless Service):
+    /// every address it resolves to is one worker.
+    pub fn with_worker_service(self: Arc<Self>, service: Option<String>) -> Arc<Self> {
+        match Arc::try_unwrap(self) {
+            Ok(mut runner) => {
+                runner.worker_service = service;
+                Arc::new(runner)
+            }
+            Err(shared) => shared,
+        }
+    }
+
+    /// The configured workers plus those the worker service resolves to now.
+    async fn known_workers(&self) -> Vec<String> {
+        let mut all = self.workers.clone();
+        if let Some(service) = &self.worker_service
+            && let Some(rest) = service.strip_prefix("http://")
+        {
+            let authority = rest.split('/').next().unwrap_or_default().to_owned();
+            match tokio::net::lookup_host(authority.as_str()).await {
+                Ok(addrs) => {
+                    let mut found: Vec<String> = addrs.map(|a| format!("http://{a}")).collect();
+                    found.sort();
+                    found.dedup();
+                    all.extend(found.into_iter().filter(|w| !self.workers.contains(w)));
+                }
+                Err(e) => {
+                    tracing::warn!(service = %service, error = %e, "worker service does not resolve")
+                }
+            }
+        }
+        all
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -251,17 +287,18 @@ impl TestRunner {
             Placement::Here => return Ok(Vec::new()),
             Placement::Shards(n) => {
                 let n = n as usize;
-                if n == 0 || n > self.workers.len() {
+                let known = self.known_workers().await;
+                if n == 0 || n > known.len() {
                     return Err(AdmissionError::Invalid {
                         field: "shards".to_owned(),
                         message: format!(
-                            "shards {n}: this server has {} configured workers (allowed: 1 to {})",
-                            self.workers.len(),
-                            self.workers.len()
+                            "shards {n}: this server knows {} workers (allowed: 1 to {})",
+                            known.len(),
+                            known.len()
                         ),
                     });
                 }
-                self.workers[..n].to_vec()
+                known[..n].to_vec()
             }
             Placement::Workers(list) => {
                 if list.is_empty() || list.len() > 64 {

@@ -543,6 +543,25 @@ fn a_test_split_over_three_workers_merges_their_reports_exactly() {
     std::fs::write(&config, format!("load_workers: [{}]\n", urls.join(", "))).unwrap();
     let coordinator = ServerProcess::start(dirs[3].path(), &["--config", config.to_str().unwrap()]);
 
+    let too_many = format!(
+        r#"{{"target": "{}", "duration": "2s", "users": 6, "shards": 4}}"#,
+        target.url()
+    );
+    let resp = http::send(
+        coordinator.addr,
+        "POST",
+        "/performance/tests",
+        &[("Content-Type", "application/json")],
+        &too_many,
+    )
+    .unwrap();
+    assert_eq!(resp.status, 422, "{}", resp.body);
+    assert!(
+        resp.body.contains("\"field\":\"shards\"") && resp.body.contains("knows 3 workers"),
+        "{}",
+        resp.body
+    );
+
     let body = format!(
         r#"{{"name": "dist", "target": "{}", "duration": "2s", "users": 6, "think_time": "10ms", "shards": 3}}"#,
         target.url()
