@@ -116,12 +116,7 @@ pub fn merge(args: &MergeArgs) -> u8 {
     let merged = args
         .reports
         .iter()
-        .map(|path| {
-            let text =
-                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-            serde_json::from_str::<RunReport>(&text)
-                .map_err(|e| format!("{}: not a run report: {e}", path.display()))
-        })
+        .map(|path| read_report(path))
         .collect::<Result<Vec<_>, String>>()
         .and_then(|reports| RunReport::merge(&reports).map_err(|e| e.to_string()));
     let report = match merged {
