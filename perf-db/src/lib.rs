@@ -1,9 +1,23 @@
 //! # perf-db
 //!
-//! Database performance for the perf toolkit: SQL analysis (sqlparser),
-//! PostgreSQL statistics, index advice verified with hypothetical indexes,
-//! connection-pool tuning, a query cache and partitioning advice.
+//! Database performance for the perf toolkit. Built so far: statement
+//! fingerprints that group SQL the way pg_stat_statements and libpg_query do
+//! ([`fingerprint`], [`normalize`]). Still to come (issue "perf-db"): tables,
+//! columns and predicate kinds, slow queries from pg_stat_statements, index
+//! advice verified with hypopg, index health, pool tuning, query cache,
+//! partitioning advice.
 //!
-//! **Not built yet**: this crate is an empty member of the workspace until the
-//! perf-db issue lands. It exports nothing. Its tests will run against the
-//! throwaway PostgreSQL clusters of the `testkit` crate.
+//! ```
+//! use perf_db::fingerprint;
+//! let a = fingerprint("SELECT * FROM users WHERE id IN (1, 2, 3) -- first page")?;
+//! let b = fingerprint("select *   from users where id in ($1)")?;
+//! assert_eq!(a, b);
+//! assert_ne!(a, fingerprint("SELECT * FROM orders WHERE id = 1")?);
+//! # Ok::<(), perf_db::Error>(())
+//! ```
+
+mod error;
+mod fingerprint;
+
+pub use error::{Error, Result};
+pub use fingerprint::{Fingerprint, fingerprint, normalize};

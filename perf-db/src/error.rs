@@ -1,0 +1,18 @@
+/// Everything that can go wrong in perf-db.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The SQL could not even be tokenized (an unterminated string, say).
+    #[error("cannot read SQL at line {line}, column {column}: {message}")]
+    Sql {
+        /// What the tokenizer or parser said.
+        message: String,
+        /// 1-based line, 0 when unknown.
+        line: u64,
+        /// 1-based column, 0 when unknown.
+        column: u64,
+    },
+}
+
+/// `Result` with perf-db's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
