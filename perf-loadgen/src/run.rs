@@ -46,6 +46,31 @@ pub struct LiveSnapshot {
     pub finished: bool,
 }
 
+impl LiveSnapshot {
+    /// The snapshots of the shards of one run as one: counts and rates add
+    /// up, time is the longest, p95 the largest shard's (an upper bound until
+    /// the reports are merged).
+    pub fn combine(parts: &[LiveSnapshot], finished: bool) -> LiveSnapshot {
+        let mut all = LiveSnapshot {
+            finished,
+            ..LiveSnapshot::default()
+        };
+        for p in parts {
+            all.elapsed_s = all.elapsed_s.max(p.elapsed_s);
+            all.total_s = all.total_s.max(p.total_s);
+            all.users += p.users;
+            all.target_rate += p.target_rate;
+            all.in_flight += p.in_flight;
+            all.requests += p.requests;
+            all.errors += p.errors;
+            all.rps += p.rps;
+            all.p95_ms = all.p95_ms.max(p.p95_ms);
+            all.dropped += p.dropped;
+        }
+        all
+    }
+}
+
 /// A run under way.
 #[derive(Debug)]
 pub struct RunHandle {

@@ -608,7 +608,7 @@ impl TestRunner {
                     }
                 }
             }
-            let combined = combine(&snapshots, ended.iter().all(Option::is_some));
+            let combined = LiveSnapshot::combine(&snapshots, ended.iter().all(Option::is_some));
             let _ = progress_tx.send(combined.clone());
             record.progress = Some(combined);
             let available: Vec<_> = reports.iter().flatten().cloned().collect();
@@ -774,26 +774,4 @@ impl TestRunner {
 struct ShardView {
     status: TestStatus,
     progress: Option<LiveSnapshot>,
-}
-
-/// The live figures of all shards as one: counts add up, p95 is the largest
-/// shard's (an upper bound until the reports are merged).
-fn combine(parts: &[LiveSnapshot], finished: bool) -> LiveSnapshot {
-    let mut all = LiveSnapshot {
-        finished,
-        ..LiveSnapshot::default()
-    };
-    for p in parts {
-        all.elapsed_s = all.elapsed_s.max(p.elapsed_s);
-        all.total_s = all.total_s.max(p.total_s);
-        all.users += p.users;
-        all.target_rate += p.target_rate;
-        all.in_flight += p.in_flight;
-        all.requests += p.requests;
-        all.errors += p.errors;
-        all.rps += p.rps;
-        all.p95_ms = all.p95_ms.max(p.p95_ms);
-        all.dropped += p.dropped;
-    }
-    all
 }
