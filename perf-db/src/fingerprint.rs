@@ -128,15 +128,8 @@ fn canonicalize(statement: &mut Statement) {
                 left,
                 op: BinaryOperator::Eq,
                 right,
-            } if is_placeholder(right) => {
-                *e = Expr::In {
-                    expr: left.clone(),
-                    target: InTarget::List(vec![placeholder()]),
-                    negated: false,
-                    global: false,
-                };
             }
-            Expr::AnyOp {
+            | Expr::AnyOp {
                 left,
                 compare_op: BinaryOperator::Eq,
                 right,
