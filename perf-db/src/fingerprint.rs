@@ -28,7 +28,10 @@ use crate::{Error, Result};
 
 /// A 64-bit statement fingerprint (FNV-1a of the canonical form), stable
 /// across processes and builds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(transparent)]
 pub struct Fingerprint(pub u64);
 
 impl fmt::Display for Fingerprint {

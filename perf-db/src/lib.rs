@@ -2,8 +2,9 @@
 //!
 //! Database performance for the perf toolkit. Built so far: statement
 //! fingerprints that group SQL the way pg_stat_statements and libpg_query do
-//! ([`fingerprint`], [`normalize`]). Still to come (issue "perf-db"): tables,
-//! columns and predicate kinds, slow queries from pg_stat_statements, index
+//! ([`fingerprint`], [`normalize`]) and the tables and columns a statement
+//! uses with their predicate kinds ([`analyze`]). Still to come (issue
+//! "perf-db"): views from the catalog, slow queries from pg_stat_statements, index
 //! advice verified with hypopg, index health, pool tuning, query cache,
 //! partitioning advice.
 //!
@@ -16,8 +17,10 @@
 //! # Ok::<(), perf_db::Error>(())
 //! ```
 
+mod analysis;
 mod error;
 mod fingerprint;
 
+pub use analysis::{Clause, ColumnUse, PredicateKind, QueryAnalysis, analyze};
 pub use error::{Error, Result};
 pub use fingerprint::{Fingerprint, fingerprint, normalize};

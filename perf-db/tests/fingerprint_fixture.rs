@@ -63,3 +63,24 @@ fn fingerprints_group_statements_like_pg_stat_statements() {
         by_group.len()
     );
 }
+
+#[test]
+fn every_fixture_statement_is_analyzed_or_refused_without_panic() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/fingerprint-groups.json");
+    let fixture: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut analyzed = 0;
+    for case in fixture["cases"].as_array().unwrap() {
+        let sql = case["sql"].as_str().unwrap();
+        match perf_db::analyze(sql) {
+            Ok(a) => {
+                analyzed += 1;
+                assert_eq!(a.fingerprint, fingerprint(sql).unwrap());
+            }
+            Err(perf_db::Error::Sql { message, .. }) => assert!(!message.is_empty()),
+            Err(other) => panic!("{sql}: unexpected error {other}"),
+        }
+    }
+    assert!(analyzed >= 60, "{analyzed}");
+}

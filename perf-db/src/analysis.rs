@@ -1,0 +1,525 @@
+//! What a statement touches: the tables it reads or writes and the columns it
+//! filters, joins, groups and orders by, with the kind of predicate, with
+//! table aliases, CTEs and subqueries resolved. This is what index advice
+//! starts from.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use sqlparser::ast::{
+    BinaryOperator, Expr, FromTable, GroupByExpr, InTarget, JoinConstraint, JoinOperator,
+    ObjectName, ObjectNamePart, OrderByKind, Query, Select, SetExpr, Statement, TableFactor,
+    TableWithJoins, Value,
+};
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::{Parser, ParserError};
+
+use crate::{Error, Fingerprint, Result, fingerprint};
+
+/// Where in the statement a column is used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Clause {
+    /// `WHERE` (also of UPDATE and DELETE).
+    Where,
+    /// A join condition.
+    Join,
+    /// `GROUP BY`.
+    GroupBy,
+    /// `ORDER BY`.
+    OrderBy,
+}
+
+/// How a column is compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PredicateKind {
+    /// `=`, `IN (...)`, `= ANY(...)`, or equal to another column (a join key).
+    Equality,
+    /// `<`, `<=`, `>`, `>=`, `BETWEEN`.
+    Range,
+    /// `LIKE 'abc%'`: a constant prefix a btree can use.
+    LikePrefix,
+    /// Any other `LIKE`/`ILIKE`.
+    Like,
+    /// `IS NULL` / `IS NOT NULL`.
+    IsNull,
+}
+
+/// One use of a column.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ColumnUse {
+    /// The table the column belongs to, when it can be told (aliases resolved).
+    pub table: Option<String>,
+    /// Column name.
+    pub column: String,
+    /// Where it is used.
+    pub clause: Clause,
+    /// How it is compared (`None` in GROUP BY and ORDER BY).
+    pub predicate: Option<PredicateKind>,
+}
+
+/// The analysis of one SQL text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueryAnalysis {
+    /// Fingerprint (see [`crate::fingerprint`]).
+    pub fingerprint: Fingerprint,
+    /// Real tables read or written (CTE names and derived tables excluded).
+    pub tables: BTreeSet<String>,
+    /// Column uses, without duplicates, in a stable order.
+    pub columns: Vec<ColumnUse>,
+}
+
+/// Analyzes SQL (PostgreSQL dialect). SQL the parser cannot read is an
+/// [`Error::Sql`] with the position, never a panic.
+///
+/// ```
+/// use perf_db::{analyze, Clause, PredicateKind};
+/// let a = analyze("SELECT o.total FROM orders o JOIN customers c ON c.id = o.customer_id \
+///                  WHERE o.created_at > $1 AND c.email LIKE 'ann%' ORDER BY o.created_at")?;
+/// assert!(a.tables.contains("orders") && a.tables.contains("customers"));
+/// assert!(a.columns.iter().any(|u| u.table.as_deref() == Some("orders") && u.column == "created_at"
+///     && u.clause == Clause::Where && u.predicate == Some(PredicateKind::Range)));
+/// assert!(a.columns.iter().any(|u| u.column == "email" && u.predicate == Some(PredicateKind::LikePrefix)));
+/// # Ok::<(), perf_db::Error>(())
+/// ```
+pub fn analyze(sql: &str) -> Result<QueryAnalysis> {
+    let statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).map_err(parse_error)?;
+    let mut walker = Walker::default();
+    for statement in &statements {
+        walker.statement(statement);
+    }
+    let mut columns: Vec<ColumnUse> = walker
+        .columns
+        .into_iter()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    columns.sort();
+    Ok(QueryAnalysis {
+        fingerprint: fingerprint(sql)?,
+        tables: walker.tables,
+        columns,
+    })
+}
+
+fn parse_error(e: ParserError) -> Error {
+    let message = e.to_string();
+    // sqlparser ends messages with "at Line: L, Column: C".
+    let number_after = |key: &str| {
+        message
+            .split(key)
+            .nth(1)
+            .and_then(|rest| {
+                rest.trim_start()
+                    .split(|c: char| !c.is_ascii_digit())
+                    .next()
+            })
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    Error::Sql {
+        line: number_after("Line:"),
+        column: number_after("Column:"),
+        message,
+    }
+}
+
+/// Names visible in one SELECT: alias or table name -> real table (`None`
+/// for CTEs and derived tables).
+#[derive(Debug, Default, Clone)]
+struct Scope {
+    names: BTreeMap<String, Option<String>>,
+}
+
+impl Scope {
+    /// The only real table in scope, for unqualified columns.
+    fn single_table(&self) -> Option<String> {
+        let real: BTreeSet<&String> = self.names.values().flatten().collect();
+        if real.len() == 1 {
+            real.into_iter().next().cloned()
+        } else {
+            None
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Walker {
+    tables: BTreeSet<String>,
+    columns: Vec<ColumnUse>,
+    ctes: Vec<BTreeSet<String>>,
+    scopes: Vec<Scope>,
+}
+
+fn table_name(name: &ObjectName) -> String {
+    name.0
+        .iter()
+        .map(|p| match p {
+            ObjectNamePart::Identifier(i) => i.value.clone(),
+            other => other.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+fn column_of(e: &Expr) -> Option<(Option<String>, String)> {
+    match e {
+        Expr::Identifier(i) => Some((None, i.value.clone())),
+        Expr::CompoundIdentifier(parts) if parts.len() >= 2 => {
+            let column = parts[parts.len() - 1].value.clone();
+            Some((Some(parts[parts.len() - 2].value.clone()), column))
+        }
+        Expr::Nested(inner) | Expr::Cast { expr: inner, .. } => column_of(inner),
+        _ => None,
+    }
+}
+
+impl Walker {
+    fn is_cte(&self, name: &str) -> bool {
+        self.ctes.iter().any(|set| set.contains(name))
+    }
+
+    fn resolve(&self, qualifier: Option<&str>) -> Option<String> {
+        match qualifier {
+            Some(q) => self
+                .scopes
+                .iter()
+                .rev()
+                .find_map(|s| s.names.get(q).cloned())
+                .flatten(),
+            None => self.scopes.last().and_then(Scope::single_table),
+        }
+    }
+
+    fn record(&mut self, e: &Expr, clause: Clause, predicate: Option<PredicateKind>) {
+        if let Some((qualifier, column)) = column_of(e) {
+            let table = self.resolve(qualifier.as_deref());
+            self.columns.push(ColumnUse {
+                table,
+                column,
+                clause,
+                predicate,
+            });
+        }
+    }
+
+    fn statement(&mut self, statement: &Statement) {
+        match statement {
+            Statement::Query(q) => self.query(q),
+            Statement::Insert(insert) => {
+                if let sqlparser::ast::TableObject::TableName(name) = &insert.table {
+                    self.tables.insert(table_name(name));
+                }
+                if let Some(source) = &insert.source {
+                    self.query(source);
+                }
+            }
+            Statement::Update(update) => {
+                let mut scope = Scope::default();
+                self.add_tables(std::slice::from_ref(&update.table), &mut scope);
+                self.scopes.push(scope);
+                if let Some(selection) = &update.selection {
+                    self.predicate(selection, Clause::Where);
+                }
+                self.scopes.pop();
+            }
+            Statement::Delete(delete) => {
+                let from = match &delete.from {
+                    FromTable::WithFromKeyword(t) | FromTable::WithoutKeyword(t) => t,
+                };
+                let mut scope = Scope::default();
+                self.add_tables(from, &mut scope);
+                self.scopes.push(scope);
+                if let Some(selection) = &delete.selection {
+                    self.predicate(selection, Clause::Where);
+                }
+                self.scopes.pop();
+            }
+            Statement::Explain { statement, .. } => self.statement(statement),
+            _ => {}
+        }
+    }
+
+    fn query(&mut self, q: &Query) {
+        let mut names = BTreeSet::new();
+        if let Some(with) = &q.with {
+            for cte in &with.cte_tables {
+                names.insert(cte.alias.name.value.clone());
+            }
+        }
+        self.ctes.push(names);
+        if let Some(with) = &q.with {
+            for cte in &with.cte_tables {
+                self.query(&cte.query);
+            }
+        }
+        let order_by: Vec<&Expr> = match q.order_by.as_ref().map(|o| &o.kind) {
+            Some(OrderByKind::Expressions(list)) => list.iter().map(|o| &o.expr).collect(),
+            _ => Vec::new(),
+        };
+        self.set_expr(&q.body, &order_by);
+        self.ctes.pop();
+    }
+
+    fn set_expr(&mut self, body: &SetExpr, order_by: &[&Expr]) {
+        match body {
+            SetExpr::Select(select) => self.select(select, order_by),
+            SetExpr::Query(q) => self.query(q),
+            SetExpr::SetOperation { left, right, .. } => {
+                self.set_expr(left, &[]);
+                self.set_expr(right, &[]);
+            }
+            _ => {}
+        }
+    }
+
+    fn add_tables(&mut self, from: &[TableWithJoins], scope: &mut Scope) {
+        let mut joins = Vec::new();
+        for t in from {
+            self.factor(&t.relation, scope);
+            for join in &t.joins {
+                self.factor(&join.relation, scope);
+                if let Some(JoinConstraint::On(on)) = join_constraint(&join.join_operator) {
+                    joins.push(on.clone());
+                }
+            }
+        }
+        self.scopes.push(scope.clone());
+        for on in &joins {
+            self.predicate(on, Clause::Join);
+        }
+        self.scopes.pop();
+    }
+
+    fn factor(&mut self, factor: &TableFactor, scope: &mut Scope) {
+        match factor {
+            TableFactor::Table { name, alias, .. } => {
+                let full = table_name(name);
+                let real = if self.is_cte(&full) {
+                    None
+                } else {
+                    Some(full.clone())
+                };
+                if let Some(r) = &real {
+                    self.tables.insert(r.clone());
+                }
+                let short = full.rsplit('.').next().unwrap_or(&full).to_owned();
+                scope.names.insert(short, real.clone());
+                if let Some(a) = alias {
+                    scope.names.insert(a.name.value.clone(), real);
+                }
+            }
+            TableFactor::Derived {
+                subquery, alias, ..
+            } => {
+                self.query(subquery);
+                if let Some(a) = alias {
+                    scope.names.insert(a.name.value.clone(), None);
+                }
+            }
+            TableFactor::NestedJoin {
+                table_with_joins, ..
+            } => {
+                let mut inner = Scope::default();
+                self.add_tables(std::slice::from_ref(table_with_joins), &mut inner);
+                scope.names.extend(inner.names);
+            }
+            _ => {}
+        }
+    }
+
+    fn select(&mut self, select: &Select, order_by: &[&Expr]) {
+        let mut scope = Scope::default();
+        self.add_tables(&select.from, &mut scope);
+        self.scopes.push(scope);
+        if let Some(selection) = &select.selection {
+            self.predicate(selection, Clause::Where);
+        }
+        if let GroupByExpr::Expressions(list, _) = &select.group_by {
+            for e in list {
+                self.record(e, Clause::GroupBy, None);
+            }
+        }
+        for e in order_by {
+            self.record(e, Clause::OrderBy, None);
+        }
+        self.scopes.pop();
+    }
+
+    fn predicate(&mut self, e: &Expr, clause: Clause) {
+        match e {
+            Expr::BinaryOp {
+                left,
+                op: BinaryOperator::And | BinaryOperator::Or,
+                right,
+            } => {
+                self.predicate(left, clause);
+                self.predicate(right, clause);
+            }
+            Expr::BinaryOp { left, op, right } => {
+                let kind = match op {
+                    BinaryOperator::Eq => Some(PredicateKind::Equality),
+                    BinaryOperator::Lt
+                    | BinaryOperator::LtEq
+                    | BinaryOperator::Gt
+                    | BinaryOperator::GtEq => Some(PredicateKind::Range),
+                    _ => None,
+                };
+                if let Some(kind) = kind {
+                    self.record(left, clause, Some(kind));
+                    self.record(right, clause, Some(kind));
+                }
+                self.subqueries(left);
+                self.subqueries(right);
+            }
+            Expr::AnyOp {
+                left,
+                compare_op: BinaryOperator::Eq,
+                right,
+                ..
+            } => {
+                self.record(left, clause, Some(PredicateKind::Equality));
+                self.subqueries(right);
+            }
+            Expr::Between { expr, .. } => self.record(expr, clause, Some(PredicateKind::Range)),
+            Expr::Like { expr, pattern, .. } | Expr::ILike { expr, pattern, .. } => {
+                let prefix = matches!(&**pattern, Expr::Value(v) if matches!(&v.value, Value::SingleQuotedString(p) if !p.is_empty() && !p.starts_with(['%', '_'])));
+                let case_sensitive = matches!(e, Expr::Like { .. });
+                let kind = if prefix && case_sensitive {
+                    PredicateKind::LikePrefix
+                } else {
+                    PredicateKind::Like
+                };
+                self.record(expr, clause, Some(kind));
+            }
+            Expr::IsNull(inner) | Expr::IsNotNull(inner) => {
+                self.record(inner, clause, Some(PredicateKind::IsNull))
+            }
+            Expr::In { expr, target, .. } => {
+                self.record(expr, clause, Some(PredicateKind::Equality));
+                if let InTarget::Subquery(q) = target {
+                    self.query(q);
+                }
+            }
+            Expr::Nested(inner) | Expr::UnaryOp { expr: inner, .. } => {
+                self.predicate(inner, clause)
+            }
+            other => self.subqueries(other),
+        }
+    }
+
+    /// Subqueries inside an expression (EXISTS, scalar subqueries).
+    fn subqueries(&mut self, e: &Expr) {
+        match e {
+            Expr::Subquery(q) | Expr::Exists { subquery: q, .. } => self.query(q),
+            Expr::Nested(inner) => self.subqueries(inner),
+            _ => {}
+        }
+    }
+}
+
+fn join_constraint(op: &JoinOperator) -> Option<&JoinConstraint> {
+    match op {
+        JoinOperator::Join(c)
+        | JoinOperator::Inner(c)
+        | JoinOperator::Left(c)
+        | JoinOperator::LeftOuter(c)
+        | JoinOperator::Right(c)
+        | JoinOperator::RightOuter(c)
+        | JoinOperator::FullOuter(c)
+        | JoinOperator::Semi(c)
+        | JoinOperator::LeftSemi(c)
+        | JoinOperator::RightSemi(c)
+        | JoinOperator::Anti(c)
+        | JoinOperator::LeftAnti(c)
+        | JoinOperator::RightAnti(c)
+        | JoinOperator::StraightJoin(c) => Some(c),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn uses(sql: &str) -> Vec<(Option<String>, String, Clause, Option<PredicateKind>)> {
+        analyze(sql)
+            .unwrap()
+            .columns
+            .into_iter()
+            .map(|u| (u.table, u.column, u.clause, u.predicate))
+            .collect()
+    }
+
+    fn t(s: &str) -> Option<String> {
+        Some(s.to_owned())
+    }
+
+    #[test]
+    fn aliases_joins_and_predicate_kinds() {
+        let got = uses(
+            "SELECT o.id FROM orders AS o JOIN customers c ON c.id = o.customer_id \
+             WHERE o.status = 'paid' AND o.created_at BETWEEN $1 AND $2 AND c.name LIKE '%x' \
+             AND o.deleted_at IS NULL AND o.kind IN (1, 2) GROUP BY o.region ORDER BY o.created_at DESC",
+        );
+        use Clause::*;
+        use PredicateKind::*;
+        for want in [
+            (t("customers"), "id".to_owned(), Join, Some(Equality)),
+            (t("orders"), "customer_id".to_owned(), Join, Some(Equality)),
+            (t("orders"), "status".to_owned(), Where, Some(Equality)),
+            (t("orders"), "created_at".to_owned(), Where, Some(Range)),
+            (t("customers"), "name".to_owned(), Where, Some(Like)),
+            (t("orders"), "deleted_at".to_owned(), Where, Some(IsNull)),
+            (t("orders"), "kind".to_owned(), Where, Some(Equality)),
+            (t("orders"), "region".to_owned(), GroupBy, None),
+            (t("orders"), "created_at".to_owned(), OrderBy, None),
+        ] {
+            assert!(got.contains(&want), "{want:?} not in {got:#?}");
+        }
+    }
+
+    #[test]
+    fn ctes_and_subqueries_resolve_to_real_tables() {
+        let a = analyze(
+            "WITH recent AS (SELECT * FROM events WHERE at > now() - interval '1 day') \
+             SELECT * FROM recent r WHERE r.user_id IN (SELECT id FROM users WHERE email LIKE 'a%') \
+             AND EXISTS (SELECT 1 FROM bans b WHERE b.user_id = r.user_id)",
+        )
+        .unwrap();
+        assert_eq!(
+            a.tables,
+            ["bans", "events", "users"].map(String::from).into()
+        );
+        assert!(a.columns.iter().any(|u| u.table.as_deref() == Some("users")
+            && u.column == "email"
+            && u.predicate == Some(PredicateKind::LikePrefix)));
+        assert!(
+            a.columns
+                .iter()
+                .any(|u| u.table.as_deref() == Some("events")
+                    && u.column == "at"
+                    && u.predicate == Some(PredicateKind::Range))
+        );
+        // A column of the CTE has no real table.
+        assert!(
+            a.columns
+                .iter()
+                .any(|u| u.table.is_none() && u.column == "user_id" && u.clause == Clause::Where)
+        );
+    }
+
+    #[test]
+    fn updates_and_deletes_are_analyzed_and_bad_sql_is_an_error_with_a_position() {
+        let a = analyze("UPDATE accounts SET balance = 0 WHERE id = $1").unwrap();
+        assert_eq!(a.tables, ["accounts".to_owned()].into());
+        assert_eq!(a.columns[0].table.as_deref(), Some("accounts"));
+        let a = analyze("DELETE FROM sessions WHERE expires_at < now()").unwrap();
+        assert_eq!(a.columns[0].predicate, Some(PredicateKind::Range));
+        let err = analyze("SELECT * FROM WHERE").unwrap_err();
+        match err {
+            Error::Sql { line, column, .. } => assert!(line >= 1 && column >= 1, "{line}:{column}"),
+        }
+    }
+}
