@@ -3,8 +3,9 @@
 //! Database performance for the perf toolkit. Built so far: statement
 //! fingerprints that group SQL the way pg_stat_statements and libpg_query do
 //! ([`fingerprint`], [`normalize`]) and the tables and columns a statement
-//! uses with their predicate kinds ([`analyze`]). Still to come (issue
-//! "perf-db"): views from the catalog, slow queries from pg_stat_statements, index
+//! uses with their predicate kinds ([`analyze`]), and the slowest statements
+//! from pg_stat_statements ([`slow_queries`]). Still to come (issue
+//! "perf-db"): views from the catalog from pg_stat_statements, index
 //! advice verified with hypopg, index health, pool tuning, query cache,
 //! partitioning advice.
 //!
@@ -20,7 +21,9 @@
 mod analysis;
 mod error;
 mod fingerprint;
+mod slow_queries;
 
 pub use analysis::{Clause, ColumnUse, PredicateKind, QueryAnalysis, analyze};
 pub use error::{Error, Result};
 pub use fingerprint::{Fingerprint, fingerprint, normalize};
+pub use slow_queries::{SlowQuery, SlowQueryFilter, slow_queries};

@@ -1,0 +1,103 @@
+//! Slow queries from pg_stat_statements: what took the most time, filtered
+//! by calls and mean time, with our fingerprint beside PostgreSQL's queryid.
+
+use serde::{Deserialize, Serialize};
+use tokio_postgres::Client;
+
+use crate::{Error, Fingerprint, Result, fingerprint};
+
+/// Which statements count as slow.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SlowQueryFilter {
+    /// Only statements called at least this often (default 1).
+    pub min_calls: i64,
+    /// Only statements whose mean execution time is at least this (ms, default 0).
+    pub min_mean_ms: f64,
+    /// At most this many, by total time (default 50).
+    pub limit: i64,
+}
+
+impl Default for SlowQueryFilter {
+    fn default() -> Self {
+        Self {
+            min_calls: 1,
+            min_mean_ms: 0.0,
+            limit: 50,
+        }
+    }
+}
+
+/// One statement as pg_stat_statements counts it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SlowQuery {
+    /// PostgreSQL's query id.
+    pub queryid: i64,
+    /// The normalized text PostgreSQL keeps (`$1` for constants).
+    pub query: String,
+    /// Our fingerprint of that text (`None` when it cannot be read).
+    pub fingerprint: Option<Fingerprint>,
+    /// Executions.
+    pub calls: i64,
+    /// Total execution time, ms.
+    pub total_ms: f64,
+    /// Mean execution time, ms.
+    pub mean_ms: f64,
+    /// Longest execution, ms.
+    pub max_ms: f64,
+    /// Rows returned or affected in all.
+    pub rows: i64,
+}
+
+fn db_error(e: tokio_postgres::Error) -> Error {
+    Error::Database(e.as_db_error().map_or_else(
+        || e.to_string(),
+        |d| format!("{}: {}", d.code().code(), d.message()),
+    ))
+}
+
+/// The slowest statements of this database by total time, from
+/// pg_stat_statements (which must be in `shared_preload_libraries` and
+/// created in the database; the error says so otherwise).
+pub async fn slow_queries(client: &Client, filter: &SlowQueryFilter) -> Result<Vec<SlowQuery>> {
+    let installed = client
+        .query_opt(
+            "SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements'",
+            &[],
+        )
+        .await
+        .map_err(db_error)?
+        .is_some();
+    if !installed {
+        return Err(Error::Database(
+            "pg_stat_statements is not installed in this database: add it to shared_preload_libraries and run CREATE EXTENSION pg_stat_statements".to_owned(),
+        ));
+    }
+    let rows = client
+        .query(
+            "SELECT s.queryid, s.query, s.calls, s.total_exec_time, s.mean_exec_time, s.max_exec_time, s.rows
+             FROM pg_stat_statements s
+             JOIN pg_database d ON d.oid = s.dbid AND d.datname = current_database()
+             WHERE s.calls >= $1 AND s.mean_exec_time >= $2
+             ORDER BY s.total_exec_time DESC
+             LIMIT $3",
+            &[&filter.min_calls, &filter.min_mean_ms, &filter.limit.max(0)],
+        )
+        .await
+        .map_err(db_error)?;
+    rows.iter()
+        .map(|r| {
+            let query: String = r.try_get(1).map_err(db_error)?;
+            Ok(SlowQuery {
+                queryid: r.try_get(0).map_err(db_error)?,
+                fingerprint: fingerprint(&query).ok(),
+                query,
+                calls: r.try_get(2).map_err(db_error)?,
+                total_ms: r.try_get(3).map_err(db_error)?,
+                mean_ms: r.try_get(4).map_err(db_error)?,
+                max_ms: r.try_get(5).map_err(db_error)?,
+                rows: r.try_get(6).map_err(db_error)?,
+            })
+        })
+        .collect()
+}
