@@ -520,6 +520,7 @@ mod tests {
         let err = analyze("SELECT * FROM WHERE").unwrap_err();
         match err {
             Error::Sql { line, column, .. } => assert!(line >= 1 && column >= 1, "{line}:{column}"),
+            other => panic!("{other}"),
         }
     }
 }

@@ -5,9 +5,8 @@
 //! ([`fingerprint`], [`normalize`]) and the tables and columns a statement
 //! uses with their predicate kinds ([`analyze`]), and the slowest statements
 //! from pg_stat_statements ([`slow_queries`]). Still to come (issue
-//! "perf-db"): views from the catalog from pg_stat_statements, index
-//! advice verified with hypopg, index health, pool tuning, query cache,
-//! partitioning advice.
+//! "perf-db"): views from the catalog, index advice verified with hypopg,
+//! index health, pool tuning, query cache, partitioning advice.
 //!
 //! ```
 //! use perf_db::fingerprint;
