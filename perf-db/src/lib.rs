@@ -4,9 +4,9 @@
 //! fingerprints that group SQL the way pg_stat_statements and libpg_query do
 //! ([`fingerprint`], [`normalize`]) and the tables and columns a statement
 //! uses with their predicate kinds ([`analyze`]), and the slowest statements
-//! from pg_stat_statements ([`slow_queries`]). Still to come (issue
-//! "perf-db"): views from the catalog, index advice verified with hypopg,
-//! index health, pool tuning, query cache, partitioning advice.
+//! from pg_stat_statements ([`slow_queries`]), and index advice verified
+//! with hypopg ([`advise_indexes`]). Still to come (issue
+//! "perf-db"): views from the catalog, index health, pool tuning, query cache, partitioning advice.
 //!
 //! ```
 //! use perf_db::fingerprint;
@@ -20,9 +20,11 @@
 mod analysis;
 mod error;
 mod fingerprint;
+mod index_advice;
 mod slow_queries;
 
 pub use analysis::{Clause, ColumnUse, PredicateKind, QueryAnalysis, analyze};
 pub use error::{Error, Result};
 pub use fingerprint::{Fingerprint, fingerprint, normalize};
+pub use index_advice::{AdviceOptions, IndexAdvice, StatementGain, advise_indexes};
 pub use slow_queries::{SlowQuery, SlowQueryFilter, slow_queries};

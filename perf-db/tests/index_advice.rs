@@ -1,0 +1,91 @@
+//! Index advice verified with hypopg on a real throwaway PostgreSQL.
+#![allow(clippy::unwrap_used)]
+
+use perf_db::{AdviceOptions, advise_indexes};
+
+#[tokio::test]
+async fn missing_indexes_are_advised_verified_and_covered_ones_are_not() {
+    let pg = testkit::PgCluster::start().unwrap();
+    assert!(
+        pg.hypopg_available(),
+        "these tests need hypopg: apt-get install -y postgresql-15-hypopg"
+    );
+    let url = pg.create_database("shop").unwrap();
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .batch_execute(
+            "CREATE TABLE items (id int PRIMARY KEY, sku text, category int, price numeric, created_at timestamptz);
+             INSERT INTO items SELECT g, 'sku-' || g, g % 50, g % 997, now() - g * interval '1 minute' FROM generate_series(1, 100000) g;
+             CREATE INDEX items_created ON items (created_at);
+             ANALYZE items;",
+        )
+        .await
+        .unwrap();
+    let queries: Vec<String> = [
+        "SELECT * FROM items WHERE sku = $1", // needs (sku)
+        "SELECT * FROM items WHERE category = $1 AND price > $2", // needs (category, price)
+        "SELECT * FROM items WHERE id = $1",  // the primary key covers it
+        "SELECT * FROM items WHERE created_at > now() - interval '5 minutes'", // items_created covers it
+        "SELECT count(*) FROM items WHERE price > 0", // most rows: an index would not help
+    ]
+    .map(str::to_owned)
+    .into();
+    let advice = advise_indexes(&client, &queries, &AdviceOptions::default())
+        .await
+        .unwrap();
+    let found: Vec<(String, Vec<String>)> = advice
+        .iter()
+        .map(|a| (a.table.clone(), a.columns.clone()))
+        .collect();
+    assert!(
+        found.contains(&("items".into(), vec!["sku".into()])),
+        "{advice:#?}"
+    );
+    assert!(
+        found.contains(&("items".into(), vec!["category".into(), "price".into()])),
+        "{advice:#?}"
+    );
+    assert_eq!(advice.len(), 2, "{advice:#?}");
+    for a in &advice {
+        assert!(a.verified);
+        let gain = &a.helps[0];
+        let (before, after) = (gain.cost_before.unwrap(), gain.cost_after.unwrap());
+        assert!(after <= before * 0.5, "{a:#?}");
+        assert!(
+            a.create_statement
+                .starts_with("CREATE INDEX CONCURRENTLY ON items ("),
+            "{}",
+            a.create_statement
+        );
+    }
+    // Nothing was created: the advice is only advice.
+    let indexes: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_indexes WHERE tablename = 'items'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(indexes, 2);
+    // A stricter threshold drops what saves less.
+    let strict = advise_indexes(
+        &client,
+        &queries,
+        &AdviceOptions {
+            min_saving: 0.999_999,
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        strict.len() < 2
+            || strict.iter().all(|a| a
+                .helps
+                .iter()
+                .all(|g| g.cost_after.unwrap() <= g.cost_before.unwrap() * 1e-6))
+    );
+}
