@@ -5,8 +5,8 @@
 //! ([`fingerprint`], [`normalize`]) and the tables and columns a statement
 //! uses with their predicate kinds ([`analyze`]), and the slowest statements
 //! from pg_stat_statements ([`slow_queries`]), and index advice verified
-//! with hypopg ([`advise_indexes`]). Still to come (issue
-//! "perf-db"): views from the catalog, index health, pool tuning, query cache, partitioning advice.
+//! with hypopg ([`advise_indexes`]), and index health ([`index_health`]). Still to come (issue
+//! "perf-db"): views from the catalog, pool tuning, query cache, partitioning advice.
 //!
 //! ```
 //! use perf_db::fingerprint;
@@ -21,10 +21,14 @@ mod analysis;
 mod error;
 mod fingerprint;
 mod index_advice;
+mod index_health;
 mod slow_queries;
 
 pub use analysis::{Clause, ColumnUse, PredicateKind, QueryAnalysis, analyze};
 pub use error::{Error, Result};
 pub use fingerprint::{Fingerprint, fingerprint, normalize};
 pub use index_advice::{AdviceOptions, IndexAdvice, StatementGain, advise_indexes};
+pub use index_health::{
+    DuplicateIndex, HealthOptions, IndexHealth, SeqScanHint, UnusedIndex, index_health,
+};
 pub use slow_queries::{SlowQuery, SlowQueryFilter, slow_queries};
