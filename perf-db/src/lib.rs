@@ -2,11 +2,12 @@
 //!
 //! Database performance for the perf toolkit. Built so far: statement
 //! fingerprints that group SQL the way pg_stat_statements and libpg_query do
-//! ([`fingerprint`], [`normalize`]) and the tables and columns a statement
-//! uses with their predicate kinds ([`analyze`]), and the slowest statements
-//! from pg_stat_statements ([`slow_queries`]), and index advice verified
-//! with hypopg ([`advise_indexes`]), and index health ([`index_health`]). Still to come (issue
-//! "perf-db"): views from the catalog, pool tuning, query cache, partitioning advice.
+//! ([`fingerprint`], [`normalize`]); the tables and columns a statement uses
+//! with their predicate kinds ([`analyze`]); the slowest statements from
+//! pg_stat_statements ([`slow_queries`]); index advice verified with hypopg
+//! ([`advise_indexes`]); index health ([`index_health`]); a result cache
+//! invalidated by table ([`QueryCache`]). Still to come (issue "perf-db"):
+//! views from the catalog, connection-pool tuning, partitioning advice.
 //!
 //! ```
 //! use perf_db::fingerprint;
@@ -22,6 +23,7 @@ mod error;
 mod fingerprint;
 mod index_advice;
 mod index_health;
+mod query_cache;
 mod slow_queries;
 
 pub use analysis::{Clause, ColumnUse, PredicateKind, QueryAnalysis, analyze};
@@ -31,4 +33,5 @@ pub use index_advice::{AdviceOptions, IndexAdvice, StatementGain, advise_indexes
 pub use index_health::{
     DuplicateIndex, HealthOptions, IndexHealth, SeqScanHint, UnusedIndex, index_health,
 };
+pub use query_cache::{QueryCache, QueryCacheStats};
 pub use slow_queries::{SlowQuery, SlowQueryFilter, slow_queries};
