@@ -6,8 +6,9 @@
 //! with their predicate kinds ([`analyze`]); the slowest statements from
 //! pg_stat_statements ([`slow_queries`]); index advice verified with hypopg
 //! ([`advise_indexes`]); index health ([`index_health`]); a result cache
-//! invalidated by table ([`QueryCache`]). Still to come (issue "perf-db"):
-//! views from the catalog, connection-pool tuning, partitioning advice.
+//! invalidated by table ([`QueryCache`]); partitioning advice
+//! ([`partition_advice`]). Still to come (issue "perf-db"): views from the
+//! catalog, connection-pool tuning.
 //!
 //! ```
 //! use perf_db::fingerprint;
@@ -23,6 +24,7 @@ mod error;
 mod fingerprint;
 mod index_advice;
 mod index_health;
+mod partitioning;
 mod query_cache;
 mod slow_queries;
 
@@ -33,5 +35,6 @@ pub use index_advice::{AdviceOptions, IndexAdvice, StatementGain, advise_indexes
 pub use index_health::{
     DuplicateIndex, HealthOptions, IndexHealth, SeqScanHint, UnusedIndex, index_health,
 };
+pub use partitioning::{PartitionAdvice, PartitionOptions, PartitionStrategy, partition_advice};
 pub use query_cache::{QueryCache, QueryCacheStats};
 pub use slow_queries::{SlowQuery, SlowQueryFilter, slow_queries};

@@ -1,0 +1,236 @@
+//! Partitioning advice for large tables: when statements filter a big table
+//! by range on a time column, range partitions sized to a target; when they
+//! filter by equality on a key, list partitions (few distinct values) or hash
+//! partitions (many).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use tokio_postgres::Client;
+
+use crate::{Clause, Error, PredicateKind, Result, analyze};
+
+/// Thresholds of [`partition_advice`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PartitionOptions {
+    /// Tables at least this big (table + indexes + toast) are considered (default 10 GiB).
+    pub min_table_bytes: i64,
+    /// The partition size to aim for (default 1 GiB).
+    pub target_partition_bytes: i64,
+    /// A key with at most this many distinct values gets list partitions (default 50).
+    pub max_list_values: f64,
+}
+
+impl Default for PartitionOptions {
+    fn default() -> Self {
+        Self {
+            min_table_bytes: 10 << 30,
+            target_partition_bytes: 1 << 30,
+            max_list_values: 50.0,
+        }
+    }
+}
+
+/// How to partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PartitionStrategy {
+    /// By ranges of a time column.
+    Range,
+    /// One partition per value of a low-cardinality key.
+    List,
+    /// By hash of a high-cardinality key.
+    Hash,
+}
+
+/// One recommendation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PartitionAdvice {
+    /// Table.
+    pub table: String,
+    /// Strategy.
+    pub strategy: PartitionStrategy,
+    /// Partition key column.
+    pub key: String,
+    /// For range partitions: `day`, `week`, `month` or `year`.
+    pub interval: Option<String>,
+    /// About how many partitions the data fills now.
+    pub partitions: i64,
+    /// About how big each partition is.
+    pub partition_bytes: i64,
+    /// Table size now.
+    pub table_bytes: i64,
+    /// Why, in a sentence.
+    pub reason: String,
+    /// The statement that creates the partitioned table to move the data into.
+    pub create_statement: String,
+}
+
+fn db_error(e: tokio_postgres::Error) -> Error {
+    Error::Database(e.as_db_error().map_or_else(
+        || e.to_string(),
+        |d| format!("{}: {}", d.code().code(), d.message()),
+    ))
+}
+
+/// Advice for the large tables the statements filter.
+pub async fn partition_advice(
+    client: &Client,
+    queries: &[String],
+    options: &PartitionOptions,
+) -> Result<Vec<PartitionAdvice>> {
+    // (table, column) -> (range uses, equality uses)
+    let mut uses: BTreeMap<String, BTreeMap<String, (u32, u32)>> = BTreeMap::new();
+    for q in queries {
+        let Ok(a) = analyze(q) else { continue };
+        for u in a.columns.iter().filter(|u| u.clause == Clause::Where) {
+            let Some(table) = &u.table else { continue };
+            let entry = uses
+                .entry(table.clone())
+                .or_default()
+                .entry(u.column.clone())
+                .or_default();
+            match u.predicate {
+                Some(PredicateKind::Range) => entry.0 += 1,
+                Some(PredicateKind::Equality) => entry.1 += 1,
+                _ => {}
+            }
+        }
+    }
+    let mut advice = Vec::new();
+    for (table, columns) in uses {
+        let Some(size_row) = client
+            .query_opt("SELECT pg_total_relation_size(to_regclass($1)), c.relkind::text FROM pg_class c WHERE c.oid = to_regclass($1)", &[&table])
+            .await
+            .map_err(db_error)?
+        else {
+            continue;
+        };
+        let size: i64 = size_row.try_get(0).map_err(db_error)?;
+        let kind: String = size_row.try_get(1).map_err(db_error)?;
+        if size < options.min_table_bytes || kind != "r" {
+            continue;
+        }
+        let types: BTreeMap<String, String> = client
+            .query("SELECT column_name::text, data_type::text FROM information_schema.columns WHERE table_name = $1", &[&table.rsplit('.').next().unwrap_or(&table)])
+            .await
+            .map_err(db_error)?
+            .iter()
+            .filter_map(|r| Some((r.try_get(0).ok()?, r.try_get(1).ok()?)))
+            .collect();
+        let is_time = |c: &str| {
+            types
+                .get(c)
+                .is_some_and(|t| t.starts_with("timestamp") || t == "date")
+        };
+        let range_key = columns
+            .iter()
+            .filter(|(c, (r, _))| *r > 0 && is_time(c))
+            .max_by_key(|(_, (r, _))| *r)
+            .map(|(c, _)| c.clone());
+        if let Some(key) = range_key {
+            // Span of the data from the planner's statistics (cheap on any size).
+            let span = client
+                .query_opt(
+                    "SELECT extract(epoch FROM (histogram_bounds::text::timestamptz[])[array_length(histogram_bounds::text::timestamptz[], 1)]
+                                          - (histogram_bounds::text::timestamptz[])[1])::float8
+                     FROM pg_stats WHERE tablename = $1 AND attname = $2",
+                    &[&table.rsplit('.').next().unwrap_or(&table), &key],
+                )
+                .await
+                .map_err(db_error)?
+                .and_then(|r| r.try_get::<_, Option<f64>>(0).ok().flatten())
+                .filter(|s| *s > 0.0);
+            let Some(span) = span else { continue };
+            let bytes_per_sec = size as f64 / span;
+            let intervals = [
+                ("day", 86_400.0),
+                ("week", 7.0 * 86_400.0),
+                ("month", 30.0 * 86_400.0),
+                ("year", 365.0 * 86_400.0),
+            ];
+            let (interval, secs) = intervals
+                .iter()
+                .rev()
+                .find(|(_, s)| bytes_per_sec * s <= options.target_partition_bytes as f64)
+                .copied()
+                .unwrap_or(intervals[0]);
+            let partition_bytes = (bytes_per_sec * secs) as i64;
+            advice.push(PartitionAdvice {
+                strategy: PartitionStrategy::Range,
+                interval: Some(interval.to_owned()),
+                partitions: (span / secs).ceil().max(1.0) as i64,
+                partition_bytes,
+                table_bytes: size,
+                reason: format!("{table} is {size} bytes and statements filter {key} by range: one partition per {interval} keeps partitions near the target and lets old ones be dropped whole"),
+                create_statement: format!("CREATE TABLE {table}_partitioned (LIKE {table} INCLUDING ALL) PARTITION BY RANGE ({key})"),
+                table: table.clone(),
+                key,
+            });
+            continue;
+        }
+        let Some(key) = columns
+            .iter()
+            .filter(|(_, (_, e))| *e > 0)
+            .max_by_key(|(_, (_, e))| *e)
+            .map(|(c, _)| c.clone())
+        else {
+            continue;
+        };
+        let rows: f64 = client
+            .query_one(
+                "SELECT greatest(reltuples, 0)::float8 FROM pg_class WHERE oid = to_regclass($1)",
+                &[&table],
+            )
+            .await
+            .map_err(db_error)?
+            .try_get(0)
+            .map_err(db_error)?;
+        let n_distinct: f64 = client
+            .query_opt(
+                "SELECT n_distinct::float8 FROM pg_stats WHERE tablename = $1 AND attname = $2",
+                &[&table.rsplit('.').next().unwrap_or(&table), &key],
+            )
+            .await
+            .map_err(db_error)?
+            .and_then(|r| r.try_get(0).ok())
+            .unwrap_or(-1.0);
+        let distinct = if n_distinct < 0.0 {
+            -n_distinct * rows
+        } else {
+            n_distinct
+        };
+        let (strategy, partitions) = if distinct >= 1.0 && distinct <= options.max_list_values {
+            (PartitionStrategy::List, distinct.round() as i64)
+        } else {
+            let wanted = (size as f64 / options.target_partition_bytes as f64)
+                .ceil()
+                .clamp(2.0, 1024.0) as i64;
+            (
+                PartitionStrategy::Hash,
+                i64::from(u32::try_from(wanted).unwrap_or(1024).next_power_of_two()),
+            )
+        };
+        let by = if strategy == PartitionStrategy::List {
+            "LIST"
+        } else {
+            "HASH"
+        };
+        advice.push(PartitionAdvice {
+            reason: format!(
+                "{table} is {size} bytes and statements filter {key} by equality ({distinct:.0} distinct values): {} partitions let each query read one",
+                by.to_lowercase()
+            ),
+            create_statement: format!("CREATE TABLE {table}_partitioned (LIKE {table} INCLUDING ALL) PARTITION BY {by} ({key})"),
+            table: table.clone(),
+            strategy,
+            key,
+            interval: None,
+            partitions,
+            partition_bytes: size / partitions.max(1),
+            table_bytes: size,
+        });
+    }
+    Ok(advice)
+}
