@@ -7,8 +7,9 @@
 //! pg_stat_statements ([`slow_queries`]); index advice verified with hypopg
 //! ([`advise_indexes`]); index health ([`index_health`]); a result cache
 //! invalidated by table ([`QueryCache`]); partitioning advice
-//! ([`partition_advice`]). Still to come (issue "perf-db"): views from the
-//! catalog, connection-pool tuning.
+//! ([`partition_advice`]); an instrumented deadpool-postgres pool and a pool
+//! size tuner ([`InstrumentedPool`], [`recommend_pool_size`]). Still to come
+//! (issue "perf-db"): views from the catalog, bb8 and the pool bench.
 //!
 //! ```
 //! use perf_db::fingerprint;
@@ -25,6 +26,7 @@ mod fingerprint;
 mod index_advice;
 mod index_health;
 mod partitioning;
+mod pool;
 mod query_cache;
 mod slow_queries;
 
@@ -36,5 +38,9 @@ pub use index_health::{
     DuplicateIndex, HealthOptions, IndexHealth, SeqScanHint, UnusedIndex, index_health,
 };
 pub use partitioning::{PartitionAdvice, PartitionOptions, PartitionStrategy, partition_advice};
+pub use pool::{
+    InstrumentedPool, PoolObservation, PoolRecommendation, PoolSettings, PooledConnection,
+    recommend_pool_size,
+};
 pub use query_cache::{QueryCache, QueryCacheStats};
 pub use slow_queries::{SlowQuery, SlowQueryFilter, slow_queries};

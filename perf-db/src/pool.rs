@@ -1,0 +1,274 @@
+//! Connection pools that say how they are doing, and a tuner that sizes them.
+//!
+//! [`InstrumentedPool`] wraps a deadpool-postgres pool created *with
+//! timeouts* (deadpool has none by default, so `get()` could wait forever):
+//! it records how long callers wait for a connection (a histogram), how long
+//! they hold it, timeouts and errors. [`recommend_pool_size`] turns those
+//! measurements into a size with Little's law (connections busy = arrival
+//! rate × time held), plus headroom, bounded by what the server allows.
+
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use deadpool_postgres::{
+    Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
+};
+use perf_core::LatencyHistogram;
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// Timeouts and size of an [`InstrumentedPool`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PoolSettings {
+    /// Most connections (default 10).
+    pub max_size: usize,
+    /// Longest wait for a free connection (default 5 s).
+    pub wait_timeout: Duration,
+    /// Longest time to open a connection (default 5 s).
+    pub create_timeout: Duration,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        Self {
+            max_size: 10,
+            wait_timeout: Duration::from_secs(5),
+            create_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Measures {
+    wait: LatencyHistogram,
+    held: LatencyHistogram,
+}
+
+/// A deadpool-postgres pool with timeouts and measurements.
+#[derive(Clone)]
+pub struct InstrumentedPool {
+    pool: Pool,
+    measures: Arc<Mutex<Measures>>,
+    checkouts: Arc<AtomicU64>,
+    timeouts: Arc<AtomicU64>,
+    errors: Arc<AtomicU64>,
+    since: Instant,
+}
+
+impl std::fmt::Debug for InstrumentedPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InstrumentedPool")
+            .field("status", &self.pool.status())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A checked-out connection; returning it (drop) records how long it was held.
+pub struct PooledConnection {
+    object: Object,
+    taken: Instant,
+    measures: Arc<Mutex<Measures>>,
+}
+
+impl std::fmt::Debug for PooledConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PooledConnection").field("held", &self.taken.elapsed()).finish_non_exhaustive()
+    }
+}
+
+impl std::ops::Deref for PooledConnection {
+    type Target = Object;
+    fn deref(&self) -> &Object {
+        &self.object
+    }
+}
+
+impl Drop for PooledConnection {
+    fn drop(&mut self) {
+        if let Ok(mut m) = self.measures.lock() {
+            let _ = m.held.record(self.taken.elapsed());
+        }
+    }
+}
+
+/// What a pool measured since it was created.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PoolObservation {
+    /// Seconds measured.
+    pub elapsed_s: f64,
+    /// Connections handed out.
+    pub checkouts: u64,
+    /// `get()` calls that timed out.
+    pub timeouts: u64,
+    /// `get()` calls that failed otherwise.
+    pub errors: u64,
+    /// Wait for a connection, ms: p50, p95, p99, max.
+    pub wait_ms: [f64; 4],
+    /// Mean time a connection was held, ms.
+    pub mean_held_ms: f64,
+    /// Connections open now.
+    pub size: usize,
+    /// Of which idle.
+    pub idle: usize,
+    /// Callers waiting now.
+    pub waiting: usize,
+    /// The pool's maximum.
+    pub max_size: usize,
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+impl InstrumentedPool {
+    /// A pool for `url` with `settings` (timeouts always set).
+    pub fn new(url: &str, settings: &PoolSettings) -> Result<Self> {
+        let config = tokio_postgres::Config::from_str(url)
+            .map_err(|e| Error::Database(format!("not a connection string: {e}")))?;
+        let manager = Manager::from_config(
+            config,
+            tokio_postgres::NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(settings.max_size.max(1))
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(settings.wait_timeout))
+            .create_timeout(Some(settings.create_timeout))
+            .recycle_timeout(Some(settings.create_timeout))
+            .build()
+            .map_err(|e| Error::Database(e.to_string()))?;
+        Ok(Self {
+            pool,
+            measures: Arc::new(Mutex::new(Measures::default())),
+            checkouts: Arc::new(AtomicU64::new(0)),
+            timeouts: Arc::new(AtomicU64::new(0)),
+            errors: Arc::new(AtomicU64::new(0)),
+            since: Instant::now(),
+        })
+    }
+
+    /// A connection, waiting at most the wait timeout.
+    pub async fn get(&self) -> Result<PooledConnection> {
+        let started = Instant::now();
+        match self.pool.get().await {
+            Ok(object) => {
+                if let Ok(mut m) = self.measures.lock() {
+                    let _ = m.wait.record(started.elapsed());
+                }
+                self.checkouts.fetch_add(1, Ordering::Relaxed);
+                Ok(PooledConnection {
+                    object,
+                    taken: Instant::now(),
+                    measures: Arc::clone(&self.measures),
+                })
+            }
+            Err(PoolError::Timeout(kind)) => {
+                self.timeouts.fetch_add(1, Ordering::Relaxed);
+                Err(Error::Database(format!(
+                    "no connection within the pool's timeout ({kind:?})"
+                )))
+            }
+            Err(e) => {
+                self.errors.fetch_add(1, Ordering::Relaxed);
+                Err(Error::Database(e.to_string()))
+            }
+        }
+    }
+
+    /// The measurements so far.
+    pub fn observe(&self) -> PoolObservation {
+        let status = self.pool.status();
+        let (wait_ms, mean_held_ms) = self.measures.lock().map_or(([0.0; 4], 0.0), |m| {
+            (
+                [
+                    ms(m.wait.percentile(50.0)),
+                    ms(m.wait.percentile(95.0)),
+                    ms(m.wait.percentile(99.0)),
+                    ms(m.wait.max()),
+                ],
+                ms(m.held.mean()),
+            )
+        });
+        PoolObservation {
+            elapsed_s: self.since.elapsed().as_secs_f64(),
+            checkouts: self.checkouts.load(Ordering::Relaxed),
+            timeouts: self.timeouts.load(Ordering::Relaxed),
+            errors: self.errors.load(Ordering::Relaxed),
+            wait_ms,
+            mean_held_ms,
+            size: status.size,
+            idle: status.available,
+            waiting: status.waiting,
+            max_size: status.max_size,
+        }
+    }
+}
+
+/// A recommended pool size and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PoolRecommendation {
+    /// Connections to configure.
+    pub size: usize,
+    /// Connections busy on average (Little's law: rate × time held).
+    pub busy_connections: f64,
+    /// The explanation.
+    pub reason: String,
+}
+
+/// Sizes a pool from what it measured: `ceil(rate × mean held time ×
+/// headroom)` (headroom 1.5 absorbs bursts), at least 2, at most
+/// `server_max_connections - reserved` (what one instance may take of the
+/// server's `max_connections`).
+///
+/// ```
+/// use perf_db::{recommend_pool_size, PoolObservation};
+/// let seen = PoolObservation { elapsed_s: 60.0, checkouts: 60_000, timeouts: 0, errors: 0,
+///     wait_ms: [0.0, 0.1, 0.5, 2.0], mean_held_ms: 8.0, size: 50, idle: 40, waiting: 0, max_size: 50 };
+/// // 1000 checkouts/s held 8 ms: 8 busy on average, 12 with headroom.
+/// assert_eq!(recommend_pool_size(&seen, 100, 10).size, 12);
+/// ```
+pub fn recommend_pool_size(
+    seen: &PoolObservation,
+    server_max_connections: usize,
+    reserved: usize,
+) -> PoolRecommendation {
+    let rate = if seen.elapsed_s > 0.0 {
+        seen.checkouts as f64 / seen.elapsed_s
+    } else {
+        0.0
+    };
+    let busy = rate * seen.mean_held_ms / 1000.0;
+    let ceiling = server_max_connections.saturating_sub(reserved).max(1);
+    let wanted = (busy * 1.5).ceil().max(2.0) as usize;
+    let size = wanted.min(ceiling);
+    let mut reason = format!(
+        "{rate:.1} checkouts/s held {:.2} ms on average keep {busy:.2} connections busy (Little's law); with 50 % headroom: {wanted}",
+        seen.mean_held_ms
+    );
+    if size < wanted {
+        reason.push_str(&format!("; capped at {ceiling} by the server's max_connections {server_max_connections} minus {reserved} reserved"));
+    }
+    if seen.max_size > size * 2 {
+        reason.push_str(&format!(
+            "; the pool is configured for {} and is oversized",
+            seen.max_size
+        ));
+    } else if seen.timeouts > 0 || seen.wait_ms[2] > 10.0 {
+        reason.push_str(&format!(
+            "; callers waited (p99 {:.1} ms, {} timeouts): the pool is too small",
+            seen.wait_ms[2], seen.timeouts
+        ));
+    }
+    PoolRecommendation {
+        size,
+        busy_connections: busy,
+        reason,
+    }
+}

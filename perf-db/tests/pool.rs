@@ -1,0 +1,98 @@
+//! The instrumented pool against a real throwaway PostgreSQL.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use perf_db::{InstrumentedPool, PoolSettings, recommend_pool_size};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waits_holds_and_timeouts_are_measured_and_turned_into_a_size() {
+    let pg = testkit::PgCluster::start().unwrap();
+    let pool = InstrumentedPool::new(
+        &pg.url(),
+        &PoolSettings {
+            max_size: 2,
+            wait_timeout: Duration::from_millis(2000),
+            ..PoolSettings::default()
+        },
+    )
+    .unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..6 {
+        let pool = pool.clone();
+        tasks.push(tokio::spawn(async move {
+            let conn = pool.get().await.unwrap();
+            conn.query("SELECT pg_sleep(0.1)", &[]).await.unwrap();
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let seen = pool.observe();
+    assert_eq!(
+        (seen.checkouts, seen.timeouts, seen.max_size),
+        (6, 0, 2),
+        "{seen:?}"
+    );
+    assert!(
+        seen.mean_held_ms >= 100.0 && seen.mean_held_ms < 400.0,
+        "{seen:?}"
+    );
+    // Six 100 ms holds through two connections: someone waited about 200 ms.
+    assert!(seen.wait_ms[3] >= 150.0, "{seen:?}");
+    let advice = recommend_pool_size(&seen, 100, 10);
+    assert!(
+        advice.size >= 2 && advice.reason.contains("Little's law"),
+        "{advice:?}"
+    );
+
+    // A wait longer than the timeout is counted and reported, not hung on.
+    let strict = InstrumentedPool::new(
+        &pg.url(),
+        &PoolSettings {
+            max_size: 1,
+            wait_timeout: Duration::from_millis(100),
+            ..PoolSettings::default()
+        },
+    )
+    .unwrap();
+    let holder = strict.get().await.unwrap();
+    let started = std::time::Instant::now();
+    let err = strict.get().await.unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(err.to_string().contains("timeout"), "{err}");
+    drop(holder);
+    assert_eq!(strict.observe().timeouts, 1);
+}
+
+#[test]
+fn the_tuner_caps_at_the_server_and_names_an_oversized_pool() {
+    let seen = perf_db::PoolObservation {
+        elapsed_s: 10.0,
+        checkouts: 100_000,
+        timeouts: 0,
+        errors: 0,
+        wait_ms: [0.0, 0.0, 0.0, 1.0],
+        mean_held_ms: 50.0,
+        size: 10,
+        idle: 0,
+        waiting: 0,
+        max_size: 200,
+    };
+    // 10,000/s × 50 ms = 500 busy: capped by max_connections 100 minus 10 reserved.
+    let r = recommend_pool_size(&seen, 100, 10);
+    assert_eq!(r.size, 90);
+    assert!(r.reason.contains("capped at 90"), "{}", r.reason);
+    let idle = perf_db::PoolObservation {
+        checkouts: 100,
+        mean_held_ms: 2.0,
+        ..seen
+    };
+    let r = recommend_pool_size(&idle, 100, 10);
+    assert_eq!(r.size, 2);
+    assert!(r.reason.contains("oversized"), "{}", r.reason);
+}
