@@ -7,9 +7,9 @@
 //! pg_stat_statements ([`slow_queries`]); index advice verified with hypopg
 //! ([`advise_indexes`]); index health ([`index_health`]); a result cache
 //! invalidated by table ([`QueryCache`]); partitioning advice
-//! ([`partition_advice`]); an instrumented deadpool-postgres pool and a pool
-//! size tuner ([`InstrumentedPool`], [`recommend_pool_size`]). Still to come
-//! (issue "perf-db"): views from the catalog, bb8 and the pool bench.
+//! ([`partition_advice`]); instrumented deadpool-postgres and bb8 pools and a
+//! pool size tuner ([`InstrumentedPool`], [`recommend_pool_size`]). Still to
+//! come (issue "perf-db"): views from the catalog, the pool bench.
 //!
 //! ```
 //! use perf_db::fingerprint;

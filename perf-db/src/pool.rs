@@ -1,7 +1,9 @@
 //! Connection pools that say how they are doing, and a tuner that sizes them.
 //!
-//! [`InstrumentedPool`] wraps a deadpool-postgres pool created *with
-//! timeouts* (deadpool has none by default, so `get()` could wait forever):
+//! [`InstrumentedPool`] wraps a deadpool-postgres or a bb8 pool created *with
+//! timeouts* (deadpool has none by default, so `get()` could wait forever;
+//! bb8's test of every connection on checkout is turned off, a query per
+//! checkout being the cost the pool exists to avoid):
 //! it records how long callers wait for a connection (a histogram), how long
 //! they hold it, timeouts and errors. [`recommend_pool_size`] turns those
 //! measurements into a size with Little's law (connections busy = arrival
@@ -48,42 +50,67 @@ struct Measures {
     held: LatencyHistogram,
 }
 
-/// A deadpool-postgres pool with timeouts and measurements.
+type Bb8Pool = bb8::Pool<bb8_postgres::PostgresConnectionManager<tokio_postgres::NoTls>>;
+
+#[derive(Clone)]
+enum Backend {
+    Deadpool(Pool),
+    Bb8(Bb8Pool),
+}
+
+/// A deadpool-postgres or bb8 pool with timeouts and measurements.
 #[derive(Clone)]
 pub struct InstrumentedPool {
-    pool: Pool,
+    pool: Backend,
     measures: Arc<Mutex<Measures>>,
     checkouts: Arc<AtomicU64>,
     timeouts: Arc<AtomicU64>,
     errors: Arc<AtomicU64>,
     since: Instant,
+    max_size: usize,
 }
 
 impl std::fmt::Debug for InstrumentedPool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("InstrumentedPool")
-            .field("status", &self.pool.status())
+            .field("observation", &self.observe())
             .finish_non_exhaustive()
     }
 }
 
 /// A checked-out connection; returning it (drop) records how long it was held.
+enum Connection {
+    Deadpool(Object),
+    Bb8(
+        bb8::PooledConnection<
+            'static,
+            bb8_postgres::PostgresConnectionManager<tokio_postgres::NoTls>,
+        >,
+    ),
+}
+
+/// A checked-out connection; returning it (drop) records how long it was held.
 pub struct PooledConnection {
-    object: Object,
+    object: Connection,
     taken: Instant,
     measures: Arc<Mutex<Measures>>,
 }
 
 impl std::fmt::Debug for PooledConnection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PooledConnection").field("held", &self.taken.elapsed()).finish_non_exhaustive()
+        f.debug_struct("PooledConnection")
+            .field("held", &self.taken.elapsed())
+            .finish_non_exhaustive()
     }
 }
 
 impl std::ops::Deref for PooledConnection {
-    type Target = Object;
-    fn deref(&self) -> &Object {
-        &self.object
+    type Target = tokio_postgres::Client;
+    fn deref(&self) -> &tokio_postgres::Client {
+        match &self.object {
+            Connection::Deadpool(o) => o,
+            Connection::Bb8(c) => c,
+        }
     }
 }
 
@@ -114,7 +141,7 @@ pub struct PoolObservation {
     pub size: usize,
     /// Of which idle.
     pub idle: usize,
-    /// Callers waiting now.
+    /// Callers waiting now (deadpool only; 0 for bb8, which does not say).
     pub waiting: usize,
     /// The pool's maximum.
     pub max_size: usize,
@@ -144,20 +171,68 @@ impl InstrumentedPool {
             .recycle_timeout(Some(settings.create_timeout))
             .build()
             .map_err(|e| Error::Database(e.to_string()))?;
-        Ok(Self {
+        Ok(Self::around(
+            Backend::Deadpool(pool),
+            settings.max_size.max(1),
+        ))
+    }
+
+    /// The same on bb8 (connection timeout = `wait_timeout`, no test on checkout).
+    pub async fn new_bb8(url: &str, settings: &PoolSettings) -> Result<Self> {
+        let config = tokio_postgres::Config::from_str(url)
+            .map_err(|e| Error::Database(format!("not a connection string: {e}")))?;
+        let manager = bb8_postgres::PostgresConnectionManager::new(config, tokio_postgres::NoTls);
+        let pool = bb8::Pool::builder()
+            .max_size(u32::try_from(settings.max_size.max(1)).unwrap_or(u32::MAX))
+            .connection_timeout(settings.wait_timeout)
+            .test_on_check_out(false)
+            .build(manager)
+            .await
+            .map_err(|e| Error::Database(e.to_string()))?;
+        Ok(Self::around(Backend::Bb8(pool), settings.max_size.max(1)))
+    }
+
+    fn around(pool: Backend, max_size: usize) -> Self {
+        Self {
             pool,
             measures: Arc::new(Mutex::new(Measures::default())),
             checkouts: Arc::new(AtomicU64::new(0)),
             timeouts: Arc::new(AtomicU64::new(0)),
             errors: Arc::new(AtomicU64::new(0)),
             since: Instant::now(),
-        })
+            max_size,
+        }
     }
 
     /// A connection, waiting at most the wait timeout.
     pub async fn get(&self) -> Result<PooledConnection> {
         let started = Instant::now();
-        match self.pool.get().await {
+        let got = match &self.pool {
+            Backend::Deadpool(pool) => {
+                pool.get()
+                    .await
+                    .map(Connection::Deadpool)
+                    .map_err(|e| match e {
+                        PoolError::Timeout(kind) => (
+                            true,
+                            format!("no connection within the pool's timeout ({kind:?})"),
+                        ),
+                        other => (false, other.to_string()),
+                    })
+            }
+            Backend::Bb8(pool) => {
+                pool.get_owned()
+                    .await
+                    .map(Connection::Bb8)
+                    .map_err(|e| match e {
+                        bb8::RunError::TimedOut => {
+                            (true, "no connection within the pool's timeout".to_owned())
+                        }
+                        bb8::RunError::User(e) => (false, e.to_string()),
+                    })
+            }
+        };
+        match got {
             Ok(object) => {
                 if let Ok(mut m) = self.measures.lock() {
                     let _ = m.wait.record(started.elapsed());
@@ -169,22 +244,35 @@ impl InstrumentedPool {
                     measures: Arc::clone(&self.measures),
                 })
             }
-            Err(PoolError::Timeout(kind)) => {
-                self.timeouts.fetch_add(1, Ordering::Relaxed);
-                Err(Error::Database(format!(
-                    "no connection within the pool's timeout ({kind:?})"
-                )))
-            }
-            Err(e) => {
-                self.errors.fetch_add(1, Ordering::Relaxed);
-                Err(Error::Database(e.to_string()))
+            Err((timed_out, message)) => {
+                let counter = if timed_out {
+                    &self.timeouts
+                } else {
+                    &self.errors
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                Err(Error::Database(message))
             }
         }
     }
 
     /// The measurements so far.
     pub fn observe(&self) -> PoolObservation {
-        let status = self.pool.status();
+        let (size, idle, waiting, max_size) = match &self.pool {
+            Backend::Deadpool(p) => {
+                let s = p.status();
+                (s.size, s.available, s.waiting, s.max_size)
+            }
+            Backend::Bb8(p) => {
+                let s = p.state();
+                (
+                    s.connections as usize,
+                    s.idle_connections as usize,
+                    0,
+                    self.max_size,
+                )
+            }
+        };
         let (wait_ms, mean_held_ms) = self.measures.lock().map_or(([0.0; 4], 0.0), |m| {
             (
                 [
@@ -203,10 +291,10 @@ impl InstrumentedPool {
             errors: self.errors.load(Ordering::Relaxed),
             wait_ms,
             mean_held_ms,
-            size: status.size,
-            idle: status.available,
-            waiting: status.waiting,
-            max_size: status.max_size,
+            size,
+            idle,
+            waiting,
+            max_size,
         }
     }
 }

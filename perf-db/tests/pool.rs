@@ -96,3 +96,61 @@ fn the_tuner_caps_at_the_server_and_names_an_oversized_pool() {
     assert_eq!(r.size, 2);
     assert!(r.reason.contains("oversized"), "{}", r.reason);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bb8_is_measured_the_same_way() {
+    let pg = testkit::PgCluster::start().unwrap();
+    let pool = InstrumentedPool::new_bb8(
+        &pg.url(),
+        &PoolSettings {
+            max_size: 2,
+            wait_timeout: Duration::from_millis(2000),
+            ..PoolSettings::default()
+        },
+    )
+    .await
+    .unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..6 {
+        let pool = pool.clone();
+        tasks.push(tokio::spawn(async move {
+            let conn = pool.get().await.unwrap();
+            conn.query("SELECT pg_sleep(0.1)", &[]).await.unwrap();
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let seen = pool.observe();
+    assert_eq!(
+        (seen.checkouts, seen.timeouts, seen.max_size),
+        (6, 0, 2),
+        "{seen:?}"
+    );
+    assert!(
+        seen.wait_ms[3] >= 150.0 && seen.mean_held_ms >= 100.0,
+        "{seen:?}"
+    );
+
+    let strict = InstrumentedPool::new_bb8(
+        &pg.url(),
+        &PoolSettings {
+            max_size: 1,
+            wait_timeout: Duration::from_millis(100),
+            ..PoolSettings::default()
+        },
+    )
+    .await
+    .unwrap();
+    let holder = strict.get().await.unwrap();
+    assert!(
+        strict
+            .get()
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("timeout")
+    );
+    drop(holder);
+    assert_eq!(strict.observe().timeouts, 1);
+}
