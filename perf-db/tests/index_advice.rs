@@ -89,3 +89,52 @@ async fn missing_indexes_are_advised_verified_and_covered_ones_are_not() {
                 .all(|g| g.cost_after.unwrap() <= g.cost_before.unwrap() * 1e-6))
     );
 }
+
+#[tokio::test]
+async fn pgbench_accounts_without_keys_get_an_index_on_aid() {
+    let pg = testkit::PgCluster::start().unwrap();
+    let url = pg.create_database("bench").unwrap();
+    // pgbench's tables with data but without primary keys: -I dtg (drop, tables, generate).
+    let pgbench = std::path::Path::new("/usr/lib/postgresql/15/bin/pgbench");
+    assert!(
+        pgbench.is_file(),
+        "pgbench not found: apt-get install -y postgresql-15"
+    );
+    let out = std::process::Command::new(pgbench)
+        .args(["-i", "-I", "dtg", "-s", "1", "-q", &url])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client.batch_execute("ANALYZE").await.unwrap();
+    let advice = advise_indexes(
+        &client,
+        &["SELECT abalance FROM pgbench_accounts WHERE aid = $1".to_owned()],
+        &AdviceOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(advice.len(), 1, "{advice:#?}");
+    assert_eq!(
+        (advice[0].table.as_str(), advice[0].columns.as_slice()),
+        ("pgbench_accounts", ["aid".to_owned()].as_slice())
+    );
+    assert!(advice[0].verified);
+    let gain = &advice[0].helps[0];
+    // A sequential scan of 100,000 rows against an index probe.
+    assert!(
+        gain.cost_after.unwrap() < gain.cost_before.unwrap() / 100.0,
+        "{gain:?}"
+    );
+    assert_eq!(
+        advice[0].create_statement,
+        "CREATE INDEX CONCURRENTLY ON pgbench_accounts (aid)"
+    );
+}
