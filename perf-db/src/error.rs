@@ -19,3 +19,12 @@ pub enum Error {
 
 /// `Result` with perf-db's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A PostgreSQL client error as an [`Error::Database`], with the SQLSTATE
+/// code when the server sent one.
+pub(crate) fn db_error(e: tokio_postgres::Error) -> Error {
+    Error::Database(e.as_db_error().map_or_else(
+        || e.to_string(),
+        |d| format!("{}: {}", d.code().code(), d.message()),
+    ))
+}

@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use tokio_postgres::Client;
 
+use crate::error::db_error;
 use crate::{Clause, Error, PredicateKind, Result, analyze};
 
 /// How demanding the advice is.
@@ -52,13 +53,6 @@ pub struct IndexAdvice {
     pub helps: Vec<StatementGain>,
     /// The statement to create it without blocking writes.
     pub create_statement: String,
-}
-
-fn db_error(e: tokio_postgres::Error) -> Error {
-    Error::Database(e.as_db_error().map_or_else(
-        || e.to_string(),
-        |d| format!("{}: {}", d.code().code(), d.message()),
-    ))
 }
 
 fn quote_ident(name: &str) -> String {

@@ -5,7 +5,8 @@
 use serde::{Deserialize, Serialize};
 use tokio_postgres::Client;
 
-use crate::{Error, Result};
+use crate::Result;
+use crate::error::db_error;
 
 /// Thresholds of [`index_health`].
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -75,13 +76,6 @@ pub struct IndexHealth {
     pub unused: Vec<UnusedIndex>,
     /// Large tables read by sequential scans more than by index scans.
     pub missing_index_hints: Vec<SeqScanHint>,
-}
-
-fn db_error(e: tokio_postgres::Error) -> Error {
-    Error::Database(e.as_db_error().map_or_else(
-        || e.to_string(),
-        |d| format!("{}: {}", d.code().code(), d.message()),
-    ))
 }
 
 struct IndexRow {

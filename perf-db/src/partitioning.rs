@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use tokio_postgres::Client;
 
-use crate::{Clause, Error, PredicateKind, Result, analyze};
+use crate::error::db_error;
+use crate::{Clause, PredicateKind, Result, analyze};
 
 /// Thresholds of [`partition_advice`].
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -65,13 +66,6 @@ pub struct PartitionAdvice {
     pub reason: String,
     /// The statement that creates the partitioned table to move the data into.
     pub create_statement: String,
-}
-
-fn db_error(e: tokio_postgres::Error) -> Error {
-    Error::Database(e.as_db_error().map_or_else(
-        || e.to_string(),
-        |d| format!("{}: {}", d.code().code(), d.message()),
-    ))
 }
 
 /// Advice for the large tables the statements filter.

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use tokio_postgres::Client;
 
+use crate::error::db_error;
 use crate::{Error, Fingerprint, Result, fingerprint};
 
 /// Which statements count as slow.
@@ -47,13 +48,6 @@ pub struct SlowQuery {
     pub max_ms: f64,
     /// Rows returned or affected in all.
     pub rows: i64,
-}
-
-fn db_error(e: tokio_postgres::Error) -> Error {
-    Error::Database(e.as_db_error().map_or_else(
-        || e.to_string(),
-        |d| format!("{}: {}", d.code().code(), d.message()),
-    ))
 }
 
 /// The slowest statements of this database by total time, from

@@ -3,7 +3,23 @@
 
 use std::time::Duration;
 
-use perf_db::{InstrumentedPool, PoolSettings, recommend_pool_size};
+use perf_db::{InstrumentedPool, PoolObservation, PoolSettings, recommend_pool_size};
+
+/// Six tasks each holding a connection for a 100 ms query; what the pool saw.
+async fn six_100ms_holds(pool: &InstrumentedPool) -> PoolObservation {
+    let mut tasks = Vec::new();
+    for _ in 0..6 {
+        let pool = pool.clone();
+        tasks.push(tokio::spawn(async move {
+            let conn = pool.get().await.unwrap();
+            conn.query("SELECT pg_sleep(0.1)", &[]).await.unwrap();
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    pool.observe()
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn waits_holds_and_timeouts_are_measured_and_turned_into_a_size() {
@@ -17,18 +33,7 @@ async fn waits_holds_and_timeouts_are_measured_and_turned_into_a_size() {
         },
     )
     .unwrap();
-    let mut tasks = Vec::new();
-    for _ in 0..6 {
-        let pool = pool.clone();
-        tasks.push(tokio::spawn(async move {
-            let conn = pool.get().await.unwrap();
-            conn.query("SELECT pg_sleep(0.1)", &[]).await.unwrap();
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
-    let seen = pool.observe();
+    let seen = six_100ms_holds(&pool).await;
     assert_eq!(
         (seen.checkouts, seen.timeouts, seen.max_size),
         (6, 0, 2),
@@ -71,7 +76,7 @@ async fn waits_holds_and_timeouts_are_measured_and_turned_into_a_size() {
 
 #[test]
 fn the_tuner_caps_at_the_server_and_names_an_oversized_pool() {
-    let seen = perf_db::PoolObservation {
+    let seen = PoolObservation {
         elapsed_s: 10.0,
         checkouts: 100_000,
         timeouts: 0,
@@ -87,7 +92,7 @@ fn the_tuner_caps_at_the_server_and_names_an_oversized_pool() {
     let r = recommend_pool_size(&seen, 100, 10);
     assert_eq!(r.size, 90);
     assert!(r.reason.contains("capped at 90"), "{}", r.reason);
-    let idle = perf_db::PoolObservation {
+    let idle = PoolObservation {
         checkouts: 100,
         mean_held_ms: 2.0,
         ..seen
@@ -110,18 +115,7 @@ async fn bb8_is_measured_the_same_way() {
     )
     .await
     .unwrap();
-    let mut tasks = Vec::new();
-    for _ in 0..6 {
-        let pool = pool.clone();
-        tasks.push(tokio::spawn(async move {
-            let conn = pool.get().await.unwrap();
-            conn.query("SELECT pg_sleep(0.1)", &[]).await.unwrap();
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
-    let seen = pool.observe();
+    let seen = six_100ms_holds(&pool).await;
     assert_eq!(
         (seen.checkouts, seen.timeouts, seen.max_size),
         (6, 0, 2),
