@@ -11,7 +11,7 @@ use crate::app::{AppState, app};
 use crate::config::ServerConfig;
 use crate::monitor::Monitor;
 use crate::store::{PostgresStore, SqliteStore, Store};
-use crate::test_runner::TestRunner;
+use crate::test_runner::{TestRunner, Workers};
 
 /// Opens the store the configuration names: PostgreSQL when `database_url` is
 /// set, otherwise the SQLite file under `data_dir`.
@@ -50,11 +50,14 @@ pub async fn run(config: ServerConfig) -> Result<()> {
         config.test_limits,
         policy,
         config.max_concurrent_tests,
-        config.load_workers.clone(),
-        config
-            .worker_token
-            .clone()
-            .or_else(|| config.api_token.clone()),
+        Workers {
+            urls: config.load_workers.clone(),
+            service: config.load_worker_service.clone(),
+            token: config
+                .worker_token
+                .clone()
+                .or_else(|| config.api_token.clone()),
+        },
     );
     let (monitor, sampler) = Monitor::start(
         config.sample_interval.as_duration(),

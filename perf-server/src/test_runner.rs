@@ -76,6 +76,17 @@ struct State {
     shutting_down: bool,
 }
 
+/// The other perf-server instances a test may be split over.
+#[derive(Debug, Clone, Default)]
+pub struct Workers {
+    /// Base URLs given in the configuration.
+    pub urls: Vec<String>,
+    /// A name resolving to every worker (e.g. a headless Service): each address is one worker.
+    pub service: Option<String>,
+    /// Bearer token sent to the workers.
+    pub token: Option<String>,
+}
+
 /// Where a test runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Placement {
@@ -123,21 +134,18 @@ impl TestRunner {
             limits,
             policy,
             max_concurrent,
-            Vec::new(),
-            None,
+            Workers::default(),
         )
     }
 
-    /// A runner that can also split tests over other perf-server instances
-    /// (`workers`), calling them with `worker_token`.
+    /// A runner that can also split tests over other perf-server instances.
     pub fn with_workers(
         store: Arc<dyn Store>,
         runtime: tokio::runtime::Handle,
         limits: Limits,
         policy: TargetPolicy,
         max_concurrent: usize,
-        workers: Vec<String>,
-        worker_token: Option<String>,
+        workers: Workers,
     ) -> Arc<Self> {
         Arc::new(Self {
             store,
@@ -145,23 +153,11 @@ impl TestRunner {
             limits,
             policy,
             max_concurrent: max_concurrent.max(1),
-            workers,
-            worker_service: None,
-            worker_token,
+            workers: workers.urls,
+            worker_service: workers.service,
+            worker_token: workers.token,
             state: Mutex::new(State::default()),
         })
-    }
-
-    /// Also finds workers by resolving `service` (e.g. a headless Service):
-    /// every address it resolves to is one worker.
-    pub fn with_worker_service(self: Arc<Self>, service: Option<String>) -> Arc<Self> {
-        match Arc::try_unwrap(self) {
-            Ok(mut runner) => {
-                runner.worker_service = service;
-                Arc::new(runner)
-            }
-            Err(shared) => shared,
-        }
     }
 
     /// The configured workers plus those the worker service resolves to now.
