@@ -40,12 +40,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     let aid = i32::try_from(rng() % 1_000_000 + 1).unwrap_or(1);
                     let started = Instant::now();
                     let conn = pool.get().await?;
-                    conn.query_one(
-                        "SELECT abalance FROM pgbench_accounts WHERE aid = $1",
-                        &[&aid],
-                    )
-                    .await
-                    .map_err(|e| perf_db::Error::Database(e.to_string()))?;
+                    let statement = conn
+                        .prepare_cached("SELECT abalance FROM pgbench_accounts WHERE aid = $1")
+                        .await?;
+                    conn.query_one(&statement, &[&aid])
+                        .await
+                        .map_err(|e| perf_db::Error::Database(e.to_string()))?;
                     drop(conn);
                     let _ = h.record(started.elapsed());
                 }

@@ -1,15 +1,21 @@
 //! What a statement touches: the tables it reads or writes and the columns it
 //! filters, joins, groups and orders by, with the kind of predicate, with
-//! table aliases, CTEs and subqueries resolved. This is what index advice
-//! starts from.
+//! table aliases, CTEs, subqueries and views resolved. This is what index
+//! advice starts from.
+//!
+//! Views are expanded from their definitions ([`Views`], read from
+//! `pg_views` by [`Views::from_catalog`]): a column of a simple view (one
+//! table, no join) is reported on the base table under its base name, so
+//! advice for `SELECT * FROM active_users WHERE email = $1` is an index on
+//! `users (email)`.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use sqlparser::ast::{
     BinaryOperator, Expr, FromTable, GroupByExpr, InTarget, JoinConstraint, JoinOperator,
-    ObjectName, ObjectNamePart, OrderByKind, Query, Select, SetExpr, Statement, TableFactor,
-    TableWithJoins, Value,
+    ObjectName, ObjectNamePart, OrderByKind, Query, Select, SelectItem, SetExpr, Statement,
+    TableFactor, TableWithJoins, Value,
 };
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::{Parser, ParserError};
@@ -84,8 +90,90 @@ pub struct QueryAnalysis {
 /// # Ok::<(), perf_db::Error>(())
 /// ```
 pub fn analyze(sql: &str) -> Result<QueryAnalysis> {
+    analyze_with_views(sql, &Views::default())
+}
+
+/// View definitions by name (`view` for the `public` schema, and
+/// `schema.view`), used by [`analyze_with_views`] to see through views.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Views {
+    definitions: BTreeMap<String, String>,
+}
+
+/// How deep views built on views are followed.
+const MAX_VIEW_DEPTH: usize = 8;
+
+impl Views {
+    /// No views.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a view: its name and its `SELECT`.
+    pub fn insert(&mut self, name: impl Into<String>, definition: impl Into<String>) {
+        self.definitions.insert(name.into(), definition.into());
+    }
+
+    /// The views of the connected database (system schemas excluded).
+    pub async fn from_catalog(client: &tokio_postgres::Client) -> Result<Self> {
+        let rows = client
+            .query(
+                "SELECT schemaname::text, viewname::text, definition FROM pg_views
+                 WHERE schemaname NOT IN ('pg_catalog', 'information_schema')",
+                &[],
+            )
+            .await
+            .map_err(crate::error::db_error)?;
+        let mut views = Self::new();
+        for row in rows {
+            let (schema, name, definition): (String, String, Option<String>) =
+                (row.get(0), row.get(1), row.get(2));
+            let Some(definition) = definition else {
+                continue;
+            };
+            if schema == "public" {
+                views.insert(name.clone(), definition.clone());
+            }
+            views.insert(format!("{schema}.{name}"), definition);
+        }
+        Ok(views)
+    }
+
+    /// How many names are known.
+    pub fn len(&self) -> usize {
+        self.definitions.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.definitions.is_empty()
+    }
+
+    fn query(&self, name: &str) -> Option<Query> {
+        let sql = self.definitions.get(name)?;
+        let statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).ok()?;
+        statements.into_iter().find_map(|s| match s {
+            Statement::Query(q) => Some(*q),
+            _ => None,
+        })
+    }
+}
+
+/// [`analyze`], seeing through the given views: their tables count as the
+/// statement's, and columns of simple views land on the base table.
+///
+/// ```
+/// use perf_db::{analyze_with_views, Views};
+/// let mut views = Views::new();
+/// views.insert("active_users", "SELECT u.id, u.email AS login FROM users u WHERE u.active");
+/// let a = analyze_with_views("SELECT * FROM active_users WHERE login = $1", &views)?;
+/// assert_eq!(a.tables.iter().collect::<Vec<_>>(), ["users"]);
+/// assert!(a.columns.iter().any(|c| c.table.as_deref() == Some("users") && c.column == "email"));
+/// # Ok::<(), perf_db::Error>(())
+/// ```
+pub fn analyze_with_views(sql: &str, views: &Views) -> Result<QueryAnalysis> {
     let statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).map_err(parse_error)?;
-    let mut walker = Walker::default();
+    let mut walker = Walker::new(views);
     for statement in &statements {
         walker.statement(statement);
     }
@@ -125,17 +213,42 @@ fn parse_error(e: ParserError) -> Error {
     }
 }
 
+/// The real table behind a name in FROM, and for a view the base column of
+/// each of its columns (`None`: computed, not a base column; a name not
+/// listed is the base column of the same name).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Target {
+    table: String,
+    renames: BTreeMap<String, Option<String>>,
+}
+
+impl Target {
+    fn table(table: String) -> Self {
+        Self {
+            table,
+            renames: BTreeMap::new(),
+        }
+    }
+
+    fn column(&self, name: &str) -> Option<String> {
+        match self.renames.get(name) {
+            Some(base) => base.clone(),
+            None => Some(name.to_owned()),
+        }
+    }
+}
+
 /// Names visible in one SELECT: alias or table name -> real table (`None`
 /// for CTEs and derived tables).
 #[derive(Debug, Default, Clone)]
 struct Scope {
-    names: BTreeMap<String, Option<String>>,
+    names: BTreeMap<String, Option<Target>>,
 }
 
 impl Scope {
     /// The only real table in scope, for unqualified columns.
-    fn single_table(&self) -> Option<String> {
-        let real: BTreeSet<&String> = self.names.values().flatten().collect();
+    fn single_table(&self) -> Option<Target> {
+        let real: BTreeSet<&Target> = self.names.values().flatten().collect();
         if real.len() == 1 {
             real.into_iter().next().cloned()
         } else {
@@ -144,8 +257,10 @@ impl Scope {
     }
 }
 
-#[derive(Debug, Default)]
-struct Walker {
+#[derive(Debug)]
+struct Walker<'v> {
+    views: &'v Views,
+    expanding: Vec<String>,
     tables: BTreeSet<String>,
     columns: Vec<ColumnUse>,
     ctes: Vec<BTreeSet<String>>,
@@ -175,12 +290,84 @@ fn column_of(e: &Expr) -> Option<(Option<String>, String)> {
     }
 }
 
-impl Walker {
+impl<'v> Walker<'v> {
+    fn new(views: &'v Views) -> Self {
+        Self {
+            views,
+            expanding: Vec::new(),
+            tables: BTreeSet::new(),
+            columns: Vec::new(),
+            ctes: Vec::new(),
+            scopes: Vec::new(),
+        }
+    }
+
+    /// What a view's name stands for when its query reads one table without
+    /// joins (views on views followed), else `None`.
+    fn view_target(&self, q: &Query, depth: usize) -> Option<Target> {
+        let SetExpr::Select(s) = &*q.body else {
+            return None;
+        };
+        let [from] = s.from.as_slice() else {
+            return None;
+        };
+        if !from.joins.is_empty() {
+            return None;
+        }
+        let TableFactor::Table { name, .. } = &from.relation else {
+            return None;
+        };
+        let base_name = table_name(name);
+        let base = match self.views.query(&base_name) {
+            Some(inner) if depth < MAX_VIEW_DEPTH => self.view_target(&inner, depth + 1)?,
+            Some(_) => return None,
+            None => Target::table(base_name),
+        };
+        let mut renames = BTreeMap::new();
+        let mut wildcard = false;
+        for item in &s.projection {
+            match item {
+                SelectItem::UnnamedExpr(e) => {
+                    if let Some((_, c)) = column_of(e) {
+                        renames.insert(c.clone(), base.column(&c));
+                    }
+                }
+                SelectItem::ExprWithAlias { expr, alias } => {
+                    let base_column = column_of(expr).and_then(|(_, c)| base.column(&c));
+                    renames.insert(alias.value.clone(), base_column);
+                }
+                SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..) => wildcard = true,
+                // Several aliases for one expression: not a PostgreSQL form.
+                SelectItem::ExprWithAliases { .. } => {}
+            }
+        }
+        if wildcard {
+            for (k, v) in base.renames {
+                renames.entry(k).or_insert(v);
+            }
+        }
+        Some(Target {
+            table: base.table,
+            renames,
+        })
+    }
+
+    /// Walks a view's query (its tables and predicates count) and returns
+    /// what its name stands for.
+    fn expand_view(&mut self, name: &str, q: &Query) -> Option<Target> {
+        self.expanding.push(name.to_owned());
+        let scopes = std::mem::take(&mut self.scopes);
+        self.query(q);
+        self.scopes = scopes;
+        self.expanding.pop();
+        self.view_target(q, 0)
+    }
+
     fn is_cte(&self, name: &str) -> bool {
         self.ctes.iter().any(|set| set.contains(name))
     }
 
-    fn resolve(&self, qualifier: Option<&str>) -> Option<String> {
+    fn resolve(&self, qualifier: Option<&str>) -> Option<Target> {
         match qualifier {
             Some(q) => self
                 .scopes
@@ -194,7 +381,13 @@ impl Walker {
 
     fn record(&mut self, e: &Expr, clause: Clause, predicate: Option<PredicateKind>) {
         if let Some((qualifier, column)) = column_of(e) {
-            let table = self.resolve(qualifier.as_deref());
+            let (table, column) = match self.resolve(qualifier.as_deref()) {
+                Some(target) => match target.column(&column) {
+                    Some(base) => (Some(target.table), base),
+                    None => (None, column),
+                },
+                None => (None, column),
+            };
             self.columns.push(ColumnUse {
                 table,
                 column,
@@ -296,14 +489,22 @@ impl Walker {
         match factor {
             TableFactor::Table { name, alias, .. } => {
                 let full = table_name(name);
-                let real = if self.is_cte(&full) {
+                let view = if self.is_cte(&full)
+                    || self.expanding.contains(&full)
+                    || self.expanding.len() >= MAX_VIEW_DEPTH
+                {
                     None
                 } else {
-                    Some(full.clone())
+                    self.views.query(&full)
                 };
-                if let Some(r) = &real {
-                    self.tables.insert(r.clone());
-                }
+                let real = if self.is_cte(&full) {
+                    None
+                } else if let Some(q) = view {
+                    self.expand_view(&full, &q)
+                } else {
+                    self.tables.insert(full.clone());
+                    Some(Target::table(full.clone()))
+                };
                 let short = full.rsplit('.').next().unwrap_or(&full).to_owned();
                 scope.names.insert(short, real.clone());
                 if let Some(a) = alias {
@@ -508,6 +709,57 @@ mod tests {
                 .iter()
                 .any(|u| u.table.is_none() && u.column == "user_id" && u.clause == Clause::Where)
         );
+    }
+
+    #[test]
+    fn views_are_seen_through_to_their_base_tables() {
+        let mut views = Views::new();
+        views.insert(
+            "active_users",
+            " SELECT users.id, users.email AS login, lower(users.name) AS lname FROM users WHERE (users.active = true);",
+        );
+        views.insert("recent_active", "SELECT * FROM active_users WHERE id > 100");
+        views.insert("loop_a", "SELECT * FROM loop_b");
+        views.insert("loop_b", "SELECT * FROM loop_a");
+        views.insert(
+            "joined",
+            "SELECT o.id FROM orders o JOIN users u ON u.id = o.user_id",
+        );
+        let a = analyze_with_views(
+            "SELECT * FROM recent_active r WHERE r.login = $1 AND lname = 'x' ORDER BY id",
+            &views,
+        )
+        .unwrap();
+        assert_eq!(a.tables, ["users".to_owned()].into());
+        let on_users = |column: &str, clause: Clause| {
+            a.columns.iter().any(|u| {
+                u.table.as_deref() == Some("users") && u.column == column && u.clause == clause
+            })
+        };
+        // The view's own predicates count, on the base table.
+        assert!(on_users("active", Clause::Where), "{:?}", a.columns);
+        assert!(on_users("id", Clause::Where), "{:?}", a.columns);
+        // The alias maps back to the base column through two views.
+        assert!(on_users("email", Clause::Where), "{:?}", a.columns);
+        assert!(on_users("id", Clause::OrderBy), "{:?}", a.columns);
+        // A computed column has no base column.
+        assert!(
+            a.columns
+                .iter()
+                .any(|u| u.table.is_none() && u.column == "lname")
+        );
+        // Cycles stop; a view with a join lends its tables but no column mapping.
+        assert!(analyze_with_views("SELECT * FROM loop_a WHERE x = 1", &views).is_ok());
+        let j = analyze_with_views("SELECT * FROM joined WHERE id = 1", &views).unwrap();
+        assert_eq!(j.tables, ["orders".to_owned(), "users".to_owned()].into());
+        assert!(
+            j.columns
+                .iter()
+                .any(|u| u.clause == Clause::Where && u.table.is_none())
+        );
+        // Without the views, the view name is just a table.
+        let plain = analyze("SELECT * FROM recent_active WHERE login = $1").unwrap();
+        assert_eq!(plain.tables, ["recent_active".to_owned()].into());
     }
 
     #[test]

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use tokio_postgres::Client;
 
 use crate::error::db_error;
-use crate::{Clause, Error, PredicateKind, Result, analyze};
+use crate::{Clause, Error, PredicateKind, Result, Views, analyze_with_views};
 
 /// How demanding the advice is.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -75,10 +75,12 @@ fn quote_table(name: &str) -> String {
 }
 
 /// Candidate indexes per statement: (table, columns) -> statements.
-fn candidates(queries: &[String]) -> BTreeMap<(String, Vec<String>), Vec<String>> {
+fn candidates(queries: &[String], views: &Views) -> BTreeMap<(String, Vec<String>), Vec<String>> {
     let mut out: BTreeMap<(String, Vec<String>), Vec<String>> = BTreeMap::new();
     for q in queries {
-        let Ok(a) = analyze(q) else { continue };
+        let Ok(a) = analyze_with_views(q, views) else {
+            continue;
+        };
         for table in &a.tables {
             let mine = |clause: Clause, kinds: &[PredicateKind]| -> Vec<String> {
                 let mut cols: Vec<String> = a
@@ -223,9 +225,10 @@ pub async fn advise_indexes(
         .batch_execute("CREATE EXTENSION IF NOT EXISTS hypopg")
         .await
         .is_ok();
+    let views = Views::from_catalog(client).await?;
     let mut advice = Vec::new();
     let mut existing: BTreeMap<String, Vec<Vec<String>>> = BTreeMap::new();
-    for ((table, columns), statements) in candidates(queries) {
+    for ((table, columns), statements) in candidates(queries, &views) {
         if !existing.contains_key(&table) {
             existing.insert(table.clone(), existing_btrees(client, &table).await?);
         }
@@ -298,17 +301,101 @@ pub async fn advise_indexes(
     Ok(advice)
 }
 
+/// An index created by [`apply_index`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppliedIndex {
+    /// Its name.
+    pub name: String,
+    /// The statement that was run.
+    pub statement: String,
+}
+
+/// The name [`apply_index`] gives: `<table>_<columns>_perf_idx`, within
+/// PostgreSQL's 63 bytes.
+fn index_name(table: &str, columns: &[String]) -> String {
+    let short = table.rsplit('.').next().unwrap_or(table);
+    let mut name = format!("{short}_{}", columns.join("_"))
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect::<String>();
+    name.truncate(63 - "_perf_idx".len());
+    name.push_str("_perf_idx");
+    name
+}
+
+/// Creates the index an advice describes, `CONCURRENTLY` (writes go on),
+/// and checks that it is valid; a failed build's invalid index is dropped.
+/// The statement is rebuilt from the advice's table and columns (quoted), so
+/// an edited `create_statement` cannot run anything else. Only call this on
+/// an explicit request: an index costs every write to the table.
+pub async fn apply_index(client: &Client, advice: &IndexAdvice) -> Result<AppliedIndex> {
+    if advice.columns.is_empty() {
+        return Err(Error::Database(
+            "the advice names no columns: nothing to index".to_owned(),
+        ));
+    }
+    let name = index_name(&advice.table, &advice.columns);
+    let statement = format!(
+        "CREATE INDEX CONCURRENTLY {} ON {} ({})",
+        quote_ident(&name),
+        quote_table(&advice.table),
+        advice
+            .columns
+            .iter()
+            .map(|c| quote_ident(c))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    if let Err(e) = client.batch_execute(&statement).await {
+        let e = db_error(e);
+        // A failed concurrent build leaves an invalid index behind, unless the
+        // name was already taken (then the index is someone else's).
+        if !e.to_string().contains("already exists") {
+            let _ = client
+                .batch_execute(&format!(
+                    "DROP INDEX CONCURRENTLY IF EXISTS {}",
+                    quote_ident(&name)
+                ))
+                .await;
+        }
+        return Err(e);
+    }
+    let valid: bool = client
+        .query_one(
+            "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass($1)",
+            &[&name],
+        )
+        .await
+        .map_err(db_error)?
+        .get(0);
+    if !valid {
+        return Err(Error::Database(format!(
+            "index {name} was built but is not valid; drop it and retry"
+        )));
+    }
+    Ok(AppliedIndex { name, statement })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn candidates_put_equality_before_range_and_skip_nothing_to_index() {
-        let c = candidates(&[
-            "SELECT * FROM items WHERE price > $1 AND category = $2".to_owned(),
-            "SELECT * FROM items ORDER BY created_at".to_owned(),
-            "SELECT 1".to_owned(),
-        ]);
+        let c = candidates(
+            &[
+                "SELECT * FROM items WHERE price > $1 AND category = $2".to_owned(),
+                "SELECT * FROM items ORDER BY created_at".to_owned(),
+                "SELECT 1".to_owned(),
+            ],
+            &Views::new(),
+        );
         let keys: Vec<_> = c.keys().cloned().collect();
         assert!(
             keys.contains(&(

@@ -8,8 +8,11 @@
 //! ([`advise_indexes`]); index health ([`index_health`]); a result cache
 //! invalidated by table ([`QueryCache`]); partitioning advice
 //! ([`partition_advice`]); instrumented deadpool-postgres and bb8 pools and a
-//! pool size tuner ([`InstrumentedPool`], [`recommend_pool_size`]). Still to
-//! come (issue "perf-db"): views from the catalog, the pool bench.
+//! pool size tuner ([`InstrumentedPool`], [`recommend_pool_size`]); the
+//! server's activity: connections by state, buffer cache hit ratio
+//! ([`database_activity`]). Views named in statements are seen through
+//! ([`Views`], [`analyze_with_views`]); advice is applied only on request
+//! ([`apply_index`]).
 //!
 //! ```
 //! use perf_db::fingerprint;
@@ -20,6 +23,7 @@
 //! # Ok::<(), perf_db::Error>(())
 //! ```
 
+mod activity;
 mod analysis;
 mod error;
 mod fingerprint;
@@ -30,10 +34,15 @@ mod pool;
 mod query_cache;
 mod slow_queries;
 
-pub use analysis::{Clause, ColumnUse, PredicateKind, QueryAnalysis, analyze};
+pub use activity::{DatabaseActivity, database_activity};
+pub use analysis::{
+    Clause, ColumnUse, PredicateKind, QueryAnalysis, Views, analyze, analyze_with_views,
+};
 pub use error::{Error, Result};
 pub use fingerprint::{Fingerprint, fingerprint, normalize};
-pub use index_advice::{AdviceOptions, IndexAdvice, StatementGain, advise_indexes};
+pub use index_advice::{
+    AdviceOptions, AppliedIndex, IndexAdvice, StatementGain, advise_indexes, apply_index,
+};
 pub use index_health::{
     DuplicateIndex, HealthOptions, IndexHealth, SeqScanHint, UnusedIndex, index_health,
 };

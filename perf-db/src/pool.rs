@@ -114,6 +114,20 @@ impl std::ops::Deref for PooledConnection {
     }
 }
 
+impl PooledConnection {
+    /// A prepared statement for `sql`, from the connection's own statement
+    /// cache when it has one (deadpool-postgres keeps one per connection;
+    /// bb8's plain client does not, so there it prepares each time). Using
+    /// it saves the prepare round trip that `query(&str, ..)` makes.
+    pub async fn prepare_cached(&self, sql: &str) -> Result<tokio_postgres::Statement> {
+        match &self.object {
+            Connection::Deadpool(o) => o.prepare_cached(sql).await,
+            Connection::Bb8(c) => c.prepare(sql).await,
+        }
+        .map_err(crate::error::db_error)
+    }
+}
+
 impl Drop for PooledConnection {
     fn drop(&mut self) {
         if let Ok(mut m) = self.measures.lock() {
@@ -137,6 +151,9 @@ pub struct PoolObservation {
     pub wait_ms: [f64; 4],
     /// Mean time a connection was held, ms.
     pub mean_held_ms: f64,
+    /// Time a connection was held (the queries run through the pool), ms:
+    /// p50, p95, p99, max.
+    pub held_ms: [f64; 4],
     /// Connections open now.
     pub size: usize,
     /// Of which idle.
@@ -273,17 +290,18 @@ impl InstrumentedPool {
                 )
             }
         };
-        let (wait_ms, mean_held_ms) = self.measures.lock().map_or(([0.0; 4], 0.0), |m| {
-            (
-                [
-                    ms(m.wait.percentile(50.0)),
-                    ms(m.wait.percentile(95.0)),
-                    ms(m.wait.percentile(99.0)),
-                    ms(m.wait.max()),
-                ],
-                ms(m.held.mean()),
-            )
-        });
+        let quartet = |h: &LatencyHistogram| {
+            [
+                ms(h.percentile(50.0)),
+                ms(h.percentile(95.0)),
+                ms(h.percentile(99.0)),
+                ms(h.max()),
+            ]
+        };
+        let (wait_ms, held_ms, mean_held_ms) =
+            self.measures.lock().map_or(([0.0; 4], [0.0; 4], 0.0), |m| {
+                (quartet(&m.wait), quartet(&m.held), ms(m.held.mean()))
+            });
         PoolObservation {
             elapsed_s: self.since.elapsed().as_secs_f64(),
             checkouts: self.checkouts.load(Ordering::Relaxed),
@@ -291,6 +309,7 @@ impl InstrumentedPool {
             errors: self.errors.load(Ordering::Relaxed),
             wait_ms,
             mean_held_ms,
+            held_ms,
             size,
             idle,
             waiting,
@@ -318,7 +337,8 @@ pub struct PoolRecommendation {
 /// ```
 /// use perf_db::{recommend_pool_size, PoolObservation};
 /// let seen = PoolObservation { elapsed_s: 60.0, checkouts: 60_000, timeouts: 0, errors: 0,
-///     wait_ms: [0.0, 0.1, 0.5, 2.0], mean_held_ms: 8.0, size: 50, idle: 40, waiting: 0, max_size: 50 };
+///     wait_ms: [0.0, 0.1, 0.5, 2.0], mean_held_ms: 8.0, held_ms: [7.0, 12.0, 15.0, 30.0],
+///     size: 50, idle: 40, waiting: 0, max_size: 50 };
 /// // 1000 checkouts/s held 8 ms: 8 busy on average, 12 with headroom.
 /// assert_eq!(recommend_pool_size(&seen, 100, 10).size, 12);
 /// ```

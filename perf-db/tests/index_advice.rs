@@ -1,7 +1,7 @@
 //! Index advice verified with hypopg on a real throwaway PostgreSQL.
 #![allow(clippy::unwrap_used)]
 
-use perf_db::{AdviceOptions, advise_indexes};
+use perf_db::{AdviceOptions, advise_indexes, apply_index};
 
 #[tokio::test]
 async fn missing_indexes_are_advised_verified_and_covered_ones_are_not() {
@@ -20,6 +20,7 @@ async fn missing_indexes_are_advised_verified_and_covered_ones_are_not() {
             "CREATE TABLE items (id int PRIMARY KEY, sku text, category int, price numeric, created_at timestamptz);
              INSERT INTO items SELECT g, 'sku-' || g, g % 50, g % 997, now() - g * interval '1 minute' FROM generate_series(1, 100000) g;
              CREATE INDEX items_created ON items (created_at);
+             CREATE VIEW item_codes AS SELECT id, sku AS code FROM items;
              ANALYZE items;",
         )
         .await
@@ -30,6 +31,7 @@ async fn missing_indexes_are_advised_verified_and_covered_ones_are_not() {
         "SELECT * FROM items WHERE id = $1",  // the primary key covers it
         "SELECT * FROM items WHERE created_at > now() - interval '5 minutes'", // items_created covers it
         "SELECT count(*) FROM items WHERE price > 0", // most rows: an index would not help
+        "SELECT id FROM item_codes WHERE code = $1",  // through the view: items (sku)
     ]
     .map(str::to_owned)
     .into();
@@ -49,6 +51,11 @@ async fn missing_indexes_are_advised_verified_and_covered_ones_are_not() {
         "{advice:#?}"
     );
     assert_eq!(advice.len(), 2, "{advice:#?}");
+    let sku = advice.iter().find(|a| a.columns == ["sku"]).unwrap();
+    assert!(
+        sku.helps.iter().any(|g| g.query.contains("item_codes")),
+        "the view's statement is helped by the index on its base table: {sku:#?}"
+    );
     for a in &advice {
         assert!(a.verified);
         let gain = &a.helps[0];
@@ -71,6 +78,35 @@ async fn missing_indexes_are_advised_verified_and_covered_ones_are_not() {
         .unwrap()
         .get(0);
     assert_eq!(indexes, 2);
+    // Applied on request, under a name of its own; then it is no longer advised.
+    let mut tampered = sku.clone();
+    tampered.create_statement = "DROP TABLE items".to_owned();
+    let applied = apply_index(&client, &tampered).await.unwrap();
+    assert_eq!(applied.name, "items_sku_perf_idx");
+    assert_eq!(
+        applied.statement,
+        "CREATE INDEX CONCURRENTLY items_sku_perf_idx ON items (sku)"
+    );
+    let valid: bool = client
+        .query_one(
+            "SELECT indisvalid FROM pg_index WHERE indexrelid = 'items_sku_perf_idx'::regclass",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(valid);
+    let again = advise_indexes(&client, &queries, &AdviceOptions::default())
+        .await
+        .unwrap();
+    assert!(again.iter().all(|a| a.columns != ["sku"]), "{again:#?}");
+    // Applying it twice is a clear error, not a second index.
+    let err = apply_index(&client, sku).await.unwrap_err().to_string();
+    assert!(err.contains("already exists"), "{err}");
+    client
+        .batch_execute("DROP INDEX items_sku_perf_idx")
+        .await
+        .unwrap();
     // A stricter threshold drops what saves less.
     let strict = advise_indexes(
         &client,

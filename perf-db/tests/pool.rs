@@ -45,6 +45,27 @@ async fn waits_holds_and_timeouts_are_measured_and_turned_into_a_size() {
     );
     // Six 100 ms holds through two connections: someone waited about 200 ms.
     assert!(seen.wait_ms[3] >= 150.0, "{seen:?}");
+    assert!(
+        seen.held_ms[0] >= 100.0 && seen.held_ms[3] >= seen.held_ms[1],
+        "{seen:?}"
+    );
+    // The connection's statement cache: the second prepare is the same statement.
+    let conn = pool.get().await.unwrap();
+    let first = conn.prepare_cached("SELECT $1::int + 1").await.unwrap();
+    let second = conn.prepare_cached("SELECT $1::int + 1").await.unwrap();
+    let row = conn.query_one(&second, &[&41i32]).await.unwrap();
+    assert_eq!(row.get::<_, i32>(0), 42);
+    drop(first);
+    let prepared: i64 = conn
+        .query_one(
+            "SELECT count(*) FROM pg_prepared_statements WHERE statement = 'SELECT $1::int + 1'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(prepared, 1, "prepared once, reused");
+    drop(conn);
     let advice = recommend_pool_size(&seen, 100, 10);
     assert!(
         advice.size >= 2 && advice.reason.contains("Little's law"),
@@ -83,6 +104,7 @@ fn the_tuner_caps_at_the_server_and_names_an_oversized_pool() {
         errors: 0,
         wait_ms: [0.0, 0.0, 0.0, 1.0],
         mean_held_ms: 50.0,
+        held_ms: [45.0, 60.0, 80.0, 120.0],
         size: 10,
         idle: 0,
         waiting: 0,

@@ -28,6 +28,8 @@ pub struct AppState {
     pub started: Instant,
     /// Load tests run through the API.
     pub tests: Arc<crate::test_runner::TestRunner>,
+    /// The database reported on, when one is configured.
+    pub database: Option<Arc<crate::database::DatabaseMonitor>>,
 }
 
 impl std::fmt::Debug for AppState {

@@ -59,6 +59,9 @@ pub struct ServeArgs {
     /// PostgreSQL URL of a shared store (instead of SQLite).
     #[arg(long, env = "PERF_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+    /// PostgreSQL to report on at /performance/metrics/database [default: --database-url].
+    #[arg(long, env = "PERF_ANALYZE_DATABASE_URL", hide_env_values = true)]
+    pub analyze_database_url: Option<String>,
     /// Connections of the PostgreSQL store's pool [default: 8].
     #[arg(long, env = "PERF_DATABASE_POOL_SIZE")]
     pub database_pool_size: Option<usize>,
@@ -117,6 +120,10 @@ impl ServeArgs {
         );
         if self.database_url.is_some() {
             c.database_url.clone_from(&self.database_url);
+        }
+        if self.analyze_database_url.is_some() {
+            c.analyze_database_url
+                .clone_from(&self.analyze_database_url);
         }
         if self.api_token.is_some() {
             c.api_token.clone_from(&self.api_token);

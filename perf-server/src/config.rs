@@ -40,6 +40,10 @@ pub struct ServerConfig {
     pub database_url: Option<String>,
     /// Connections of the PostgreSQL store's pool (1 to 256, default 8).
     pub database_pool_size: usize,
+    /// PostgreSQL whose performance `/performance/metrics/database` reports
+    /// (default: `database_url`; never serialized).
+    #[serde(skip_serializing)]
+    pub analyze_database_url: Option<String>,
     /// Bearer token required by POST, PUT, PATCH and DELETE when set (never serialized).
     #[serde(skip_serializing)]
     pub api_token: Option<String>,
@@ -83,6 +87,7 @@ impl Default for ServerConfig {
             data_dir: PathBuf::from("./perf-data"),
             database_url: None,
             database_pool_size: 8,
+            analyze_database_url: None,
             api_token: None,
             insecure_no_auth: false,
             log_format: LogFormat::Text,
@@ -113,6 +118,14 @@ fn invalid(field: &str, message: impl Into<String>) -> Error {
 }
 
 impl ServerConfig {
+    /// The database `/performance/metrics/database` reports on:
+    /// `analyze_database_url`, else `database_url`, else none.
+    pub fn analyzed_database(&self) -> Option<&str> {
+        self.analyze_database_url
+            .as_deref()
+            .or(self.database_url.as_deref())
+    }
+
     /// Reads a YAML document; unknown keys and bad values are errors that name the key.
     pub fn from_yaml(text: &str) -> Result<Self> {
         serde_saphyr::from_str(text).map_err(|e| Error::ConfigFile {
@@ -155,15 +168,20 @@ impl ServerConfig {
                 "must be at least 16 characters without whitespace",
             ));
         }
-        if let Some(url) = &self.database_url
-            && !(url.starts_with("postgres://")
-                || url.starts_with("postgresql://")
-                || url.contains("host="))
-        {
-            return Err(invalid(
-                "database_url",
-                "must be a PostgreSQL URL (postgresql://user@host:port/db) or key=value connection string",
-            ));
+        for (field, url) in [
+            ("database_url", &self.database_url),
+            ("analyze_database_url", &self.analyze_database_url),
+        ] {
+            if let Some(url) = url
+                && !(url.starts_with("postgres://")
+                    || url.starts_with("postgresql://")
+                    || url.contains("host="))
+            {
+                return Err(invalid(
+                    field,
+                    "must be a PostgreSQL URL (postgresql://user@host:port/db) or key=value connection string",
+                ));
+            }
         }
         if !(1..=256).contains(&self.database_pool_size) {
             return Err(invalid(
@@ -320,7 +338,7 @@ mod tests {
         assert!(err.to_string().contains("fast"), "{err}");
 
         type Mutation = fn(&mut ServerConfig);
-        let cases: [(&str, Mutation); 6] = [
+        let cases: [(&str, Mutation); 7] = [
             ("listen", |c| c.listen = "0.0.0.0:8080".parse().unwrap()),
             ("body_limit", |c| c.body_limit = ByteSize(10)),
             ("sample_interval", |c| {
@@ -330,6 +348,9 @@ mod tests {
                 c.sample_history = HumanDuration(Duration::from_secs(86_400 * 30))
             }),
             ("api_token", |c| c.api_token = Some("short".into())),
+            ("analyze_database_url", |c| {
+                c.analyze_database_url = Some("mysql://x".into())
+            }),
             ("database_url", |c| {
                 c.database_url = Some("mysql://x".into())
             }),

@@ -9,6 +9,7 @@ use actix_web::{HttpServer, web};
 use crate::Result;
 use crate::app::{AppState, app};
 use crate::config::ServerConfig;
+use crate::database::DatabaseMonitor;
 use crate::monitor::Monitor;
 use crate::store::{PostgresStore, SqliteStore, Store};
 use crate::test_runner::{TestRunner, Workers};
@@ -63,11 +64,21 @@ pub async fn run(config: ServerConfig) -> Result<()> {
         config.sample_interval.as_duration(),
         config.sample_capacity(),
     )?;
+    let database = match config.analyzed_database() {
+        Some(url) => Some(Arc::new(DatabaseMonitor::new(url).map_err(|e| {
+            crate::Error::Config {
+                field: "analyze_database_url".to_owned(),
+                message: e.to_string(),
+            }
+        })?)),
+        None => None,
+    };
     let state = web::Data::new(AppState {
         store: Arc::clone(&store),
         monitor,
         started: Instant::now(),
         tests: Arc::clone(&tests),
+        database,
     });
     let app_config = Arc::new(config.clone());
     let mut server = HttpServer::new(move || app(state.clone(), Arc::clone(&app_config)))

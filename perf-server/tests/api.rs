@@ -27,10 +27,26 @@ async fn service(
     >,
     tempfile::TempDir,
 ) {
+    service_with(token, None).await
+}
+
+/// The application, reporting on `database` when given.
+async fn service_with(
+    token: Option<&str>,
+    database: Option<String>,
+) -> (
+    impl actix_web::dev::Service<
+        actix_http::Request,
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+    >,
+    tempfile::TempDir,
+) {
     let dir = tempfile::tempdir().unwrap();
     let config = ServerConfig {
         data_dir: dir.path().to_owned(),
         api_token: token.map(str::to_owned),
+        analyze_database_url: database,
         sample_interval: HumanDuration(Duration::from_millis(100)),
         sample_history: HumanDuration(Duration::from_secs(60)),
         ..ServerConfig::default()
@@ -56,6 +72,9 @@ async fn service(
         monitor,
         started: Instant::now(),
         tests,
+        database: config
+            .analyzed_database()
+            .map(|url| Arc::new(perf_server::database::DatabaseMonitor::new(url).unwrap())),
     });
     (test::init_service(app(state, Arc::new(config))).await, dir)
 }
@@ -799,4 +818,96 @@ async fn tests_beyond_the_limit_queue_and_cancel_keeps_what_was_measured() {
     .await;
     assert!(report["requests"].as_u64().unwrap() > 20, "{report}");
     assert_eq!(report["stopped_early"], "cancelled");
+}
+
+#[actix_web::test]
+async fn database_metrics_say_plainly_when_unconfigured_and_report_a_real_database() {
+    let (app, _dir) = service(None).await;
+    let resp = test::call_service(
+        &app,
+        TestRequest::get()
+            .uri("/performance/metrics/database")
+            .to_request(),
+    )
+    .await;
+    let (status, body) = json_of(resp).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["configured"], false);
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("--analyze-database-url"),
+        "{body}"
+    );
+
+    let pg = testkit::PgCluster::start().unwrap();
+    let url = pg.create_database("observed").unwrap();
+    pg.psql(
+        "observed",
+        "CREATE EXTENSION pg_stat_statements;
+         CREATE TABLE t AS SELECT g AS id FROM generate_series(1, 20000) g;
+         SELECT count(*) FROM t WHERE id > 10;",
+    )
+    .unwrap();
+    let (app, _dir) = service_with(None, Some(url)).await;
+    let get = || {
+        TestRequest::get()
+            .uri("/performance/metrics/database")
+            .to_request()
+    };
+    let (status, body) = json_of(test::call_service(&app, get()).await).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["configured"], true);
+    assert_eq!(body["errors"], json!([]), "{body}");
+    assert!(
+        body["database"].as_str().unwrap().ends_with("/observed"),
+        "{body}"
+    );
+    assert!(!body["database"].as_str().unwrap().contains("password"));
+    assert_eq!(body["activity"]["database"], "observed");
+    assert!(
+        body["activity"]["connections_by_state"]["active"]
+            .as_i64()
+            .unwrap()
+            >= 1
+    );
+    let ratio = body["activity"]["buffer_cache_hit_ratio"].as_f64().unwrap();
+    assert!(ratio > 0.0 && ratio <= 1.0, "{body}");
+    assert_eq!(body["pool"]["checkouts"], 1);
+    assert!(body["query_latency_ms"]["p95"].as_f64().unwrap() >= 0.0);
+    let slow = body["slow_queries"].as_array().unwrap();
+    assert!(
+        slow.iter()
+            .any(|q| q["query"].as_str().unwrap().contains("FROM t WHERE id >")),
+        "{body}"
+    );
+    // The second read of the slow statements comes from the query cache.
+    let (_, body) = json_of(test::call_service(&app, get()).await).await;
+    assert_eq!(body["query_cache"]["hits"], 1, "{body}");
+    assert_eq!(body["query_cache_hit_ratio"], 0.5, "{body}");
+    assert_eq!(body["pool"]["checkouts"], 2);
+
+    // A database that is down: the answer says what failed, and the pool counts it.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let (app, _dir) = service_with(
+        None,
+        Some(format!("postgresql://nobody@127.0.0.1:{port}/none")),
+    )
+    .await;
+    let (status, body) = json_of(test::call_service(&app, get()).await).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        body["errors"][0].as_str().unwrap().starts_with("connect:"),
+        "{body}"
+    );
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("could not be read")
+    );
+    assert_eq!(body["pool"]["errors"], 1, "{body}");
 }

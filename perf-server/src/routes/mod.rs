@@ -1,5 +1,6 @@
 //! Route handlers: each parses the request, calls one API, maps the result to JSON.
 
+pub(crate) mod database;
 pub(crate) mod health;
 pub(crate) mod host;
 pub(crate) mod openapi;
@@ -19,6 +20,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         .service(host::cpu)
         .service(host::memory)
         .service(host::network)
+        .service(database::database)
         .service(snapshots::create)
         .service(snapshots::list)
         .service(snapshots::get)

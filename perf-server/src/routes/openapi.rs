@@ -1,7 +1,7 @@
 use actix_web::{HttpResponse, get};
 use utoipa::OpenApi;
 
-use super::{health, host, prometheus, snapshots, tests};
+use super::{database, health, host, prometheus, snapshots, tests};
 use crate::api_error::{ApiError, ErrorBody};
 
 /// The OpenAPI document, generated from the handlers.
@@ -20,6 +20,7 @@ use crate::api_error::{ApiError, ErrorBody};
         host::cpu,
         host::memory,
         host::network,
+        database::database,
         snapshots::create,
         snapshots::list,
         snapshots::get,
