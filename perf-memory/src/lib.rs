@@ -1,11 +1,22 @@
 //! # perf-memory
 //!
-//! Memory efficiency for Rust services: what the allocator holds and why.
-//! Today it reads jemalloc's statistics ([`AllocatorStats`]); pools, caches,
-//! allocator tuning, profiling, leak detection and memory budgets build on it.
+//! Memory efficiency for Rust services: spend less, see where it goes, and
+//! stay under a limit.
 //!
-//! Reading statistics needs the `jemalloc` feature *and* `tikv-jemallocator`
-//! installed as the program's global allocator:
+//! - [`Pool`]: a bounded lock-free object pool with a reset hook and counters;
+//! - [`Cache`]: moka caches bounded by entries or bytes, with TTL / idle
+//!   expiry and hit, miss, load and eviction counters exported to `metrics`;
+//! - [`AllocatorStats`], [`MemoryTuning`], [`purge_now`]: jemalloc's figures
+//!   and its run-time knobs (feature `jemalloc`);
+//! - [`Profiler`]: CPU and heap profiles as pprof and flamegraph SVG
+//!   (feature `profiling`);
+//! - [`LeakDetector`]: sustained growth found by a robust trend fit, a leak
+//!   told from fragmentation;
+//! - [`MemoryGuard`]: a [`MemoryBudget`] that relieves pressure over a soft
+//!   mark and refuses new work over a hard one.
+//!
+//! Reading allocator statistics needs the `jemalloc` feature *and*
+//! `tikv-jemallocator` installed as the program's global allocator:
 //!
 //! ```
 //! # #[cfg(feature = "jemalloc")]
@@ -27,7 +38,23 @@
 //! ```
 
 mod allocator;
+mod budget;
+mod cache;
 mod error;
+mod leak;
+mod pool;
+#[cfg(feature = "profiling")]
+mod profiling;
+mod tuning;
 
 pub use allocator::AllocatorStats;
+pub use budget::{BudgetStatus, MemoryBudget, MemoryGuard, Pressure, Reliever};
+pub use cache::{Cache, CacheBuilder, CacheStats};
 pub use error::{Error, Result};
+pub use leak::{LeakDetector, LeakDetectorConfig, LeakStatus, LeakVerdict, MemorySample, Trend};
+pub use pool::{OwnedPooled, Pool, PoolBuilder, PoolStats, Pooled};
+#[cfg(feature = "profiling")]
+pub use profiling::{
+    MAX_PROFILE_S, Profile, ProfileKind, ProfileRequest, ProfileSession, Profiler,
+};
+pub use tuning::{MAX_DECAY_MS, MemoryTuning, purge_now};

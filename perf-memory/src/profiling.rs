@@ -1,0 +1,345 @@
+//! CPU profiles (pprof-rs: a SIGPROF sampler) and heap profiles (jemalloc's
+//! sampling profiler through jemalloc_pprof), each as a pprof protobuf and a
+//! flamegraph SVG. One profile at a time: running both at once is known to
+//! deadlock, so a second start gets [`Error::ProfilerBusy`].
+//!
+//! Heap profiles need jemalloc built with profiling (this feature turns it
+//! on) and started with `prof:true`; a binary sets that with
+//!
+//! ```ignore
+//! #[unsafe(export_name = "_rjem_malloc_conf")]
+//! pub static MALLOC_CONF: &[u8] = b"prof:true,prof_active:false,lg_prof_sample:19\0";
+//! ```
+//!
+//! (or the environment variable `_RJEM_MALLOC_CONF`). Sampling stays off
+//! until a heap profile starts.
+
+use std::sync::Mutex;
+use std::time::Instant;
+
+use perf_core::{Id, unix_millis};
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// What to profile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum ProfileKind {
+    /// Where the CPU time goes (stack samples at a frequency).
+    Cpu,
+    /// Where live memory was allocated (sampled allocations).
+    Heap,
+}
+
+impl std::fmt::Display for ProfileKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Cpu => "cpu",
+            Self::Heap => "heap",
+        })
+    }
+}
+
+/// A request to start profiling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ProfileRequest {
+    /// `cpu` or `heap`.
+    pub kind: ProfileKind,
+    /// Stop by itself after this many seconds (1 to 600); without it, runs
+    /// until stopped (at most 600 s when a server enforces it).
+    pub duration_s: Option<u64>,
+    /// CPU samples per second (1 to 1000, default 99; the kernel tick caps
+    /// what is really taken, about 250 here). Not for heap profiles.
+    pub frequency_hz: Option<u32>,
+}
+
+/// The longest profile.
+pub const MAX_PROFILE_S: u64 = 600;
+
+impl ProfileRequest {
+    /// Checks the fields; the error names the bad one and the range.
+    pub fn validate(&self) -> Result<()> {
+        if let Some(d) = self.duration_s
+            && !(1..=MAX_PROFILE_S).contains(&d)
+        {
+            return Err(Error::Invalid {
+                field: "duration_s",
+                message: format!("{d} is outside the allowed range 1 to {MAX_PROFILE_S}"),
+            });
+        }
+        match (self.kind, self.frequency_hz) {
+            (ProfileKind::Heap, Some(_)) => Err(Error::Invalid {
+                field: "frequency_hz",
+                message: "applies to cpu profiles only (heap profiles sample by bytes)".to_owned(),
+            }),
+            (ProfileKind::Cpu, Some(f)) if !(1..=1000).contains(&f) => Err(Error::Invalid {
+                field: "frequency_hz",
+                message: format!("{f} is outside the allowed range 1 to 1000"),
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A profile being taken.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ProfileSession {
+    /// Its id.
+    pub id: Id,
+    /// What it profiles.
+    pub kind: ProfileKind,
+    /// When it started (Unix ms).
+    pub started_ms: u64,
+    /// CPU sampling frequency (cpu only).
+    pub frequency_hz: Option<u32>,
+    /// When it stops by itself, if it does.
+    pub duration_s: Option<u64>,
+}
+
+/// A finished profile.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Profile {
+    /// The session it came from.
+    pub session: ProfileSession,
+    /// How long it ran, ms.
+    pub duration_ms: u64,
+    /// pprof protobuf (`go tool pprof` reads it).
+    pub pprof: Vec<u8>,
+    /// Flamegraph, SVG.
+    pub flamegraph_svg: Vec<u8>,
+}
+
+impl std::fmt::Debug for Profile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Profile")
+            .field("session", &self.session)
+            .field("duration_ms", &self.duration_ms)
+            .field("pprof_bytes", &self.pprof.len())
+            .field("flamegraph_svg_bytes", &self.flamegraph_svg.len())
+            .finish()
+    }
+}
+
+enum Running {
+    Cpu(Box<pprof::ProfilerGuard<'static>>),
+    Heap,
+}
+
+struct Active {
+    session: ProfileSession,
+    started: Instant,
+    running: Running,
+}
+
+/// Takes one profile at a time.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), perf_memory::Error> {
+/// use perf_memory::{Profiler, ProfileKind, ProfileRequest};
+/// let profiler = Profiler::new();
+/// let session = profiler
+///     .start(ProfileRequest { kind: ProfileKind::Cpu, duration_s: None, frequency_hz: Some(250) })
+///     .await?;
+/// // ... the work to look at ...
+/// let profile = profiler.stop(&session.id).await?;
+/// std::fs::write("cpu.svg", &profile.flamegraph_svg).ok();
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Default)]
+pub struct Profiler {
+    active: Mutex<Option<Active>>,
+}
+
+impl std::fmt::Debug for Profiler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Profiler")
+            .field("running", &self.running())
+            .finish()
+    }
+}
+
+fn profiling_error(e: impl std::fmt::Display) -> Error {
+    Error::Profiling(e.to_string())
+}
+
+impl Profiler {
+    /// A profiler with nothing running.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether heap profiles can be taken (jemalloc started with `prof:true`).
+    pub fn heap_available() -> bool {
+        jemalloc_pprof::PROF_CTL.is_some()
+    }
+
+    /// The profile being taken, if any.
+    pub fn running(&self) -> Option<ProfileSession> {
+        self.active
+            .lock()
+            .ok()
+            .and_then(|a| a.as_ref().map(|a| a.session.clone()))
+    }
+
+    /// Starts a profile; [`Error::ProfilerBusy`] when one is running.
+    pub async fn start(&self, request: ProfileRequest) -> Result<ProfileSession> {
+        request.validate()?;
+        let session = ProfileSession {
+            id: Id::new(),
+            kind: request.kind,
+            started_ms: unix_millis(),
+            frequency_hz: match request.kind {
+                ProfileKind::Cpu => Some(request.frequency_hz.unwrap_or(99)),
+                ProfileKind::Heap => None,
+            },
+            duration_s: request.duration_s,
+        };
+        // Claim the slot first so two starts cannot both pass.
+        {
+            let mut slot = self
+                .active
+                .lock()
+                .map_err(|_| profiling_error("profiler state poisoned"))?;
+            if let Some(a) = slot.as_ref() {
+                return Err(Error::ProfilerBusy {
+                    running: a.session.kind.to_string(),
+                    id: a.session.id.to_string(),
+                });
+            }
+            let running = match request.kind {
+                ProfileKind::Cpu => {
+                    let frequency = i32::try_from(session.frequency_hz.unwrap_or(99)).unwrap_or(99);
+                    let guard = pprof::ProfilerGuardBuilder::default()
+                        .frequency(frequency)
+                        .blocklist(&["libc", "libgcc", "pthread", "vdso"])
+                        .build()
+                        .map_err(profiling_error)?;
+                    Running::Cpu(Box::new(guard))
+                }
+                ProfileKind::Heap => Running::Heap,
+            };
+            *slot = Some(Active {
+                session: session.clone(),
+                started: Instant::now(),
+                running,
+            });
+        }
+        if request.kind == ProfileKind::Heap {
+            let activated = match jemalloc_pprof::PROF_CTL.as_ref() {
+                None => Err(Error::Unsupported(
+                    "heap profiling needs jemalloc started with prof:true (perf-server's default build sets it; elsewhere export _rjem_malloc_conf or set _RJEM_MALLOC_CONF=prof:true,prof_active:false)".to_owned(),
+                )),
+                Some(ctl) => ctl.lock().await.activate().map_err(profiling_error),
+            };
+            if let Err(e) = activated {
+                if let Ok(mut slot) = self.active.lock() {
+                    *slot = None;
+                }
+                return Err(e);
+            }
+        }
+        Ok(session)
+    }
+
+    /// Stops the profile `id` and returns it.
+    pub async fn stop(&self, id: &Id) -> Result<Profile> {
+        let active = {
+            let mut slot = self
+                .active
+                .lock()
+                .map_err(|_| profiling_error("profiler state poisoned"))?;
+            match slot.as_ref() {
+                Some(a) if a.session.id == *id => slot.take(),
+                Some(a) => {
+                    return Err(Error::Profiling(format!(
+                        "profile {id} is not running (profile {} is)",
+                        a.session.id
+                    )));
+                }
+                None => {
+                    return Err(Error::Profiling(format!("profile {id} is not running")));
+                }
+            }
+        };
+        let Some(active) = active else {
+            return Err(Error::Profiling(format!("profile {id} is not running")));
+        };
+        let duration_ms = u64::try_from(active.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let (pprof, flamegraph_svg) = match active.running {
+            Running::Cpu(guard) => {
+                let report = guard.report().build().map_err(profiling_error)?;
+                drop(guard); // stops the sampler
+                let mut svg = Vec::new();
+                report.flamegraph(&mut svg).map_err(profiling_error)?;
+                let proto = report.pprof().map_err(profiling_error)?;
+                let bytes =
+                    pprof::protos::Message::write_to_bytes(&proto).map_err(profiling_error)?;
+                (bytes, svg)
+            }
+            Running::Heap => {
+                let ctl = jemalloc_pprof::PROF_CTL.as_ref().ok_or_else(|| {
+                    Error::Unsupported("heap profiling is not available".to_owned())
+                })?;
+                let mut ctl = ctl.lock().await;
+                let dumped = ctl
+                    .dump_pprof()
+                    .and_then(|pprof| Ok((pprof, ctl.dump_flamegraph()?)));
+                let _ = ctl.deactivate();
+                dumped.map_err(profiling_error)?
+            }
+        };
+        Ok(Profile {
+            session: active.session,
+            duration_ms,
+            pprof,
+            flamegraph_svg,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_checked_field_by_field() {
+        let ok = ProfileRequest {
+            kind: ProfileKind::Cpu,
+            duration_s: Some(10),
+            frequency_hz: Some(250),
+        };
+        ok.validate().unwrap();
+        for (bad, field) in [
+            (
+                ProfileRequest {
+                    duration_s: Some(0),
+                    ..ok
+                },
+                "duration_s",
+            ),
+            (
+                ProfileRequest {
+                    frequency_hz: Some(5000),
+                    ..ok
+                },
+                "frequency_hz",
+            ),
+            (
+                ProfileRequest {
+                    kind: ProfileKind::Heap,
+                    ..ok
+                },
+                "frequency_hz",
+            ),
+        ] {
+            let err = bad.validate().unwrap_err().to_string();
+            assert!(err.starts_with(field), "{err}");
+        }
+    }
+}
