@@ -1,24 +1,27 @@
 //! A bounded object pool: reuse buffers and other costly values instead of
 //! allocating them per request.
 //!
-//! The free list is a lock-free bounded queue (crossbeam's `ArrayQueue`), so
-//! taking and returning an object never takes a shared lock; a reset hook
-//! runs on return, a keep test drops objects not worth keeping (a buffer
-//! that grew too big), and a full pool drops what comes back instead of
-//! growing. Counters say whether the pool earns its keep.
+//! Each thread keeps a few idle objects of its own (the fast path: no
+//! shared lock, no shared atomic); beyond those, idle objects wait in a
+//! lock-free bounded queue (crossbeam's `ArrayQueue`) shared by all threads.
+//! A reset hook runs on return, a keep test drops objects not worth keeping
+//! (a buffer that grew too big), and a full pool drops what comes back
+//! instead of growing. Counters, kept per thread, say whether the pool earns
+//! its keep.
 //!
 //! Why our own: the criterion bench `memory` (BENCHMARKS.md) measured the
-//! maintained crates. `lockfree-object-pool` is the fastest of them but has
-//! no bound (its free list grows to the peak forever) and no counters;
-//! `object-pool` takes a mutex on every take and return.
+//! maintained crates. `lockfree-object-pool` has no bound (its free list
+//! grows to the peak forever) and no counters; `object-pool` takes a mutex
+//! on every take and return and grows without bound too.
 
+use std::cell::RefCell;
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crossbeam_queue::ArrayQueue;
-use crossbeam_utils::CachePadded;
 use serde::{Deserialize, Serialize};
+use thread_local::ThreadLocal;
 
 type Create<T> = Box<dyn Fn() -> T + Send + Sync>;
 type Reset<T> = Box<dyn Fn(&mut T) + Send + Sync>;
@@ -50,12 +53,22 @@ impl PoolStats {
     }
 }
 
+/// One thread's counters. Only the owning thread writes them (a plain
+/// load and store, no locked instruction); `stats` reads them all.
+#[derive(Default)]
 struct Counters {
-    hits: CachePadded<AtomicU64>,
-    misses: CachePadded<AtomicU64>,
-    discarded: CachePadded<AtomicU64>,
-    prefilled: AtomicU64,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    discarded: AtomicU64,
+    local_idle: AtomicU64,
 }
+
+fn bump(counter: &AtomicU64, by: u64) {
+    counter.store(counter.load(Ordering::Relaxed) + by, Ordering::Relaxed);
+}
+
+/// Idle objects one thread keeps for itself at most.
+const LOCAL_CAPACITY: usize = 8;
 
 /// A bounded, thread-safe pool of `T`.
 ///
@@ -75,15 +88,18 @@ struct Counters {
 /// let stats = pool.stats();
 /// assert_eq!((stats.hits, stats.misses, stats.created), (1, 1, 1));
 /// ```
-pub struct Pool<T> {
+pub struct Pool<T: Send> {
     free: ArrayQueue<T>,
+    local: ThreadLocal<RefCell<Vec<T>>>,
+    local_capacity: usize,
     create: Create<T>,
     reset: Option<Reset<T>>,
     keep: Option<Keep<T>>,
-    counters: Counters,
+    counters: ThreadLocal<Counters>,
+    prefilled: u64,
 }
 
-impl<T> std::fmt::Debug for Pool<T> {
+impl<T: Send> std::fmt::Debug for Pool<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pool")
             .field("stats", &self.stats())
@@ -109,7 +125,7 @@ impl<T> std::fmt::Debug for PoolBuilder<T> {
     }
 }
 
-impl<T> PoolBuilder<T> {
+impl<T: Send> PoolBuilder<T> {
     /// Runs on every object coming back, before it is kept (clear a buffer,
     /// reset a parser).
     pub fn reset(mut self, reset: impl Fn(&mut T) + Send + Sync + 'static) -> Self {
@@ -140,23 +156,22 @@ impl<T> PoolBuilder<T> {
             }
         }
         Pool {
+            local_capacity: LOCAL_CAPACITY.min(free.capacity()),
             free,
+            local: ThreadLocal::new(),
             create: self.create,
             reset: self.reset,
             keep: self.keep,
-            counters: Counters {
-                hits: CachePadded::new(AtomicU64::new(0)),
-                misses: CachePadded::new(AtomicU64::new(0)),
-                discarded: CachePadded::new(AtomicU64::new(0)),
-                prefilled: AtomicU64::new(prefilled),
-            },
+            counters: ThreadLocal::new(),
+            prefilled,
         }
     }
 }
 
-impl<T> Pool<T> {
-    /// A pool keeping at most `capacity` idle objects (at least 1), making
-    /// new ones with `create`.
+impl<T: Send> Pool<T> {
+    /// A pool keeping at most `capacity` idle objects in its shared queue
+    /// (at least 1), plus up to 8 per thread that uses it, making new ones
+    /// with `create`.
     pub fn builder(
         capacity: usize,
         create: impl Fn() -> T + Send + Sync + 'static,
@@ -187,86 +202,123 @@ impl<T> Pool<T> {
         }
     }
 
+    fn local(&self) -> &RefCell<Vec<T>> {
+        self.local
+            .get_or(|| RefCell::new(Vec::with_capacity(self.local_capacity)))
+    }
+
     fn take_value(&self) -> T {
+        let counters = self.counters.get_or_default();
+        let mine = self.local().try_borrow_mut().ok().and_then(|mut l| l.pop());
+        if let Some(value) = mine {
+            bump(&counters.hits, 1);
+            counters.local_idle.store(
+                counters
+                    .local_idle
+                    .load(Ordering::Relaxed)
+                    .saturating_sub(1),
+                Ordering::Relaxed,
+            );
+            return value;
+        }
         match self.free.pop() {
             Some(value) => {
-                self.counters.hits.fetch_add(1, Ordering::Relaxed);
+                bump(&counters.hits, 1);
                 value
             }
             None => {
-                self.counters.misses.fetch_add(1, Ordering::Relaxed);
+                bump(&counters.misses, 1);
                 (self.create)()
             }
         }
     }
 
     fn give_back(&self, mut value: T) {
+        let counters = self.counters.get_or_default();
         if let Some(keep) = &self.keep
             && !keep(&value)
         {
-            self.counters.discarded.fetch_add(1, Ordering::Relaxed);
+            bump(&counters.discarded, 1);
             return;
         }
         if let Some(reset) = &self.reset {
             reset(&mut value);
         }
+        if let Ok(mut local) = self.local().try_borrow_mut()
+            && local.len() < self.local_capacity
+        {
+            local.push(value);
+            bump(&counters.local_idle, 1);
+            return;
+        }
         if self.free.push(value).is_err() {
-            self.counters.discarded.fetch_add(1, Ordering::Relaxed);
+            bump(&counters.discarded, 1);
         }
     }
 
-    /// Drops idle objects until at most `keep` remain (memory pressure);
-    /// returns how many were dropped.
+    /// Drops idle objects of the shared queue until at most `keep` remain,
+    /// and the calling thread's own idle objects (memory pressure; other
+    /// threads' few own objects stay); returns how many were dropped.
     pub fn shrink_to(&self, keep: usize) -> usize {
+        let counters = self.counters.get_or_default();
         let mut dropped = 0;
+        if let Ok(mut local) = self.local().try_borrow_mut() {
+            dropped += local.len();
+            local.clear();
+            counters.local_idle.store(0, Ordering::Relaxed);
+        }
         while self.free.len() > keep {
             if self.free.pop().is_none() {
                 break;
             }
             dropped += 1;
         }
-        self.counters
-            .discarded
-            .fetch_add(dropped as u64, Ordering::Relaxed);
+        bump(&counters.discarded, dropped as u64);
         dropped
     }
 
-    /// The counters now.
+    /// The counters now (summed over threads).
     pub fn stats(&self) -> PoolStats {
-        let misses = self.counters.misses.load(Ordering::Relaxed);
+        let sum = |f: fn(&Counters) -> &AtomicU64| -> u64 {
+            self.counters
+                .iter()
+                .map(|c| f(c).load(Ordering::Relaxed))
+                .sum()
+        };
+        let misses = sum(|c| &c.misses);
         PoolStats {
-            hits: self.counters.hits.load(Ordering::Relaxed),
+            hits: sum(|c| &c.hits),
             misses,
-            created: misses + self.counters.prefilled.load(Ordering::Relaxed),
-            discarded: self.counters.discarded.load(Ordering::Relaxed),
-            idle: self.free.len(),
+            created: misses + self.prefilled,
+            discarded: sum(|c| &c.discarded),
+            idle: self.free.len() + usize::try_from(sum(|c| &c.local_idle)).unwrap_or(usize::MAX),
             capacity: self.free.capacity(),
         }
     }
 }
 
 /// An object taken from a [`Pool`]; it goes back when dropped.
-pub struct Pooled<'a, T> {
+pub struct Pooled<'a, T: Send> {
     value: Option<T>,
     pool: &'a Pool<T>,
 }
 
 /// An object taken with [`Pool::take_owned`]; it goes back when dropped.
-pub struct OwnedPooled<T> {
+pub struct OwnedPooled<T: Send> {
     value: Option<T>,
     pool: Arc<Pool<T>>,
 }
 
 macro_rules! guard {
     ($name:ident $(<$l:lifetime>)?) => {
-        impl<$($l,)? T> $name<$($l,)? T> {
+        impl<$($l,)? T: Send> $name<$($l,)? T> {
             /// Keeps the object: it will not go back to the pool.
             pub fn detach(mut self) -> Option<T> {
                 self.value.take()
             }
         }
 
-        impl<$($l,)? T> Deref for $name<$($l,)? T> {
+        impl<$($l,)? T: Send> Deref for $name<$($l,)? T> {
             type Target = T;
             fn deref(&self) -> &T {
                 // Present from construction until drop or `detach`, which
@@ -278,7 +330,7 @@ macro_rules! guard {
             }
         }
 
-        impl<$($l,)? T> DerefMut for $name<$($l,)? T> {
+        impl<$($l,)? T: Send> DerefMut for $name<$($l,)? T> {
             fn deref_mut(&mut self) -> &mut T {
                 match &mut self.value {
                     Some(v) => v,
@@ -287,13 +339,13 @@ macro_rules! guard {
             }
         }
 
-        impl<$($l,)? T: std::fmt::Debug> std::fmt::Debug for $name<$($l,)? T> {
+        impl<$($l,)? T: Send + std::fmt::Debug> std::fmt::Debug for $name<$($l,)? T> {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.debug_tuple(stringify!($name)).field(&self.value).finish()
             }
         }
 
-        impl<$($l,)? T> Drop for $name<$($l,)? T> {
+        impl<$($l,)? T: Send> Drop for $name<$($l,)? T> {
             fn drop(&mut self) {
                 if let Some(value) = self.value.take() {
                     self.pool.give_back(value);
@@ -312,6 +364,7 @@ mod tests {
 
     #[test]
     fn bounded_reset_kept_and_counted() {
+        // Capacity 2: two idle in the shared queue, and two of this thread's own.
         let pool = Pool::builder(2, || Vec::<u8>::with_capacity(16))
             .reset(Vec::clear)
             .keep_if(|v| v.capacity() <= 1024)
@@ -320,27 +373,34 @@ mod tests {
         assert_eq!(pool.stats().idle, 2, "prefill stops at the capacity");
         let mut a = pool.take();
         let b = pool.take();
-        let c = pool.take(); // free list empty: created
+        let c = pool.take(); // nothing idle: created
         a.push(1);
-        drop((a, b, c)); // the third does not fit
+        drop((a, b, c));
         let s = pool.stats();
         assert_eq!(
             (s.hits, s.misses, s.created, s.discarded, s.idle),
-            (2, 1, 3, 1, 2)
+            (2, 1, 3, 0, 3)
         );
         assert!(pool.take().is_empty(), "reset ran on return");
+        // Six out at once, six back: two stay with this thread, two in the
+        // shared queue, two are dropped.
+        let out: Vec<_> = (0..6).map(|_| pool.take()).collect();
+        drop(out);
+        let s = pool.stats();
+        assert_eq!((s.idle, s.discarded), (4, 2), "{s:?}");
         let mut big = pool.take();
         big.reserve(4096);
         drop(big); // fails the keep test
-        assert_eq!(pool.stats().discarded, 2);
+        assert_eq!(pool.stats().discarded, 3);
         let kept = pool.take().detach().unwrap();
         assert_eq!(kept.capacity(), 16);
-        assert_eq!(pool.shrink_to(0), 0);
-        assert_eq!(pool.stats().hit_ratio(), Some(5.0 / 6.0));
+        let idle = pool.stats().idle;
+        assert_eq!(pool.shrink_to(0), idle);
+        assert_eq!(pool.stats().idle, 0);
     }
 
     #[test]
-    fn owned_guards_cross_threads_and_shrink_frees_idle_objects() {
+    fn owned_guards_cross_threads_and_each_thread_reuses_its_own() {
         let pool = Arc::new(Pool::builder(64, || vec![0u64; 8]).build());
         let threads: Vec<_> = (0..4)
             .map(|_| {
@@ -358,10 +418,8 @@ mod tests {
         }
         let s = pool.stats();
         assert_eq!(s.hits + s.misses, 40_000);
-        assert!(s.created <= 64 + 4, "{s:?}");
-        assert!(s.idle >= 1);
-        let idle = s.idle;
-        assert_eq!(pool.shrink_to(1), idle - 1);
-        assert_eq!(pool.stats().idle, 1);
+        assert!(s.created <= 4, "{s:?}");
+        assert_eq!(s.idle as u64, s.created, "{s:?}");
+        assert!(s.hit_ratio().unwrap() > 0.999);
     }
 }

@@ -168,6 +168,30 @@ fn profiling_error(e: impl std::fmt::Display) -> Error {
     Error::Profiling(e.to_string())
 }
 
+/// The flamegraph, or when nothing was sampled (inferno refuses an empty
+/// profile) an SVG that says so.
+fn flamegraph_or_note(
+    kind: ProfileKind,
+    made: std::result::Result<Vec<u8>, String>,
+) -> Result<Vec<u8>> {
+    match made {
+        Ok(svg) => Ok(svg),
+        Err(e) if e.contains("No stack counts") => {
+            let why = match kind {
+                ProfileKind::Cpu => "the process used no CPU time while the profile ran",
+                ProfileKind::Heap => {
+                    "no allocation was sampled (about one sample per 2^lg_prof_sample bytes allocated)"
+                }
+            };
+            Ok(format!(
+                "<?xml version=\"1.0\" standalone=\"no\"?><svg version=\"1.1\" width=\"1200\" height=\"60\" xmlns=\"http://www.w3.org/2000/svg\"><text x=\"10\" y=\"30\" font-family=\"Verdana\" font-size=\"14\">No samples: {why}.</text></svg>"
+            )
+            .into_bytes())
+        }
+        Err(e) => Err(Error::Profiling(e)),
+    }
+}
+
 impl Profiler {
     /// A profiler with nothing running.
     pub fn new() -> Self {
@@ -276,7 +300,11 @@ impl Profiler {
                 let report = guard.report().build().map_err(profiling_error)?;
                 drop(guard); // stops the sampler
                 let mut svg = Vec::new();
-                report.flamegraph(&mut svg).map_err(profiling_error)?;
+                let made = report
+                    .flamegraph(&mut svg)
+                    .map(|()| svg)
+                    .map_err(|e| e.to_string());
+                let svg = flamegraph_or_note(ProfileKind::Cpu, made)?;
                 let proto = report.pprof().map_err(profiling_error)?;
                 let bytes =
                     pprof::protos::Message::write_to_bytes(&proto).map_err(profiling_error)?;
@@ -287,11 +315,13 @@ impl Profiler {
                     Error::Unsupported("heap profiling is not available".to_owned())
                 })?;
                 let mut ctl = ctl.lock().await;
-                let dumped = ctl
-                    .dump_pprof()
-                    .and_then(|pprof| Ok((pprof, ctl.dump_flamegraph()?)));
+                let pprof = ctl.dump_pprof().map_err(|e| e.to_string());
+                let svg = ctl.dump_flamegraph().map_err(|e| e.to_string());
                 let _ = ctl.deactivate();
-                dumped.map_err(profiling_error)?
+                (
+                    pprof.map_err(Error::Profiling)?,
+                    flamegraph_or_note(ProfileKind::Heap, svg)?,
+                )
             }
         };
         Ok(Profile {

@@ -72,6 +72,7 @@ pub fn app(
                 .limit(json_limit)
                 .error_handler(move |e, req| api_error::json_error(e, req, limit)),
         )
+        .wrap(from_fn(crate::memory::admit_within_budget))
         .wrap(from_fn(auth::require_token))
         .wrap(from_fn(telemetry::record_request))
         .configure(routes::configure)

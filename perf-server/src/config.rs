@@ -78,6 +78,13 @@ pub struct ServerConfig {
     /// Bearer token sent to the workers (default: this server's `api_token`; never serialized).
     #[serde(skip_serializing)]
     pub worker_token: Option<String>,
+    /// Resident memory limit with its soft mark (purge, shrink caches) and
+    /// hard mark (503 for new work). Default 512MiB, 0.8, 0.95.
+    pub memory_budget: perf_memory::MemoryBudget,
+    /// jemalloc settings applied at start (background threads, decay times).
+    pub memory_tuning: perf_memory::MemoryTuning,
+    /// How sustained memory growth is told from noise.
+    pub leak_detection: perf_memory::LeakDetectorConfig,
 }
 
 impl Default for ServerConfig {
@@ -103,6 +110,9 @@ impl Default for ServerConfig {
             load_workers: Vec::new(),
             load_worker_service: None,
             worker_token: None,
+            memory_budget: perf_memory::MemoryBudget::default(),
+            memory_tuning: perf_memory::MemoryTuning::default(),
+            leak_detection: perf_memory::LeakDetectorConfig::default(),
         }
     }
 }
@@ -248,6 +258,24 @@ impl ServerConfig {
                 format!("{workers} is outside the allowed range 1 to 256"),
             ));
         }
+        let nested = |section: &str| {
+            let section = section.to_owned();
+            move |e: perf_memory::Error| match e {
+                perf_memory::Error::Invalid { field, message } => {
+                    invalid(&format!("{section}.{field}"), message)
+                }
+                other => invalid(&section, other.to_string()),
+            }
+        };
+        self.memory_budget
+            .validate()
+            .map_err(nested("memory_budget"))?;
+        self.memory_tuning
+            .validate()
+            .map_err(nested("memory_tuning"))?;
+        self.leak_detection
+            .validate()
+            .map_err(nested("leak_detection"))?;
         if !(1..=64).contains(&self.max_concurrent_tests) {
             return Err(invalid(
                 "max_concurrent_tests",

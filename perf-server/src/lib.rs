@@ -36,6 +36,7 @@ pub mod config;
 pub mod database;
 mod error;
 pub mod load_test;
+pub mod memory;
 pub mod monitor;
 mod routes;
 pub mod server;

@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::Result;
+use crate::memory::MemoryWatch;
 
 /// One reading of the host, this process and its allocator.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -37,6 +38,7 @@ pub struct Monitor {
     history: Arc<Mutex<SampleRing<Arc<HostSample>>>>,
     latest: watch::Receiver<Option<Arc<HostSample>>>,
     interval: Duration,
+    memory: Arc<MemoryWatch>,
 }
 
 /// Owns the sampler task; [`MonitorTask::stop`] ends it.
@@ -55,13 +57,24 @@ impl MonitorTask {
 }
 
 impl Monitor {
-    /// Starts sampling every `interval`, keeping `capacity` samples.
+    /// Starts sampling every `interval`, keeping `capacity` samples, with
+    /// the default memory budget and leak detector.
     pub fn start(interval: Duration, capacity: usize) -> Result<(Self, MonitorTask)> {
+        Self::start_with_memory(interval, capacity, Arc::new(MemoryWatch::default()))
+    }
+
+    /// The same, feeding every sample to `memory`.
+    pub fn start_with_memory(
+        interval: Duration,
+        capacity: usize,
+        memory: Arc<MemoryWatch>,
+    ) -> Result<(Self, MonitorTask)> {
         let mut sampler = SystemSampler::new()?;
         let history = Arc::new(Mutex::new(SampleRing::new(capacity)));
         let (latest_tx, latest) = watch::channel(None);
         let (stop, mut stopped) = watch::channel(false);
         let ring = Arc::clone(&history);
+        let watcher = Arc::clone(&memory);
         let handle = tokio::spawn(async move {
             let mut ticker = tokio::time::interval(interval);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -88,6 +101,7 @@ impl Monitor {
                             allocator: read_allocator(),
                         });
                         crate::telemetry::publish_host_gauges(&sample);
+                        watcher.observe(&sample);
                         if let Ok(mut ring) = ring.lock() {
                             ring.push(Arc::clone(&sample));
                         }
@@ -102,6 +116,7 @@ impl Monitor {
                 history,
                 latest,
                 interval,
+                memory,
             },
             MonitorTask { handle, stop },
         ))
@@ -138,6 +153,11 @@ impl Monitor {
     pub fn history_span(&self) -> Duration {
         let capacity = self.history.lock().map_or(1, |r| r.capacity());
         self.interval * u32::try_from(capacity).unwrap_or(u32::MAX)
+    }
+
+    /// This process's memory budget, leak detector and profiler.
+    pub fn memory(&self) -> &Arc<MemoryWatch> {
+        &self.memory
     }
 
     /// The sampling interval.

@@ -10,6 +10,7 @@ use crate::Result;
 use crate::app::{AppState, app};
 use crate::config::ServerConfig;
 use crate::database::DatabaseMonitor;
+use crate::memory::MemoryWatch;
 use crate::monitor::Monitor;
 use crate::store::{PostgresStore, SqliteStore, Store};
 use crate::test_runner::{TestRunner, Workers};
@@ -60,9 +61,27 @@ pub async fn run(config: ServerConfig) -> Result<()> {
                 .or_else(|| config.api_token.clone()),
         },
     );
-    let (monitor, sampler) = Monitor::start(
+    if config.memory_tuning != perf_memory::MemoryTuning::default() {
+        config
+            .memory_tuning
+            .apply()
+            .map_err(|e| crate::Error::Config {
+                field: "memory_tuning".to_owned(),
+                message: e.to_string(),
+            })?;
+    }
+    let memory = Arc::new(
+        MemoryWatch::new(config.memory_budget, config.leak_detection).map_err(|e| {
+            crate::Error::Config {
+                field: "memory_budget".to_owned(),
+                message: e.to_string(),
+            }
+        })?,
+    );
+    let (monitor, sampler) = Monitor::start_with_memory(
         config.sample_interval.as_duration(),
         config.sample_capacity(),
+        memory,
     )?;
     let database = match config.analyzed_database() {
         Some(url) => Some(Arc::new(DatabaseMonitor::new(url).map_err(|e| {

@@ -679,3 +679,68 @@ fn a_worker_that_dies_fails_the_test_and_keeps_the_partial_merge() {
     );
     assert_eq!(history["items"][0]["status"], "cancelled", "{history}");
 }
+
+#[test]
+fn the_binary_takes_heap_profiles_and_reports_its_allocator() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(dir.path(), &[]);
+    let post = |path: &str, body: &str| {
+        http::send(
+            server.addr,
+            "POST",
+            path,
+            &[("Content-Type", "application/json")],
+            body,
+        )
+        .unwrap()
+    };
+    let listing = json(
+        &http::get(server.addr, "/performance/profiling")
+            .unwrap()
+            .body,
+    );
+    assert_eq!(listing["heap_available"], true, "{listing}");
+    let started = post("/performance/profiling/start", r#"{"kind": "heap"}"#);
+    assert_eq!(started.status, 201, "{}", started.body);
+    let id = json(&started.body)["id"].as_str().unwrap().to_owned();
+    let busy = post("/performance/profiling/start", r#"{"kind": "cpu"}"#);
+    assert_eq!(busy.status, 409, "{}", busy.body);
+    for i in 0..50 {
+        let resp = post(
+            "/performance/metrics/snapshots",
+            &format!(r#"{{"label": "alloc {i}"}}"#),
+        );
+        assert_eq!(resp.status, 201);
+    }
+    let stopped = post(
+        "/performance/profiling/stop",
+        &format!(r#"{{"id": "{id}"}}"#),
+    );
+    assert_eq!(stopped.status, 200, "{}", stopped.body);
+    let record = json(&stopped.body);
+    assert_eq!(record["kind"], "heap");
+    assert!(record["pprof_bytes"].as_u64().unwrap() > 0, "{record}");
+    let svg = http::get(
+        server.addr,
+        &format!("/performance/profiling/{id}?format=svg"),
+    )
+    .unwrap();
+    assert_eq!(svg.status, 200);
+    assert!(
+        svg.body.contains("<svg"),
+        "{}",
+        &svg.body[..200.min(svg.body.len())]
+    );
+
+    let memory = json(
+        &http::get(server.addr, "/performance/metrics/memory")
+            .unwrap()
+            .body,
+    );
+    assert!(
+        memory["allocator"]["allocated_bytes"].as_u64().unwrap() > 1 << 20,
+        "{memory}"
+    );
+    assert!(memory["tuning"]["dirty_decay_ms"].is_i64(), "{memory}");
+    assert_eq!(memory["budget"]["pressure"], "normal", "{memory}");
+}

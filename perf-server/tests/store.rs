@@ -8,8 +8,8 @@ use perf_core::Id;
 use perf_server::Error;
 use perf_server::monitor::HostSample;
 use perf_server::store::{
-    LoadTestRecord, MetricsSnapshot, PageRequest, PostgresStore, SqliteStore, Store, TestFilter,
-    TestStatus,
+    LoadTestRecord, MetricsSnapshot, PageRequest, PostgresStore, ProfileData, ProfileRecord,
+    SqliteStore, Store, TestFilter, TestStatus,
 };
 
 fn sample() -> HostSample {
@@ -33,7 +33,7 @@ fn snapshot(label: &str, sample: &HostSample) -> MetricsSnapshot {
 
 async fn conformance(store: &dyn Store) {
     store.ping().await.unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), 2);
+    assert_eq!(store.schema_version().await.unwrap(), 3);
 
     let sample = sample();
     let mut written = Vec::new();
@@ -243,16 +243,61 @@ async fn load_tests(store: &dyn Store) {
     );
 }
 
+async fn profiles(store: &dyn Store) {
+    let make = |kind: &str, bytes: usize| ProfileData {
+        record: ProfileRecord {
+            id: Id::new(),
+            kind: kind.to_owned(),
+            started_at_ms: perf_core::unix_millis(),
+            duration_ms: 1500,
+            frequency_hz: (kind == "cpu").then_some(250),
+            pprof_bytes: bytes as u64,
+            flamegraph_svg_bytes: 5,
+        },
+        // Binary data with every byte value, NULs included.
+        pprof: (0..bytes).map(|i| (i % 256) as u8).collect(),
+        flamegraph_svg: b"<svg>".to_vec(),
+    };
+    let cpu = make("cpu", 70_000);
+    let heap = make("heap", 300);
+    store.insert_profile(&cpu).await.unwrap();
+    store.insert_profile(&heap).await.unwrap();
+    assert!(
+        store.insert_profile(&cpu).await.is_err(),
+        "the same id twice"
+    );
+    let page = store
+        .list_profiles(PageRequest {
+            limit: 1,
+            before: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.items, std::slice::from_ref(&heap.record));
+    let rest = store
+        .list_profiles(PageRequest {
+            limit: 10,
+            before: page.next_cursor,
+        })
+        .await
+        .unwrap();
+    assert_eq!(rest.items, std::slice::from_ref(&cpu.record));
+    assert_eq!(rest.next_cursor, None);
+    assert_eq!(store.get_profile(cpu.record.id).await.unwrap(), Some(cpu));
+    assert_eq!(store.get_profile(Id::new()).await.unwrap(), None);
+}
+
 #[tokio::test]
 async fn sqlite_backend_conforms_and_survives_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("nested/perf.db");
     let store = SqliteStore::open(&path).await.unwrap();
+    profiles(&store).await;
     conformance(&store).await;
     drop(store);
     // Reopening applies no migration twice and keeps the data.
     let again = SqliteStore::open(&path).await.unwrap();
-    assert_eq!(again.schema_version().await.unwrap(), 2);
+    assert_eq!(again.schema_version().await.unwrap(), 3);
     let page = again
         .list_snapshots(PageRequest {
             limit: 50,
@@ -284,11 +329,12 @@ async fn postgres_backend_conforms_and_survives_reopen() {
     let pg = testkit::PgCluster::start().unwrap();
     let url = pg.create_database("perf_store").unwrap();
     let store = PostgresStore::open(&url, 4).await.unwrap();
+    profiles(&store).await;
     conformance(&store).await;
     // Two instances opening at once both succeed: migrations are serialized.
     let (a, b) = tokio::join!(PostgresStore::open(&url, 2), PostgresStore::open(&url, 2));
     let (a, b) = (a.unwrap(), b.unwrap());
-    assert_eq!(a.schema_version().await.unwrap(), 2);
+    assert_eq!(a.schema_version().await.unwrap(), 3);
     let page = b
         .list_snapshots(PageRequest {
             limit: 50,
@@ -300,7 +346,7 @@ async fn postgres_backend_conforms_and_survives_reopen() {
     assert_eq!(
         pg.psql("perf_store", "SELECT count(*) FROM schema_migrations")
             .unwrap(),
-        "2"
+        "3"
     );
 
     pg.psql(

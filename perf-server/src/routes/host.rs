@@ -65,6 +65,15 @@ pub(crate) struct MemoryView {
     #[serde(flatten)]
     memory: MemorySample,
     allocator: Option<AllocatorStats>,
+    /// The memory budget and what it did (newest sample only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    budget: Option<perf_memory::BudgetStatus>,
+    /// The leak detector's verdict (newest sample only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    leak: Option<perf_memory::LeakVerdict>,
+    /// jemalloc's settings in force (newest sample only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tuning: Option<perf_memory::MemoryTuning>,
 }
 
 /// Network figures at one time.
@@ -172,11 +181,16 @@ pub(crate) async fn memory(
     state: web::Data<AppState>,
     query: web::Query<WindowQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    let newest = query.window.is_none();
+    let watch = state.monitor.memory();
     respond(&state, &query, |s| MemoryView {
         timestamp_ms: s.system.timestamp_ms,
         interval_ms: s.system.interval_ms,
         memory: s.system.memory.clone(),
         allocator: s.allocator,
+        budget: newest.then(|| watch.budget()),
+        leak: newest.then(|| watch.leak()),
+        tuning: if newest { watch.tuning() } else { None },
     })
     .await
 }

@@ -4,6 +4,7 @@ pub(crate) mod database;
 pub(crate) mod health;
 pub(crate) mod host;
 pub(crate) mod openapi;
+pub(crate) mod profiling;
 pub(crate) mod prometheus;
 pub(crate) mod snapshots;
 pub(crate) mod tests;
@@ -21,6 +22,10 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         .service(host::memory)
         .service(host::network)
         .service(database::database)
+        .service(profiling::start)
+        .service(profiling::stop)
+        .service(profiling::list)
+        .service(profiling::get)
         .service(snapshots::create)
         .service(snapshots::list)
         .service(snapshots::get)

@@ -1,7 +1,7 @@
 use actix_web::{HttpResponse, get};
 use utoipa::OpenApi;
 
-use super::{database, health, host, prometheus, snapshots, tests};
+use super::{database, health, host, profiling, prometheus, snapshots, tests};
 use crate::api_error::{ApiError, ErrorBody};
 
 /// The OpenAPI document, generated from the handlers.
@@ -21,6 +21,10 @@ use crate::api_error::{ApiError, ErrorBody};
         host::memory,
         host::network,
         database::database,
+        profiling::start,
+        profiling::stop,
+        profiling::list,
+        profiling::get,
         snapshots::create,
         snapshots::list,
         snapshots::get,

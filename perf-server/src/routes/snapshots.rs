@@ -51,7 +51,26 @@ pub(crate) struct PageQuery {
     cursor: Option<String>,
 }
 
-fn parse_id(text: &str, field: &str) -> Result<Id, ApiError> {
+impl PageQuery {
+    /// The page asked for, checked.
+    pub(crate) fn page(&self) -> Result<PageRequest, ApiError> {
+        let limit = self.limit.unwrap_or(50);
+        if !(1..=500).contains(&limit) {
+            return Err(
+                ApiError::bad_request(format!("limit {limit} is outside 1 to 500"))
+                    .with_field("limit"),
+            );
+        }
+        let before = self
+            .cursor
+            .as_deref()
+            .map(|c| parse_id(c, "cursor"))
+            .transpose()?;
+        Ok(PageRequest { limit, before })
+    }
+}
+
+pub(crate) fn parse_id(text: &str, field: &str) -> Result<Id, ApiError> {
     text.parse()
         .map_err(|e: perf_core::Error| ApiError::bad_request(e.to_string()).with_field(field))
 }
@@ -100,21 +119,7 @@ pub(crate) async fn list(
     state: web::Data<AppState>,
     query: web::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let limit = query.limit.unwrap_or(50);
-    if !(1..=500).contains(&limit) {
-        return Err(
-            ApiError::bad_request(format!("limit {limit} is outside 1 to 500")).with_field("limit"),
-        );
-    }
-    let before = query
-        .cursor
-        .as_deref()
-        .map(|c| parse_id(c, "cursor"))
-        .transpose()?;
-    let page = state
-        .store
-        .list_snapshots(PageRequest { limit, before })
-        .await?;
+    let page = state.store.list_snapshots(query.page()?).await?;
     Ok(HttpResponse::Ok().json(page))
 }
 

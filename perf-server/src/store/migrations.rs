@@ -20,6 +20,11 @@ pub(crate) const SQLITE: &[Migration] = &[
         name: "load_tests",
         sql: include_str!("migrations/sqlite/0002_load_tests.sql"),
     },
+    Migration {
+        version: 3,
+        name: "profiles",
+        sql: include_str!("migrations/sqlite/0003_profiles.sql"),
+    },
 ];
 
 pub(crate) const POSTGRES: &[Migration] = &[
@@ -32,6 +37,11 @@ pub(crate) const POSTGRES: &[Migration] = &[
         version: 2,
         name: "load_tests",
         sql: include_str!("migrations/postgres/0002_load_tests.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "profiles",
+        sql: include_str!("migrations/postgres/0003_profiles.sql"),
     },
 ];
 

@@ -35,6 +35,36 @@ pub struct MetricsSnapshot {
     pub sample: HostSample,
 }
 
+/// A stored CPU or heap profile, without its data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ProfileRecord {
+    /// Identifier (time-ordered).
+    pub id: Id,
+    /// `cpu` or `heap`.
+    pub kind: String,
+    /// When it started, milliseconds since the Unix epoch.
+    pub started_at_ms: u64,
+    /// How long it ran, ms.
+    pub duration_ms: u64,
+    /// CPU sampling frequency.
+    pub frequency_hz: Option<u32>,
+    /// Size of the pprof protobuf, bytes.
+    pub pprof_bytes: u64,
+    /// Size of the flamegraph SVG, bytes.
+    pub flamegraph_svg_bytes: u64,
+}
+
+/// A stored profile with its data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfileData {
+    /// What it is.
+    pub record: ProfileRecord,
+    /// pprof protobuf.
+    pub pprof: Vec<u8>,
+    /// Flamegraph SVG.
+    pub flamegraph_svg: Vec<u8>,
+}
+
 /// Where a load test is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -184,6 +214,15 @@ pub trait Store: Send + Sync + 'static {
     /// Marks every queued or running test `interrupted` (at start-up, after a
     /// crash or restart); returns how many.
     async fn interrupt_unfinished(&self) -> Result<u64>;
+
+    /// Keeps a finished profile.
+    async fn insert_profile(&self, profile: &ProfileData) -> Result<()>;
+
+    /// Profiles, newest first, without their data.
+    async fn list_profiles(&self, page: PageRequest) -> Result<Page<ProfileRecord>>;
+
+    /// One profile with its data.
+    async fn get_profile(&self, id: Id) -> Result<Option<ProfileData>>;
 
     /// Flushes and releases the store; called once on shutdown.
     async fn close(&self) -> Result<()>;

@@ -8,7 +8,8 @@ use tokio_postgres::NoTls;
 
 use super::migrations::{self, Migration};
 use super::{
-    LoadTestRecord, MetricsSnapshot, Page, PageRequest, Store, TestFilter, TestStatus, into_page,
+    LoadTestRecord, MetricsSnapshot, Page, PageRequest, ProfileData, ProfileRecord, Store,
+    TestFilter, TestStatus, into_page,
 };
 use crate::{Error, Result};
 
@@ -140,6 +141,24 @@ fn decode(row: &tokio_postgres::Row) -> Result<MetricsSnapshot> {
 }
 
 const TEST_COLUMNS: &str = "id, scenario_name, targets, status, created_at_ms, started_at_ms, finished_at_ms, scenario, progress, report, error";
+
+fn decode_profile(row: &tokio_postgres::Row) -> Result<ProfileRecord> {
+    let id: uuid::Uuid = row.try_get(0).map_err(store_error)?;
+    let number = |i: usize| -> Result<u64> {
+        let v: i64 = row.try_get(i).map_err(store_error)?;
+        Ok(u64::try_from(v).unwrap_or(0))
+    };
+    let frequency: Option<i32> = row.try_get(4).map_err(store_error)?;
+    Ok(ProfileRecord {
+        id: Id::from(id),
+        kind: row.try_get(1).map_err(store_error)?,
+        started_at_ms: number(2)?,
+        duration_ms: number(3)?,
+        frequency_hz: frequency.and_then(|f| u32::try_from(f).ok()),
+        pprof_bytes: number(5)?,
+        flamegraph_svg_bytes: number(6)?,
+    })
+}
 
 fn decode_test(row: &tokio_postgres::Row) -> Result<LoadTestRecord> {
     let id: uuid::Uuid = row.try_get(0).map_err(store_error)?;
@@ -384,6 +403,81 @@ impl Store for PostgresStore {
             )
             .await
             .map_err(store_error)
+    }
+
+    async fn insert_profile(&self, profile: &ProfileData) -> Result<()> {
+        let r = &profile.record;
+        let frequency = r.frequency_hz.map(|f| i32::try_from(f).unwrap_or(i32::MAX));
+        self.client()
+            .await?
+            .execute(
+                "INSERT INTO profiles (id, kind, started_at_ms, duration_ms, frequency_hz, pprof, flamegraph_svg)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                &[
+                    &r.id.as_uuid(),
+                    &r.kind,
+                    &i64::try_from(r.started_at_ms).unwrap_or(i64::MAX),
+                    &i64::try_from(r.duration_ms).unwrap_or(i64::MAX),
+                    &frequency,
+                    &profile.pprof,
+                    &profile.flamegraph_svg,
+                ],
+            )
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn list_profiles(&self, page: PageRequest) -> Result<Page<ProfileRecord>> {
+        let limit = i64::from(page.limit) + 1;
+        let client = self.client().await?;
+        let columns = "id, kind, started_at_ms, duration_ms, frequency_hz, length(pprof)::bigint, length(flamegraph_svg)::bigint";
+        let rows =
+            match page.before {
+                Some(before) => client
+                    .query(
+                        &format!(
+                            "SELECT {columns} FROM profiles WHERE id < $1 ORDER BY id DESC LIMIT $2"
+                        ),
+                        &[&before.as_uuid(), &limit],
+                    )
+                    .await,
+                None => {
+                    client
+                        .query(
+                            &format!("SELECT {columns} FROM profiles ORDER BY id DESC LIMIT $1"),
+                            &[&limit],
+                        )
+                        .await
+                }
+            }
+            .map_err(store_error)?;
+        let items = rows
+            .iter()
+            .map(decode_profile)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(into_page(items, page.limit, |p| p.id))
+    }
+
+    async fn get_profile(&self, id: Id) -> Result<Option<ProfileData>> {
+        let row = self
+            .client()
+            .await?
+            .query_opt(
+                "SELECT id, kind, started_at_ms, duration_ms, frequency_hz, length(pprof)::bigint, length(flamegraph_svg)::bigint, pprof, flamegraph_svg
+                 FROM profiles WHERE id = $1",
+                &[&id.as_uuid()],
+            )
+            .await
+            .map_err(store_error)?;
+        row.map(|row| {
+            Ok(ProfileData {
+                record: decode_profile(&row)?,
+                pprof: row.try_get(7).map_err(store_error)?,
+                flamegraph_svg: row.try_get(8).map_err(store_error)?,
+            })
+        })
+        .transpose()
     }
 
     async fn close(&self) -> Result<()> {

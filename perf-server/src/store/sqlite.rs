@@ -7,7 +7,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::migrations::{self, Migration};
 use super::{
-    LoadTestRecord, MetricsSnapshot, Page, PageRequest, Store, TestFilter, TestStatus, into_page,
+    LoadTestRecord, MetricsSnapshot, Page, PageRequest, ProfileData, ProfileRecord, Store,
+    TestFilter, TestStatus, into_page,
 };
 use crate::{Error, Result};
 
@@ -150,6 +151,33 @@ fn decode(raw: (String, String, Option<String>, i64, String)) -> Result<MetricsS
         created_at_ms: u64::try_from(created_at_ms).unwrap_or(0),
         sample: serde_json::from_str(&sample)
             .map_err(|e| store_error(format!("snapshot {id} holds unreadable JSON: {e}")))?,
+    })
+}
+
+type ProfileRow = (String, String, i64, i64, Option<u32>, i64, i64);
+
+fn profile_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ProfileRow> {
+    Ok((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+        row.get(5)?,
+        row.get(6)?,
+    ))
+}
+
+fn decode_profile(raw: ProfileRow) -> Result<ProfileRecord> {
+    let (id, kind, started, duration, frequency_hz, pprof, svg) = raw;
+    Ok(ProfileRecord {
+        id: id.parse().map_err(store_error)?,
+        kind,
+        started_at_ms: u64::try_from(started).unwrap_or(0),
+        duration_ms: u64::try_from(duration).unwrap_or(0),
+        frequency_hz,
+        pprof_bytes: u64::try_from(pprof).unwrap_or(0),
+        flamegraph_svg_bytes: u64::try_from(svg).unwrap_or(0),
     })
 }
 
@@ -434,6 +462,85 @@ impl Store for SqliteStore {
             .map_err(store_error)
         })
         .await
+    }
+
+    async fn insert_profile(&self, profile: &ProfileData) -> Result<()> {
+        let p = profile.clone();
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO profiles (id, kind, started_at_ms, duration_ms, frequency_hz, pprof, flamegraph_svg)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    p.record.id.to_string(),
+                    p.record.kind,
+                    i64::try_from(p.record.started_at_ms).unwrap_or(i64::MAX),
+                    i64::try_from(p.record.duration_ms).unwrap_or(i64::MAX),
+                    p.record.frequency_hz,
+                    p.pprof,
+                    p.flamegraph_svg
+                ],
+            )
+            .map_err(store_error)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_profiles(&self, page: PageRequest) -> Result<Page<ProfileRecord>> {
+        let rows = self
+            .with(move |c| {
+                let before = page
+                    .before
+                    .map_or_else(|| "g".to_owned(), |id| id.to_string());
+                let mut stmt = c
+                    .prepare_cached(
+                        "SELECT id, kind, started_at_ms, duration_ms, frequency_hz, length(pprof), length(flamegraph_svg)
+                         FROM profiles WHERE id < ?1 ORDER BY id DESC LIMIT ?2",
+                    )
+                    .map_err(store_error)?;
+                let rows = stmt
+                    .query_map(params![before, i64::from(page.limit) + 1], profile_row)
+                    .map_err(store_error)?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+                    .map_err(store_error)?;
+                Ok(rows)
+            })
+            .await?;
+        let items = rows
+            .into_iter()
+            .map(decode_profile)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(into_page(items, page.limit, |p| p.id))
+    }
+
+    async fn get_profile(&self, id: Id) -> Result<Option<ProfileData>> {
+        let found = self
+            .with(move |c| {
+                c.query_row(
+                    "SELECT id, kind, started_at_ms, duration_ms, frequency_hz, length(pprof), length(flamegraph_svg), pprof, flamegraph_svg
+                     FROM profiles WHERE id = ?1",
+                    params![id.to_string()],
+                    |row| {
+                        Ok((
+                            profile_row(row)?,
+                            row.get::<_, Vec<u8>>(7)?,
+                            row.get::<_, Vec<u8>>(8)?,
+                        ))
+                    },
+                )
+                .optional()
+                .map_err(store_error)
+            })
+            .await?;
+        found
+            .map(|(raw, pprof, flamegraph_svg)| {
+                Ok(ProfileData {
+                    record: decode_profile(raw)?,
+                    pprof,
+                    flamegraph_svg,
+                })
+            })
+            .transpose()
     }
 
     async fn close(&self) -> Result<()> {

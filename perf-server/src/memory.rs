@@ -1,0 +1,136 @@
+//! This process's memory, watched: every host sample feeds perf-memory's
+//! leak detector and memory guard; the guard's admission check is a
+//! middleware (503 with `Retry-After` over the hard mark); the profiler takes
+//! one CPU or heap profile at a time and finished profiles go to the store.
+
+use std::sync::Mutex;
+use std::time::Instant;
+
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::web;
+use perf_memory::{
+    BudgetStatus, LeakDetector, LeakDetectorConfig, LeakVerdict, MemoryBudget, MemoryGuard,
+    MemorySample, MemoryTuning,
+};
+
+use crate::api_error::ApiError;
+use crate::app::AppState;
+use crate::monitor::HostSample;
+
+/// The budget, leak detector and profiler of this process.
+pub struct MemoryWatch {
+    guard: MemoryGuard,
+    leak: Mutex<LeakDetector>,
+    origin: Instant,
+    #[cfg(feature = "profiling")]
+    profiler: perf_memory::Profiler,
+}
+
+impl std::fmt::Debug for MemoryWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryWatch")
+            .field("budget", &self.guard.status())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for MemoryWatch {
+    fn default() -> Self {
+        // The defaults are valid by construction.
+        Self::new(MemoryBudget::default(), LeakDetectorConfig::default())
+            .unwrap_or_else(|_| unreachable!("default memory settings are valid"))
+    }
+}
+
+impl MemoryWatch {
+    /// A watch with this budget and leak detector (both validated).
+    pub fn new(budget: MemoryBudget, leak: LeakDetectorConfig) -> perf_memory::Result<Self> {
+        Ok(Self {
+            guard: MemoryGuard::new(budget)?,
+            leak: Mutex::new(LeakDetector::new(leak)?),
+            origin: Instant::now(),
+            #[cfg(feature = "profiling")]
+            profiler: perf_memory::Profiler::new(),
+        })
+    }
+
+    /// Feeds one host sample to the detector and the guard.
+    pub fn observe(&self, sample: &HostSample) {
+        let resident = sample.system.memory.process_rss_bytes;
+        let allocated = sample.allocator.map_or(resident, |a| a.allocated_bytes);
+        if let Ok(mut leak) = self.leak.lock() {
+            leak.observe(MemorySample {
+                at_s: self.origin.elapsed().as_secs_f64(),
+                allocated_bytes: allocated,
+                resident_bytes: resident,
+            });
+        }
+        self.guard.observe(resident);
+    }
+
+    /// The memory guard (to register relievers, or to admit work).
+    pub fn guard(&self) -> &MemoryGuard {
+        &self.guard
+    }
+
+    /// The budget and what the guard did.
+    pub fn budget(&self) -> BudgetStatus {
+        self.guard.status()
+    }
+
+    /// The latest leak verdict.
+    pub fn leak(&self) -> LeakVerdict {
+        self.leak
+            .lock()
+            .map(|l| l.verdict())
+            .unwrap_or_else(|p| p.into_inner().verdict())
+    }
+
+    /// The allocator settings in force (none without jemalloc).
+    pub fn tuning(&self) -> Option<MemoryTuning> {
+        MemoryTuning::current().ok()
+    }
+
+    /// The profiler.
+    #[cfg(feature = "profiling")]
+    pub fn profiler(&self) -> &perf_memory::Profiler {
+        &self.profiler
+    }
+}
+
+/// Paths that answer even over the hard mark: how to see why, and probes.
+fn always_admitted(path: &str) -> bool {
+    matches!(
+        path,
+        "/health" | "/ready" | "/metrics" | "/performance/metrics/memory"
+    )
+}
+
+/// Middleware: over the hard memory mark, new work gets 503 with `Retry-After`.
+pub(crate) async fn admit_within_budget(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    if !always_admitted(req.path())
+        && let Some(state) = req.app_data::<web::Data<AppState>>()
+        && let Err(retry) = state.monitor.memory().guard().admit()
+    {
+        let status = state.monitor.memory().budget();
+        let error = ApiError::unavailable(
+            format!(
+                "memory is over the hard mark ({} of {} resident): new work is refused until it drops",
+                perf_core::ByteSize(status.resident_bytes),
+                status.budget.limit
+            ),
+            retry.as_secs().max(1),
+        );
+        let (http_req, _) = req.into_parts();
+        let response = actix_web::ResponseError::error_response(&error);
+        return Ok(ServiceResponse::new(http_req, response).map_into_right_body());
+    }
+    next.call(req)
+        .await
+        .map(ServiceResponse::map_into_left_body)
+}
