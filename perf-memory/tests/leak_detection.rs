@@ -16,7 +16,9 @@ const SAMPLE_EVERY: Duration = Duration::from_millis(100);
 
 fn config() -> LeakDetectorConfig {
     LeakDetectorConfig {
-        warmup: Duration::from_secs(2).into(),
+        // The steady task's own start (filling 200 buffers, RSS climbing to
+        // its level) takes a few seconds on a busy machine.
+        warmup: Duration::from_secs(5).into(),
         window: 30, // 3 s
         ..LeakDetectorConfig::default()
     }
@@ -56,9 +58,11 @@ fn watch(
         std::thread::sleep(SAMPLE_EVERY);
         let status = detector.observe(sample(origin));
         statuses.push(status);
+        if status != LeakStatus::WarmingUp && status != LeakStatus::Steady {
+            eprintln!("{:?}", detector.verdict());
+        }
         if status == LeakStatus::Leak && flagged.is_none() {
             flagged = Some(origin.elapsed());
-            eprintln!("{:?}", detector.verdict());
             break;
         }
     }
@@ -80,8 +84,8 @@ fn a_leaking_task_is_flagged_and_a_steady_one_never() {
     });
     let flagged = flagged.expect("the leak was not flagged within 20 s");
     eprintln!("leak flagged after {flagged:?}");
-    // Warm-up 2 s + a 3 s window + 3 consecutive evaluations, and slack.
-    assert!(flagged < Duration::from_secs(10), "{flagged:?}");
+    // Warm-up 5 s (the window is full by then) + 3 consecutive evaluations, and slack.
+    assert!(flagged < Duration::from_secs(12), "{flagged:?}");
 
     // Churns 200 buffers of up to 256 KiB, replacing one every millisecond.
     let (statuses, flagged) = watch(Duration::from_secs(30), |stop| {
@@ -111,6 +115,6 @@ fn a_leaking_task_is_flagged_and_a_steady_one_never() {
         .count();
     eprintln!("steady task: {evaluated} evaluations, {false_positives} flagged");
     assert!(flagged.is_none());
-    assert!(evaluated >= 200, "{evaluated}");
+    assert!(evaluated >= 180, "{evaluated}");
     assert_eq!(false_positives, 0);
 }

@@ -92,6 +92,11 @@ pub async fn run(config: ServerConfig) -> Result<()> {
         })?)),
         None => None,
     };
+    let finished = tests.finished_cache().clone();
+    monitor
+        .memory()
+        .guard()
+        .add_reliever("finished_tests", Box::new(move || finished.shrink_to(0.5)));
     let state = web::Data::new(AppState {
         store: Arc::clone(&store),
         monitor,

@@ -93,3 +93,22 @@ pub fn publish_host_gauges(sample: &HostSample) {
     }
     prometheus().run_upkeep();
 }
+
+/// Publishes the memory budget and the leak verdict: `memory_budget_limit_bytes`,
+/// `memory_budget_used_ratio`, `memory_pressure` (0 normal, 1 soft, 2 hard),
+/// `memory_budget_refused_total`, `memory_budget_reliefs_total` and
+/// `memory_leak_suspected` (1 on a leak or fragmentation verdict).
+pub fn publish_memory_watch(watch: &crate::memory::MemoryWatch) {
+    let budget = watch.budget();
+    gauge!("memory_budget_limit_bytes").set(budget.budget.limit.bytes() as f64);
+    gauge!("memory_budget_used_ratio").set(budget.used_fraction);
+    gauge!("memory_pressure").set(budget.pressure as u8 as f64);
+    metrics::counter!("memory_budget_refused_total").absolute(budget.refused);
+    metrics::counter!("memory_budget_reliefs_total").absolute(budget.reliefs);
+    let leak = watch.leak();
+    let suspected = matches!(
+        leak.status,
+        perf_memory::LeakStatus::Leak | perf_memory::LeakStatus::Fragmentation
+    );
+    gauge!("memory_leak_suspected").set(if suspected { 1.0 } else { 0.0 });
+}

@@ -109,6 +109,7 @@ pub struct TestRunner {
     worker_service: Option<String>,
     worker_token: Option<String>,
     state: Mutex<State>,
+    finished: perf_memory::Cache<Id, Arc<LoadTestRecord>>,
 }
 
 impl std::fmt::Debug for TestRunner {
@@ -157,6 +158,12 @@ impl TestRunner {
             worker_service: workers.service,
             worker_token: workers.token,
             state: Mutex::new(State::default()),
+            // A finished test never changes: its record is served from
+            // memory after the first read instead of from the store.
+            finished: perf_memory::Cache::builder("finished_tests")
+                .max_entries(1_000)
+                .time_to_idle(std::time::Duration::from_secs(600))
+                .build(),
         })
     }
 
@@ -647,9 +654,16 @@ impl TestRunner {
 
     /// The test with its newest live figures.
     pub async fn get(&self, id: Id) -> Result<Option<LoadTestRecord>, crate::Error> {
+        if let Some(done) = self.finished.get(&id) {
+            return Ok(Some((*done).clone()));
+        }
         let Some(mut record) = self.store.get_load_test(id).await? else {
             return Ok(None);
         };
+        if record.status.is_finished() && !self.state().running.contains_key(&id) {
+            self.finished.insert(id, Arc::new(record.clone()));
+            return Ok(Some(record));
+        }
         if let Some(r) = self.state().running.get(&id) {
             record.status = TestStatus::Running;
             if let Some(p) = &r.progress {
@@ -657,6 +671,11 @@ impl TestRunner {
             }
         }
         Ok(Some(record))
+    }
+
+    /// The cache of finished tests' records (for memory relief and metrics).
+    pub fn finished_cache(&self) -> &perf_memory::Cache<Id, Arc<LoadTestRecord>> {
+        &self.finished
     }
 
     /// This test judged against the recent history of the same scenario and

@@ -585,6 +585,20 @@ async fn a_load_test_runs_through_the_api_and_its_results_are_kept() {
     assert_eq!(status, 200);
     assert!(report["requests"].as_u64().unwrap() > 10);
     assert_eq!(report["scenario"], "smoke");
+    // A finished test is read from the store once, then from the cache,
+    // whose counters reach Prometheus.
+    let resp = test::call_service(&svc, TestRequest::get().uri("/metrics").to_request()).await;
+    let text = String::from_utf8(test::read_body(resp).await.to_vec()).unwrap();
+    let hits = text
+        .lines()
+        .find(|l| l.starts_with("perf_cache_hits_total{cache=\"finished_tests\"}"))
+        .unwrap_or_else(|| panic!("no cache counters in {text}"));
+    assert!(
+        hits.rsplit(' ').next().unwrap().parse::<f64>().unwrap() >= 1.0,
+        "{hits}"
+    );
+    assert!(text.contains("memory_pressure "), "{text}");
+    assert!(text.contains("memory_leak_suspected "), "{text}");
     let resp = test::call_service(
         &svc,
         TestRequest::get()
