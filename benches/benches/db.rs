@@ -1,5 +1,5 @@
-//! perf-db hot paths: fingerprinting statements (statements per second is
-//! 1 / the time per iteration).
+//! perf-db hot paths: fingerprinting and analyzing statements (statements
+//! per second is 4 / the time per iteration).
 
 use std::hint::black_box;
 
@@ -25,5 +25,18 @@ fn fingerprint(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, fingerprint);
+fn analyze(c: &mut Criterion) {
+    let mut group = c.benchmark_group("analyze");
+    group.throughput(Throughput::Elements(STATEMENTS.len() as u64));
+    group.bench_function("mixed_4", |b| {
+        b.iter(|| {
+            for s in STATEMENTS {
+                let _ = black_box(perf_db::analyze(black_box(s)));
+            }
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, fingerprint, analyze);
 criterion_main!(benches);

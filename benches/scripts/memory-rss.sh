@@ -26,10 +26,14 @@ echo "idle RSS: $((idle / 1024)) MiB"
 echo "peak RSS under load: $(( $(cat "$work/peak") / 1024 )) MiB"
 echo "RSS after load: $((after / 1024)) MiB"
 grep -h "Requests/sec" "$work/wrk1.txt" "$work/wrk2.txt" | sed 's/^/wrk /'
-curl -s http://127.0.0.1:8093/performance/metrics/memory | python3 -c '
+curl -s http://127.0.0.1:8093/performance/metrics/memory > "$work/memory.json"
+python3 - "$work/memory.json" <<'PY'
 import json, sys
-m = json.load(sys.stdin)
+m = json.load(open(sys.argv[1]))
 a = m["allocator"]
-print(f"allocator: allocated {a[\"allocated_bytes\"]/2**20:.1f} MiB, resident {a[\"resident_bytes\"]/2**20:.1f} MiB, fragmentation {a[\"fragmentation_bytes\"]/2**20:.2f} MiB")
-print(f"budget: {m[\"budget\"][\"pressure\"]}, used {100*m[\"budget\"][\"used_fraction\"]:.1f} % of {m[\"budget\"][\"budget\"][\"limit\"]/2**20:.0f} MiB")
-print(f"leak: {m[\"leak\"][\"status\"]} ({m[\"leak\"][\"message\"]})")'
+mib = 2 ** 20
+print(f"allocator: allocated {a['allocated_bytes'] / mib:.1f} MiB, resident {a['resident_bytes'] / mib:.1f} MiB, fragmentation {a['fragmentation_bytes'] / mib:.2f} MiB")
+b = m["budget"]
+print(f"budget: {b['pressure']}, used {100 * b['used_fraction']:.1f} % of {b['budget']['limit'] / mib:.0f} MiB")
+print(f"leak: {m['leak']['status']} ({m['leak']['message']})")
+PY

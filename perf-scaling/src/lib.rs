@@ -1,8 +1,40 @@
 //! # perf-scaling
 //!
-//! Autoscaling for the perf toolkit: a decision engine with Kubernetes HPA
-//! semantics, the autoscaler loop, instance managers (local processes,
-//! Kubernetes), load-balancing strategies and what-if simulation.
+//! Autoscaling with the semantics operators already trust: the Kubernetes
+//! HorizontalPodAutoscaler's replica calculation ([`resource_utilization_replicas`],
+//! [`pod_average_replicas`], [`value_replicas`], [`average_value_replicas`]) and
+//! its controller ([`Autoscaler`]: bounds, the maximum over metrics,
+//! stabilization windows, `Pods`/`Percent` rate policies with `selectPolicy`),
+//! for a [`ScalingPolicy`] written as an HPA would be, or a simple
+//! [`StepRule`] mapped onto the same engine.
 //!
-//! **Not built yet**: this crate is an empty member of the workspace until the
-//! perf-scaling issue lands. It exports nothing.
+//! ```
+//! use std::collections::BTreeMap;
+//! use perf_scaling::{Autoscaler, Observation, Pod, Reading, ScalingPolicy};
+//! let policy: ScalingPolicy = serde_json::from_str(r#"{"min_replicas": 2, "max_replicas": 50,
+//!     "metrics": [{"name": "cpu", "kind": "resource", "target": {"utilization": 50}}],
+//!     "behavior": {}}"#)?;
+//! let mut hpa = Autoscaler::new(policy)?;
+//! let pods: Vec<Pod> = (0..4).map(|i| Pod::running(format!("p{i}"), Some(1000.0))).collect();
+//! let cpu: BTreeMap<String, f64> = (0..4).map(|i| (format!("p{i}"), 900.0)).collect();
+//! let seen = Observation { pods, readings: [("cpu".to_owned(), Reading::PerPod(cpu))].into() };
+//! let d = hpa.decide(0.0, 4, &seen);
+//! assert_eq!(d.to, 8); // 90 % against 50 %: 7.2 -> 8, within the default +100 % per 15 s
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod decision;
+mod error;
+mod policy;
+mod replicas;
+
+pub use decision::{Autoscaler, Decision, MetricOutcome, Observation, Reading};
+pub use error::{Error, Result};
+pub use policy::{
+    Behavior, MetricKind, MetricSpec, MetricTarget, RatePolicy, RatePolicyKind, ScalingPolicy,
+    ScalingRules, SelectPolicy, StepRule,
+};
+pub use replicas::{
+    MetricRecommendation, Pod, PodPhase, Tolerance, average_value_replicas, pod_average_replicas,
+    ready_pods, resource_utilization_replicas, value_replicas,
+};

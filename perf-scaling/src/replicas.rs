@@ -1,0 +1,422 @@
+//! The replica calculator: how many replicas one metric asks for, with the
+//! Kubernetes HPA controller's rules.
+//!
+//! - Resource metrics (CPU, memory) are compared as utilization of the pods'
+//!   requests, or as an average value; custom pod metrics as an average.
+//! - Pods being deleted or failed are ignored; pending pods, and for CPU pods
+//!   not ready or still in their start-up burst, count as *unready*; pods
+//!   without a sample are *missing*.
+//! - Within the tolerance band (default 0.1) nothing changes.
+//! - When scaling up with unready pods, those are assumed to use nothing;
+//!   missing pods are assumed at 100 % of their request (or at the target)
+//!   when scaling down and at 0 when scaling up; if that reverses the
+//!   direction or lands in the band, nothing changes.
+//! - Object and external metrics compare one value against a target value
+//!   (times the ready pods) or an average value (per current replica).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// Where a pod is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PodPhase {
+    /// Not yet running.
+    Pending,
+    /// Running.
+    Running,
+    /// Finished successfully.
+    Succeeded,
+    /// Failed.
+    Failed,
+}
+
+/// A pod (an instance) as the calculator sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pod {
+    /// Its name; metrics are keyed by it.
+    pub name: String,
+    /// Its phase.
+    pub phase: PodPhase,
+    /// Its Ready condition.
+    pub ready: bool,
+    /// Being deleted.
+    pub deleting: bool,
+    /// Within its CPU initialization period with a sample that may be the
+    /// start-up burst (the HPA ignores such CPU samples).
+    pub cpu_initializing: bool,
+    /// The resource request, summed over its containers, in the metric's
+    /// unit (`None` when a container has none).
+    pub request: Option<f64>,
+}
+
+impl Pod {
+    /// A running, ready pod with this request.
+    pub fn running(name: impl Into<String>, request: Option<f64>) -> Self {
+        Self {
+            name: name.into(),
+            phase: PodPhase::Running,
+            ready: true,
+            deleting: false,
+            cpu_initializing: false,
+            request,
+        }
+    }
+
+    fn counts_as_ready(&self) -> bool {
+        self.phase == PodPhase::Running && self.ready && !self.deleting
+    }
+}
+
+/// What one metric asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct MetricRecommendation {
+    /// Replicas wanted.
+    pub replicas: u32,
+    /// The observed figure the decision used: utilization in percent for
+    /// resource utilization, else the average or total value (as the HPA
+    /// reports it in its status).
+    pub observed: f64,
+    /// The average raw value per pod, where it applies (resource metrics).
+    pub raw_average: Option<f64>,
+}
+
+/// Pods sorted the way the controller sorts them.
+struct Groups {
+    ready: usize,
+    unready: BTreeSet<String>,
+    missing: BTreeSet<String>,
+    ignored: BTreeSet<String>,
+}
+
+fn group_pods(pods: &[Pod], metrics: &BTreeMap<String, f64>, cpu: bool) -> Groups {
+    let mut g = Groups {
+        ready: 0,
+        unready: BTreeSet::new(),
+        missing: BTreeSet::new(),
+        ignored: BTreeSet::new(),
+    };
+    for pod in pods {
+        if pod.deleting || pod.phase == PodPhase::Failed {
+            g.ignored.insert(pod.name.clone());
+            continue;
+        }
+        if pod.phase == PodPhase::Pending {
+            g.unready.insert(pod.name.clone());
+            continue;
+        }
+        if !metrics.contains_key(&pod.name) {
+            g.missing.insert(pod.name.clone());
+            continue;
+        }
+        if cpu && (!pod.ready || pod.cpu_initializing) {
+            g.unready.insert(pod.name.clone());
+            continue;
+        }
+        g.ready += 1;
+    }
+    g
+}
+
+fn within(ratio: f64, tolerance: Tolerance) -> bool {
+    if ratio >= 1.0 {
+        ratio - 1.0 <= tolerance.up
+    } else {
+        1.0 - ratio <= tolerance.down
+    }
+}
+
+/// The tolerance band around a ratio of 1, per direction (default 0.1 both).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Tolerance {
+    /// Scale up only above `1 + up`.
+    pub up: f64,
+    /// Scale down only below `1 - down`.
+    pub down: f64,
+}
+
+impl Default for Tolerance {
+    fn default() -> Self {
+        Self { up: 0.1, down: 0.1 }
+    }
+}
+
+impl Tolerance {
+    /// The same band both ways.
+    pub fn both(t: f64) -> Self {
+        Self { up: t, down: t }
+    }
+}
+
+fn ceil_u32(x: f64) -> u32 {
+    let c = x.ceil();
+    if c <= 0.0 {
+        0
+    } else if c >= f64::from(u32::MAX) {
+        u32::MAX
+    } else {
+        c as u32
+    }
+}
+
+/// The shared second half of resource and pod-metric calculations: scale
+/// by `ratio`, then re-check with unready and missing pods filled in.
+#[allow(clippy::too_many_arguments)]
+fn with_adjustments(
+    current: u32,
+    groups: &Groups,
+    mut metrics: BTreeMap<String, f64>,
+    ratio: f64,
+    tolerance: Tolerance,
+    fallback_missing_scale_down: impl Fn(&str) -> f64,
+    recompute: impl Fn(&BTreeMap<String, f64>) -> Result<f64>,
+) -> Result<u32> {
+    let scale_up_with_unready = !groups.unready.is_empty() && ratio > 1.0;
+    if !scale_up_with_unready && groups.missing.is_empty() {
+        if within(ratio, tolerance) {
+            return Ok(current);
+        }
+        return Ok(ceil_u32(ratio * groups.ready as f64));
+    }
+    // Missing pods: at their request (or the target) on a way down, at 0 on
+    // a way up; at exactly 1 they are left out.
+    if ratio < 1.0 {
+        for name in &groups.missing {
+            metrics.insert(name.clone(), fallback_missing_scale_down(name));
+        }
+    } else if ratio > 1.0 {
+        for name in &groups.missing {
+            metrics.insert(name.clone(), 0.0);
+        }
+    }
+    if scale_up_with_unready {
+        for name in &groups.unready {
+            metrics.insert(name.clone(), 0.0);
+        }
+    }
+    let new_ratio = recompute(&metrics)?;
+    if within(new_ratio, tolerance)
+        || (ratio < 1.0 && new_ratio > 1.0)
+        || (ratio > 1.0 && new_ratio < 1.0)
+    {
+        return Ok(current);
+    }
+    let replicas = ceil_u32(new_ratio * metrics.len() as f64);
+    if (new_ratio < 1.0 && replicas > current) || (new_ratio > 1.0 && replicas < current) {
+        return Ok(current);
+    }
+    Ok(replicas)
+}
+
+/// Utilization (integer percent, as the HPA computes it), ratio to target,
+/// and raw average over the pods that have both a sample and a request.
+fn utilization(
+    metrics: &BTreeMap<String, f64>,
+    requests: &BTreeMap<String, f64>,
+    target_percent: f64,
+) -> Result<(f64, f64, f64)> {
+    let mut total = 0.0;
+    let mut requested = 0.0;
+    let mut counted = 0usize;
+    for (name, value) in metrics {
+        if let Some(r) = requests.get(name) {
+            total += value;
+            requested += r;
+            counted += 1;
+        }
+    }
+    if counted == 0 || requested == 0.0 {
+        return Err(Error::NoMetrics(
+            "no metrics returned matched known pods".to_owned(),
+        ));
+    }
+    let percent = (total * 100.0 / requested).trunc();
+    Ok((percent / target_percent, percent, total / counted as f64))
+}
+
+/// Replicas for a resource metric with a utilization target (percent of
+/// the pods' requests). `metrics` maps pod names to usage.
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// use perf_scaling::{resource_utilization_replicas, Pod, Tolerance};
+/// let pods: Vec<Pod> = (0..3).map(|i| Pod::running(format!("p{i}"), Some(1000.0))).collect();
+/// let usage: BTreeMap<String, f64> = [("p0", 300.0), ("p1", 500.0), ("p2", 700.0)]
+///     .into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+/// let r = resource_utilization_replicas(3, 30.0, &pods, &usage, Tolerance::default(), true)?;
+/// assert_eq!((r.replicas, r.observed), (5, 50.0));
+/// # Ok::<(), perf_scaling::Error>(())
+/// ```
+pub fn resource_utilization_replicas(
+    current: u32,
+    target_percent: f64,
+    pods: &[Pod],
+    metrics: &BTreeMap<String, f64>,
+    tolerance: Tolerance,
+    cpu: bool,
+) -> Result<MetricRecommendation> {
+    if metrics.is_empty() {
+        return Err(Error::NoMetrics(
+            "no metrics returned from resource metrics API".to_owned(),
+        ));
+    }
+    if target_percent <= 0.0 {
+        return Err(Error::invalid(
+            "target",
+            "utilization target must be above 0",
+        ));
+    }
+    let groups = group_pods(pods, metrics, cpu);
+    let mut kept = metrics.clone();
+    for name in groups.ignored.iter().chain(&groups.unready) {
+        kept.remove(name);
+    }
+    let mut requests = BTreeMap::new();
+    for pod in pods {
+        match pod.request {
+            Some(r) => {
+                requests.insert(pod.name.clone(), r);
+            }
+            None => {
+                return Err(Error::NoMetrics(format!(
+                    "missing request for the resource on pod {}",
+                    pod.name
+                )));
+            }
+        }
+    }
+    if kept.is_empty() {
+        return Err(Error::NoMetrics(
+            "did not receive metrics for any ready pods".to_owned(),
+        ));
+    }
+    let (ratio, percent, raw) = utilization(&kept, &requests, target_percent)?;
+    let replicas = with_adjustments(
+        current,
+        &groups,
+        kept,
+        ratio,
+        tolerance,
+        |name| requests.get(name).copied().unwrap_or(0.0),
+        |m| utilization(m, &requests, target_percent).map(|(r, _, _)| r),
+    )?;
+    Ok(MetricRecommendation {
+        replicas,
+        observed: percent,
+        raw_average: Some(raw),
+    })
+}
+
+/// Replicas for a per-pod metric with an average-value target (custom pod
+/// metrics, or a resource metric with an `AverageValue` target).
+pub fn pod_average_replicas(
+    current: u32,
+    target_average: f64,
+    pods: &[Pod],
+    metrics: &BTreeMap<String, f64>,
+    tolerance: Tolerance,
+) -> Result<MetricRecommendation> {
+    if metrics.is_empty() {
+        return Err(Error::NoMetrics("no metrics returned".to_owned()));
+    }
+    if target_average <= 0.0 {
+        return Err(Error::invalid(
+            "target",
+            "average value target must be above 0",
+        ));
+    }
+    let groups = group_pods(pods, metrics, false);
+    let mut kept = metrics.clone();
+    for name in groups.ignored.iter().chain(&groups.unready) {
+        kept.remove(name);
+    }
+    let known: BTreeSet<&String> = pods.iter().map(|p| &p.name).collect();
+    kept.retain(|name, _| known.contains(name));
+    if kept.is_empty() {
+        return Err(Error::NoMetrics(
+            "did not receive metrics for any ready pods".to_owned(),
+        ));
+    }
+    let average = |m: &BTreeMap<String, f64>| m.values().sum::<f64>() / m.len() as f64;
+    let observed = average(&kept);
+    let ratio = observed / target_average;
+    let replicas = with_adjustments(
+        current,
+        &groups,
+        kept,
+        ratio,
+        tolerance,
+        |_| target_average,
+        |m| Ok(average(m) / target_average),
+    )?;
+    Ok(MetricRecommendation {
+        replicas,
+        observed: observed.trunc(),
+        raw_average: None,
+    })
+}
+
+/// Pods counted as ready for object and external metrics.
+pub fn ready_pods(pods: &[Pod]) -> usize {
+    pods.iter().filter(|p| p.counts_as_ready()).count()
+}
+
+/// Replicas for one value (an object's metric, or an external metric's
+/// total) against a target *value*: scale the ready pods by the ratio.
+pub fn value_replicas(
+    current: u32,
+    target_value: f64,
+    value: f64,
+    ready: usize,
+    tolerance: Tolerance,
+) -> Result<MetricRecommendation> {
+    if target_value <= 0.0 {
+        return Err(Error::invalid("target", "value target must be above 0"));
+    }
+    let ratio = value / target_value;
+    let replicas = if within(ratio, tolerance) {
+        current
+    } else {
+        ceil_u32(ratio * ready as f64)
+    };
+    Ok(MetricRecommendation {
+        replicas,
+        observed: value,
+        raw_average: None,
+    })
+}
+
+/// Replicas for one value against a target *average value* per replica:
+/// `ceil(value / target)` unless within the band.
+pub fn average_value_replicas(
+    current: u32,
+    target_average: f64,
+    value: f64,
+    tolerance: Tolerance,
+) -> Result<MetricRecommendation> {
+    if target_average <= 0.0 {
+        return Err(Error::invalid(
+            "target",
+            "average value target must be above 0",
+        ));
+    }
+    let replicas =
+        if current > 0 && within(value / (target_average * f64::from(current)), tolerance) {
+            current
+        } else {
+            ceil_u32(value / target_average)
+        };
+    Ok(MetricRecommendation {
+        replicas,
+        observed: if current > 0 {
+            (value / f64::from(current)).ceil()
+        } else {
+            value
+        },
+        raw_average: None,
+    })
+}
