@@ -23,11 +23,13 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod balance;
 mod decision;
 mod error;
 mod policy;
 mod replicas;
 
+pub use balance::{Backend, LoadBalancer, Pick, Share, Strategy, coefficient_of_variation};
 pub use decision::{Autoscaler, Decision, MetricOutcome, Observation, Reading};
 pub use error::{Error, Result};
 pub use policy::{
