@@ -28,6 +28,7 @@ mod decision;
 mod error;
 mod policy;
 mod replicas;
+mod simulate;
 
 pub use balance::{Backend, LoadBalancer, Pick, Share, Strategy, coefficient_of_variation};
 pub use decision::{Autoscaler, Decision, MetricOutcome, Observation, Reading};
@@ -39,4 +40,7 @@ pub use policy::{
 pub use replicas::{
     MetricRecommendation, Pod, PodPhase, Tolerance, average_value_replicas, pod_average_replicas,
     ready_pods, resource_utilization_replicas, value_replicas,
+};
+pub use simulate::{
+    SimulationReport, SimulationSettings, SimulationStep, TracePoint, parse_trace_csv, simulate,
 };

@@ -42,6 +42,9 @@ pub enum Command {
     Merge(crate::load_test::MergeArgs),
     /// Judge a run's JSON report against a baseline report or a history of them.
     Compare(crate::load_test::CompareArgs),
+    /// Scaling tools: `simulate` a policy on a recorded load.
+    #[command(subcommand)]
+    Scaling(crate::scaling::ScalingCommand),
 }
 
 /// Options of `perf-server serve`.

@@ -39,6 +39,7 @@ pub mod load_test;
 pub mod memory;
 pub mod monitor;
 mod routes;
+pub mod scaling;
 pub mod server;
 pub mod store;
 pub mod telemetry;

@@ -38,6 +38,9 @@ fn main() -> ExitCode {
         }
         Some(Command::Run(args)) => return ExitCode::from(perf_server::load_test::run(&args)),
         Some(Command::Merge(args)) => return ExitCode::from(perf_server::load_test::merge(&args)),
+        Some(Command::Scaling(perf_server::scaling::ScalingCommand::Simulate(args))) => {
+            return ExitCode::from(perf_server::scaling::simulate(&args));
+        }
         Some(Command::Compare(args)) => {
             return ExitCode::from(perf_server::load_test::compare_reports(&args));
         }

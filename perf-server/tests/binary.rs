@@ -201,8 +201,11 @@ fn cpu_utilization_rises_while_a_cpu_heavy_process_runs() {
 }
 
 fn run_cli(args: &[&str]) -> std::process::Output {
+    cli(&[&["run"], args].concat())
+}
+
+fn cli(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_perf-server"))
-        .arg("run")
         .args(args)
         .output()
         .unwrap()
@@ -743,4 +746,52 @@ fn the_binary_takes_heap_profiles_and_reports_its_allocator() {
     );
     assert!(memory["tuning"]["dirty_decay_ms"].is_i64(), "{memory}");
     assert_eq!(memory["budget"]["pressure"], "normal", "{memory}");
+}
+
+#[test]
+fn scaling_simulate_prints_json_and_refuses_a_bad_policy_naming_the_field() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let policy = root.join("examples/scaling/policy.yaml");
+    let trace = root.join("examples/scaling/spike.csv");
+    let out = cli(&[
+        "scaling",
+        "simulate",
+        "--policy",
+        policy.to_str().unwrap(),
+        "--trace",
+        trace.to_str().unwrap(),
+        "--startup",
+        "20",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = json(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(report["peak_replicas"], 20, "{report}");
+    assert!(
+        report["max_time_to_scale_up_s"].as_f64().unwrap() <= 60.0,
+        "{report}"
+    );
+    assert!(report["over_provisioned_instance_s"].as_f64().unwrap() > 0.0);
+    assert_eq!(report["timeline"].as_array().unwrap().len(), 41);
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "min_replicas: 5\nmax_replicas: 2\nmetrics: []\n").unwrap();
+    let out = cli(&[
+        "scaling",
+        "simulate",
+        "--policy",
+        bad.to_str().unwrap(),
+        "--trace",
+        trace.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("max_replicas"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

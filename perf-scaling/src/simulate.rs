@@ -1,0 +1,295 @@
+//! What-if simulation: replay a recorded load through a policy before
+//! deploying it. The load is a series of (time, total demand) points in the
+//! unit of the policy's first metric summed over all replicas (requests per
+//! second in total, CPU millicores in total); each evaluation period the
+//! demand is shared evenly by the ready replicas, the engine decides, and
+//! new replicas become ready after a start-up delay.
+
+use serde::{Deserialize, Serialize};
+
+use crate::decision::{Autoscaler, Observation, Reading};
+use crate::policy::{MetricKind, MetricTarget, ScalingPolicy};
+use crate::replicas::Pod;
+use crate::{Error, Result};
+
+/// One point of a recorded load.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct TracePoint {
+    /// Seconds since the start of the recording.
+    pub t_s: f64,
+    /// Total demand at that time.
+    pub value: f64,
+}
+
+/// Reads a trace from CSV: a header, then `time,value` rows (time in
+/// seconds, increasing). Errors name the line.
+///
+/// ```
+/// let trace = perf_scaling::parse_trace_csv("t_s,rps\n0,100\n10,250\n")?;
+/// assert_eq!(trace.len(), 2);
+/// assert!(perf_scaling::parse_trace_csv("t_s,rps\n0,100\n-5,1\n").is_err());
+/// # Ok::<(), perf_scaling::Error>(())
+/// ```
+pub fn parse_trace_csv(text: &str) -> Result<Vec<TracePoint>> {
+    let mut points: Vec<TracePoint> = Vec::new();
+    for (i, line) in text.lines().enumerate().skip(1) {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let mut cols = line.split(',');
+        let parse = |c: Option<&str>, what: &str| -> Result<f64> {
+            c.map(str::trim)
+                .and_then(|v| v.parse::<f64>().ok())
+                .filter(|v| v.is_finite())
+                .ok_or_else(|| {
+                    Error::Input(format!(
+                        "trace line {}: {what} is not a number: {line:?}",
+                        i + 1
+                    ))
+                })
+        };
+        let t_s = parse(cols.next(), "time")?;
+        let value = parse(cols.next(), "value")?;
+        if value < 0.0 {
+            return Err(Error::Input(format!(
+                "trace line {}: value {value} is negative",
+                i + 1
+            )));
+        }
+        if let Some(last) = points.last()
+            && t_s <= last.t_s
+        {
+            return Err(Error::Input(format!(
+                "trace line {}: time {t_s} does not increase (previous {})",
+                i + 1,
+                last.t_s
+            )));
+        }
+        if points.is_empty() && t_s < 0.0 {
+            return Err(Error::Input(format!(
+                "trace line {}: time {t_s} is negative",
+                i + 1
+            )));
+        }
+        points.push(TracePoint { t_s, value });
+    }
+    if points.is_empty() {
+        return Err(Error::Input(
+            "the trace has no rows after its header".to_owned(),
+        ));
+    }
+    Ok(points)
+}
+
+/// How the simulated system behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SimulationSettings {
+    /// Replicas at the start (default: the policy's minimum).
+    pub initial_replicas: Option<u32>,
+    /// Seconds between decisions (default 15, the HPA's period).
+    pub period_s: f64,
+    /// Seconds from a decision to a new replica being ready (default 30).
+    pub startup_s: f64,
+    /// For a utilization target: the request of one replica in the trace's
+    /// unit (default 100, so the trace is in percent of one replica).
+    pub request_per_replica: f64,
+}
+
+impl Default for SimulationSettings {
+    fn default() -> Self {
+        Self {
+            initial_replicas: None,
+            period_s: 15.0,
+            startup_s: 30.0,
+            request_per_replica: 100.0,
+        }
+    }
+}
+
+/// The state after one decision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SimulationStep {
+    /// Time, seconds.
+    pub t_s: f64,
+    /// Total demand.
+    pub load: f64,
+    /// Replicas ready (serving).
+    pub ready: u32,
+    /// Replicas asked for (ready + starting).
+    pub replicas: u32,
+    /// Replicas the demand needs at the target.
+    pub needed: u32,
+    /// The decision's reason.
+    pub reason: String,
+}
+
+/// What a policy did with a recorded load.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SimulationReport {
+    /// One row per evaluation period.
+    pub timeline: Vec<SimulationStep>,
+    /// Seconds from the demand needing more replicas than were ready to
+    /// enough being ready, each time it happened.
+    pub scale_up_times_s: Vec<f64>,
+    /// The slowest of those.
+    pub max_time_to_scale_up_s: Option<f64>,
+    /// Replica-seconds ready beyond what the demand needed.
+    pub over_provisioned_instance_s: f64,
+    /// Replica-seconds missing against what the demand needed.
+    pub under_provisioned_instance_s: f64,
+    /// Most replicas at once.
+    pub peak_replicas: u32,
+    /// Changes of the replica count.
+    pub scale_events: u32,
+}
+
+fn demand_at(trace: &[TracePoint], t: f64) -> f64 {
+    // Step interpolation: the latest point at or before t.
+    let i = trace.partition_point(|p| p.t_s <= t);
+    if i == 0 {
+        trace[0].value
+    } else {
+        trace[i - 1].value
+    }
+}
+
+/// Replays `trace` through `policy`.
+///
+/// ```
+/// use perf_scaling::{simulate, ScalingPolicy, SimulationSettings, TracePoint};
+/// let policy: ScalingPolicy = serde_json::from_str(r#"{"min_replicas": 1, "max_replicas": 10,
+///     "metrics": [{"name": "rps", "kind": "pods", "target": {"average_value": 100}}], "behavior": {}}"#)?;
+/// let trace = [TracePoint { t_s: 0.0, value: 50.0 }, TracePoint { t_s: 60.0, value: 450.0 }, TracePoint { t_s: 600.0, value: 450.0 }];
+/// let report = simulate(&policy, &trace, &SimulationSettings::default())?;
+/// assert_eq!(report.peak_replicas, 5);
+/// assert!(report.max_time_to_scale_up_s.unwrap() <= 45.0);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn simulate(
+    policy: &ScalingPolicy,
+    trace: &[TracePoint],
+    settings: &SimulationSettings,
+) -> Result<SimulationReport> {
+    if trace.is_empty() {
+        return Err(Error::Input("the trace is empty".to_owned()));
+    }
+    if !(settings.period_s >= 1.0 && settings.period_s <= 3600.0) {
+        return Err(Error::invalid(
+            "period_s",
+            format!("{} is outside 1 to 3600", settings.period_s),
+        ));
+    }
+    if !(settings.startup_s >= 0.0 && settings.startup_s <= 3600.0) {
+        return Err(Error::invalid(
+            "startup_s",
+            format!("{} is outside 0 to 3600", settings.startup_s),
+        ));
+    }
+    if !(settings.request_per_replica > 0.0) {
+        return Err(Error::invalid("request_per_replica", "must be above 0"));
+    }
+    let mut engine = Autoscaler::new(policy.clone())?;
+    let spec = &policy.metrics[0];
+    let per_replica_target = match spec.target {
+        MetricTarget::Utilization(pct) => pct / 100.0 * settings.request_per_replica,
+        MetricTarget::AverageValue(v) | MetricTarget::Value(v) => v,
+    };
+    let initial = settings
+        .initial_replicas
+        .unwrap_or(policy.min_replicas)
+        .max(1);
+    // Each replica: the time it becomes ready.
+    let mut replicas: Vec<f64> = vec![f64::NEG_INFINITY; initial as usize];
+    let end = trace[trace.len() - 1].t_s;
+    let mut timeline = Vec::new();
+    let mut over = 0.0;
+    let mut under = 0.0;
+    let mut short_since: Option<f64> = None;
+    let mut scale_up_times = Vec::new();
+    let mut scale_events = 0;
+    let mut peak = initial;
+    let mut t = trace[0].t_s;
+    while t <= end {
+        let load = demand_at(trace, t);
+        let ready = replicas.iter().filter(|r| **r <= t).count() as u32;
+        let needed = (load / per_replica_target).ceil().max(0.0) as u32;
+        let current = replicas.len() as u32;
+        over += f64::from(ready.saturating_sub(needed)) * settings.period_s;
+        under += f64::from(needed.saturating_sub(ready)) * settings.period_s;
+        match (needed > ready, short_since) {
+            (true, None) => short_since = Some(t),
+            (false, Some(since)) => {
+                scale_up_times.push(t - since);
+                short_since = None;
+            }
+            _ => {}
+        }
+        // The readings: demand shared by the ready replicas; starting ones
+        // are pending.
+        let pods: Vec<Pod> = replicas
+            .iter()
+            .enumerate()
+            .map(|(i, ready_at)| {
+                let mut p = Pod::running(format!("r{i}"), Some(settings.request_per_replica));
+                if *ready_at > t {
+                    p.phase = crate::replicas::PodPhase::Pending;
+                    p.ready = false;
+                }
+                p
+            })
+            .collect();
+        let share = if ready > 0 {
+            load / f64::from(ready)
+        } else {
+            load
+        };
+        let reading = match spec.kind {
+            MetricKind::Resource | MetricKind::Pods => Reading::PerPod(
+                pods.iter()
+                    .filter(|p| p.ready)
+                    .map(|p| (p.name.clone(), share))
+                    .collect(),
+            ),
+            MetricKind::Object | MetricKind::External => Reading::Single(load),
+        };
+        let observation = Observation {
+            pods,
+            readings: [(spec.name.clone(), reading)].into(),
+        };
+        let decision = engine.decide(t, current, &observation);
+        if decision.to > current {
+            replicas.extend(std::iter::repeat_n(
+                t + settings.startup_s,
+                (decision.to - current) as usize,
+            ));
+            scale_events += 1;
+        } else if decision.to < current {
+            // Remove starting replicas first, then the newest ready ones.
+            replicas.sort_by(|a, b| b.total_cmp(a));
+            replicas.drain(..(current - decision.to) as usize);
+            scale_events += 1;
+        }
+        peak = peak.max(replicas.len() as u32);
+        timeline.push(SimulationStep {
+            t_s: t,
+            load,
+            ready,
+            replicas: replicas.len() as u32,
+            needed,
+            reason: decision.reason,
+        });
+        t += settings.period_s;
+    }
+    let max_time = scale_up_times.iter().copied().reduce(f64::max);
+    Ok(SimulationReport {
+        timeline,
+        max_time_to_scale_up_s: max_time,
+        scale_up_times_s: scale_up_times,
+        over_provisioned_instance_s: over,
+        under_provisioned_instance_s: under,
+        peak_replicas: peak,
+        scale_events,
+    })
+}
