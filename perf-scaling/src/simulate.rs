@@ -187,7 +187,7 @@ pub fn simulate(
             format!("{} is outside 0 to 3600", settings.startup_s),
         ));
     }
-    if !(settings.request_per_replica > 0.0) {
+    if settings.request_per_replica.is_nan() || settings.request_per_replica <= 0.0 {
         return Err(Error::invalid("request_per_replica", "must be above 0"));
     }
     let mut engine = Autoscaler::new(policy.clone())?;
