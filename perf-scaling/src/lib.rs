@@ -24,15 +24,20 @@
 //! ```
 
 mod balance;
+mod controller;
 mod decision;
 mod error;
+mod instances;
 mod policy;
 mod replicas;
 mod simulate;
+mod sources;
 
 pub use balance::{Backend, LoadBalancer, Pick, Share, Strategy, coefficient_of_variation};
+pub use controller::{ControllerStatus, InstanceStatus, ScalingController, ScalingEvent};
 pub use decision::{Autoscaler, Decision, MetricOutcome, Observation, Reading};
 pub use error::{Error, Result};
+pub use instances::{Instance, InstanceManager, LocalProcessConfig, LocalProcesses};
 pub use policy::{
     Behavior, MetricKind, MetricSpec, MetricTarget, RatePolicy, RatePolicyKind, ScalingPolicy,
     ScalingRules, SelectPolicy, StepRule,
@@ -44,3 +49,4 @@ pub use replicas::{
 pub use simulate::{
     SimulationReport, SimulationSettings, SimulationStep, TracePoint, parse_trace_csv, simulate,
 };
+pub use sources::{InstanceScraper, MetricsSource, PrometheusQuery, ScrapedSeries, SeriesKind};

@@ -1,0 +1,328 @@
+//! Where the autoscaler's readings come from: a Prometheus query endpoint
+//! (for totals such as Istio's request rate), or each instance's own
+//! Prometheus text endpoint (perf-server's `/metrics`, an Envoy sidecar's
+//! `/stats/prometheus`), read per instance and turned into rates for
+//! counters.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::decision::Reading;
+use crate::instances::Instance;
+use crate::{Error, Result};
+
+/// Gives the autoscaler its readings, by metric name.
+#[async_trait::async_trait]
+pub trait MetricsSource: Send + Sync {
+    /// Readings for the current instances.
+    async fn read(&self, instances: &[Instance]) -> BTreeMap<String, Reading>;
+}
+
+/// Plain-HTTP GET (HTTP/1.0, so no chunked answers) to `host:port`; the
+/// body of a 200 answer.
+pub(crate) async fn http_get(
+    address: &str,
+    path_and_query: &str,
+    timeout: Duration,
+) -> Result<String> {
+    let fetch = async {
+        let mut stream = tokio::net::TcpStream::connect(address)
+            .await
+            .map_err(|e| Error::NoMetrics(format!("{address}: {e}")))?;
+        let request =
+            format!("GET {path_and_query} HTTP/1.0\r\nHost: {address}\r\nAccept: */*\r\n\r\n");
+        stream
+            .write_all(request.as_bytes())
+            .await
+            .map_err(|e| Error::NoMetrics(format!("{address}: {e}")))?;
+        let mut raw = Vec::new();
+        stream
+            .take(16 << 20)
+            .read_to_end(&mut raw)
+            .await
+            .map_err(|e| Error::NoMetrics(format!("{address}: {e}")))?;
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let (head, body) = text
+            .split_once("\r\n\r\n")
+            .ok_or_else(|| Error::NoMetrics(format!("{address}: not an HTTP answer")))?;
+        let status = head.split_whitespace().nth(1).unwrap_or("");
+        if status != "200" {
+            return Err(Error::NoMetrics(format!(
+                "{address}{path_and_query}: HTTP {status}"
+            )));
+        }
+        Ok(body.to_owned())
+    };
+    tokio::time::timeout(timeout, fetch)
+        .await
+        .map_err(|_| Error::NoMetrics(format!("{address}: no answer within {timeout:?}")))?
+}
+
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Sums the values of a Prometheus `/api/v1/query` instant-vector answer.
+pub(crate) fn sum_instant_vector(body: &str) -> Result<f64> {
+    let v: serde_json::Value = serde_json::from_str(body)
+        .map_err(|e| Error::NoMetrics(format!("not a Prometheus answer: {e}")))?;
+    if v["status"] != "success" {
+        return Err(Error::NoMetrics(format!("Prometheus said: {}", v["error"])));
+    }
+    let result = &v["data"]["result"];
+    let values: Vec<f64> = match v["data"]["resultType"].as_str() {
+        Some("vector") => result
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s["value"][1].as_str().and_then(|x| x.parse().ok()))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        Some("scalar") => result[1]
+            .as_str()
+            .and_then(|x| x.parse().ok())
+            .into_iter()
+            .collect(),
+        other => {
+            return Err(Error::NoMetrics(format!(
+                "unexpected result type {other:?}"
+            )));
+        }
+    };
+    if values.is_empty() {
+        return Err(Error::NoMetrics("the query returned no series".to_owned()));
+    }
+    Ok(values.iter().sum())
+}
+
+/// One value from a Prometheus server's query API, e.g.
+/// `sum(rate(istio_requests_total{destination_workload="api"}[1m]))`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrometheusQuery {
+    /// The metric name the policy uses for this reading.
+    pub metric: String,
+    /// `host:port` of the Prometheus server (plain HTTP).
+    pub address: String,
+    /// The PromQL expression; its series are summed.
+    pub query: String,
+}
+
+#[async_trait::async_trait]
+impl MetricsSource for PrometheusQuery {
+    async fn read(&self, _instances: &[Instance]) -> BTreeMap<String, Reading> {
+        let path = format!("/api/v1/query?query={}", percent_encode(&self.query));
+        let reading = match http_get(&self.address, &path, Duration::from_secs(5)).await {
+            Ok(body) => match sum_instant_vector(&body) {
+                Ok(v) => Reading::Single(v),
+                Err(e) => Reading::Unavailable(e.to_string()),
+            },
+            Err(e) => Reading::Unavailable(e.to_string()),
+        };
+        [(self.metric.clone(), reading)].into()
+    }
+}
+
+/// How a scraped series becomes a reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SeriesKind {
+    /// The value as it is (Envoy's `envoy_cluster_upstream_rq_active`).
+    Gauge,
+    /// Its increase per second between two reads (`istio_requests_total`,
+    /// perf-server's `http_requests_total`).
+    Counter,
+}
+
+/// A series read from each instance's Prometheus text endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScrapedSeries {
+    /// The metric name the policy uses for this reading.
+    pub metric: String,
+    /// Path of the text endpoint (`/metrics`, or Envoy's `/stats/prometheus`).
+    pub path: String,
+    /// Read this port instead of the instance's (a sidecar's admin port).
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// The series name; every line of it (all label sets) is summed.
+    pub series: String,
+    /// Only lines containing this text (a label filter such as `cluster_name="api"`).
+    #[serde(default)]
+    pub label_filter: Option<String>,
+    /// Gauge or counter.
+    pub kind: SeriesKind,
+}
+
+/// Sums a series in Prometheus text format (lines of `name{labels} value`).
+pub(crate) fn sum_series(text: &str, series: &str, filter: Option<&str>) -> Option<f64> {
+    let mut found = false;
+    let mut total = 0.0;
+    for line in text.lines() {
+        if line.starts_with('#') {
+            continue;
+        }
+        let Some(rest) = line.strip_prefix(series) else {
+            continue;
+        };
+        if !(rest.starts_with('{') || rest.starts_with(' ')) {
+            continue; // a longer name with this prefix
+        }
+        if filter.is_some_and(|f| !rest.contains(f)) {
+            continue;
+        }
+        let value = rest
+            .rsplit('}')
+            .next()
+            .unwrap_or(rest)
+            .split_whitespace()
+            .next();
+        if let Some(v) = value.and_then(|v| v.parse::<f64>().ok()) {
+            total += v;
+            found = true;
+        }
+    }
+    found.then_some(total)
+}
+
+/// Reads one series from every ready instance.
+#[derive(Debug)]
+pub struct InstanceScraper {
+    config: ScrapedSeries,
+    last: Mutex<BTreeMap<String, (Instant, f64)>>,
+}
+
+impl InstanceScraper {
+    /// A scraper for `config`.
+    pub fn new(config: ScrapedSeries) -> Self {
+        Self {
+            config,
+            last: Mutex::new(BTreeMap::new()),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl MetricsSource for InstanceScraper {
+    async fn read(&self, instances: &[Instance]) -> BTreeMap<String, Reading> {
+        let mut tasks = tokio::task::JoinSet::new();
+        for instance in instances.iter().filter(|i| i.ready) {
+            let Some(address) = instance.address.clone() else {
+                continue;
+            };
+            let address = match self.config.port {
+                Some(port) => format!(
+                    "{}:{port}",
+                    address
+                        .rsplit_once(':')
+                        .map_or(address.as_str(), |(h, _)| h)
+                ),
+                None => address,
+            };
+            let path = self.config.path.clone();
+            let id = instance.id.clone();
+            tasks.spawn(
+                async move { (id, http_get(&address, &path, Duration::from_secs(2)).await) },
+            );
+        }
+        let now = Instant::now();
+        let mut values = BTreeMap::new();
+        let mut errors = Vec::new();
+        let Ok(mut last) = self.last.lock().map(|g| g.clone()) else {
+            return BTreeMap::new();
+        };
+        while let Some(Ok((id, body))) = tasks.join_next().await {
+            let sum = body
+                .map(|b| sum_series(&b, &self.config.series, self.config.label_filter.as_deref()));
+            match sum {
+                Ok(Some(v)) => match self.config.kind {
+                    SeriesKind::Gauge => {
+                        values.insert(id, v);
+                    }
+                    SeriesKind::Counter => {
+                        if let Some((at, before)) = last.get(&id) {
+                            let dt = now.duration_since(*at).as_secs_f64();
+                            if dt > 0.0 && v >= *before {
+                                values.insert(id.clone(), (v - before) / dt);
+                            }
+                        }
+                        last.insert(id, (now, v));
+                    }
+                },
+                Ok(None) => errors.push(format!("{id}: no series {}", self.config.series)),
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+        if let Ok(mut kept) = self.last.lock() {
+            last.retain(|id, _| instances.iter().any(|i| &i.id == id));
+            *kept = last;
+        }
+        let reading = if values.is_empty() {
+            Reading::Unavailable(if errors.is_empty() {
+                "no reading yet (a counter needs two scrapes)".to_owned()
+            } else {
+                errors.join("; ")
+            })
+        } else {
+            Reading::PerPod(values)
+        };
+        [(self.config.metric.clone(), reading)].into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn series_are_summed_by_name_and_filter() {
+        let text = "# HELP x\nhttp_requests_total{route=\"/a\"} 10\nhttp_requests_total{route=\"/b\"} 5\nhttp_requests_total_other 99\nenvoy_cluster_upstream_rq_active{cluster_name=\"api\"} 7\nenvoy_cluster_upstream_rq_active{cluster_name=\"db\"} 3\n";
+        assert_eq!(sum_series(text, "http_requests_total", None), Some(15.0));
+        assert_eq!(
+            sum_series(
+                text,
+                "envoy_cluster_upstream_rq_active",
+                Some("cluster_name=\"api\"")
+            ),
+            Some(7.0)
+        );
+        assert_eq!(sum_series(text, "missing", None), None);
+        assert_eq!(sum_series("up 1\n", "up", None), Some(1.0));
+    }
+
+    #[test]
+    fn prometheus_answers_are_summed_or_explained() {
+        let ok = r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"12.5"]},{"metric":{},"value":[1,"7.5"]}]}}"#;
+        assert_eq!(sum_instant_vector(ok).unwrap(), 20.0);
+        let empty = r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#;
+        assert!(
+            sum_instant_vector(empty)
+                .unwrap_err()
+                .to_string()
+                .contains("no series")
+        );
+        let bad = r#"{"status":"error","error":"parse error"}"#;
+        assert!(
+            sum_instant_vector(bad)
+                .unwrap_err()
+                .to_string()
+                .contains("parse error")
+        );
+        assert_eq!(
+            percent_encode("sum(rate(x[1m]))"),
+            "sum%28rate%28x%5B1m%5D%29%29"
+        );
+    }
+}
