@@ -30,6 +30,11 @@ pub struct AppState {
     pub tests: Arc<crate::test_runner::TestRunner>,
     /// The database reported on, when one is configured.
     pub database: Option<Arc<crate::database::DatabaseMonitor>>,
+    /// The autoscaler, when one is configured.
+    pub scaling: Option<Arc<crate::scaling::Scaling>>,
+    /// Set on SIGTERM: `/ready` answers 503 so load balancers and meshes
+    /// stop routing here before the server stops.
+    pub draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for AppState {

@@ -92,6 +92,9 @@ pub struct ServeArgs {
     /// Time in-flight requests get to finish on shutdown, e.g. `30s`.
     #[arg(long, env = "PERF_SHUTDOWN_TIMEOUT")]
     pub shutdown_timeout: Option<HumanDuration>,
+    /// On SIGTERM, answer 503 on /ready this long before stopping [default: 0s].
+    #[arg(long, env = "PERF_DRAIN_DELAY")]
+    pub drain_delay: Option<HumanDuration>,
     /// HTTP worker threads [default: one per core].
     #[arg(long, env = "PERF_WORKERS")]
     pub workers: Option<usize>,
@@ -119,7 +122,8 @@ impl ServeArgs {
             body_limit,
             sample_interval,
             sample_history,
-            shutdown_timeout
+            shutdown_timeout,
+            drain_delay
         );
         if self.database_url.is_some() {
             c.database_url.clone_from(&self.database_url);

@@ -61,6 +61,10 @@ pub struct ServerConfig {
     pub sample_history: HumanDuration,
     /// How long in-flight requests may take to finish on shutdown (default 30s).
     pub shutdown_timeout: HumanDuration,
+    /// On SIGTERM, how long `/ready` answers 503 while requests are still
+    /// served, before the server stops (default 0s; 5s to 15s behind a
+    /// Kubernetes Service or a mesh, at most 5m).
+    pub drain_delay: HumanDuration,
     /// HTTP worker threads (default: one per core, 1 to 256).
     pub workers: Option<usize>,
     /// Largest load test accepted through the API (users, rate, duration).
@@ -85,6 +89,8 @@ pub struct ServerConfig {
     pub memory_tuning: perf_memory::MemoryTuning,
     /// How sustained memory growth is told from noise.
     pub leak_detection: perf_memory::LeakDetectorConfig,
+    /// The autoscaler: policy, instance manager and metric source (none by default).
+    pub scaling: Option<crate::scaling::ScalingSetup>,
 }
 
 impl Default for ServerConfig {
@@ -103,6 +109,7 @@ impl Default for ServerConfig {
             sample_interval: HumanDuration(Duration::from_secs(1)),
             sample_history: HumanDuration(Duration::from_secs(3600)),
             shutdown_timeout: HumanDuration(Duration::from_secs(30)),
+            drain_delay: HumanDuration(Duration::ZERO),
             workers: None,
             test_limits: perf_loadgen::Limits::default(),
             max_concurrent_tests: 2,
@@ -113,6 +120,7 @@ impl Default for ServerConfig {
             memory_budget: perf_memory::MemoryBudget::default(),
             memory_tuning: perf_memory::MemoryTuning::default(),
             leak_detection: perf_memory::LeakDetectorConfig::default(),
+            scaling: None,
         }
     }
 }
@@ -241,6 +249,12 @@ impl ServerConfig {
                 ),
             ));
         }
+        if self.drain_delay.as_duration() > Duration::from_secs(300) {
+            return Err(invalid(
+                "drain_delay",
+                format!("{} is above the allowed 5m", self.drain_delay),
+            ));
+        }
         if self.shutdown_timeout.as_duration() > Duration::from_secs(600) {
             return Err(invalid(
                 "shutdown_timeout",
@@ -276,6 +290,11 @@ impl ServerConfig {
         self.leak_detection
             .validate()
             .map_err(nested("leak_detection"))?;
+        if let Some(scaling) = &self.scaling {
+            scaling
+                .validate()
+                .map_err(|(field, message)| invalid(&field, message))?;
+        }
         if !(1..=64).contains(&self.max_concurrent_tests) {
             return Err(invalid(
                 "max_concurrent_tests",

@@ -100,3 +100,181 @@ pub fn simulate(args: &SimulateArgs) -> u8 {
         }
     }
 }
+
+/// Where the autoscaler reads its metric (the `scaling.source` setting).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum SourceSetup {
+    /// A series from each instance's Prometheus endpoint (perf-server's
+    /// `/metrics`, an Envoy sidecar's `/stats/prometheus`).
+    Scrape(perf_scaling::ScrapedSeries),
+    /// A query to a Prometheus server (Istio's request totals, say).
+    Prometheus(perf_scaling::PrometheusQuery),
+    /// The requests per second of this server's running load tests, as an
+    /// external metric named `metric`.
+    LoadTest {
+        /// The metric name the policy uses.
+        metric: String,
+    },
+}
+
+/// What runs the replicas (the `scaling.manager` setting).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum ManagerSetup {
+    /// Copies of a command on this machine.
+    Local(perf_scaling::LocalProcessConfig),
+}
+
+/// The `scaling` section of the configuration.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScalingSetup {
+    /// The policy at start (a policy stored through `PUT /performance/scaling/config` wins).
+    pub policy: ScalingPolicy,
+    /// Seconds between decisions (1 to 600, default 15).
+    #[serde(default = "default_period")]
+    pub period_s: f64,
+    /// What runs the replicas.
+    pub manager: ManagerSetup,
+    /// Where the metric comes from.
+    pub source: SourceSetup,
+}
+
+fn default_period() -> f64 {
+    15.0
+}
+
+impl ScalingSetup {
+    /// Checks every part; the error names the field under `scaling.`.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        let nested = |section: &str, e: perf_scaling::Error| match e {
+            perf_scaling::Error::Invalid { field, message } => {
+                (format!("scaling.{section}.{field}"), message)
+            }
+            other => (format!("scaling.{section}"), other.to_string()),
+        };
+        self.policy.validate().map_err(|e| nested("policy", e))?;
+        if !(1.0..=600.0).contains(&self.period_s) {
+            return Err((
+                "scaling.period_s".to_owned(),
+                format!("{} is outside the allowed range 1 to 600", self.period_s),
+            ));
+        }
+        match &self.manager {
+            ManagerSetup::Local(l) => l.validate().map_err(|e| nested("manager.local", e))?,
+        }
+        Ok(())
+    }
+}
+
+/// The running load tests' request rate as a metrics source.
+pub struct LoadTestSource {
+    /// The metric name.
+    pub metric: String,
+    /// The runner to ask.
+    pub tests: std::sync::Arc<crate::test_runner::TestRunner>,
+}
+
+#[async_trait::async_trait]
+impl perf_scaling::MetricsSource for LoadTestSource {
+    async fn read(
+        &self,
+        _instances: &[perf_scaling::Instance],
+    ) -> std::collections::BTreeMap<String, perf_scaling::Reading> {
+        let reading = match self.tests.live_rps() {
+            Some(rps) => perf_scaling::Reading::Single(rps),
+            None => perf_scaling::Reading::Single(0.0),
+        };
+        [(self.metric.clone(), reading)].into()
+    }
+}
+
+/// The running autoscaler: its controller and the local manager to drain on shutdown.
+pub struct Scaling {
+    /// The controller.
+    pub controller: std::sync::Arc<perf_scaling::ScalingController>,
+    local: Option<std::sync::Arc<perf_scaling::LocalProcesses>>,
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl std::fmt::Debug for Scaling {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scaling").finish_non_exhaustive()
+    }
+}
+
+impl Scaling {
+    /// Builds the manager, source and controller, and starts the loop;
+    /// every decision is stored.
+    pub async fn start(
+        setup: &ScalingSetup,
+        store: std::sync::Arc<dyn crate::store::Store>,
+        tests: std::sync::Arc<crate::test_runner::TestRunner>,
+    ) -> crate::Result<Self> {
+        let config_error = |field: &str, e: perf_scaling::Error| crate::Error::Config {
+            field: field.to_owned(),
+            message: e.to_string(),
+        };
+        let mut policy = setup.policy.clone();
+        if let Some(stored) = store.get_scaling_state("policy").await?
+            && let Ok(p) = serde_json::from_str::<ScalingPolicy>(&stored)
+            && p.validate().is_ok()
+        {
+            policy = p;
+        }
+        let (manager, local): (std::sync::Arc<dyn perf_scaling::InstanceManager>, _) =
+            match &setup.manager {
+                ManagerSetup::Local(config) => {
+                    let local = std::sync::Arc::new(
+                        perf_scaling::LocalProcesses::new(config.clone())
+                            .map_err(|e| config_error("scaling.manager.local", e))?,
+                    );
+                    (local.clone(), Some(local))
+                }
+            };
+        let source: std::sync::Arc<dyn perf_scaling::MetricsSource> = match &setup.source {
+            SourceSetup::Scrape(s) => {
+                std::sync::Arc::new(perf_scaling::InstanceScraper::new(s.clone()))
+            }
+            SourceSetup::Prometheus(q) => std::sync::Arc::new(q.clone()),
+            SourceSetup::LoadTest { metric } => std::sync::Arc::new(LoadTestSource {
+                metric: metric.clone(),
+                tests,
+            }),
+        };
+        let controller = std::sync::Arc::new(
+            perf_scaling::ScalingController::new(policy, manager, source)
+                .map_err(|e| config_error("scaling.policy", e))?,
+        );
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let period = std::time::Duration::from_secs_f64(setup.period_s);
+        tokio::spawn(
+            std::sync::Arc::clone(&controller).run(period, stopped, move |event| {
+                let store = std::sync::Arc::clone(&store);
+                tokio::spawn(async move {
+                    let record = crate::store::ScalingEventRecord {
+                        id: perf_core::Id::new(),
+                        event,
+                    };
+                    if let Err(e) = store.insert_scaling_event(&record).await {
+                        tracing::warn!(error = %e, "a scaling decision was not stored");
+                    }
+                });
+            }),
+        );
+        Ok(Self {
+            controller,
+            local,
+            stop,
+        })
+    }
+
+    /// Stops the loop and drains the local instances.
+    pub async fn shutdown(&self) {
+        let _ = self.stop.send(true);
+        if let Some(local) = &self.local {
+            local.shutdown().await;
+        }
+    }
+}

@@ -92,21 +92,31 @@ pub async fn run(config: ServerConfig) -> Result<()> {
         })?)),
         None => None,
     };
+    let scaling = match &config.scaling {
+        Some(setup) => Some(Arc::new(
+            crate::scaling::Scaling::start(setup, Arc::clone(&store), Arc::clone(&tests)).await?,
+        )),
+        None => None,
+    };
     let finished = tests.finished_cache().clone();
     monitor
         .memory()
         .guard()
         .add_reliever("finished_tests", Box::new(move || finished.shrink_to(0.5)));
+    let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let state = web::Data::new(AppState {
         store: Arc::clone(&store),
         monitor,
         started: Instant::now(),
         tests: Arc::clone(&tests),
         database,
+        scaling: scaling.clone(),
+        draining: Arc::clone(&draining),
     });
     let app_config = Arc::new(config.clone());
     let mut server = HttpServer::new(move || app(state.clone(), Arc::clone(&app_config)))
         .shutdown_timeout(config.shutdown_timeout.as_duration().as_secs())
+        .disable_signals()
         .bind(config.listen)?;
     if let Some(workers) = config.workers {
         server = server.workers(workers);
@@ -114,7 +124,25 @@ pub async fn run(config: ServerConfig) -> Result<()> {
     for addr in server.addrs() {
         tracing::info!(store = store.backend(), "listening on http://{addr}");
     }
-    server.run().await?;
+    let running = server.run();
+    let handle = running.handle();
+    let drain_delay = config.drain_delay.as_duration();
+    tokio::spawn(async move {
+        let signal = shutdown_signal().await;
+        // Report not-ready first, keep serving while load balancers and
+        // mesh sidecars notice, then stop and let in-flight requests finish.
+        draining.store(true, std::sync::atomic::Ordering::Relaxed);
+        tracing::info!(
+            drain_delay_s = drain_delay.as_secs_f64(),
+            "{signal} received: /ready now answers 503; draining, then graceful shutdown"
+        );
+        tokio::time::sleep(drain_delay).await;
+        handle.stop(true).await;
+    });
+    running.await?;
+    if let Some(scaling) = &scaling {
+        scaling.shutdown().await;
+    }
     tracing::info!(
         "shutting down: in-flight requests finished, stopping load tests and flushing state"
     );
@@ -124,4 +152,30 @@ pub async fn run(config: ServerConfig) -> Result<()> {
     store.close().await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Waits for SIGINT or SIGTERM; says which.
+async fn shutdown_signal() -> &'static str {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen for SIGTERM");
+                    let _ = interrupt.await;
+                    return "SIGINT";
+                }
+            };
+        tokio::select! {
+            _ = interrupt => "SIGINT",
+            _ = terminate.recv() => "SIGTERM",
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+        "SIGINT"
+    }
 }

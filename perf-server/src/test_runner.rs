@@ -673,6 +673,18 @@ impl TestRunner {
         Ok(Some(record))
     }
 
+    /// Requests per second of the running tests now (their latest live
+    /// snapshots summed); `None` when none runs.
+    pub fn live_rps(&self) -> Option<f64> {
+        let state = self.state();
+        let rates: Vec<f64> = state
+            .running
+            .values()
+            .filter_map(|r| r.progress.as_ref().map(|p| p.borrow().rps))
+            .collect();
+        (!rates.is_empty()).then(|| rates.iter().sum())
+    }
+
     /// The cache of finished tests' records (for memory relief and metrics).
     pub fn finished_cache(&self) -> &perf_memory::Cache<Id, Arc<LoadTestRecord>> {
         &self.finished

@@ -77,6 +77,8 @@ async fn service_with(
         monitor,
         started: Instant::now(),
         tests,
+        scaling: None,
+        draining: Default::default(),
         database: config
             .analyzed_database()
             .map(|url| Arc::new(perf_server::database::DatabaseMonitor::new(url).unwrap())),
@@ -146,7 +148,7 @@ async fn health_ready_and_metrics_endpoints_answer_with_live_values() {
             .await;
     assert_eq!(status, 200, "{ready}");
     assert_eq!(ready["store"], "sqlite");
-    assert_eq!(ready["schema_version"], 3);
+    assert_eq!(ready["schema_version"], 4);
 
     let (_, mem) = json_of(
         test::call_service(

@@ -795,3 +795,144 @@ fn scaling_simulate_prints_json_and_refuses_a_bad_policy_naming_the_field() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn sigterm_reports_not_ready_during_the_drain_delay_then_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = ServerProcess::start(dir.path(), &["--drain-delay", "2s"]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while http::get(server.addr, "/ready").unwrap().status != 200 {
+        assert!(Instant::now() < deadline, "never ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pid = server.child.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    let draining = http::get(server.addr, "/ready").unwrap();
+    assert_eq!(draining.status, 503, "{}", draining.body);
+    assert!(draining.body.contains("draining"), "{}", draining.body);
+    // Still serving while draining.
+    assert_eq!(http::get(server.addr, "/health").unwrap().status, 200);
+    let started = Instant::now();
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1000) && waited < Duration::from_secs(10),
+        "{waited:?}"
+    );
+}
+
+#[test]
+fn the_autoscaler_runs_local_instances_and_answers_its_endpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = 31_000 + (std::process::id() % 1000) as u16 * 8;
+    let config = dir.path().join("perf.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"scaling:
+  period_s: 1
+  policy:
+    min_replicas: 2
+    max_replicas: 4
+    metrics: [{{name: rps, kind: external, target: {{average_value: 100}}}}]
+  manager:
+    local:
+      command: [python3, -m, http.server, "{{port}}", --bind, 127.0.0.1]
+      base_port: {base}
+      health_path: /
+      drain_timeout_s: 2
+  source:
+    load_test: {{metric: rps}}
+"#
+        ),
+    )
+    .unwrap();
+    let server = ServerProcess::start(dir.path(), &["--config", config.to_str().unwrap()]);
+    let post = |path: &str, body: &str| {
+        http::send(
+            server.addr,
+            "POST",
+            path,
+            &[("Content-Type", "application/json")],
+            body,
+        )
+        .unwrap()
+    };
+    let put = |path: &str, body: &str| {
+        http::send(
+            server.addr,
+            "PUT",
+            path,
+            &[("Content-Type", "application/json")],
+            body,
+        )
+        .unwrap()
+    };
+    // The loop starts the minimum and they become ready.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        let s = json(
+            &http::get(server.addr, "/performance/scaling/status")
+                .unwrap()
+                .body,
+        );
+        let ready = s["instances"]
+            .as_array()
+            .map_or(0, |i| i.iter().filter(|x| x["ready"] == true).count());
+        if ready == 2 {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "2 ready instances expected: {s}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(status["configured"], true);
+    assert_eq!(status["current_replicas"], 2);
+    assert!(status["manager"].as_str().unwrap().contains("python3"));
+
+    let refused = post("/performance/scaling/manual", r#"{"replicas": 9}"#);
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    assert_eq!(json(&refused.body)["error"]["field"], "replicas");
+    let forced = post(
+        "/performance/scaling/manual",
+        r#"{"replicas": 3, "force": true}"#,
+    );
+    assert_eq!(forced.status, 200, "{}", forced.body);
+    assert_eq!(json(&forced.body)["kind"], "manual");
+
+    let bad = put(
+        "/performance/scaling/config",
+        r#"{"min_replicas": 1, "max_replicas": 0, "metrics": []}"#,
+    );
+    assert_eq!(bad.status, 422, "{}", bad.body);
+    assert_eq!(json(&bad.body)["error"]["field"], "max_replicas");
+    let good = put(
+        "/performance/scaling/config",
+        r#"{"min_replicas": 1, "max_replicas": 3, "metrics": [{"name": "rps", "kind": "external", "target": {"average_value": 100}}]}"#,
+    );
+    assert_eq!(good.status, 200, "{}", good.body);
+    let s = json(
+        &http::get(server.addr, "/performance/scaling/status")
+            .unwrap()
+            .body,
+    );
+    assert_eq!(s["policy"]["max_replicas"], 3, "{s}");
+
+    let history = json(
+        &http::get(server.addr, "/performance/scaling/history?limit=50")
+            .unwrap()
+            .body,
+    );
+    let items = history["items"].as_array().unwrap();
+    assert!(
+        items.iter().any(|e| e["kind"] == "manual" && e["to"] == 3),
+        "{history}"
+    );
+    assert!(
+        items
+            .iter()
+            .any(|e| e["kind"] == "auto" && e["from"] == 0 && e["to"] == 2),
+        "{history}"
+    );
+}

@@ -9,7 +9,7 @@ use perf_server::Error;
 use perf_server::monitor::HostSample;
 use perf_server::store::{
     LoadTestRecord, MetricsSnapshot, PageRequest, PostgresStore, ProfileData, ProfileRecord,
-    SqliteStore, Store, TestFilter, TestStatus,
+    ScalingEventRecord, SqliteStore, Store, TestFilter, TestStatus,
 };
 
 fn sample() -> HostSample {
@@ -33,7 +33,7 @@ fn snapshot(label: &str, sample: &HostSample) -> MetricsSnapshot {
 
 async fn conformance(store: &dyn Store) {
     store.ping().await.unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), 3);
+    assert_eq!(store.schema_version().await.unwrap(), 4);
 
     let sample = sample();
     let mut written = Vec::new();
@@ -287,17 +287,72 @@ async fn profiles(store: &dyn Store) {
     assert_eq!(store.get_profile(Id::new()).await.unwrap(), None);
 }
 
+async fn scaling(store: &dyn Store) {
+    assert_eq!(store.get_scaling_state("policy").await.unwrap(), None);
+    store
+        .put_scaling_state("policy", "{\"a\":1}")
+        .await
+        .unwrap();
+    store
+        .put_scaling_state("policy", "{\"a\":2}")
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_scaling_state("policy").await.unwrap().as_deref(),
+        Some("{\"a\":2}")
+    );
+    let mut ids = Vec::new();
+    for i in 0..3u32 {
+        let record = ScalingEventRecord {
+            id: Id::new(),
+            event: perf_scaling::ScalingEvent {
+                at_ms: perf_core::unix_millis(),
+                kind: "auto".into(),
+                from: i,
+                to: i + 1,
+                reason: format!("step {i}"),
+                metrics: vec![perf_scaling::MetricOutcome {
+                    name: "rps".into(),
+                    observed: Some(150.0),
+                    target: 100.0,
+                    replicas: Some(i + 1),
+                    error: None,
+                }],
+            },
+        };
+        store.insert_scaling_event(&record).await.unwrap();
+        ids.push(record);
+    }
+    let page = store
+        .list_scaling_events(PageRequest {
+            limit: 2,
+            before: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.items, vec![ids[2].clone(), ids[1].clone()]);
+    let rest = store
+        .list_scaling_events(PageRequest {
+            limit: 2,
+            before: page.next_cursor,
+        })
+        .await
+        .unwrap();
+    assert_eq!(rest.items, vec![ids[0].clone()]);
+}
+
 #[tokio::test]
 async fn sqlite_backend_conforms_and_survives_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("nested/perf.db");
     let store = SqliteStore::open(&path).await.unwrap();
     profiles(&store).await;
+    scaling(&store).await;
     conformance(&store).await;
     drop(store);
     // Reopening applies no migration twice and keeps the data.
     let again = SqliteStore::open(&path).await.unwrap();
-    assert_eq!(again.schema_version().await.unwrap(), 3);
+    assert_eq!(again.schema_version().await.unwrap(), 4);
     let page = again
         .list_snapshots(PageRequest {
             limit: 50,
@@ -330,11 +385,12 @@ async fn postgres_backend_conforms_and_survives_reopen() {
     let url = pg.create_database("perf_store").unwrap();
     let store = PostgresStore::open(&url, 4).await.unwrap();
     profiles(&store).await;
+    scaling(&store).await;
     conformance(&store).await;
     // Two instances opening at once both succeed: migrations are serialized.
     let (a, b) = tokio::join!(PostgresStore::open(&url, 2), PostgresStore::open(&url, 2));
     let (a, b) = (a.unwrap(), b.unwrap());
-    assert_eq!(a.schema_version().await.unwrap(), 3);
+    assert_eq!(a.schema_version().await.unwrap(), 4);
     let page = b
         .list_snapshots(PageRequest {
             limit: 50,
@@ -346,7 +402,7 @@ async fn postgres_backend_conforms_and_survives_reopen() {
     assert_eq!(
         pg.psql("perf_store", "SELECT count(*) FROM schema_migrations")
             .unwrap(),
-        "3"
+        "4"
     );
 
     pg.psql(

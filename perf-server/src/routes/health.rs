@@ -40,10 +40,16 @@ pub(crate) async fn health(state: web::Data<AppState>) -> HttpResponse {
 /// Readiness: the store answers and the host sampler has produced a sample.
 #[utoipa::path(get, path = "/ready", tag = "service", responses(
     (status = 200, body = Ready, description = "OK"),
-    (status = 503, description = "store unreachable or no sample yet", body = crate::api_error::ErrorBody)
+    (status = 503, description = "store unreachable, no sample yet, or shutting down (draining)", body = crate::api_error::ErrorBody)
 ))]
 #[get("/ready")]
 pub(crate) async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    if state.draining.load(std::sync::atomic::Ordering::Relaxed) {
+        return Err(ApiError::unavailable(
+            "shutting down: draining in-flight work, send new requests elsewhere",
+            5,
+        ));
+    }
     let schema_version = state.store.schema_version().await?;
     if state.monitor.latest_now().is_none() {
         return Err(ApiError::unavailable(

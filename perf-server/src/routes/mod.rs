@@ -6,6 +6,7 @@ pub(crate) mod host;
 pub(crate) mod openapi;
 pub(crate) mod profiling;
 pub(crate) mod prometheus;
+pub(crate) mod scaling;
 pub(crate) mod snapshots;
 pub(crate) mod tests;
 
@@ -26,6 +27,10 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         .service(profiling::stop)
         .service(profiling::list)
         .service(profiling::get)
+        .service(scaling::status)
+        .service(scaling::config)
+        .service(scaling::manual)
+        .service(scaling::history)
         .service(snapshots::create)
         .service(snapshots::list)
         .service(snapshots::get)

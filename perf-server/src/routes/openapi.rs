@@ -1,7 +1,7 @@
 use actix_web::{HttpResponse, get};
 use utoipa::OpenApi;
 
-use super::{database, health, host, profiling, prometheus, snapshots, tests};
+use super::{database, health, host, profiling, prometheus, scaling, snapshots, tests};
 use crate::api_error::{ApiError, ErrorBody};
 
 /// The OpenAPI document, generated from the handlers.
@@ -25,6 +25,10 @@ use crate::api_error::{ApiError, ErrorBody};
         profiling::stop,
         profiling::list,
         profiling::get,
+        scaling::status,
+        scaling::config,
+        scaling::manual,
+        scaling::history,
         snapshots::create,
         snapshots::list,
         snapshots::get,

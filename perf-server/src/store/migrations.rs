@@ -25,6 +25,11 @@ pub(crate) const SQLITE: &[Migration] = &[
         name: "profiles",
         sql: include_str!("migrations/sqlite/0003_profiles.sql"),
     },
+    Migration {
+        version: 4,
+        name: "scaling",
+        sql: include_str!("migrations/sqlite/0004_scaling.sql"),
+    },
 ];
 
 pub(crate) const POSTGRES: &[Migration] = &[
@@ -42,6 +47,11 @@ pub(crate) const POSTGRES: &[Migration] = &[
         version: 3,
         name: "profiles",
         sql: include_str!("migrations/postgres/0003_profiles.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "scaling",
+        sql: include_str!("migrations/postgres/0004_scaling.sql"),
     },
 ];
 

@@ -35,6 +35,17 @@ pub struct MetricsSnapshot {
     pub sample: HostSample,
 }
 
+/// A scaling decision as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ScalingEventRecord {
+    /// Identifier (time-ordered).
+    pub id: Id,
+    /// The decision.
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub event: perf_scaling::ScalingEvent,
+}
+
 /// A stored CPU or heap profile, without its data.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ProfileRecord {
@@ -223,6 +234,18 @@ pub trait Store: Send + Sync + 'static {
 
     /// One profile with its data.
     async fn get_profile(&self, id: Id) -> Result<Option<ProfileData>>;
+
+    /// Keeps a scaling decision.
+    async fn insert_scaling_event(&self, event: &ScalingEventRecord) -> Result<()>;
+
+    /// Scaling decisions, newest first.
+    async fn list_scaling_events(&self, page: PageRequest) -> Result<Page<ScalingEventRecord>>;
+
+    /// Sets a piece of scaling state (the policy in force, as JSON).
+    async fn put_scaling_state(&self, key: &str, value: &str) -> Result<()>;
+
+    /// Reads a piece of scaling state.
+    async fn get_scaling_state(&self, key: &str) -> Result<Option<String>>;
 
     /// Flushes and releases the store; called once on shutdown.
     async fn close(&self) -> Result<()>;

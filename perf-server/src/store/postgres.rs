@@ -8,8 +8,8 @@ use tokio_postgres::NoTls;
 
 use super::migrations::{self, Migration};
 use super::{
-    LoadTestRecord, MetricsSnapshot, Page, PageRequest, ProfileData, ProfileRecord, Store,
-    TestFilter, TestStatus, into_page,
+    LoadTestRecord, MetricsSnapshot, Page, PageRequest, ProfileData, ProfileRecord,
+    ScalingEventRecord, Store, TestFilter, TestStatus, into_page,
 };
 use crate::{Error, Result};
 
@@ -478,6 +478,98 @@ impl Store for PostgresStore {
             })
         })
         .transpose()
+    }
+
+    async fn insert_scaling_event(&self, e: &ScalingEventRecord) -> Result<()> {
+        let metrics = serde_json::to_value(&e.event.metrics).map_err(store_error)?;
+        self.client()
+            .await?
+            .execute(
+                "INSERT INTO scaling_events (id, at_ms, kind, from_replicas, to_replicas, reason, metrics)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                &[
+                    &e.id.as_uuid(),
+                    &i64::try_from(e.event.at_ms).unwrap_or(i64::MAX),
+                    &e.event.kind,
+                    &i64::from(e.event.from),
+                    &i64::from(e.event.to),
+                    &e.event.reason,
+                    &metrics,
+                ],
+            )
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn list_scaling_events(&self, page: PageRequest) -> Result<Page<ScalingEventRecord>> {
+        let limit = i64::from(page.limit) + 1;
+        let client = self.client().await?;
+        let columns = "id, at_ms, kind, from_replicas, to_replicas, reason, metrics";
+        let rows = match page.before {
+            Some(before) => {
+                client
+                    .query(
+                        &format!("SELECT {columns} FROM scaling_events WHERE id < $1 ORDER BY id DESC LIMIT $2"),
+                        &[&before.as_uuid(), &limit],
+                    )
+                    .await
+            }
+            None => {
+                client
+                    .query(
+                        &format!("SELECT {columns} FROM scaling_events ORDER BY id DESC LIMIT $1"),
+                        &[&limit],
+                    )
+                    .await
+            }
+        }
+        .map_err(store_error)?;
+        let items = rows
+            .iter()
+            .map(|row| {
+                let id: uuid::Uuid = row.try_get(0).map_err(store_error)?;
+                let at: i64 = row.try_get(1).map_err(store_error)?;
+                let from: i64 = row.try_get(3).map_err(store_error)?;
+                let to: i64 = row.try_get(4).map_err(store_error)?;
+                let metrics: serde_json::Value = row.try_get(6).map_err(store_error)?;
+                Ok(ScalingEventRecord {
+                    id: Id::from(id),
+                    event: perf_scaling::ScalingEvent {
+                        at_ms: u64::try_from(at).unwrap_or(0),
+                        kind: row.try_get(2).map_err(store_error)?,
+                        from: u32::try_from(from).unwrap_or(0),
+                        to: u32::try_from(to).unwrap_or(0),
+                        reason: row.try_get(5).map_err(store_error)?,
+                        metrics: serde_json::from_value(metrics).map_err(store_error)?,
+                    },
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(into_page(items, page.limit, |e| e.id))
+    }
+
+    async fn put_scaling_state(&self, key: &str, value: &str) -> Result<()> {
+        self.client()
+            .await?
+            .execute(
+                "INSERT INTO scaling_state (key, value) VALUES ($1, $2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                &[&key, &value],
+            )
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn get_scaling_state(&self, key: &str) -> Result<Option<String>> {
+        let row = self
+            .client()
+            .await?
+            .query_opt("SELECT value FROM scaling_state WHERE key = $1", &[&key])
+            .await
+            .map_err(store_error)?;
+        row.map(|r| r.try_get(0).map_err(store_error)).transpose()
     }
 
     async fn close(&self) -> Result<()> {

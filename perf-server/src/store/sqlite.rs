@@ -7,8 +7,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::migrations::{self, Migration};
 use super::{
-    LoadTestRecord, MetricsSnapshot, Page, PageRequest, ProfileData, ProfileRecord, Store,
-    TestFilter, TestStatus, into_page,
+    LoadTestRecord, MetricsSnapshot, Page, PageRequest, ProfileData, ProfileRecord,
+    ScalingEventRecord, Store, TestFilter, TestStatus, into_page,
 };
 use crate::{Error, Result};
 
@@ -541,6 +541,107 @@ impl Store for SqliteStore {
                 })
             })
             .transpose()
+    }
+
+    async fn insert_scaling_event(&self, e: &ScalingEventRecord) -> Result<()> {
+        let metrics = serde_json::to_string(&e.event.metrics).map_err(store_error)?;
+        let e = e.clone();
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO scaling_events (id, at_ms, kind, from_replicas, to_replicas, reason, metrics)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    e.id.to_string(),
+                    i64::try_from(e.event.at_ms).unwrap_or(i64::MAX),
+                    e.event.kind,
+                    e.event.from,
+                    e.event.to,
+                    e.event.reason,
+                    metrics
+                ],
+            )
+            .map_err(store_error)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_scaling_events(&self, page: PageRequest) -> Result<Page<ScalingEventRecord>> {
+        type Row = (String, i64, String, u32, u32, String, String);
+        let rows: Vec<Row> = self
+            .with(move |c| {
+                let before = page
+                    .before
+                    .map_or_else(|| "g".to_owned(), |id| id.to_string());
+                let mut stmt = c
+                    .prepare_cached(
+                        "SELECT id, at_ms, kind, from_replicas, to_replicas, reason, metrics
+                         FROM scaling_events WHERE id < ?1 ORDER BY id DESC LIMIT ?2",
+                    )
+                    .map_err(store_error)?;
+                let rows = stmt
+                    .query_map(params![before, i64::from(page.limit) + 1], |r| {
+                        Ok((
+                            r.get(0)?,
+                            r.get(1)?,
+                            r.get(2)?,
+                            r.get(3)?,
+                            r.get(4)?,
+                            r.get(5)?,
+                            r.get(6)?,
+                        ))
+                    })
+                    .map_err(store_error)?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+                    .map_err(store_error)?;
+                Ok(rows)
+            })
+            .await?;
+        let items = rows
+            .into_iter()
+            .map(|(id, at, kind, from, to, reason, metrics)| {
+                Ok(ScalingEventRecord {
+                    id: id.parse().map_err(store_error)?,
+                    event: perf_scaling::ScalingEvent {
+                        at_ms: u64::try_from(at).unwrap_or(0),
+                        kind,
+                        from,
+                        to,
+                        reason,
+                        metrics: serde_json::from_str(&metrics).map_err(store_error)?,
+                    },
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(into_page(items, page.limit, |e| e.id))
+    }
+
+    async fn put_scaling_state(&self, key: &str, value: &str) -> Result<()> {
+        let (key, value) = (key.to_owned(), value.to_owned());
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO scaling_state (key, value) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                params![key, value],
+            )
+            .map_err(store_error)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_scaling_state(&self, key: &str) -> Result<Option<String>> {
+        let key = key.to_owned();
+        self.with(move |c| {
+            c.query_row(
+                "SELECT value FROM scaling_state WHERE key = ?1",
+                params![key],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(store_error)
+        })
+        .await
     }
 
     async fn close(&self) -> Result<()> {

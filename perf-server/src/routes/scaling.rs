@@ -1,0 +1,154 @@
+//! `/performance/scaling`: the autoscaler's status, policy, manual scaling
+//! and decision history. The policy and the history live in the store, so
+//! every instance sharing it can answer.
+
+use actix_web::{HttpResponse, get, post, put, web};
+use serde::{Deserialize, Serialize};
+
+use super::snapshots::PageQuery;
+use crate::api_error::ApiError;
+use crate::app::AppState;
+use crate::body::JsonBody;
+use crate::store::ScalingEventRecord;
+
+/// Body of `POST /performance/scaling/manual`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ManualScale {
+    /// Replicas to run.
+    replicas: u32,
+    /// Allow a count outside the policy's min/max.
+    #[serde(default)]
+    force: bool,
+}
+
+/// `GET /performance/scaling/status` without an autoscaler here.
+#[derive(Debug, Serialize)]
+struct Unmanaged {
+    configured: bool,
+    message: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    policy: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_decision: Option<ScalingEventRecord>,
+}
+
+fn scaling_error(e: perf_scaling::Error) -> ApiError {
+    match e {
+        perf_scaling::Error::Invalid { field, message } => ApiError::invalid_field(field, message),
+        other => ApiError::internal(other),
+    }
+}
+
+async fn stored_policy(state: &AppState) -> Result<Option<serde_json::Value>, ApiError> {
+    Ok(state
+        .store
+        .get_scaling_state("policy")
+        .await?
+        .and_then(|text| serde_json::from_str(&text).ok()))
+}
+
+/// Current and desired replicas, the last decision and why, each
+/// instance's health and share of the load, the policy.
+#[utoipa::path(get, path = "/performance/scaling/status", tag = "scaling", responses(
+    (status = 200, body = Object, description = "the controller's status, or `configured: false` with the stored policy and last decision"),
+))]
+#[get("/performance/scaling/status")]
+pub(crate) async fn status(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let Some(scaling) = &state.scaling else {
+        let last = state
+            .store
+            .list_scaling_events(crate::store::PageRequest {
+                limit: 1,
+                before: None,
+            })
+            .await?
+            .items
+            .into_iter()
+            .next();
+        return Ok(HttpResponse::Ok().json(Unmanaged {
+            configured: false,
+            message: "no autoscaler runs on this instance: configure `scaling` (policy, manager, source); the stored policy and history are shown",
+            policy: stored_policy(&state).await?,
+            last_decision: last,
+        }));
+    };
+    let status = scaling.controller.status().await.map_err(scaling_error)?;
+    let mut body = serde_json::to_value(status).map_err(ApiError::internal)?;
+    body["configured"] = serde_json::Value::Bool(true);
+    Ok(HttpResponse::Ok().json(body))
+}
+
+/// Replaces the policy (validated; 422 names the field), kept in the store.
+#[utoipa::path(put, path = "/performance/scaling/config", tag = "scaling",
+    request_body(content = Object, description = "a ScalingPolicy: min_replicas, max_replicas, metrics, behavior?, tolerance?"),
+    responses(
+    (status = 200, body = Object, description = "the policy now in force"),
+    (status = 401, body = crate::api_error::ErrorBody, description = "missing or wrong bearer token"),
+    (status = 422, body = crate::api_error::ErrorBody, description = "a field is not allowed")
+))]
+#[put("/performance/scaling/config")]
+pub(crate) async fn config(
+    state: web::Data<AppState>,
+    body: JsonBody<perf_scaling::ScalingPolicy>,
+) -> Result<HttpResponse, ApiError> {
+    let policy = body.0;
+    policy.validate().map_err(scaling_error)?;
+    let text = serde_json::to_string(&policy).map_err(ApiError::internal)?;
+    state.store.put_scaling_state("policy", &text).await?;
+    if let Some(scaling) = &state.scaling {
+        scaling
+            .controller
+            .set_policy(policy.clone())
+            .map_err(scaling_error)?;
+    }
+    Ok(HttpResponse::Ok().json(policy))
+}
+
+/// Scales now (`{"replicas", "force"?}`); outside min/max is 422 unless
+/// `force`; recorded as an event.
+#[utoipa::path(post, path = "/performance/scaling/manual", tag = "scaling", request_body = ManualScale, responses(
+    (status = 200, body = ScalingEventRecord, description = "scaled; the recorded event"),
+    (status = 401, body = crate::api_error::ErrorBody, description = "missing or wrong bearer token"),
+    (status = 409, body = crate::api_error::ErrorBody, description = "no instance manager on this instance"),
+    (status = 422, body = crate::api_error::ErrorBody, description = "replicas outside the bounds without force")
+))]
+#[post("/performance/scaling/manual")]
+pub(crate) async fn manual(
+    state: web::Data<AppState>,
+    body: JsonBody<ManualScale>,
+) -> Result<HttpResponse, ApiError> {
+    let Some(scaling) = &state.scaling else {
+        return Err(ApiError::conflict(
+            "no instance manager runs on this instance: configure `scaling` to scale by hand",
+        ));
+    };
+    if body.0.replicas > 10_000 {
+        return Err(ApiError::invalid_field("replicas", "at most 10000"));
+    }
+    let event = scaling
+        .controller
+        .manual(body.0.replicas, body.0.force)
+        .await
+        .map_err(scaling_error)?;
+    let record = ScalingEventRecord {
+        id: perf_core::Id::new(),
+        event,
+    };
+    state.store.insert_scaling_event(&record).await?;
+    Ok(HttpResponse::Ok().json(record))
+}
+
+/// Decisions, newest first (`?limit=&cursor=`).
+#[utoipa::path(get, path = "/performance/scaling/history", tag = "scaling", params(PageQuery), responses(
+    (status = 200, body = Object, description = "a page of ScalingEventRecord"),
+    (status = 400, body = crate::api_error::ErrorBody, description = "bad request")
+))]
+#[get("/performance/scaling/history")]
+pub(crate) async fn history(
+    state: web::Data<AppState>,
+    query: web::Query<PageQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let page = state.store.list_scaling_events(query.page()?).await?;
+    Ok(HttpResponse::Ok().json(page))
+}
