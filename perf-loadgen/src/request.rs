@@ -118,6 +118,7 @@ struct Prepared {
 /// The weighted request mix of a scenario.
 #[derive(Debug)]
 pub(crate) struct RequestMix {
+    trace_headers: bool,
     prepared: Vec<Prepared>,
     cumulative: Vec<u64>,
     endpoints: Vec<(Endpoint, String)>,
@@ -189,6 +190,7 @@ impl RequestMix {
             prepared.push(Prepared { spec, head, fixed });
         }
         Ok(Self {
+            trace_headers: true,
             prepared,
             cumulative,
             endpoints,
@@ -224,8 +226,29 @@ impl RequestMix {
         self.prepared.get(i).is_some_and(|p| p.head)
     }
 
-    /// The bytes of request `i` for endpoint `e`, with data of `user`'s row.
+    /// Whether each request carries `traceparent` and `x-request-id` (default on).
+    pub(crate) fn with_trace_headers(mut self, on: bool) -> Self {
+        self.trace_headers = on;
+        self
+    }
+
+    /// The bytes of request `i` for endpoint `e`, with data of `user`'s
+    /// row, and a fresh trace id when trace headers are on.
     pub(crate) fn render(
+        &self,
+        i: usize,
+        e: usize,
+        user: usize,
+        rng: &mut fastrand::Rng,
+    ) -> Cow<'_, [u8]> {
+        let bytes = self.render_plain(i, e, user, rng);
+        if !self.trace_headers || bytes.is_empty() {
+            return bytes;
+        }
+        with_trace_headers(&bytes, rng.u128(1..), rng.u64(1..)).into()
+    }
+
+    fn render_plain(
         &self,
         i: usize,
         e: usize,
@@ -289,6 +312,24 @@ impl RequestSpec {
     }
 }
 
+/// The request with `traceparent: 00-<trace>-<span>-01` and
+/// `x-request-id: <trace>` added at the end of its headers.
+fn with_trace_headers(request: &[u8], trace: u128, span: u64) -> Vec<u8> {
+    use std::io::Write;
+    let end = request
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(request.len(), |p| p + 2);
+    let mut out = Vec::with_capacity(request.len() + 120);
+    out.extend_from_slice(&request[..end]);
+    let _ = write!(
+        out,
+        "traceparent: 00-{trace:032x}-{span:016x}-01\r\nx-request-id: {trace:032x}\r\n"
+    );
+    out.extend_from_slice(&request[end..]);
+    out
+}
+
 fn assemble(
     spec: &RequestSpec,
     e: &Endpoint,
@@ -345,6 +386,46 @@ mod tests {
     }
 
     #[test]
+    fn every_request_carries_its_own_trace_headers() {
+        let e = Endpoint::parse("http://127.0.0.1:8080").unwrap();
+        let mut s = spec("/a", 1);
+        s.body = Some("{}".into());
+        let mix = RequestMix::new("t", vec![s], vec![e], None).unwrap();
+        let mut rng = fastrand::Rng::with_seed(3);
+        let one = String::from_utf8(mix.render(0, 0, 0, &mut rng).into_owned()).unwrap();
+        let two = String::from_utf8(mix.render(0, 0, 0, &mut rng).into_owned()).unwrap();
+        let header = |text: &str, name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(str::to_owned)
+                .unwrap()
+        };
+        let parent = header(&one, "traceparent: ");
+        let parts: Vec<&str> = parent.split('-').collect();
+        assert_eq!(
+            (parts[0], parts[1].len(), parts[2].len(), parts[3]),
+            ("00", 32, 16, "01")
+        );
+        assert_eq!(header(&one, "x-request-id: "), parts[1]);
+        assert_ne!(
+            header(&two, "traceparent: "),
+            parent,
+            "a new trace per request"
+        );
+        assert!(one.ends_with("\r\n\r\n{}"), "{one:?}");
+        let plain = RequestMix::new(
+            "t",
+            vec![spec("/a", 1)],
+            vec![Endpoint::parse("http://h:1").unwrap()],
+            None,
+        )
+        .unwrap()
+        .with_trace_headers(false);
+        let text = String::from_utf8(plain.render(0, 0, 0, &mut rng).into_owned()).unwrap();
+        assert!(!text.contains("traceparent"));
+    }
+
+    #[test]
     fn weights_shape_the_mix() {
         let e = Endpoint::parse("http://127.0.0.1:8080").unwrap();
         let mix = RequestMix::new(
@@ -362,6 +443,7 @@ mod tests {
         assert_eq!(counts[2], 0);
         let share = f64::from(counts[0]) / 40_000.0;
         assert!((share - 0.75).abs() < 0.01, "{counts:?}");
+        let mix = mix.with_trace_headers(false);
         let bytes = mix.render(0, 0, 0, &mut rng);
         assert_eq!(
             &bytes[..],

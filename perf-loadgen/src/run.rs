@@ -261,7 +261,8 @@ async fn start_checked(
         endpoints.push(endpoint);
     }
     let feeder = scenario.data.as_ref().map(Feeder::load).transpose()?;
-    let mix = RequestMix::new(name, scenario.request_mix(), endpoints, feeder)?;
+    let mix = RequestMix::new(name, scenario.request_mix(), endpoints, feeder)?
+        .with_trace_headers(scenario.trace_headers.unwrap_or(true));
     let names = mix.names();
     let cancel = CancellationToken::new();
     let meta = ReportMeta {

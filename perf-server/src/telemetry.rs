@@ -61,16 +61,42 @@ pub async fn record_request(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    use actix_web::http::header::{HeaderName, HeaderValue};
     let started = Instant::now();
     let method = req.method().as_str().to_owned();
     let route = req
         .match_pattern()
         .unwrap_or_else(|| "unmatched".to_owned());
-    let response = next.call(req).await?;
-    let status = response.status().as_u16().to_string();
+    // Correlation: keep the caller's W3C traceparent and x-request-id (or
+    // make a request id), log them, and send them back.
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| v.len() <= 256)
+            .map(str::to_owned)
+    };
+    let traceparent = header("traceparent");
+    let request_id = header("x-request-id").unwrap_or_else(|| perf_core::Id::new().to_string());
+    let mut response = next.call(req).await?;
+    let status_code = response.status().as_u16();
+    let status = status_code.to_string();
+    let elapsed = started.elapsed();
+    if status_code >= 500 {
+        tracing::warn!(%request_id, traceparent = traceparent.as_deref().unwrap_or(""), %method, %route, status = status_code, elapsed_ms = elapsed.as_secs_f64() * 1e3, "request failed");
+    } else {
+        tracing::debug!(%request_id, traceparent = traceparent.as_deref().unwrap_or(""), %method, %route, status = status_code, elapsed_ms = elapsed.as_secs_f64() * 1e3, "request");
+    }
+    let headers = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        headers.insert(HeaderName::from_static("x-request-id"), v);
+    }
+    if let Some(v) = traceparent.and_then(|t| HeaderValue::from_str(&t).ok()) {
+        headers.insert(HeaderName::from_static("traceparent"), v);
+    }
     let labels = [("method", method), ("route", route), ("status", status)];
     counter!("http_requests_total", &labels).increment(1);
-    histogram!("http_request_duration_seconds", &labels).record(started.elapsed().as_secs_f64());
+    histogram!("http_request_duration_seconds", &labels).record(elapsed.as_secs_f64());
     Ok(response)
 }
 

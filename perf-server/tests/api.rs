@@ -1157,3 +1157,24 @@ async fn profiles_run_one_at_a_time_and_are_kept() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[actix_web::test]
+async fn request_ids_and_trace_context_are_echoed() {
+    let (app, _dir) = service(None).await;
+    let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let resp = test::call_service(
+        &app,
+        TestRequest::get()
+            .uri("/health")
+            .insert_header(("traceparent", parent))
+            .insert_header(("x-request-id", "req-42"))
+            .to_request(),
+    )
+    .await;
+    assert_eq!(resp.headers().get("x-request-id").unwrap(), "req-42");
+    assert_eq!(resp.headers().get("traceparent").unwrap(), parent);
+    // Without one, the server makes a request id.
+    let resp = test::call_service(&app, TestRequest::get().uri("/health").to_request()).await;
+    assert_eq!(resp.headers().get("x-request-id").unwrap().len(), 36);
+    assert!(resp.headers().get("traceparent").is_none());
+}

@@ -220,6 +220,10 @@ pub struct Scenario {
     /// Per-request timeout (default 30s).
     #[serde(default)]
     pub timeout: Option<HumanDuration>,
+    /// Send a W3C `traceparent` and an `x-request-id` (the trace id) with
+    /// every request so servers and meshes can correlate them (default true).
+    #[serde(default)]
+    pub trace_headers: Option<bool>,
     /// Pass/fail rules.
     #[serde(default)]
     pub thresholds: Vec<Threshold>,
