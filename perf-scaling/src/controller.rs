@@ -131,7 +131,7 @@ impl ScalingController {
             pods: instances.iter().map(Instance::as_pod).collect(),
             readings,
         };
-        let current = instances.len() as u32;
+        let current = self.manager.replicas().await?;
         let decision = {
             let mut engine = self.engine()?;
             if current == 0 {
@@ -192,7 +192,7 @@ impl ScalingController {
                 ),
             ));
         }
-        let current = self.manager.instances().await?.len() as u32;
+        let current = self.manager.replicas().await?;
         self.manager.scale_to(replicas).await?;
         self.engine()?.record_scale(self.now_s(), current, replicas);
         if let Ok(mut d) = self.desired.lock() {
@@ -229,9 +229,10 @@ impl ScalingController {
     /// What the controller knows now.
     pub async fn status(&self) -> Result<ControllerStatus> {
         let instances = self.manager.instances().await?;
+        let current_replicas = self.manager.replicas().await?;
         let shares = self.shares.lock().map(|s| s.clone()).unwrap_or_default();
         Ok(ControllerStatus {
-            current_replicas: instances.len() as u32,
+            current_replicas,
             desired_replicas: self.desired.lock().map(|d| *d).unwrap_or(0),
             last_decision: self.last.lock().ok().and_then(|l| l.clone()),
             instances: instances

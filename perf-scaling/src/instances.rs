@@ -52,6 +52,10 @@ impl Instance {
 pub trait InstanceManager: Send + Sync {
     /// The replicas now, starting ones included.
     async fn instances(&self) -> Result<Vec<Instance>>;
+    /// How many replicas are asked for now (default: the instances counted).
+    async fn replicas(&self) -> Result<u32> {
+        Ok(self.instances().await?.len() as u32)
+    }
     /// Asks for `replicas` (starts or drains the difference).
     async fn scale_to(&self, replicas: u32) -> Result<()>;
     /// What it manages, for status pages.

@@ -28,6 +28,8 @@ mod controller;
 mod decision;
 mod error;
 mod instances;
+#[cfg(feature = "kubernetes")]
+mod kubernetes;
 mod policy;
 mod replicas;
 mod simulate;
@@ -38,6 +40,8 @@ pub use controller::{ControllerStatus, InstanceStatus, ScalingController, Scalin
 pub use decision::{Autoscaler, Decision, MetricOutcome, Observation, Reading};
 pub use error::{Error, Result};
 pub use instances::{Instance, InstanceManager, LocalProcessConfig, LocalProcesses};
+#[cfg(feature = "kubernetes")]
+pub use kubernetes::{KubernetesConfig, KubernetesDeployment};
 pub use policy::{
     Behavior, MetricKind, MetricSpec, MetricTarget, RatePolicy, RatePolicyKind, ScalingPolicy,
     ScalingRules, SelectPolicy, StepRule,

@@ -124,6 +124,9 @@ pub enum SourceSetup {
 pub enum ManagerSetup {
     /// Copies of a command on this machine.
     Local(perf_scaling::LocalProcessConfig),
+    /// A Kubernetes Deployment's scale subresource.
+    #[cfg(feature = "kubernetes")]
+    Kubernetes(perf_scaling::KubernetesConfig),
 }
 
 /// The `scaling` section of the configuration.
@@ -163,6 +166,15 @@ impl ScalingSetup {
         }
         match &self.manager {
             ManagerSetup::Local(l) => l.validate().map_err(|e| nested("manager.local", e))?,
+            #[cfg(feature = "kubernetes")]
+            ManagerSetup::Kubernetes(k) => {
+                if k.namespace.is_empty() || k.deployment.is_empty() {
+                    return Err((
+                        "scaling.manager.kubernetes.deployment".to_owned(),
+                        "namespace and deployment must be set".to_owned(),
+                    ));
+                }
+            }
         }
         Ok(())
     }
@@ -232,6 +244,15 @@ impl Scaling {
                     );
                     (local.clone(), Some(local))
                 }
+                #[cfg(feature = "kubernetes")]
+                ManagerSetup::Kubernetes(config) => (
+                    std::sync::Arc::new(
+                        perf_scaling::KubernetesDeployment::new(config.clone())
+                            .await
+                            .map_err(|e| config_error("scaling.manager.kubernetes", e))?,
+                    ),
+                    None,
+                ),
             };
         let source: std::sync::Arc<dyn perf_scaling::MetricsSource> = match &setup.source {
             SourceSetup::Scrape(s) => {

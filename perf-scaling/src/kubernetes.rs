@@ -1,0 +1,170 @@
+//! The Kubernetes instance manager (feature `kubernetes`): a Deployment's
+//! replicas through its `scale` subresource, its pods' readiness from the
+//! pods matching the scale's selector. Credentials come from the usual
+//! places (in-cluster service account, or `~/.kube/config`), or an explicit
+//! API URL.
+
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::{Api, Client};
+use serde::{Deserialize, Serialize};
+
+use crate::instances::{Instance, InstanceManager};
+use crate::replicas::PodPhase;
+use crate::{Error, Result};
+
+/// Which Deployment to scale.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesConfig {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub deployment: String,
+    /// The container port instances serve on (for their addresses).
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// The API server, e.g. `http://127.0.0.1:8001` behind `kubectl proxy`
+    /// (default: in-cluster config or `~/.kube/config`).
+    #[serde(default)]
+    pub api_url: Option<String>,
+}
+
+fn default_port() -> u16 {
+    8080
+}
+
+/// Scales a Deployment.
+#[derive(Clone)]
+pub struct KubernetesDeployment {
+    config: KubernetesConfig,
+    client: Client,
+}
+
+impl std::fmt::Debug for KubernetesDeployment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubernetesDeployment")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+fn kube_error(e: impl std::fmt::Display) -> Error {
+    Error::Input(format!("kubernetes: {e}"))
+}
+
+impl KubernetesDeployment {
+    /// Connects (nothing is read until the first call).
+    pub async fn new(config: KubernetesConfig) -> Result<Self> {
+        if config.namespace.is_empty() || config.deployment.is_empty() {
+            return Err(Error::invalid(
+                "deployment",
+                "namespace and deployment must be set",
+            ));
+        }
+        let kube_config = match &config.api_url {
+            Some(url) => {
+                let uri = url
+                    .parse()
+                    .map_err(|e| Error::invalid("api_url", format!("{url:?} is not a URL: {e}")))?;
+                kube::Config::new(uri)
+            }
+            None => kube::Config::infer().await.map_err(kube_error)?,
+        };
+        let client = Client::try_from(kube_config).map_err(kube_error)?;
+        Ok(Self { config, client })
+    }
+
+    fn deployments(&self) -> Api<k8s_openapi::api::apps::v1::Deployment> {
+        Api::namespaced(self.client.clone(), &self.config.namespace)
+    }
+
+    async fn scale(&self) -> Result<k8s_openapi::api::autoscaling::v1::Scale> {
+        self.deployments()
+            .get_scale(&self.config.deployment)
+            .await
+            .map_err(kube_error)
+    }
+}
+
+fn phase(p: Option<&str>) -> PodPhase {
+    match p {
+        Some("Running") => PodPhase::Running,
+        Some("Succeeded") => PodPhase::Succeeded,
+        Some("Failed") => PodPhase::Failed,
+        _ => PodPhase::Pending,
+    }
+}
+
+#[async_trait::async_trait]
+impl InstanceManager for KubernetesDeployment {
+    async fn instances(&self) -> Result<Vec<Instance>> {
+        let scale = self.scale().await?;
+        let selector = scale
+            .status
+            .and_then(|s| s.selector)
+            .ok_or_else(|| kube_error("the scale subresource has no selector"))?;
+        let pods: Api<k8s_openapi::api::core::v1::Pod> =
+            Api::namespaced(self.client.clone(), &self.config.namespace);
+        let list = pods
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .map_err(kube_error)?;
+        let now = k8s_openapi::jiff::Timestamp::now();
+        Ok(list
+            .items
+            .into_iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .map(|p| {
+                let status = p.status.unwrap_or_default();
+                let ready = status
+                    .conditions
+                    .as_ref()
+                    .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+                let restarts = status
+                    .container_statuses
+                    .as_ref()
+                    .map_or(0, |c| c.iter().map(|s| s.restart_count.max(0) as u32).sum());
+                let age_s = status
+                    .start_time
+                    .map_or(0.0, |t| (now - t.0).get_seconds() as f64);
+                Instance {
+                    id: p.metadata.name.unwrap_or_default(),
+                    address: status.pod_ip.map(|ip| format!("{ip}:{}", self.config.port)),
+                    ready,
+                    phase: phase(status.phase.as_deref()),
+                    restarts,
+                    age_s,
+                    pid: None,
+                }
+            })
+            .collect())
+    }
+
+    async fn replicas(&self) -> Result<u32> {
+        let scale = self.scale().await?;
+        Ok(scale
+            .spec
+            .and_then(|s| s.replicas)
+            .map_or(0, |r| r.max(0) as u32))
+    }
+
+    async fn scale_to(&self, replicas: u32) -> Result<()> {
+        let patch = serde_json::json!({ "spec": { "replicas": replicas } });
+        self.deployments()
+            .patch_scale(
+                &self.config.deployment,
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+            .map_err(kube_error)?;
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "kubernetes deployment {}/{}",
+            self.config.namespace, self.config.deployment
+        )
+    }
+}
