@@ -44,6 +44,9 @@ pub enum Error {
     /// Reports could not be merged.
     #[error("cannot merge reports: {0}")]
     Merge(String),
+    /// A report cannot answer the question asked of it.
+    #[error("{0}")]
+    Report(String),
     /// Writing a report failed.
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),

@@ -42,6 +42,7 @@
 //! # }
 //! ```
 
+mod capacity;
 mod compare;
 mod error;
 mod html;
@@ -54,6 +55,7 @@ mod scenario;
 mod shard;
 mod stats;
 
+pub use capacity::{CapacityPlan, CapacityWindow, Slo, capacity_plan};
 pub use compare::{
     CompareOptions, Comparison, MetricComparison, Verdict, change_points, compare,
     compare_to_history,
