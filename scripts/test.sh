@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite. As root it first installs what the tests need from
 # Debian (PostgreSQL 15 server, hypopg); otherwise it says what is missing.
-# Then: cargo fmt --check, cargo clippy -D warnings, cargo test --workspace.
+# Then: the alert rules (promtool) and dashboard, cargo fmt --check,
+# cargo clippy -D warnings, cargo test --workspace, the load-testing CI job.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,6 +10,8 @@ pg_bin=${PERF_PG_BIN:-/usr/lib/postgresql/15/bin}
 missing=()
 [ -x "$pg_bin/postgres" ] && [ -x "$pg_bin/initdb" ] || missing+=(postgresql-15)
 [ -f /usr/share/postgresql/15/extension/hypopg.control ] || missing+=(postgresql-15-hypopg)
+command -v promtool >/dev/null || missing+=(prometheus)          # promtool checks the alert rules
+command -v python3 >/dev/null || missing+=(python3)              # the scaling tests run python's http.server as instances
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         echo "==> installing ${missing[*]}"
@@ -20,6 +23,9 @@ if [ ${#missing[@]} -gt 0 ]; then
     fi
 fi
 
+echo "==> monitoring files (deploy/prometheus, deploy/grafana)"
+promtool check rules deploy/prometheus/alerts.yaml
+python3 -c 'import json, sys; d = json.load(open("deploy/grafana/perf-server.json")); assert d["panels"], "no panels"'
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy"
