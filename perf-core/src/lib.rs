@@ -41,6 +41,7 @@
 mod error;
 mod histogram;
 mod id;
+mod recommendation;
 mod ring;
 #[cfg(feature = "system")]
 pub mod system;
@@ -50,6 +51,7 @@ mod units;
 pub use error::{Error, Result};
 pub use histogram::{LatencyHistogram, LatencySummary};
 pub use id::Id;
+pub use recommendation::{Recommendation, Severity};
 pub use ring::{SampleRing, Timestamped};
 pub use time::{format_rfc3339, unix_millis};
 pub use units::{ByteSize, HumanDuration, parse_duration, parse_size};

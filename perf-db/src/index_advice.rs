@@ -82,6 +82,11 @@ fn candidates(queries: &[String], views: &Views) -> BTreeMap<(String, Vec<String
             continue;
         };
         for table in &a.tables {
+            // System catalogs are not ours to index.
+            let bare = table.rsplit('.').next().unwrap_or(table);
+            if bare.starts_with("pg_") || table.starts_with("information_schema.") {
+                continue;
+            }
             let mine = |clause: Clause, kinds: &[PredicateKind]| -> Vec<String> {
                 let mut cols: Vec<String> = a
                     .columns

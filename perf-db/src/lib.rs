@@ -24,6 +24,7 @@
 //! ```
 
 mod activity;
+mod advice;
 mod analysis;
 mod error;
 mod fingerprint;
@@ -35,6 +36,7 @@ mod query_cache;
 mod slow_queries;
 
 pub use activity::{DatabaseActivity, database_activity};
+pub use advice::{health_recommendations, index_recommendations, pool_recommendation};
 pub use analysis::{
     Clause, ColumnUse, PredicateKind, QueryAnalysis, Views, analyze, analyze_with_views,
 };

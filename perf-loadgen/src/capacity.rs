@@ -147,6 +147,32 @@ impl CapacityPlan {
         }
     }
 
+    /// The plan as advice for `target_rps` with `headroom`.
+    pub fn recommendation(&self, target_rps: f64, headroom: f64) -> perf_core::Recommendation {
+        let per = self.target_per_instance(headroom);
+        perf_core::Recommendation::new(
+            "capacity",
+            perf_core::Severity::Info,
+            format!(
+                "one instance holds {:.0} req/s within p95 {} ms: {} instances for {:.0} req/s with {:.0} % headroom",
+                self.knee_rps,
+                self.slo.p95_ms,
+                self.instances_for(target_rps, headroom),
+                target_rps,
+                100.0 * headroom
+            ),
+        )
+        .evidence("knee_rps", self.knee_rps)
+        .evidence("knee_p95_ms", self.knee_p95_ms)
+        .evidence("broke_at_rps", self.broke_at_rps)
+        .evidence("target_rps", target_rps)
+        .evidence("headroom", headroom)
+        .action(format!(
+            "scaling: {{policy: {{min_replicas: {}, metrics: [{{name: rps, kind: pods, target: {{average_value: {per:.0}}}}}]}}}}",
+            self.instances_for(target_rps, headroom)
+        ))
+    }
+
     /// The per-instance rate to give an autoscaler as its target
     /// (an `average_value` for a requests-per-second metric).
     pub fn target_per_instance(&self, headroom: f64) -> f64 {

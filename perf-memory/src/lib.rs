@@ -37,6 +37,7 @@
 //! # fn main() {}
 //! ```
 
+mod advice;
 mod allocator;
 mod budget;
 mod cache;
@@ -47,6 +48,7 @@ mod pool;
 mod profiling;
 mod tuning;
 
+pub use advice::{allocator_advice, budget_advice, cache_advice, leak_advice};
 pub use allocator::AllocatorStats;
 pub use budget::{BudgetStatus, MemoryBudget, MemoryGuard, Pressure, Reliever};
 pub use cache::{Cache, CacheBuilder, CacheStats};

@@ -23,6 +23,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod advice;
 mod balance;
 mod controller;
 mod decision;
@@ -35,6 +36,7 @@ mod replicas;
 mod simulate;
 mod sources;
 
+pub use advice::policy_advice;
 pub use balance::{Backend, LoadBalancer, Pick, Share, Strategy, coefficient_of_variation};
 pub use controller::{ControllerStatus, InstanceStatus, ScalingController, ScalingEvent};
 pub use decision::{Autoscaler, Decision, MetricOutcome, Observation, Reading};

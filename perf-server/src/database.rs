@@ -189,3 +189,60 @@ impl DatabaseMonitor {
         }
     }
 }
+
+impl DatabaseMonitor {
+    /// Advice on the analyzed database: verified indexes for its slowest
+    /// statements, indexes to drop, tables scanned sequentially, and the
+    /// size of this monitor's pool. What could not be read is returned beside.
+    pub async fn advice(&self) -> (Vec<perf_core::Recommendation>, Vec<String>) {
+        let mut out = Vec::new();
+        let mut errors = Vec::new();
+        let conn = match self.pool.get().await {
+            Ok(c) => c,
+            Err(e) => return (out, vec![format!("connect: {e}")]),
+        };
+        let filter = SlowQueryFilter {
+            limit: 20,
+            ..SlowQueryFilter::default()
+        };
+        match perf_db::slow_queries(&conn, &filter).await {
+            Ok(slow) => {
+                let statements: Vec<String> = slow
+                    .into_iter()
+                    .map(|q| q.query)
+                    .filter(|q| {
+                        let head = q.trim_start().to_ascii_lowercase();
+                        head.starts_with("select")
+                            && !head.contains("pg_catalog")
+                            && !head.contains("pg_stat")
+                    })
+                    .collect();
+                match perf_db::advise_indexes(
+                    &conn,
+                    &statements,
+                    &perf_db::AdviceOptions::default(),
+                )
+                .await
+                {
+                    Ok(advice) => out.extend(perf_db::index_recommendations(&advice)),
+                    Err(e) => errors.push(format!("index advice: {e}")),
+                }
+            }
+            Err(e) => errors.push(format!("slow queries: {e}")),
+        }
+        match perf_db::index_health(&conn, &perf_db::HealthOptions::default()).await {
+            Ok(health) => out.extend(perf_db::health_recommendations(&health)),
+            Err(e) => errors.push(format!("index health: {e}")),
+        }
+        let max_connections = perf_db::database_activity(&conn)
+            .await
+            .map_or(100, |a| usize::try_from(a.max_connections).unwrap_or(100));
+        drop(conn);
+        out.extend(perf_db::pool_recommendation(
+            &self.pool.observe(),
+            max_connections,
+            10,
+        ));
+        (out, errors)
+    }
+}

@@ -38,6 +38,7 @@ mod error;
 pub mod load_test;
 pub mod memory;
 pub mod monitor;
+pub mod recommendations;
 mod routes;
 pub mod scaling;
 pub mod server;

@@ -100,11 +100,16 @@ impl MemoryWatch {
     }
 }
 
-/// Paths that answer even over the hard mark: how to see why, and probes.
+/// Paths that answer even over the hard mark: probes, and how to see why
+/// and what to do.
 fn always_admitted(path: &str) -> bool {
     matches!(
         path,
-        "/health" | "/ready" | "/metrics" | "/performance/metrics/memory"
+        "/health"
+            | "/ready"
+            | "/metrics"
+            | "/performance/metrics/memory"
+            | "/performance/recommendations"
     )
 }
 

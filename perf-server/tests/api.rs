@@ -1178,3 +1178,125 @@ async fn request_ids_and_trace_context_are_echoed() {
     assert_eq!(resp.headers().get("x-request-id").unwrap().len(), 36);
     assert!(resp.headers().get("traceparent").is_none());
 }
+
+#[actix_web::test]
+async fn recommendations_for_a_badly_and_a_well_tuned_setup() {
+    let pg = testkit::PgCluster::start().unwrap();
+    assert!(
+        pg.hypopg_available(),
+        "apt-get install -y postgresql-15-hypopg"
+    );
+    let url = pg.create_database("tuned").unwrap();
+    pg.psql(
+        "tuned",
+        "CREATE EXTENSION pg_stat_statements;
+         CREATE TABLE items (id int PRIMARY KEY, sku text, category int, price int);
+         INSERT INTO items SELECT g, 'sku-' || g, g % 50, g % 997 FROM generate_series(1, 100000) g;
+         CREATE INDEX items_category ON items (category);
+         CREATE INDEX items_category_price ON items (category, price);
+         ANALYZE items;",
+    )
+    .unwrap();
+    for i in 0..5 {
+        pg.psql(
+            "tuned",
+            &format!("SELECT * FROM items WHERE sku = 'sku-{i}'"),
+        )
+        .unwrap();
+    }
+    let tiny = perf_memory::MemoryBudget {
+        limit: perf_core::ByteSize(16 << 20),
+        ..perf_memory::MemoryBudget::default()
+    };
+    let (app, _dir) = service_with(None, Some(url.clone()), tiny).await;
+    // Let the sampler take a sample so the budget sees the RSS.
+    let _ = test::call_service(
+        &app,
+        TestRequest::get()
+            .uri("/performance/metrics/memory")
+            .to_request(),
+    )
+    .await;
+    let get = || {
+        TestRequest::get()
+            .uri("/performance/recommendations")
+            .to_request()
+    };
+    let (status, body) = json_of(test::call_service(&app, get()).await).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["sources"]["database"], "ok", "{body}");
+    let list = body["recommendations"].as_array().unwrap();
+    let kinds: Vec<&str> = list.iter().map(|r| r["kind"].as_str().unwrap()).collect();
+    let add = list
+        .iter()
+        .find(|r| r["kind"] == "add_index")
+        .unwrap_or_else(|| panic!("{body}"));
+    assert!(
+        add["action"].as_str().unwrap().contains("ON items (sku)"),
+        "{add}"
+    );
+    assert_eq!(add["evidence"]["verified"], true);
+    let drop = list
+        .iter()
+        .find(|r| r["kind"] == "drop_index")
+        .unwrap_or_else(|| panic!("{body}"));
+    assert!(
+        drop["title"].as_str().unwrap().contains("items_category"),
+        "{drop}"
+    );
+    assert_eq!(
+        list[0]["kind"], "memory_budget",
+        "most urgent first: {kinds:?}"
+    );
+    assert_eq!(list[0]["severity"], "critical");
+
+    // Well tuned: the index exists, no duplicate, a budget with room.
+    pg.psql(
+        "tuned",
+        "CREATE INDEX items_sku ON items (sku); DROP INDEX items_category; ANALYZE items;
+         SELECT pg_stat_reset(); SELECT pg_stat_statements_reset();",
+    )
+    .unwrap();
+    for i in 0..5 {
+        pg.psql(
+            "tuned",
+            &format!("SELECT * FROM items WHERE sku = 'sku-{i}'"),
+        )
+        .unwrap();
+        pg.psql(
+            "tuned",
+            &format!("SELECT * FROM items WHERE category = {i} AND price = 7"),
+        )
+        .unwrap();
+    }
+    let (app, _dir) = service_with(None, Some(url), perf_memory::MemoryBudget::default()).await;
+    let (_, body) = json_of(test::call_service(&app, get()).await).await;
+    let kinds: Vec<String> = body["recommendations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["kind"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(body["sources"]["database"], "ok", "{body}");
+    for k in [
+        "add_index",
+        "drop_index",
+        "missing_index",
+        "memory_budget",
+        "pool_size",
+    ] {
+        assert!(!kinds.iter().any(|x| x == k), "{k} in {body}");
+    }
+    let (status, body) = json_of(
+        test::call_service(
+            &app,
+            TestRequest::get()
+                .uri("/performance/recommendations?headroom=2")
+                .to_request(),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_error(&body, "bad_request", Some("headroom"));
+}

@@ -6,6 +6,7 @@ pub(crate) mod host;
 pub(crate) mod openapi;
 pub(crate) mod profiling;
 pub(crate) mod prometheus;
+pub(crate) mod recommendations;
 pub(crate) mod scaling;
 pub(crate) mod snapshots;
 pub(crate) mod tests;
@@ -31,6 +32,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         .service(scaling::config)
         .service(scaling::manual)
         .service(scaling::history)
+        .service(recommendations::recommendations)
         .service(snapshots::create)
         .service(snapshots::list)
         .service(snapshots::get)

@@ -1,7 +1,9 @@
 use actix_web::{HttpResponse, get};
 use utoipa::OpenApi;
 
-use super::{database, health, host, profiling, prometheus, scaling, snapshots, tests};
+use super::{
+    database, health, host, profiling, prometheus, recommendations, scaling, snapshots, tests,
+};
 use crate::api_error::{ApiError, ErrorBody};
 
 /// The OpenAPI document, generated from the handlers.
@@ -29,6 +31,7 @@ use crate::api_error::{ApiError, ErrorBody};
         scaling::config,
         scaling::manual,
         scaling::history,
+        recommendations::recommendations,
         snapshots::create,
         snapshots::list,
         snapshots::get,

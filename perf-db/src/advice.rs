@@ -1,0 +1,224 @@
+//! perf-db's findings as [`Recommendation`]s: indexes to add (verified) or
+//! drop, tables read by sequential scans, and the pool size.
+
+use perf_core::{Recommendation, Severity};
+
+use crate::{IndexAdvice, IndexHealth, PoolObservation, recommend_pool_size};
+
+/// One recommendation per index worth adding, with its SQL and the
+/// statements it helps.
+pub fn index_recommendations(advice: &[IndexAdvice]) -> Vec<Recommendation> {
+    advice
+        .iter()
+        .map(|a| {
+            let best = a
+                .helps
+                .iter()
+                .filter_map(|g| Some((g.cost_before?, g.cost_after?)))
+                .map(|(b, after)| if b > 0.0 { 1.0 - after / b } else { 0.0 })
+                .fold(0.0, f64::max);
+            let severity = if a.verified && best >= 0.9 {
+                Severity::Warning
+            } else {
+                Severity::Info
+            };
+            Recommendation::new(
+                "add_index",
+                severity,
+                format!(
+                    "index {}({}) {}",
+                    a.table,
+                    a.columns.join(", "),
+                    if a.verified {
+                        format!(
+                            "cuts the planned cost by {:.0} % (verified with hypopg)",
+                            100.0 * best
+                        )
+                    } else {
+                        "may help (unverified: hypopg is not installed)".to_owned()
+                    }
+                ),
+            )
+            .evidence("table", &a.table)
+            .evidence("columns", &a.columns)
+            .evidence("verified", a.verified)
+            .evidence(
+                "statements",
+                a.helps.iter().map(|g| &g.query).collect::<Vec<_>>(),
+            )
+            .evidence("best_cost_saving", best)
+            .action(format!("{};", a.create_statement))
+        })
+        .collect()
+}
+
+/// Duplicate and unused indexes to drop, and tables scanned sequentially.
+pub fn health_recommendations(health: &IndexHealth) -> Vec<Recommendation> {
+    let mut out = Vec::new();
+    for d in &health.duplicates {
+        out.push(
+            Recommendation::new(
+                "drop_index",
+                Severity::Warning,
+                format!("index {} is covered by {}", d.index, d.covered_by),
+            )
+            .evidence("table", &d.table)
+            .evidence("size_bytes", d.size_bytes)
+            .action(format!("{};", d.drop_statement)),
+        );
+    }
+    for u in &health.unused {
+        out.push(
+            Recommendation::new(
+                "drop_index",
+                Severity::Info,
+                format!("index {} has never been used", u.index),
+            )
+            .evidence("table", &u.table)
+            .evidence("size_bytes", u.size_bytes)
+            .action(format!(
+                "{}; -- after checking replicas and rare jobs do not use it",
+                u.drop_statement
+            )),
+        );
+    }
+    for h in &health.missing_index_hints {
+        out.push(
+            Recommendation::new(
+                "missing_index",
+                Severity::Info,
+                format!(
+                    "{} ({} rows) is read mostly by sequential scans",
+                    h.table, h.live_rows
+                ),
+            )
+            .evidence("table", &h.table)
+            .evidence("seq_scans", h.seq_scans)
+            .evidence("index_scans", h.index_scans)
+            .action("run index advice on its slow statements (perf_db::advise_indexes)"),
+        );
+    }
+    out
+}
+
+/// A pool whose size is far from what it measured it needs, or that made
+/// callers time out.
+///
+/// ```
+/// use perf_db::{pool_recommendation, PoolObservation};
+/// let seen = PoolObservation { elapsed_s: 60.0, checkouts: 6_000, timeouts: 0, errors: 0,
+///     wait_ms: [0.0; 4], mean_held_ms: 2.0, held_ms: [2.0; 4], size: 50, idle: 49, waiting: 0, max_size: 50 };
+/// assert_eq!(pool_recommendation(&seen, 100, 10).unwrap().kind, "pool_size");
+/// ```
+pub fn pool_recommendation(
+    seen: &PoolObservation,
+    server_max_connections: usize,
+    reserved: usize,
+) -> Option<Recommendation> {
+    if seen.checkouts < 100 && seen.timeouts == 0 {
+        return None; // not enough traffic to judge
+    }
+    let r = recommend_pool_size(seen, server_max_connections, reserved);
+    let oversized = seen.max_size > r.size * 2 && seen.max_size > r.size + 2;
+    let starving = seen.timeouts > 0 || seen.wait_ms[2] > 10.0;
+    let undersized = starving && r.size > seen.max_size;
+    if !(oversized || undersized) {
+        return None;
+    }
+    Some(
+        Recommendation::new(
+            "pool_size",
+            if starving {
+                Severity::Critical
+            } else {
+                Severity::Warning
+            },
+            if starving {
+                format!(
+                    "callers wait for connections: the pool of {} is too small",
+                    seen.max_size
+                )
+            } else {
+                format!(
+                    "the pool of {} keeps {:.1} connections busy: it is oversized",
+                    seen.max_size, r.busy_connections
+                )
+            },
+        )
+        .evidence("configured", seen.max_size)
+        .evidence(
+            "checkouts_per_s",
+            seen.checkouts as f64 / seen.elapsed_s.max(1e-9),
+        )
+        .evidence("mean_held_ms", seen.mean_held_ms)
+        .evidence("timeouts", seen.timeouts)
+        .evidence("wait_p99_ms", seen.wait_ms[2])
+        .evidence("busy_connections", r.busy_connections)
+        .evidence("reason", &r.reason)
+        .action(format!("database_pool_size: {}", r.size)),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seen(checkouts: u64, held_ms: f64, max_size: usize, timeouts: u64) -> PoolObservation {
+        PoolObservation {
+            elapsed_s: 60.0,
+            checkouts,
+            timeouts,
+            errors: 0,
+            wait_ms: [0.0; 4],
+            mean_held_ms: held_ms,
+            held_ms: [held_ms; 4],
+            size: max_size,
+            idle: 0,
+            waiting: 0,
+            max_size,
+        }
+    }
+
+    #[test]
+    fn pools_are_advised_when_far_off_or_starving_and_not_otherwise() {
+        // 100/s held 2 ms: 0.2 busy -> 2 wanted; 50 configured.
+        assert!(pool_recommendation(&seen(6_000, 2.0, 50, 0), 100, 10).is_some());
+        // 1000/s held 8 ms: 8 busy -> 12 wanted; 12 configured: fine.
+        assert!(pool_recommendation(&seen(60_000, 8.0, 12, 0), 100, 10).is_none());
+        // Timeouts with a pool below what is needed: critical.
+        let r = pool_recommendation(&seen(60_000, 8.0, 4, 3), 100, 10).unwrap();
+        assert_eq!(
+            (r.severity, r.action.as_str()),
+            (Severity::Critical, "database_pool_size: 12")
+        );
+        // Too little traffic: nothing.
+        assert!(pool_recommendation(&seen(10, 2.0, 50, 0), 100, 10).is_none());
+    }
+
+    #[test]
+    fn index_advice_becomes_sql() {
+        let advice = IndexAdvice {
+            table: "items".into(),
+            columns: vec!["sku".into()],
+            verified: true,
+            helps: vec![crate::StatementGain {
+                query: "SELECT * FROM items WHERE sku = $1".into(),
+                cost_before: Some(1000.0),
+                cost_after: Some(8.0),
+            }],
+            create_statement: "CREATE INDEX CONCURRENTLY ON items (sku)".into(),
+        };
+        let r = &index_recommendations(std::slice::from_ref(&advice))[0];
+        assert_eq!(r.severity, Severity::Warning);
+        assert_eq!(r.action, "CREATE INDEX CONCURRENTLY ON items (sku);");
+        assert!(index_recommendations(&[]).is_empty());
+        assert!(
+            health_recommendations(&IndexHealth {
+                duplicates: vec![],
+                unused: vec![],
+                missing_index_hints: vec![]
+            })
+            .is_empty()
+        );
+    }
+}
