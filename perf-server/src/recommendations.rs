@@ -145,7 +145,7 @@ pub async fn gather(state: &AppState, target_rps: f64, headroom: f64) -> Recomme
         }
     }
 
-    all.sort_by(|a, b| b.severity.cmp(&a.severity));
+    all.sort_by_key(|r| std::cmp::Reverse(r.severity));
     RecommendationList {
         recommendations: all,
         sources,
