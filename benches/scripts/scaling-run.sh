@@ -38,7 +38,7 @@ YAML
 server=$!
 trap 'kill $target $server 2>/dev/null; sleep 6; pkill -f "$work/instances" 2>/dev/null; rm -rf "$work"' EXIT
 for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/8094) 2>/dev/null && break; sleep 0.1; done
-python3 - "$work" <<'PY'
+python3 -u - "$work" <<'PY'
 import json, sys, time, urllib.request, subprocess
 base = "http://127.0.0.1:8094"
 def get(path):
@@ -91,9 +91,12 @@ while True:
         print(f"still {current} replicas 120 s after the load stopped")
         break
     time.sleep(1)
-# 100 instances by hand.
+# 100 instances: raise the policy's minimum (a manual scale would be undone
+# by the next decision, as with an HPA).
 start = time.time()
-send("POST", "/performance/scaling/manual", {"replicas": 100, "force": True})
+policy = get("/performance/scaling/status")["policy"]
+policy["min_replicas"] = 100
+send("PUT", "/performance/scaling/config", policy)
 while True:
     ready, current = ready_count()
     if ready >= 100:
@@ -113,5 +116,6 @@ print(f"100 instances: {ready} ready {took:.1f} s after the request; total RSS {
 hist = get("/performance/scaling/history?limit=500")["items"]
 ups = [e for e in hist if e["kind"] == "auto" and e["to"] > e["from"]]
 print(f"history: {len(hist)} decisions stored, {len(ups)} automatic scale-ups")
-send("POST", "/performance/scaling/manual", {"replicas": 1, "force": True})
+policy["min_replicas"] = 1
+send("PUT", "/performance/scaling/config", policy)
 PY
