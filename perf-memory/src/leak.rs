@@ -130,7 +130,8 @@ pub struct Trend {
     /// Theil-Sen slope, bytes per second.
     pub slope_bytes_per_s: f64,
     /// The same over each half of the window: growth is sustained only
-    /// when both halves grow (a one-off step, a cache filling, does not).
+    /// when both halves grow at least half as fast as the whole (a one-off
+    /// step, a cache filling, or growth that is settling does not).
     pub half_slopes_bytes_per_s: [f64; 2],
     /// 1 - p of the one-sided Mann-Kendall test for growth.
     pub confidence: f64,
@@ -302,7 +303,7 @@ impl LeakDetector {
         t.confidence >= self.config.min_confidence
             && t.half_slopes_bytes_per_s
                 .iter()
-                .all(|h| *h > 0.0 && *h >= 0.25 * t.slope_bytes_per_s)
+                .all(|h| *h > 0.0 && *h >= 0.5 * t.slope_bytes_per_s)
             && t.growth_bytes >= self.config.min_growth_bytes as f64
             && t.growth_bytes >= self.config.min_growth_fraction * t.level_bytes
     }
