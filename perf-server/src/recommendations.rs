@@ -117,7 +117,16 @@ pub async fn gather(state: &AppState, target_rps: f64, headroom: f64) -> Recomme
             },
         )
         .await;
-    match latest.map(|p| p.items.into_iter().next()) {
+    // Listings leave the report out: read the test itself.
+    let latest = match latest.map(|p| p.items.into_iter().next()) {
+        Ok(Some(summary)) => state
+            .store
+            .get_load_test(summary.id)
+            .await
+            .map(|t| t.or(Some(summary))),
+        other => other,
+    };
+    match latest {
         Ok(Some(test)) => match test
             .report
             .as_ref()

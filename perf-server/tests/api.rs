@@ -601,6 +601,34 @@ async fn a_load_test_runs_through_the_api_and_its_results_are_kept() {
     );
     assert!(text.contains("memory_pressure "), "{text}");
     assert!(text.contains("memory_leak_suspected "), "{text}");
+    // The finished test feeds the capacity advice.
+    let (_, advice) = json_of(
+        test::call_service(
+            &svc,
+            TestRequest::get()
+                .uri("/performance/recommendations?target_rps=1000")
+                .to_request(),
+        )
+        .await,
+    )
+    .await;
+    assert!(
+        advice["sources"]["capacity"]
+            .as_str()
+            .unwrap()
+            .starts_with("from load test"),
+        "{advice}"
+    );
+    let capacity = advice["recommendations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["kind"] == "capacity")
+        .unwrap_or_else(|| panic!("{advice}"));
+    assert!(
+        capacity["evidence"]["knee_rps"].as_f64().unwrap() > 0.0,
+        "{capacity}"
+    );
     let resp = test::call_service(
         &svc,
         TestRequest::get()
