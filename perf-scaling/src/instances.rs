@@ -126,6 +126,8 @@ struct Slot {
     index: u32,
     port: u16,
     child: Option<Child>,
+    /// The process group of the last child started (its pid).
+    pgid: Option<u32>,
     started: Instant,
     ready: bool,
     restarts: u32,
@@ -178,22 +180,32 @@ fn spawn(config: &LocalProcessConfig, index: u32, port: u16) -> Result<Child> {
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
+        // Its own process group: a wrapper (a shell, a version-manager shim)
+        // and what it starts are signalled together.
+        .process_group(0)
         .kill_on_drop(true);
     command
         .spawn()
         .map_err(|e| Error::Input(format!("cannot start {program}: {e}")))
 }
 
-/// SIGTERM, wait up to `grace`, then SIGKILL.
-async fn drain(mut child: Child, grace: Duration) {
-    if let Some(pid) = child.id()
-        && let Some(pid) = rustix::process::Pid::from_raw(pid as i32)
-    {
-        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+/// Signals the process group led by `pid` (the instance and anything it
+/// started).
+fn signal_group(pid: Option<u32>, signal: rustix::process::Signal) {
+    if let Some(pid) = pid.and_then(|p| rustix::process::Pid::from_raw(p as i32)) {
+        let _ = rustix::process::kill_process_group(pid, signal);
     }
+}
+
+/// SIGTERM to the group, wait up to `grace`, then SIGKILL to the group.
+async fn drain(mut child: Child, grace: Duration) {
+    let pid = child.id();
+    signal_group(pid, rustix::process::Signal::TERM);
     if tokio::time::timeout(grace, child.wait()).await.is_err() {
         let _ = child.kill().await;
     }
+    // Whatever the instance started and left behind goes too.
+    signal_group(pid, rustix::process::Signal::KILL);
 }
 
 impl LocalProcesses {
@@ -219,10 +231,13 @@ impl LocalProcesses {
                             None => true,
                         };
                         if exited {
+                            // What the crashed instance started must not keep its port.
+                            signal_group(slot.pgid, rustix::process::Signal::KILL);
                             slot.ready = false;
                             slot.restarts += 1;
                             slot.started = Instant::now();
                             slot.child = spawn(&cfg, slot.index, slot.port).ok();
+                            slot.pgid = slot.child.as_ref().and_then(Child::id);
                         }
                     }
                     slots.iter().map(|s| (s.index, s.port)).collect()
@@ -314,6 +329,7 @@ impl InstanceManager for LocalProcesses {
                     slots.push(Slot {
                         index,
                         port,
+                        pgid: child.id(),
                         child: Some(child),
                         started: Instant::now(),
                         ready: false,

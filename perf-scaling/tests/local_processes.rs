@@ -12,8 +12,11 @@ use perf_scaling::{
 };
 
 fn free_base_port() -> u16 {
-    // A run of 8 free ports starting at a random spot above 20000.
-    let start = 20_000 + (std::process::id() % 2000) as u16 * 8;
+    // A run of 8 free ports starting at a random spot above 20000; each
+    // call (tests run in parallel) starts further on.
+    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    let offset = NEXT.fetch_add(400, std::sync::atomic::Ordering::Relaxed);
+    let start = 20_000 + (std::process::id() % 2000) as u16 * 8 + offset;
     for base in (start..60_000).step_by(8) {
         if (0..8).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
             return base;
@@ -107,6 +110,15 @@ async fn instances_start_get_ready_restart_after_a_crash_and_drain() {
     );
     local.shutdown().await;
     assert!(local.instances().await.unwrap().is_empty());
+    // Nothing is left behind, even where `python3` is a wrapper that
+    // forks (a pyenv shim): the whole process group was signalled.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for port in base..base + 3 {
+        assert!(
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+            "port {port} still answers"
+        );
+    }
 }
 
 /// A source whose per-instance load the test sets.
