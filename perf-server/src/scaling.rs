@@ -208,6 +208,7 @@ pub struct Scaling {
     pub controller: std::sync::Arc<perf_scaling::ScalingController>,
     local: Option<std::sync::Arc<perf_scaling::LocalProcesses>>,
     stop: tokio::sync::watch::Sender<bool>,
+    task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Scaling {
@@ -270,30 +271,37 @@ impl Scaling {
         );
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let period = std::time::Duration::from_secs_f64(setup.period_s);
-        tokio::spawn(
-            std::sync::Arc::clone(&controller).run(period, stopped, move |event| {
-                let store = std::sync::Arc::clone(&store);
-                tokio::spawn(async move {
-                    let record = crate::store::ScalingEventRecord {
-                        id: perf_core::Id::new(),
-                        event,
-                    };
-                    if let Err(e) = store.insert_scaling_event(&record).await {
-                        tracing::warn!(error = %e, "a scaling decision was not stored");
-                    }
-                });
-            }),
-        );
+        let task =
+            tokio::spawn(
+                std::sync::Arc::clone(&controller).run(period, stopped, move |event| {
+                    let store = std::sync::Arc::clone(&store);
+                    tokio::spawn(async move {
+                        let record = crate::store::ScalingEventRecord {
+                            id: perf_core::Id::new(),
+                            event,
+                        };
+                        if let Err(e) = store.insert_scaling_event(&record).await {
+                            tracing::warn!(error = %e, "a scaling decision was not stored");
+                        }
+                    });
+                }),
+            );
         Ok(Self {
             controller,
             local,
             stop,
+            task: std::sync::Mutex::new(Some(task)),
         })
     }
 
-    /// Stops the loop and drains the local instances.
+    /// Stops the loop (letting a decision in progress finish, so it cannot
+    /// start instances after the drain) and drains the local instances.
     pub async fn shutdown(&self) {
         let _ = self.stop.send(true);
+        let task = self.task.lock().ok().and_then(|mut t| t.take());
+        if let Some(task) = task {
+            let _ = task.await;
+        }
         if let Some(local) = &self.local {
             local.shutdown().await;
         }
