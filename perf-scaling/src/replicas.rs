@@ -92,6 +92,17 @@ struct Groups {
     ignored: BTreeSet<String>,
 }
 
+impl Groups {
+    /// The samples the calculation uses: those of ignored and unready pods removed.
+    fn countable(&self, metrics: &BTreeMap<String, f64>) -> BTreeMap<String, f64> {
+        let mut kept = metrics.clone();
+        for name in self.ignored.iter().chain(&self.unready) {
+            kept.remove(name);
+        }
+        kept
+    }
+}
+
 fn group_pods(pods: &[Pod], metrics: &BTreeMap<String, f64>, cpu: bool) -> Groups {
     let mut g = Groups {
         ready: 0,
@@ -271,10 +282,7 @@ pub fn resource_utilization_replicas(
         ));
     }
     let groups = group_pods(pods, metrics, cpu);
-    let mut kept = metrics.clone();
-    for name in groups.ignored.iter().chain(&groups.unready) {
-        kept.remove(name);
-    }
+    let kept = groups.countable(metrics);
     let mut requests = BTreeMap::new();
     for pod in pods {
         match pod.request {
@@ -330,10 +338,7 @@ pub fn pod_average_replicas(
         ));
     }
     let groups = group_pods(pods, metrics, false);
-    let mut kept = metrics.clone();
-    for name in groups.ignored.iter().chain(&groups.unready) {
-        kept.remove(name);
-    }
+    let mut kept = groups.countable(metrics);
     let known: BTreeSet<&String> = pods.iter().map(|p| &p.name).collect();
     kept.retain(|name, _| known.contains(name));
     if kept.is_empty() {

@@ -207,16 +207,7 @@ impl DatabaseMonitor {
         };
         match perf_db::slow_queries(&conn, &filter).await {
             Ok(slow) => {
-                let statements: Vec<String> = slow
-                    .into_iter()
-                    .map(|q| q.query)
-                    .filter(|q| {
-                        let head = q.trim_start().to_ascii_lowercase();
-                        head.starts_with("select")
-                            && !head.contains("pg_catalog")
-                            && !head.contains("pg_stat")
-                    })
-                    .collect();
+                let statements: Vec<String> = slow.into_iter().map(|q| q.query).collect();
                 match perf_db::advise_indexes(
                     &conn,
                     &statements,
