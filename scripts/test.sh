@@ -5,6 +5,10 @@
 # cargo clippy -D warnings, cargo test --workspace, the load-testing CI job.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# A clean build gains nothing from incremental state and it doubles the disk
+# the build needs (the linker dies of SIGBUS when the disk fills).
+export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
+df -h . | tail -1 | awk '{print "==> disk: " $4 " free of " $2}'
 
 pg_bin=${PERF_PG_BIN:-/usr/lib/postgresql/15/bin}
 missing=()
