@@ -114,6 +114,16 @@ impl std::ops::Deref for PooledConnection {
     }
 }
 
+impl std::ops::DerefMut for PooledConnection {
+    /// Mutable access, for `transaction()`.
+    fn deref_mut(&mut self) -> &mut tokio_postgres::Client {
+        match &mut self.object {
+            Connection::Deadpool(o) => o,
+            Connection::Bb8(c) => c,
+        }
+    }
+}
+
 impl PooledConnection {
     /// A prepared statement for `sql`, from the connection's own statement
     /// cache when it has one (deadpool-postgres keeps one per connection;
@@ -270,6 +280,15 @@ impl InstrumentedPool {
                 counter.fetch_add(1, Ordering::Relaxed);
                 Err(Error::Database(message))
             }
+        }
+    }
+
+    /// Closes the pool: idle connections are dropped now, connections in
+    /// use when they come back, and later `get`s fail (deadpool; a bb8 pool
+    /// closes when its last handle is dropped).
+    pub fn close(&self) {
+        if let Backend::Deadpool(pool) = &self.pool {
+            pool.close();
         }
     }
 

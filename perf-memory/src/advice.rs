@@ -46,7 +46,12 @@ pub fn cache_advice(s: &CacheStats) -> Option<Recommendation> {
             )),
         );
     }
-    if ratio > 0.95 && s.capacity >= 1_000 && s.entries * 10 < s.capacity && s.evictions == 0 {
+    // weighted_size and capacity are both bytes (with a weigher) or both entries.
+    if ratio > 0.95
+        && s.capacity >= 1_000
+        && s.weighted_size.saturating_mul(10) < s.capacity
+        && s.evictions == 0
+    {
         return Some(
             Recommendation::new(
                 "cache_size",
@@ -55,15 +60,65 @@ pub fn cache_advice(s: &CacheStats) -> Option<Recommendation> {
             )
             .evidence("cache", &s.name)
             .evidence("entries", s.entries)
+            .evidence("weighted_size", s.weighted_size)
             .evidence("capacity", s.capacity)
             .action(format!(
                 "lower the capacity of cache {} to about {}",
                 s.name,
-                (s.entries * 2).max(100)
+                (s.weighted_size * 2).max(100)
             )),
         );
     }
     None
+}
+
+/// While the leak detector sees live allocations grow, a cache that only
+/// grows is the first suspect: at least 1,000 entries, nothing evicted or
+/// expired, and more lookups missing than hitting (or no lookups at all:
+/// values written under keys nobody asks for again, such as request ids or
+/// timestamps). Such a cache grows until its bound, which was set for
+/// entries the size nobody measured. Says nothing unless the verdict is a
+/// leak: a cold cache is otherwise just cold.
+///
+/// ```
+/// use perf_memory::{leaking_cache_advice, CacheStats, LeakStatus, LeakVerdict};
+/// let growing = CacheStats { name: "sessions".into(), misses: 5_000, entries: 5_000,
+///     weighted_size: 5_000, capacity: 1_000_000, hit_ratio: Some(0.0), ..CacheStats::default() };
+/// let mut verdict = LeakVerdict::default();
+/// assert!(leaking_cache_advice(&growing, &verdict).is_none());
+/// verdict.status = LeakStatus::Leak;
+/// assert_eq!(leaking_cache_advice(&growing, &verdict).unwrap().kind, "cache_size");
+/// ```
+pub fn leaking_cache_advice(s: &CacheStats, verdict: &LeakVerdict) -> Option<Recommendation> {
+    if verdict.status != LeakStatus::Leak
+        || s.entries < 1_000
+        || s.evictions > 0
+        || s.expirations > 0
+        || s.hit_ratio.is_some_and(|r| r >= 0.5)
+    {
+        return None;
+    }
+    let mut r = Recommendation::new(
+        "cache_size",
+        Severity::Critical,
+        format!(
+            "cache {} only grows while memory leaks: {} entries, nothing evicted or expired",
+            s.name, s.entries
+        ),
+    )
+    .evidence("cache", &s.name)
+    .evidence("entries", s.entries)
+    .evidence("weighted_size", s.weighted_size)
+    .evidence("capacity", s.capacity)
+    .evidence("hit_ratio", s.hit_ratio)
+    .action(format!(
+        "bound cache {} by bytes (Cache::builder(..).max_bytes(..)) and give it a time_to_live; if its keys are unique (request ids, timestamps) stop caching under them",
+        s.name
+    ));
+    if let Some(t) = &verdict.allocated {
+        r = r.evidence("allocated_slope_bytes_per_s", t.slope_bytes_per_s);
+    }
+    Some(r)
 }
 
 /// Freed pages held as dirty, or space lost to fragmentation: tune the decay.
@@ -189,15 +244,114 @@ mod tests {
             cache_advice(&cold_but_roomy).is_none(),
             "misses without evictions: the keys are just new"
         );
+        let by_bytes = CacheStats {
+            hits: 99_000,
+            misses: 1_000,
+            entries: 16,
+            weighted_size: 1 << 20,
+            capacity: 8 << 20,
+            hit_ratio: Some(0.99),
+            ..base.clone()
+        };
+        assert!(
+            cache_advice(&by_bytes).is_none(),
+            "16 entries of 64 KiB fill 1/8 of 8 MiB"
+        );
         let oversized = CacheStats {
             hits: 99_000,
             misses: 1_000,
             evictions: 0,
             entries: 200,
+            weighted_size: 200,
             hit_ratio: Some(0.99),
             ..base
         };
         assert_eq!(cache_advice(&oversized).unwrap().severity, Severity::Info);
+    }
+
+    #[test]
+    fn a_cache_that_only_grows_is_named_only_during_a_leak() {
+        let growing = CacheStats {
+            name: "by_request_id".into(),
+            misses: 20_000,
+            entries: 20_000,
+            capacity: 1_000_000,
+            hit_ratio: Some(0.0),
+            ..CacheStats::default()
+        };
+        let leak = LeakVerdict {
+            status: LeakStatus::Leak,
+            ..LeakVerdict::default()
+        };
+        let r = leaking_cache_advice(&growing, &leak).unwrap();
+        assert_eq!(r.severity, Severity::Critical);
+        assert!(r.action.contains("max_bytes"), "{}", r.action);
+        // Written, never read: still a suspect.
+        let write_only = CacheStats {
+            misses: 0,
+            hit_ratio: None,
+            ..growing.clone()
+        };
+        assert!(leaking_cache_advice(&write_only, &leak).is_some());
+        for (what, steady) in [
+            ("steady memory", (growing.clone(), LeakVerdict::default())),
+            (
+                "fragmentation is not a leak of live data",
+                (
+                    growing.clone(),
+                    LeakVerdict {
+                        status: LeakStatus::Fragmentation,
+                        ..LeakVerdict::default()
+                    },
+                ),
+            ),
+            (
+                "a cache that evicts is at its bound",
+                (
+                    CacheStats {
+                        evictions: 10,
+                        ..growing.clone()
+                    },
+                    leak.clone(),
+                ),
+            ),
+            (
+                "a cache that expires entries drains",
+                (
+                    CacheStats {
+                        expirations: 10,
+                        ..growing.clone()
+                    },
+                    leak.clone(),
+                ),
+            ),
+            (
+                "a cache that mostly hits reuses its keys",
+                (
+                    CacheStats {
+                        hits: 90_000,
+                        hit_ratio: Some(0.82),
+                        ..growing.clone()
+                    },
+                    leak.clone(),
+                ),
+            ),
+            (
+                "a small cache",
+                (
+                    CacheStats {
+                        entries: 999,
+                        ..growing.clone()
+                    },
+                    leak.clone(),
+                ),
+            ),
+        ] {
+            assert!(
+                leaking_cache_advice(&steady.0, &steady.1).is_none(),
+                "{what}"
+            );
+        }
     }
 
     #[test]

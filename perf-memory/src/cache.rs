@@ -67,12 +67,23 @@ struct Counters {
 /// let s = cache.stats();
 /// assert_eq!((s.hits, s.misses, s.loads), (1, 2, 1));
 /// ```
-#[derive(Clone)]
 pub struct Cache<K, V> {
     inner: moka::sync::Cache<K, V>,
     name: Arc<str>,
     capacity: u64,
     counters: Arc<Counters>,
+}
+
+/// Another handle to the same cache (keys and values need not be `Clone`).
+impl<K, V> Clone for Cache<K, V> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            name: Arc::clone(&self.name),
+            capacity: self.capacity,
+            counters: Arc::clone(&self.counters),
+        }
+    }
 }
 
 impl<K, V> std::fmt::Debug for Cache<K, V>

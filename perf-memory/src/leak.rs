@@ -108,11 +108,12 @@ impl LeakDetectorConfig {
 }
 
 /// What the detector concluded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum LeakStatus {
     /// Not enough time or samples yet.
+    #[default]
     WarmingUp,
     /// No sustained growth.
     Steady,
@@ -142,7 +143,7 @@ pub struct Trend {
 }
 
 /// The detector's verdict and its evidence.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LeakVerdict {
     /// The conclusion.

@@ -48,7 +48,9 @@ mod pool;
 mod profiling;
 mod tuning;
 
-pub use advice::{allocator_advice, budget_advice, cache_advice, leak_advice};
+pub use advice::{
+    allocator_advice, budget_advice, cache_advice, leak_advice, leaking_cache_advice,
+};
 pub use allocator::AllocatorStats;
 pub use budget::{BudgetStatus, MemoryBudget, MemoryGuard, Pressure, Reliever};
 pub use cache::{Cache, CacheBuilder, CacheStats};

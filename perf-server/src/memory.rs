@@ -11,18 +11,21 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::web;
 use perf_memory::{
-    BudgetStatus, LeakDetector, LeakDetectorConfig, LeakVerdict, MemoryBudget, MemoryGuard,
-    MemorySample, MemoryTuning,
+    BudgetStatus, Cache, CacheStats, LeakDetector, LeakDetectorConfig, LeakVerdict, MemoryBudget,
+    MemoryGuard, MemorySample, MemoryTuning,
 };
 
 use crate::api_error::ApiError;
 use crate::app::AppState;
 use crate::monitor::HostSample;
 
-/// The budget, leak detector and profiler of this process.
+type CacheProbe = Box<dyn Fn() -> CacheStats + Send + Sync>;
+
+/// The budget, leak detector, watched caches and profiler of this process.
 pub struct MemoryWatch {
     guard: MemoryGuard,
     leak: Mutex<LeakDetector>,
+    caches: Mutex<Vec<CacheProbe>>,
     origin: Instant,
     #[cfg(feature = "profiling")]
     profiler: perf_memory::Profiler,
@@ -50,6 +53,7 @@ impl MemoryWatch {
         Ok(Self {
             guard: MemoryGuard::new(budget)?,
             leak: Mutex::new(LeakDetector::new(leak)?),
+            caches: Mutex::new(Vec::new()),
             origin: Instant::now(),
             #[cfg(feature = "profiling")]
             profiler: perf_memory::Profiler::new(),
@@ -68,6 +72,35 @@ impl MemoryWatch {
             });
         }
         self.guard.observe(resident);
+    }
+
+    /// Watches `cache`: over the budget's soft mark it gives back half its
+    /// entries, and its counters feed the cache advice of
+    /// `/performance/recommendations` (a service embedding perf-server's
+    /// watch registers its own caches the same way).
+    pub fn watch_cache<K, V>(&self, cache: &Cache<K, V>)
+    where
+        K: std::hash::Hash + Eq + Send + Sync + 'static,
+        V: Clone + Send + Sync + 'static,
+    {
+        let shrink = cache.clone();
+        self.guard
+            .add_reliever(cache.stats().name, Box::new(move || shrink.shrink_to(0.5)));
+        let probe = cache.clone();
+        self.caches
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(Box::new(move || probe.stats()));
+    }
+
+    /// The counters of every watched cache.
+    pub fn caches(&self) -> Vec<CacheStats> {
+        self.caches
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(|probe| probe())
+            .collect()
     }
 
     /// The memory guard (to register relievers, or to admit work).

@@ -28,7 +28,8 @@ pub async fn gather(state: &AppState, target_rps: f64, headroom: f64) -> Recomme
 
     let memory = state.monitor.memory();
     all.extend(perf_memory::budget_advice(&memory.budget()));
-    all.extend(perf_memory::leak_advice(&memory.leak()));
+    let leak = memory.leak();
+    all.extend(perf_memory::leak_advice(&leak));
     match (
         state.monitor.latest_now().and_then(|s| s.allocator),
         memory.tuning(),
@@ -44,10 +45,30 @@ pub async fn gather(state: &AppState, target_rps: f64, headroom: f64) -> Recomme
             );
         }
     }
-    all.extend(perf_memory::cache_advice(
-        &state.tests.finished_cache().stats(),
-    ));
-    sources.insert("caches", "ok".to_owned());
+    let caches = memory.caches();
+    for cache in &caches {
+        all.extend(perf_memory::cache_advice(cache));
+        all.extend(perf_memory::leaking_cache_advice(cache, &leak));
+    }
+    sources.insert("caches", format!("ok ({} watched)", caches.len()));
+
+    match state.store.connection_pool() {
+        Some(pool) => {
+            // PostgreSQL keeps superuser_reserved_connections (3) back.
+            all.extend(perf_db::pool_recommendation(
+                &pool.observation,
+                pool.server_max_connections,
+                3,
+            ));
+            sources.insert("store_pool", "ok".to_owned());
+        }
+        None => {
+            sources.insert(
+                "store_pool",
+                format!("the {} store has no connection pool", state.store.backend()),
+            );
+        }
+    }
 
     match &state.database {
         Some(db) => {

@@ -98,11 +98,7 @@ pub async fn run(config: ServerConfig) -> Result<()> {
         )),
         None => None,
     };
-    let finished = tests.finished_cache().clone();
-    monitor
-        .memory()
-        .guard()
-        .add_reliever("finished_tests", Box::new(move || finished.shrink_to(0.5)));
+    monitor.memory().watch_cache(tests.finished_cache());
     let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let state = web::Data::new(AppState {
         store: Arc::clone(&store),

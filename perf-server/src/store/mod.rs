@@ -182,11 +182,25 @@ pub struct PageRequest {
     pub before: Option<Id>,
 }
 
+/// The connection pool of a store that has one, as measured.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct StorePool {
+    /// Checkouts, waits, time held, size.
+    pub observation: perf_db::PoolObservation,
+    /// The server's `max_connections`, the ceiling of any advice.
+    pub server_max_connections: usize,
+}
+
 /// Where perf-server keeps what must survive a restart.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
+
+    /// The connection pool's measurements (`None` for a store without one).
+    fn connection_pool(&self) -> Option<StorePool> {
+        None
+    }
 
     /// Checks that the store answers.
     async fn ping(&self) -> Result<()>;

@@ -2,14 +2,13 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use perf_core::Id;
-use tokio_postgres::NoTls;
+use perf_db::{InstrumentedPool, PoolSettings, PooledConnection};
 
 use super::migrations::{self, Migration};
 use super::{
     LoadTestRecord, MetricsSnapshot, Page, PageRequest, ProfileData, ProfileRecord,
-    ScalingEventRecord, Store, TestFilter, TestStatus, into_page,
+    ScalingEventRecord, Store, StorePool, TestFilter, TestStatus, into_page,
 };
 use crate::{Error, Result};
 
@@ -24,17 +23,19 @@ fn store_error(e: impl std::fmt::Display) -> Error {
     }
 }
 
-/// The shared store: PostgreSQL through a deadpool pool with timeouts on
-/// waiting, connecting and recycling (deadpool has none by default).
+/// The shared store: PostgreSQL through perf-db's instrumented deadpool
+/// pool, with timeouts on waiting, connecting and recycling (deadpool has
+/// none by default); its measurements feed the pool size advice.
 #[derive(Clone)]
 pub struct PostgresStore {
-    pool: Pool,
+    pool: InstrumentedPool,
+    max_connections: usize,
 }
 
 impl std::fmt::Debug for PostgresStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PostgresStore")
-            .field("status", &self.pool.status())
+            .field("pool", &self.pool.observe())
             .finish()
     }
 }
@@ -42,32 +43,37 @@ impl std::fmt::Debug for PostgresStore {
 impl PostgresStore {
     /// Connects with a pool of `pool_size` connections and migrates.
     pub async fn open(url: &str, pool_size: usize) -> Result<Self> {
-        let config = tokio_postgres::Config::from_str(url).map_err(|e| {
+        tokio_postgres::Config::from_str(url).map_err(|e| {
             store_error(format!(
                 "database_url is not a valid connection string: {e}"
             ))
         })?;
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
+        let pool = InstrumentedPool::new(
+            url,
+            &PoolSettings {
+                max_size: pool_size,
+                wait_timeout: Duration::from_secs(5),
+                create_timeout: Duration::from_secs(5),
             },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(pool_size)
-            .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(Duration::from_secs(5)))
-            .create_timeout(Some(Duration::from_secs(5)))
-            .recycle_timeout(Some(Duration::from_secs(5)))
-            .build()
-            .map_err(store_error)?;
-        let store = Self { pool };
+        )
+        .map_err(store_error)?;
+        let mut store = Self {
+            pool,
+            max_connections: 100,
+        };
         store.migrate(migrations::POSTGRES).await?;
+        let max: String = store
+            .client()
+            .await?
+            .query_one("SHOW max_connections", &[])
+            .await
+            .map_err(store_error)?
+            .get(0);
+        store.max_connections = max.parse().unwrap_or(100);
         Ok(store)
     }
 
-    async fn client(&self) -> Result<deadpool_postgres::Object> {
+    async fn client(&self) -> Result<PooledConnection> {
         self.pool
             .get()
             .await
@@ -575,5 +581,12 @@ impl Store for PostgresStore {
     async fn close(&self) -> Result<()> {
         self.pool.close();
         Ok(())
+    }
+
+    fn connection_pool(&self) -> Option<StorePool> {
+        Some(StorePool {
+            observation: self.pool.observe(),
+            server_max_connections: self.max_connections,
+        })
     }
 }
