@@ -4,6 +4,8 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+#[path = "guides/mod.rs"]
+mod guides;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
