@@ -38,6 +38,11 @@
 //! ```
 
 mod advice;
+
+/// The Rust blocks of `docs/performance-tuning.md`, compiled and run.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/performance-tuning.md")]
+struct PerformanceTuningGuide;
 mod allocator;
 mod budget;
 mod cache;

@@ -98,6 +98,9 @@ pub struct ServeArgs {
     /// HTTP worker threads [default: one per core].
     #[arg(long, env = "PERF_WORKERS")]
     pub workers: Option<usize>,
+    /// Check the configuration and exit (0 valid, 2 invalid) without serving.
+    #[arg(long)]
+    pub check: bool,
 }
 
 impl ServeArgs {

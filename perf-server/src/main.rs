@@ -51,6 +51,22 @@ fn main() -> ExitCode {
         Ok(config) => config,
         Err(e) => return fail(&e.to_string(), 2),
     };
+    if args.check {
+        #[allow(clippy::print_stdout)]
+        {
+            println!(
+                "configuration is valid: listen {}, store {}, memory budget {}",
+                config.listen,
+                if config.database_url.is_some() {
+                    "postgres"
+                } else {
+                    "sqlite"
+                },
+                config.memory_budget.limit
+            );
+        }
+        return ExitCode::SUCCESS;
+    }
     telemetry::init_logging(config.log_format, &config.log_level);
     let result = actix_web::rt::System::new().block_on(perf_server::server::run(config));
     match result {

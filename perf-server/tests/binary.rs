@@ -938,3 +938,28 @@ fn the_autoscaler_runs_local_instances_and_answers_its_endpoints() {
         "{history}"
     );
 }
+
+#[test]
+fn serve_check_validates_the_configuration_without_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.yaml");
+    std::fs::write(&good, "memory_tuning: {dirty_decay_ms: 1000}\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_perf-server"))
+        .args(["serve", "--check", "--config"])
+        .arg(&good)
+        .env_remove("PERF_LISTEN")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("configuration is valid"));
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "memory_tuning: {dirty_decay_ms: -2}\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_perf-server"))
+        .args(["serve", "--check", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("memory_tuning.dirty_decay_ms"), "{stderr}");
+}

@@ -17,8 +17,9 @@
 //! (a `perf-server serve ARGS` runs during the block, for blocks that assume
 //! one is running), `<!-- check: exit 0 1 -->` (exit code 1 is an outcome,
 //! e.g. a regression verdict between two runs on a noisy machine), `<!--
-//! check: file NAME -->` (a YAML block the next blocks use, written to NAME)
-//! or `<!-- check: skip REASON -->`. Whatever a block leaves running (its
+//! check: file NAME -->` (a YAML block the next blocks use, written to NAME),
+//! `<!-- check: append NAME -->` (added to it) or `<!-- check: skip REASON
+//! -->`; several are separated by `;`. Whatever a block leaves running (its
 //! process group) gets SIGTERM when it ends, then SIGKILL after 30 s.
 //! `PERF_GUIDES_VERBOSE=1` prints what every block printed.
 
@@ -173,6 +174,15 @@ fn run_guide(name: &str) {
         }
         if let Some((_, file)) = directives.iter().find(|(verb, _)| *verb == "file") {
             std::fs::write(dir.join(file.trim()), adapt(&block.code)).unwrap();
+            continue;
+        }
+        if let Some((_, file)) = directives.iter().find(|(verb, _)| *verb == "append") {
+            use std::io::Write;
+            std::fs::File::options()
+                .append(true)
+                .open(dir.join(file.trim()))
+                .and_then(|mut f| f.write_all(adapt(&block.code).as_bytes()))
+                .unwrap_or_else(|e| panic!("{name}:{}: append to {file}: {e}", block.line));
             continue;
         }
         if block.language != "sh" {
