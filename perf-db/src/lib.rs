@@ -23,6 +23,11 @@
 //! # Ok::<(), perf_db::Error>(())
 //! ```
 
+/// The Rust blocks of `docs/database-optimization.md`, compiled and run.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/database-optimization.md")]
+struct DatabaseOptimizationGuide;
+
 mod activity;
 mod advice;
 mod analysis;

@@ -23,6 +23,11 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+/// The Rust blocks of `docs/scaling.md`, compiled and run.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/scaling.md")]
+struct ScalingGuide;
+
 mod advice;
 mod balance;
 mod controller;

@@ -26,13 +26,13 @@ pub struct SimulateArgs {
     /// Replicas at the start [default: the policy's min_replicas].
     #[arg(long)]
     pub initial: Option<u32>,
-    /// Seconds between decisions [default: 15].
+    /// Seconds between decisions.
     #[arg(long, default_value_t = 15.0)]
     pub period: f64,
-    /// Seconds for a new replica to become ready [default: 30].
+    /// Seconds for a new replica to become ready.
     #[arg(long, default_value_t = 30.0)]
     pub startup: f64,
-    /// Request of one replica in the trace's unit, for utilization targets [default: 100].
+    /// Request of one replica in the trace's unit, for utilization targets.
     #[arg(long, default_value_t = 100.0)]
     pub request: f64,
 }

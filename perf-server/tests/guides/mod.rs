@@ -135,9 +135,11 @@ fn run_guide(name: &str) {
         let pg = testkit::PgCluster::start().unwrap_or_else(|e| panic!("{e}"));
         pg.psql(
             "postgres",
-            "CREATE ROLE app LOGIN; GRANT pg_read_all_stats TO app; CREATE DATABASE shop OWNER app;",
+            "CREATE ROLE app LOGIN; GRANT pg_read_all_stats TO app;",
         )
         .unwrap();
+        pg.psql("postgres", "CREATE DATABASE shop OWNER app")
+            .unwrap();
         pg.psql("shop", "CREATE EXTENSION IF NOT EXISTS pg_stat_statements;")
             .unwrap();
         pg
