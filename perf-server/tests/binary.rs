@@ -937,6 +937,24 @@ fn the_autoscaler_runs_local_instances_and_answers_its_endpoints() {
             .any(|e| e["kind"] == "auto" && e["from"] == 0 && e["to"] == 2),
         "{history}"
     );
+
+    // SIGTERM drains the instances before the server exits: nothing is
+    // left listening. (SIGKILL, which dropping the process handle sends,
+    // gives the server no chance to, and orphaned the instances.)
+    let mut server = server;
+    server.signal("TERM");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while server.child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "{}", server.log_text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for port in base..base + 4 {
+        assert!(
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+            "an instance still listens on {port}: {}",
+            server.log_text()
+        );
+    }
 }
 
 #[test]
