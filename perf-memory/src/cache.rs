@@ -44,6 +44,28 @@ pub struct CacheStats {
     pub hit_ratio: Option<f64>,
 }
 
+impl CacheStats {
+    /// Writes these counters to the `metrics` recorder as
+    /// `perf_cache_{hits,misses,loads,evictions,expirations}_total` and the
+    /// gauges `perf_cache_entries`, `perf_cache_weighted_size`, labelled
+    /// `cache=<name>`.
+    pub fn publish_metrics(&self) {
+        for (metric, value) in [
+            ("perf_cache_hits_total", self.hits),
+            ("perf_cache_misses_total", self.misses),
+            ("perf_cache_loads_total", self.loads),
+            ("perf_cache_evictions_total", self.evictions),
+            ("perf_cache_expirations_total", self.expirations),
+        ] {
+            metrics::counter!(metric, "cache" => self.name.clone()).absolute(value);
+        }
+        metrics::gauge!("perf_cache_entries", "cache" => self.name.clone())
+            .set(self.entries as f64);
+        metrics::gauge!("perf_cache_weighted_size", "cache" => self.name.clone())
+            .set(self.weighted_size as f64);
+    }
+}
+
 #[derive(Default)]
 struct Counters {
     hits: CachePadded<AtomicU64>,
@@ -318,24 +340,11 @@ where
         }
     }
 
-    /// Writes the counters to the `metrics` recorder as
-    /// `perf_cache_{hits,misses,loads,evictions,expirations}_total` and the
-    /// gauges `perf_cache_entries`, `perf_cache_weighted_size`, labelled
-    /// `cache=<name>`. Call it before each scrape (or on a timer).
+    /// Writes the counters to the `metrics` recorder (see
+    /// [`CacheStats::publish_metrics`]). Call it before each scrape (or on a
+    /// timer).
     pub fn publish_metrics(&self) {
-        let s = self.stats();
-        let name = self.name.to_string();
-        for (metric, value) in [
-            ("perf_cache_hits_total", s.hits),
-            ("perf_cache_misses_total", s.misses),
-            ("perf_cache_loads_total", s.loads),
-            ("perf_cache_evictions_total", s.evictions),
-            ("perf_cache_expirations_total", s.expirations),
-        ] {
-            metrics::counter!(metric, "cache" => name.clone()).absolute(value);
-        }
-        metrics::gauge!("perf_cache_entries", "cache" => name.clone()).set(s.entries as f64);
-        metrics::gauge!("perf_cache_weighted_size", "cache" => name).set(s.weighted_size as f64);
+        self.stats().publish_metrics();
     }
 
     /// Runs moka's pending maintenance now (evictions and expirations are

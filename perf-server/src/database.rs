@@ -138,6 +138,11 @@ impl DatabaseMonitor {
         })
     }
 
+    /// The pool's measurements so far.
+    pub fn pool_observation(&self) -> PoolObservation {
+        self.pool.observe()
+    }
+
     /// Reads the figures now; what cannot be read is listed in `errors`.
     pub async fn report(&self) -> DatabaseReport {
         let mut errors = Vec::new();

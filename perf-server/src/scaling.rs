@@ -275,6 +275,7 @@ impl Scaling {
             tokio::spawn(
                 std::sync::Arc::clone(&controller).run(period, stopped, move |event| {
                     let store = std::sync::Arc::clone(&store);
+                    crate::telemetry::count_scaling_event(&event);
                     tokio::spawn(async move {
                         let record = crate::store::ScalingEventRecord {
                             id: perf_core::Id::new(),

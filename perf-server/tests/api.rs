@@ -1371,6 +1371,19 @@ async fn recommendations_for_a_badly_and_a_well_tuned_setup() {
     );
     let (status, body) =
         json_of(test::call_service(&app, get("/performance/recommendations")).await).await;
+    // The same figures reach Prometheus.
+    let metrics = test::read_body(test::call_service(&app, get("/metrics")).await).await;
+    let metrics = String::from_utf8_lossy(&metrics);
+    for series in [
+        "db_pool_checkouts_total{pool=\"store\"}",
+        "db_pool_max_connections{pool=\"store\"} 64",
+        "db_pool_connections{pool=\"store\",state=\"idle\"}",
+        "db_pool_wait_ms{pool=\"store\",quantile=\"0.99\"}",
+        "db_pool_checkouts_total{pool=\"analyzed\"}",
+        "perf_cache_entries{cache=\"responses_by_request_id\"}",
+    ] {
+        assert!(metrics.contains(series), "{series} missing:\n{metrics}");
+    }
     leaky.invalidate_all();
     assert_eq!(status, StatusCode::OK, "{body}");
     eprintln!(

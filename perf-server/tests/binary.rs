@@ -938,6 +938,16 @@ fn the_autoscaler_runs_local_instances_and_answers_its_endpoints() {
         "{history}"
     );
 
+    let metrics = http::get(server.addr, "/metrics").unwrap().body;
+    for series in [
+        "scaling_replicas{state=\"current\"}",
+        "scaling_replicas{state=\"ready\"}",
+        "scaling_events_total{kind=\"manual\",direction=\"up\"} 1",
+        "scaling_events_total{kind=\"auto\",direction=\"up\"}",
+    ] {
+        assert!(metrics.contains(series), "{series} missing:\n{metrics}");
+    }
+
     // SIGTERM drains the instances before the server exits: nothing is
     // left listening. (SIGKILL, which dropping the process handle sends,
     // gives the server no chance to, and orphaned the instances.)

@@ -6,8 +6,21 @@ use crate::app::AppState;
 #[utoipa::path(get, path = "/metrics", tag = "service", responses((status = 200, content_type = "text/plain", body = String, description = "OK")))]
 #[get("/metrics")]
 pub(crate) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    state.tests.finished_cache().publish_metrics();
+    for cache in state.monitor.memory().caches() {
+        cache.publish_metrics();
+    }
     crate::telemetry::publish_memory_watch(state.monitor.memory());
+    if let Some(pool) = state.store.connection_pool() {
+        crate::telemetry::publish_pool("store", &pool.observation);
+    }
+    if let Some(db) = &state.database {
+        crate::telemetry::publish_pool("analyzed", &db.pool_observation());
+    }
+    if let Some(scaling) = &state.scaling
+        && let Ok(status) = scaling.controller.status().await
+    {
+        crate::telemetry::publish_replicas(&status);
+    }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(crate::telemetry::prometheus().render())

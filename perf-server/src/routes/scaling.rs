@@ -131,6 +131,7 @@ pub(crate) async fn manual(
         .manual(body.0.replicas, body.0.force)
         .await
         .map_err(scaling_error)?;
+    crate::telemetry::count_scaling_event(&event);
     let record = ScalingEventRecord {
         id: perf_core::Id::new(),
         event,
