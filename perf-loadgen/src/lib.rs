@@ -62,7 +62,7 @@ pub use compare::{
 };
 pub use error::{Error, Result};
 pub use report::{LatencyMs, ReportHistograms, RequestReport, RunReport, ThresholdResult};
-pub use run::{LiveSnapshot, RunHandle, start, start_with_policy};
+pub use run::{LiveSnapshot, RunHandle, check, start, start_with_policy};
 pub use safety::{IpNet, Limits, TargetPolicy};
 pub use scenario::{
     FeederMode, FeederSpec, LoadPlan, MAX_DURATION, MAX_RATE, MAX_USERS, Operator, Preset, Rate,

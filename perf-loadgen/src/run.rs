@@ -218,6 +218,67 @@ pub async fn start_with_policy(
     start_checked(name, scenario, Some(policy)).await
 }
 
+/// Checks `scenario` (named `name`) as [`start`] would, without resolving a
+/// host or sending anything: its keys and ranges, that it has a target and
+/// each target is a URL, that the data file loads and every `${column}` in
+/// the requests is one of its columns. Returns the plan in words.
+///
+/// ```
+/// use perf_loadgen::{check, ScenarioFile};
+/// let file = ScenarioFile::from_yaml(
+///     "load_tests:\n  s: {target: http://127.0.0.1:8080, duration: 10s, users: 5, think_time: 1s}",
+/// )?;
+/// let plan = check("s", file.get("s")?)?;
+/// assert!(plan.starts_with("s: closed model, up to 5 users for 10s"), "{plan}");
+/// # Ok::<(), perf_loadgen::Error>(())
+/// ```
+pub fn check(name: &str, scenario: &Scenario) -> Result<String> {
+    scenario.validate(name)?;
+    let plan = scenario.plan(name)?;
+    let targets = scenario.target.as_ref().ok_or_else(|| Error::Invalid {
+        scenario: name.to_owned(),
+        key: "target".to_owned(),
+        value: "missing".to_owned(),
+        allowed: "a base URL such as http://127.0.0.1:8080, in the scenario, the file or --target"
+            .to_owned(),
+    })?;
+    let urls = targets.urls();
+    let mut endpoints = Vec::new();
+    for (i, url) in urls.iter().enumerate() {
+        endpoints.push(Endpoint::parse(url).map_err(|allowed| Error::Invalid {
+            scenario: name.to_owned(),
+            key: format!("target[{i}]"),
+            value: (*url).to_owned(),
+            allowed,
+        })?);
+    }
+    let feeder = scenario.data.as_ref().map(Feeder::load).transpose()?;
+    let mix = RequestMix::new(name, scenario.request_mix(), endpoints, feeder)?;
+    let load = match &plan {
+        LoadPlan::Closed { steps, total } => format!(
+            "closed model, up to {} users for {}",
+            steps.iter().map(|s| s.1).max().unwrap_or(0),
+            perf_core::HumanDuration(*total)
+        ),
+        LoadPlan::Open {
+            start,
+            steps,
+            total,
+            max_in_flight,
+        } => format!(
+            "open model, up to {} req/s for {} (at most {max_in_flight} in flight)",
+            steps.iter().map(|s| s.1).fold(*start, f64::max),
+            perf_core::HumanDuration(*total)
+        ),
+    };
+    Ok(format!(
+        "{name}: {load}; requests {}; {} threshold(s); against {}",
+        mix.names().join(", "),
+        scenario.thresholds.len(),
+        urls.join(", ")
+    ))
+}
+
 async fn start_checked(
     name: &str,
     scenario: &Scenario,

@@ -46,6 +46,10 @@ pub struct RunArgs {
     /// Write the self-contained HTML report (charts, thresholds, regression verdicts) here.
     #[arg(long)]
     pub html: Option<PathBuf>,
+    /// Check the file (every scenario, or the one `--scenario` names) and
+    /// exit without sending anything: 0 valid, 2 invalid.
+    #[arg(long)]
+    pub check: bool,
 }
 
 /// Options of `perf-server merge`.
@@ -166,6 +170,21 @@ pub const INVALID: u8 = 2;
 
 /// Runs the load test; returns the exit code and prints errors to stderr.
 pub fn run(args: &RunArgs) -> u8 {
+    if args.check {
+        return match check(args) {
+            Ok(plans) => {
+                #[allow(clippy::print_stdout)]
+                for plan in plans {
+                    println!("{plan}");
+                }
+                PASSED
+            }
+            Err(message) => {
+                eprintln!("perf-server run: {message}");
+                INVALID
+            }
+        };
+    }
     match execute(args) {
         Ok((report, comparison)) => {
             let regressed = comparison.as_ref().is_some_and(|c| c.regressed);
@@ -180,6 +199,27 @@ pub fn run(args: &RunArgs) -> u8 {
             code
         }
     }
+}
+
+/// What `--check` prints: each scenario's plan, as the run would read it.
+fn check(args: &RunArgs) -> Result<Vec<String>, String> {
+    let text =
+        std::fs::read_to_string(&args.file).map_err(|e| format!("{}: {e}", args.file.display()))?;
+    let file = ScenarioFile::from_yaml(&text).map_err(|e| e.to_string())?;
+    let names: Vec<String> = match &args.scenario {
+        Some(name) => vec![name.clone()],
+        None => file.load_tests.keys().cloned().collect(),
+    };
+    names
+        .iter()
+        .map(|name| {
+            let mut scenario = file.get(name).map_err(|e| e.to_string())?.clone();
+            if !args.target.is_empty() {
+                scenario.target = Some(Targets::Many(args.target.clone()));
+            }
+            perf_loadgen::check(name, &scenario).map_err(|e| e.to_string())
+        })
+        .collect()
 }
 
 fn execute(args: &RunArgs) -> Result<(RunReport, Option<Comparison>), (u8, String)> {

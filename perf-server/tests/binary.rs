@@ -991,3 +991,41 @@ fn serve_check_validates_the_configuration_without_serving() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("memory_tuning.dirty_decay_ms"), "{stderr}");
 }
+
+#[test]
+fn run_check_reads_a_scenario_without_sending_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("s.yaml");
+    // Nothing listens on the target: a check must not try it.
+    std::fs::write(
+        &file,
+        "load_tests:\n  a: {target: http://127.0.0.1:9, duration: 1m, rate: 50/s}\n  b: {target: http://127.0.0.1:9, duration: 30s, users: 3, requests: [{path: '/items/${sku}'}]}\n",
+    )
+    .unwrap();
+    let check = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_perf-server"))
+            .arg("run")
+            .arg(&file)
+            .arg("--check")
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = check(&["--scenario", "a"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("a: open model, up to 50 req/s for 1m"),
+        "{stdout}"
+    );
+    // `b` uses a placeholder without a data file: named, exit 2.
+    let out = check(&[]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("scenario \"b\"")
+            && stderr.contains("requests[0]")
+            && stderr.contains("${sku}"),
+        "{stderr}"
+    );
+}
