@@ -47,7 +47,7 @@ pub struct DatabaseActivity {
 pub async fn database_activity(client: &Client) -> Result<DatabaseActivity> {
     let states = client
         .query(
-            "SELECT coalesce(state, 'unknown'), count(*)
+            "/* perf-db */ SELECT coalesce(state, 'unknown'), count(*)
              FROM pg_stat_activity WHERE backend_type = 'client backend'
              GROUP BY 1",
             &[],
@@ -63,7 +63,7 @@ pub async fn database_activity(client: &Client) -> Result<DatabaseActivity> {
     }
     let row = client
         .query_one(
-            "SELECT current_database()::text,
+            "/* perf-db */ SELECT current_database()::text,
                     current_setting('max_connections')::bigint,
                     (SELECT count(*) FROM pg_stat_activity
                       WHERE wait_event_type = 'Lock' AND now() - query_start > interval '1 second'),

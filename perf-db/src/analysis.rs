@@ -118,7 +118,7 @@ impl Views {
     pub async fn from_catalog(client: &tokio_postgres::Client) -> Result<Self> {
         let rows = client
             .query(
-                "SELECT schemaname::text, viewname::text, definition FROM pg_views
+                "/* perf-db */ SELECT schemaname::text, viewname::text, definition FROM pg_views
                  WHERE schemaname NOT IN ('pg_catalog', 'information_schema')",
                 &[],
             )

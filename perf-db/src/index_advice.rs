@@ -142,7 +142,7 @@ fn candidates(queries: &[String], views: &Views) -> BTreeMap<(String, Vec<String
 async fn existing_btrees(client: &Client, table: &str) -> Result<Vec<Vec<String>>> {
     let rows = client
         .query(
-            "SELECT array_agg(a.attname::text ORDER BY k.ord)
+            "/* perf-db */ SELECT array_agg(a.attname::text ORDER BY k.ord)
              FROM pg_index i
              JOIN pg_class c ON c.oid = i.indexrelid
              JOIN pg_am am ON am.oid = c.relam AND am.amname = 'btree'
@@ -186,21 +186,26 @@ async fn planned_cost(client: &Client, query: &str) -> Result<f64> {
     let params = parameter_count(query);
     let plan = if params == 0 {
         client
-            .query(&format!("EXPLAIN {query}"), &[])
+            .query(&format!("/* perf-db */ EXPLAIN {query}"), &[])
             .await
             .map_err(db_error)?
     } else {
         client
-            .batch_execute(&format!("DEALLOCATE ALL; SET plan_cache_mode = force_generic_plan; PREPARE perf_advice AS {query}"))
+            .batch_execute(&format!("/* perf-db */ DEALLOCATE ALL; /* perf-db */ SET plan_cache_mode = force_generic_plan; /* perf-db */ PREPARE perf_advice AS {query}"))
             .await
             .map_err(db_error)?;
         let nulls = vec!["NULL"; params].join(", ");
         let plan = client
-            .query(&format!("EXPLAIN EXECUTE perf_advice({nulls})"), &[])
+            .query(
+                &format!("/* perf-db */ EXPLAIN EXECUTE perf_advice({nulls})"),
+                &[],
+            )
             .await
             .map_err(db_error);
         let _ = client
-            .batch_execute("DEALLOCATE perf_advice; RESET plan_cache_mode")
+            .batch_execute(
+                "/* perf-db */ DEALLOCATE perf_advice; /* perf-db */ RESET plan_cache_mode",
+            )
             .await;
         plan?
     };
@@ -227,7 +232,7 @@ pub async fn advise_indexes(
     options: &AdviceOptions,
 ) -> Result<Vec<IndexAdvice>> {
     let hypopg = client
-        .batch_execute("CREATE EXTENSION IF NOT EXISTS hypopg")
+        .batch_execute("/* perf-db */ CREATE EXTENSION IF NOT EXISTS hypopg")
         .await
         .is_ok();
     let views = Views::from_catalog(client).await?;
@@ -276,12 +281,15 @@ pub async fn advise_indexes(
             };
             let hypothetical = create.replace("CREATE INDEX CONCURRENTLY", "CREATE INDEX");
             client
-                .query("SELECT * FROM hypopg_create_index($1)", &[&hypothetical])
+                .query(
+                    "/* perf-db */ SELECT * FROM hypopg_create_index($1)",
+                    &[&hypothetical],
+                )
                 .await
                 .map_err(db_error)?;
             let after = planned_cost(client, &query).await;
             client
-                .batch_execute("SELECT hypopg_reset()")
+                .batch_execute("/* perf-db */ SELECT hypopg_reset()")
                 .await
                 .map_err(db_error)?;
             let Ok(after) = after else { continue };
@@ -364,7 +372,7 @@ pub async fn apply_index(client: &Client, advice: &IndexAdvice) -> Result<Applie
         if !e.to_string().contains("already exists") {
             let _ = client
                 .batch_execute(&format!(
-                    "DROP INDEX CONCURRENTLY IF EXISTS {}",
+                    "/* perf-db */ DROP INDEX CONCURRENTLY IF EXISTS {}",
                     quote_ident(&name)
                 ))
                 .await;
@@ -373,7 +381,7 @@ pub async fn apply_index(client: &Client, advice: &IndexAdvice) -> Result<Applie
     }
     let valid: bool = client
         .query_one(
-            "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass($1)",
+            "/* perf-db */ SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass($1)",
             &[&name],
         )
         .await

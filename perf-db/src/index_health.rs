@@ -94,7 +94,7 @@ struct IndexRow {
 pub async fn index_health(client: &Client, options: &HealthOptions) -> Result<IndexHealth> {
     let rows = client
         .query(
-            "SELECT t.relname::text, c.relname::text, quote_ident(n.nspname) || '.' || quote_ident(c.relname),
+            "/* perf-db */ SELECT t.relname::text, c.relname::text, quote_ident(n.nspname) || '.' || quote_ident(c.relname),
                     i.indkey::text, am.amname::text, pg_get_expr(i.indpred, i.indrelid), pg_get_expr(i.indexprs, i.indrelid),
                     i.indisunique, pg_relation_size(c.oid)
              FROM pg_index i
@@ -156,7 +156,7 @@ pub async fn index_health(client: &Client, options: &HealthOptions) -> Result<In
     }
     let unused = client
         .query(
-            "SELECT s.relname::text, s.indexrelname::text, quote_ident(s.schemaname) || '.' || quote_ident(s.indexrelname), pg_relation_size(s.indexrelid)
+            "/* perf-db */ SELECT s.relname::text, s.indexrelname::text, quote_ident(s.schemaname) || '.' || quote_ident(s.indexrelname), pg_relation_size(s.indexrelid)
              FROM pg_stat_user_indexes s JOIN pg_index i ON i.indexrelid = s.indexrelid
              WHERE s.idx_scan = 0 AND NOT i.indisunique AND NOT i.indisprimary
              ORDER BY pg_relation_size(s.indexrelid) DESC, s.indexrelname",
@@ -177,7 +177,7 @@ pub async fn index_health(client: &Client, options: &HealthOptions) -> Result<In
         .collect::<Result<Vec<_>>>()?;
     let missing_index_hints = client
         .query(
-            "SELECT relname::text, n_live_tup, seq_scan, coalesce(idx_scan, 0), seq_tup_read
+            "/* perf-db */ SELECT relname::text, n_live_tup, seq_scan, coalesce(idx_scan, 0), seq_tup_read
              FROM pg_stat_user_tables
              WHERE n_live_tup >= $1 AND seq_scan > coalesce(idx_scan, 0)
              ORDER BY seq_tup_read DESC",

@@ -59,4 +59,4 @@ pub use pool::{
     recommend_pool_size,
 };
 pub use query_cache::{QueryCache, QueryCacheStats};
-pub use slow_queries::{SlowQuery, SlowQueryFilter, slow_queries};
+pub use slow_queries::{OWN_STATEMENT_MARKER, SlowQuery, SlowQueryFilter, slow_queries};

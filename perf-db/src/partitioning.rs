@@ -95,7 +95,7 @@ pub async fn partition_advice(
     let mut advice = Vec::new();
     for (table, columns) in uses {
         let Some(size_row) = client
-            .query_opt("SELECT pg_total_relation_size(to_regclass($1)), c.relkind::text FROM pg_class c WHERE c.oid = to_regclass($1)", &[&table])
+            .query_opt("/* perf-db */ SELECT pg_total_relation_size(to_regclass($1)), c.relkind::text FROM pg_class c WHERE c.oid = to_regclass($1)", &[&table])
             .await
             .map_err(db_error)?
         else {
@@ -107,7 +107,7 @@ pub async fn partition_advice(
             continue;
         }
         let types: BTreeMap<String, String> = client
-            .query("SELECT column_name::text, data_type::text FROM information_schema.columns WHERE table_name = $1", &[&table.rsplit('.').next().unwrap_or(&table)])
+            .query("/* perf-db */ SELECT column_name::text, data_type::text FROM information_schema.columns WHERE table_name = $1", &[&table.rsplit('.').next().unwrap_or(&table)])
             .await
             .map_err(db_error)?
             .iter()
@@ -127,7 +127,7 @@ pub async fn partition_advice(
             // Span of the data from the planner's statistics (cheap on any size).
             let span = client
                 .query_opt(
-                    "SELECT extract(epoch FROM (histogram_bounds::text::timestamptz[])[array_length(histogram_bounds::text::timestamptz[], 1)]
+                    "/* perf-db */ SELECT extract(epoch FROM (histogram_bounds::text::timestamptz[])[array_length(histogram_bounds::text::timestamptz[], 1)]
                                           - (histogram_bounds::text::timestamptz[])[1])::float8
                      FROM pg_stats WHERE tablename = $1 AND attname = $2",
                     &[&table.rsplit('.').next().unwrap_or(&table), &key],
@@ -174,7 +174,7 @@ pub async fn partition_advice(
         };
         let rows: f64 = client
             .query_one(
-                "SELECT greatest(reltuples, 0)::float8 FROM pg_class WHERE oid = to_regclass($1)",
+                "/* perf-db */ SELECT greatest(reltuples, 0)::float8 FROM pg_class WHERE oid = to_regclass($1)",
                 &[&table],
             )
             .await
@@ -183,7 +183,7 @@ pub async fn partition_advice(
             .map_err(db_error)?;
         let n_distinct: f64 = client
             .query_opt(
-                "SELECT n_distinct::float8 FROM pg_stats WHERE tablename = $1 AND attname = $2",
+                "/* perf-db */ SELECT n_distinct::float8 FROM pg_stats WHERE tablename = $1 AND attname = $2",
                 &[&table.rsplit('.').next().unwrap_or(&table), &key],
             )
             .await

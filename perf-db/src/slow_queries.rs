@@ -17,7 +17,15 @@ pub struct SlowQueryFilter {
     pub min_mean_ms: f64,
     /// At most this many, by total time (default 50).
     pub limit: i64,
+    /// Also list the statements perf-db sends itself (statistics reads,
+    /// EXPLAINs of index advice), which start with [`OWN_STATEMENT_MARKER`]
+    /// (default false: a report on a database is about its own workload).
+    pub include_own: bool,
 }
+
+/// The comment that starts every statement perf-db sends on its own behalf,
+/// so that reports on a database can leave them out.
+pub const OWN_STATEMENT_MARKER: &str = "/* perf-db */";
 
 impl Default for SlowQueryFilter {
     fn default() -> Self {
@@ -25,6 +33,7 @@ impl Default for SlowQueryFilter {
             min_calls: 1,
             min_mean_ms: 0.0,
             limit: 50,
+            include_own: false,
         }
     }
 }
@@ -56,7 +65,7 @@ pub struct SlowQuery {
 pub async fn slow_queries(client: &Client, filter: &SlowQueryFilter) -> Result<Vec<SlowQuery>> {
     let installed = client
         .query_opt(
-            "SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements'",
+            "/* perf-db */ SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements'",
             &[],
         )
         .await
@@ -69,13 +78,20 @@ pub async fn slow_queries(client: &Client, filter: &SlowQueryFilter) -> Result<V
     }
     let rows = client
         .query(
-            "SELECT s.queryid, s.query, s.calls, s.total_exec_time, s.mean_exec_time, s.max_exec_time, s.rows
+            "/* perf-db */ SELECT s.queryid, s.query, s.calls, s.total_exec_time, s.mean_exec_time, s.max_exec_time, s.rows
              FROM pg_stat_statements s
              JOIN pg_database d ON d.oid = s.dbid AND d.datname = current_database()
              WHERE s.calls >= $1 AND s.mean_exec_time >= $2
+               AND ($4 OR left(s.query, length($5)) <> $5)
              ORDER BY s.total_exec_time DESC
              LIMIT $3",
-            &[&filter.min_calls, &filter.min_mean_ms, &filter.limit.max(0)],
+            &[
+                &filter.min_calls,
+                &filter.min_mean_ms,
+                &filter.limit.max(0),
+                &filter.include_own,
+                &OWN_STATEMENT_MARKER,
+            ],
         )
         .await
         .map_err(db_error)?;

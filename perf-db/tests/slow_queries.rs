@@ -98,4 +98,38 @@ async fn the_slow_statement_is_found_and_filters_apply() {
     .await
     .unwrap();
     assert_eq!(few.len(), 1);
+
+    // perf-db's own statements (here index health's catalog reads) are
+    // marked, and left out unless asked for.
+    perf_db::index_health(&client, &perf_db::HealthOptions::default())
+        .await
+        .unwrap();
+    perf_db::database_activity(&client).await.unwrap();
+    let workload = slow_queries(&client, &SlowQueryFilter::default())
+        .await
+        .unwrap();
+    assert!(
+        workload
+            .iter()
+            .all(|q| !q.query.starts_with(perf_db::OWN_STATEMENT_MARKER)),
+        "{workload:#?}"
+    );
+    assert!(workload.iter().any(|q| q.query.contains("pg_sleep")));
+    let everything = slow_queries(
+        &client,
+        &SlowQueryFilter {
+            include_own: true,
+            ..SlowQueryFilter::default()
+        },
+    )
+    .await
+    .unwrap();
+    let own = everything
+        .iter()
+        .filter(|q| q.query.starts_with(perf_db::OWN_STATEMENT_MARKER))
+        .count();
+    assert!(
+        own >= 3,
+        "index health and activity reads expected: {everything:#?}"
+    );
 }
