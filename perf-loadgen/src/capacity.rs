@@ -56,8 +56,15 @@ pub struct CapacityPlan {
     pub knee_rps: f64,
     /// That window's p95, ms.
     pub knee_p95_ms: f64,
-    /// Lowest throughput of a window that broke the SLO after the knee, if any.
+    /// Lowest throughput of a window that broke the SLO after the knee, if
+    /// any. `None`: the test never pushed past what the service held, so
+    /// the knee is only a lower bound (raise the steps to find it).
     pub broke_at_rps: Option<f64>,
+    /// The instances the test ran against: its targets (one URL in front of
+    /// several instances counts as one; divide by hand then).
+    pub instances_tested: u32,
+    /// The knee per instance tested.
+    pub knee_rps_per_instance: f64,
     /// The windows, in order.
     pub windows: Vec<CapacityWindow>,
 }
@@ -122,11 +129,14 @@ pub fn capacity_plan(report: &RunReport, slo: &Slo) -> Result<CapacityPlan> {
         .filter(|w| !w.within_slo && w.t_s > knee.t_s)
         .map(|w| w.rps)
         .reduce(f64::min);
+    let instances_tested = u32::try_from(report.targets.len().max(1)).unwrap_or(u32::MAX);
     Ok(CapacityPlan {
         slo: *slo,
         knee_rps: knee.rps,
         knee_p95_ms: knee.p95_ms,
         broke_at_rps,
+        instances_tested,
+        knee_rps_per_instance: knee.rps / f64::from(instances_tested),
         windows,
     })
 }
@@ -150,33 +160,40 @@ impl CapacityPlan {
     /// The plan as advice for `target_rps` with `headroom`.
     pub fn recommendation(&self, target_rps: f64, headroom: f64) -> perf_core::Recommendation {
         let per = self.target_per_instance(headroom);
-        perf_core::Recommendation::new(
-            "capacity",
-            perf_core::Severity::Info,
-            format!(
-                "one instance holds {:.0} req/s within p95 {} ms: {} instances for {:.0} req/s with {:.0} % headroom",
-                self.knee_rps,
+        let instances = self.instances_for(target_rps, headroom);
+        let title = match self.broke_at_rps {
+            Some(_) => format!(
+                "one instance holds {:.0} req/s within p95 {} ms: {instances} instances for {:.0} req/s with {:.0} % headroom",
+                self.knee_rps_per_instance,
                 self.slo.p95_ms,
-                self.instances_for(target_rps, headroom),
                 target_rps,
                 100.0 * headroom
             ),
-        )
+            None => format!(
+                "one instance held {:.0} req/s within p95 {} ms and the test never pushed it past that: at most {instances} instances for {:.0} req/s with {:.0} % headroom (run higher steps to find the knee)",
+                self.knee_rps_per_instance,
+                self.slo.p95_ms,
+                target_rps,
+                100.0 * headroom
+            ),
+        };
+        perf_core::Recommendation::new("capacity", perf_core::Severity::Info, title)
         .evidence("knee_rps", self.knee_rps)
+        .evidence("instances_tested", self.instances_tested)
+        .evidence("knee_rps_per_instance", self.knee_rps_per_instance)
         .evidence("knee_p95_ms", self.knee_p95_ms)
         .evidence("broke_at_rps", self.broke_at_rps)
         .evidence("target_rps", target_rps)
         .evidence("headroom", headroom)
         .action(format!(
-            "scaling: {{policy: {{min_replicas: {}, metrics: [{{name: rps, kind: pods, target: {{average_value: {per:.0}}}}}]}}}}",
-            self.instances_for(target_rps, headroom)
+            "scaling: {{policy: {{min_replicas: {instances}, metrics: [{{name: rps, kind: pods, target: {{average_value: {per:.0}}}}}]}}}}"
         ))
     }
 
     /// The per-instance rate to give an autoscaler as its target
     /// (an `average_value` for a requests-per-second metric).
     pub fn target_per_instance(&self, headroom: f64) -> f64 {
-        self.knee_rps * (1.0 - headroom.clamp(0.0, 0.9))
+        self.knee_rps_per_instance * (1.0 - headroom.clamp(0.0, 0.9))
     }
 }
 
@@ -236,6 +253,40 @@ mod tests {
         )
         .unwrap();
         assert_eq!(strict.knee_rps, 3000.0);
+        let advice = plan.recommendation(10_000.0, 0.3);
+        assert!(
+            advice.title.starts_with("one instance holds 4000"),
+            "{}",
+            advice.title
+        );
+    }
+
+    #[test]
+    fn two_targets_halve_the_knee_and_a_test_that_never_broke_says_so() {
+        let mut report = step_report();
+        report.targets = vec!["http://127.0.0.1:1".into(), "http://127.0.0.1:2".into()];
+        let plan = capacity_plan(&report, &Slo::default()).unwrap();
+        assert_eq!(plan.instances_tested, 2);
+        assert_eq!(plan.knee_rps, 4000.0);
+        assert_eq!(plan.knee_rps_per_instance, 2000.0);
+        // 10,000 req/s with 30 % headroom: 1,400 per instance, 8 instances.
+        assert_eq!(plan.instances_for(10_000.0, 0.3), 8);
+
+        // Only the steps the service held: the knee is a lower bound.
+        report.timeline.truncate(40);
+        let plan = capacity_plan(&report, &Slo::default()).unwrap();
+        assert_eq!(plan.broke_at_rps, None);
+        let advice = plan.recommendation(10_000.0, 0.3);
+        assert!(
+            advice.title.contains("never pushed it past"),
+            "{}",
+            advice.title
+        );
+        assert!(
+            advice.title.contains("at most 8 instances"),
+            "{}",
+            advice.title
+        );
     }
 
     #[test]
