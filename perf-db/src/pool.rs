@@ -174,6 +174,33 @@ pub struct PoolObservation {
     pub max_size: usize,
 }
 
+impl PoolObservation {
+    /// Writes these figures to the `metrics` recorder, labelled
+    /// `pool=<name>`: `db_pool_connections{state=in_use|idle}`,
+    /// `db_pool_max_connections`, `db_pool_waiting`,
+    /// `db_pool_{checkouts,timeouts,errors}_total` and the wait and hold
+    /// time quantiles `db_pool_{wait,held}_ms{quantile=0.5|0.95|0.99}`.
+    /// Call it before each scrape.
+    pub fn publish_metrics(&self, name: &'static str) {
+        let in_use = self.size.saturating_sub(self.idle);
+        metrics::gauge!("db_pool_connections", "pool" => name, "state" => "in_use")
+            .set(in_use as f64);
+        metrics::gauge!("db_pool_connections", "pool" => name, "state" => "idle")
+            .set(self.idle as f64);
+        metrics::gauge!("db_pool_max_connections", "pool" => name).set(self.max_size as f64);
+        metrics::gauge!("db_pool_waiting", "pool" => name).set(self.waiting as f64);
+        metrics::counter!("db_pool_checkouts_total", "pool" => name).absolute(self.checkouts);
+        metrics::counter!("db_pool_timeouts_total", "pool" => name).absolute(self.timeouts);
+        metrics::counter!("db_pool_errors_total", "pool" => name).absolute(self.errors);
+        for (quantile, i) in [("0.5", 0), ("0.95", 1), ("0.99", 2)] {
+            metrics::gauge!("db_pool_wait_ms", "pool" => name, "quantile" => quantile)
+                .set(self.wait_ms[i]);
+            metrics::gauge!("db_pool_held_ms", "pool" => name, "quantile" => quantile)
+                .set(self.held_ms[i]);
+        }
+    }
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }

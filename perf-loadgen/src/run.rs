@@ -235,25 +235,8 @@ pub async fn start_with_policy(
 pub fn check(name: &str, scenario: &Scenario) -> Result<String> {
     scenario.validate(name)?;
     let plan = scenario.plan(name)?;
-    let targets = scenario.target.as_ref().ok_or_else(|| Error::Invalid {
-        scenario: name.to_owned(),
-        key: "target".to_owned(),
-        value: "missing".to_owned(),
-        allowed: "a base URL such as http://127.0.0.1:8080, in the scenario, the file or --target"
-            .to_owned(),
-    })?;
-    let urls = targets.urls();
-    let mut endpoints = Vec::new();
-    for (i, url) in urls.iter().enumerate() {
-        endpoints.push(Endpoint::parse(url).map_err(|allowed| Error::Invalid {
-            scenario: name.to_owned(),
-            key: format!("target[{i}]"),
-            value: (*url).to_owned(),
-            allowed,
-        })?);
-    }
-    let feeder = scenario.data.as_ref().map(Feeder::load).transpose()?;
-    let mix = RequestMix::new(name, scenario.request_mix(), endpoints, feeder)?;
+    let (urls, endpoints) = parse_targets(name, scenario)?;
+    let mix = request_mix(name, scenario, endpoints)?;
     let load = match &plan {
         LoadPlan::Closed { steps, total } => format!(
             "closed model, up to {} users for {}",
@@ -279,13 +262,9 @@ pub fn check(name: &str, scenario: &Scenario) -> Result<String> {
     ))
 }
 
-async fn start_checked(
-    name: &str,
-    scenario: &Scenario,
-    policy: Option<&crate::TargetPolicy>,
-) -> Result<RunHandle> {
-    scenario.validate(name)?;
-    let plan = scenario.plan(name)?;
+/// The scenario's target URLs and their parsed endpoints; a missing target
+/// or one that is not a URL is an error naming `target` or `target[i]`.
+fn parse_targets(name: &str, scenario: &Scenario) -> Result<(Vec<String>, Vec<Endpoint>)> {
     let targets = scenario.target.as_ref().ok_or_else(|| Error::Invalid {
         scenario: name.to_owned(),
         key: "target".to_owned(),
@@ -293,21 +272,47 @@ async fn start_checked(
         allowed: "a base URL such as http://127.0.0.1:8080, in the scenario, the file or --target"
             .to_owned(),
     })?;
-    let target_urls: Vec<String> = targets.urls().into_iter().map(str::to_owned).collect();
-    let mut endpoints = Vec::new();
+    let urls: Vec<String> = targets.urls().into_iter().map(str::to_owned).collect();
+    let endpoints = urls
+        .iter()
+        .enumerate()
+        .map(|(i, url)| Endpoint::parse(url).map_err(|allowed| target_error(name, i, url, allowed)))
+        .collect::<Result<Vec<_>>>()?;
+    Ok((urls, endpoints))
+}
+
+fn target_error(name: &str, i: usize, url: &str, allowed: String) -> Error {
+    Error::Invalid {
+        scenario: name.to_owned(),
+        key: format!("target[{i}]"),
+        value: url.to_owned(),
+        allowed,
+    }
+}
+
+/// The request mix over `endpoints`, with the data file loaded.
+fn request_mix(name: &str, scenario: &Scenario, endpoints: Vec<Endpoint>) -> Result<RequestMix> {
+    let feeder = scenario.data.as_ref().map(Feeder::load).transpose()?;
+    Ok(
+        RequestMix::new(name, scenario.request_mix(), endpoints, feeder)?
+            .with_trace_headers(scenario.trace_headers.unwrap_or(true)),
+    )
+}
+
+async fn start_checked(
+    name: &str,
+    scenario: &Scenario,
+    policy: Option<&crate::TargetPolicy>,
+) -> Result<RunHandle> {
+    scenario.validate(name)?;
+    let plan = scenario.plan(name)?;
+    let (target_urls, endpoints) = parse_targets(name, scenario)?;
     let mut addrs = Vec::new();
-    for (i, url) in target_urls.iter().enumerate() {
-        let invalid = |allowed: String| Error::Invalid {
-            scenario: name.to_owned(),
-            key: format!("target[{i}]"),
-            value: url.clone(),
-            allowed,
-        };
-        let endpoint = Endpoint::parse(url).map_err(invalid)?;
+    for (i, (url, endpoint)) in target_urls.iter().zip(&endpoints).enumerate() {
         let resolved = endpoint
             .resolve()
             .await
-            .map_err(|e| invalid(format!("a host that resolves ({e})")))?;
+            .map_err(|e| target_error(name, i, url, format!("a host that resolves ({e})")))?;
         if let Some(policy) = policy {
             for addr in &resolved {
                 policy
@@ -319,11 +324,8 @@ async fn start_checked(
             }
         }
         addrs.push(resolved[0]);
-        endpoints.push(endpoint);
     }
-    let feeder = scenario.data.as_ref().map(Feeder::load).transpose()?;
-    let mix = RequestMix::new(name, scenario.request_mix(), endpoints, feeder)?
-        .with_trace_headers(scenario.trace_headers.unwrap_or(true));
+    let mix = request_mix(name, scenario, endpoints)?;
     let names = mix.names();
     let cancel = CancellationToken::new();
     let meta = ReportMeta {

@@ -139,24 +139,6 @@ pub fn publish_memory_watch(watch: &crate::memory::MemoryWatch) {
     gauge!("memory_leak_suspected").set(if suspected { 1.0 } else { 0.0 });
 }
 
-/// A connection pool's figures, labelled `pool=<name>`: connections by state
-/// (`in_use`, `idle`) and the maximum, callers waiting, checkouts, timeouts
-/// and errors, and the wait and hold time quantiles in milliseconds.
-pub fn publish_pool(name: &'static str, o: &perf_db::PoolObservation) {
-    let in_use = o.size.saturating_sub(o.idle);
-    gauge!("db_pool_connections", "pool" => name, "state" => "in_use").set(in_use as f64);
-    gauge!("db_pool_connections", "pool" => name, "state" => "idle").set(o.idle as f64);
-    gauge!("db_pool_max_connections", "pool" => name).set(o.max_size as f64);
-    gauge!("db_pool_waiting", "pool" => name).set(o.waiting as f64);
-    metrics::counter!("db_pool_checkouts_total", "pool" => name).absolute(o.checkouts);
-    metrics::counter!("db_pool_timeouts_total", "pool" => name).absolute(o.timeouts);
-    metrics::counter!("db_pool_errors_total", "pool" => name).absolute(o.errors);
-    for (quantile, i) in [("0.5", 0), ("0.95", 1), ("0.99", 2)] {
-        gauge!("db_pool_wait_ms", "pool" => name, "quantile" => quantile).set(o.wait_ms[i]);
-        gauge!("db_pool_held_ms", "pool" => name, "quantile" => quantile).set(o.held_ms[i]);
-    }
-}
-
 /// The autoscaler's replicas: `current`, `desired` and `ready`.
 pub fn publish_replicas(status: &perf_scaling::ControllerStatus) {
     let ready = status.instances.iter().filter(|i| i.instance.ready).count();

@@ -24,14 +24,11 @@ fn kill_nine_loses_nothing(data_dir: &std::path::Path, extra: &[&str]) {
     let server = ServerProcess::start(data_dir, extra);
     let mut created = Vec::new();
     for i in 0..5 {
-        let resp = http::send(
-            server.addr,
+        let resp = server.send_json(
             "POST",
             "/performance/metrics/snapshots",
-            &[("Content-Type", "application/json")],
             &format!(r#"{{"label": "durable {i}"}}"#),
-        )
-        .unwrap();
+        );
         assert_eq!(resp.status, 201, "{}", resp.body);
         created.push((
             resp.header("location").unwrap().to_owned(),
@@ -445,14 +442,7 @@ fn start_long_test(server: &ServerProcess, target: &str) -> String {
     let body = format!(
         r#"{{"name": "long", "target": "{target}", "duration": "10m", "users": 2, "think_time": "10ms"}}"#
     );
-    let resp = http::send(
-        server.addr,
-        "POST",
-        "/performance/tests",
-        &[("Content-Type", "application/json")],
-        &body,
-    )
-    .unwrap();
+    let resp = server.send_json("POST", "/performance/tests", &body);
     assert_eq!(resp.status, 202, "{}", resp.body);
     let location = resp.header("location").unwrap().to_owned();
     // Progress is saved every 2 s: wait for two saves.
@@ -552,14 +542,7 @@ fn a_test_split_over_three_workers_merges_their_reports_exactly() {
         r#"{{"target": "{}", "duration": "2s", "users": 6, "shards": 4}}"#,
         target.url()
     );
-    let resp = http::send(
-        coordinator.addr,
-        "POST",
-        "/performance/tests",
-        &[("Content-Type", "application/json")],
-        &too_many,
-    )
-    .unwrap();
+    let resp = coordinator.send_json("POST", "/performance/tests", &too_many);
     assert_eq!(resp.status, 422, "{}", resp.body);
     assert!(
         resp.body.contains("\"field\":\"shards\"") && resp.body.contains("knows 3 workers"),
@@ -571,14 +554,7 @@ fn a_test_split_over_three_workers_merges_their_reports_exactly() {
         r#"{{"name": "dist", "target": "{}", "duration": "2s", "users": 6, "think_time": "10ms", "shards": 3}}"#,
         target.url()
     );
-    let resp = http::send(
-        coordinator.addr,
-        "POST",
-        "/performance/tests",
-        &[("Content-Type", "application/json")],
-        &body,
-    )
-    .unwrap();
+    let resp = coordinator.send_json("POST", "/performance/tests", &body);
     assert_eq!(resp.status, 202, "{}", resp.body);
     let location = resp.header("location").unwrap().to_owned();
     let done = wait_for(coordinator.addr, &location, |v| {
@@ -638,14 +614,7 @@ fn a_worker_that_dies_fails_the_test_and_keeps_the_partial_merge() {
         target.url(),
         urls.join(", ")
     );
-    let resp = http::send(
-        coordinator.addr,
-        "POST",
-        "/performance/tests",
-        &[("Content-Type", "application/json")],
-        &body,
-    )
-    .unwrap();
+    let resp = coordinator.send_json("POST", "/performance/tests", &body);
     assert_eq!(resp.status, 202, "{}", resp.body);
     let location = resp.header("location").unwrap().to_owned();
     std::thread::sleep(Duration::from_secs(4));
@@ -689,16 +658,7 @@ fn a_worker_that_dies_fails_the_test_and_keeps_the_partial_merge() {
 fn the_binary_takes_heap_profiles_and_reports_its_allocator() {
     let dir = tempfile::tempdir().unwrap();
     let server = ServerProcess::start(dir.path(), &[]);
-    let post = |path: &str, body: &str| {
-        http::send(
-            server.addr,
-            "POST",
-            path,
-            &[("Content-Type", "application/json")],
-            body,
-        )
-        .unwrap()
-    };
+    let post = |path: &str, body: &str| server.send_json("POST", path, body);
     let listing = json(
         &http::get(server.addr, "/performance/profiling")
             .unwrap()
@@ -852,26 +812,8 @@ fn the_autoscaler_runs_local_instances_and_answers_its_endpoints() {
     )
     .unwrap();
     let server = ServerProcess::start(dir.path(), &["--config", config.to_str().unwrap()]);
-    let post = |path: &str, body: &str| {
-        http::send(
-            server.addr,
-            "POST",
-            path,
-            &[("Content-Type", "application/json")],
-            body,
-        )
-        .unwrap()
-    };
-    let put = |path: &str, body: &str| {
-        http::send(
-            server.addr,
-            "PUT",
-            path,
-            &[("Content-Type", "application/json")],
-            body,
-        )
-        .unwrap()
-    };
+    let post = |path: &str, body: &str| server.send_json("POST", path, body);
+    let put = |path: &str, body: &str| server.send_json("PUT", path, body);
     // The loop starts the minimum and they become ready.
     let deadline = Instant::now() + Duration::from_secs(20);
     let status = loop {

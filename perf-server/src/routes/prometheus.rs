@@ -11,10 +11,10 @@ pub(crate) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     }
     crate::telemetry::publish_memory_watch(state.monitor.memory());
     if let Some(pool) = state.store.connection_pool() {
-        crate::telemetry::publish_pool("store", &pool.observation);
+        pool.observation.publish_metrics("store");
     }
     if let Some(db) = &state.database {
-        crate::telemetry::publish_pool("analyzed", &db.pool_observation());
+        db.pool_observation().publish_metrics("analyzed");
     }
     if let Some(scaling) = &state.scaling
         && let Ok(status) = scaling.controller.status().await

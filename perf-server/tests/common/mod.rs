@@ -76,6 +76,23 @@ impl ServerProcess {
         self.log.lock().unwrap().join("\n")
     }
 
+    /// Sends `body` as JSON with `method` to `path`.
+    pub(crate) fn send_json(
+        &self,
+        method: &str,
+        path: &str,
+        body: &str,
+    ) -> testkit::http::Response {
+        testkit::http::send(
+            self.addr,
+            method,
+            path,
+            &[("Content-Type", "application/json")],
+            body,
+        )
+        .unwrap()
+    }
+
     /// Sends a signal through `kill`.
     pub(crate) fn signal(&self, signal: &str) {
         let status = Command::new("kill")
