@@ -50,6 +50,16 @@ impl LatencyHistogram {
         Self { inner }
     }
 
+    /// Bytes of memory one histogram holds (its counts array), for
+    /// estimating what a run will need before it starts.
+    pub fn memory_bytes() -> u64 {
+        thread_local! {
+            static BYTES: u64 = (LatencyHistogram::new().inner.distinct_values()
+                * std::mem::size_of::<u64>()) as u64;
+        }
+        BYTES.with(|b| *b)
+    }
+
     /// The highest latency this histogram can record.
     pub const fn max_trackable() -> Duration {
         Duration::from_micros(MAX_MICROS)
@@ -125,12 +135,12 @@ impl LatencyHistogram {
 
     /// Arithmetic mean.
     pub fn mean(&self) -> Duration {
-        Duration::from_secs_f64(self.inner.mean().max(0.0) / 1e6)
+        crate::saturating_secs(self.inner.mean() / 1e6)
     }
 
     /// Standard deviation.
     pub fn stdev(&self) -> Duration {
-        Duration::from_secs_f64(self.inner.stdev().max(0.0) / 1e6)
+        crate::saturating_secs(self.inner.stdev() / 1e6)
     }
 
     /// Forgets every sample, keeping the allocation.

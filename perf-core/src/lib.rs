@@ -53,5 +53,5 @@ pub use histogram::{LatencyHistogram, LatencySummary};
 pub use id::Id;
 pub use recommendation::{Recommendation, Severity};
 pub use ring::{SampleRing, Timestamped};
-pub use time::{format_rfc3339, unix_millis};
+pub use time::{format_rfc3339, saturating_secs, unix_millis};
 pub use units::{ByteSize, HumanDuration, parse_duration, parse_size};

@@ -42,3 +42,24 @@ pub fn format_rfc3339(unix_ms: u64) -> String {
         unix_ms % 1000
     )
 }
+
+/// Seconds as a [`std::time::Duration`], never panicking: NaN and negative
+/// values give zero, values beyond what a `Duration` holds give
+/// `Duration::MAX`. Every float → `Duration` conversion of the toolkit goes
+/// through this (a rate of `1e-30/s` once aborted a server through
+/// `Duration::from_secs_f64(1.0 / rate)`).
+///
+/// ```
+/// use std::time::Duration;
+/// use perf_core::saturating_secs;
+/// assert_eq!(saturating_secs(1.5), Duration::from_millis(1500));
+/// assert_eq!(saturating_secs(1.0 / 1e-30), Duration::MAX);
+/// assert_eq!(saturating_secs(f64::NAN), Duration::ZERO);
+/// assert_eq!(saturating_secs(-3.0), Duration::ZERO);
+/// ```
+pub fn saturating_secs(secs: f64) -> std::time::Duration {
+    if secs.is_nan() || secs <= 0.0 {
+        return std::time::Duration::ZERO;
+    }
+    std::time::Duration::try_from_secs_f64(secs).unwrap_or(std::time::Duration::MAX)
+}

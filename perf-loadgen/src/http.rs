@@ -29,6 +29,17 @@ pub(crate) struct Endpoint {
 impl Endpoint {
     /// Parses a base URL; the error says what is allowed.
     pub(crate) fn parse(url: &str) -> Result<Self, String> {
+        if url.len() > 2048 {
+            return Err("a base URL of at most 2048 characters".to_owned());
+        }
+        if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            // CR, LF, NUL or a space would end the request line and let the
+            // rest of the "URL" be sent as headers or a second request.
+            return Err(
+                "a base URL without spaces, line breaks or control characters (percent-encode them)"
+                    .to_owned(),
+            );
+        }
         let rest = if let Some(rest) = url.strip_prefix("http://") {
             rest
         } else if url.starts_with("https://") {
@@ -59,6 +70,24 @@ impl Endpoint {
                 None => (authority.to_owned(), 80),
             }
         };
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let host_ok = if host.starts_with('[') {
+            bare.parse::<std::net::Ipv6Addr>().is_ok()
+        } else {
+            !bare.is_empty()
+                && bare.len() <= 253
+                && bare
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
+        };
+        if !host_ok {
+            return Err(format!(
+                "a host name of letters, digits, - and ., an IPv4 address or [an IPv6 address], not {host:?}"
+            ));
+        }
+        if port == 0 {
+            return Err("a port from 1 to 65535 (port 0 cannot be connected to)".to_owned());
+        }
         if path.contains(['?', '#']) {
             return Err(
                 "a base URL without query or fragment (put those in the request path)".to_owned(),
@@ -448,6 +477,13 @@ mod tests {
             "127.0.0.1:80",
             "http://u@h",
             "http://h/?q",
+            "http://127.0.0.1:0",
+            "http://127.0.0.1:8/x HTTP/1.1\r\nHost: injected\r\n\r\nDELETE /admin HTTP/1.1\r\nX-Pad:",
+            "http://127.0.0.1:8/a\0b",
+            "http://exa mple.com",
+            "http://h%0d%0a:80",
+            "http://[::1%0a]:80",
+            "http://[not-v6]:80",
         ] {
             assert!(Endpoint::parse(bad).is_err(), "{bad}");
         }

@@ -62,10 +62,11 @@ pub use compare::{
 };
 pub use error::{Error, Result};
 pub use report::{LatencyMs, ReportHistograms, RequestReport, RunReport, ThresholdResult};
-pub use run::{LiveSnapshot, RunHandle, check, start, start_with_policy};
-pub use safety::{IpNet, Limits, TargetPolicy};
+pub use run::{LiveSnapshot, RunHandle, check, check_with, start, start_with_policy};
+pub use safety::{FeedAccess, IpNet, Limits, MAX_FEED_BYTES, MemoryEstimate, TargetPolicy};
 pub use scenario::{
-    FeederMode, FeederSpec, LoadPlan, MAX_DURATION, MAX_RATE, MAX_USERS, Operator, Preset, Rate,
+    FeederMode, FeederSpec, LoadPlan, MAX_DURATION, MAX_HEADERS, MAX_RATE, MAX_REQUESTS, MAX_STAGES,
+    MAX_THRESHOLDS, MAX_USERS, MIN_RATE, Operator, Preset, Rate,
     RequestSpec, Scenario, ScenarioFile, Stage, Targets, ThinkDistribution, ThinkTime, Threshold,
     ThresholdMetric, preset,
 };

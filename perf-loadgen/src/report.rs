@@ -373,7 +373,7 @@ impl RunReport {
             open_model: first.model == "open",
             targets,
             started_at_ms: reports.iter().map(|r| r.started_at_ms).min().unwrap_or(0),
-            duration: Duration::from_secs_f64(
+            duration: perf_core::saturating_secs(
                 reports.iter().map(|r| r.duration_s).fold(0.0, f64::max),
             ),
             dropped: reports.iter().map(|r| r.dropped).sum(),

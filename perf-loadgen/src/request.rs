@@ -5,34 +5,118 @@ use std::borrow::Cow;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::http::Endpoint;
+use crate::safety::{FeedAccess, MAX_FEED_BYTES};
 use crate::scenario::{FeederMode, FeederSpec, RequestSpec};
 use crate::{Error, Result};
 
-/// Rows of a CSV data file.
+/// Reads at most [`MAX_FEED_BYTES`] of a regular file (a device or a pipe
+/// that never ends is refused before it is read).
+fn read_bounded(label: &str, path: &std::path::Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let fail = |message: String| Error::Feeder {
+        path: label.to_owned(),
+        message,
+    };
+    let file = std::fs::File::open(path).map_err(|e| fail(io_problem(&e)))?;
+    let meta = file.metadata().map_err(|e| fail(io_problem(&e)))?;
+    if !meta.is_file() {
+        return Err(fail("is not a regular file".to_owned()));
+    }
+    if meta.len() > MAX_FEED_BYTES {
+        return Err(fail(format!(
+            "is {} bytes, over the limit of {MAX_FEED_BYTES}",
+            meta.len()
+        )));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    file.take(MAX_FEED_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| fail(io_problem(&e)))?;
+    if bytes.len() as u64 > MAX_FEED_BYTES {
+        return Err(fail(format!("is over the limit of {MAX_FEED_BYTES} bytes")));
+    }
+    Ok(bytes)
+}
+
+/// What went wrong opening or reading a file, without the OS's wording
+/// (which is fine) or anything read from it (which would not be).
+pub(crate) fn io_problem(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "does not exist".to_owned(),
+        std::io::ErrorKind::PermissionDenied => "cannot be read (permission denied)".to_owned(),
+        other => format!("cannot be read ({other})"),
+    }
+}
+
+/// Where a CSV is broken, never what it says.
+fn csv_problem(e: &csv::Error) -> String {
+    let line = |pos: Option<&csv::Position>| pos.map_or(String::new(), |p| format!("line {}: ", p.line()));
+    match e.kind() {
+        csv::ErrorKind::Utf8 { pos, .. } => format!("{}not UTF-8", line(pos.as_ref())),
+        csv::ErrorKind::UnequalLengths {
+            pos,
+            expected_len,
+            len,
+        } => format!(
+            "{}a row of {len} fields where the header has {expected_len}",
+            line(pos.as_ref())
+        ),
+        csv::ErrorKind::Io(e) => io_problem(e),
+        _ => "is not CSV with a header row".to_owned(),
+    }
+}
+
+/// Rows of CSV data.
 #[derive(Debug)]
 pub(crate) struct Feeder {
     columns: Vec<String>,
     rows: Vec<Vec<String>>,
     mode: FeederMode,
     next: AtomicUsize,
+    /// The CSV came with the scenario (its columns may be named in errors;
+    /// a file's content never is).
+    inline: bool,
 }
 
 impl Feeder {
-    pub(crate) fn load(spec: &FeederSpec) -> Result<Self> {
+    /// Loads the data `spec` names, reading a file only as `access` allows.
+    /// No error carries the data's content: only positions, sizes and kinds.
+    pub(crate) fn load(spec: &FeederSpec, access: &FeedAccess) -> Result<Self> {
+        let (label, text, inline) = match (&spec.file, &spec.csv) {
+            (None, Some(csv)) => {
+                if csv.len() as u64 > MAX_FEED_BYTES {
+                    return Err(Error::Feeder {
+                        path: "data.csv".to_owned(),
+                        message: format!("larger than the limit of {MAX_FEED_BYTES} bytes"),
+                    });
+                }
+                ("data.csv".to_owned(), Cow::Borrowed(csv.as_bytes()), true)
+            }
+            (Some(file), None) => {
+                let path = access.resolve(file)?;
+                (file.clone(), Cow::Owned(read_bounded(file, &path)?), false)
+            }
+            _ => {
+                return Err(Error::Feeder {
+                    path: "data".to_owned(),
+                    message: "give exactly one of data.file or data.csv".to_owned(),
+                });
+            }
+        };
         let fail = |message: String| Error::Feeder {
-            path: spec.file.clone(),
+            path: label.clone(),
             message,
         };
-        let mut reader = csv::Reader::from_path(&spec.file).map_err(|e| fail(e.to_string()))?;
+        let mut reader = csv::Reader::from_reader(&text[..]);
         let columns: Vec<String> = reader
             .headers()
-            .map_err(|e| fail(e.to_string()))?
+            .map_err(|e| fail(csv_problem(&e)))?
             .iter()
             .map(str::to_owned)
             .collect();
         let mut rows = Vec::new();
-        for (i, record) in reader.records().enumerate() {
-            let record = record.map_err(|e| fail(format!("row {}: {e}", i + 2)))?;
+        for record in reader.records() {
+            let record = record.map_err(|e| fail(csv_problem(&e)))?;
             rows.push(record.iter().map(str::to_owned).collect());
         }
         if rows.is_empty() {
@@ -43,7 +127,54 @@ impl Feeder {
             rows,
             mode: spec.mode,
             next: AtomicUsize::new(0),
+            inline,
         })
+    }
+
+    /// Refuses a row whose value for a column in `in_path` has whitespace or
+    /// control characters, or for a column in `in_headers` a line break, NUL
+    /// or other control character (a smuggled header or request otherwise).
+    fn check_values(
+        &self,
+        scenario: &str,
+        request: usize,
+        in_path: &[&str],
+        in_headers: &[&str],
+    ) -> Result<()> {
+        let index = |name: &&str| self.columns.iter().position(|c| c == name);
+        let path_cols: Vec<usize> = in_path.iter().filter_map(index).collect();
+        let header_cols: Vec<usize> = in_headers.iter().filter_map(index).collect();
+        for (r, row) in self.rows.iter().enumerate() {
+            let bad_path = path_cols.iter().find(|&&c| {
+                row.get(c)
+                    .is_some_and(|v| v.chars().any(|ch| ch.is_whitespace() || ch.is_control()))
+            });
+            let bad_header = header_cols.iter().find(|&&c| {
+                row.get(c)
+                    .is_some_and(|v| !crate::scenario::is_field_value(v))
+            });
+            if let Some((&c, place)) = bad_path
+                .map(|c| (c, "path"))
+                .or(bad_header.map(|c| (c, "header")))
+            {
+                return Err(Error::Invalid {
+                    scenario: scenario.to_owned(),
+                    key: format!("requests[{request}]"),
+                    value: format!(
+                        "data row {} column {:?} (used in a {place})",
+                        r + 1,
+                        self.columns.get(c).map_or("", String::as_str)
+                    ),
+                    allowed: if place == "path" {
+                        "values without spaces or control characters in a path (percent-encode them)"
+                            .to_owned()
+                    } else {
+                        "values without line breaks, NUL or control characters in a header".to_owned()
+                    },
+                });
+            }
+        }
+        Ok(())
     }
 
     fn row(&self, user: usize, rng: &mut fastrand::Rng) -> &[String] {
@@ -161,13 +292,25 @@ impl RequestMix {
                         key: format!("requests[{i}]"),
                         value: format!("${{{name}}}"),
                         allowed: match &feeder {
-                            Some(f) => {
-                                format!("columns of the data file: {}", f.columns.join(", "))
+                            Some(f) if f.inline => {
+                                format!("columns of data.csv: {}", f.columns.join(", "))
                             }
-                            None => "no placeholders without a `data` file".to_owned(),
+                            Some(f) => format!(
+                                "a column of the data file's header row (it has {} columns)",
+                                f.columns.len()
+                            ),
+                            None => "no placeholders without `data`".to_owned(),
                         },
                     });
                 }
+            }
+            if let Some(f) = &feeder {
+                // What lands in the request line or a header must not break
+                // the request: checked once for every row, not per request.
+                let in_path = placeholders(&spec.path);
+                let in_headers: Vec<&str> =
+                    spec.headers.values().flat_map(|v| placeholders(v)).collect();
+                f.check_values(scenario_name, i, &in_path, &in_headers)?;
             }
             let head = spec.method == "HEAD";
             let fixed = used.is_empty().then(|| {
@@ -456,10 +599,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("users.csv");
         std::fs::write(&file, "id,name\n1,ann\n2,bob\n").unwrap();
-        let feeder = Feeder::load(&FeederSpec {
-            file: file.to_string_lossy().into_owned(),
-            mode: FeederMode::PerUser,
-        })
+        let feeder = Feeder::load(
+            &FeederSpec {
+                file: Some(file.to_string_lossy().into_owned()),
+                csv: None,
+                mode: FeederMode::PerUser,
+            },
+            &FeedAccess::Any,
+        )
         .unwrap();
         let mut s = spec("/users/${id}", 1);
         s.method = "POST".into();
@@ -487,5 +634,117 @@ mod tests {
             RequestMix::new("checkout", vec![spec("/x/${sku}", 1)], vec![e], None).unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("checkout") && msg.contains("${sku}"), "{msg}");
+    }
+
+    fn file_spec(file: &str) -> FeederSpec {
+        FeederSpec {
+            file: Some(file.to_owned()),
+            csv: None,
+            mode: FeederMode::Sequential,
+        }
+    }
+
+    #[test]
+    fn a_service_reads_no_file_outside_its_feeds_directory_and_never_echoes_content() {
+        let outside = tempfile::tempdir().unwrap();
+        let secret = outside.path().join("secret.csv");
+        std::fs::write(&secret, "root:SECRET-HASH:19000\nx\n").unwrap();
+        let secret = secret.to_string_lossy().into_owned();
+        // Inline only: a path is refused before the file system is asked.
+        for path in [secret.as_str(), "/etc/shadow", "/no/such/file", "users.csv"] {
+            let e = Feeder::load(&file_spec(path), &FeedAccess::InlineOnly).unwrap_err();
+            let msg = e.to_string();
+            assert!(msg.contains("data.csv") && !msg.contains("SECRET"), "{msg}");
+        }
+        // Within a directory: plain names only, no escape by .. or a link.
+        let feeds = tempfile::tempdir().unwrap();
+        std::fs::write(feeds.path().join("users.csv"), "id\n1\n").unwrap();
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(&secret, feeds.path().join("link.csv")).unwrap();
+        let within = FeedAccess::Within(feeds.path().to_owned());
+        assert!(Feeder::load(&file_spec("users.csv"), &within).is_ok());
+        let missing = Feeder::load(&file_spec("nope.csv"), &within).unwrap_err();
+        let absent = Feeder::load(&file_spec("/etc/shadow"), &within).unwrap_err();
+        assert!(absent.to_string().contains("feeds directory"), "{absent}");
+        for name in ["../secret.csv", "link.csv", ".hidden", "a/b.csv", "x\0.csv"] {
+            let msg = Feeder::load(&file_spec(name), &within)
+                .unwrap_err()
+                .to_string();
+            assert!(!msg.contains("SECRET"), "{msg}");
+        }
+        assert!(missing.to_string().contains("feeds directory"), "{missing}");
+        // On the command line any file, but a placeholder the header lacks
+        // does not print the header.
+        let feeder = Feeder::load(&file_spec(&secret), &FeedAccess::Any).unwrap();
+        let e = Endpoint::parse("http://h:1").unwrap();
+        let msg = RequestMix::new("t", vec![spec("/${zz}", 1)], vec![e], Some(feeder))
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("${zz}") && !msg.contains("SECRET"), "{msg}");
+    }
+
+    #[test]
+    fn devices_and_oversized_files_are_refused_before_they_are_read() {
+        #[cfg(unix)]
+        {
+            let e = Feeder::load(&file_spec("/dev/zero"), &FeedAccess::Any).unwrap_err();
+            assert!(e.to_string().contains("not a regular file"), "{e}");
+        }
+        let inline = FeederSpec {
+            file: None,
+            csv: Some("a\n".repeat(MAX_FEED_BYTES as usize / 2 + 1)),
+            mode: FeederMode::Sequential,
+        };
+        let e = Feeder::load(&inline, &FeedAccess::InlineOnly).unwrap_err();
+        assert!(e.to_string().contains("limit"), "{e}");
+        let broken = FeederSpec {
+            file: None,
+            csv: Some("a,b\nSECRET\n".to_owned()),
+            mode: FeederMode::Sequential,
+        };
+        let msg = Feeder::load(&broken, &FeedAccess::InlineOnly)
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("line 2") && !msg.contains("SECRET"), "{msg}");
+    }
+
+    #[test]
+    fn data_values_that_would_split_a_request_are_refused_at_load() {
+        let e = Endpoint::parse("http://h:1").unwrap();
+        for (csv, request) in [
+            ("id\n1 HTTP/1.1\r\nHost: x\n", spec("/users/${id}", 1)),
+            ("v\n\"a\r\nX-Injected: 1\"\n", {
+                let mut s = spec("/", 1);
+                s.headers.insert("X-V".into(), "${v}".into());
+                s
+            }),
+        ] {
+            let feeder = Feeder::load(
+                &FeederSpec {
+                    file: None,
+                    csv: Some(csv.to_owned()),
+                    mode: FeederMode::Sequential,
+                },
+                &FeedAccess::InlineOnly,
+            )
+            .unwrap();
+            let err = RequestMix::new("t", vec![request], vec![e.clone()], Some(feeder))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("data row 1"), "{err}");
+        }
+        // In a body a line break is data.
+        let feeder = Feeder::load(
+            &FeederSpec {
+                file: None,
+                csv: Some("v\n\"a\r\nb\"\n".to_owned()),
+                mode: FeederMode::Sequential,
+            },
+            &FeedAccess::InlineOnly,
+        )
+        .unwrap();
+        let mut s = spec("/", 1);
+        s.body = Some("${v}".into());
+        assert!(RequestMix::new("t", vec![s], vec![e], Some(feeder)).is_ok());
     }
 }

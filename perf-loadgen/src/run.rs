@@ -15,9 +15,9 @@ use tokio_util::sync::CancellationToken;
 use crate::http::{self, Connection, Endpoint};
 use crate::report::{ReportMeta, RunReport, observe};
 use crate::request::{Feeder, RequestMix};
-use crate::scenario::{LoadPlan, Scenario, ThinkTime};
+use crate::scenario::{ArrivalSchedule, LoadPlan, Scenario, ThinkTime};
 use crate::stats::{Recorder, Timeline, TimelineRow, ms};
-use crate::{Error, Result};
+use crate::{Error, FeedAccess, Result};
 
 /// The figures of a run, once a second while it goes.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -204,18 +204,21 @@ impl Drop for CountGuard<'_> {
 /// Targets are resolved and the data file read before this returns, so a bad
 /// target or file is an error here, not a run full of failures.
 pub async fn start(name: &str, scenario: &Scenario) -> Result<RunHandle> {
-    start_checked(name, scenario, None).await
+    start_checked(name, scenario, None, &FeedAccess::Any).await
 }
 
-/// Like [`start`], checking every resolved target address against `policy`
-/// first: the addresses checked are the ones connected to, so a name that
-/// resolves differently a moment later cannot slip past the check.
+/// Like [`start`], for a service running scenarios on others' behalf:
+/// every resolved target address is checked against `policy` first (the
+/// addresses checked are the ones connected to, so a name that resolves
+/// differently a moment later cannot slip past the check), and `data.file`
+/// is read only as `feeds` allows.
 pub async fn start_with_policy(
     name: &str,
     scenario: &Scenario,
     policy: &crate::TargetPolicy,
+    feeds: &FeedAccess,
 ) -> Result<RunHandle> {
-    start_checked(name, scenario, Some(policy)).await
+    start_checked(name, scenario, Some(policy), feeds).await
 }
 
 /// Checks `scenario` (named `name`) as [`start`] would, without resolving a
@@ -233,10 +236,17 @@ pub async fn start_with_policy(
 /// # Ok::<(), perf_loadgen::Error>(())
 /// ```
 pub fn check(name: &str, scenario: &Scenario) -> Result<String> {
+    check_with(name, scenario, &FeedAccess::Any)
+}
+
+/// [`check`], reading `data.file` only as `feeds` allows: what a service
+/// calls when a scenario arrives, so that a placeholder the data lacks or a
+/// file it may not read is refused then, not found when the run starts.
+pub fn check_with(name: &str, scenario: &Scenario, feeds: &FeedAccess) -> Result<String> {
     scenario.validate(name)?;
     let plan = scenario.plan(name)?;
     let (urls, endpoints) = parse_targets(name, scenario)?;
-    let mix = request_mix(name, scenario, endpoints)?;
+    let mix = request_mix(name, scenario, endpoints, feeds)?;
     let load = match &plan {
         LoadPlan::Closed { steps, total } => format!(
             "closed model, up to {} users for {}",
@@ -291,8 +301,28 @@ fn target_error(name: &str, i: usize, url: &str, allowed: String) -> Error {
 }
 
 /// The request mix over `endpoints`, with the data file loaded.
-fn request_mix(name: &str, scenario: &Scenario, endpoints: Vec<Endpoint>) -> Result<RequestMix> {
-    let feeder = scenario.data.as_ref().map(Feeder::load).transpose()?;
+fn request_mix(
+    name: &str,
+    scenario: &Scenario,
+    endpoints: Vec<Endpoint>,
+    feeds: &FeedAccess,
+) -> Result<RequestMix> {
+    let feeder = scenario
+        .data
+        .as_ref()
+        .map(|spec| Feeder::load(spec, feeds))
+        .transpose()
+        .map_err(|e| match e {
+            Error::Invalid {
+                key, value, allowed, ..
+            } => Error::Invalid {
+                scenario: name.to_owned(),
+                key,
+                value,
+                allowed,
+            },
+            other => other,
+        })?;
     Ok(
         RequestMix::new(name, scenario.request_mix(), endpoints, feeder)?
             .with_trace_headers(scenario.trace_headers.unwrap_or(true)),
@@ -303,6 +333,7 @@ async fn start_checked(
     name: &str,
     scenario: &Scenario,
     policy: Option<&crate::TargetPolicy>,
+    feeds: &FeedAccess,
 ) -> Result<RunHandle> {
     scenario.validate(name)?;
     let plan = scenario.plan(name)?;
@@ -325,7 +356,7 @@ async fn start_checked(
         }
         addrs.push(resolved[0]);
     }
-    let mix = request_mix(name, scenario, endpoints)?;
+    let mix = request_mix(name, scenario, endpoints, feeds)?;
     let names = mix.names();
     let cancel = CancellationToken::new();
     let meta = ReportMeta {
@@ -588,15 +619,19 @@ async fn open(ctx: Arc<Context>, plan: &LoadPlan, total: Duration, max_in_flight
             .map(|_| Mutex::new(Vec::new()))
             .collect(),
     );
-    let mut next = Duration::ZERO;
+    let Some(mut schedule) = ArrivalSchedule::of(plan) else {
+        return;
+    };
     let mut rng = fastrand::Rng::with_seed(ctx.seed);
-    'schedule: while next < total {
-        let rate = plan.level_at(next);
-        if rate <= 0.0 {
-            next += Duration::from_millis(10);
-            continue;
+    let mut k = 0u64;
+    'schedule: while let Some(next) = schedule.due(k) {
+        k += 1;
+        if next >= total {
+            break;
         }
-        let intended = ctx.start + next;
+        let Some(intended) = ctx.start.checked_add(next) else {
+            break;
+        };
         if intended > Instant::now() {
             tokio::select! {
                 () = tokio::time::sleep_until(intended.into()) => {}
@@ -605,7 +640,6 @@ async fn open(ctx: Arc<Context>, plan: &LoadPlan, total: Duration, max_in_flight
         } else if ctx.stop.is_cancelled() {
             break;
         }
-        next += Duration::from_secs_f64(1.0 / rate);
         if ctx.in_flight.load(Ordering::Relaxed) >= u64::from(max_in_flight) {
             ctx.dropped.fetch_add(1, Ordering::Relaxed);
             continue;

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
-use perf_core::HumanDuration;
+use perf_core::{ByteSize, HumanDuration, LatencyHistogram};
 use serde::{Deserialize, Serialize};
 
 use crate::http::Endpoint;
@@ -22,6 +22,10 @@ pub struct Limits {
     pub max_rate: f64,
     /// Longest run (default 1h).
     pub max_duration: HumanDuration,
+    /// Most memory one test may be estimated to need before it starts
+    /// (histograms per request name, users or requests in flight, data rows;
+    /// default 256MiB).
+    pub max_memory: ByteSize,
 }
 
 impl Default for Limits {
@@ -30,6 +34,114 @@ impl Default for Limits {
             max_users: 10_000,
             max_rate: 50_000.0,
             max_duration: HumanDuration(Duration::from_secs(3600)),
+            max_memory: ByteSize(256 << 20),
+        }
+    }
+}
+
+/// Largest CSV a run reads, from a file or inline (32 MiB).
+pub const MAX_FEED_BYTES: u64 = 32 << 20;
+
+/// Memory a run holds per virtual user or request in flight: the task, its
+/// connection and a read buffer that grows up to 16 KiB for large responses.
+const PER_USER_BYTES: u64 = 8 << 10;
+
+/// What a scenario is estimated to hold in memory while it runs, by cause.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct MemoryEstimate {
+    /// Latency histograms: per request name, per thread and the report's copy.
+    pub histograms: u64,
+    /// Virtual users (closed model) or requests in flight (open model).
+    pub connections: u64,
+    /// Rows of inline CSV data.
+    pub data: u64,
+}
+
+impl MemoryEstimate {
+    /// The sum.
+    pub fn total(&self) -> u64 {
+        self.histograms + self.connections + self.data
+    }
+}
+
+/// Where a run may read its `data.file` from.
+///
+/// ```
+/// use perf_loadgen::FeedAccess;
+/// // A service that takes scenarios from requests: inline CSV only.
+/// let api = FeedAccess::InlineOnly;
+/// assert!(api.resolve("/etc/passwd").is_err());
+/// // Or file names inside a directory its operator filled.
+/// let dir = tempfile::tempdir()?;
+/// std::fs::write(dir.path().join("users.csv"), "id\n1\n")?;
+/// let feeds = FeedAccess::Within(dir.path().to_owned());
+/// assert!(feeds.resolve("users.csv").is_ok());
+/// assert!(feeds.resolve("../users.csv").is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum FeedAccess {
+    /// Any file the process can read (the command line: its user names it).
+    #[default]
+    Any,
+    /// Only a plain file name inside this directory, resolved without
+    /// escaping it (no separators, no `..`, no symbolic link out of it).
+    Within(std::path::PathBuf),
+    /// No files at all: data comes inline with the scenario (`data.csv`).
+    InlineOnly,
+}
+
+impl FeedAccess {
+    /// The path `file` names under this access, or an error naming
+    /// `data.file` that says what is allowed. Nothing outside the allowed
+    /// place is touched, so the error tells nothing about other paths.
+    pub fn resolve(&self, file: &str) -> Result<std::path::PathBuf> {
+        let refuse = |value: &str, allowed: String| Error::Invalid {
+            scenario: String::new(),
+            key: "data.file".to_owned(),
+            value: format!("{value:?}"),
+            allowed,
+        };
+        match self {
+            Self::Any => Ok(std::path::PathBuf::from(file)),
+            Self::InlineOnly => Err(refuse(
+                file,
+                "no file paths here: give the rows inline as data.csv (the CSV text), \
+                 or configure a feeds directory on the server and name a file in it"
+                    .to_owned(),
+            )),
+            Self::Within(dir) => {
+                let plain = !file.is_empty()
+                    && file.len() <= 255
+                    && !file.starts_with('.')
+                    && file
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+                if !plain {
+                    return Err(refuse(
+                        file,
+                        "a file name in the server's feeds directory (letters, digits, . _ -; \
+                         no path), or the rows inline as data.csv"
+                            .to_owned(),
+                    ));
+                }
+                let missing = || {
+                    refuse(
+                        file,
+                        "the name of a file in the server's feeds directory".to_owned(),
+                    )
+                };
+                let root = dir.canonicalize().map_err(|_| missing())?;
+                let path = root.join(file).canonicalize().map_err(|_| missing())?;
+                if !path.starts_with(&root) {
+                    return Err(refuse(
+                        file,
+                        "a file inside the feeds directory (a link out of it is refused)"
+                            .to_owned(),
+                    ));
+                }
+                Ok(path)
+            }
         }
     }
 }
@@ -45,6 +157,36 @@ impl Scenario {
             value,
             allowed,
         };
+        let estimate = self.estimated_memory(name)?;
+        if estimate.total() > limits.max_memory.bytes() {
+            let (key, part) = [
+                ("requests", estimate.histograms),
+                (
+                    if matches!(plan, LoadPlan::Open { .. }) {
+                        "max_in_flight"
+                    } else {
+                        "users"
+                    },
+                    estimate.connections,
+                ),
+                ("data", estimate.data),
+            ]
+            .into_iter()
+            .max_by_key(|&(_, bytes)| bytes)
+            .unwrap_or(("requests", 0));
+            return Err(over(
+                key,
+                format!(
+                    "an estimated {} in all ({} of it for {key})",
+                    ByteSize(estimate.total()),
+                    ByteSize(part)
+                ),
+                format!(
+                    "at most {} of estimated memory per test on this server",
+                    limits.max_memory
+                ),
+            ));
+        }
         if plan.total() > limits.max_duration.0 {
             return Err(over(
                 "duration",
@@ -75,6 +217,43 @@ impl Scenario {
             }
         }
         Ok(())
+    }
+}
+
+impl Scenario {
+    /// What this scenario is estimated to hold in memory while it runs.
+    ///
+    /// ```
+    /// let file = perf_loadgen::ScenarioFile::from_yaml(
+    ///     "load_tests:\n  s: {target: http://127.0.0.1:8080, duration: 10s, users: 100}",
+    /// )?;
+    /// let estimate = file.get("s")?.estimated_memory("s")?;
+    /// assert!(estimate.total() < 64 << 20, "{estimate:?}");
+    /// # Ok::<(), perf_loadgen::Error>(())
+    /// ```
+    pub fn estimated_memory(&self, name: &str) -> Result<MemoryEstimate> {
+        let plan = self.plan(name)?;
+        let names = self.request_mix().len();
+        let open = matches!(plan, LoadPlan::Open { .. });
+        let histograms = crate::stats::Recorder::histograms(names, open) as u64
+            * LatencyHistogram::memory_bytes();
+        let connections = match &plan {
+            LoadPlan::Closed { steps, .. } => {
+                u64::from(steps.iter().map(|&(_, u)| u).max().unwrap_or(0))
+            }
+            LoadPlan::Open { max_in_flight, .. } => u64::from(*max_in_flight),
+        } * PER_USER_BYTES;
+        // Rows as strings take about twice the text.
+        let data = self
+            .data
+            .as_ref()
+            .and_then(|d| d.csv.as_ref())
+            .map_or(0, |csv| csv.len() as u64 * 2);
+        Ok(MemoryEstimate {
+            histograms,
+            connections,
+            data,
+        })
     }
 }
 

@@ -38,25 +38,21 @@ pub(crate) struct Totals {
 }
 
 impl Totals {
-    fn with_names(n: usize) -> Self {
-        Self {
-            per_name: vec![NameStats::default(); n],
-            ..Self::default()
+    fn merge_names(&mut self, other: &[NameStats]) {
+        if self.per_name.len() < other.len() {
+            self.per_name.resize(other.len(), NameStats::default());
         }
-    }
-
-    pub(crate) fn merge(&mut self, other: &Totals) {
-        if self.per_name.len() < other.per_name.len() {
-            self.per_name
-                .resize(other.per_name.len(), NameStats::default());
-        }
-        for (mine, theirs) in self.per_name.iter_mut().zip(&other.per_name) {
+        for (mine, theirs) in self.per_name.iter_mut().zip(other) {
             mine.requests += theirs.requests;
             mine.errors += theirs.errors;
             // Same precision on both sides: merging cannot fail.
             let _ = mine.corrected.merge(&theirs.corrected);
             let _ = mine.uncorrected.merge(&theirs.uncorrected);
         }
+    }
+
+    pub(crate) fn merge(&mut self, other: &Totals) {
+        self.merge_names(&other.per_name);
         let _ = self.corrected.merge(&other.corrected);
         let _ = self.uncorrected.merge(&other.uncorrected);
         for (k, v) in &other.status_codes {
@@ -83,14 +79,22 @@ struct Window {
 
 #[derive(Debug)]
 struct Shard {
+    /// Everything but the per-name figures (`per_name` stays empty here).
     totals: Totals,
     window: Window,
 }
+
+/// Most per-name histogram pairs a run keeps across its name shards: with
+/// few request names each gets a shard per thread (no contention), with many
+/// they share one, so memory grows with the names, never names × threads.
+const NAME_SLOTS: usize = 64;
 
 /// Sharded recorder shared by every task of a run.
 #[derive(Debug)]
 pub(crate) struct Recorder {
     shards: Vec<Mutex<Shard>>,
+    /// Per-name figures, in `max(1, NAME_SLOTS / names)` shards at most.
+    name_shards: Vec<Mutex<Vec<NameStats>>>,
     /// Open model: the uncorrected latency differs and is recorded apart. In
     /// the closed model both are the same and it is copied at the end.
     separate_uncorrected: bool,
@@ -103,20 +107,30 @@ thread_local! {
 
 impl Recorder {
     pub(crate) fn new(names: usize, separate_uncorrected: bool) -> Self {
-        let n = std::thread::available_parallelism()
-            .map_or(4, |n| n.get())
-            .clamp(2, 64);
+        let n = thread_count();
         Self {
             shards: (0..n)
                 .map(|_| {
                     Mutex::new(Shard {
-                        totals: Totals::with_names(names),
+                        totals: Totals::default(),
                         window: Window::default(),
                     })
                 })
                 .collect(),
+            name_shards: (0..name_shard_count(names, n))
+                .map(|_| Mutex::new(vec![NameStats::default(); names]))
+                .collect(),
             separate_uncorrected,
         }
+    }
+
+    /// Histograms a recorder of `names` request names keeps at most (for
+    /// estimating a run's memory before it starts).
+    pub(crate) fn histograms(names: usize, separate_uncorrected: bool) -> usize {
+        let threads = thread_count();
+        let per_name = if separate_uncorrected { 2 } else { 1 };
+        // Kept per shard, plus the merged copy a report is built from.
+        threads * 3 + names * per_name * (name_shard_count(names, threads) + 2)
     }
 
     /// Records one finished request. `intended` is when it should have been
@@ -164,7 +178,14 @@ impl Recorder {
         if self.separate_uncorrected {
             let _ = totals.uncorrected.record_micros(uncorrected);
         }
-        if let Some(n) = totals.per_name.get_mut(name) {
+        drop(shard);
+        let Some(names) = self.name_shards.get(slot % self.name_shards.len().max(1)) else {
+            return;
+        };
+        let Ok(mut names) = names.lock() else {
+            return;
+        };
+        if let Some(n) = names.get_mut(name) {
             n.requests += 1;
             n.errors += u64::from(error);
             let _ = n.corrected.record_micros(corrected);
@@ -199,6 +220,11 @@ impl Recorder {
                 all.merge(&s.totals);
             }
         }
+        for names in &self.name_shards {
+            if let Ok(names) = names.lock() {
+                all.merge_names(&names);
+            }
+        }
         if !self.separate_uncorrected {
             all.uncorrected = all.corrected.clone();
             for n in &mut all.per_name {
@@ -207,6 +233,16 @@ impl Recorder {
         }
         all
     }
+}
+
+fn thread_count() -> usize {
+    std::thread::available_parallelism()
+        .map_or(4, |n| n.get())
+        .clamp(2, 64)
+}
+
+fn name_shard_count(names: usize, threads: usize) -> usize {
+    (NAME_SLOTS / names.max(1)).clamp(1, threads)
 }
 
 fn micros(d: Duration) -> u64 {

@@ -217,7 +217,7 @@ impl LocalProcesses {
         let watched = Arc::clone(&slots);
         let cfg = config.clone();
         let supervisor = tokio::spawn(async move {
-            let interval = Duration::from_secs_f64(cfg.health_interval_s);
+            let interval = perf_core::saturating_secs(cfg.health_interval_s);
             loop {
                 tokio::time::sleep(interval).await;
                 // Restart the ones that exited on their own.
@@ -344,7 +344,7 @@ impl InstanceManager for LocalProcesses {
                 slots.drain(keep..).filter_map(|s| s.child).collect()
             }
         };
-        let grace = Duration::from_secs_f64(self.config.drain_timeout_s);
+        let grace = perf_core::saturating_secs(self.config.drain_timeout_s);
         let mut drains = tokio::task::JoinSet::new();
         for child in draining {
             drains.spawn(drain(child, grace));

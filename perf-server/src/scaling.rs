@@ -270,7 +270,7 @@ impl Scaling {
                 .map_err(|e| config_error("scaling.policy", e))?,
         );
         let (stop, stopped) = tokio::sync::watch::channel(false);
-        let period = std::time::Duration::from_secs_f64(setup.period_s);
+        let period = perf_core::saturating_secs(setup.period_s);
         let task =
             tokio::spawn(
                 std::sync::Arc::clone(&controller).run(period, stopped, move |event| {

@@ -13,7 +13,7 @@ use perf_core::HumanDuration;
 use serde::{Deserialize, Serialize};
 
 pub use presets::{Preset, preset};
-pub use rate::Rate;
+pub use rate::{MIN_RATE, Rate};
 pub use think::{ThinkDistribution, ThinkTime};
 pub use threshold::{Operator, Threshold, ThresholdMetric};
 
@@ -172,12 +172,19 @@ pub enum FeederMode {
     PerUser,
 }
 
-/// A CSV data file whose columns replace `${column}` in path, headers and body.
+/// CSV data whose columns replace `${column}` in path, headers and body:
+/// a file (`file`) or the CSV text itself (`csv`), header row first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FeederSpec {
-    /// CSV file with a header row.
-    pub file: String,
+    /// CSV file with a header row. On the command line any file its user can
+    /// read; through a service (perf-server) only a file name inside the
+    /// feeds directory it is configured with (see [`crate::FeedAccess`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// The CSV text itself, header row first (what a request to a service carries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub csv: Option<String>,
     /// Row selection.
     #[serde(default)]
     pub mode: FeederMode,
@@ -285,6 +292,83 @@ impl LoadPlan {
     }
 }
 
+/// When the requests of an open-model plan are due: the k-th request (from
+/// 0) starts when the integral of the arrival rate reaches k, so a ramp from
+/// 0 to 50/s over 5 s sends about 125 requests (not one request at the first
+/// non-zero rate, then nothing for the reciprocal of that rate).
+#[derive(Debug, Clone)]
+pub(crate) struct ArrivalSchedule {
+    /// `(start, length, rate at start, rate at end)`, in seconds and req/s;
+    /// the last one holds until the end of the run.
+    segments: Vec<(f64, f64, f64, f64)>,
+    total: f64,
+    /// Segment the last answer came from, and the arrivals before it.
+    cursor: usize,
+    before: f64,
+}
+
+impl ArrivalSchedule {
+    /// The schedule of an open plan; `None` for a closed one.
+    pub(crate) fn of(plan: &LoadPlan) -> Option<Self> {
+        let LoadPlan::Open {
+            start, steps, total, ..
+        } = plan
+        else {
+            return None;
+        };
+        let mut segments = Vec::with_capacity(steps.len() + 1);
+        let (mut t, mut level) = (0.0, *start);
+        for &(d, target) in steps {
+            let d = d.as_secs_f64();
+            if d > 0.0 {
+                segments.push((t, d, level, target));
+            }
+            t += d;
+            level = target;
+        }
+        segments.push((t, f64::INFINITY, level, level));
+        Some(Self {
+            segments,
+            total: total.as_secs_f64(),
+            cursor: 0,
+            before: 0.0,
+        })
+    }
+
+    /// When request `k` is due, from the start of the run; `None` when that
+    /// is after the end. Calls must come with `k` not decreasing.
+    pub(crate) fn due(&mut self, k: u64) -> Option<Duration> {
+        let k = k as f64;
+        while let Some(&(t0, d, r0, r1)) = self.segments.get(self.cursor) {
+            let area = if d.is_infinite() {
+                if r0 > 0.0 { f64::INFINITY } else { 0.0 }
+            } else {
+                (r0 + r1) / 2.0 * d
+            };
+            let m = k - self.before;
+            if m <= area {
+                // Solve r0 x + (r1 - r0) / (2 d) x^2 = m for x in [0, d], in
+                // the form that stays exact when r1 == r0 or r0 == 0.
+                let a = if d.is_infinite() { 0.0 } else { (r1 - r0) / (2.0 * d) };
+                let root = (r0 * r0 + 4.0 * a * m).max(0.0).sqrt();
+                let x = if m <= 0.0 || r0 + root <= 0.0 {
+                    0.0
+                } else {
+                    (2.0 * m / (r0 + root)).min(d)
+                };
+                let t = t0 + x;
+                return (t < self.total).then(|| perf_core::saturating_secs(t));
+            }
+            if d.is_infinite() {
+                return None;
+            }
+            self.before += area;
+            self.cursor += 1;
+        }
+        None
+    }
+}
+
 fn invalid(scenario: &str, key: &str, value: impl std::fmt::Display, allowed: &str) -> Error {
     Error::Invalid {
         scenario: scenario.to_owned(),
@@ -295,6 +379,29 @@ fn invalid(scenario: &str, key: &str, value: impl std::fmt::Display, allowed: &s
 }
 
 const METHODS: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
+
+/// Most entries in `requests`: each request name keeps its own histograms.
+pub const MAX_REQUESTS: usize = 100;
+/// Most entries in `stages`.
+pub const MAX_STAGES: usize = 1000;
+/// Most entries in `thresholds`.
+pub const MAX_THRESHOLDS: usize = 100;
+/// Most headers of one request.
+pub const MAX_HEADERS: usize = 64;
+
+/// Whether `s` is an HTTP token (RFC 9110, 5.6.2): a valid header name.
+pub(crate) fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 256
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// Whether `s` may be sent as a header value: no CR, LF, NUL or other
+/// control characters (horizontal tab allowed).
+pub(crate) fn is_field_value(s: &str) -> bool {
+    s.len() <= 16 * 1024 && !s.chars().any(|c| c.is_control() && c != '\t')
+}
 
 impl Scenario {
     /// Checks every key; the error names the scenario, the key, the value and the allowed range.
@@ -313,6 +420,20 @@ impl Scenario {
             for (i, url) in urls.iter().enumerate() {
                 crate::http::Endpoint::parse(url)
                     .map_err(|why| invalid(name, &format!("target[{i}]"), url, &why))?;
+            }
+        }
+        for (key, count, max) in [
+            ("requests", self.requests.len(), MAX_REQUESTS),
+            ("stages", self.stages.len(), MAX_STAGES),
+            ("thresholds", self.thresholds.len(), MAX_THRESHOLDS),
+        ] {
+            if count > max {
+                return Err(invalid(
+                    name,
+                    key,
+                    format!("{count} entries"),
+                    &format!("at most {max} entries"),
+                ));
             }
         }
         let total_weight: u64 = self.requests.iter().map(|r| u64::from(r.weight)).sum();
@@ -334,35 +455,49 @@ impl Scenario {
                     "a path starting with /",
                 ));
             }
-            if r.path.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            if r.path.chars().any(|c| c.is_whitespace() || c.is_control()) || r.path.len() > 8192 {
                 return Err(invalid(
                     name,
                     &key("path"),
-                    &r.path,
+                    format!("{:?}", r.path),
                     "no spaces or control characters (percent-encode them)",
                 ));
             }
+            if r.headers.len() > MAX_HEADERS {
+                return Err(invalid(
+                    name,
+                    &key("headers"),
+                    format!("{} headers", r.headers.len()),
+                    &format!("at most {MAX_HEADERS} headers"),
+                ));
+            }
             for (h, v) in &r.headers {
-                if h.is_empty()
-                    || !h
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
-                {
+                if !is_token(h) {
                     return Err(invalid(
                         name,
                         &key("headers"),
-                        h,
-                        "header names of letters, digits, - and _",
+                        format!("{h:?}"),
+                        "header names that are HTTP tokens (letters, digits and !#$%&'*+-.^_`|~)",
                     ));
                 }
-                if v.contains(['\r', '\n']) {
+                if !is_field_value(v) {
                     return Err(invalid(
                         name,
                         &key(&format!("headers.{h}")),
-                        v,
-                        "a value without line breaks",
+                        format!("{v:?}"),
+                        "a value without line breaks, NUL or other control characters",
                     ));
                 }
+            }
+            if let Some(n) = &r.name
+                && (n.is_empty() || n.len() > 200 || n.chars().any(char::is_control))
+            {
+                return Err(invalid(
+                    name,
+                    &key("name"),
+                    format!("{n:?}"),
+                    "1 to 200 characters, no control characters",
+                ));
             }
             if r.weight > 1_000_000 {
                 return Err(invalid(name, &key("weight"), r.weight, "0 to 1000000"));
@@ -402,15 +537,26 @@ impl Scenario {
                 "a mean of at most 1h",
             ));
         }
-        if let Some(data) = &self.data
-            && data.file.trim().is_empty()
-        {
-            return Err(invalid(
-                name,
-                "data.file",
-                "\"\"",
-                "a path to a CSV file with a header row",
-            ));
+        if let Some(data) = &self.data {
+            match (&data.file, &data.csv) {
+                (Some(file), None) if file.trim().is_empty() || file.contains('\0') => {
+                    return Err(invalid(
+                        name,
+                        "data.file",
+                        "\"\"",
+                        "a path to a CSV file with a header row",
+                    ));
+                }
+                (Some(_), None) | (None, Some(_)) => {}
+                _ => {
+                    return Err(invalid(
+                        name,
+                        "data",
+                        "file and csv both or neither",
+                        "exactly one of data.file (a CSV file) or data.csv (the CSV text)",
+                    ));
+                }
+            }
         }
         Ok(())
     }
@@ -537,10 +683,19 @@ impl Scenario {
                 ));
             }
             let check_rate = |key: &str, r: Rate| {
-                if r.per_second() > MAX_RATE {
-                    Err(invalid(name, key, r, &format!("0 to {MAX_RATE}/s")))
+                let per_second = r.per_second();
+                if !per_second.is_finite()
+                    || per_second > MAX_RATE
+                    || (per_second != 0.0 && per_second < MIN_RATE)
+                {
+                    Err(invalid(
+                        name,
+                        key,
+                        r,
+                        &format!("0, or 1/h to {MAX_RATE}/s"),
+                    ))
                 } else {
-                    Ok(r.per_second())
+                    Ok(per_second)
                 }
             };
             let start = match self.rate {

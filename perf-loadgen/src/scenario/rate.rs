@@ -10,9 +10,15 @@ use serde::{Deserialize, Serialize};
 /// use perf_loadgen::Rate;
 /// let r: Rate = "120/m".parse().unwrap();
 /// assert_eq!(r.per_second(), 2.0);
+/// // Above zero, a rate is at least one request an hour.
+/// assert!("1e-30/s".parse::<Rate>().is_err());
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
 pub struct Rate(f64);
+
+/// The lowest non-zero rate, requests per second (one an hour): below it the
+/// interval between two requests is longer than any run.
+pub const MIN_RATE: f64 = 1.0 / 3600.0;
 
 impl Rate {
     /// A rate of `per_second` requests per second.
@@ -45,7 +51,13 @@ impl FromStr for Rate {
         if !value.is_finite() || value < 0.0 {
             return Err(format!("{s:?}: a rate must be a non-negative number"));
         }
-        Ok(Self(value / per))
+        let per_second = value / per;
+        if per_second != 0.0 && per_second < MIN_RATE {
+            return Err(format!(
+                "{s:?} is below the lowest rate, 1/h; use 0 for no load or at least 1/h"
+            ));
+        }
+        Ok(Self(per_second))
     }
 }
 

@@ -47,13 +47,13 @@ impl ThinkTime {
             Self::Constant(d) => d.0,
             Self::Distribution(ThinkDistribution::Uniform { min, max }) => {
                 let (lo, hi) = (min.0.as_secs_f64(), max.0.as_secs_f64());
-                Duration::from_secs_f64(lo + (hi - lo).max(0.0) * rng.f64())
+                perf_core::saturating_secs(lo + (hi - lo).max(0.0) * rng.f64())
             }
             Self::Distribution(ThinkDistribution::Exponential { mean }) => {
                 // Inverse transform; cap at 20 means to keep a user from vanishing.
                 let u = 1.0 - rng.f64(); // (0, 1]
                 let x = -u.ln() * mean.0.as_secs_f64();
-                Duration::from_secs_f64(x.min(mean.0.as_secs_f64() * 20.0))
+                perf_core::saturating_secs(x.min(mean.0.as_secs_f64() * 20.0))
             }
         }
     }
