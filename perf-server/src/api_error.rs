@@ -15,6 +15,8 @@ pub struct ApiError {
     status: StatusCode,
     #[serde(skip)]
     retry_after_secs: Option<u64>,
+    #[serde(skip)]
+    allow: Option<String>,
     /// Stable machine-readable code, e.g. `not_found`, `invalid_field`.
     pub code: &'static str,
     /// What went wrong and what is allowed, for a person.
@@ -34,6 +36,7 @@ impl ApiError {
         Self {
             status,
             retry_after_secs: None,
+            allow: None,
             code,
             message: message.into(),
             field: None,
@@ -101,6 +104,35 @@ impl ApiError {
         e
     }
 
+    /// 429 with `Retry-After`: too much is waiting already.
+    pub fn too_many_requests(message: impl Into<String>, retry_after_secs: u64) -> Self {
+        let mut e = Self::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", message);
+        e.retry_after_secs = Some(retry_after_secs);
+        e
+    }
+
+    /// 408: the request body did not arrive in time.
+    pub fn request_timeout(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::REQUEST_TIMEOUT, "request_timeout", message)
+    }
+
+    /// 405 with `Allow`: the path exists, the method does not.
+    pub fn method_not_allowed(message: impl Into<String>, allow: String) -> Self {
+        let mut e = Self::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", message);
+        e.allow = Some(allow);
+        e
+    }
+
+    /// 500 for a handler that panicked; the panic and its backtrace are
+    /// logged by the panic hook, the client learns only that it happened.
+    pub fn panicked() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error while handling this request; see the server log",
+        )
+    }
+
     /// 501: this build or setup cannot do it; the message says what is missing.
     pub fn not_implemented(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_IMPLEMENTED, "not_implemented", message)
@@ -138,6 +170,11 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(self.status);
         if let Some(secs) = self.retry_after_secs {
             response.insert_header((header::RETRY_AFTER, secs.to_string()));
+        }
+        if let Some(allow) = &self.allow
+            && let Ok(value) = HeaderValue::from_str(allow)
+        {
+            response.insert_header((header::ALLOW, value));
         }
         if self.status == StatusCode::UNAUTHORIZED {
             response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
@@ -205,11 +242,24 @@ pub(crate) fn backticked(message: &str) -> Option<String> {
     message.get(start..start + len).map(str::to_owned)
 }
 
-/// The fallback for paths no route serves.
+/// The fallback for what no route serves: OPTIONS on a known path answers
+/// 204 with `Allow`, another method on a known path 405 with `Allow`, an
+/// unknown path 404.
 pub(crate) async fn no_route(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::not_found(format!(
-        "no route for {} {}",
-        req.method(),
-        req.path()
-    )))
+    match crate::guard::allowed_methods(req.path()) {
+        Some(allow) if req.method() == actix_web::http::Method::OPTIONS => {
+            Ok(HttpResponse::NoContent()
+                .insert_header((header::ALLOW, allow))
+                .finish())
+        }
+        Some(allow) => Err(ApiError::method_not_allowed(
+            format!("{} is not served on {}; allowed: {allow}", req.method(), req.path()),
+            allow,
+        )),
+        None => Err(ApiError::not_found(format!(
+            "no route for {} {}",
+            req.method(),
+            req.path()
+        ))),
+    }
 }

@@ -60,6 +60,25 @@ pub fn app(
         InitError = (),
     >,
 > {
+    app_with_routes(state, config, |_| {})
+}
+
+/// [`app`] with `extra` routes (tests add a route that panics, to show the
+/// server survives it).
+#[doc(hidden)]
+pub fn app_with_routes(
+    state: web::Data<AppState>,
+    config: Arc<ServerConfig>,
+    extra: impl FnOnce(&mut web::ServiceConfig),
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
     // Install the recorder before the first request is counted.
     telemetry::prometheus();
     let limit = config.body_limit.bytes();
@@ -70,6 +89,8 @@ pub fn app(
         .app_data(body_limit)
         .app_data(payload_config)
         .app_data(ApiToken(config.api_token.clone()))
+        .app_data(body::BodyTimeout(config.body_timeout.as_duration()))
+        .app_data(crate::guard::RequestGuard::from_config(&config))
         .app_data(web::QueryConfig::default().error_handler(api_error::query_error))
         .app_data(web::PathConfig::default().error_handler(api_error::path_error))
         .app_data(
@@ -79,7 +100,10 @@ pub fn app(
         )
         .wrap(from_fn(crate::memory::admit_within_budget))
         .wrap(from_fn(auth::require_token))
+        .wrap(from_fn(crate::guard::check_request))
+        .wrap(from_fn(crate::guard::catch_panics))
         .wrap(from_fn(telemetry::record_request))
         .configure(routes::configure)
+        .configure(extra)
         .default_service(web::to(api_error::no_route))
 }

@@ -25,9 +25,13 @@ impl std::fmt::Debug for ApiToken {
 
 /// `true` when `header` is `Bearer <token>` with exactly this token.
 fn bearer_matches(header: Option<&str>, token: &str) -> bool {
-    let Some(given) = header.and_then(|h| h.strip_prefix("Bearer ")) else {
+    // The scheme is case-insensitive (RFC 9110, 11.1): `bearer` is `Bearer`.
+    let Some((scheme, given)) = header.and_then(|h| h.trim_start().split_once(' ')) else {
         return false;
     };
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return false;
+    }
     given.trim().as_bytes().ct_eq(token.as_bytes()).into()
 }
 
@@ -87,6 +91,9 @@ mod tests {
             token
         ));
         assert!(!bearer_matches(Some(""), token));
+        assert!(bearer_matches(Some("bearer s3cret-token-0123456789"), token));
+        assert!(bearer_matches(Some("BEARER s3cret-token-0123456789"), token));
+        assert!(!bearer_matches(Some("Bearerx s3cret-token-0123456789"), token));
         assert!(!bearer_matches(None, token));
     }
 }

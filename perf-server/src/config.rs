@@ -91,6 +91,73 @@ pub struct ServerConfig {
     pub leak_detection: perf_memory::LeakDetectorConfig,
     /// The autoscaler: policy, instance manager and metric source (none by default).
     pub scaling: Option<crate::scaling::ScalingSetup>,
+    /// A directory of CSV files load tests may name in `data.file` (plain
+    /// file names only). Without it, data comes only inline (`data.csv`).
+    pub feeds_dir: Option<PathBuf>,
+    /// Tests waiting for a slot at most; beyond it 429 + `Retry-After` (0 to 1000, default 16).
+    pub max_queued_tests: usize,
+    /// Name of this instance in a shared store (default `<hostname>:<port>`):
+    /// the owner of the tests it runs.
+    pub instance_name: Option<String>,
+    /// After how long without a heartbeat another instance's running tests
+    /// count as abandoned and are marked `interrupted` (10s to 1h, default 30s).
+    pub heartbeat_timeout: HumanDuration,
+    /// How long a request body may take to arrive (1s to 5m, default 10s); 408 beyond.
+    pub body_timeout: HumanDuration,
+    /// Most client connections open at once, over all workers (16 to 15000,
+    /// default 4096, well under the open-file limit); beyond it new
+    /// connections wait in the listen backlog.
+    pub max_connections: usize,
+    /// Host names the server answers to besides loopback names and IP
+    /// addresses (DNS rebinding needs a name); `["*"]` accepts any.
+    pub allowed_hosts: Vec<String>,
+    /// Origins (`https://console.example.com`) whose pages may send POST,
+    /// PUT, PATCH and DELETE; requests from any other origin are refused.
+    pub allowed_origins: Vec<String>,
+    /// How many finished tests, profiles and snapshots are kept, and how long.
+    pub retention: Retention,
+}
+
+/// How much of one kind of record is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Keep {
+    /// The newest this many are kept (1 to 10000000).
+    pub max_count: u64,
+    /// Older than this are deleted (1m to 10y).
+    pub max_age: HumanDuration,
+}
+
+/// Retention of what the server stores, applied every minute.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Retention {
+    /// Finished load tests (default 10000, 90d).
+    pub tests: Keep,
+    /// CPU and heap profiles (default 200, 30d).
+    pub profiles: Keep,
+    /// Metrics snapshots (default 10000, 90d).
+    pub snapshots: Keep,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        let days = |d: u64| HumanDuration(Duration::from_secs(d * 86_400));
+        Self {
+            tests: Keep {
+                max_count: 10_000,
+                max_age: days(90),
+            },
+            profiles: Keep {
+                max_count: 200,
+                max_age: days(30),
+            },
+            snapshots: Keep {
+                max_count: 10_000,
+                max_age: days(90),
+            },
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -121,6 +188,15 @@ impl Default for ServerConfig {
             memory_tuning: perf_memory::MemoryTuning::default(),
             leak_detection: perf_memory::LeakDetectorConfig::default(),
             scaling: None,
+            feeds_dir: None,
+            max_queued_tests: 16,
+            instance_name: None,
+            heartbeat_timeout: HumanDuration(Duration::from_secs(30)),
+            body_timeout: HumanDuration(Duration::from_secs(10)),
+            max_connections: 4096,
+            allowed_hosts: Vec::new(),
+            allowed_origins: Vec::new(),
+            retention: Retention::default(),
         }
     }
 }
@@ -333,6 +409,83 @@ impl ServerConfig {
         }
         self.target_policy()
             .map_err(|e| invalid("target_allowlist", e))?;
+        if self.max_queued_tests > 1000 {
+            return Err(invalid(
+                "max_queued_tests",
+                format!("{} is outside the allowed range 0 to 1000", self.max_queued_tests),
+            ));
+        }
+        let within = |field: &str, d: HumanDuration, lo: u64, hi: u64, range: &str| {
+            let secs = d.as_duration();
+            if secs < Duration::from_secs(lo) || secs > Duration::from_secs(hi) {
+                Err(invalid(field, format!("{d} is outside the allowed range {range}")))
+            } else {
+                Ok(())
+            }
+        };
+        within("heartbeat_timeout", self.heartbeat_timeout, 10, 3600, "10s to 1h")?;
+        within("body_timeout", self.body_timeout, 1, 300, "1s to 5m")?;
+        for (kind, keep) in [
+            ("tests", self.retention.tests),
+            ("profiles", self.retention.profiles),
+            ("snapshots", self.retention.snapshots),
+        ] {
+            if !(1..=10_000_000).contains(&keep.max_count) {
+                return Err(invalid(
+                    &format!("retention.{kind}.max_count"),
+                    format!("{} is outside the allowed range 1 to 10000000", keep.max_count),
+                ));
+            }
+            within(
+                &format!("retention.{kind}.max_age"),
+                keep.max_age,
+                60,
+                10 * 366 * 86_400,
+                "1m to 10y",
+            )?;
+        }
+        if !(16..=15_000).contains(&self.max_connections) {
+            return Err(invalid(
+                "max_connections",
+                format!(
+                    "{} is outside the allowed range 16 to 15000 (the open-file limit is 20000)",
+                    self.max_connections
+                ),
+            ));
+        }
+        for (i, host) in self.allowed_hosts.iter().enumerate() {
+            let ok = host == "*"
+                || (!host.is_empty()
+                    && host.len() <= 253
+                    && host
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b)));
+            if !ok {
+                return Err(invalid(
+                    &format!("allowed_hosts[{i}]"),
+                    format!("{host:?} is not a host name (letters, digits, - . _) or \"*\""),
+                ));
+            }
+        }
+        for (i, origin) in self.allowed_origins.iter().enumerate() {
+            let ok = (origin.starts_with("http://") || origin.starts_with("https://"))
+                && !origin.trim_end_matches('/').contains(['?', '#', ' '])
+                && origin.split("://").nth(1).is_some_and(|h| !h.is_empty() && !h.contains('/'));
+            if !ok {
+                return Err(invalid(
+                    &format!("allowed_origins[{i}]"),
+                    format!("{origin:?} is not an origin such as https://console.example.com"),
+                ));
+            }
+        }
+        if let Some(name) = &self.instance_name
+            && (name.is_empty() || name.len() > 200 || name.chars().any(char::is_control))
+        {
+            return Err(invalid(
+                "instance_name",
+                "1 to 200 characters without control characters",
+            ));
+        }
         if self.log_level.trim().is_empty() {
             return Err(invalid(
                 "log_level",
@@ -353,6 +506,26 @@ impl ServerConfig {
     pub fn target_policy(&self) -> std::result::Result<perf_loadgen::TargetPolicy, String> {
         let nets: Vec<&str> = self.target_allowlist.iter().map(String::as_str).collect();
         perf_loadgen::TargetPolicy::new(&nets)
+    }
+
+    /// This instance's name in a shared store: `instance_name`, else
+    /// `<hostname>:<listen port>`.
+    pub fn instance(&self) -> String {
+        self.instance_name.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_owned())
+                .ok()
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "localhost".to_owned());
+            format!("{host}:{}", self.listen.port())
+        })
+    }
+
+    /// Where load tests may read `data.file`: the feeds directory, or nothing.
+    pub fn feed_access(&self) -> perf_loadgen::FeedAccess {
+        self.feeds_dir
+            .clone()
+            .map_or(perf_loadgen::FeedAccess::InlineOnly, perf_loadgen::FeedAccess::Within)
     }
 
     /// Path of the SQLite database file.

@@ -173,9 +173,8 @@ pub fn run(args: &RunArgs) -> u8 {
     if args.check {
         return match check(args) {
             Ok(plans) => {
-                #[allow(clippy::print_stdout)]
                 for plan in plans {
-                    println!("{plan}");
+                    crate::cli::print_out(&format!("{plan}\n"));
                 }
                 PASSED
             }

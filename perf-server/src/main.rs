@@ -27,10 +27,8 @@ fn main() -> ExitCode {
             let doc = perf_server::ApiDoc::openapi();
             return match doc.to_pretty_json() {
                 Ok(json) => {
-                    #[allow(clippy::print_stdout)]
-                    {
-                        println!("{json}");
-                    }
+                    // `perf-server openapi | head` closes the pipe early: not an error.
+                    perf_server::cli::print_out(&format!("{json}\n"));
                     ExitCode::SUCCESS
                 }
                 Err(e) => fail(&e.to_string(), 1),
@@ -52,22 +50,20 @@ fn main() -> ExitCode {
         Err(e) => return fail(&e.to_string(), 2),
     };
     if args.check {
-        #[allow(clippy::print_stdout)]
-        {
-            println!(
-                "configuration is valid: listen {}, store {}, memory budget {}",
-                config.listen,
-                if config.database_url.is_some() {
-                    "postgres"
-                } else {
-                    "sqlite"
-                },
-                config.memory_budget.limit
-            );
-        }
+        perf_server::cli::print_out(&format!(
+            "configuration is valid: listen {}, store {}, memory budget {}\n",
+            config.listen,
+            if config.database_url.is_some() {
+                "postgres"
+            } else {
+                "sqlite"
+            },
+            config.memory_budget.limit
+        ));
         return ExitCode::SUCCESS;
     }
     telemetry::init_logging(config.log_format, &config.log_level);
+    perf_server::guard::log_panics();
     let result = actix_web::rt::System::new().block_on(perf_server::server::run(config));
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -13,7 +13,7 @@ use crate::database::DatabaseMonitor;
 use crate::memory::MemoryWatch;
 use crate::monitor::Monitor;
 use crate::store::{PostgresStore, SqliteStore, Store};
-use crate::test_runner::{TestRunner, Workers};
+use crate::test_runner::{RunnerSettings, TestRunner, Workers};
 
 /// Opens the store the configuration names: PostgreSQL when `database_url` is
 /// set, otherwise the SQLite file under `data_dir`.
@@ -24,43 +24,96 @@ pub async fn open_store(config: &ServerConfig) -> Result<Arc<dyn Store>> {
     })
 }
 
+/// The load runtime, shut down in the background when dropped: dropping a
+/// runtime inside async code panics ("Cannot drop a runtime in a context where
+/// blocking is not allowed"), which an early error return once did.
+struct LoadRuntime(Option<tokio::runtime::Runtime>);
+
+impl LoadRuntime {
+    fn handle(&self) -> Option<tokio::runtime::Handle> {
+        self.0.as_ref().map(|r| r.handle().clone())
+    }
+}
+
+impl Drop for LoadRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// Binds `addr`, saying plainly when it is taken (a configuration error: exit 2).
+pub fn bind(addr: std::net::SocketAddr) -> Result<std::net::TcpListener> {
+    std::net::TcpListener::bind(addr).map_err(|e| {
+        let message = match e.kind() {
+            std::io::ErrorKind::AddrInUse => format!("address {addr} is already in use"),
+            std::io::ErrorKind::PermissionDenied => {
+                format!("not allowed to listen on {addr} (a port below 1024 needs privileges)")
+            }
+            std::io::ErrorKind::AddrNotAvailable => {
+                format!("address {addr} is not an address of this host")
+            }
+            _ => format!("cannot listen on {addr}: {e}"),
+        };
+        crate::Error::Config {
+            field: "listen".to_owned(),
+            message,
+        }
+    })
+}
+
 /// Serves until a shutdown signal, then stops cleanly.
 pub async fn run(config: ServerConfig) -> Result<()> {
     config.validate()?;
+    // Bind first: a busy port is the commonest first-hour error, and nothing
+    // should be started (or need stopping) before it is known.
+    let listener = bind(config.listen)?;
     let store = open_store(&config).await?;
-    let interrupted = store.interrupt_unfinished().await?;
-    if interrupted > 0 {
-        tracing::warn!(
-            count = interrupted,
-            "load tests left queued or running by the previous process are now `interrupted`"
-        );
-    }
     // Load tests run on their own runtime, away from the HTTP workers.
-    let load_runtime = tokio::runtime::Builder::new_multi_thread()
-        .thread_name("perf-load")
-        .enable_all()
-        .build()?;
+    let load_runtime = LoadRuntime(Some(
+        tokio::runtime::Builder::new_multi_thread()
+            .thread_name("perf-load")
+            .enable_all()
+            .build()?,
+    ));
+    let load_handle = load_runtime
+        .handle()
+        .ok_or_else(|| crate::Error::Io(std::io::Error::other("load runtime missing")))?;
     let policy = config
         .target_policy()
         .map_err(|message| crate::Error::Config {
             field: "target_allowlist".to_owned(),
             message,
         })?;
-    let tests = TestRunner::with_workers(
+    let tests = TestRunner::with_settings(
         Arc::clone(&store),
-        load_runtime.handle().clone(),
-        config.test_limits,
-        policy,
-        config.max_concurrent_tests,
-        Workers {
-            urls: config.load_workers.clone(),
-            service: config.load_worker_service.clone(),
-            token: config
-                .worker_token
-                .clone()
-                .or_else(|| config.api_token.clone()),
+        load_handle,
+        RunnerSettings {
+            limits: config.test_limits,
+            policy,
+            max_concurrent: config.max_concurrent_tests,
+            max_queued: config.max_queued_tests,
+            feeds: config.feed_access(),
+            workers: Workers {
+                urls: config.load_workers.clone(),
+                service: config.load_worker_service.clone(),
+                token: config
+                    .worker_token
+                    .clone()
+                    .or_else(|| config.api_token.clone()),
+            },
+            owner: config.instance(),
+            heartbeat_timeout: config.heartbeat_timeout.as_duration(),
         },
     );
+    let interrupted = tests.interrupt_abandoned().await?;
+    if interrupted > 0 {
+        tracing::warn!(
+            count = interrupted,
+            "load tests left queued or running by this instance's previous process, or by an instance that stopped, are now `interrupted`"
+        );
+    }
     if config.memory_tuning != perf_memory::MemoryTuning::default() {
         config
             .memory_tuning
@@ -110,16 +163,31 @@ pub async fn run(config: ServerConfig) -> Result<()> {
         draining: Arc::clone(&draining),
     });
     let app_config = Arc::new(config.clone());
-    let mut server = HttpServer::new(move || app(state.clone(), Arc::clone(&app_config)))
+    let workers = config.workers.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
+    });
+    let server = HttpServer::new(move || app(state.clone(), Arc::clone(&app_config)))
         .shutdown_timeout(config.shutdown_timeout.as_duration().as_secs())
         .disable_signals()
-        .bind(config.listen)?;
-    if let Some(workers) = config.workers {
-        server = server.workers(workers);
-    }
+        .workers(workers)
+        // Connections are capped well under the open-file limit: beyond the
+        // cap new ones wait in the kernel's backlog instead of taking a file
+        // each (at 20,000 the sampler once failed with EMFILE).
+        .max_connections((config.max_connections / workers).max(1))
+        .backlog(1024)
+        .client_request_timeout(std::time::Duration::from_secs(5))
+        .client_disconnect_timeout(std::time::Duration::from_secs(1))
+        .listen(listener)?;
     for addr in server.addrs() {
         tracing::info!(store = store.backend(), "listening on http://{addr}");
     }
+    let retention_stop = tokio_util::sync::CancellationToken::new();
+    let retention = crate::retention::spawn(
+        Arc::clone(&store),
+        config.retention,
+        std::time::Duration::from_secs(60),
+        retention_stop.clone(),
+    );
     let running = server.run();
     let handle = running.handle();
     let drain_delay = config.drain_delay.as_duration();
@@ -136,6 +204,8 @@ pub async fn run(config: ServerConfig) -> Result<()> {
         handle.stop(true).await;
     });
     running.await?;
+    retention_stop.cancel();
+    let _ = retention.await;
     if let Some(scaling) = &scaling {
         scaling.shutdown().await;
     }
@@ -143,7 +213,7 @@ pub async fn run(config: ServerConfig) -> Result<()> {
         "shutting down: in-flight requests finished, stopping load tests and flushing state"
     );
     tests.shutdown().await;
-    load_runtime.shutdown_background();
+    drop(load_runtime);
     sampler.stop().await;
     store.close().await?;
     tracing::info!("stopped");

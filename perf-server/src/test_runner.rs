@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use perf_core::Id;
-use perf_loadgen::{Limits, LiveSnapshot, Scenario, TargetPolicy};
+use perf_loadgen::{FeedAccess, Limits, LiveSnapshot, Scenario, TargetPolicy};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -34,6 +34,9 @@ pub enum AdmissionError {
     /// The server is shutting down.
     #[error("the server is shutting down")]
     ShuttingDown,
+    /// The queue of waiting tests is full.
+    #[error("{0} tests are already waiting for a slot (max_queued_tests); retry when one has finished")]
+    QueueFull(usize),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] crate::Error),
@@ -74,6 +77,45 @@ struct State {
     running: HashMap<Id, Running>,
     queue: VecDeque<Job>,
     shutting_down: bool,
+    /// Finished tests whose final save has not reached the store yet (it is
+    /// retried with backoff); served from here meanwhile.
+    unsaved: HashMap<Id, LoadTestRecord>,
+}
+
+/// How a [`TestRunner`] admits and runs tests.
+#[derive(Debug, Clone)]
+pub struct RunnerSettings {
+    /// Largest test accepted.
+    pub limits: Limits,
+    /// Where load may go.
+    pub policy: TargetPolicy,
+    /// Tests running at once.
+    pub max_concurrent: usize,
+    /// Tests waiting at most; beyond it a submission is refused.
+    pub max_queued: usize,
+    /// Where `data.file` may be read (default: nowhere, inline data only).
+    pub feeds: FeedAccess,
+    /// The other instances a test may be split over.
+    pub workers: Workers,
+    /// This instance's name in the store (the owner of its tests).
+    pub owner: String,
+    /// After how long without a heartbeat another instance's tests are abandoned.
+    pub heartbeat_timeout: Duration,
+}
+
+impl Default for RunnerSettings {
+    fn default() -> Self {
+        Self {
+            limits: Limits::default(),
+            policy: TargetPolicy::loopback_only(),
+            max_concurrent: 2,
+            max_queued: 16,
+            feeds: FeedAccess::InlineOnly,
+            workers: Workers::default(),
+            owner: format!("perf-server-{}", Id::new()),
+            heartbeat_timeout: Duration::from_secs(30),
+        }
+    }
 }
 
 /// The other perf-server instances a test may be split over.
@@ -105,6 +147,10 @@ pub struct TestRunner {
     limits: Limits,
     policy: TargetPolicy,
     max_concurrent: usize,
+    max_queued: usize,
+    feeds: FeedAccess,
+    owner: String,
+    heartbeat_timeout: Duration,
     workers: Vec<String>,
     worker_service: Option<String>,
     worker_token: Option<String>,
@@ -121,7 +167,7 @@ impl std::fmt::Debug for TestRunner {
 }
 
 impl TestRunner {
-    /// A runner whose load runs on `runtime`.
+    /// A runner whose load runs on `runtime`, with default settings otherwise.
     pub fn new(
         store: Arc<dyn Store>,
         runtime: tokio::runtime::Handle,
@@ -129,34 +175,39 @@ impl TestRunner {
         policy: TargetPolicy,
         max_concurrent: usize,
     ) -> Arc<Self> {
-        Self::with_workers(
+        Self::with_settings(
             store,
             runtime,
-            limits,
-            policy,
-            max_concurrent,
-            Workers::default(),
+            RunnerSettings {
+                limits,
+                policy,
+                max_concurrent,
+                ..RunnerSettings::default()
+            },
         )
     }
 
-    /// A runner that can also split tests over other perf-server instances.
-    pub fn with_workers(
+    /// A runner with every setting given; its heartbeat (the owner's sign of
+    /// life in a shared store, and how cancels from other instances arrive)
+    /// runs on `runtime` for as long as the runner lives.
+    pub fn with_settings(
         store: Arc<dyn Store>,
         runtime: tokio::runtime::Handle,
-        limits: Limits,
-        policy: TargetPolicy,
-        max_concurrent: usize,
-        workers: Workers,
+        settings: RunnerSettings,
     ) -> Arc<Self> {
-        Arc::new(Self {
+        let runner = Arc::new(Self {
             store,
-            runtime,
-            limits,
-            policy,
-            max_concurrent: max_concurrent.max(1),
-            workers: workers.urls,
-            worker_service: workers.service,
-            worker_token: workers.token,
+            runtime: runtime.clone(),
+            limits: settings.limits,
+            policy: settings.policy,
+            max_concurrent: settings.max_concurrent.max(1),
+            max_queued: settings.max_queued,
+            feeds: settings.feeds,
+            owner: settings.owner,
+            heartbeat_timeout: settings.heartbeat_timeout,
+            workers: settings.workers.urls,
+            worker_service: settings.workers.service,
+            worker_token: settings.workers.token,
             state: Mutex::new(State::default()),
             // A finished test never changes: its record is served from
             // memory after the first read instead of from the store.
@@ -164,7 +215,79 @@ impl TestRunner {
                 .max_entries(1_000)
                 .time_to_idle(std::time::Duration::from_secs(600))
                 .build(),
-        })
+        });
+        let weak = Arc::downgrade(&runner);
+        runtime.spawn(async move {
+            let mut tick = tokio::time::interval(SAVE_EVERY);
+            let mut round = 0u64;
+            loop {
+                tick.tick().await;
+                let Some(runner) = weak.upgrade() else { break };
+                runner.heartbeat(round).await;
+                round += 1;
+            }
+        });
+        runner
+    }
+
+    /// This instance's name in the store.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// At start-up: marks `interrupted` the tests this instance's earlier life
+    /// left unfinished, and those of instances whose heartbeat stopped; a
+    /// live instance's tests in a shared store are left alone.
+    pub async fn interrupt_abandoned(&self) -> Result<u64, crate::Error> {
+        self.store
+            .interrupt_unfinished(Some(&self.owner), self.stale_before())
+            .await
+    }
+
+    fn stale_before(&self) -> u64 {
+        perf_core::unix_millis()
+            .saturating_sub(u64::try_from(self.heartbeat_timeout.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    /// One beat: say this instance runs its tests, cancel those another
+    /// instance asked to cancel, and now and then sweep abandoned ones.
+    async fn heartbeat(&self, round: u64) {
+        match self.store.heartbeat(&self.owner).await {
+            Ok(cancel) => {
+                for id in cancel {
+                    tracing::info!(test = %id, "cancel requested through the store");
+                    self.cancel_here(id, TestStatus::Cancelled);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "heartbeat to the store failed"),
+        }
+        if round % 15 == 14 {
+            match self
+                .store
+                .interrupt_unfinished(None, self.stale_before())
+                .await
+            {
+                Ok(0) => {}
+                Ok(n) => tracing::warn!(
+                    count = n,
+                    "tests of an instance that stopped answering are now `interrupted`"
+                ),
+                Err(e) => tracing::warn!(error = %e, "sweeping abandoned tests failed"),
+            }
+        }
+    }
+
+    /// Cancels a test queued or running here; `false` when it is not here.
+    fn cancel_here(&self, id: Id, status: TestStatus) -> bool {
+        let state = self.state();
+        if let Some(r) = state.running.get(&id) {
+            if let Ok(mut s) = r.stop_as.lock() {
+                s.get_or_insert(status);
+            }
+            r.cancel.cancel();
+            return true;
+        }
+        false
     }
 
     /// The configured workers plus those the worker service resolves to now.
@@ -217,6 +340,9 @@ impl TestRunner {
         scenario
             .check_limits(&name, &self.limits)
             .map_err(invalid)?;
+        // Data loads, placeholders match its columns, values cannot split a
+        // request: refused now, not found when the run starts.
+        perf_loadgen::check_with(&name, &scenario, &self.feeds).map_err(invalid)?;
         let Some(targets) = &scenario.target else {
             return Err(AdmissionError::Invalid {
                 field: "target".to_owned(),
@@ -252,14 +378,24 @@ impl TestRunner {
             report: None,
             error: None,
         };
-        if self.state().shutting_down {
-            return Err(AdmissionError::ShuttingDown);
+        {
+            let state = self.state();
+            if state.shutting_down {
+                return Err(AdmissionError::ShuttingDown);
+            }
+            if state.running.len() >= self.max_concurrent && state.queue.len() >= self.max_queued {
+                return Err(AdmissionError::QueueFull(state.queue.len()));
+            }
         }
-        self.store.insert_load_test(&record).await?;
+        self.store.insert_load_test(&record, &self.owner).await?;
         let start_now = {
             let mut state = self.state();
             if state.running.len() < self.max_concurrent && state.queue.is_empty() {
                 true
+            } else if state.queue.len() >= self.max_queued {
+                drop(state);
+                record_refused(&self.store, record).await;
+                return Err(AdmissionError::QueueFull(self.max_queued));
             } else {
                 state.queue.push_back(Job {
                     record: record.clone(),
@@ -311,14 +447,21 @@ impl TestRunner {
                             .to_owned(),
                     });
                 }
-                for w in &list {
-                    // A worker is a request this server makes too: configured, or allowed by the policy.
-                    if !self.workers.contains(w) {
-                        self.policy
-                            .check(w)
-                            .await
-                            .map_err(|e| AdmissionError::TargetRefused(format!("worker: {e}")))?;
-                    }
+                // The worker token goes only to workers the operator configured:
+                // a request cannot send it elsewhere.
+                let known = self.known_workers().await;
+                if let Some(w) = list.iter().find(|w| !known.contains(w)) {
+                    return Err(AdmissionError::Invalid {
+                        field: "workers".to_owned(),
+                        message: format!(
+                            "workers: {w:?} is not a configured worker; this server knows {}",
+                            if known.is_empty() {
+                                "none (configure load_workers or load_worker_service)".to_owned()
+                            } else {
+                                known.join(", ")
+                            }
+                        ),
+                    });
                 }
                 list
             }
@@ -361,9 +504,7 @@ impl TestRunner {
                     .run_distributed(&mut record, scenario, &workers, cancel, stop_as)
                     .await;
             }
-            if let Err(e) = runner.store.save_load_test(&record).await {
-                tracing::error!(test = %id, error = %e, "saving the end of a load test failed");
-            }
+            runner.save_final(&record).await;
             let next = {
                 let mut state = runner.state();
                 state.running.remove(&id);
@@ -380,6 +521,40 @@ impl TestRunner {
         });
     }
 
+    /// Saves the end of a test, retrying with backoff (0.5 s doubling to 30 s)
+    /// until the store takes it; meanwhile the record is served from memory
+    /// with `save_pending`.
+    async fn save_final(&self, record: &LoadTestRecord) {
+        let mut wait = Duration::from_millis(500);
+        let mut attempts = 0u32;
+        loop {
+            match self.store.save_load_test(record).await {
+                Ok(()) => {
+                    if attempts > 0 {
+                        tracing::info!(test = %record.id, attempts, "the end of the load test is saved");
+                    }
+                    self.state().unsaved.remove(&record.id);
+                    return;
+                }
+                Err(e) => {
+                    if attempts == 0 {
+                        self.state().unsaved.insert(record.id, record.clone());
+                    }
+                    attempts += 1;
+                    tracing::error!(test = %record.id, error = %e, attempts, retry_in_s = wait.as_secs_f64(),
+                        "saving the end of a load test failed; kept in memory and retried");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+    }
+
+    /// Whether the end of test `id` waits to be written to the store.
+    pub fn save_pending(&self, id: Id) -> bool {
+        self.state().unsaved.contains_key(&id)
+    }
+
     async fn run(
         &self,
         record: &mut LoadTestRecord,
@@ -388,8 +563,13 @@ impl TestRunner {
         stop_as: Arc<Mutex<Option<TestStatus>>>,
     ) {
         let handle =
-            match perf_loadgen::start_with_policy(&record.scenario_name, &scenario, &self.policy)
-                .await
+            match perf_loadgen::start_with_policy(
+                &record.scenario_name,
+                &scenario,
+                &self.policy,
+                &self.feeds,
+            )
+            .await
             {
                 Ok(h) => h,
                 Err(e) => {
@@ -469,11 +649,27 @@ impl TestRunner {
         stop_as: Arc<Mutex<Option<TestStatus>>>,
     ) {
         let token = self.worker_token.as_deref();
+        let mut pinned = Vec::with_capacity(workers.len());
+        for w in workers {
+            match crate::worker_client::PinnedWorker::resolve(w).await {
+                Ok(p) => pinned.push(p),
+                Err(e) => {
+                    record.status = TestStatus::Failed;
+                    record.error = Some(e);
+                    record.finished_at_ms = Some(perf_core::unix_millis());
+                    return;
+                }
+            }
+        }
+        let pinned_of = |base: &str| pinned.iter().find(|p| p.base == base).cloned();
         let call = |base: &str, method: &'static str, path: String, body: Option<String>| {
-            let base = base.to_owned();
+            let worker = pinned_of(base);
             async move {
+                let Some(worker) = worker else {
+                    return Err(format!("worker {path} was not resolved"));
+                };
                 crate::worker_client::call(
-                    &base,
+                    &worker,
                     method,
                     &path,
                     token,
@@ -654,6 +850,9 @@ impl TestRunner {
 
     /// The test with its newest live figures.
     pub async fn get(&self, id: Id) -> Result<Option<LoadTestRecord>, crate::Error> {
+        if let Some(pending) = self.state().unsaved.get(&id) {
+            return Ok(Some(pending.clone()));
+        }
         if let Some(done) = self.finished.get(&id) {
             return Ok(Some((*done).clone()));
         }
@@ -757,7 +956,23 @@ impl TestRunner {
         } else {
             match self.store.get_load_test(id).await? {
                 None => return Err(CancelError::NotFound(id)),
-                Some(r) => return Err(CancelError::Finished(id, r.status.as_str())),
+                Some(r) if r.status.is_finished() => {
+                    return Err(CancelError::Finished(id, r.status.as_str()));
+                }
+                Some(_) => {
+                    // Another instance runs it (a shared store): ask it through
+                    // the store; its heartbeat picks the request up.
+                    self.store.request_cancel(id).await?;
+                    let deadline = std::time::Instant::now() + SAVE_EVERY * 3;
+                    while std::time::Instant::now() < deadline {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        if let Some(r) = self.store.get_load_test(id).await?
+                            && r.status.is_finished()
+                        {
+                            return Ok(r);
+                        }
+                    }
+                }
             }
         }
         self.store
@@ -793,6 +1008,17 @@ impl TestRunner {
             cancel.cancel();
             let _ = tokio::time::timeout(Duration::from_secs(5), done.wait_for(|d| *d)).await;
         }
+    }
+}
+
+/// A test refused after it was saved (the queue filled meanwhile): kept as
+/// `failed` with the reason, so nothing saved is left `queued`.
+async fn record_refused(store: &Arc<dyn Store>, mut record: LoadTestRecord) {
+    record.status = TestStatus::Failed;
+    record.error = Some("refused: the queue of waiting tests was full".to_owned());
+    record.finished_at_ms = Some(perf_core::unix_millis());
+    if let Err(e) = store.save_load_test(&record).await {
+        tracing::warn!(test = %record.id, error = %e, "saving a refused test failed");
     }
 }
 

@@ -35,22 +35,51 @@ fn authority(base: &str) -> Result<String, String> {
     })
 }
 
-/// Sends one request to `base` + `path` and reads the whole answer.
+/// A worker resolved once: every call of a test goes to the address found
+/// when it started (a name that resolves elsewhere later does not take the
+/// token with it).
+#[derive(Debug, Clone)]
+pub(crate) struct PinnedWorker {
+    /// The base URL as configured.
+    pub(crate) base: String,
+    addr: std::net::SocketAddr,
+    host: String,
+}
+
+impl PinnedWorker {
+    /// Resolves `base` (a configured worker) to one address.
+    pub(crate) async fn resolve(base: &str) -> Result<Self, String> {
+        let host = authority(base)?;
+        let addr = tokio::net::lookup_host(host.as_str())
+            .await
+            .map_err(|e| format!("worker {base}: {e}"))?
+            .next()
+            .ok_or_else(|| format!("worker {base} has no address"))?;
+        Ok(Self {
+            base: base.to_owned(),
+            addr,
+            host,
+        })
+    }
+}
+
+/// Sends one request to the pinned worker's `path` and reads the whole answer.
 pub(crate) async fn call(
-    base: &str,
+    worker: &PinnedWorker,
     method: &str,
     path: &str,
     token: Option<&str>,
     body: Option<&str>,
     timeout: Duration,
 ) -> Result<WorkerResponse, String> {
-    let addr = authority(base)?;
+    let addr = worker.addr;
+    let host = &worker.host;
     let exchange = async {
-        let mut stream = TcpStream::connect(&addr)
+        let mut stream = TcpStream::connect(addr)
             .await
             .map_err(|e| format!("connect {addr}: {e}"))?;
         let mut request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: application/json\r\n"
+            "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nAccept: application/json\r\n"
         );
         if let Some(t) = token {
             request.push_str(&format!("Authorization: Bearer {t}\r\n"));

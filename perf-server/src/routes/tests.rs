@@ -28,6 +28,10 @@ pub(crate) struct TestView {
     error: Option<String>,
     /// Where the report is.
     results: String,
+    /// `true` while the end of the test waits to be written to the store
+    /// (the store was unavailable; the save is retried with backoff).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    save_pending: bool,
 }
 
 impl From<LoadTestRecord> for TestView {
@@ -44,6 +48,7 @@ impl From<LoadTestRecord> for TestView {
             finished_at_ms: r.finished_at_ms,
             progress: r.progress,
             error: r.error,
+            save_pending: false,
         }
     }
 }
@@ -149,6 +154,7 @@ fn admission_error(e: AdmissionError) -> ApiError {
         AdmissionError::Invalid { field, message } => ApiError::invalid_field(field, message),
         AdmissionError::TargetRefused(message) => ApiError::forbidden(message).with_field("target"),
         AdmissionError::ShuttingDown => ApiError::unavailable("the server is shutting down", 5),
+        e @ AdmissionError::QueueFull(_) => ApiError::too_many_requests(e.to_string(), 10),
         AdmissionError::Store(e) => e.into(),
     }
 }
@@ -163,7 +169,8 @@ fn parse_id(text: &str) -> Result<Id, ApiError> {
     (status = 202, body = TestView, description = "accepted (saved); running or queued", headers(("Location" = String, description = "URL of the test"))),
     (status = 401, body = crate::api_error::ErrorBody, description = "missing or wrong bearer token"),
     (status = 403, body = crate::api_error::ErrorBody, description = "a target is not allowed"),
-    (status = 422, body = crate::api_error::ErrorBody, description = "invalid scenario or over a server limit")
+    (status = 422, body = crate::api_error::ErrorBody, description = "invalid scenario or over a server limit"),
+    (status = 429, body = crate::api_error::ErrorBody, description = "the queue of waiting tests is full; retry after Retry-After seconds")
 ))]
 #[post("/performance/tests")]
 pub(crate) async fn start(
@@ -196,7 +203,11 @@ pub(crate) async fn show(
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id)?;
     match state.tests.get(id).await? {
-        Some(record) => Ok(HttpResponse::Ok().json(TestView::from(record))),
+        Some(record) => {
+            let mut view = TestView::from(record);
+            view.save_pending = state.tests.save_pending(id);
+            Ok(HttpResponse::Ok().json(view))
+        }
         None => Err(ApiError::not_found(format!("no load test {id}"))),
     }
 }

@@ -30,6 +30,11 @@ pub(crate) const SQLITE: &[Migration] = &[
         name: "scaling",
         sql: include_str!("migrations/sqlite/0004_scaling.sql"),
     },
+    Migration {
+        version: 5,
+        name: "test_owner",
+        sql: include_str!("migrations/sqlite/0005_test_owner.sql"),
+    },
 ];
 
 pub(crate) const POSTGRES: &[Migration] = &[
@@ -52,6 +57,11 @@ pub(crate) const POSTGRES: &[Migration] = &[
         version: 4,
         name: "scaling",
         sql: include_str!("migrations/postgres/0004_scaling.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "test_owner",
+        sql: include_str!("migrations/postgres/0005_test_owner.sql"),
     },
 ];
 

@@ -153,6 +153,32 @@ pub struct LoadTestRecord {
     pub error: Option<String>,
 }
 
+/// What the retention sweep prunes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retained {
+    /// Finished load tests.
+    LoadTests,
+    /// Stored profiles.
+    Profiles,
+    /// Metrics snapshots.
+    Snapshots,
+}
+
+impl Retained {
+    /// Table and time column.
+    pub(crate) fn table(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            Self::LoadTests => (
+                "load_tests",
+                "created_at_ms",
+                "status NOT IN ('queued', 'running')",
+            ),
+            Self::Profiles => ("profiles", "started_at_ms", "TRUE"),
+            Self::Snapshots => ("metrics_snapshots", "created_at_ms", "TRUE"),
+        }
+    }
+}
+
 /// Filters of the test history.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TestFilter {
@@ -220,8 +246,9 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes a snapshot; `false` when there was none.
     async fn delete_snapshot(&self, id: Id) -> Result<bool>;
 
-    /// Saves a new load test durably.
-    async fn insert_load_test(&self, test: &LoadTestRecord) -> Result<()>;
+    /// Saves a new load test durably, run by instance `owner` (its
+    /// heartbeat starts now).
+    async fn insert_load_test(&self, test: &LoadTestRecord, owner: &str) -> Result<()>;
 
     /// Saves the mutable fields of a load test (status, times, progress, report, error).
     async fn save_load_test(&self, test: &LoadTestRecord) -> Result<()>;
@@ -236,9 +263,28 @@ pub trait Store: Send + Sync + 'static {
         page: PageRequest,
     ) -> Result<Page<LoadTestRecord>>;
 
-    /// Marks every queued or running test `interrupted` (at start-up, after a
-    /// crash or restart); returns how many.
-    async fn interrupt_unfinished(&self) -> Result<u64>;
+    /// Marks `interrupted` the queued or running tests that nobody runs any
+    /// more: those of `owner` when given (this instance's earlier life, at
+    /// start-up), those without an owner, and those whose owner's heartbeat is older than
+    /// `stale_before_ms`. Another live instance's tests are left alone.
+    /// Returns how many.
+    async fn interrupt_unfinished(&self, owner: Option<&str>, stale_before_ms: u64) -> Result<u64>;
+
+    /// Says `owner` still runs its queued and running tests; returns those of
+    /// them another instance asked to cancel.
+    async fn heartbeat(&self, owner: &str) -> Result<Vec<Id>>;
+
+    /// Asks the owner of a queued or running test to cancel it (through the
+    /// store, when another instance runs it); `false` when it is not unfinished.
+    async fn request_cancel(&self, id: Id) -> Result<bool>;
+
+    /// Deletes what the retention keeps no more: of `kind`, everything beyond
+    /// the `keep` newest and everything created before `older_than_ms`
+    /// (load tests only once finished). Returns how many rows went.
+    async fn prune(&self, kind: Retained, keep: u64, older_than_ms: u64) -> Result<u64>;
+
+    /// Deletes one profile; `false` when there was none.
+    async fn delete_profile(&self, id: Id) -> Result<bool>;
 
     /// Keeps a finished profile.
     async fn insert_profile(&self, profile: &ProfileData) -> Result<()>;

@@ -7,7 +7,7 @@ use perf_db::{InstrumentedPool, PoolSettings, PooledConnection};
 
 use super::migrations::{self, Migration};
 use super::{
-    LoadTestRecord, MetricsSnapshot, Page, PageRequest, ProfileData, ProfileRecord,
+    LoadTestRecord, MetricsSnapshot, Page, PageRequest, ProfileData, ProfileRecord, Retained,
     ScalingEventRecord, Store, StorePool, TestFilter, TestStatus, into_page,
 };
 use crate::{Error, Result};
@@ -307,7 +307,8 @@ impl Store for PostgresStore {
         Ok(n > 0)
     }
 
-    async fn insert_load_test(&self, test: &LoadTestRecord) -> Result<()> {
+    async fn insert_load_test(&self, test: &LoadTestRecord, owner: &str) -> Result<()> {
+        let now = i64::try_from(perf_core::unix_millis()).unwrap_or(i64::MAX);
         let targets = serde_json::to_string(&test.targets).map_err(store_error)?;
         let created = i64::try_from(test.created_at_ms).unwrap_or(i64::MAX);
         let progress = test.progress.as_ref().map(to_value).transpose()?;
@@ -315,7 +316,7 @@ impl Store for PostgresStore {
         self.client()
             .await?
             .execute(
-                &format!("INSERT INTO load_tests ({TEST_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"),
+                &format!("INSERT INTO load_tests ({TEST_COLUMNS}, owner, heartbeat_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"),
                 &[
                     &test.id.as_uuid(),
                     &test.scenario_name,
@@ -328,6 +329,8 @@ impl Store for PostgresStore {
                     &progress,
                     &report,
                     &test.error,
+                    &owner,
+                    &now,
                 ],
             )
             .await
@@ -399,16 +402,78 @@ impl Store for PostgresStore {
         Ok(into_page(items, page.limit, |t| t.id))
     }
 
-    async fn interrupt_unfinished(&self) -> Result<u64> {
+    async fn interrupt_unfinished(&self, owner: Option<&str>, stale_before_ms: u64) -> Result<u64> {
         let now = i64::try_from(perf_core::unix_millis()).unwrap_or(i64::MAX);
+        let stale = i64::try_from(stale_before_ms).unwrap_or(i64::MAX);
         self.client()
             .await?
             .execute(
-                "UPDATE load_tests SET status = 'interrupted', finished_at_ms = $1 WHERE status IN ('queued', 'running')",
-                &[&now],
+                "UPDATE load_tests SET status = 'interrupted', finished_at_ms = $1
+                 WHERE status IN ('queued', 'running')
+                   AND (owner IS NULL OR owner = $2 OR COALESCE(heartbeat_ms, 0) < $3)",
+                &[&now, &owner, &stale],
             )
             .await
             .map_err(store_error)
+    }
+
+    async fn heartbeat(&self, owner: &str) -> Result<Vec<Id>> {
+        let now = i64::try_from(perf_core::unix_millis()).unwrap_or(i64::MAX);
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "UPDATE load_tests SET heartbeat_ms = $1 WHERE owner = $2 AND status IN ('queued', 'running')
+                 RETURNING id, cancel_requested",
+                &[&now, &owner],
+            )
+            .await
+            .map_err(store_error)?;
+        Ok(rows
+            .iter()
+            .filter(|r| r.try_get::<_, bool>(1).unwrap_or(false))
+            .filter_map(|r| r.try_get::<_, uuid::Uuid>(0).ok().map(Id::from))
+            .collect())
+    }
+
+    async fn request_cancel(&self, id: Id) -> Result<bool> {
+        let n = self
+            .client()
+            .await?
+            .execute(
+                "UPDATE load_tests SET cancel_requested = TRUE WHERE id = $1 AND status IN ('queued', 'running')",
+                &[&id.as_uuid()],
+            )
+            .await
+            .map_err(store_error)?;
+        Ok(n > 0)
+    }
+
+    async fn prune(&self, kind: Retained, keep: u64, older_than_ms: u64) -> Result<u64> {
+        let (table, at, finished) = kind.table();
+        let keep = i64::try_from(keep).unwrap_or(i64::MAX);
+        let before = i64::try_from(older_than_ms).unwrap_or(i64::MAX);
+        self.client()
+            .await?
+            .execute(
+                &format!(
+                    "DELETE FROM {table} WHERE {finished} AND ({at} < $1 OR id IN
+                       (SELECT id FROM {table} WHERE {finished} ORDER BY id DESC OFFSET $2))"
+                ),
+                &[&before, &keep],
+            )
+            .await
+            .map_err(store_error)
+    }
+
+    async fn delete_profile(&self, id: Id) -> Result<bool> {
+        let n = self
+            .client()
+            .await?
+            .execute("DELETE FROM profiles WHERE id = $1", &[&id.as_uuid()])
+            .await
+            .map_err(store_error)?;
+        Ok(n > 0)
     }
 
     async fn insert_profile(&self, profile: &ProfileData) -> Result<()> {

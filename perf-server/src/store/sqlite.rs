@@ -8,7 +8,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::migrations::{self, Migration};
 use super::{
     LoadTestRecord, MetricsSnapshot, Page, PageRequest, ProfileData, ProfileRecord,
-    ScalingEventRecord, Store, TestFilter, TestStatus, into_page,
+    Retained, ScalingEventRecord, Store, TestFilter, TestStatus, into_page,
 };
 use crate::{Error, Result};
 
@@ -358,7 +358,8 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn insert_load_test(&self, test: &LoadTestRecord) -> Result<()> {
+    async fn insert_load_test(&self, test: &LoadTestRecord, owner: &str) -> Result<()> {
+        let owner = owner.to_owned();
         let values = (
             test.id.to_string(),
             test.scenario_name.clone(),
@@ -374,8 +375,8 @@ impl Store for SqliteStore {
         );
         self.with(move |c| {
             c.execute(
-                &format!("INSERT INTO load_tests ({TEST_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"),
-                params![values.0, values.1, values.2, values.3, values.4, values.5, values.6, values.7, values.8, values.9, values.10],
+                &format!("INSERT INTO load_tests ({TEST_COLUMNS}, owner, heartbeat_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"),
+                params![values.0, values.1, values.2, values.3, values.4, values.5, values.6, values.7, values.8, values.9, values.10, owner, now_ms()],
             )
             .map_err(store_error)?;
             Ok(())
@@ -452,14 +453,80 @@ impl Store for SqliteStore {
         Ok(into_page(items, page.limit, |t| t.id))
     }
 
-    async fn interrupt_unfinished(&self) -> Result<u64> {
-        self.with(|c| {
+    async fn interrupt_unfinished(&self, owner: Option<&str>, stale_before_ms: u64) -> Result<u64> {
+        let owner = owner.map(str::to_owned);
+        let stale = i64::try_from(stale_before_ms).unwrap_or(i64::MAX);
+        self.with(move |c| {
             c.execute(
-                "UPDATE load_tests SET status = 'interrupted', finished_at_ms = ?1 WHERE status IN ('queued', 'running')",
-                params![now_ms()],
+                "UPDATE load_tests SET status = 'interrupted', finished_at_ms = ?1
+                 WHERE status IN ('queued', 'running')
+                   AND (owner IS NULL OR owner = ?2 OR COALESCE(heartbeat_ms, 0) < ?3)",
+                params![now_ms(), owner, stale],
             )
             .map(|n| n as u64)
             .map_err(store_error)
+        })
+        .await
+    }
+
+    async fn heartbeat(&self, owner: &str) -> Result<Vec<Id>> {
+        let owner = owner.to_owned();
+        let ids: Vec<String> = self
+            .with(move |c| {
+                c.execute(
+                    "UPDATE load_tests SET heartbeat_ms = ?1 WHERE owner = ?2 AND status IN ('queued', 'running')",
+                    params![now_ms(), owner],
+                )
+                .map_err(store_error)?;
+                let mut stmt = c
+                    .prepare_cached(
+                        "SELECT id FROM load_tests WHERE owner = ?1 AND cancel_requested = 1 AND status IN ('queued', 'running')",
+                    )
+                    .map_err(store_error)?;
+                let rows = stmt
+                    .query_map(params![owner], |r| r.get::<_, String>(0))
+                    .map_err(store_error)?;
+                rows.collect::<rusqlite::Result<Vec<_>>>().map_err(store_error)
+            })
+            .await?;
+        ids.iter()
+            .map(|id| id.parse().map_err(store_error))
+            .collect()
+    }
+
+    async fn request_cancel(&self, id: Id) -> Result<bool> {
+        self.with(move |c| {
+            c.execute(
+                "UPDATE load_tests SET cancel_requested = 1 WHERE id = ?1 AND status IN ('queued', 'running')",
+                params![id.to_string()],
+            )
+            .map(|n| n > 0)
+            .map_err(store_error)
+        })
+        .await
+    }
+
+    async fn prune(&self, kind: Retained, keep: u64, older_than_ms: u64) -> Result<u64> {
+        let (table, at, finished) = kind.table();
+        let keep = i64::try_from(keep).unwrap_or(i64::MAX);
+        let before = i64::try_from(older_than_ms).unwrap_or(i64::MAX);
+        let sql = format!(
+            "DELETE FROM {table} WHERE {finished} AND ({at} < ?1 OR id IN
+               (SELECT id FROM {table} WHERE {finished} ORDER BY id DESC LIMIT -1 OFFSET ?2))"
+        );
+        self.with(move |c| {
+            c.execute(&sql, params![before, keep])
+                .map(|n| n as u64)
+                .map_err(store_error)
+        })
+        .await
+    }
+
+    async fn delete_profile(&self, id: Id) -> Result<bool> {
+        self.with(move |c| {
+            c.execute("DELETE FROM profiles WHERE id = ?1", params![id.to_string()])
+                .map(|n| n > 0)
+                .map_err(store_error)
         })
         .await
     }
