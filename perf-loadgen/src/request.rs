@@ -50,7 +50,8 @@ pub(crate) fn io_problem(e: &std::io::Error) -> String {
 
 /// Where a CSV is broken, never what it says.
 fn csv_problem(e: &csv::Error) -> String {
-    let line = |pos: Option<&csv::Position>| pos.map_or(String::new(), |p| format!("line {}: ", p.line()));
+    let line =
+        |pos: Option<&csv::Position>| pos.map_or(String::new(), |p| format!("line {}: ", p.line()));
     match e.kind() {
         csv::ErrorKind::Utf8 { pos, .. } => format!("{}not UTF-8", line(pos.as_ref())),
         csv::ErrorKind::UnequalLengths {
@@ -169,7 +170,8 @@ impl Feeder {
                         "values without spaces or control characters in a path (percent-encode them)"
                             .to_owned()
                     } else {
-                        "values without line breaks, NUL or control characters in a header".to_owned()
+                        "values without line breaks, NUL or control characters in a header"
+                            .to_owned()
                     },
                 });
             }
@@ -308,8 +310,11 @@ impl RequestMix {
                 // What lands in the request line or a header must not break
                 // the request: checked once for every row, not per request.
                 let in_path = placeholders(&spec.path);
-                let in_headers: Vec<&str> =
-                    spec.headers.values().flat_map(|v| placeholders(v)).collect();
+                let in_headers: Vec<&str> = spec
+                    .headers
+                    .values()
+                    .flat_map(|v| placeholders(v))
+                    .collect();
                 f.check_values(scenario_name, i, &in_path, &in_headers)?;
             }
             let head = spec.method == "HEAD";

@@ -314,7 +314,10 @@ fn request_mix(
         .transpose()
         .map_err(|e| match e {
             Error::Invalid {
-                key, value, allowed, ..
+                key,
+                value,
+                allowed,
+                ..
             } => Error::Invalid {
                 scenario: name.to_owned(),
                 key,

@@ -83,10 +83,9 @@ fn many_request_names_are_capped_and_memory_is_estimated_at_admission() {
     };
     let e = s.check_limits(&name, &tight).unwrap_err().to_string();
     assert!(e.contains("`requests`") && e.contains("estimated"), "{e}");
-    let (name, s) = parse(
-        "load_tests:\n  s: {target: 'http://127.0.0.1:1', users: 100000, duration: 5s}\n",
-    )
-    .unwrap();
+    let (name, s) =
+        parse("load_tests:\n  s: {target: 'http://127.0.0.1:1', users: 100000, duration: 5s}\n")
+            .unwrap();
     let limits = Limits {
         max_users: 1_000_000,
         ..Limits::default()
@@ -152,7 +151,8 @@ async fn the_wire_carries_one_request_line_per_request() {
         sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
         let mut buf = vec![0u8; 4096];
         let n = sock.read(&mut buf).unwrap_or(0);
-        let _ = sock.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        let _ =
+            sock.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
         String::from_utf8_lossy(&buf[..n]).into_owned()
     });
     let (name, s) = parse(&format!(
@@ -162,5 +162,8 @@ async fn the_wire_carries_one_request_line_per_request() {
     let _ = start(&name, &s).await.unwrap().report().await.unwrap();
     let wire = seen.join().unwrap();
     assert_eq!(wire.matches(" HTTP/1.1\r\n").count(), 1, "{wire:?}");
-    assert!(wire.starts_with("GET /a?b=c%0D%0A HTTP/1.1\r\n"), "{wire:?}");
+    assert!(
+        wire.starts_with("GET /a?b=c%0D%0A HTTP/1.1\r\n"),
+        "{wire:?}"
+    );
 }

@@ -118,7 +118,11 @@ impl ApiError {
 
     /// 405 with `Allow`: the path exists, the method does not.
     pub fn method_not_allowed(message: impl Into<String>, allow: String) -> Self {
-        let mut e = Self::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", message);
+        let mut e = Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            message,
+        );
         e.allow = Some(allow);
         e
     }
@@ -253,7 +257,11 @@ pub(crate) async fn no_route(req: HttpRequest) -> Result<HttpResponse, ApiError>
                 .finish())
         }
         Some(allow) => Err(ApiError::method_not_allowed(
-            format!("{} is not served on {}; allowed: {allow}", req.method(), req.path()),
+            format!(
+                "{} is not served on {}; allowed: {allow}",
+                req.method(),
+                req.path()
+            ),
             allow,
         )),
         None => Err(ApiError::not_found(format!(

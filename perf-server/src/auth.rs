@@ -91,9 +91,18 @@ mod tests {
             token
         ));
         assert!(!bearer_matches(Some(""), token));
-        assert!(bearer_matches(Some("bearer s3cret-token-0123456789"), token));
-        assert!(bearer_matches(Some("BEARER s3cret-token-0123456789"), token));
-        assert!(!bearer_matches(Some("Bearerx s3cret-token-0123456789"), token));
+        assert!(bearer_matches(
+            Some("bearer s3cret-token-0123456789"),
+            token
+        ));
+        assert!(bearer_matches(
+            Some("BEARER s3cret-token-0123456789"),
+            token
+        ));
+        assert!(!bearer_matches(
+            Some("Bearerx s3cret-token-0123456789"),
+            token
+        ));
         assert!(!bearer_matches(None, token));
     }
 }

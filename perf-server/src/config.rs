@@ -412,18 +412,30 @@ impl ServerConfig {
         if self.max_queued_tests > 1000 {
             return Err(invalid(
                 "max_queued_tests",
-                format!("{} is outside the allowed range 0 to 1000", self.max_queued_tests),
+                format!(
+                    "{} is outside the allowed range 0 to 1000",
+                    self.max_queued_tests
+                ),
             ));
         }
         let within = |field: &str, d: HumanDuration, lo: u64, hi: u64, range: &str| {
             let secs = d.as_duration();
             if secs < Duration::from_secs(lo) || secs > Duration::from_secs(hi) {
-                Err(invalid(field, format!("{d} is outside the allowed range {range}")))
+                Err(invalid(
+                    field,
+                    format!("{d} is outside the allowed range {range}"),
+                ))
             } else {
                 Ok(())
             }
         };
-        within("heartbeat_timeout", self.heartbeat_timeout, 10, 3600, "10s to 1h")?;
+        within(
+            "heartbeat_timeout",
+            self.heartbeat_timeout,
+            10,
+            3600,
+            "10s to 1h",
+        )?;
         within("body_timeout", self.body_timeout, 1, 300, "1s to 5m")?;
         for (kind, keep) in [
             ("tests", self.retention.tests),
@@ -433,7 +445,10 @@ impl ServerConfig {
             if !(1..=10_000_000).contains(&keep.max_count) {
                 return Err(invalid(
                     &format!("retention.{kind}.max_count"),
-                    format!("{} is outside the allowed range 1 to 10000000", keep.max_count),
+                    format!(
+                        "{} is outside the allowed range 1 to 10000000",
+                        keep.max_count
+                    ),
                 ));
             }
             within(
@@ -470,7 +485,10 @@ impl ServerConfig {
         for (i, origin) in self.allowed_origins.iter().enumerate() {
             let ok = (origin.starts_with("http://") || origin.starts_with("https://"))
                 && !origin.trim_end_matches('/').contains(['?', '#', ' '])
-                && origin.split("://").nth(1).is_some_and(|h| !h.is_empty() && !h.contains('/'));
+                && origin
+                    .split("://")
+                    .nth(1)
+                    .is_some_and(|h| !h.is_empty() && !h.contains('/'));
             if !ok {
                 return Err(invalid(
                     &format!("allowed_origins[{i}]"),
@@ -523,9 +541,10 @@ impl ServerConfig {
 
     /// Where load tests may read `data.file`: the feeds directory, or nothing.
     pub fn feed_access(&self) -> perf_loadgen::FeedAccess {
-        self.feeds_dir
-            .clone()
-            .map_or(perf_loadgen::FeedAccess::InlineOnly, perf_loadgen::FeedAccess::Within)
+        self.feeds_dir.clone().map_or(
+            perf_loadgen::FeedAccess::InlineOnly,
+            perf_loadgen::FeedAccess::Within,
+        )
     }
 
     /// Path of the SQLite database file.

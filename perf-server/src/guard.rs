@@ -59,7 +59,11 @@ impl RequestGuard {
         let name = host_name(host).trim_end_matches('.').to_ascii_lowercase();
         name == "localhost"
             || name.ends_with(".localhost")
-            || name.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>().is_ok()
+            || name
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<IpAddr>()
+                .is_ok()
             || self.hosts.iter().any(|h| *h == name)
     }
 
@@ -155,14 +159,15 @@ impl<F: Future> Future for CatchUnwind<F> {
 pub(crate) async fn catch_panics(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
-    let http_req = req.request().clone();
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    // The request went into the panicking future (and must not be cloned:
+    // routing needs it unshared), so the 500 travels as an error that actix
+    // turns into the response.
     match CatchUnwind(Box::pin(next.call(req))).await {
-        Ok(result) => result.map(ServiceResponse::map_into_left_body),
+        Ok(result) => result,
         Err(()) => {
             metrics::counter!("http_handler_panics_total").increment(1);
-            let response = actix_web::ResponseError::error_response(&ApiError::panicked());
-            Ok(ServiceResponse::new(http_req, response).map_into_right_body())
+            Err(ApiError::panicked().into())
         }
     }
 }
@@ -265,7 +270,11 @@ mod tests {
         ] {
             assert!(guard.host_allowed(ok), "{ok}");
         }
-        for bad in ["attacker.example:8080", "localhost.attacker.example", "perf.internal.evil"] {
+        for bad in [
+            "attacker.example:8080",
+            "localhost.attacker.example",
+            "perf.internal.evil",
+        ] {
             assert!(!guard.host_allowed(bad), "{bad}");
         }
     }

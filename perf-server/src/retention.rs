@@ -17,9 +17,7 @@ pub async fn sweep(store: &dyn Store, retention: &Retention) -> crate::Result<u6
         (Retained::Profiles, retention.profiles),
         (Retained::Snapshots, retention.snapshots),
     ] {
-        removed += store
-            .prune(kind, keep.max_count, cutoff(now, keep))
-            .await?;
+        removed += store.prune(kind, keep.max_count, cutoff(now, keep)).await?;
     }
     Ok(removed)
 }

@@ -35,7 +35,9 @@ pub enum AdmissionError {
     #[error("the server is shutting down")]
     ShuttingDown,
     /// The queue of waiting tests is full.
-    #[error("{0} tests are already waiting for a slot (max_queued_tests); retry when one has finished")]
+    #[error(
+        "{0} tests are already waiting for a slot (max_queued_tests); retry when one has finished"
+    )]
     QueueFull(usize),
     /// The store failed.
     #[error(transparent)]
@@ -562,23 +564,22 @@ impl TestRunner {
         cancel: CancellationToken,
         stop_as: Arc<Mutex<Option<TestStatus>>>,
     ) {
-        let handle =
-            match perf_loadgen::start_with_policy(
-                &record.scenario_name,
-                &scenario,
-                &self.policy,
-                &self.feeds,
-            )
-            .await
-            {
-                Ok(h) => h,
-                Err(e) => {
-                    record.status = TestStatus::Failed;
-                    record.error = Some(e.to_string());
-                    record.finished_at_ms = Some(perf_core::unix_millis());
-                    return;
-                }
-            };
+        let handle = match perf_loadgen::start_with_policy(
+            &record.scenario_name,
+            &scenario,
+            &self.policy,
+            &self.feeds,
+        )
+        .await
+        {
+            Ok(h) => h,
+            Err(e) => {
+                record.status = TestStatus::Failed;
+                record.error = Some(e.to_string());
+                record.finished_at_ms = Some(perf_core::unix_millis());
+                return;
+            }
+        };
         record.status = TestStatus::Running;
         record.started_at_ms = Some(perf_core::unix_millis());
         if let Some(r) = self.state().running.get_mut(&record.id) {

@@ -199,7 +199,7 @@ async fn health_ready_and_metrics_endpoints_answer_with_live_values() {
             .await;
     assert_eq!(status, 200, "{ready}");
     assert_eq!(ready["store"], "sqlite");
-    assert_eq!(ready["schema_version"], 4);
+    assert_eq!(ready["schema_version"], 5);
 
     let (_, mem) = json_of(
         test::call_service(

@@ -33,7 +33,7 @@ fn snapshot(label: &str, sample: &HostSample) -> MetricsSnapshot {
 
 async fn conformance(store: &dyn Store) {
     store.ping().await.unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), 4);
+    assert_eq!(store.schema_version().await.unwrap(), 5);
 
     let sample = sample();
     let mut written = Vec::new();
@@ -114,7 +114,7 @@ async fn load_tests(store: &dyn Store) {
     let mut b = load_test("search", "http://127.0.0.1:2");
     let c = load_test("checkout", "http://127.0.0.1:2");
     for t in [&a, &b, &c] {
-        store.insert_load_test(t).await.unwrap();
+        store.insert_load_test(t, "me").await.unwrap();
     }
     assert_eq!(store.get_load_test(a.id).await.unwrap().unwrap(), a);
 
@@ -231,8 +231,26 @@ async fn load_tests(store: &dyn Store) {
         .unwrap();
     assert_eq!(rest.items.iter().map(|t| t.id).collect::<Vec<_>>(), [a.id]);
 
-    // After a crash, what was queued or running is interrupted; finished tests stay.
-    assert_eq!(store.interrupt_unfinished().await.unwrap(), 2);
+    // Another live instance's test: its heartbeat says so, and a cancel
+    // asked through the store reaches it there.
+    let theirs = load_test("theirs", "http://127.0.0.1:3");
+    store.insert_load_test(&theirs, "other").await.unwrap();
+    assert!(store.heartbeat("other").await.unwrap().is_empty());
+    assert!(store.request_cancel(theirs.id).await.unwrap());
+    assert!(!store.request_cancel(b.id).await.unwrap(), "b is finished");
+    assert_eq!(store.heartbeat("other").await.unwrap(), [theirs.id]);
+    assert!(store.heartbeat("me").await.unwrap().is_empty());
+
+    // After a restart, what this instance left queued or running is
+    // interrupted; finished tests stay, and another live instance's too.
+    let long_ago = perf_core::unix_millis() - 60_000;
+    assert_eq!(
+        store
+            .interrupt_unfinished(Some("me"), long_ago)
+            .await
+            .unwrap(),
+        2
+    );
     assert_eq!(
         store.get_load_test(a.id).await.unwrap().unwrap().status,
         TestStatus::Interrupted
@@ -241,6 +259,103 @@ async fn load_tests(store: &dyn Store) {
         store.get_load_test(b.id).await.unwrap().unwrap().status,
         TestStatus::Completed
     );
+    assert_eq!(
+        store
+            .get_load_test(theirs.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        TestStatus::Queued
+    );
+    // Once the other instance's heartbeat is older than the timeout, anyone's
+    // sweep interrupts its tests.
+    assert_eq!(
+        store
+            .interrupt_unfinished(None, perf_core::unix_millis() + 1)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store
+            .get_load_test(theirs.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        TestStatus::Interrupted
+    );
+
+    // Retention: keep the newest two finished tests, then none older than now.
+    let pruned = store
+        .prune(perf_server::store::Retained::LoadTests, 2, 0)
+        .await
+        .unwrap();
+    assert_eq!(pruned, 2, "four finished tests, two kept");
+    let left = store
+        .list_load_tests(
+            &TestFilter::default(),
+            PageRequest {
+                limit: 10,
+                before: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(left.items.len(), 2);
+    let queued = load_test("waiting", "http://127.0.0.1:4");
+    store.insert_load_test(&queued, "me").await.unwrap();
+    store
+        .prune(
+            perf_server::store::Retained::LoadTests,
+            1_000,
+            perf_core::unix_millis() + 1,
+        )
+        .await
+        .unwrap();
+    let left = store
+        .list_load_tests(
+            &TestFilter::default(),
+            PageRequest {
+                limit: 10,
+                before: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        left.items.iter().map(|t| t.id).collect::<Vec<_>>(),
+        [queued.id],
+        "an unfinished test is never pruned"
+    );
+}
+
+async fn profile_deletion(store: &dyn Store) {
+    let first = store
+        .list_profiles(PageRequest {
+            limit: 1,
+            before: None,
+        })
+        .await
+        .unwrap();
+    let id = first.items[0].id;
+    assert!(store.delete_profile(id).await.unwrap());
+    assert!(!store.delete_profile(id).await.unwrap());
+    assert!(store.get_profile(id).await.unwrap().is_none());
+    // Retention by count keeps the newest.
+    store
+        .prune(perf_server::store::Retained::Profiles, 0, 0)
+        .await
+        .unwrap();
+    let left = store
+        .list_profiles(PageRequest {
+            limit: 10,
+            before: None,
+        })
+        .await
+        .unwrap();
+    assert!(left.items.is_empty());
 }
 
 async fn profiles(store: &dyn Store) {
@@ -347,12 +462,13 @@ async fn sqlite_backend_conforms_and_survives_reopen() {
     let path = dir.path().join("nested/perf.db");
     let store = SqliteStore::open(&path).await.unwrap();
     profiles(&store).await;
+    profile_deletion(&store).await;
     scaling(&store).await;
     conformance(&store).await;
     drop(store);
     // Reopening applies no migration twice and keeps the data.
     let again = SqliteStore::open(&path).await.unwrap();
-    assert_eq!(again.schema_version().await.unwrap(), 4);
+    assert_eq!(again.schema_version().await.unwrap(), 5);
     let page = again
         .list_snapshots(PageRequest {
             limit: 50,
@@ -385,12 +501,13 @@ async fn postgres_backend_conforms_and_survives_reopen() {
     let url = pg.create_database("perf_store").unwrap();
     let store = PostgresStore::open(&url, 4).await.unwrap();
     profiles(&store).await;
+    profile_deletion(&store).await;
     scaling(&store).await;
     conformance(&store).await;
     // Two instances opening at once both succeed: migrations are serialized.
     let (a, b) = tokio::join!(PostgresStore::open(&url, 2), PostgresStore::open(&url, 2));
     let (a, b) = (a.unwrap(), b.unwrap());
-    assert_eq!(a.schema_version().await.unwrap(), 4);
+    assert_eq!(a.schema_version().await.unwrap(), 5);
     let page = b
         .list_snapshots(PageRequest {
             limit: 50,
@@ -402,7 +519,7 @@ async fn postgres_backend_conforms_and_survives_reopen() {
     assert_eq!(
         pg.psql("perf_store", "SELECT count(*) FROM schema_migrations")
             .unwrap(),
-        "4"
+        "5"
     );
 
     pg.psql(

@@ -19,6 +19,8 @@ pub struct PgCluster {
     port: u16,
     run_as: Option<(u32, u32)>,
     hypopg: bool,
+    /// The server options, to start it again on the same port.
+    options: String,
 }
 
 impl PgCluster {
@@ -100,6 +102,7 @@ impl PgCluster {
                     port,
                     run_as,
                     hypopg,
+                    options,
                 });
             }
             // Most likely the port was taken between choosing and binding it: try another.
@@ -154,6 +157,50 @@ impl PgCluster {
         } else {
             Err(format!(
                 "psql failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    }
+
+    /// Stops the server (an outage), keeping its data for [`PgCluster::resume`].
+    pub fn pause(&self) -> Result<(), String> {
+        let data = self.dir.path().join("data");
+        let out = run(
+            Command::new(self.bin.join("pg_ctl"))
+                .arg("-D")
+                .arg(&data)
+                .args(["-m", "fast", "-w", "-t", "30", "stop"]),
+            self.run_as,
+        )?;
+        if !out.status.success() {
+            return Err(format!(
+                "pg_ctl stop failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while data.join("postmaster.pid").exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
+
+    /// Starts the server again on the same port after [`PgCluster::pause`].
+    pub fn resume(&self) -> Result<(), String> {
+        let out = run(
+            Command::new(self.bin.join("pg_ctl"))
+                .arg("-D")
+                .arg(self.dir.path().join("data"))
+                .arg("-l")
+                .arg(self.dir.path().join("server.log"))
+                .args(["-o", &self.options, "-w", "-t", "30", "start"]),
+            self.run_as,
+        )?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "pg_ctl start failed: {}",
                 String::from_utf8_lossy(&out.stderr)
             ))
         }

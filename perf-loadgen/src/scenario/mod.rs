@@ -311,7 +311,10 @@ impl ArrivalSchedule {
     /// The schedule of an open plan; `None` for a closed one.
     pub(crate) fn of(plan: &LoadPlan) -> Option<Self> {
         let LoadPlan::Open {
-            start, steps, total, ..
+            start,
+            steps,
+            total,
+            ..
         } = plan
         else {
             return None;
@@ -349,7 +352,11 @@ impl ArrivalSchedule {
             if m <= area {
                 // Solve r0 x + (r1 - r0) / (2 d) x^2 = m for x in [0, d], in
                 // the form that stays exact when r1 == r0 or r0 == 0.
-                let a = if d.is_infinite() { 0.0 } else { (r1 - r0) / (2.0 * d) };
+                let a = if d.is_infinite() {
+                    0.0
+                } else {
+                    (r1 - r0) / (2.0 * d)
+                };
                 let root = (r0 * r0 + 4.0 * a * m).max(0.0).sqrt();
                 let x = if m <= 0.0 || r0 + root <= 0.0 {
                     0.0
@@ -688,12 +695,7 @@ impl Scenario {
                     || per_second > MAX_RATE
                     || (per_second != 0.0 && per_second < MIN_RATE)
                 {
-                    Err(invalid(
-                        name,
-                        key,
-                        r,
-                        &format!("0, or 1/h to {MAX_RATE}/s"),
-                    ))
+                    Err(invalid(name, key, r, &format!("0, or 1/h to {MAX_RATE}/s")))
                 } else {
                     Ok(per_second)
                 }

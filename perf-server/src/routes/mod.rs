@@ -28,6 +28,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         .service(profiling::stop)
         .service(profiling::list)
         .service(profiling::get)
+        .service(profiling::delete)
         .service(scaling::status)
         .service(scaling::config)
         .service(scaling::manual)

@@ -27,6 +27,7 @@ use crate::api_error::{ApiError, ErrorBody};
         profiling::stop,
         profiling::list,
         profiling::get,
+        profiling::delete,
         scaling::status,
         scaling::config,
         scaling::manual,

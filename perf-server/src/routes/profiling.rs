@@ -2,7 +2,7 @@
 //! a time, kept in the store.
 
 use actix_web::http::header;
-use actix_web::{HttpResponse, get, post, web};
+use actix_web::{HttpResponse, delete, get, post, web};
 use serde::{Deserialize, Serialize};
 
 use super::snapshots::{PageQuery, parse_id};
@@ -265,4 +265,24 @@ pub(crate) async fn get(
             .body(profile.flamegraph_svg),
         _ => HttpResponse::Ok().json(profile.record),
     })
+}
+
+/// Deletes a stored profile (retention also deletes old ones).
+#[utoipa::path(delete, path = "/performance/profiling/{id}", tag = "profiling", responses(
+    (status = 204, description = "deleted"),
+    (status = 400, body = crate::api_error::ErrorBody, description = "bad id"),
+    (status = 401, body = crate::api_error::ErrorBody, description = "missing or wrong bearer token"),
+    (status = 404, body = crate::api_error::ErrorBody, description = "not found")
+))]
+#[delete("/performance/profiling/{id}")]
+pub(crate) async fn delete(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&id, "id")?;
+    if state.store.delete_profile(id).await? {
+        Ok(HttpResponse::NoContent().finish())
+    } else {
+        Err(ApiError::not_found(format!("no profile {id}")))
+    }
 }

@@ -7,8 +7,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::migrations::{self, Migration};
 use super::{
-    LoadTestRecord, MetricsSnapshot, Page, PageRequest, ProfileData, ProfileRecord,
-    Retained, ScalingEventRecord, Store, TestFilter, TestStatus, into_page,
+    LoadTestRecord, MetricsSnapshot, Page, PageRequest, ProfileData, ProfileRecord, Retained,
+    ScalingEventRecord, Store, TestFilter, TestStatus, into_page,
 };
 use crate::{Error, Result};
 
@@ -524,9 +524,12 @@ impl Store for SqliteStore {
 
     async fn delete_profile(&self, id: Id) -> Result<bool> {
         self.with(move |c| {
-            c.execute("DELETE FROM profiles WHERE id = ?1", params![id.to_string()])
-                .map(|n| n > 0)
-                .map_err(store_error)
+            c.execute(
+                "DELETE FROM profiles WHERE id = ?1",
+                params![id.to_string()],
+            )
+            .map(|n| n > 0)
+            .map_err(store_error)
         })
         .await
     }
