@@ -9,12 +9,15 @@
 //!   names the Debian package to install; it never skips.
 //! - [`http`]: a tiny blocking HTTP/1.1 client for local targets.
 //! - [`target::TargetServer`]: a local HTTP/1.1 target with delays, statuses and stalls.
+//! - [`fuzz`]: seeded, time-boxed structure-aware mutation of JSON and text for
+//!   the bounded fuzz runs in CI (`FUZZ_SECONDS`, `FUZZ_SEED`).
 //!
 //! ```no_run
 //! let pg = testkit::PgCluster::start().expect("PostgreSQL 15 is installed");
 //! println!("connect to {}", pg.url());
 //! ```
 
+pub mod fuzz;
 pub mod http;
 mod postgres;
 pub mod target;
