@@ -19,11 +19,13 @@
 //! ```
 
 use std::collections::HashMap;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
 use std::time::Instant;
 
-use procfs::net::{DeviceStatus, TcpState};
-use procfs::process::Process;
-use procfs::{CpuTime, Current, CurrentSI, KernelStats, LoadAverage, Meminfo};
+use procfs::net::{DeviceStatus, InterfaceDeviceStatus, TcpNetEntries, TcpState};
+use procfs::process::{Process, Stat, Status};
+use procfs::{CpuTime, FromBufRead, FromBufReadSI, FromRead, KernelStats, LoadAverage, Meminfo};
 use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result, Timestamped, unix_millis};
@@ -242,11 +244,71 @@ fn system_error(what: &'static str) -> impl FnOnce(procfs::ProcError) -> Error {
     }
 }
 
+/// The `/proc` files a sampler reads, opened once and read again from the
+/// start at every sample: a process at its open-file limit (a flood of
+/// connections) can still sample itself, where reopening them failed with
+/// EMFILE.
+#[derive(Debug)]
+struct ProcFiles {
+    stat: File,
+    meminfo: File,
+    loadavg: File,
+    self_stat: File,
+    self_status: File,
+    net_dev: File,
+    tcp: File,
+    /// Absent when IPv6 is disabled.
+    tcp6: Option<File>,
+    buf: Vec<u8>,
+}
+
+impl ProcFiles {
+    fn open() -> Result<Self> {
+        let open = |path: &'static str| {
+            File::open(path).map_err(|e| Error::System {
+                what: path,
+                message: e.to_string(),
+            })
+        };
+        Ok(Self {
+            stat: open("/proc/stat")?,
+            meminfo: open("/proc/meminfo")?,
+            loadavg: open("/proc/loadavg")?,
+            self_stat: open("/proc/self/stat")?,
+            self_status: open("/proc/self/status")?,
+            net_dev: open("/proc/net/dev")?,
+            tcp: open("/proc/net/tcp")?,
+            tcp6: File::open("/proc/net/tcp6").ok(),
+            buf: Vec::with_capacity(16 * 1024),
+        })
+    }
+}
+
+/// Reads `file` again from its start into `buf`.
+fn reread<'b>(file: &mut File, buf: &'b mut Vec<u8>, what: &'static str) -> Result<&'b [u8]> {
+    buf.clear();
+    file.seek(SeekFrom::Start(0))
+        .and_then(|_| file.read_to_end(buf))
+        .map_err(|e| Error::System {
+            what,
+            message: e.to_string(),
+        })?;
+    Ok(buf.as_slice())
+}
+
+/// Parses what `reread` read.
+fn parsed<T>(what: &'static str, result: procfs::ProcResult<T>) -> Result<T> {
+    result.map_err(system_error(what))
+}
+
 /// Reads `/proc` and turns two consecutive readings into a [`SystemSample`].
 #[derive(Debug)]
 pub struct SystemSampler {
     previous: Counters,
     process: Process,
+    files: ProcFiles,
+    /// Open files at the last count (kept when the count itself cannot be taken).
+    open_fds: u64,
     ticks_per_second: u64,
     page_size: u64,
 }
@@ -255,10 +317,13 @@ impl SystemSampler {
     /// Takes the first reading; the first [`SystemSampler::sample`] measures from here.
     pub fn new() -> Result<Self> {
         let process = Process::myself().map_err(system_error("/proc/self"))?;
-        let previous = read_counters(&process)?;
+        let mut files = ProcFiles::open()?;
+        let previous = read_counters(&mut files)?;
         Ok(Self {
             previous,
             process,
+            files,
+            open_fds: 0,
             ticks_per_second: procfs::ticks_per_second().max(1),
             page_size: procfs::page_size(),
         })
@@ -267,7 +332,7 @@ impl SystemSampler {
     /// Figures over the interval since the previous call (or since [`SystemSampler::new`]).
     /// Call it at intervals of 100 ms or more: kernel counters tick at 100 Hz.
     pub fn sample(&mut self) -> Result<SystemSample> {
-        let now = read_counters(&self.process)?;
+        let now = read_counters(&mut self.files)?;
         let elapsed = now.at.duration_since(self.previous.at).as_secs_f64();
         let per_sec = |after: u64, before: u64| {
             if elapsed > 0.0 {
@@ -304,7 +369,7 @@ impl SystemSampler {
         interfaces.sort_by(|a, b| a.name.cmp(&b.name));
         let network = NetworkSample {
             interfaces,
-            tcp: read_tcp_connections()?,
+            tcp: read_tcp_connections(&mut self.files)?,
         };
 
         let interval_ms = (elapsed * 1000.0).round() as u64;
@@ -318,7 +383,7 @@ impl SystemSampler {
         })
     }
 
-    fn cpu(&self, now: &Counters, elapsed: f64) -> Result<CpuSample> {
+    fn cpu(&mut self, now: &Counters, elapsed: f64) -> Result<CpuSample> {
         let delta = |after: &CpuTicks, before: &CpuTicks| CpuTicks {
             busy: after.busy.saturating_sub(before.busy),
             all: after.all.saturating_sub(before.all),
@@ -336,15 +401,23 @@ impl SystemSampler {
                 share(d.busy, d.all)
             })
             .collect();
-        let load = LoadAverage::current().map_err(system_error("/proc/loadavg"))?;
+        let files = &mut self.files;
+        let load = parsed(
+            "/proc/loadavg",
+            LoadAverage::from_read(reread(&mut files.loadavg, &mut files.buf, "/proc/loadavg")?),
+        )?;
         let process_secs = now
             .process_ticks
             .saturating_sub(self.previous.process_ticks) as f64
             / self.ticks_per_second as f64;
-        let stat = self
-            .process
-            .stat()
-            .map_err(system_error("/proc/self/stat"))?;
+        let stat = parsed(
+            "/proc/self/stat",
+            Stat::from_read(reread(
+                &mut files.self_stat,
+                &mut files.buf,
+                "/proc/self/stat",
+            )?),
+        )?;
         Ok(CpuSample {
             cores: now.per_core.len(),
             utilization_percent: share(total.busy, total.all),
@@ -363,16 +436,37 @@ impl SystemSampler {
         })
     }
 
-    fn memory(&self) -> Result<MemorySample> {
-        let info = Meminfo::current().map_err(system_error("/proc/meminfo"))?;
-        let stat = self
-            .process
-            .stat()
-            .map_err(system_error("/proc/self/stat"))?;
-        let status = self
-            .process
-            .status()
-            .map_err(system_error("/proc/self/status"))?;
+    fn memory(&mut self) -> Result<MemorySample> {
+        let files = &mut self.files;
+        let info = parsed(
+            "/proc/meminfo",
+            <Meminfo as FromBufRead>::from_buf_read(reread(
+                &mut files.meminfo,
+                &mut files.buf,
+                "/proc/meminfo",
+            )?),
+        )?;
+        let stat = parsed(
+            "/proc/self/stat",
+            Stat::from_read(reread(
+                &mut files.self_stat,
+                &mut files.buf,
+                "/proc/self/stat",
+            )?),
+        )?;
+        let status = parsed(
+            "/proc/self/status",
+            <Status as FromBufRead>::from_buf_read(reread(
+                &mut files.self_status,
+                &mut files.buf,
+                "/proc/self/status",
+            )?),
+        )?;
+        // Counting open files opens /proc/self/fd: at the open-file limit
+        // that fails, and the last count is the best there is.
+        if let Ok(n) = self.process.fd_count() {
+            self.open_fds = n as u64;
+        }
         let available = info.mem_available.unwrap_or(info.mem_free);
         let rss = stat.rss * self.page_size;
         Ok(MemorySample {
@@ -384,18 +478,37 @@ impl SystemSampler {
             process_rss_bytes: rss,
             process_peak_rss_bytes: status.vmhwm.map_or(rss, |kib| kib * 1024).max(rss),
             process_virtual_bytes: stat.vsize,
-            process_open_fds: self
-                .process
-                .fd_count()
-                .map_err(system_error("/proc/self/fd"))? as u64,
+            process_open_fds: self.open_fds,
         })
     }
 }
 
-fn read_counters(process: &Process) -> Result<Counters> {
-    let kernel = KernelStats::current().map_err(system_error("/proc/stat"))?;
-    let stat = process.stat().map_err(system_error("/proc/self/stat"))?;
-    let interfaces = procfs::net::dev_status().map_err(system_error("/proc/net/dev"))?;
+fn read_counters(files: &mut ProcFiles) -> Result<Counters> {
+    let info = procfs::current_system_info();
+    let kernel = parsed(
+        "/proc/stat",
+        <KernelStats as FromBufReadSI>::from_buf_read(
+            reread(&mut files.stat, &mut files.buf, "/proc/stat")?,
+            info,
+        ),
+    )?;
+    let stat = parsed(
+        "/proc/self/stat",
+        Stat::from_read(reread(
+            &mut files.self_stat,
+            &mut files.buf,
+            "/proc/self/stat",
+        )?),
+    )?;
+    let interfaces = parsed(
+        "/proc/net/dev",
+        <InterfaceDeviceStatus as FromBufRead>::from_buf_read(reread(
+            &mut files.net_dev,
+            &mut files.buf,
+            "/proc/net/dev",
+        )?),
+    )?
+    .0;
     Ok(Counters {
         at: Instant::now(),
         total: CpuTicks::from(&kernel.total),
@@ -405,10 +518,23 @@ fn read_counters(process: &Process) -> Result<Counters> {
     })
 }
 
-fn read_tcp_connections() -> Result<TcpConnections> {
-    let mut entries = procfs::net::tcp().map_err(system_error("/proc/net/tcp"))?;
+fn read_tcp_connections(files: &mut ProcFiles) -> Result<TcpConnections> {
+    let info = procfs::current_system_info();
+    let mut entries = parsed(
+        "/proc/net/tcp",
+        <TcpNetEntries as FromBufReadSI>::from_buf_read(
+            reread(&mut files.tcp, &mut files.buf, "/proc/net/tcp")?,
+            info,
+        ),
+    )?
+    .0;
     // IPv6 may be disabled on the host: then there is simply nothing to count.
-    entries.extend(procfs::net::tcp6().unwrap_or_default());
+    if let Some(tcp6) = files.tcp6.as_mut()
+        && let Ok(bytes) = reread(tcp6, &mut files.buf, "/proc/net/tcp6")
+        && let Ok(more) = <TcpNetEntries as FromBufReadSI>::from_buf_read(bytes, info)
+    {
+        entries.extend(more.0);
+    }
     let mut counts = TcpConnections::default();
     for entry in &entries {
         let slot = match entry.state {
@@ -464,6 +590,35 @@ mod tests {
                 .per_core_utilization_percent
                 .iter()
                 .all(|p| (0.0..=100.0).contains(p))
+        );
+    }
+
+    #[test]
+    fn samples_read_fresh_figures_through_files_kept_open() {
+        let mut sampler = SystemSampler::new().unwrap();
+        let first = sampler.sample().unwrap();
+        let fds = |s: &SystemSample| s.memory.process_open_fds;
+        // 64 MiB touched: the next sample sees it (the files are re-read, not cached).
+        let block = vec![1u8; 64 << 20];
+        std::thread::sleep(Duration::from_millis(150));
+        let second = sampler.sample().unwrap();
+        assert!(
+            second.memory.process_rss_bytes >= first.memory.process_rss_bytes + (48 << 20),
+            "{} then {}",
+            first.memory.process_rss_bytes,
+            second.memory.process_rss_bytes
+        );
+        drop(block);
+        // Sampling opens nothing that stays open.
+        for _ in 0..20 {
+            sampler.sample().unwrap();
+        }
+        let later = sampler.sample().unwrap();
+        assert!(
+            fds(&later) <= fds(&second) + 4,
+            "{} then {}",
+            fds(&second),
+            fds(&later)
         );
     }
 
