@@ -604,11 +604,15 @@ fn a_worker_that_dies_fails_the_test_and_keeps_the_partial_merge() {
         .iter()
         .map(|d| ServerProcess::start(d.path(), &[]))
         .collect();
-    let coordinator = ServerProcess::start(dirs[2].path(), &[]);
     let urls: Vec<String> = workers
         .iter()
         .map(|w| format!("\"http://{}\"", w.addr))
         .collect();
+    // The workers a request may name are the configured ones (the worker
+    // token goes nowhere else).
+    let config = dirs[2].path().join("perf.yaml");
+    std::fs::write(&config, format!("load_workers: [{}]\n", urls.join(", "))).unwrap();
+    let coordinator = ServerProcess::start(dirs[2].path(), &["--config", config.to_str().unwrap()]);
     let body = format!(
         r#"{{"name": "fragile", "target": "{}", "duration": "1m", "users": 4, "think_time": "10ms", "workers": [{}]}}"#,
         target.url(),
