@@ -147,6 +147,14 @@ impl ServeArgs {
     }
 }
 
+/// Writes `text` to standard output, ignoring a closed pipe (`| head`):
+/// `println!` panics on one.
+pub fn print_out(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,12 +200,4 @@ mod tests {
         let err = args.resolve().unwrap_err();
         assert!(err.to_string().contains("listen"), "{err}");
     }
-}
-
-/// Writes `text` to standard output, ignoring a closed pipe (`| head`):
-/// `println!` panics on one.
-pub fn print_out(text: &str) {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
 }

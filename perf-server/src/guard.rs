@@ -64,7 +64,7 @@ impl RequestGuard {
                 .trim_end_matches(']')
                 .parse::<IpAddr>()
                 .is_ok()
-            || self.hosts.iter().any(|h| *h == name)
+            || self.hosts.contains(&name)
     }
 
     /// Whether a page of `origin` may change state here: the same origin as
@@ -73,7 +73,7 @@ impl RequestGuard {
         let origin = origin.trim_end_matches('/').to_ascii_lowercase();
         let authority = origin.split_once("://").map(|(_, a)| a);
         let same = matches!((authority, host), (Some(a), Some(h)) if a == h.to_ascii_lowercase());
-        same || self.origins.iter().any(|o| *o == origin)
+        same || self.origins.contains(&origin)
     }
 }
 

@@ -390,22 +390,25 @@ impl TestRunner {
             }
         }
         self.store.insert_load_test(&record, &self.owner).await?;
+        // Some(true): start now; Some(false): queued; None: the queue filled meanwhile.
         let start_now = {
             let mut state = self.state();
             if state.running.len() < self.max_concurrent && state.queue.is_empty() {
-                true
+                Some(true)
             } else if state.queue.len() >= self.max_queued {
-                drop(state);
-                record_refused(&self.store, record).await;
-                return Err(AdmissionError::QueueFull(self.max_queued));
+                None
             } else {
                 state.queue.push_back(Job {
                     record: record.clone(),
                     scenario: scenario.clone(),
                     workers: workers.clone(),
                 });
-                false
+                Some(false)
             }
+        };
+        let Some(start_now) = start_now else {
+            record_refused(&self.store, record).await;
+            return Err(AdmissionError::QueueFull(self.max_queued));
         };
         if start_now {
             self.start(Job {
