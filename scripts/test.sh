@@ -2,7 +2,8 @@
 # The whole test suite. As root it first installs what the tests need from
 # Debian (PostgreSQL 15 server, hypopg); otherwise it says what is missing.
 # Then: the alert rules (promtool) and dashboard, cargo fmt --check,
-# cargo clippy -D warnings, cargo test --workspace, the load-testing CI job.
+# cargo clippy -D warnings, cargo test --workspace (with a few seconds of
+# fuzzing per target), the load-testing CI job, a short mixed soak.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # A clean build gains nothing from incremental state and it doubles the disk
@@ -16,6 +17,7 @@ missing=()
 [ -f /usr/share/postgresql/15/extension/hypopg.control ] || missing+=(postgresql-15-hypopg)
 command -v promtool >/dev/null || missing+=(prometheus)          # promtool checks the alert rules
 command -v python3 >/dev/null || missing+=(python3)              # the scaling tests run python's http.server as instances
+command -v curl >/dev/null || missing+=(curl)                    # the CI load job and the soak speak to perf-server
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         echo "==> installing ${missing[*]}"
@@ -38,3 +40,10 @@ echo "==> cargo test"
 cargo test --workspace
 echo "==> load-testing CI job (docs/load-testing.md)"
 bash scripts/ci-load-smoke.sh
+# The mixed soak, short, on the debug binary: nothing lost across a PostgreSQL
+# and a perf-server restart; RSS bounds are loose here (a debug binary's first
+# CPU profile loads its debug info: ~250 MiB), the release figures are in
+# BENCHMARKS.md (benches/scripts/soak-mixed.sh, 30 minutes).
+echo "==> mixed soak (90 s)"
+SOAK_SECONDS=90 PERF_BIN=target/debug/perf-server RSS_BOUND_MIB=700 RSS_GROWTH_MIB=150 \
+    bash benches/scripts/soak-mixed.sh
