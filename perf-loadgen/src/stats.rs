@@ -82,6 +82,8 @@ struct Shard {
     /// Everything but the per-name figures (`per_name` stays empty here).
     totals: Totals,
     window: Window,
+    /// Per-name figures, in the first [`name_shard_count`] shards only.
+    names: Vec<NameStats>,
 }
 
 /// Most per-name histogram pairs a run keeps across its name shards: with
@@ -93,8 +95,9 @@ const NAME_SLOTS: usize = 64;
 #[derive(Debug)]
 pub(crate) struct Recorder {
     shards: Vec<Mutex<Shard>>,
-    /// Per-name figures, in `max(1, NAME_SLOTS / names)` shards at most.
-    name_shards: Vec<Mutex<Vec<NameStats>>>,
+    /// Shards that hold per-name figures: `max(1, NAME_SLOTS / names)` at
+    /// most, so with few names every thread records under one lock.
+    name_shards: usize,
     /// Open model: the uncorrected latency differs and is recorded apart. In
     /// the closed model both are the same and it is copied at the end.
     separate_uncorrected: bool,
@@ -108,18 +111,22 @@ thread_local! {
 impl Recorder {
     pub(crate) fn new(names: usize, separate_uncorrected: bool) -> Self {
         let n = thread_count();
+        let name_shards = name_shard_count(names, n);
         Self {
             shards: (0..n)
-                .map(|_| {
+                .map(|i| {
                     Mutex::new(Shard {
                         totals: Totals::default(),
                         window: Window::default(),
+                        names: if i < name_shards {
+                            vec![NameStats::default(); names]
+                        } else {
+                            Vec::new()
+                        },
                     })
                 })
                 .collect(),
-            name_shards: (0..name_shard_count(names, n))
-                .map(|_| Mutex::new(vec![NameStats::default(); names]))
-                .collect(),
+            name_shards,
             separate_uncorrected,
         }
     }
@@ -150,7 +157,7 @@ impl Recorder {
         let Ok(mut shard) = self.shards[slot].lock() else {
             return;
         };
-        let Shard { totals, window } = &mut *shard;
+        let Shard { totals, window, .. } = &mut *shard;
         let error = match outcome {
             Ok(r) => {
                 *totals.status_codes.entry(r.status).or_default() += 1;
@@ -178,20 +185,25 @@ impl Recorder {
         if self.separate_uncorrected {
             let _ = totals.uncorrected.record_micros(uncorrected);
         }
-        drop(shard);
-        let Some(names) = self.name_shards.get(slot % self.name_shards.len().max(1)) else {
-            return;
-        };
-        let Ok(mut names) = names.lock() else {
-            return;
-        };
-        if let Some(n) = names.get_mut(name) {
+        let name_stats = |n: &mut NameStats| {
             n.requests += 1;
             n.errors += u64::from(error);
             let _ = n.corrected.record_micros(corrected);
             if self.separate_uncorrected {
                 let _ = n.uncorrected.record_micros(uncorrected);
             }
+        };
+        if let Some(n) = shard.names.get_mut(name) {
+            name_stats(n);
+            return;
+        }
+        // Many names: this thread's shard holds none; they live in a few.
+        drop(shard);
+        let holder = slot % self.name_shards.max(1);
+        if let Some(Ok(mut s)) = self.shards.get(holder).map(Mutex::lock)
+            && let Some(n) = s.names.get_mut(name)
+        {
+            name_stats(n);
         }
     }
 
@@ -220,9 +232,9 @@ impl Recorder {
                 all.merge(&s.totals);
             }
         }
-        for names in &self.name_shards {
-            if let Ok(names) = names.lock() {
-                all.merge_names(&names);
+        for shard in &self.shards[..self.name_shards.min(self.shards.len())] {
+            if let Ok(s) = shard.lock() {
+                all.merge_names(&s.names);
             }
         }
         if !self.separate_uncorrected {
@@ -389,6 +401,48 @@ mod tests {
                 .windows(2)
                 .all(|w| w[0].t_s + w[0].span_s == w[1].t_s)
         );
+    }
+
+    #[test]
+    fn per_name_figures_do_not_multiply_by_threads() {
+        let many = Recorder::new(100, true);
+        assert_eq!(many.name_shards, 1, "100 names share one slot");
+        let one = Recorder::new(1, false);
+        assert_eq!(
+            one.name_shards,
+            one.shards.len(),
+            "one name: a slot per thread"
+        );
+        let rec = std::sync::Arc::new(Recorder::new(100, true));
+        let t0 = Instant::now();
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let rec = std::sync::Arc::clone(&rec);
+                std::thread::spawn(move || {
+                    for i in 0..1000 {
+                        let ok = Ok(Response {
+                            status: 200,
+                            bytes_received: 1,
+                        });
+                        rec.record(i % 100, t0, t0, t0 + Duration::from_micros(50), 1, ok);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let totals = rec.totals();
+        assert_eq!(totals.requests, 4000);
+        assert_eq!(totals.per_name.len(), 100);
+        assert!(
+            totals
+                .per_name
+                .iter()
+                .all(|n| n.requests == 40 && n.corrected.count() == 40)
+        );
+        // Memory: 100 names × 2 histograms in one slot, plus the report's copy.
+        assert!(Recorder::histograms(100, true) < 3 * 2 * 100 + 3 * 64);
     }
 
     #[test]
