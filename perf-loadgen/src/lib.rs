@@ -65,9 +65,10 @@ pub use report::{LatencyMs, ReportHistograms, RequestReport, RunReport, Threshol
 pub use run::{LiveSnapshot, RunHandle, check, check_with, start, start_with_policy};
 pub use safety::{FeedAccess, IpNet, Limits, MAX_FEED_BYTES, MemoryEstimate, TargetPolicy};
 pub use scenario::{
-    FeederMode, FeederSpec, LoadPlan, MAX_DURATION, MAX_HEADERS, MAX_RATE, MAX_REQUESTS,
-    MAX_STAGES, MAX_THRESHOLDS, MAX_USERS, MIN_RATE, Operator, Preset, Rate, RequestSpec, Scenario,
-    ScenarioFile, Stage, Targets, ThinkDistribution, ThinkTime, Threshold, ThresholdMetric, preset,
+    FeederMode, FeederSpec, LoadPlan, MAX_BODY_BYTES, MAX_DURATION, MAX_HEADERS, MAX_RATE,
+    MAX_REQUESTS, MAX_STAGES, MAX_TARGETS, MAX_THRESHOLDS, MAX_USERS, MIN_RATE, Operator, Preset,
+    Rate, RequestSpec, Scenario, ScenarioFile, Stage, Targets, ThinkDistribution, ThinkTime,
+    Threshold, ThresholdMetric, preset,
 };
 pub use shard::split;
 pub use stats::TimelineRow;

@@ -55,12 +55,14 @@ pub struct MemoryEstimate {
     pub connections: u64,
     /// Rows of inline CSV data.
     pub data: u64,
+    /// Requests prepared once per target (head and body).
+    pub prepared: u64,
 }
 
 impl MemoryEstimate {
     /// The sum.
     pub fn total(&self) -> u64 {
-        self.histograms + self.connections + self.data
+        self.histograms + self.connections + self.data + self.prepared
     }
 }
 
@@ -160,7 +162,7 @@ impl Scenario {
         let estimate = self.estimated_memory(name)?;
         if estimate.total() > limits.max_memory.bytes() {
             let (key, part) = [
-                ("requests", estimate.histograms),
+                ("requests", estimate.histograms + estimate.prepared),
                 (
                     if matches!(plan, LoadPlan::Open { .. }) {
                         "max_in_flight"
@@ -243,16 +245,30 @@ impl Scenario {
             }
             LoadPlan::Open { max_in_flight, .. } => u64::from(*max_in_flight),
         } * PER_USER_BYTES;
-        // Rows as strings take about twice the text.
+        // Every field is a String (24 bytes and its text), every row a Vec.
         let data = self
             .data
             .as_ref()
             .and_then(|d| d.csv.as_ref())
-            .map_or(0, |csv| csv.len() as u64 * 2);
+            .map_or(0, |csv| {
+                let fields = csv.bytes().filter(|b| matches!(b, b',' | b'\n')).count() as u64;
+                csv.len() as u64 + 48 * (fields + 1)
+            });
+        let targets = self.target.as_ref().map_or(1, |t| t.urls().len().max(1)) as u64;
+        let prepared = self
+            .request_mix()
+            .iter()
+            .map(|r| {
+                let headers: usize = r.headers.iter().map(|(k, v)| k.len() + v.len() + 4).sum();
+                (256 + r.path.len() + headers + r.body.as_ref().map_or(0, String::len)) as u64
+            })
+            .sum::<u64>()
+            * targets;
         Ok(MemoryEstimate {
             histograms,
             connections,
             data,
+            prepared,
         })
     }
 }

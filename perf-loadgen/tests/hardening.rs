@@ -92,6 +92,32 @@ fn many_request_names_are_capped_and_memory_is_estimated_at_admission() {
     };
     let e = s.check_limits(&name, &limits).unwrap_err().to_string();
     assert!(e.contains("`users`") && e.contains("estimated"), "{e}");
+    // Many targets times a large body: capped, and counted in the estimate.
+    let targets: Vec<String> = (0..45_000).map(|_| "http://a:1".to_owned()).collect();
+    let s: perf_loadgen::Scenario = serde_json::from_value(serde_json::json!({
+        "target": targets, "users": 1, "duration": "1s"}))
+    .unwrap();
+    let e = s.validate("s").unwrap_err().to_string();
+    assert!(e.contains("`target`") && e.contains("at most 64"), "{e}");
+    let s: perf_loadgen::Scenario = serde_json::from_value(serde_json::json!({
+        "target": vec!["http://a:1"; 64], "users": 1, "duration": "1s",
+        "requests": [{"method": "POST", "body": "x".repeat(900_000)}]}))
+    .unwrap();
+    let estimate = s.estimated_memory("s").unwrap();
+    assert!(estimate.prepared > 64 * 900_000, "{estimate:?}");
+}
+
+/// A rate of zero sends nothing, not one request at the start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stretch_without_load_sends_nothing() {
+    let server = TargetServer::start(Behavior::default()).unwrap();
+    let (name, s) = parse(&format!(
+        "load_tests:\n  idle:\n    target: {}\n    stages: [{{duration: 1s, rate: 0}}, {{duration: 0s, rate: 10/s}}]\n    duration: 1s\n",
+        server.url()
+    ))
+    .unwrap();
+    let report = start(&name, &s).await.unwrap().report().await.unwrap();
+    assert_eq!(report.requests, 0);
 }
 
 /// A target URL with CR LF once made the generator send a smuggled DELETE.
@@ -121,6 +147,14 @@ fn crlf_in_targets_paths_and_headers_is_refused_wherever_it_enters() {
         (
             "target[0]",
             r#"{"target": "http://127.0.0.1:0", "users": 1, "duration": "1s"}"#,
+        ),
+        (
+            "requests[0].headers",
+            r#"{"target": "http://127.0.0.1:8", "users": 1, "duration": "1s", "requests": [{"method": "POST", "headers": {"Transfer-Encoding": "chunked"}, "body": "0\r\n\r\nDELETE /x HTTP/1.1\r\nHost: internal\r\n\r\n"}]}"#,
+        ),
+        (
+            "requests[0].headers",
+            r#"{"target": "http://127.0.0.1:8", "users": 1, "duration": "1s", "requests": [{"headers": {"connection": "upgrade"}}]}"#,
         ),
     ];
     for (key, json) in cases {

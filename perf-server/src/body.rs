@@ -136,10 +136,11 @@ pub(crate) fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 /// other cannot).
 pub(crate) fn strict_value(bytes: &[u8]) -> Result<serde_json::Value, ApiError> {
     let problem = RefCell::new(None);
+    let path = RefCell::new(Vec::new());
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = Strict {
         problem: &problem,
-        path: String::new(),
+        path: &path,
     }
     .deserialize(&mut de)
     .map_err(|e| match problem.take() {
@@ -154,38 +155,53 @@ pub(crate) fn strict_value(bytes: &[u8]) -> Result<serde_json::Value, ApiError> 
     Ok(value)
 }
 
+/// One step of the path to a value.
+enum Segment {
+    Key(String),
+    Index(usize),
+}
+
 /// Builds a `serde_json::Value`, recording the first strictness problem
-/// with the path where it is.
+/// with the path where it is. The path is a stack of segments shared by the
+/// whole walk (pushed and popped around each child), turned into text only
+/// for an error: a wide array or long keys cost no copying.
+#[derive(Clone, Copy)]
 struct Strict<'a> {
     problem: &'a RefCell<Option<(String, String)>>,
-    path: String,
+    path: &'a RefCell<Vec<Segment>>,
 }
 
 impl Strict<'_> {
-    fn child(&self, segment: &str) -> Self {
-        Strict {
-            problem: self.problem,
-            path: if self.path.is_empty() {
-                segment.to_owned()
-            } else if segment.starts_with('[') {
-                format!("{}{segment}", self.path)
-            } else {
-                format!("{}.{segment}", self.path)
-            },
+    fn path_text(&self) -> String {
+        let mut out = String::new();
+        for segment in self.path.borrow().iter() {
+            match segment {
+                Segment::Key(k) if out.is_empty() => out.push_str(k),
+                Segment::Key(k) => {
+                    out.push('.');
+                    out.push_str(k);
+                }
+                Segment::Index(i) => {
+                    out.push('[');
+                    out.push_str(&i.to_string());
+                    out.push(']');
+                }
+            }
         }
+        out
     }
 
-    fn refuse<E: serde::de::Error>(&self, field: String, message: &str) -> E {
+    fn refuse<E: serde::de::Error>(&self, message: &str) -> E {
         let mut problem = self.problem.borrow_mut();
         if problem.is_none() {
-            *problem = Some((field, message.to_owned()));
+            *problem = Some((self.path_text(), message.to_owned()));
         }
         E::custom(message)
     }
 
     fn string<E: serde::de::Error>(&self, v: &str) -> Result<serde_json::Value, E> {
         if v.contains('\0') {
-            return Err(self.refuse(self.path.clone(), "a string must not contain NUL (\\u0000)"));
+            return Err(self.refuse("a string must not contain NUL (\\u0000)"));
         }
         Ok(serde_json::Value::String(v.to_owned()))
     }
@@ -236,8 +252,14 @@ impl<'de> Visitor<'de> for Strict<'_> {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         let mut items = Vec::new();
-        while let Some(item) = seq.next_element_seed(self.child(&format!("[{}]", items.len())))? {
-            items.push(item);
+        loop {
+            self.path.borrow_mut().push(Segment::Index(items.len()));
+            let item = seq.next_element_seed(self)?;
+            self.path.borrow_mut().pop();
+            match item {
+                Some(item) => items.push(item),
+                None => break,
+            }
         }
         Ok(serde_json::Value::Array(items))
     }
@@ -245,30 +267,23 @@ impl<'de> Visitor<'de> for Strict<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut object = serde_json::Map::new();
         while let Some(key) = map.next_key::<String>()? {
-            let child = self.child(&key);
-            if key.contains('\0') {
-                return Err(
-                    child.refuse(child.path.clone(), "a key must not contain NUL (\\u0000)")
-                );
+            let nul = key.contains('\0');
+            let duplicate = object.contains_key(&key);
+            self.path.borrow_mut().push(Segment::Key(key));
+            if nul {
+                return Err(self.refuse("a key must not contain NUL (\\u0000)"));
             }
-            if object.contains_key(&key) {
-                return Err(child.refuse(
-                    child.path.clone(),
-                    &format!("duplicate key {key:?}: give each key once"),
-                ));
+            if duplicate {
+                return Err(self.refuse("a key given twice: give each key once"));
             }
-            let value = map.next_value_seed(child)?;
+            let value = map.next_value_seed(self)?;
+            let Some(Segment::Key(key)) = self.path.borrow_mut().pop() else {
+                return Err(serde::de::Error::custom("path out of step"));
+            };
             object.insert(key, value);
         }
         Ok(serde_json::Value::Object(object))
     }
-}
-
-/// Registers the body limit on an app.
-pub(crate) fn limits(limit: u64) -> (BodyLimit, web::PayloadConfig) {
-    // The PayloadConfig's own limit is what actix enforces while reading.
-    let bytes = usize::try_from(limit).unwrap_or(usize::MAX);
-    (BodyLimit(limit), web::PayloadConfig::new(bytes))
 }
 
 #[cfg(test)]

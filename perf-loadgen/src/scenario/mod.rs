@@ -349,7 +349,8 @@ impl ArrivalSchedule {
                 (r0 + r1) / 2.0 * d
             };
             let m = k - self.before;
-            if m <= area {
+            // A stretch without load sends nothing, not one request at its start.
+            if area > 0.0 && m <= area {
                 // Solve r0 x + (r1 - r0) / (2 d) x^2 = m for x in [0, d], in
                 // the form that stays exact when r1 == r0 or r0 == 0.
                 let a = if d.is_infinite() {
@@ -395,6 +396,25 @@ pub const MAX_STAGES: usize = 1000;
 pub const MAX_THRESHOLDS: usize = 100;
 /// Most headers of one request.
 pub const MAX_HEADERS: usize = 64;
+/// Most target URLs of one scenario.
+pub const MAX_TARGETS: usize = 64;
+/// Largest body of one request.
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+
+/// Headers the engine owns: framing and connection management a scenario
+/// must not set (a `Transfer-Encoding: chunked` with a crafted body would
+/// smuggle a second request past the target's front end).
+const RESERVED_HEADERS: [&str; 9] = [
+    "content-length",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "upgrade",
+    "expect",
+];
 
 /// Whether `s` is an HTTP token (RFC 9110, 5.6.2): a valid header name.
 pub(crate) fn is_token(s: &str) -> bool {
@@ -422,6 +442,14 @@ impl Scenario {
                     "target",
                     "[]",
                     "give at least one base URL such as http://127.0.0.1:8080",
+                ));
+            }
+            if urls.len() > MAX_TARGETS {
+                return Err(invalid(
+                    name,
+                    "target",
+                    format!("{} URLs", urls.len()),
+                    &format!("at most {MAX_TARGETS} target URLs"),
                 ));
             }
             for (i, url) in urls.iter().enumerate() {
@@ -487,6 +515,15 @@ impl Scenario {
                         "header names that are HTTP tokens (letters, digits and !#$%&'*+-.^_`|~)",
                     ));
                 }
+                if RESERVED_HEADERS.iter().any(|r| h.eq_ignore_ascii_case(r)) {
+                    return Err(invalid(
+                        name,
+                        &key("headers"),
+                        h,
+                        "no framing or connection headers (Content-Length, Transfer-Encoding, TE, \
+                         Trailer, Connection, Keep-Alive, Upgrade, Expect): the engine sets them",
+                    ));
+                }
                 if !is_field_value(v) {
                     return Err(invalid(
                         name,
@@ -495,6 +532,16 @@ impl Scenario {
                         "a value without line breaks, NUL or other control characters",
                     ));
                 }
+            }
+            if let Some(body) = &r.body
+                && body.len() > MAX_BODY_BYTES
+            {
+                return Err(invalid(
+                    name,
+                    &key("body"),
+                    format!("{} bytes", body.len()),
+                    &format!("at most {MAX_BODY_BYTES} bytes"),
+                ));
             }
             if let Some(n) = &r.name
                 && (n.is_empty() || n.len() > 200 || n.chars().any(char::is_control))
