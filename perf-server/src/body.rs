@@ -286,6 +286,13 @@ impl<'de> Visitor<'de> for Strict<'_> {
     }
 }
 
+/// Registers the body limit on an app.
+pub(crate) fn limits(limit: u64) -> (BodyLimit, web::PayloadConfig) {
+    // The PayloadConfig's own limit is what actix enforces while reading.
+    let bytes = usize::try_from(limit).unwrap_or(usize::MAX);
+    (BodyLimit(limit), web::PayloadConfig::new(bytes))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

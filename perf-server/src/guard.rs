@@ -94,17 +94,21 @@ pub(crate) async fn check_request(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
     if let Some(guard) = req.app_data::<RequestGuard>() {
-        let host = req
-            .headers()
-            .get(header::HOST)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-            .or_else(|| req.uri().authority().map(|a| a.as_str().to_owned()));
+        // A Host that is not text is refused; a missing one (HTTP/1.0, which
+        // no browser sends) falls back to an absolute-form request target.
+        let raw_host = req.headers().get(header::HOST);
+        let host = match raw_host {
+            Some(v) => v.to_str().ok().map(str::to_owned),
+            None => req.uri().authority().map(|a| a.as_str().to_owned()),
+        };
         let refusal = match host.as_deref() {
             Some(h) if !guard.host_allowed(h) => Some(ApiError::forbidden(format!(
                 "this server does not answer to the host name {:?}; add it to allowed_hosts",
                 host_name(h)
             ))),
+            None if raw_host.is_some() => Some(ApiError::bad_request(
+                "the Host header is not a host name",
+            )),
             _ => None,
         }
         .or_else(|| {
@@ -139,7 +143,13 @@ pub(crate) async fn check_request(
 }
 
 /// A future that turns a panic while polling `F` into `Err(())`.
-struct CatchUnwind<F>(Pin<Box<F>>);
+pub(crate) struct CatchUnwind<F>(Pin<Box<F>>);
+
+impl<F: Future> CatchUnwind<F> {
+    pub(crate) fn new(future: F) -> Self {
+        Self(Box::pin(future))
+    }
+}
 
 impl<F: Future> Future for CatchUnwind<F> {
     type Output = Result<F::Output, ()>;
@@ -163,7 +173,7 @@ pub(crate) async fn catch_panics(
     // The request went into the panicking future (and must not be cloned:
     // routing needs it unshared), so the 500 travels as an error that actix
     // turns into the response.
-    match CatchUnwind(Box::pin(next.call(req))).await {
+    match CatchUnwind::new(next.call(req)).await {
         Ok(result) => result,
         Err(()) => {
             metrics::counter!("http_handler_panics_total").increment(1);

@@ -242,23 +242,33 @@ impl TestRunner {
     /// live instance's tests in a shared store are left alone.
     pub async fn interrupt_abandoned(&self) -> Result<u64, crate::Error> {
         self.store
-            .interrupt_unfinished(Some(&self.owner), self.stale_before())
+            .interrupt_unfinished(Some(&self.owner), self.stale_after_ms())
             .await
     }
 
-    fn stale_before(&self) -> u64 {
-        perf_core::unix_millis()
-            .saturating_sub(u64::try_from(self.heartbeat_timeout.as_millis()).unwrap_or(u64::MAX))
+    fn stale_after_ms(&self) -> u64 {
+        u64::try_from(self.heartbeat_timeout.as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// One beat: say this instance runs its tests, cancel those another
-    /// instance asked to cancel, and now and then sweep abandoned ones.
+    /// One beat: say this instance runs the tests it holds, cancel those
+    /// another instance asked to cancel, and now and then sweep abandoned ones.
     async fn heartbeat(&self, round: u64) {
-        match self.store.heartbeat(&self.owner).await {
+        let held: Vec<Id> = {
+            let state = self.state();
+            state
+                .running
+                .keys()
+                .copied()
+                .chain(state.queue.iter().map(|j| j.record.id))
+                .collect()
+        };
+        match self.store.heartbeat(&self.owner, &held).await {
             Ok(cancel) => {
                 for id in cancel {
                     tracing::info!(test = %id, "cancel requested through the store");
-                    self.cancel_here(id, TestStatus::Cancelled);
+                    if !self.cancel_here(id, TestStatus::Cancelled) {
+                        let _ = self.cancel_queued(id).await;
+                    }
                 }
             }
             Err(e) => tracing::warn!(error = %e, "heartbeat to the store failed"),
@@ -266,7 +276,7 @@ impl TestRunner {
         if round % 15 == 14 {
             match self
                 .store
-                .interrupt_unfinished(None, self.stale_before())
+                .interrupt_unfinished(None, self.stale_after_ms())
                 .await
             {
                 Ok(0) => {}
@@ -277,6 +287,19 @@ impl TestRunner {
                 Err(e) => tracing::warn!(error = %e, "sweeping abandoned tests failed"),
             }
         }
+    }
+
+    /// Cancels a test waiting in this instance's queue; `None` when it is not there.
+    async fn cancel_queued(&self, id: Id) -> Option<Result<LoadTestRecord, crate::Error>> {
+        let queued = {
+            let mut state = self.state();
+            let position = state.queue.iter().position(|j| j.record.id == id);
+            position.and_then(|i| state.queue.remove(i))
+        };
+        let Job { mut record, .. } = queued?;
+        record.status = TestStatus::Cancelled;
+        record.finished_at_ms = Some(perf_core::unix_millis());
+        Some(self.store.save_load_test(&record).await.map(|()| record))
     }
 
     /// Cancels a test queued or running here; `false` when it is not here.
@@ -328,9 +351,25 @@ impl TestRunner {
         scenario: Scenario,
         placement: Placement,
     ) -> Result<LoadTestRecord, AdmissionError> {
+        {
+            // A full queue is said before any work is spent on the test.
+            let state = self.state();
+            if state.running.len() >= self.max_concurrent && state.queue.len() >= self.max_queued {
+                return Err(AdmissionError::QueueFull(state.queue.len()));
+            }
+        }
         let invalid = |e: perf_loadgen::Error| match e {
             perf_loadgen::Error::Invalid { ref key, .. } => AdmissionError::Invalid {
                 field: key.clone(),
+                message: e.to_string(),
+            },
+            perf_loadgen::Error::Feeder { ref path, .. } => AdmissionError::Invalid {
+                field: if path == "data.csv" {
+                    "data.csv"
+                } else {
+                    "data.file"
+                }
+                .to_owned(),
                 message: e.to_string(),
             },
             other => AdmissionError::Invalid {
@@ -343,8 +382,17 @@ impl TestRunner {
             .check_limits(&name, &self.limits)
             .map_err(invalid)?;
         // Data loads, placeholders match its columns, values cannot split a
-        // request: refused now, not found when the run starts.
-        perf_loadgen::check_with(&name, &scenario, &self.feeds).map_err(invalid)?;
+        // request: refused now, not found when the run starts. Parsing a
+        // feed is file and CPU work: off the HTTP workers.
+        let checked = {
+            let (name, scenario, feeds) = (name.clone(), scenario.clone(), self.feeds.clone());
+            tokio::task::spawn_blocking(move || perf_loadgen::check_with(&name, &scenario, &feeds))
+                .await
+                .map_err(|e| {
+                    AdmissionError::Store(crate::Error::Io(std::io::Error::other(e.to_string())))
+                })?
+        };
+        checked.map_err(invalid)?;
         let Some(targets) = &scenario.target else {
             return Err(AdmissionError::Invalid {
                 field: "target".to_owned(),
@@ -390,32 +438,37 @@ impl TestRunner {
             }
         }
         self.store.insert_load_test(&record, &self.owner).await?;
-        // Some(true): start now; Some(false): queued; None: the queue filled meanwhile.
-        let start_now = {
+        // Started now, queued, or refused (the queue filled meanwhile): decided
+        // and taken under one lock.
+        let decision = {
             let mut state = self.state();
             if state.running.len() < self.max_concurrent && state.queue.is_empty() {
-                Some(true)
+                Some(Some(Self::register(
+                    &mut state,
+                    Job {
+                        record: record.clone(),
+                        scenario,
+                        workers,
+                    },
+                )))
             } else if state.queue.len() >= self.max_queued {
                 None
             } else {
                 state.queue.push_back(Job {
                     record: record.clone(),
-                    scenario: scenario.clone(),
-                    workers: workers.clone(),
+                    scenario,
+                    workers,
                 });
-                Some(false)
+                Some(None)
             }
         };
-        let Some(start_now) = start_now else {
-            record_refused(&self.store, record).await;
-            return Err(AdmissionError::QueueFull(self.max_queued));
-        };
-        if start_now {
-            self.start(Job {
-                record: record.clone(),
-                scenario,
-                workers,
-            });
+        match decision {
+            None => {
+                record_refused(&self.store, record).await;
+                return Err(AdmissionError::QueueFull(self.max_queued));
+            }
+            Some(Some(started)) => self.spawn(started),
+            Some(None) => {}
         }
         Ok(record)
     }
@@ -480,18 +533,14 @@ impl TestRunner {
         Ok(workers)
     }
 
-    /// Starts a test on the load runtime.
-    fn start(self: &Arc<Self>, job: Job) {
-        let Job {
-            mut record,
-            scenario,
-            workers,
-        } = job;
+    /// Registers `job` as running in `state` (the caller holds the lock, so
+    /// the concurrency limit is checked and taken in one step).
+    fn register(state: &mut State, job: Job) -> Started {
         let cancel = CancellationToken::new();
         let stop_as = Arc::new(Mutex::new(None));
         let (done_tx, done) = watch::channel(false);
-        self.state().running.insert(
-            record.id,
+        state.running.insert(
+            job.record.id,
             Running {
                 cancel: cancel.clone(),
                 stop_as: Arc::clone(&stop_as),
@@ -499,16 +548,57 @@ impl TestRunner {
                 done,
             },
         );
+        Started {
+            job,
+            cancel,
+            stop_as,
+            done_tx,
+        }
+    }
+
+    /// Runs a registered test on the load runtime. A panic in the run fails
+    /// that test (saved, its slot freed, the next one started), not the runner.
+    fn spawn(self: &Arc<Self>, started: Started) {
+        let Started {
+            job:
+                Job {
+                    mut record,
+                    scenario,
+                    workers,
+                },
+            cancel,
+            stop_as,
+            done_tx,
+        } = started;
         let runner = Arc::clone(self);
         self.runtime.spawn(async move {
             let id = record.id;
-            if workers.is_empty() {
-                runner.run(&mut record, scenario, cancel, stop_as).await;
-            } else {
-                runner
-                    .run_distributed(&mut record, scenario, &workers, cancel, stop_as)
-                    .await;
-            }
+            let before = record.clone();
+            let run = {
+                let runner = Arc::clone(&runner);
+                async move {
+                    if workers.is_empty() {
+                        runner.run(&mut record, scenario, cancel, stop_as).await;
+                    } else {
+                        runner
+                            .run_distributed(&mut record, scenario, &workers, cancel, stop_as)
+                            .await;
+                    }
+                    record
+                }
+            };
+            let record = match crate::guard::CatchUnwind::new(run).await {
+                Ok(record) => record,
+                Err(()) => {
+                    let mut failed = before;
+                    failed.status = TestStatus::Failed;
+                    failed.error = Some(
+                        "the run failed with an internal error; see the server log".to_owned(),
+                    );
+                    failed.finished_at_ms = Some(perf_core::unix_millis());
+                    failed
+                }
+            };
             runner.save_final(&record).await;
             let next = {
                 let mut state = runner.state();
@@ -516,12 +606,15 @@ impl TestRunner {
                 if state.shutting_down {
                     None
                 } else {
-                    state.queue.pop_front()
+                    state
+                        .queue
+                        .pop_front()
+                        .map(|job| Self::register(&mut state, job))
                 }
             };
             let _ = done_tx.send(true);
-            if let Some(job) = next {
-                runner.start(job);
+            if let Some(started) = next {
+                runner.spawn(started);
             }
         });
     }
@@ -715,8 +808,9 @@ impl TestRunner {
                     serde_json::from_str::<serde_json::Value>(&r.body)
                         .ok()?
                         .get("id")?
-                        .as_str()
-                        .map(str::to_owned)
+                        .as_str()?
+                        .parse::<Id>()
+                        .ok()
                 });
             match id {
                 Some(id) => shards.push((worker.clone(), format!("/performance/tests/{id}"))),
@@ -785,7 +879,7 @@ impl TestRunner {
                         if refresh
                             && let Ok(r) = call(w, "GET", format!("{path}/results"), None).await
                             && r.status == 200
-                            && let Ok(report) = serde_json::from_str(&r.body)
+                            && let Some(report) = bounded_report(&r.body)
                         {
                             reports[i] = Some(report);
                         }
@@ -935,16 +1029,8 @@ impl TestRunner {
     /// Cancels a queued or running test, keeping what it measured; waits
     /// (up to 2 s) until it is saved as `cancelled`.
     pub async fn cancel(&self, id: Id) -> Result<LoadTestRecord, CancelError> {
-        let queued = {
-            let mut state = self.state();
-            let position = state.queue.iter().position(|j| j.record.id == id);
-            position.and_then(|i| state.queue.remove(i))
-        };
-        if let Some(Job { mut record, .. }) = queued {
-            record.status = TestStatus::Cancelled;
-            record.finished_at_ms = Some(perf_core::unix_millis());
-            self.store.save_load_test(&record).await?;
-            return Ok(record);
+        if let Some(cancelled) = self.cancel_queued(id).await {
+            return Ok(cancelled?);
         }
         let running = self
             .state()
@@ -1024,6 +1110,32 @@ async fn record_refused(store: &Arc<dyn Store>, mut record: LoadTestRecord) {
     if let Err(e) = store.save_load_test(&record).await {
         tracing::warn!(test = %record.id, error = %e, "saving a refused test failed");
     }
+}
+
+/// A shard's report as a worker sent it, refused when it holds more than a
+/// valid run can (request names, timeline rows): every name decodes into
+/// histograms, so a hostile or broken worker could otherwise exhaust memory.
+fn bounded_report(body: &str) -> Option<perf_loadgen::RunReport> {
+    let value: serde_json::Value = serde_json::from_str(body).ok()?;
+    let names = value.get("per_request")?.as_object()?.len();
+    let rows = value.get("timeline")?.as_array()?.len();
+    if names > perf_loadgen::MAX_REQUESTS || rows > 2 * 4096 {
+        tracing::warn!(
+            names,
+            rows,
+            "a worker's report is larger than a run can be; ignored"
+        );
+        return None;
+    }
+    serde_json::from_value(value).ok()
+}
+
+/// A test given a slot, about to run.
+struct Started {
+    job: Job,
+    cancel: CancellationToken,
+    stop_as: Arc<Mutex<Option<TestStatus>>>,
+    done_tx: watch::Sender<bool>,
 }
 
 /// What a worker says about its shard.

@@ -303,6 +303,15 @@ async fn cross_site_requests_and_foreign_host_names_are_refused() {
     )
     .await;
     assert_eq!(status, 403, "{v}");
+    let (status, _, v) = call(
+        &svc,
+        TestRequest::get().uri("/health").insert_header((
+            "host",
+            actix_web::http::header::HeaderValue::from_bytes(b"a\x80").unwrap(),
+        )),
+    )
+    .await;
+    assert_eq!(status, 400, "{v}");
     for host in ["localhost:8080", "127.0.0.1:8080", "[::1]:8080"] {
         let (status, _, _) = call(
             &svc,
@@ -602,4 +611,57 @@ fn a_busy_port_and_a_closed_pipe_are_plain_errors_not_panics() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(out.status.success(), "{:?} {stderr}", out.status);
+}
+
+/// A cancel through another instance reaches a test still waiting in the
+/// owner's queue (it would otherwise start later and send load).
+#[actix_web::test]
+async fn a_queued_test_is_cancelled_through_the_store_by_another_instance() {
+    let target =
+        testkit::target::TargetServer::start(testkit::target::Behavior::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(&dir.path().join("perf.db"))
+            .await
+            .unwrap(),
+    );
+    let runner = |owner: &str| {
+        TestRunner::with_settings(
+            Arc::clone(&store),
+            tokio::runtime::Handle::current(),
+            RunnerSettings {
+                owner: owner.to_owned(),
+                max_concurrent: 1,
+                ..RunnerSettings::default()
+            },
+        )
+    };
+    let (a, b) = (runner("a"), runner("b"));
+    let scenario: perf_loadgen::Scenario = serde_json::from_value(json!({
+        "target": target.url(), "duration": "20s", "users": 1, "think_time": "50ms"}))
+    .unwrap();
+    let running = a
+        .submit(
+            "one".into(),
+            scenario.clone(),
+            perf_server::test_runner::Placement::Here,
+        )
+        .await
+        .unwrap();
+    let queued = a
+        .submit(
+            "two".into(),
+            scenario,
+            perf_server::test_runner::Placement::Here,
+        )
+        .await
+        .unwrap();
+    assert_eq!(queued.status, TestStatus::Queued);
+    let cancelled = b.cancel(queued.id).await.unwrap();
+    assert_eq!(cancelled.status, TestStatus::Cancelled);
+    a.cancel(running.id).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = store.get_load_test(queued.id).await.unwrap().unwrap();
+    assert_eq!(after.status, TestStatus::Cancelled, "it never started");
+    assert!(after.started_at_ms.is_none());
 }

@@ -235,11 +235,27 @@ async fn load_tests(store: &dyn Store) {
     // asked through the store reaches it there.
     let theirs = load_test("theirs", "http://127.0.0.1:3");
     store.insert_load_test(&theirs, "other").await.unwrap();
-    assert!(store.heartbeat("other").await.unwrap().is_empty());
+    assert!(
+        store
+            .heartbeat("other", &[theirs.id])
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert!(store.request_cancel(theirs.id).await.unwrap());
     assert!(!store.request_cancel(b.id).await.unwrap(), "b is finished");
-    assert_eq!(store.heartbeat("other").await.unwrap(), [theirs.id]);
-    assert!(store.heartbeat("me").await.unwrap().is_empty());
+    assert_eq!(
+        store.heartbeat("other", &[theirs.id]).await.unwrap(),
+        [theirs.id]
+    );
+    // A heartbeat speaks only for the owner's own tests.
+    assert!(
+        store
+            .heartbeat("me", &[theirs.id])
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     // After a restart, what this instance left queued or running is
     // interrupted; finished tests stay, and another live instance's too.
@@ -270,13 +286,9 @@ async fn load_tests(store: &dyn Store) {
     );
     // Once the other instance's heartbeat is older than the timeout, anyone's
     // sweep interrupts its tests.
-    assert_eq!(
-        store
-            .interrupt_unfinished(None, perf_core::unix_millis() + 1)
-            .await
-            .unwrap(),
-        1
-    );
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(store.interrupt_unfinished(None, 60_000).await.unwrap(), 0);
+    assert_eq!(store.interrupt_unfinished(None, 10).await.unwrap(), 1);
     assert_eq!(
         store
             .get_load_test(theirs.id)

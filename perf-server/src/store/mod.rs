@@ -265,14 +265,16 @@ pub trait Store: Send + Sync + 'static {
 
     /// Marks `interrupted` the queued or running tests that nobody runs any
     /// more: those of `owner` when given (this instance's earlier life, at
-    /// start-up), those without an owner, and those whose owner's heartbeat is older than
-    /// `stale_before_ms`. Another live instance's tests are left alone.
-    /// Returns how many.
-    async fn interrupt_unfinished(&self, owner: Option<&str>, stale_before_ms: u64) -> Result<u64>;
+    /// start-up), those without an owner, and those whose owner's last
+    /// heartbeat is older than `stale_after_ms`, by the store's clock (so
+    /// instances with skewed clocks agree). Another live instance's tests
+    /// are left alone. Returns how many.
+    async fn interrupt_unfinished(&self, owner: Option<&str>, stale_after_ms: u64) -> Result<u64>;
 
-    /// Says `owner` still runs its queued and running tests; returns those of
-    /// them another instance asked to cancel.
-    async fn heartbeat(&self, owner: &str) -> Result<Vec<Id>>;
+    /// Says `owner` still runs the tests `ids` (the ones it holds now, queued
+    /// or running), by the store's clock; returns those of them another
+    /// instance asked to cancel.
+    async fn heartbeat(&self, owner: &str, ids: &[Id]) -> Result<Vec<Id>>;
 
     /// Asks the owner of a queued or running test to cancel it (through the
     /// store, when another instance runs it); `false` when it is not unfinished.

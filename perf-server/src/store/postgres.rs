@@ -166,6 +166,10 @@ fn decode_profile(row: &tokio_postgres::Row) -> Result<ProfileRecord> {
     })
 }
 
+/// Now in milliseconds by the database's clock: heartbeats written and
+/// judged by one clock, whatever the instances' clocks say.
+const DB_NOW_MS: &str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT";
+
 fn decode_test(row: &tokio_postgres::Row) -> Result<LoadTestRecord> {
     let id: uuid::Uuid = row.try_get(0).map_err(store_error)?;
     let ms = |v: i64| u64::try_from(v).unwrap_or(0);
@@ -308,7 +312,6 @@ impl Store for PostgresStore {
     }
 
     async fn insert_load_test(&self, test: &LoadTestRecord, owner: &str) -> Result<()> {
-        let now = i64::try_from(perf_core::unix_millis()).unwrap_or(i64::MAX);
         let targets = serde_json::to_string(&test.targets).map_err(store_error)?;
         let created = i64::try_from(test.created_at_ms).unwrap_or(i64::MAX);
         let progress = test.progress.as_ref().map(to_value).transpose()?;
@@ -316,7 +319,7 @@ impl Store for PostgresStore {
         self.client()
             .await?
             .execute(
-                &format!("INSERT INTO load_tests ({TEST_COLUMNS}, owner, heartbeat_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"),
+                &format!("INSERT INTO load_tests ({TEST_COLUMNS}, owner, heartbeat_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, {DB_NOW_MS})"),
                 &[
                     &test.id.as_uuid(),
                     &test.scenario_name,
@@ -330,7 +333,6 @@ impl Store for PostgresStore {
                     &report,
                     &test.error,
                     &owner,
-                    &now,
                 ],
             )
             .await
@@ -402,30 +404,38 @@ impl Store for PostgresStore {
         Ok(into_page(items, page.limit, |t| t.id))
     }
 
-    async fn interrupt_unfinished(&self, owner: Option<&str>, stale_before_ms: u64) -> Result<u64> {
+    async fn interrupt_unfinished(&self, owner: Option<&str>, stale_after_ms: u64) -> Result<u64> {
         let now = i64::try_from(perf_core::unix_millis()).unwrap_or(i64::MAX);
-        let stale = i64::try_from(stale_before_ms).unwrap_or(i64::MAX);
+        let stale = i64::try_from(stale_after_ms).unwrap_or(i64::MAX);
         self.client()
             .await?
             .execute(
-                "UPDATE load_tests SET status = 'interrupted', finished_at_ms = $1
-                 WHERE status IN ('queued', 'running')
-                   AND (owner IS NULL OR owner = $2 OR COALESCE(heartbeat_ms, 0) < $3)",
+                &format!(
+                    "UPDATE load_tests SET status = 'interrupted', finished_at_ms = $1
+                     WHERE status IN ('queued', 'running')
+                       AND (owner IS NULL OR owner = $2 OR COALESCE(heartbeat_ms, 0) < {DB_NOW_MS} - $3)"
+                ),
                 &[&now, &owner, &stale],
             )
             .await
             .map_err(store_error)
     }
 
-    async fn heartbeat(&self, owner: &str) -> Result<Vec<Id>> {
-        let now = i64::try_from(perf_core::unix_millis()).unwrap_or(i64::MAX);
+    async fn heartbeat(&self, owner: &str, ids: &[Id]) -> Result<Vec<Id>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<uuid::Uuid> = ids.iter().map(Id::as_uuid).collect();
         let rows = self
             .client()
             .await?
             .query(
-                "UPDATE load_tests SET heartbeat_ms = $1 WHERE owner = $2 AND status IN ('queued', 'running')
-                 RETURNING id, cancel_requested",
-                &[&now, &owner],
+                &format!(
+                    "UPDATE load_tests SET heartbeat_ms = {DB_NOW_MS}
+                     WHERE owner = $1 AND id = ANY($2) AND status IN ('queued', 'running')
+                     RETURNING id, cancel_requested"
+                ),
+                &[&owner, &ids],
             )
             .await
             .map_err(store_error)?;

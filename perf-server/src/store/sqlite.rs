@@ -453,9 +453,10 @@ impl Store for SqliteStore {
         Ok(into_page(items, page.limit, |t| t.id))
     }
 
-    async fn interrupt_unfinished(&self, owner: Option<&str>, stale_before_ms: u64) -> Result<u64> {
+    async fn interrupt_unfinished(&self, owner: Option<&str>, stale_after_ms: u64) -> Result<u64> {
+        // One file, one host: the local clock is the store's clock.
         let owner = owner.map(str::to_owned);
-        let stale = i64::try_from(stale_before_ms).unwrap_or(i64::MAX);
+        let stale = now_ms().saturating_sub(i64::try_from(stale_after_ms).unwrap_or(i64::MAX));
         self.with(move |c| {
             c.execute(
                 "UPDATE load_tests SET status = 'interrupted', finished_at_ms = ?1
@@ -469,27 +470,34 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn heartbeat(&self, owner: &str) -> Result<Vec<Id>> {
+    async fn heartbeat(&self, owner: &str, ids: &[Id]) -> Result<Vec<Id>> {
         let owner = owner.to_owned();
-        let ids: Vec<String> = self
+        let ids: Vec<String> = ids.iter().map(Id::to_string).collect();
+        let cancel: Vec<String> = self
             .with(move |c| {
-                c.execute(
-                    "UPDATE load_tests SET heartbeat_ms = ?1 WHERE owner = ?2 AND status IN ('queued', 'running')",
-                    params![now_ms(), owner],
-                )
-                .map_err(store_error)?;
-                let mut stmt = c
+                let now = now_ms();
+                let mut cancel = Vec::new();
+                let mut update = c
                     .prepare_cached(
-                        "SELECT id FROM load_tests WHERE owner = ?1 AND cancel_requested = 1 AND status IN ('queued', 'running')",
+                        "UPDATE load_tests SET heartbeat_ms = ?1
+                         WHERE owner = ?2 AND id = ?3 AND status IN ('queued', 'running')
+                         RETURNING cancel_requested",
                     )
                     .map_err(store_error)?;
-                let rows = stmt
-                    .query_map(params![owner], |r| r.get::<_, String>(0))
-                    .map_err(store_error)?;
-                rows.collect::<rusqlite::Result<Vec<_>>>().map_err(store_error)
+                for id in ids {
+                    let requested: Option<i64> = update
+                        .query_row(params![now, owner, id], |r| r.get(0))
+                        .optional()
+                        .map_err(store_error)?;
+                    if requested.unwrap_or(0) != 0 {
+                        cancel.push(id);
+                    }
+                }
+                Ok(cancel)
             })
             .await?;
-        ids.iter()
+        cancel
+            .iter()
             .map(|id| id.parse().map_err(store_error))
             .collect()
     }
