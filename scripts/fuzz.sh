@@ -8,7 +8,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export FUZZ_SECONDS=${1:-300}
-echo "==> fuzzing each target for ${FUZZ_SECONDS}s"
-cargo test --release -p perf-loadgen --test fuzz -- --nocapture --test-threads 1 2>&1 | grep -E '^fuzz |^  |panicked|seed|test result'
-cargo test --release -p perf-server --test fuzz -- --nocapture 2>&1 | grep -E '^fuzz |^  |panicked|seed|test result'
-cargo test --release -p perf-db --test fuzz -- --nocapture 2>&1 | grep -E '^fuzz |^  |panicked|seed|test result'
+# PROFILE=dev reuses the debug test build (slower per input, no release build).
+profile=(--profile "${PROFILE:-release}")
+echo "==> fuzzing each target for ${FUZZ_SECONDS}s (${PROFILE:-release})"
+for target in "-p perf-loadgen --test fuzz" "-p perf-server --test fuzz" "-p perf-db --test fuzz"; do
+    # shellcheck disable=SC2086
+    cargo test "${profile[@]}" $target -- --nocapture --test-threads 1 2>&1 | grep -E '^fuzz |^  |panicked|seed|test result'
+done

@@ -142,16 +142,11 @@ pub(crate) async fn check_request(
         .map(ServiceResponse::map_into_left_body)
 }
 
-/// A future that turns a panic while polling `F` into `Err(())`.
-pub(crate) struct CatchUnwind<F>(Pin<Box<F>>);
+/// A future that turns a panic while polling `F` into `Err(())`; it borrows
+/// the pinned future, so catching costs no allocation per request.
+pub(crate) struct CatchUnwind<'a, F>(pub(crate) Pin<&'a mut F>);
 
-impl<F: Future> CatchUnwind<F> {
-    pub(crate) fn new(future: F) -> Self {
-        Self(Box::pin(future))
-    }
-}
-
-impl<F: Future> Future for CatchUnwind<F> {
+impl<F: Future> Future for CatchUnwind<'_, F> {
     type Output = Result<F::Output, ()>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -173,7 +168,8 @@ pub(crate) async fn catch_panics(
     // The request went into the panicking future (and must not be cloned:
     // routing needs it unshared), so the 500 travels as an error that actix
     // turns into the response.
-    match CatchUnwind::new(next.call(req)).await {
+    let call = std::pin::pin!(next.call(req));
+    match CatchUnwind(call).await {
         Ok(result) => result,
         Err(()) => {
             metrics::counter!("http_handler_panics_total").increment(1);

@@ -587,7 +587,8 @@ impl TestRunner {
                     record
                 }
             };
-            let record = match crate::guard::CatchUnwind::new(run).await {
+            let run = std::pin::pin!(run);
+            let record = match crate::guard::CatchUnwind(run).await {
                 Ok(record) => record,
                 Err(()) => {
                     let mut failed = before;
