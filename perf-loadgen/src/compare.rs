@@ -520,6 +520,7 @@ mod tests {
             dropped: 0,
             stopped_early: None,
             thresholds: vec![],
+            first_failure: None,
         };
         let mut r = RunReport::build(meta, &["GET /".into()], &totals, timeline);
         r.rps = rps;

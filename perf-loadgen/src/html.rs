@@ -349,6 +349,19 @@ table{{border-collapse:collapse;margin:6px 0}} td,th{{padding:3px 10px;border-bo
                 .map(|r| format!(" &middot; stopped early: {}", esc(r)))
                 .unwrap_or_default()
         );
+        if let Some(reason) = &self.no_success {
+            let _ = write!(
+                h,
+                r#"<p class="fail"><strong>Nothing to judge: {}</strong></p>"#,
+                esc(reason)
+            );
+        }
+        if self.interrupted {
+            let _ = write!(
+                h,
+                r#"<p class="fail"><strong>Interrupted: the figures cover only part of the plan.</strong></p>"#
+            );
+        }
         let _ = write!(
             h,
             "<h2>Summary</h2><table><tr><td>requests</td><td>{}</td></tr><tr><td>throughput</td><td>{:.1} req/s</td></tr><tr><td>errors</td><td>{} ({:.3} %)</td></tr><tr><td>dropped</td><td>{}</td></tr><tr><td>status codes</td><td>{}</td></tr><tr><td>error kinds</td><td>{}</td></tr><tr><td>bytes sent / received</td><td>{} / {}</td></tr></table>",

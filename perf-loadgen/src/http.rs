@@ -415,16 +415,16 @@ pub(crate) async fn send(
     request: &[u8],
     head: bool,
     timeout: Duration,
+    on_connect_error: &(dyn Fn(&io::Error) + Sync),
 ) -> Result<Response, FailureKind> {
     let attempt = async {
         for retry in 0..2 {
             let reused = conn.is_some();
             if conn.is_none() {
-                *conn = Some(
-                    Connection::open(addr)
-                        .await
-                        .map_err(|_| FailureKind::Connect)?,
-                );
+                *conn = Some(Connection::open(addr).await.map_err(|e| {
+                    on_connect_error(&e);
+                    FailureKind::Connect
+                })?);
             }
             let Some(c) = conn.as_mut() else {
                 return Err(FailureKind::Connect);

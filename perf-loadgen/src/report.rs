@@ -126,6 +126,16 @@ pub struct RunReport {
     pub passed: bool,
     /// Why the run ended early (`cancelled`, `threshold failed: ...`), if it did.
     pub stopped_early: Option<String>,
+    /// Set when no request succeeded (no response below 400), with the
+    /// reason, e.g. `target unreachable: connect: Connection refused (os
+    /// error 111) (127.0.0.1:9)`. Such a run never passes: there is nothing
+    /// to judge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_success: Option<String>,
+    /// Set when the run was stopped by a signal (Ctrl-C, SIGTERM): the
+    /// figures cover only part of the plan.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub interrupted: bool,
     /// Per-second rows.
     pub timeline: Vec<TimelineRow>,
     /// Histograms for exact merging.
@@ -143,6 +153,8 @@ pub(crate) struct ReportMeta {
     pub(crate) dropped: u64,
     pub(crate) stopped_early: Option<String>,
     pub(crate) thresholds: Vec<Threshold>,
+    /// What the first failure said (a connect error's text and address).
+    pub(crate) first_failure: Option<String>,
 }
 
 impl RunReport {
@@ -225,6 +237,28 @@ impl RunReport {
             })
             .collect();
         let latency_ms = LatencyMs::of(&histograms.latency);
+        let succeeded: u64 = counts
+            .status_codes
+            .iter()
+            .filter(|(code, _)| code.parse::<u16>().is_ok_and(|c| c < 400))
+            .map(|(_, n)| n)
+            .sum();
+        let no_success = (succeeded == 0).then(|| {
+            if counts.requests == 0 {
+                "no request completed".to_owned()
+            } else if let Some(first) = &meta.first_failure
+                && counts.status_codes.is_empty()
+            {
+                format!("target unreachable: {first}")
+            } else if counts.status_codes.is_empty() {
+                format!("every request failed: {:?}", counts.error_kinds)
+            } else {
+                format!(
+                    "no request succeeded: every response was an error status {:?}",
+                    counts.status_codes
+                )
+            }
+        });
         let thresholds: Vec<ThresholdResult> = meta
             .thresholds
             .iter()
@@ -258,9 +292,11 @@ impl RunReport {
             bytes_sent: counts.bytes_sent,
             bytes_received: counts.bytes_received,
             per_request,
-            passed: thresholds.iter().all(|t| t.passed),
+            passed: thresholds.iter().all(|t| t.passed) && no_success.is_none(),
             thresholds,
             stopped_early: meta.stopped_early,
+            no_success,
+            interrupted: false,
             timeline,
             histograms,
         }
@@ -379,6 +415,10 @@ impl RunReport {
             dropped: reports.iter().map(|r| r.dropped).sum(),
             stopped_early: reports.iter().find_map(|r| r.stopped_early.clone()),
             thresholds,
+            first_failure: reports
+                .iter()
+                .find_map(|r| r.no_success.as_deref())
+                .map(|reason| reason.trim_start_matches("target unreachable: ").to_owned()),
         };
         Ok(Self::assemble(
             meta,

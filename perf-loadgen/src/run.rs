@@ -143,6 +143,8 @@ struct Context {
     timeline: Mutex<Timeline>,
     names: Vec<String>,
     meta: ReportMeta,
+    /// The first connect error's text, for a run that never reached its target.
+    first_failure: std::sync::OnceLock<String>,
 }
 
 impl Context {
@@ -152,6 +154,7 @@ impl Context {
         meta.duration = self.start.elapsed();
         meta.dropped = self.dropped.load(Ordering::Relaxed);
         meta.stopped_early = stopped_early;
+        meta.first_failure = self.first_failure.get().cloned();
         let timeline = self
             .timeline
             .lock()
@@ -164,7 +167,8 @@ impl Context {
 impl Context {
     /// Sends request `name` (already rendered) on `conn` and records it;
     /// `intended` is the scheduled send time (`None`: now, the closed model).
-    /// Stopping is the caller's business: it drops this future.
+    /// Returns whether the connection could not be opened (the caller backs
+    /// off). Stopping is the caller's business: it drops this future.
     async fn send(
         &self,
         conn: &mut Option<Connection>,
@@ -172,13 +176,26 @@ impl Context {
         endpoint: usize,
         bytes: &[u8],
         intended: Option<Instant>,
-    ) {
+    ) -> bool {
         let addr = self.addrs[endpoint % self.addrs.len()];
         let sent = Instant::now();
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         let in_flight = CountGuard(&self.in_flight);
-        let outcome = http::send(conn, addr, bytes, self.mix.is_head(name), self.timeout).await;
+        let note = |e: &std::io::Error| {
+            self.first_failure
+                .get_or_init(|| format!("connect: {e} ({addr})"));
+        };
+        let outcome = http::send(
+            conn,
+            addr,
+            bytes,
+            self.mix.is_head(name),
+            self.timeout,
+            &note,
+        )
+        .await;
         drop(in_flight);
+        let connect_failed = matches!(outcome, Err(http::FailureKind::Connect));
         self.recorder.record(
             name,
             intended.unwrap_or(sent),
@@ -187,8 +204,13 @@ impl Context {
             bytes.len(),
             outcome,
         );
+        connect_failed
     }
 }
+
+/// First and longest wait of a virtual user whose connection fails.
+const CONNECT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+const CONNECT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 /// Decrements a counter when dropped, so a task cut short still counts down.
 struct CountGuard<'a>(&'a AtomicU64);
@@ -371,6 +393,7 @@ async fn start_checked(
         dropped: 0,
         stopped_early: None,
         thresholds: scenario.thresholds.clone(),
+        first_failure: None,
     };
     let ctx = Arc::new(Context {
         recorder: Recorder::new(mix.len(), matches!(plan, LoadPlan::Open { .. })),
@@ -389,6 +412,7 @@ async fn start_checked(
         timeline: Mutex::new(Timeline::default()),
         names,
         meta,
+        first_failure: std::sync::OnceLock::new(),
     });
     let (progress_tx, progress) = watch::channel(LiveSnapshot {
         total_s: plan.total().as_secs_f64(),
@@ -593,10 +617,20 @@ async fn virtual_user(
             let mut rng = fastrand::Rng::with_seed(ctx.seed ^ (u64::from(index) << 17 | 0x9e37));
             let mut conn: Option<Connection> = None;
             let endpoint = index as usize % ctx.mix.endpoint_count().max(1);
+            let mut backoff = Duration::ZERO;
             while index < limit.load(Ordering::Relaxed) {
                 let name = ctx.mix.pick(&mut rng);
                 let bytes = ctx.mix.render(name, endpoint, index as usize, &mut rng);
-                ctx.send(&mut conn, name, endpoint, &bytes, None).await;
+                if ctx.send(&mut conn, name, endpoint, &bytes, None).await {
+                    // A target that refuses connections is not hammered: the
+                    // user waits 10 ms, doubling to 1 s (with jitter), until
+                    // a connection opens again.
+                    backoff = (backoff * 2).clamp(CONNECT_BACKOFF_MIN, CONNECT_BACKOFF_MAX);
+                    let jitter = rng.u64(..=backoff.as_millis() as u64 / 4);
+                    tokio::time::sleep(backoff + Duration::from_millis(jitter)).await;
+                    continue;
+                }
+                backoff = Duration::ZERO;
                 let think = ctx.think.sample(&mut rng);
                 if !think.is_zero() {
                     tokio::time::sleep(think).await;
@@ -662,7 +696,7 @@ async fn open(ctx: Arc<Context>, plan: &LoadPlan, total: Duration, max_in_flight
             let bytes = ctx.mix.render(name, endpoint, 0, &mut task_rng);
             ctx.in_flight.fetch_sub(1, Ordering::Relaxed);
             tokio::select! {
-                () = ctx.send(&mut conn, name, endpoint, &bytes, Some(intended)) => {
+                _ = ctx.send(&mut conn, name, endpoint, &bytes, Some(intended)) => {
                     if let (Some(c), Ok(mut p)) = (conn, pool.lock()) {
                         p.push(c);
                     }

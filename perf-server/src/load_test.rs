@@ -163,10 +163,13 @@ fn parse_shard(text: &str) -> Result<(u32, u32), String> {
 
 /// Exit codes of `perf-server run`.
 pub const PASSED: u8 = 0;
-/// A threshold failed.
+/// A threshold failed, or a regression against the baseline.
 pub const FAILED: u8 = 1;
-/// The input was invalid.
+/// The input was invalid, or the run has nothing to judge (no request
+/// succeeded: the target is unreachable or answered only errors).
 pub const INVALID: u8 = 2;
+/// Stopped by Ctrl-C or SIGTERM: the reports written say `interrupted: true`.
+pub const INTERRUPTED: u8 = 3;
 
 /// Runs the load test; returns the exit code and prints errors to stderr.
 pub fn run(args: &RunArgs) -> u8 {
@@ -187,7 +190,13 @@ pub fn run(args: &RunArgs) -> u8 {
     match execute(args) {
         Ok((report, comparison)) => {
             let regressed = comparison.as_ref().is_some_and(|c| c.regressed);
-            if report.passed && !regressed {
+            if report.interrupted {
+                eprintln!("perf-server run: interrupted; the reports cover what was measured");
+                INTERRUPTED
+            } else if let Some(reason) = &report.no_success {
+                eprintln!("perf-server run: {reason}");
+                INVALID
+            } else if report.passed && !regressed {
                 PASSED
             } else {
                 FAILED
@@ -198,6 +207,23 @@ pub fn run(args: &RunArgs) -> u8 {
             code
         }
     }
+}
+
+/// Waits for Ctrl-C or SIGTERM; says which.
+async fn stop_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        if let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => return "interrupted (Ctrl-C)",
+                _ = term.recv() => return "interrupted (SIGTERM)",
+            }
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+    "interrupted (Ctrl-C)"
 }
 
 /// What `--check` prints: each scenario's plan, as the run would read it.
@@ -271,11 +297,13 @@ fn execute(args: &RunArgs) -> Result<(RunReport, Option<Comparison>), (u8, Strin
     let report = runtime.block_on(async {
         let handle = perf_loadgen::start(&name, &scenario).await.map_err(|e| invalid(e.to_string()))?;
         let cancel = handle.cancel_token();
+        let interrupted = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = std::sync::Arc::clone(&interrupted);
         tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!("\ninterrupted: stopping and reporting what was measured");
-                cancel.cancel();
-            }
+            let signal = stop_signal().await;
+            eprintln!("\n{signal}: stopping and reporting what was measured");
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            cancel.cancel();
         });
         let mut live = handle.progress();
         let terminal = std::io::stderr().is_terminal();
@@ -296,8 +324,9 @@ fn execute(args: &RunArgs) -> Result<(RunReport, Option<Comparison>), (u8, Strin
                 eprintln!();
             }
         });
-        let report = handle.report().await.map_err(|e| (FAILED, e.to_string()))?;
+        let mut report = handle.report().await.map_err(|e| (FAILED, e.to_string()))?;
         let _ = printer.await;
+        report.interrupted = interrupted.load(std::sync::atomic::Ordering::SeqCst);
         Ok::<_, (u8, String)>(report)
     })?;
     if let Some(path) = &args.out {
@@ -448,26 +477,57 @@ pub fn summary(r: &RunReport) -> String {
             l.p50, l.p90, l.p95, l.p99, l.p999, l.max, l.mean
         )
     };
-    s.push_str(&row("  corrected", &r.latency_ms));
+    if r.model == "open" {
+        // From the intended send time: coordinated omission corrected.
+        s.push_str(&row("  intended", &r.latency_ms));
+    } else {
+        // The closed model has no schedule: service time from the actual send.
+        s.push_str(&row("  service", &r.latency_ms));
+    }
     if let Some(u) = &r.latency_uncorrected_ms {
-        s.push_str(&row("  uncorrect.", u));
+        s.push_str(&row("  from send", u));
     }
     for (name, req) in &r.per_request {
         s.push_str(&row(&format!("  {}", truncate(name, 10)), &req.latency_ms));
     }
     for t in &r.thresholds {
+        let observed = if t.expr.trim_start().starts_with("error_rate") {
+            format!("{:.3} %", t.observed * 100.0)
+        } else if t.expr.trim_start().starts_with("rps") {
+            format!("{:.1} req/s", t.observed)
+        } else {
+            format!("{:.2} ms", t.observed)
+        };
         s.push_str(&format!(
-            "threshold   {:<24} observed {:>10.4}  {}\n",
+            "threshold   {:<24} observed {:>14}  {}\n",
             t.expr,
-            t.observed,
+            observed,
             if t.passed { "PASS" } else { "FAIL" }
         ));
     }
-    s.push_str(if r.passed {
-        "result      PASSED\n"
+    if let Some(c) = r.error_kinds.get("connect") {
+        s.push_str(&format!(
+            "note        {c} failed connects are counted as errors, outside the latency figures\n"
+        ));
+    }
+    if r.errors > 0 && r.thresholds.is_empty() {
+        s.push_str(&format!(
+            "WARNING     {} errors ({:.3} %) and no thresholds: nothing fails this run; add e.g. 'error_rate < 0.1%'\n",
+            r.errors,
+            r.error_rate * 100.0
+        ));
+    }
+    if r.interrupted {
+        s.push_str("result      INTERRUPTED (the figures cover only part of the plan)\n");
+    } else if let Some(reason) = &r.no_success {
+        s.push_str(&format!("result      NOTHING TO JUDGE: {reason}\n"));
     } else {
-        "result      FAILED\n"
-    });
+        s.push_str(if r.passed {
+            "result      PASSED\n"
+        } else {
+            "result      FAILED\n"
+        });
+    }
     s
 }
 

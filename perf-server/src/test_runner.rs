@@ -725,6 +725,11 @@ impl TestRunner {
                 if record.status == TestStatus::Failed {
                     record.error = report.stopped_early.clone();
                 }
+                if let (Some(reason), TestStatus::Completed) = (&report.no_success, record.status) {
+                    // Nothing succeeded: there is nothing to judge, whatever the thresholds say.
+                    record.status = TestStatus::Failed;
+                    record.error = Some(reason.clone());
+                }
                 record.report = Some(report);
             }
             Err(e) => {

@@ -665,3 +665,84 @@ async fn a_queued_test_is_cancelled_through_the_store_by_another_instance() {
     assert_eq!(after.status, TestStatus::Cancelled, "it never started");
     assert!(after.started_at_ms.is_none());
 }
+
+/// `perf-server run` against nothing: exit 2 with the reason, never PASSED;
+/// Ctrl-C and SIGTERM: the reports are written with `interrupted: true`
+/// and the exit code is 3.
+#[test]
+fn the_run_command_tells_a_dead_target_and_an_interruption_apart_from_a_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let dead_port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dead = dir.path().join("dead.yaml");
+    std::fs::write(
+        &dead,
+        format!("load_tests:\n  dead: {{target: 'http://127.0.0.1:{dead_port}', duration: 2s, users: 4}}\n"),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_perf-server"))
+        .arg("run")
+        .arg(&dead)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stdout}{stderr}");
+    assert!(stderr.contains("target unreachable: connect:"), "{stderr}");
+    assert!(!stdout.contains("PASSED"), "{stdout}");
+    assert!(stdout.contains("NOTHING TO JUDGE"), "{stdout}");
+
+    let target =
+        testkit::target::TargetServer::start(testkit::target::Behavior::default()).unwrap();
+    let long = dir.path().join("long.yaml");
+    std::fs::write(
+        &long,
+        format!(
+            "load_tests:\n  long: {{target: '{}', duration: 60s, users: 2, think_time: 20ms}}\n",
+            target.url()
+        ),
+    )
+    .unwrap();
+    for signal in ["TERM", "INT"] {
+        let report = dir.path().join(format!("{signal}.json"));
+        let html = dir.path().join(format!("{signal}.html"));
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_perf-server"))
+            .arg("run")
+            .arg(&long)
+            .arg("--out")
+            .arg(&report)
+            .arg("--html")
+            .arg(&html)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(1500));
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let started = Instant::now();
+        let out = child.wait_with_output().unwrap();
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert_eq!(
+            out.status.code(),
+            Some(3),
+            "{signal}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let written: Value =
+            serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+        assert_eq!(written["interrupted"], true, "{signal}");
+        assert!(written["requests"].as_u64().unwrap() > 0);
+        assert!(
+            std::fs::read_to_string(&html)
+                .unwrap()
+                .contains("Interrupted")
+        );
+    }
+}
