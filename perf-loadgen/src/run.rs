@@ -286,12 +286,21 @@ pub fn check_with(name: &str, scenario: &Scenario, feeds: &FeedAccess) -> Result
             perf_core::HumanDuration(*total)
         ),
     };
-    Ok(format!(
+    let mut plan = format!(
         "{name}: {load}; requests {}; {} threshold(s); against {}",
         mix.names().join(", "),
         scenario.thresholds.len(),
         urls.join(", ")
-    ))
+    );
+    for t in &scenario.thresholds {
+        if let Some(why) = t.never_fails() {
+            plan.push_str(&format!(
+                "\n  warning: threshold {:?} can never fail: {why}",
+                t.expr()
+            ));
+        }
+    }
+    Ok(plan)
 }
 
 /// The scenario's target URLs and their parsed endpoints; a missing target

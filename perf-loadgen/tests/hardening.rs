@@ -244,3 +244,17 @@ async fn a_dead_target_is_nothing_to_judge_and_is_not_hammered() {
     let report = start(&name, &s).await.unwrap().report().await.unwrap();
     assert!(report.no_success.unwrap().contains("error status"));
 }
+
+/// `--check` names thresholds that can never fail.
+#[test]
+fn check_warns_about_thresholds_that_cannot_fail() {
+    let (name, s) = parse(
+        "load_tests:\n  s: {target: 'http://127.0.0.1:9', duration: 2s, users: 1, thresholds: ['error_rate < 1', 'p95 < 1h', 'rps >= 0', 'p95 < 50ms', 'error_rate < 0.01']}\n",
+    )
+    .unwrap();
+    let plan = perf_loadgen::check(&name, &s).unwrap();
+    for never in ["error_rate < 1", "p95 < 1h", "rps >= 0"] {
+        assert!(plan.contains(&format!("threshold \"{never}\" can never fail")), "{plan}");
+    }
+    assert_eq!(plan.matches("can never fail").count(), 3, "{plan}");
+}

@@ -68,6 +68,44 @@ impl Threshold {
     pub fn expr(&self) -> &str {
         &self.text
     }
+
+    /// Why this threshold can never fail, when it cannot (`error_rate < 1`:
+    /// an error rate is at most 1; `p95 < 1h`: latencies are recorded up to
+    /// an hour; `rps >= 0`), so `--check` can say so.
+    ///
+    /// ```
+    /// use perf_loadgen::Threshold;
+    /// let t: Threshold = "error_rate < 1".parse().unwrap();
+    /// assert!(t.never_fails().is_some());
+    /// let t: Threshold = "error_rate < 0.01".parse().unwrap();
+    /// assert!(t.never_fails().is_none());
+    /// ```
+    pub fn never_fails(&self) -> Option<&'static str> {
+        let below = matches!(self.op, Operator::Less | Operator::LessOrEqual);
+        let (lowest, highest, what) = match self.metric {
+            ThresholdMetric::ErrorRate => (
+                0.0,
+                1.0,
+                "an error rate lies between 0 and 1 (a bare number is a fraction; write 1% for one percent)",
+            ),
+            ThresholdMetric::Rps => (0.0, f64::INFINITY, "a rate is never negative"),
+            _ => (
+                0.0,
+                perf_core::LatencyHistogram::max_trackable().as_secs_f64() * 1000.0,
+                "latencies are recorded from 0 up to one hour",
+            ),
+        };
+        let always = if below {
+            // Observed <= highest always; `< highest` fails only at the very top.
+            self.bound >= highest
+        } else {
+            match self.op {
+                Operator::GreaterOrEqual => self.bound <= lowest,
+                _ => self.bound < lowest,
+            }
+        };
+        always.then_some(what)
+    }
 }
 
 const ALLOWED: &str = "write `<metric> <op> <value>` with metric p50, p90, p95, p99, p999, mean, max (a duration such as 50ms), error_rate (a percentage such as 0.1%) or rps (a number), and op <, <=, > or >=";
