@@ -521,6 +521,7 @@ mod tests {
             stopped_early: None,
             thresholds: vec![],
             first_failure: None,
+            generator: Default::default(),
         };
         let mut r = RunReport::build(meta, &["GET /".into()], &totals, timeline);
         r.rps = rps;

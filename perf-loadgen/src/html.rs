@@ -356,6 +356,13 @@ table{{border-collapse:collapse;margin:6px 0}} td,th{{padding:3px 10px;border-bo
                 esc(reason)
             );
         }
+        if let Some(why) = &self.generator.reason {
+            let _ = write!(
+                h,
+                r#"<p class="fail"><strong>generator_bound: the load generator was the bottleneck ({}); the figures understate the server.</strong></p>"#,
+                esc(why)
+            );
+        }
         if self.interrupted {
             let _ = write!(
                 h,

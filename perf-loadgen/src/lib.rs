@@ -61,7 +61,9 @@ pub use compare::{
     compare_to_history,
 };
 pub use error::{Error, Result};
-pub use report::{LatencyMs, ReportHistograms, RequestReport, RunReport, ThresholdResult};
+pub use report::{
+    GeneratorLoad, LatencyMs, ReportHistograms, RequestReport, RunReport, ThresholdResult,
+};
 pub use run::{LiveSnapshot, RunHandle, check, check_with, start, start_with_policy};
 pub use safety::{FeedAccess, IpNet, Limits, MAX_FEED_BYTES, MemoryEstimate, TargetPolicy};
 pub use scenario::{

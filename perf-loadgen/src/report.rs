@@ -132,6 +132,10 @@ pub struct RunReport {
     /// to judge.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub no_success: Option<String>,
+    /// How hard the load generator itself worked, and whether it was the
+    /// bottleneck (`generator.bound`): a saturated client is not a slow server.
+    #[serde(default)]
+    pub generator: GeneratorLoad,
     /// Set when the run was stopped by a signal (Ctrl-C, SIGTERM): the
     /// figures cover only part of the plan.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -140,6 +144,54 @@ pub struct RunReport {
     pub timeline: Vec<TimelineRow>,
     /// Histograms for exact merging.
     pub histograms: ReportHistograms,
+}
+
+/// The load generator's own figures over a run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GeneratorLoad {
+    /// CPU time the generating process used, seconds.
+    pub cpu_s: f64,
+    /// Worker threads it ran on (the cores it was given).
+    pub cores: u32,
+    /// `cpu_s / (duration × cores)`: 1.0 is every given core busy all the time.
+    pub cpu_utilization: f64,
+    /// Open model: requests that left more than 10 ms after their intended time.
+    pub late_requests: u64,
+    /// Open model: the longest delay of a request behind its intended time, ms.
+    pub max_schedule_lag_ms: f64,
+    /// Whether the generator was the bottleneck: CPU utilization above 0.9
+    /// of the given cores, or (open model) more than 1 % of requests left
+    /// more than 10 ms late, or requests were dropped for want of capacity.
+    pub bound: bool,
+    /// Which of those held, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl GeneratorLoad {
+    /// Judges the figures against the documented bounds.
+    pub(crate) fn judged(mut self, requests: u64, dropped: u64) -> Self {
+        let mut reasons = Vec::new();
+        if self.cpu_utilization > 0.9 {
+            reasons.push(format!(
+                "CPU {:.0} % of its {} core(s)",
+                self.cpu_utilization * 100.0,
+                self.cores
+            ));
+        }
+        if requests > 0 && self.late_requests as f64 > 0.01 * requests as f64 {
+            reasons.push(format!(
+                "{} of {requests} requests left over 10 ms late (up to {:.1} ms)",
+                self.late_requests, self.max_schedule_lag_ms
+            ));
+        }
+        if dropped > 0 {
+            reasons.push(format!("{dropped} requests dropped at max_in_flight"));
+        }
+        self.bound = !reasons.is_empty();
+        self.reason = (!reasons.is_empty()).then(|| reasons.join("; "));
+        self
+    }
 }
 
 /// What [`RunReport::build`] needs besides the totals.
@@ -155,6 +207,8 @@ pub(crate) struct ReportMeta {
     pub(crate) thresholds: Vec<Threshold>,
     /// What the first failure said (a connect error's text and address).
     pub(crate) first_failure: Option<String>,
+    /// The generator's own load (judged when the report is assembled).
+    pub(crate) generator: GeneratorLoad,
 }
 
 impl RunReport {
@@ -296,6 +350,7 @@ impl RunReport {
             thresholds,
             stopped_early: meta.stopped_early,
             no_success,
+            generator: meta.generator.judged(counts.requests, meta.dropped),
             interrupted: false,
             timeline,
             histograms,
@@ -415,6 +470,26 @@ impl RunReport {
             dropped: reports.iter().map(|r| r.dropped).sum(),
             stopped_early: reports.iter().find_map(|r| r.stopped_early.clone()),
             thresholds,
+            generator: {
+                let cpu_s: f64 = reports.iter().map(|r| r.generator.cpu_s).sum();
+                let cores: u32 = reports.iter().map(|r| r.generator.cores).sum();
+                // Each shard had its own cores: the busiest one's utilization counts.
+                GeneratorLoad {
+                    cpu_s,
+                    cores,
+                    cpu_utilization: reports
+                        .iter()
+                        .map(|r| r.generator.cpu_utilization)
+                        .fold(0.0, f64::max),
+                    late_requests: reports.iter().map(|r| r.generator.late_requests).sum(),
+                    max_schedule_lag_ms: reports
+                        .iter()
+                        .map(|r| r.generator.max_schedule_lag_ms)
+                        .fold(0.0, f64::max),
+                    bound: false,
+                    reason: None,
+                }
+            },
             first_failure: reports
                 .iter()
                 .find_map(|r| r.no_success.as_deref())

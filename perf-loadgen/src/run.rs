@@ -145,6 +145,28 @@ struct Context {
     meta: ReportMeta,
     /// The first connect error's text, for a run that never reached its target.
     first_failure: std::sync::OnceLock<String>,
+    /// Process CPU seconds when the run started.
+    cpu_at_start: f64,
+    /// Open model: requests that left more than 10 ms after their intended time.
+    late: AtomicU64,
+    /// Open model: the longest such delay, µs.
+    max_lag_us: AtomicU64,
+}
+
+/// CPU seconds this process has used (user + system), from
+/// `/proc/self/stat` on Linux (clock ticks at USER_HZ = 100); 0 elsewhere.
+fn process_cpu_seconds() -> f64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|stat| {
+            // Fields after the command name, which may hold spaces: `) S ppid ...`.
+            let rest = stat.rsplit_once(')')?.1;
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let utime: f64 = fields.get(11)?.parse().ok()?;
+            let stime: f64 = fields.get(12)?.parse().ok()?;
+            Some((utime + stime) / 100.0)
+        })
+        .unwrap_or(0.0)
 }
 
 impl Context {
@@ -155,6 +177,24 @@ impl Context {
         meta.dropped = self.dropped.load(Ordering::Relaxed);
         meta.stopped_early = stopped_early;
         meta.first_failure = self.first_failure.get().cloned();
+        let cpu_s = (process_cpu_seconds() - self.cpu_at_start).max(0.0);
+        let cores = tokio::runtime::Handle::try_current()
+            .map_or(1, |h| h.metrics().num_workers())
+            .max(1) as u32;
+        let elapsed = meta.duration.as_secs_f64();
+        meta.generator = crate::report::GeneratorLoad {
+            cpu_s,
+            cores,
+            cpu_utilization: if elapsed > 0.0 {
+                cpu_s / (elapsed * f64::from(cores))
+            } else {
+                0.0
+            },
+            late_requests: self.late.load(Ordering::Relaxed),
+            max_schedule_lag_ms: self.max_lag_us.load(Ordering::Relaxed) as f64 / 1000.0,
+            bound: false,
+            reason: None,
+        };
         let timeline = self
             .timeline
             .lock()
@@ -403,6 +443,7 @@ async fn start_checked(
         stopped_early: None,
         thresholds: scenario.thresholds.clone(),
         first_failure: None,
+        generator: Default::default(),
     };
     let ctx = Arc::new(Context {
         recorder: Recorder::new(mix.len(), matches!(plan, LoadPlan::Open { .. })),
@@ -422,6 +463,9 @@ async fn start_checked(
         names,
         meta,
         first_failure: std::sync::OnceLock::new(),
+        cpu_at_start: process_cpu_seconds(),
+        late: AtomicU64::new(0),
+        max_lag_us: AtomicU64::new(0),
     });
     let (progress_tx, progress) = watch::channel(LiveSnapshot {
         total_s: plan.total().as_secs_f64(),
@@ -678,13 +722,21 @@ async fn open(ctx: Arc<Context>, plan: &LoadPlan, total: Duration, max_in_flight
         let Some(intended) = ctx.start.checked_add(next) else {
             break;
         };
-        if intended > Instant::now() {
+        let now = Instant::now();
+        if intended > now {
             tokio::select! {
                 () = tokio::time::sleep_until(intended.into()) => {}
                 () = ctx.stop.cancelled() => break 'schedule,
             }
         } else if ctx.stop.is_cancelled() {
             break;
+        } else {
+            // Behind schedule: the generator, not the server, is late.
+            let lag = u64::try_from((now - intended).as_micros()).unwrap_or(u64::MAX);
+            if lag > 10_000 {
+                ctx.late.fetch_add(1, Ordering::Relaxed);
+            }
+            ctx.max_lag_us.fetch_max(lag, Ordering::Relaxed);
         }
         if ctx.in_flight.load(Ordering::Relaxed) >= u64::from(max_in_flight) {
             ctx.dropped.fetch_add(1, Ordering::Relaxed);

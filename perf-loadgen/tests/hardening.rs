@@ -254,7 +254,47 @@ fn check_warns_about_thresholds_that_cannot_fail() {
     .unwrap();
     let plan = perf_loadgen::check(&name, &s).unwrap();
     for never in ["error_rate < 1", "p95 < 1h", "rps >= 0"] {
-        assert!(plan.contains(&format!("threshold \"{never}\" can never fail")), "{plan}");
+        assert!(
+            plan.contains(&format!("threshold \"{never}\" can never fail")),
+            "{plan}"
+        );
     }
     assert_eq!(plan.matches("can never fail").count(), 3, "{plan}");
+}
+
+/// The generator says when it is the bottleneck: drops at max_in_flight
+/// (and lateness or CPU) mark the report generator-bound, with the evidence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saturated_generator_says_so() {
+    let server = TargetServer::start(Behavior {
+        delay: Duration::from_millis(50),
+        ..Behavior::default()
+    })
+    .unwrap();
+    let (name, s) = parse(&format!(
+        "load_tests:\n  sat: {{target: '{}', duration: 1s, rate: 500/s, max_in_flight: 2}}\n",
+        server.url()
+    ))
+    .unwrap();
+    let report = start(&name, &s).await.unwrap().report().await.unwrap();
+    assert!(report.dropped > 0);
+    assert!(report.generator.bound, "{:?}", report.generator);
+    assert!(
+        report
+            .generator
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("dropped")
+    );
+    assert!(report.generator.cores >= 1);
+    // A gentle run is not.
+    let (name, s) = parse(&format!(
+        "load_tests:\n  calm: {{target: '{}', duration: 1s, rate: 20/s}}\n",
+        server.url()
+    ))
+    .unwrap();
+    let report = start(&name, &s).await.unwrap().report().await.unwrap();
+    assert!(!report.generator.bound, "{:?}", report.generator);
+    assert_eq!(report.generator.late_requests, 0);
 }

@@ -505,6 +505,25 @@ pub fn summary(r: &RunReport) -> String {
             if t.passed { "PASS" } else { "FAIL" }
         ));
     }
+    let g = &r.generator;
+    s.push_str(&format!(
+        "generator   CPU {:.1} s on {} core(s) ({:.0} %){}{}\n",
+        g.cpu_s,
+        g.cores,
+        g.cpu_utilization * 100.0,
+        if r.model == "open" {
+            format!(
+                ", {} requests left >10 ms late (max lag {:.1} ms)",
+                g.late_requests, g.max_schedule_lag_ms
+            )
+        } else {
+            String::new()
+        },
+        g.reason
+            .as_ref()
+            .map(|why| format!("\nWARNING     the generator was the bottleneck: {why}; the figures understate the server"))
+            .unwrap_or_default()
+    ));
     if let Some(c) = r.error_kinds.get("connect") {
         s.push_str(&format!(
             "note        {c} failed connects are counted as errors, outside the latency figures\n"
