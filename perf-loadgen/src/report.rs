@@ -126,10 +126,9 @@ pub struct RunReport {
     pub passed: bool,
     /// Why the run ended early (`cancelled`, `threshold failed: ...`), if it did.
     pub stopped_early: Option<String>,
-    /// Set when no request succeeded (no response below 400), with the
-    /// reason, e.g. `target unreachable: connect: Connection refused (os
-    /// error 111) (127.0.0.1:9)`. Such a run never passes: there is nothing
-    /// to judge.
+    /// Set when no response came back at all, with the reason, e.g.
+    /// `target unreachable: connect: Connection refused (os error 111)
+    /// (127.0.0.1:9)`. Such a run never passes: there is nothing to judge.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub no_success: Option<String>,
     /// How hard the load generator itself worked, and whether it was the
@@ -291,26 +290,16 @@ impl RunReport {
             })
             .collect();
         let latency_ms = LatencyMs::of(&histograms.latency);
-        let succeeded: u64 = counts
-            .status_codes
-            .iter()
-            .filter(|(code, _)| code.parse::<u16>().is_ok_and(|c| c < 400))
-            .map(|(_, n)| n)
-            .sum();
-        let no_success = (succeeded == 0).then(|| {
+        // Nothing to judge when no response came back at all: the target was
+        // unreachable or broke every exchange. (A server that answers only
+        // errors is reachable: the thresholds judge it.)
+        let no_success = counts.status_codes.is_empty().then(|| {
             if counts.requests == 0 {
                 "no request completed".to_owned()
-            } else if let Some(first) = &meta.first_failure
-                && counts.status_codes.is_empty()
-            {
+            } else if let Some(first) = &meta.first_failure {
                 format!("target unreachable: {first}")
-            } else if counts.status_codes.is_empty() {
-                format!("every request failed: {:?}", counts.error_kinds)
             } else {
-                format!(
-                    "no request succeeded: every response was an error status {:?}",
-                    counts.status_codes
-                )
+                format!("no response came back: {:?}", counts.error_kinds)
             }
         });
         let thresholds: Vec<ThresholdResult> = meta

@@ -230,19 +230,20 @@ async fn a_dead_target_is_nothing_to_judge_and_is_not_hammered() {
         0,
         "no latency for a connect that failed"
     );
-    // A target that answers only errors is reachable but has nothing to judge either.
+    // A target that answers only errors is reachable: its thresholds judge it.
     let server = TargetServer::start(Behavior {
         status: 500,
         ..Behavior::default()
     })
     .unwrap();
     let (name, s) = parse(&format!(
-        "load_tests:\n  e: {{target: '{}', duration: 1s, users: 2}}\n",
+        "load_tests:\n  e: {{target: '{}', duration: 1s, users: 2, thresholds: ['error_rate < 1%']}}\n",
         server.url()
     ))
     .unwrap();
     let report = start(&name, &s).await.unwrap().report().await.unwrap();
-    assert!(report.no_success.unwrap().contains("error status"));
+    assert!(report.no_success.is_none());
+    assert!(!report.passed);
 }
 
 /// `--check` names thresholds that can never fail.

@@ -165,8 +165,8 @@ fn parse_shard(text: &str) -> Result<(u32, u32), String> {
 pub const PASSED: u8 = 0;
 /// A threshold failed, or a regression against the baseline.
 pub const FAILED: u8 = 1;
-/// The input was invalid, or the run has nothing to judge (no request
-/// succeeded: the target is unreachable or answered only errors).
+/// The input was invalid, or the run has nothing to judge (no response came
+/// back: the target is unreachable).
 pub const INVALID: u8 = 2;
 /// Stopped by Ctrl-C or SIGTERM: the reports written say `interrupted: true`.
 pub const INTERRUPTED: u8 = 3;
