@@ -45,5 +45,5 @@ bash scripts/ci-load-smoke.sh
 # CPU profile loads its debug info: ~250 MiB), the release figures are in
 # BENCHMARKS.md (benches/scripts/soak-mixed.sh, 30 minutes).
 echo "==> mixed soak (90 s)"
-SOAK_SECONDS=90 PERF_BIN=target/debug/perf-server RSS_BOUND_MIB=700 RSS_GROWTH_MIB=150 \
+SOAK_SECONDS=90 PERF_BIN=target/debug/perf-server RSS_BOUND_MIB=700 RSS_GROWTH_MIB=150 PEAK_BOUND_MIB=900 \
     bash benches/scripts/soak-mixed.sh
