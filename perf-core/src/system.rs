@@ -198,6 +198,8 @@ struct Counters {
     per_core: Vec<CpuTicks>,
     process_ticks: u64,
     interfaces: HashMap<String, DeviceStatus>,
+    /// `/proc/self/stat` of this reading (threads, RSS, virtual size too).
+    stat: Stat,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -342,7 +344,7 @@ impl SystemSampler {
             }
         };
         let cpu = self.cpu(&now, elapsed)?;
-        let memory = self.memory()?;
+        let memory = self.memory(&now)?;
 
         let mut interfaces: Vec<InterfaceSample> = now
             .interfaces
@@ -410,14 +412,7 @@ impl SystemSampler {
             .process_ticks
             .saturating_sub(self.previous.process_ticks) as f64
             / self.ticks_per_second as f64;
-        let stat = parsed(
-            "/proc/self/stat",
-            Stat::from_read(reread(
-                &mut files.self_stat,
-                &mut files.buf,
-                "/proc/self/stat",
-            )?),
-        )?;
+        let stat = &now.stat;
         Ok(CpuSample {
             cores: now.per_core.len(),
             utilization_percent: share(total.busy, total.all),
@@ -436,7 +431,7 @@ impl SystemSampler {
         })
     }
 
-    fn memory(&mut self) -> Result<MemorySample> {
+    fn memory(&mut self, now: &Counters) -> Result<MemorySample> {
         let files = &mut self.files;
         let info = parsed(
             "/proc/meminfo",
@@ -446,14 +441,7 @@ impl SystemSampler {
                 "/proc/meminfo",
             )?),
         )?;
-        let stat = parsed(
-            "/proc/self/stat",
-            Stat::from_read(reread(
-                &mut files.self_stat,
-                &mut files.buf,
-                "/proc/self/stat",
-            )?),
-        )?;
+        let stat = &now.stat;
         let status = parsed(
             "/proc/self/status",
             <Status as FromBufRead>::from_buf_read(reread(
@@ -515,6 +503,7 @@ fn read_counters(files: &mut ProcFiles) -> Result<Counters> {
         per_core: kernel.cpu_time.iter().map(CpuTicks::from).collect(),
         process_ticks: stat.utime + stat.stime,
         interfaces,
+        stat,
     })
 }
 
