@@ -494,8 +494,7 @@ mod tests {
                 users: 0,
                 in_flight: 0,
                 dropped: 0,
-                bytes_sent: 0,
-                bytes_received: 0,
+                ..TimelineRow::default()
             })
             .collect();
         let totals = Totals {
@@ -522,6 +521,7 @@ mod tests {
             thresholds: vec![],
             first_failure: None,
             generator: Default::default(),
+            tls: None,
         };
         let mut r = RunReport::build(meta, &["GET /".into()], &totals, timeline);
         r.rps = rps;

@@ -55,5 +55,25 @@ pub enum Error {
     Core(#[from] perf_core::Error),
 }
 
+impl Error {
+    /// The same error, naming `scenario` when it names none yet.
+    pub(crate) fn in_scenario(self, scenario: &str) -> Self {
+        match self {
+            Self::Invalid {
+                scenario: s,
+                key,
+                value,
+                allowed,
+            } if s.is_empty() => Self::Invalid {
+                scenario: scenario.to_owned(),
+                key,
+                value,
+                allowed,
+            },
+            other => other,
+        }
+    }
+}
+
 /// `Result` with perf-loadgen's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

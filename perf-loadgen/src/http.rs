@@ -1,26 +1,35 @@
 //! A minimal HTTP/1.1 client made for load: one keep-alive connection per
-//! virtual user, requests written from prepared bytes, responses parsed with
-//! `httparse` and their bodies counted, not kept. Small buffers keep the
-//! memory of an idle user in the hundreds of bytes.
+//! virtual user (plain TCP or TLS), requests written from prepared bytes,
+//! responses parsed with `httparse` and their bodies counted, not kept.
+//! Small buffers keep the memory of an idle user in the hundreds of bytes.
+//! Each exchange reports its phases: TCP connect, TLS handshake (full or
+//! resumed) and time to first byte.
 
 use std::io;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
+
+use crate::tls::TlsClient;
 
 /// Read buffer given to a new connection; it grows for large responses.
 const INITIAL_BUFFER: usize = 512;
 /// Above this capacity a buffer is shrunk back after the response.
 const KEEP_BUFFER: usize = 16 * 1024;
 
-/// `http://host[:port][/base]`, resolved once.
+/// `http[s]://host[:port][/base]`, resolved once.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Endpoint {
+    /// `https://`.
+    pub(crate) tls: bool,
     /// Host as written.
     pub(crate) host: String,
-    /// Port (default 80).
+    /// Port (default 80, or 443 with TLS).
     pub(crate) port: u16,
     /// Path prefix without a trailing slash (may be empty).
     pub(crate) base_path: String,
@@ -40,13 +49,16 @@ impl Endpoint {
                     .to_owned(),
             );
         }
-        let rest = if let Some(rest) = url.strip_prefix("http://") {
-            rest
-        } else if url.starts_with("https://") {
-            return Err("https is not supported yet: use http:// (TLS is planned)".to_owned());
+        let (tls, rest) = if let Some(rest) = url.strip_prefix("http://") {
+            (false, rest)
+        } else if let Some(rest) = url.strip_prefix("https://") {
+            (true, rest)
         } else {
-            return Err("a base URL such as http://127.0.0.1:8080".to_owned());
+            return Err(
+                "a base URL such as http://127.0.0.1:8080 or https://localhost:8443".to_owned(),
+            );
         };
+        let default_port = if tls { 443 } else { 80 };
         let (authority, path) = rest.find('/').map_or((rest, ""), |i| rest.split_at(i));
         if authority.is_empty() || authority.contains('@') {
             return Err(
@@ -57,7 +69,7 @@ impl Endpoint {
             let (h, after) = v6.split_once(']').ok_or("a closing ] for an IPv6 host")?;
             let port = match after.strip_prefix(':') {
                 Some(p) => p.parse().map_err(|_| format!("a port number, not {p:?}"))?,
-                None if after.is_empty() => 80,
+                None if after.is_empty() => default_port,
                 None => return Err(format!("unexpected {after:?} after the IPv6 host")),
             };
             (format!("[{h}]"), port)
@@ -67,7 +79,7 @@ impl Endpoint {
                     h.to_owned(),
                     p.parse().map_err(|_| format!("a port number, not {p:?}"))?,
                 ),
-                None => (authority.to_owned(), 80),
+                None => (authority.to_owned(), default_port),
             }
         };
         let bare = host.trim_start_matches('[').trim_end_matches(']');
@@ -94,6 +106,7 @@ impl Endpoint {
             );
         }
         Ok(Self {
+            tls,
             host,
             port,
             base_path: path.trim_end_matches('/').to_owned(),
@@ -102,7 +115,7 @@ impl Endpoint {
 
     /// The `Host` header value.
     pub(crate) fn authority(&self) -> String {
-        if self.port == 80 {
+        if self.port == if self.tls { 443 } else { 80 } {
             self.host.clone()
         } else {
             format!("{}:{}", self.host, self.port)
@@ -128,6 +141,9 @@ impl Endpoint {
 pub(crate) enum FailureKind {
     /// The TCP connection could not be opened.
     Connect,
+    /// The TLS handshake failed (an untrusted certificate, a name mismatch,
+    /// no common protocol version or ALPN).
+    Tls,
     /// No complete response within the request timeout.
     Timeout,
     /// The server closed or reset the connection mid-exchange.
@@ -141,6 +157,7 @@ impl FailureKind {
     pub(crate) fn name(self) -> &'static str {
         match self {
             Self::Connect => "connect",
+            Self::Tls => "tls",
             Self::Timeout => "timeout",
             Self::Reset => "reset",
             Self::Protocol => "protocol",
@@ -157,19 +174,123 @@ pub(crate) struct Response {
     pub(crate) bytes_received: u64,
 }
 
+/// Where and how one target is reached: its address, and for `https://`
+/// the TLS client and the name to verify.
+#[derive(Debug, Clone)]
+pub(crate) struct Dialer {
+    pub(crate) addr: SocketAddr,
+    pub(crate) tls: Option<(TlsClient, ServerName<'static>)>,
+}
+
+/// How long the phases of one exchange took (each only when it happened).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct Phases {
+    /// TCP connect of a connection opened for this request: `Ok` when it
+    /// opened, `Err` with the time the failed attempt took.
+    pub(crate) connect: Option<Result<Duration, Duration>>,
+    /// TLS handshake of that connection, and whether it resumed a session.
+    pub(crate) handshake: Option<(Duration, bool)>,
+    /// From the request's first byte written to the response's first byte read.
+    pub(crate) ttfb: Option<Duration>,
+}
+
+/// A plain or a TLS stream.
+#[derive(Debug)]
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_flush(cx),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// Why a connection did not open.
+#[derive(Debug)]
+pub(crate) struct OpenError {
+    pub(crate) kind: FailureKind,
+    pub(crate) error: io::Error,
+}
+
 /// One keep-alive connection.
 #[derive(Debug)]
 pub(crate) struct Connection {
-    stream: TcpStream,
+    stream: Stream,
     buf: Vec<u8>,
     reusable: bool,
 }
 
 impl Connection {
-    /// Opens a connection (TCP_NODELAY set).
-    pub(crate) async fn open(addr: SocketAddr) -> io::Result<Self> {
-        let stream = TcpStream::connect(addr).await?;
-        stream.set_nodelay(true)?;
+    /// Opens a connection (TCP_NODELAY set), with the TLS handshake for an
+    /// `https://` target; the phases it took go into `phases`.
+    pub(crate) async fn open(dialer: &Dialer, phases: &mut Phases) -> Result<Self, OpenError> {
+        let started = Instant::now();
+        let tcp = match TcpStream::connect(dialer.addr).await {
+            Ok(tcp) => tcp,
+            Err(error) => {
+                phases.connect = Some(Err(started.elapsed()));
+                return Err(OpenError {
+                    kind: FailureKind::Connect,
+                    error,
+                });
+            }
+        };
+        phases.connect = Some(Ok(started.elapsed()));
+        let _ = tcp.set_nodelay(true);
+        let stream = match &dialer.tls {
+            None => Stream::Plain(tcp),
+            Some((client, name)) => {
+                let begun = Instant::now();
+                let tls = client
+                    .connector
+                    .connect(name.clone(), tcp)
+                    .await
+                    .map_err(|error| OpenError {
+                        kind: FailureKind::Tls,
+                        error,
+                    })?;
+                let resumed =
+                    tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+                phases.handshake = Some((begun.elapsed(), resumed));
+                Stream::Tls(Box::new(tls))
+            }
+        };
         Ok(Self {
             stream,
             buf: Vec::with_capacity(INITIAL_BUFFER),
@@ -187,14 +308,16 @@ impl Connection {
         &mut self,
         request: &[u8],
         head: bool,
+        phases: &mut Phases,
     ) -> Result<Response, (FailureKind, bool)> {
         // The bool says whether nothing at all came back (a stale keep-alive
         // connection closed by the server: safe to retry on a new one).
-        if self.stream.write_all(request).await.is_err() {
+        let written = Instant::now();
+        if self.stream.write_all(request).await.is_err() || self.stream.flush().await.is_err() {
             self.reusable = false;
             return Err((FailureKind::Reset, true));
         }
-        let result = self.read_response(head).await;
+        let result = self.read_response(head, written, phases).await;
         if self.buf.capacity() > KEEP_BUFFER {
             self.buf = Vec::with_capacity(INITIAL_BUFFER);
         }
@@ -214,7 +337,12 @@ impl Connection {
         }
     }
 
-    async fn read_response(&mut self, head: bool) -> Result<Response, (FailureKind, bool)> {
+    async fn read_response(
+        &mut self,
+        head: bool,
+        written: Instant,
+        phases: &mut Phases,
+    ) -> Result<Response, (FailureKind, bool)> {
         self.buf.clear();
         let mut received = 0u64;
         // Head.
@@ -222,6 +350,9 @@ impl Connection {
             let n = self.fill().await.map_err(|k| (k, received == 0))?;
             if n == 0 {
                 return Err((FailureKind::Reset, received == 0));
+            }
+            if received == 0 {
+                phases.ttfb = Some(written.elapsed());
             }
             received += n as u64;
             let mut headers = [httparse::EMPTY_HEADER; 48];
@@ -409,27 +540,29 @@ impl ChunkDecoder {
 
 /// Sends on `conn`, opening it first when needed and retrying once on a new
 /// connection when a reused one turns out closed before any byte came back.
+/// The phases of the exchange go into `phases`.
 pub(crate) async fn send(
     conn: &mut Option<Connection>,
-    addr: SocketAddr,
+    dialer: &Dialer,
     request: &[u8],
     head: bool,
     timeout: Duration,
-    on_connect_error: &(dyn Fn(&io::Error) + Sync),
+    phases: &mut Phases,
+    on_connect_error: &(dyn Fn(FailureKind, &io::Error) + Sync),
 ) -> Result<Response, FailureKind> {
     let attempt = async {
         for retry in 0..2 {
             let reused = conn.is_some();
             if conn.is_none() {
-                *conn = Some(Connection::open(addr).await.map_err(|e| {
-                    on_connect_error(&e);
-                    FailureKind::Connect
+                *conn = Some(Connection::open(dialer, phases).await.map_err(|e| {
+                    on_connect_error(e.kind, &e.error);
+                    e.kind
                 })?);
             }
             let Some(c) = conn.as_mut() else {
                 return Err(FailureKind::Connect);
             };
-            match c.exchange(request, head).await {
+            match c.exchange(request, head, phases).await {
                 Ok(response) => {
                     if !c.is_reusable() {
                         *conn = None;
@@ -467,10 +600,13 @@ mod tests {
             ("127.0.0.1", 8080, "/api")
         );
         assert_eq!(Endpoint::parse("http://localhost").unwrap().port, 80);
+        let secure = Endpoint::parse("https://localhost/api").unwrap();
+        assert_eq!((secure.tls, secure.port), (true, 443));
+        assert_eq!(secure.authority(), "localhost");
+        assert!(Endpoint::parse("https://[::1]").is_ok_and(|e| e.port == 443));
         let v6 = Endpoint::parse("http://[::1]:9000").unwrap();
         assert_eq!((v6.host.as_str(), v6.port), ("[::1]", 9000));
         for bad in [
-            "https://x",
             "ftp://x",
             "http://",
             "http://h:port",

@@ -54,6 +54,7 @@ mod safety;
 mod scenario;
 mod shard;
 mod stats;
+mod tls;
 
 pub use capacity::{CapacityPlan, CapacityWindow, Slo, capacity_plan};
 pub use compare::{
@@ -62,7 +63,8 @@ pub use compare::{
 };
 pub use error::{Error, Result};
 pub use report::{
-    GeneratorLoad, LatencyMs, ReportHistograms, RequestReport, RunReport, ThresholdResult,
+    GeneratorLoad, LatencyMs, PhasesReport, ReportHistograms, RequestReport, RunReport,
+    ThresholdResult, TlsReport,
 };
 pub use run::{LiveSnapshot, RunHandle, check, check_with, start, start_with_policy};
 pub use safety::{FeedAccess, IpNet, Limits, MAX_FEED_BYTES, MemoryEstimate, TargetPolicy};
@@ -70,7 +72,8 @@ pub use scenario::{
     FeederMode, FeederSpec, LoadPlan, MAX_BODY_BYTES, MAX_DURATION, MAX_HEADERS, MAX_RATE,
     MAX_REQUESTS, MAX_STAGES, MAX_TARGETS, MAX_THRESHOLDS, MAX_USERS, MIN_RATE, Operator, Preset,
     Rate, RequestSpec, Scenario, ScenarioFile, Stage, Targets, ThinkDistribution, ThinkTime,
-    Threshold, ThresholdMetric, preset,
+    Threshold, ThresholdMetric, TlsSpec, preset,
 };
 pub use shard::split;
 pub use stats::TimelineRow;
+pub use tls::MAX_PEM_BYTES;

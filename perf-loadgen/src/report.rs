@@ -78,6 +78,104 @@ pub struct ReportHistograms {
     pub latency_uncorrected: LatencyHistogram,
     /// Per request name: (corrected, uncorrected).
     pub per_request: BTreeMap<String, (LatencyHistogram, LatencyHistogram)>,
+    /// The phases of the exchanges.
+    #[serde(default)]
+    pub phases: PhaseHistograms,
+}
+
+/// Histograms of the phases of exchanges: connections opened and failed,
+/// TLS handshakes, time to first byte.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PhaseHistograms {
+    /// TCP connect time of connections that opened.
+    pub connect: LatencyHistogram,
+    /// Time failed connection attempts took (kept apart from every latency).
+    pub connect_failed: LatencyHistogram,
+    /// TLS handshakes, full and resumed.
+    pub tls_handshake: LatencyHistogram,
+    /// Of those, resumed.
+    pub tls_resumed: u64,
+    /// From the request's first byte written to the response's first byte.
+    pub ttfb: LatencyHistogram,
+}
+
+impl PhaseHistograms {
+    pub(crate) fn record(&mut self, phases: &crate::http::Phases) {
+        use crate::stats::micros;
+        match phases.connect {
+            Some(Ok(t)) => {
+                let _ = self.connect.record_micros(micros(t));
+            }
+            Some(Err(t)) => {
+                let _ = self.connect_failed.record_micros(micros(t));
+            }
+            None => {}
+        }
+        if let Some((t, resumed)) = phases.handshake {
+            let _ = self.tls_handshake.record_micros(micros(t));
+            self.tls_resumed += u64::from(resumed);
+        }
+        if let Some(t) = phases.ttfb {
+            let _ = self.ttfb.record_micros(micros(t));
+        }
+    }
+
+    pub(crate) fn merge(&mut self, other: &PhaseHistograms) {
+        let _ = self.connect.merge(&other.connect);
+        let _ = self.connect_failed.merge(&other.connect_failed);
+        let _ = self.tls_handshake.merge(&other.tls_handshake);
+        self.tls_resumed += other.tls_resumed;
+        let _ = self.ttfb.merge(&other.ttfb);
+    }
+}
+
+/// Where the time of the exchanges went: opening connections (TCP, TLS)
+/// and waiting for the first byte. `latency_ms` is the total.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PhasesReport {
+    /// Connections opened.
+    pub connections_opened: u64,
+    /// TCP connect time of those, ms.
+    pub connect_ms: Option<LatencyMs>,
+    /// Connection attempts that failed (refused, unreachable).
+    pub connect_failures: u64,
+    /// How long the failed attempts took, ms: kept beside, never inside the
+    /// latency of completed requests.
+    pub connect_failed_ms: Option<LatencyMs>,
+    /// TLS handshakes done (full and resumed).
+    pub tls_handshakes: u64,
+    /// Of which resumed an earlier session.
+    pub tls_resumed: u64,
+    /// TLS handshake time, ms.
+    pub tls_handshake_ms: Option<LatencyMs>,
+    /// Time to first byte: from the request written to the first byte of
+    /// its response, ms (without connect and handshake).
+    pub ttfb_ms: Option<LatencyMs>,
+}
+
+impl PhasesReport {
+    fn of(h: &PhaseHistograms) -> Self {
+        let figures = |h: &LatencyHistogram| (!h.is_empty()).then(|| LatencyMs::of(h));
+        Self {
+            connections_opened: h.connect.count(),
+            connect_ms: figures(&h.connect),
+            connect_failures: h.connect_failed.count(),
+            connect_failed_ms: figures(&h.connect_failed),
+            tls_handshakes: h.tls_handshake.count(),
+            tls_resumed: h.tls_resumed,
+            tls_handshake_ms: figures(&h.tls_handshake),
+            ttfb_ms: figures(&h.ttfb),
+        }
+    }
+}
+
+/// How the run's TLS was set up.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TlsReport {
+    /// Server certificates were not verified (`tls.insecure_skip_verify`).
+    pub insecure_skip_verify: bool,
+    /// Sessions were resumed on new connections (`tls.session_resumption`).
+    pub session_resumption: bool,
 }
 
 /// The report of a run. Its JSON form is the documented schema of
@@ -135,6 +233,19 @@ pub struct RunReport {
     /// bottleneck (`generator.bound`): a saturated client is not a slow server.
     #[serde(default)]
     pub generator: GeneratorLoad,
+    /// Application protocol spoken: `http/1.1`.
+    #[serde(default = "default_protocol")]
+    pub protocol: String,
+    /// Where the time of the exchanges went (connect, TLS handshake, time
+    /// to first byte), and connection attempts that failed.
+    #[serde(default)]
+    pub phases: PhasesReport,
+    /// TLS settings, for a run against `https://` targets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsReport>,
+    /// Things a reader of the figures must know (certificates not verified).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     /// Set when the run was stopped by a signal (Ctrl-C, SIGTERM): the
     /// figures cover only part of the plan.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -143,6 +254,10 @@ pub struct RunReport {
     pub timeline: Vec<TimelineRow>,
     /// Histograms for exact merging.
     pub histograms: ReportHistograms,
+}
+
+fn default_protocol() -> String {
+    "http/1.1".to_owned()
 }
 
 /// The load generator's own figures over a run.
@@ -208,6 +323,8 @@ pub(crate) struct ReportMeta {
     pub(crate) first_failure: Option<String>,
     /// The generator's own load (judged when the report is assembled).
     pub(crate) generator: GeneratorLoad,
+    /// TLS settings of a run against `https://` targets.
+    pub(crate) tls: Option<TlsReport>,
 }
 
 impl RunReport {
@@ -233,6 +350,7 @@ impl RunReport {
             latency: totals.corrected.clone(),
             latency_uncorrected: totals.uncorrected.clone(),
             per_request: per_request_h,
+            phases: totals.phases.clone(),
         };
         let counts = Counts {
             requests: totals.requests,
@@ -314,6 +432,14 @@ impl RunReport {
                 }
             })
             .collect();
+        let mut warnings = Vec::new();
+        if meta.tls.as_ref().is_some_and(|t| t.insecure_skip_verify) {
+            warnings.push(
+                "TLS certificates were NOT verified (tls.insecure_skip_verify): \
+                 the figures may come from any server"
+                    .to_owned(),
+            );
+        }
         Self {
             scenario: meta.scenario,
             model: if meta.open_model { "open" } else { "closed" }.to_owned(),
@@ -341,6 +467,10 @@ impl RunReport {
             no_success,
             generator: meta.generator.judged(counts.requests, meta.dropped),
             interrupted: false,
+            protocol: default_protocol(),
+            phases: PhasesReport::of(&histograms.phases),
+            tls: meta.tls,
+            warnings,
             timeline,
             histograms,
         }
@@ -349,11 +479,11 @@ impl RunReport {
     /// The timeline as CSV (header row, then one row per timeline entry).
     pub fn timeline_csv(&self) -> String {
         let mut out = String::from(
-            "t_s,span_s,requests,errors,rps,p50_ms,p95_ms,p99_ms,max_ms,users,in_flight,dropped,bytes_sent,bytes_received\n",
+            "t_s,span_s,requests,errors,rps,p50_ms,p95_ms,p99_ms,max_ms,users,in_flight,dropped,bytes_sent,bytes_received,connects,ttfb_p95_ms,tls_handshake_p95_ms\n",
         );
         for r in &self.timeline {
             out.push_str(&format!(
-                "{},{},{},{},{:.3},{:.3},{:.3},{:.3},{:.3},{},{},{},{},{}\n",
+                "{},{},{},{},{:.3},{:.3},{:.3},{:.3},{:.3},{},{},{},{},{},{},{:.3},{:.3}\n",
                 r.t_s,
                 r.span_s,
                 r.requests,
@@ -367,7 +497,10 @@ impl RunReport {
                 r.in_flight,
                 r.dropped,
                 r.bytes_sent,
-                r.bytes_received
+                r.bytes_received,
+                r.connects,
+                r.ttfb_p95_ms,
+                r.tls_handshake_p95_ms
             ));
         }
         out
@@ -389,6 +522,7 @@ impl RunReport {
             latency: LatencyHistogram::new(),
             latency_uncorrected: LatencyHistogram::new(),
             per_request: BTreeMap::new(),
+            phases: PhaseHistograms::default(),
         };
         let mut counts = Counts::default();
         let mut timeline: BTreeMap<u64, TimelineRow> = BTreeMap::new();
@@ -398,6 +532,7 @@ impl RunReport {
             histograms
                 .latency_uncorrected
                 .merge(&r.histograms.latency_uncorrected)?;
+            histograms.phases.merge(&r.histograms.phases);
             for (name, (c, u)) in &r.histograms.per_request {
                 let e = histograms.per_request.entry(name.clone()).or_default();
                 e.0.merge(c)?;
@@ -434,6 +569,10 @@ impl RunReport {
                         m.dropped += row.dropped;
                         m.bytes_sent += row.bytes_sent;
                         m.bytes_received += row.bytes_received;
+                        m.connects += row.connects;
+                        m.ttfb_p95_ms = m.ttfb_p95_ms.max(row.ttfb_p95_ms);
+                        m.tls_handshake_p95_ms =
+                            m.tls_handshake_p95_ms.max(row.tls_handshake_p95_ms);
                     })
                     .or_insert_with(|| row.clone());
             }
@@ -479,6 +618,7 @@ impl RunReport {
                     reason: None,
                 }
             },
+            tls: reports.iter().find_map(|r| r.tls.clone()),
             first_failure: reports
                 .iter()
                 .find_map(|r| r.no_success.as_deref())

@@ -1,7 +1,6 @@
 //! Running a scenario: the closed and open executors, the per-second
 //! collector, live snapshots, cancellation and the final report.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -12,7 +11,7 @@ use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
-use crate::http::{self, Connection, Endpoint};
+use crate::http::{self, Connection, Dialer, Endpoint, Phases};
 use crate::report::{ReportMeta, RunReport, observe};
 use crate::request::{Feeder, RequestMix};
 use crate::scenario::{ArrivalSchedule, LoadPlan, Scenario, ThinkTime};
@@ -126,7 +125,7 @@ impl RunHandle {
 
 struct Context {
     mix: RequestMix,
-    addrs: Vec<SocketAddr>,
+    dialers: Vec<Dialer>,
     recorder: Recorder,
     stop: CancellationToken,
     timeout: Duration,
@@ -217,25 +216,30 @@ impl Context {
         bytes: &[u8],
         intended: Option<Instant>,
     ) -> bool {
-        let addr = self.addrs[endpoint % self.addrs.len()];
+        let dialer = &self.dialers[endpoint % self.dialers.len()];
         let sent = Instant::now();
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         let in_flight = CountGuard(&self.in_flight);
-        let note = |e: &std::io::Error| {
+        let note = |kind: http::FailureKind, e: &std::io::Error| {
             self.first_failure
-                .get_or_init(|| format!("connect: {e} ({addr})"));
+                .get_or_init(|| format!("{}: {e} ({})", kind.name(), dialer.addr));
         };
+        let mut phases = Phases::default();
         let outcome = http::send(
             conn,
-            addr,
+            dialer,
             bytes,
             self.mix.is_head(name),
             self.timeout,
+            &mut phases,
             &note,
         )
         .await;
         drop(in_flight);
-        let connect_failed = matches!(outcome, Err(http::FailureKind::Connect));
+        let connect_failed = matches!(
+            outcome,
+            Err(http::FailureKind::Connect | http::FailureKind::Tls)
+        );
         self.recorder.record(
             name,
             intended.unwrap_or(sent),
@@ -243,6 +247,7 @@ impl Context {
             Instant::now(),
             bytes.len(),
             outcome,
+            &phases,
         );
         connect_failed
     }
@@ -308,6 +313,7 @@ pub fn check_with(name: &str, scenario: &Scenario, feeds: &FeedAccess) -> Result
     scenario.validate(name)?;
     let plan = scenario.plan(name)?;
     let (urls, endpoints) = parse_targets(name, scenario)?;
+    let tls = tls_client(name, scenario, &endpoints, feeds)?;
     let mix = request_mix(name, scenario, endpoints, feeds)?;
     let load = match &plan {
         LoadPlan::Closed { steps, total } => format!(
@@ -332,6 +338,11 @@ pub fn check_with(name: &str, scenario: &Scenario, feeds: &FeedAccess) -> Result
         scenario.thresholds.len(),
         urls.join(", ")
     );
+    if tls.as_ref().is_some_and(|t| t.insecure) {
+        plan.push_str(
+            "\n  warning: tls.insecure_skip_verify is on: server certificates are not verified",
+        );
+    }
     for t in &scenario.thresholds {
         if let Some(why) = t.never_fails() {
             plan.push_str(&format!(
@@ -369,6 +380,36 @@ fn target_error(name: &str, i: usize, url: &str, allowed: String) -> Error {
         value: url.to_owned(),
         allowed,
     }
+}
+
+/// The TLS client of a scenario with an `https://` target (files read as
+/// `feeds` allows); `None` when every target is plain http. Errors name
+/// the scenario and the `tls.*` key.
+fn tls_client(
+    name: &str,
+    scenario: &Scenario,
+    endpoints: &[Endpoint],
+    feeds: &FeedAccess,
+) -> Result<Option<crate::tls::TlsClient>> {
+    if !endpoints.iter().any(|e| e.tls) {
+        return Ok(None);
+    }
+    let client =
+        crate::tls::TlsClient::build(scenario.tls.as_ref(), feeds, vec![b"http/1.1".to_vec()])
+            .map_err(|e| e.in_scenario(name))?;
+    for (i, e) in endpoints.iter().enumerate() {
+        if e.tls {
+            client
+                .server_name(&e.host)
+                .map_err(|allowed| Error::Invalid {
+                    scenario: name.to_owned(),
+                    key: format!("target[{i}]"),
+                    value: e.host.clone(),
+                    allowed: format!("a host TLS can verify, or tls.server_name ({allowed})"),
+                })?;
+        }
+    }
+    Ok(Some(client))
 }
 
 /// The request mix over `endpoints`, with the data file loaded.
@@ -412,7 +453,8 @@ async fn start_checked(
     scenario.validate(name)?;
     let plan = scenario.plan(name)?;
     let (target_urls, endpoints) = parse_targets(name, scenario)?;
-    let mut addrs = Vec::new();
+    let tls = tls_client(name, scenario, &endpoints, feeds)?;
+    let mut dialers = Vec::new();
     for (i, (url, endpoint)) in target_urls.iter().zip(&endpoints).enumerate() {
         let resolved = endpoint
             .resolve()
@@ -428,7 +470,19 @@ async fn start_checked(
                     })?;
             }
         }
-        addrs.push(resolved[0]);
+        let tls = match &tls {
+            Some(client) if endpoint.tls => {
+                let server_name = client
+                    .server_name(&endpoint.host)
+                    .map_err(|allowed| target_error(name, i, url, allowed))?;
+                Some((client.clone(), server_name))
+            }
+            _ => None,
+        };
+        dialers.push(Dialer {
+            addr: resolved[0],
+            tls,
+        });
     }
     let mix = request_mix(name, scenario, endpoints, feeds)?;
     let names = mix.names();
@@ -444,11 +498,15 @@ async fn start_checked(
         thresholds: scenario.thresholds.clone(),
         first_failure: None,
         generator: Default::default(),
+        tls: tls.as_ref().map(|t| crate::report::TlsReport {
+            insecure_skip_verify: t.insecure,
+            session_resumption: t.resumption,
+        }),
     };
     let ctx = Arc::new(Context {
         recorder: Recorder::new(mix.len(), matches!(plan, LoadPlan::Open { .. })),
         mix,
-        addrs,
+        dialers,
         stop: cancel.child_token(),
         timeout: scenario.request_timeout(),
         think: scenario.think_time.unwrap_or_default(),
@@ -586,8 +644,9 @@ fn collect_row(
     so_far: &mut LatencyHistogram,
     dropped_before: &mut u64,
 ) -> TimelineRow {
-    let (latency, requests, errors, bytes_sent, bytes_received) = ctx.recorder.take_window();
-    let _ = so_far.merge(&latency);
+    let window = ctx.recorder.take_window();
+    let (latency, requests, errors) = (&window.latency, window.requests, window.errors);
+    let _ = so_far.merge(latency);
     let dropped = ctx.dropped.load(Ordering::Relaxed);
     let dropped_now = dropped - *dropped_before;
     *dropped_before = dropped;
@@ -606,8 +665,11 @@ fn collect_row(
             .swap(ctx.users.load(Ordering::Relaxed), Ordering::Relaxed),
         in_flight: ctx.in_flight.load(Ordering::Relaxed),
         dropped: dropped_now,
-        bytes_sent,
-        bytes_received,
+        bytes_sent: window.bytes_sent,
+        bytes_received: window.bytes_received,
+        connects: window.connects,
+        ttfb_p95_ms: ms(window.ttfb.percentile(95.0)),
+        tls_handshake_p95_ms: ms(window.tls_handshake.percentile(95.0)),
     }
 }
 

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use perf_core::LatencyHistogram;
 use serde::{Deserialize, Serialize};
 
-use crate::http::{FailureKind, Response};
+use crate::http::{FailureKind, Phases, Response};
+use crate::report::PhaseHistograms;
 
 /// One request's figures for a shard.
 #[derive(Debug, Clone, Default)]
@@ -35,6 +36,7 @@ pub(crate) struct Totals {
     pub(crate) errors: u64,
     pub(crate) bytes_sent: u64,
     pub(crate) bytes_received: u64,
+    pub(crate) phases: PhaseHistograms,
 }
 
 impl Totals {
@@ -65,16 +67,21 @@ impl Totals {
         self.errors += other.errors;
         self.bytes_sent += other.bytes_sent;
         self.bytes_received += other.bytes_received;
+        self.phases.merge(&other.phases);
     }
 }
 
+/// The figures of one second of a run, for its timeline row.
 #[derive(Debug, Default)]
-struct Window {
-    latency: LatencyHistogram,
-    requests: u64,
-    errors: u64,
-    bytes_sent: u64,
-    bytes_received: u64,
+pub(crate) struct Window {
+    pub(crate) latency: LatencyHistogram,
+    pub(crate) ttfb: LatencyHistogram,
+    pub(crate) tls_handshake: LatencyHistogram,
+    pub(crate) connects: u64,
+    pub(crate) requests: u64,
+    pub(crate) errors: u64,
+    pub(crate) bytes_sent: u64,
+    pub(crate) bytes_received: u64,
 }
 
 #[derive(Debug)]
@@ -136,12 +143,14 @@ impl Recorder {
     pub(crate) fn histograms(names: usize, separate_uncorrected: bool) -> usize {
         let threads = thread_count();
         let per_name = if separate_uncorrected { 2 } else { 1 };
-        // Kept per shard, plus the merged copy a report is built from.
-        threads * 3 + names * per_name * (name_shard_count(names, threads) + 2)
+        // Kept per shard (totals, phases, window), plus the merged copy a
+        // report is built from.
+        threads * 10 + names * per_name * (name_shard_count(names, threads) + 2)
     }
 
     /// Records one finished request. `intended` is when it should have been
     /// sent (the schedule, open model) and `sent` when it was.
+    #[allow(clippy::too_many_arguments)] // one call site per executor; a struct would only rename them
     pub(crate) fn record(
         &self,
         name: usize,
@@ -150,11 +159,12 @@ impl Recorder {
         done: Instant,
         bytes_sent: usize,
         outcome: Result<Response, FailureKind>,
+        phases: &Phases,
     ) {
-        // A connection that never opened has no response time: it is counted
+        // A connection that never opened (TCP or TLS) has no response time: it is counted
         // (an error of kind `connect`) but kept out of the latency figures,
         // where its ~0.1 ms would flatter the percentiles of a dead target.
-        let timed = !matches!(outcome, Err(FailureKind::Connect));
+        let timed = !matches!(outcome, Err(FailureKind::Connect | FailureKind::Tls));
         let corrected = micros(done.saturating_duration_since(intended));
         let uncorrected = micros(done.saturating_duration_since(sent));
         let slot = THREAD_SLOT.with(|s| *s) % self.shards.len();
@@ -162,6 +172,16 @@ impl Recorder {
             return;
         };
         let Shard { totals, window, .. } = &mut *shard;
+        totals.phases.record(phases);
+        if let Some(t) = phases.ttfb {
+            let _ = window.ttfb.record_micros(micros(t));
+        }
+        if let Some((t, _)) = phases.handshake {
+            let _ = window.tls_handshake.record_micros(micros(t));
+        }
+        if matches!(phases.connect, Some(Ok(_))) {
+            window.connects += 1;
+        }
         let error = match outcome {
             Ok(r) => {
                 *totals.status_codes.entry(r.status).or_default() += 1;
@@ -216,20 +236,22 @@ impl Recorder {
     }
 
     /// Takes the window of the last second from every shard.
-    pub(crate) fn take_window(&self) -> (LatencyHistogram, u64, u64, u64, u64) {
-        let mut latency = LatencyHistogram::new();
-        let (mut requests, mut errors, mut sent, mut received) = (0, 0, 0, 0);
+    pub(crate) fn take_window(&self) -> Window {
+        let mut all = Window::default();
         for shard in &self.shards {
             if let Ok(mut s) = shard.lock() {
                 let w = std::mem::take(&mut s.window);
-                let _ = latency.merge(&w.latency);
-                requests += w.requests;
-                errors += w.errors;
-                sent += w.bytes_sent;
-                received += w.bytes_received;
+                let _ = all.latency.merge(&w.latency);
+                let _ = all.ttfb.merge(&w.ttfb);
+                let _ = all.tls_handshake.merge(&w.tls_handshake);
+                all.connects += w.connects;
+                all.requests += w.requests;
+                all.errors += w.errors;
+                all.bytes_sent += w.bytes_sent;
+                all.bytes_received += w.bytes_received;
             }
         }
-        (latency, requests, errors, sent, received)
+        all
     }
 
     /// Everything counted so far.
@@ -265,7 +287,7 @@ fn name_shard_count(names: usize, threads: usize) -> usize {
     (NAME_SLOTS / names.max(1)).clamp(1, threads)
 }
 
-fn micros(d: Duration) -> u64 {
+pub(crate) fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros())
         .unwrap_or(u64::MAX)
         .min(LatencyHistogram::max_trackable().as_micros() as u64)
@@ -273,7 +295,7 @@ fn micros(d: Duration) -> u64 {
 
 /// One row of the timeline: a second of the run (or, for old rows of a long
 /// run, several seconds coarsened into one).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TimelineRow {
     /// Seconds since the start of the run at the row's start.
     pub t_s: u64,
@@ -303,6 +325,15 @@ pub struct TimelineRow {
     pub bytes_sent: u64,
     /// Bytes received.
     pub bytes_received: u64,
+    /// Connections opened.
+    #[serde(default)]
+    pub connects: u64,
+    /// 95th percentile of the time to first byte, ms (0 when nothing came back).
+    #[serde(default)]
+    pub ttfb_p95_ms: f64,
+    /// 95th percentile of the TLS handshakes of the row, ms (0 without any).
+    #[serde(default)]
+    pub tls_handshake_p95_ms: f64,
 }
 
 impl TimelineRow {
@@ -327,6 +358,9 @@ impl TimelineRow {
             dropped: self.dropped + next.dropped,
             bytes_sent: self.bytes_sent + next.bytes_sent,
             bytes_received: self.bytes_received + next.bytes_received,
+            connects: self.connects + next.connects,
+            ttfb_p95_ms: self.ttfb_p95_ms.max(next.ttfb_p95_ms),
+            tls_handshake_p95_ms: self.tls_handshake_p95_ms.max(next.tls_handshake_p95_ms),
         }
     }
 }
@@ -388,6 +422,7 @@ mod tests {
             dropped: 0,
             bytes_sent: 100,
             bytes_received: 200,
+            ..TimelineRow::default()
         }
     }
 
@@ -432,7 +467,15 @@ mod tests {
                             status: 200,
                             bytes_received: 1,
                         });
-                        rec.record(i % 100, t0, t0, t0 + Duration::from_micros(50), 1, ok);
+                        rec.record(
+                            i % 100,
+                            t0,
+                            t0,
+                            t0 + Duration::from_micros(50),
+                            1,
+                            ok,
+                            &Phases::default(),
+                        );
                     }
                 })
             })
@@ -450,7 +493,7 @@ mod tests {
                 .all(|n| n.requests == 40 && n.corrected.count() == 40)
         );
         // Memory: 100 names × 2 histograms in one slot, plus the report's copy.
-        assert!(Recorder::histograms(100, true) < 3 * 2 * 100 + 3 * 64);
+        assert!(Recorder::histograms(100, true) < 3 * 2 * 100 + 10 * 64);
     }
 
     #[test]
@@ -468,6 +511,7 @@ mod tests {
             t0 + Duration::from_millis(410),
             20,
             ok,
+            &Phases::default(),
         );
         rec.record(
             1,
@@ -479,6 +523,7 @@ mod tests {
                 status: 503,
                 bytes_received: 10,
             }),
+            &Phases::default(),
         );
         rec.record(
             1,
@@ -487,6 +532,10 @@ mod tests {
             t0 + Duration::from_millis(5),
             20,
             Err(FailureKind::Connect),
+            &Phases {
+                connect: Some(Err(Duration::from_millis(3))),
+                ..Phases::default()
+            },
         );
         let totals = rec.totals();
         assert_eq!((totals.requests, totals.errors), (3, 2));
@@ -496,8 +545,12 @@ mod tests {
         // Corrected counts the 400 ms the request waited for its slot; uncorrected does not.
         assert!(totals.per_name[0].corrected.max() >= Duration::from_millis(409));
         assert!(totals.per_name[0].uncorrected.max() < Duration::from_millis(11));
-        let (_, requests, errors, sent, received) = rec.take_window();
-        assert_eq!((requests, errors, sent, received), (3, 2, 60, 60));
-        assert_eq!(rec.take_window().1, 0);
+        assert_eq!(totals.phases.connect_failed.count(), 1);
+        let w = rec.take_window();
+        assert_eq!(
+            (w.requests, w.errors, w.bytes_sent, w.bytes_received),
+            (3, 2, 60, 60)
+        );
+        assert_eq!(rec.take_window().requests, 0);
     }
 }

@@ -345,8 +345,8 @@ fn validation_names_scenario_key_value_and_range() {
             ["\"d\"", "think_time", "", "closed model"],
         ),
         (
-            "load_tests:\n  e: {duration: 1m, users: 5, target: 'https://x'}\n",
-            ["\"e\"", "target[0]", "https://x", "https is not supported"],
+            "load_tests:\n  e: {duration: 1m, users: 5, target: 'ftp://x'}\n",
+            ["\"e\"", "target[0]", "ftp://x", "https://localhost:8443"],
         ),
         (
             "load_tests:\n  f: {duration: 1m, users: 5, requests: [{method: FETCH}]}\n",

@@ -8,7 +8,9 @@
 //!   removed on drop. Without the server binaries it fails with a message that
 //!   names the Debian package to install; it never skips.
 //! - [`http`]: a tiny blocking HTTP/1.1 client for local targets.
-//! - [`target::TargetServer`]: a local HTTP/1.1 target with delays, statuses and stalls.
+//! - [`target::TargetServer`]: a local HTTP/1.1 target with delays, statuses,
+//!   stalls, routes, optionally over TLS.
+//! - [`certs`]: the test-only CA, server and client certificates.
 //! - [`fuzz`]: seeded, time-boxed structure-aware mutation of JSON and text for
 //!   the bounded fuzz runs in CI (`FUZZ_SECONDS`, `FUZZ_SEED`).
 //!
@@ -17,6 +19,7 @@
 //! println!("connect to {}", pg.url());
 //! ```
 
+pub mod certs;
 pub mod fuzz;
 pub mod http;
 mod postgres;

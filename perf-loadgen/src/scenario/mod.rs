@@ -190,6 +190,43 @@ pub struct FeederSpec {
     pub mode: FeederMode,
 }
 
+/// TLS settings for `https://` targets. Certificates and keys come from a
+/// file (`ca_file`, `client_cert`, `client_key`: on the command line any
+/// file, through a service only a name in its feeds directory) or inline as
+/// PEM text (`ca_pem`, `client_cert_pem`, `client_key_pem`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSpec {
+    /// PEM file of CA certificates trusted besides the system's roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
+    /// The same, as PEM text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_pem: Option<String>,
+    /// PEM file of the client certificate chain (mutual TLS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert: Option<String>,
+    /// The same, as PEM text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert_pem: Option<String>,
+    /// PEM file of the client's private key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key: Option<String>,
+    /// The same, as PEM text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key_pem: Option<String>,
+    /// Name sent in SNI and verified, instead of the target's host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
+    /// Take any server certificate (named in the report's warnings).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure_skip_verify: bool,
+    /// Resume TLS sessions on new connections (default true); `false`
+    /// forces a full handshake each time, as a TLS terminator's stress test needs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_resumption: Option<bool>,
+}
+
 /// One load test.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -231,6 +268,9 @@ pub struct Scenario {
     /// every request so servers and meshes can correlate them (default true).
     #[serde(default)]
     pub trace_headers: Option<bool>,
+    /// TLS settings for `https://` targets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSpec>,
     /// Pass/fail rules.
     #[serde(default)]
     pub thresholds: Vec<Threshold>,
