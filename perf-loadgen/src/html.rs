@@ -369,6 +369,13 @@ table{{border-collapse:collapse;margin:6px 0}} td,th{{padding:3px 10px;border-bo
                 r#"<p class="fail"><strong>Interrupted: the figures cover only part of the plan.</strong></p>"#
             );
         }
+        for warning in &self.warnings {
+            let _ = write!(
+                h,
+                r#"<p class="fail"><strong>Warning: {}</strong></p>"#,
+                esc(warning)
+            );
+        }
         let _ = write!(
             h,
             "<h2>Summary</h2><table><tr><td>requests</td><td>{}</td></tr><tr><td>throughput</td><td>{:.1} req/s</td></tr><tr><td>errors</td><td>{} ({:.3} %)</td></tr><tr><td>dropped</td><td>{}</td></tr><tr><td>status codes</td><td>{}</td></tr><tr><td>error kinds</td><td>{}</td></tr><tr><td>bytes sent / received</td><td>{} / {}</td></tr></table>",
@@ -397,14 +404,56 @@ table{{border-collapse:collapse;margin:6px 0}} td,th{{padding:3px 10px;border-bo
                 l.mean
             );
         };
-        row("all, corrected", &self.latency_ms);
+        row(
+            if self.model == "open" {
+                "all, from intended time"
+            } else {
+                "all, service time"
+            },
+            &self.latency_ms,
+        );
         if let Some(u) = &self.latency_uncorrected_ms {
-            row("all, uncorrected", u);
+            row("all, from actual send", u);
         }
         for (name, r) in &self.per_request {
             row(name, &r.latency_ms);
         }
+        let p = &self.phases;
+        for (label, figures) in [
+            ("phase: time to first byte", &p.ttfb_ms),
+            ("phase: TCP connect", &p.connect_ms),
+            ("phase: TLS handshake", &p.tls_handshake_ms),
+            (
+                "failed connects (not in the figures above)",
+                &p.connect_failed_ms,
+            ),
+        ] {
+            if let Some(l) = figures {
+                row(label, l);
+            }
+        }
         h.push_str("</table>");
+        let _ = write!(
+            h,
+            r#"<p class="muted">{} &middot; {} connections opened, {} failed{}</p>"#,
+            esc(&self.protocol),
+            p.connections_opened,
+            p.connect_failures,
+            self.tls
+                .as_ref()
+                .map(|t| format!(
+                    " &middot; TLS: {} handshakes, {} resumed (resumption {}), certificates {}",
+                    p.tls_handshakes,
+                    p.tls_resumed,
+                    if t.session_resumption { "on" } else { "off" },
+                    if t.insecure_skip_verify {
+                        "NOT verified"
+                    } else {
+                        "verified"
+                    }
+                ))
+                .unwrap_or_default()
+        );
         if !self.thresholds.is_empty() {
             h.push_str(
                 "<h2>Thresholds</h2><table><tr><th>rule</th><th>observed</th><th>verdict</th></tr>",

@@ -490,6 +490,30 @@ pub fn summary(r: &RunReport) -> String {
     for (name, req) in &r.per_request {
         s.push_str(&row(&format!("  {}", truncate(name, 10)), &req.latency_ms));
     }
+    let p = &r.phases;
+    for (label, figures) in [
+        ("  ttfb", &p.ttfb_ms),
+        ("  connect", &p.connect_ms),
+        ("  tls", &p.tls_handshake_ms),
+    ] {
+        if let Some(l) = figures {
+            s.push_str(&row(label, l));
+        }
+    }
+    s.push_str(&format!(
+        "protocol    {}; {} connections opened{}\n",
+        r.protocol,
+        p.connections_opened,
+        r.tls
+            .as_ref()
+            .map(|t| format!(
+                "; TLS {} handshakes, {} resumed (resumption {})",
+                p.tls_handshakes,
+                p.tls_resumed,
+                if t.session_resumption { "on" } else { "off" }
+            ))
+            .unwrap_or_default()
+    ));
     for t in &r.thresholds {
         let observed = if t.expr.trim_start().starts_with("error_rate") {
             format!("{:.3} %", t.observed * 100.0)
@@ -524,10 +548,21 @@ pub fn summary(r: &RunReport) -> String {
             .map(|why| format!("\nWARNING     the generator was the bottleneck: {why}; the figures understate the server"))
             .unwrap_or_default()
     ));
-    if let Some(c) = r.error_kinds.get("connect") {
+    if p.connect_failures > 0 || r.error_kinds.contains_key("tls") {
         s.push_str(&format!(
-            "note        {c} failed connects are counted as errors, outside the latency figures\n"
+            "note        {} failed connects{} are counted as errors, outside the latency figures{}\n",
+            p.connect_failures,
+            r.error_kinds
+                .get("tls")
+                .map(|n| format!(" and {n} failed TLS handshakes"))
+                .unwrap_or_default(),
+            p.connect_failed_ms
+                .map(|l| format!(" (they took p50 {:.2} ms, max {:.2} ms)", l.p50, l.max))
+                .unwrap_or_default()
         ));
+    }
+    for w in &r.warnings {
+        s.push_str(&format!("WARNING     {w}\n"));
     }
     if r.errors > 0 && r.thresholds.is_empty() {
         s.push_str(&format!(
