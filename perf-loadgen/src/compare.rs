@@ -522,6 +522,8 @@ mod tests {
             first_failure: None,
             generator: Default::default(),
             tls: None,
+            checks: Default::default(),
+            flows: Default::default(),
         };
         let mut r = RunReport::build(meta, &["GET /".into()], &totals, timeline);
         r.rps = rps;

@@ -454,6 +454,30 @@ table{{border-collapse:collapse;margin:6px 0}} td,th{{padding:3px 10px;border-bo
                 ))
                 .unwrap_or_default()
         );
+        if !self.checks.is_empty() {
+            h.push_str("<h2>Checks</h2><table><tr><th>check</th><th>passed</th><th>failed</th><th>pass rate</th></tr>");
+            for (label, c) in &self.checks {
+                let _ = write!(
+                    h,
+                    r#"<tr><td>{}</td><td>{}</td><td>{}</td><td class="{}">{:.2} %</td></tr>"#,
+                    esc(label),
+                    c.passes,
+                    c.fails,
+                    if c.fails == 0 { "pass" } else { "fail" },
+                    c.pass_rate * 100.0
+                );
+            }
+            h.push_str("</table>");
+            for (name, f) in &self.flows {
+                let _ = write!(
+                    h,
+                    r#"<p class="muted">flow {}: {} iterations, {} aborted after a failed check</p>"#,
+                    esc(name),
+                    f.iterations,
+                    f.aborted
+                );
+            }
+        }
         if !self.thresholds.is_empty() {
             h.push_str(
                 "<h2>Thresholds</h2><table><tr><th>rule</th><th>observed</th><th>verdict</th></tr>",

@@ -15,6 +15,7 @@ use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
+use crate::journey::Kept;
 use crate::tls::TlsClient;
 
 /// Read buffer given to a new connection; it grows for large responses.
@@ -309,6 +310,7 @@ impl Connection {
         request: &[u8],
         head: bool,
         phases: &mut Phases,
+        keep: Option<&mut Kept>,
     ) -> Result<Response, (FailureKind, bool)> {
         // The bool says whether nothing at all came back (a stale keep-alive
         // connection closed by the server: safe to retry on a new one).
@@ -317,7 +319,7 @@ impl Connection {
             self.reusable = false;
             return Err((FailureKind::Reset, true));
         }
-        let result = self.read_response(head, written, phases).await;
+        let result = self.read_response(head, written, phases, keep).await;
         if self.buf.capacity() > KEEP_BUFFER {
             self.buf = Vec::with_capacity(INITIAL_BUFFER);
         }
@@ -342,6 +344,7 @@ impl Connection {
         head: bool,
         written: Instant,
         phases: &mut Phases,
+        mut keep: Option<&mut Kept>,
     ) -> Result<Response, (FailureKind, bool)> {
         self.buf.clear();
         let mut received = 0u64;
@@ -367,6 +370,19 @@ impl Connection {
                     }
                     let framing = framing_of(&parsed, status, head);
                     self.reusable = !closes(&parsed);
+                    if let Some(k) = keep.as_deref_mut() {
+                        k.headers = parsed
+                            .headers
+                            .iter()
+                            .take(64)
+                            .map(|h| {
+                                (
+                                    h.name.to_ascii_lowercase(),
+                                    String::from_utf8_lossy(h.value).into_owned(),
+                                )
+                            })
+                            .collect();
+                    }
                     break (status, len, framing);
                 }
                 Ok(httparse::Status::Partial) => {
@@ -383,6 +399,9 @@ impl Connection {
             Framing::Empty => {}
             Framing::Length(mut remaining) => loop {
                 let have = (self.buf.len() as u64).min(remaining);
+                if let Some(k) = keep.as_deref_mut() {
+                    k.body_part(&self.buf[..have as usize]);
+                }
                 remaining -= have;
                 self.buf.clear();
                 if remaining == 0 {
@@ -397,7 +416,12 @@ impl Connection {
             Framing::Chunked => {
                 let mut decoder = ChunkDecoder::default();
                 loop {
-                    match decoder.feed(&self.buf) {
+                    let mut sink = |data: &[u8]| {
+                        if let Some(k) = keep.as_deref_mut() {
+                            k.body_part(data);
+                        }
+                    };
+                    match decoder.feed(&self.buf, &mut sink) {
                         Ok(Some(_)) => break,
                         Ok(None) => self.buf.clear(),
                         Err(()) => return Err((FailureKind::Protocol, false)),
@@ -412,6 +436,9 @@ impl Connection {
             Framing::UntilClose => {
                 self.reusable = false;
                 loop {
+                    if let Some(k) = keep.as_deref_mut() {
+                        k.body_part(&self.buf);
+                    }
                     self.buf.clear();
                     let n = self.fill().await.map_err(|k| (k, false))?;
                     if n == 0 {
@@ -483,8 +510,9 @@ enum ChunkState {
 }
 
 impl ChunkDecoder {
-    /// Consumes `input`; `Some(())` at the end of the body.
-    fn feed(&mut self, input: &[u8]) -> Result<Option<()>, ()> {
+    /// Consumes `input`, handing the body's data to `sink`; `Some(())` at
+    /// the end of the body.
+    fn feed(&mut self, input: &[u8], sink: &mut dyn FnMut(&[u8])) -> Result<Option<()>, ()> {
         let mut i = 0;
         while i < input.len() {
             match &mut self.state {
@@ -519,6 +547,7 @@ impl ChunkDecoder {
                 }
                 ChunkState::Data(remaining) => {
                     let take = (*remaining).min((input.len() - i) as u64);
+                    sink(&input[i..i + take as usize]);
                     *remaining -= take;
                     i += take as usize;
                     if *remaining == 0 {
@@ -540,7 +569,9 @@ impl ChunkDecoder {
 
 /// Sends on `conn`, opening it first when needed and retrying once on a new
 /// connection when a reused one turns out closed before any byte came back.
-/// The phases of the exchange go into `phases`.
+/// The phases of the exchange go into `phases`, what the answer says into
+/// `keep` when given.
+#[allow(clippy::too_many_arguments)] // one caller (run::Context::send)
 pub(crate) async fn send(
     conn: &mut Option<Connection>,
     dialer: &Dialer,
@@ -548,6 +579,7 @@ pub(crate) async fn send(
     head: bool,
     timeout: Duration,
     phases: &mut Phases,
+    mut keep: Option<&mut Kept>,
     on_connect_error: &(dyn Fn(FailureKind, &io::Error) + Sync),
 ) -> Result<Response, FailureKind> {
     let attempt = async {
@@ -562,7 +594,11 @@ pub(crate) async fn send(
             let Some(c) = conn.as_mut() else {
                 return Err(FailureKind::Connect);
             };
-            match c.exchange(request, head, phases).await {
+            if let Some(k) = keep.as_deref_mut() {
+                k.headers.clear();
+                k.body.clear();
+            }
+            match c.exchange(request, head, phases, keep.as_deref_mut()).await {
                 Ok(response) => {
                     if !c.is_reusable() {
                         *conn = None;
@@ -631,10 +667,19 @@ mod tests {
             b"4\r\nWiki\r\n5;ext=1\r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n0\r\nTrailer: x\r\n\r\n";
         for split in 1..body.len() {
             let mut d = ChunkDecoder::default();
-            let first = d.feed(&body[..split]).unwrap();
+            let mut data = Vec::new();
+            let first = d
+                .feed(&body[..split], &mut |b| data.extend_from_slice(b))
+                .unwrap();
             assert!(first.is_none(), "ended early at split {split}");
-            assert_eq!(d.feed(&body[split..]).unwrap(), Some(()), "split {split}");
+            let end = d.feed(&body[split..], &mut |b| data.extend_from_slice(b));
+            assert_eq!(end.unwrap(), Some(()), "split {split}");
+            assert_eq!(data, b"Wikipedia in\r\n\r\nchunks.", "split {split}");
         }
-        assert!(ChunkDecoder::default().feed(b"zz\r\n").is_err());
+        assert!(
+            ChunkDecoder::default()
+                .feed(b"zz\r\n", &mut |_| {})
+                .is_err()
+        );
     }
 }

@@ -47,6 +47,7 @@ mod compare;
 mod error;
 mod html;
 mod http;
+mod journey;
 mod report;
 mod request;
 mod run;
@@ -62,6 +63,7 @@ pub use compare::{
     compare_to_history,
 };
 pub use error::{Error, Result};
+pub use journey::{CheckCount, FlowCount};
 pub use report::{
     GeneratorLoad, LatencyMs, PhasesReport, ReportHistograms, RequestReport, RunReport,
     ThresholdResult, TlsReport,
@@ -69,10 +71,11 @@ pub use report::{
 pub use run::{LiveSnapshot, RunHandle, check, check_with, start, start_with_policy};
 pub use safety::{FeedAccess, IpNet, Limits, MAX_FEED_BYTES, MemoryEstimate, TargetPolicy};
 pub use scenario::{
-    FeederMode, FeederSpec, LoadPlan, MAX_BODY_BYTES, MAX_DURATION, MAX_HEADERS, MAX_RATE,
-    MAX_REQUESTS, MAX_STAGES, MAX_TARGETS, MAX_THRESHOLDS, MAX_USERS, MIN_RATE, Operator, Preset,
-    Rate, RequestSpec, Scenario, ScenarioFile, Stage, Targets, ThinkDistribution, ThinkTime,
-    Threshold, ThresholdMetric, TlsSpec, preset,
+    CaptureSpec, CheckSpec, FeederMode, FeederSpec, FlowSpec, LoadPlan, MAX_BODY_BYTES, MAX_CHECKS,
+    MAX_DURATION, MAX_FLOWS, MAX_HEADERS, MAX_KEPT_BODY, MAX_RATE, MAX_REQUESTS, MAX_STAGES,
+    MAX_TARGETS, MAX_THRESHOLDS, MAX_USERS, MAX_VAR_BYTES, MIN_RATE, OnCheckFailure, Operator,
+    Preset, Rate, RequestSpec, Scenario, ScenarioFile, Stage, StatusSet, StepSpec, Targets,
+    ThinkDistribution, ThinkTime, Threshold, ThresholdMetric, TlsSpec, preset,
 };
 pub use shard::split;
 pub use stats::TimelineRow;

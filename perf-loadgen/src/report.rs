@@ -243,6 +243,13 @@ pub struct RunReport {
     /// TLS settings, for a run against `https://` targets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsReport>,
+    /// Pass and fail counts of every check (and capture, `<step>: capture
+    /// <var>`), keyed `<request or step name>: <check>`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub checks: BTreeMap<String, crate::CheckCount>,
+    /// Iterations of each flow of a journey scenario.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub flows: BTreeMap<String, crate::FlowCount>,
     /// Things a reader of the figures must know (certificates not verified).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
@@ -325,6 +332,21 @@ pub(crate) struct ReportMeta {
     pub(crate) generator: GeneratorLoad,
     /// TLS settings of a run against `https://` targets.
     pub(crate) tls: Option<TlsReport>,
+    /// Check counts.
+    pub(crate) checks: BTreeMap<String, crate::CheckCount>,
+    /// Flow iterations.
+    pub(crate) flows: BTreeMap<String, crate::FlowCount>,
+}
+
+impl ReportMeta {
+    /// Passes and fails over all checks.
+    fn check_totals(&self) -> crate::CheckCount {
+        let (p, f) = self
+            .checks
+            .values()
+            .fold((0, 0), |(p, f), c| (p + c.passes, f + c.fails));
+        crate::CheckCount::of(p, f)
+    }
 }
 
 impl RunReport {
@@ -420,11 +442,12 @@ impl RunReport {
                 format!("no response came back: {:?}", counts.error_kinds)
             }
         });
+        let check_rate = meta.check_totals().pass_rate;
         let thresholds: Vec<ThresholdResult> = meta
             .thresholds
             .iter()
             .map(|t| {
-                let observed = observe(t, &histograms.latency, error_rate, rps);
+                let observed = observe(t, &histograms.latency, error_rate, rps, check_rate);
                 ThresholdResult {
                     expr: t.expr().to_owned(),
                     observed,
@@ -470,6 +493,8 @@ impl RunReport {
             protocol: default_protocol(),
             phases: PhasesReport::of(&histograms.phases),
             tls: meta.tls,
+            checks: meta.checks,
+            flows: meta.flows,
             warnings,
             timeline,
             histograms,
@@ -619,6 +644,26 @@ impl RunReport {
                 }
             },
             tls: reports.iter().find_map(|r| r.tls.clone()),
+            checks: {
+                let mut all: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+                for (k, c) in reports.iter().flat_map(|r| &r.checks) {
+                    let e = all.entry(k.clone()).or_default();
+                    e.0 += c.passes;
+                    e.1 += c.fails;
+                }
+                all.into_iter()
+                    .map(|(k, (p, f))| (k, crate::CheckCount::of(p, f)))
+                    .collect()
+            },
+            flows: {
+                let mut all: BTreeMap<String, crate::FlowCount> = BTreeMap::new();
+                for (k, c) in reports.iter().flat_map(|r| &r.flows) {
+                    let e = all.entry(k.clone()).or_default();
+                    e.iterations += c.iterations;
+                    e.aborted += c.aborted;
+                }
+                all
+            },
             first_failure: reports
                 .iter()
                 .find_map(|r| r.no_success.as_deref())
@@ -645,8 +690,15 @@ struct Counts {
 }
 
 /// The value a threshold looks at, in its unit.
-pub(crate) fn observe(t: &Threshold, latency: &LatencyHistogram, error_rate: f64, rps: f64) -> f64 {
+pub(crate) fn observe(
+    t: &Threshold,
+    latency: &LatencyHistogram,
+    error_rate: f64,
+    rps: f64,
+    check_rate: f64,
+) -> f64 {
     match t.metric {
+        ThresholdMetric::Checks => check_rate,
         ThresholdMetric::Percentile(p) => ms(latency.percentile(f64::from(p) / 10.0)),
         ThresholdMetric::Mean => ms(latency.mean()),
         ThresholdMetric::Max => ms(latency.max()),

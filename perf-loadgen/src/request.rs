@@ -5,6 +5,7 @@ use std::borrow::Cow;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::http::Endpoint;
+use crate::journey::UserState;
 use crate::safety::{FeedAccess, MAX_FEED_BYTES};
 use crate::scenario::{FeederMode, FeederSpec, RequestSpec};
 use crate::{Error, Result};
@@ -259,11 +260,24 @@ pub(crate) struct RequestMix {
 }
 
 impl RequestMix {
+    #[cfg(test)]
     pub(crate) fn new(
         scenario_name: &str,
         specs: Vec<RequestSpec>,
         endpoints: Vec<Endpoint>,
         feeder: Option<Feeder>,
+    ) -> Result<Self> {
+        Self::with_vars(scenario_name, specs, endpoints, feeder, &[])
+    }
+
+    /// [`RequestMix::new`] where `${name}` may also be one of `vars` (the
+    /// variables a journey captures).
+    pub(crate) fn with_vars(
+        scenario_name: &str,
+        specs: Vec<RequestSpec>,
+        endpoints: Vec<Endpoint>,
+        feeder: Option<Feeder>,
+        vars: &[String],
     ) -> Result<Self> {
         let endpoints: Vec<(Endpoint, String)> = endpoints
             .into_iter()
@@ -284,24 +298,36 @@ impl RequestMix {
             if let Some(b) = &spec.body {
                 used.extend(placeholders(b));
             }
+            let key = if spec.weight == 0 && !vars.is_empty() {
+                format!("step {}", spec.display_name())
+            } else {
+                format!("requests[{i}]")
+            };
             for name in &used {
-                let known = feeder
-                    .as_ref()
-                    .is_some_and(|f| f.columns.iter().any(|c| c == name));
+                let known = vars.iter().any(|v| v == name)
+                    || feeder
+                        .as_ref()
+                        .is_some_and(|f| f.columns.iter().any(|c| c == name));
                 if !known {
+                    let captured = if vars.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" or a captured variable ({})", vars.join(", "))
+                    };
                     return Err(Error::Invalid {
                         scenario: scenario_name.to_owned(),
-                        key: format!("requests[{i}]"),
+                        key,
                         value: format!("${{{name}}}"),
                         allowed: match &feeder {
                             Some(f) if f.inline => {
-                                format!("columns of data.csv: {}", f.columns.join(", "))
+                                format!("columns of data.csv: {}{captured}", f.columns.join(", "))
                             }
                             Some(f) => format!(
-                                "a column of the data file's header row (it has {} columns)",
+                                "a column of the data file's header row (it has {} columns){captured}",
                                 f.columns.len()
                             ),
-                            None => "no placeholders without `data`".to_owned(),
+                            None if vars.is_empty() => "no placeholders without `data`".to_owned(),
+                            None => format!("a captured variable ({})", vars.join(", ")),
                         },
                     });
                 }
@@ -389,11 +415,37 @@ impl RequestMix {
         user: usize,
         rng: &mut fastrand::Rng,
     ) -> Cow<'_, [u8]> {
-        let bytes = self.render_plain(i, e, user, rng);
-        if !self.trace_headers || bytes.is_empty() {
+        self.render_for(i, e, user, rng, None)
+    }
+
+    /// [`RequestMix::render`] for a journey's user: its variables replace
+    /// `${name}` (percent-encoded in the path) and its cookies are sent.
+    pub(crate) fn render_for(
+        &self,
+        i: usize,
+        e: usize,
+        user: usize,
+        rng: &mut fastrand::Rng,
+        state: Option<&UserState>,
+    ) -> Cow<'_, [u8]> {
+        let bytes = self.render_plain(i, e, user, rng, state);
+        let cookie = state.and_then(UserState::cookie_header);
+        if (!self.trace_headers && cookie.is_none()) || bytes.is_empty() {
             return bytes;
         }
-        with_trace_headers(&bytes, rng.u128(1..), rng.u64(1..)).into()
+        let mut extra = String::new();
+        if let Some(c) = cookie {
+            extra.push_str("Cookie: ");
+            extra.push_str(&c);
+            extra.push_str("\r\n");
+        }
+        if self.trace_headers {
+            let (trace, span) = (rng.u128(1..), rng.u64(1..));
+            extra.push_str(&format!(
+                "traceparent: 00-{trace:032x}-{span:016x}-01\r\nx-request-id: {trace:032x}\r\n"
+            ));
+        }
+        with_headers(&bytes, &extra).into()
     }
 
     fn render_plain(
@@ -402,6 +454,7 @@ impl RequestMix {
         e: usize,
         user: usize,
         rng: &mut fastrand::Rng,
+        state: Option<&UserState>,
     ) -> Cow<'_, [u8]> {
         let Some(p) = self.prepared.get(i) else {
             return Cow::Borrowed(&[]);
@@ -410,19 +463,19 @@ impl RequestMix {
             return Cow::Borrowed(fixed.get(e).map_or(&[][..], Vec::as_slice));
         }
         let (endpoint, authority) = &self.endpoints[e % self.endpoints.len()];
-        let Some(feeder) = &self.feeder else {
-            return Cow::Owned(assemble(
-                &p.spec,
-                endpoint,
-                authority,
-                &p.spec.path,
-                &p.spec.headers_vec(),
-                p.spec.body.as_deref(),
-            ));
+        let row = self.feeder.as_ref().map(|f| (f, f.row(user, rng)));
+        let vars = state.map(|s| &s.vars);
+        let lookup = |name: &str| {
+            vars.and_then(|v| v.get(name).map(String::as_str))
+                .or_else(|| row.and_then(|(f, row)| f.value(row, name)))
         };
-        let row = feeder.row(user, rng);
-        let lookup = |name: &str| feeder.value(row, name);
-        let path = substitute(&p.spec.path, &lookup);
+        let path_lookup = |name: &str| match vars.and_then(|v| v.get(name)) {
+            Some(v) => Some(Cow::Owned(percent_encode_path(v))),
+            None => row
+                .and_then(|(f, row)| f.value(row, name))
+                .map(Cow::Borrowed),
+        };
+        let path = substitute_with(&p.spec.path, &path_lookup);
         let headers: Vec<(String, String)> = p
             .spec
             .headers
@@ -460,22 +513,64 @@ impl RequestSpec {
     }
 }
 
-/// The request with `traceparent: 00-<trace>-<span>-01` and
-/// `x-request-id: <trace>` added at the end of its headers.
-fn with_trace_headers(request: &[u8], trace: u128, span: u64) -> Vec<u8> {
-    use std::io::Write;
+/// The request with `extra` (complete header lines) added at the end of its headers.
+fn with_headers(request: &[u8], extra: &str) -> Vec<u8> {
     let end = request
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
         .map_or(request.len(), |p| p + 2);
-    let mut out = Vec::with_capacity(request.len() + 120);
+    let mut out = Vec::with_capacity(request.len() + extra.len());
     out.extend_from_slice(&request[..end]);
-    let _ = write!(
-        out,
-        "traceparent: 00-{trace:032x}-{span:016x}-01\r\nx-request-id: {trace:032x}\r\n"
-    );
+    out.extend_from_slice(extra.as_bytes());
     out.extend_from_slice(&request[end..]);
     out
+}
+
+/// A captured value made safe for a path: bytes outside the unreserved and
+/// sub-delimiter set of RFC 3986 (and `:@/`) are percent-encoded.
+fn percent_encode_path(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/%".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// [`substitute`] with values that may be owned.
+fn substitute_with<'a>(
+    template: &'a str,
+    lookup: &dyn Fn(&str) -> Option<Cow<'a, str>>,
+) -> Cow<'a, str> {
+    if !template.contains("${") {
+        return Cow::Borrowed(template);
+    }
+    let mut out = String::with_capacity(template.len() + 16);
+    let mut rest = template;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('}') else {
+            out.push_str(&rest[start..]);
+            rest = "";
+            break;
+        };
+        let name = &after[..end];
+        match lookup(name) {
+            Some(v) => out.push_str(&v),
+            None => {
+                out.push_str("${");
+                out.push_str(name);
+                out.push('}');
+            }
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Cow::Owned(out)
 }
 
 fn assemble(
@@ -530,6 +625,7 @@ mod tests {
             headers: BTreeMap::new(),
             body: None,
             weight,
+            checks: Vec::new(),
         }
     }
 

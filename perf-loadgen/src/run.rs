@@ -12,6 +12,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::http::{self, Connection, Dialer, Endpoint, Phases};
+use crate::journey::{Answer, Journeys, Kept, UserState};
 use crate::report::{ReportMeta, RunReport, observe};
 use crate::request::{Feeder, RequestMix};
 use crate::scenario::{ArrivalSchedule, LoadPlan, Scenario, ThinkTime};
@@ -125,6 +126,10 @@ impl RunHandle {
 
 struct Context {
     mix: RequestMix,
+    /// Checks of the requests, and the flows of a journey scenario.
+    journeys: Journeys,
+    /// Open model: flow iterations under way.
+    iterations_active: AtomicU64,
     dialers: Vec<Dialer>,
     recorder: Recorder,
     stop: CancellationToken,
@@ -169,6 +174,15 @@ fn process_cpu_seconds() -> f64 {
 }
 
 impl Context {
+    /// Passed checks over all checks so far (1 without any).
+    fn check_rate(&self) -> f64 {
+        let (checks, _) = self.journeys.counts();
+        let (p, f) = checks
+            .values()
+            .fold((0, 0), |(p, f), c| (p + c.passes, f + c.fails));
+        crate::CheckCount::of(p, f).pass_rate
+    }
+
     /// A report of what was measured so far.
     fn report(&self, stopped_early: Option<String>) -> RunReport {
         let mut meta = self.meta.clone();
@@ -194,6 +208,7 @@ impl Context {
             bound: false,
             reason: None,
         };
+        (meta.checks, meta.flows) = self.journeys.counts();
         let timeline = self
             .timeline
             .lock()
@@ -203,11 +218,21 @@ impl Context {
     }
 }
 
+/// What one send came to.
+struct Sent {
+    /// The connection (TCP or TLS) could not be opened: the caller backs off.
+    connect_failed: bool,
+    /// The status, when an answer came.
+    status: Option<u16>,
+    /// From the intended (or actual) send to the end of the answer.
+    latency: Duration,
+}
+
 impl Context {
     /// Sends request `name` (already rendered) on `conn` and records it;
     /// `intended` is the scheduled send time (`None`: now, the closed model).
-    /// Returns whether the connection could not be opened (the caller backs
-    /// off). Stopping is the caller's business: it drops this future.
+    /// What the answer says goes into `keep` when given. Stopping is the
+    /// caller's business: it drops this future.
     async fn send(
         &self,
         conn: &mut Option<Connection>,
@@ -215,7 +240,8 @@ impl Context {
         endpoint: usize,
         bytes: &[u8],
         intended: Option<Instant>,
-    ) -> bool {
+        keep: Option<&mut Kept>,
+    ) -> Sent {
         let dialer = &self.dialers[endpoint % self.dialers.len()];
         let sent = Instant::now();
         self.in_flight.fetch_add(1, Ordering::Relaxed);
@@ -232,24 +258,114 @@ impl Context {
             self.mix.is_head(name),
             self.timeout,
             &mut phases,
+            keep,
             &note,
         )
         .await;
         drop(in_flight);
+        let done = Instant::now();
         let connect_failed = matches!(
             outcome,
             Err(http::FailureKind::Connect | http::FailureKind::Tls)
         );
-        self.recorder.record(
+        let status = outcome.as_ref().ok().map(|r| r.status);
+        let from = intended.unwrap_or(sent);
+        self.recorder
+            .record(name, from, sent, done, bytes.len(), outcome, &phases);
+        Sent {
+            connect_failed,
+            status,
+            latency: done.saturating_duration_since(from),
+        }
+    }
+
+    /// One request of the mix, its checks counted. Whether the connection
+    /// could not be opened.
+    async fn request(
+        &self,
+        conn: &mut Option<Connection>,
+        endpoint: usize,
+        user: usize,
+        rng: &mut fastrand::Rng,
+        intended: Option<Instant>,
+    ) -> bool {
+        let name = self.mix.pick(rng);
+        let bytes = self.mix.render(name, endpoint, user, rng);
+        if !self.journeys.has_checks(name) {
+            return self
+                .send(conn, name, endpoint, &bytes, intended, None)
+                .await
+                .connect_failed;
+        }
+        let mut kept = Kept::wanting_body(self.journeys.keeps(name));
+        let sent = self
+            .send(conn, name, endpoint, &bytes, intended, Some(&mut kept))
+            .await;
+        self.journeys.check(
             name,
-            intended.unwrap_or(sent),
-            sent,
-            Instant::now(),
-            bytes.len(),
-            outcome,
-            &phases,
+            &Answer {
+                status: sent.status,
+                kept: &kept,
+                latency: sent.latency,
+            },
         );
-        connect_failed
+        sent.connect_failed
+    }
+
+    /// One iteration of a flow for a user with `state`: its steps in order,
+    /// checks and captures applied, cookies kept, think time between steps.
+    /// Whether a connection could not be opened (the iteration stops there).
+    async fn iterate(
+        &self,
+        conn: &mut Option<Connection>,
+        endpoint: usize,
+        user: usize,
+        rng: &mut fastrand::Rng,
+        state: &mut UserState,
+        mut intended: Option<Instant>,
+    ) -> bool {
+        let f = self.journeys.pick(rng);
+        let Some(flow) = self.journeys.flows.get(f) else {
+            return false;
+        };
+        for step in &flow.steps {
+            let i = step.request;
+            if step.once && state.done(i) {
+                continue;
+            }
+            let bytes = self.mix.render_for(i, endpoint, user, rng, Some(state));
+            let mut kept = Kept::wanting_body(self.journeys.keeps(i));
+            let sent = self
+                .send(conn, i, endpoint, &bytes, intended.take(), Some(&mut kept))
+                .await;
+            if sent.connect_failed {
+                return true;
+            }
+            state.take_cookies(&kept);
+            let answer = Answer {
+                status: sent.status,
+                kept: &kept,
+                latency: sent.latency,
+            };
+            let checked = self.journeys.check(i, &answer);
+            let captured = self.journeys.capture(step, &answer, state);
+            let ok = checked && captured;
+            if ok && step.once {
+                state.mark_done(i);
+            }
+            if !ok && flow.abort_on_failure {
+                self.journeys.iteration(f, true);
+                return false;
+            }
+            if let Some(think) = step.think {
+                let pause = think.sample(rng);
+                if !pause.is_zero() {
+                    tokio::time::sleep(pause).await;
+                }
+            }
+        }
+        self.journeys.iteration(f, false);
+        false
     }
 }
 
@@ -438,8 +554,15 @@ fn request_mix(
             },
             other => other,
         })?;
+    let vars: Vec<String> = scenario
+        .flows
+        .iter()
+        .flat_map(|f| &f.steps)
+        .flat_map(|s| &s.captures)
+        .map(|c| c.var.clone())
+        .collect();
     Ok(
-        RequestMix::new(name, scenario.request_mix(), endpoints, feeder)?
+        RequestMix::with_vars(name, scenario.request_mix(), endpoints, feeder, &vars)?
             .with_trace_headers(scenario.trace_headers.unwrap_or(true)),
     )
 }
@@ -502,8 +625,13 @@ async fn start_checked(
             insecure_skip_verify: t.insecure,
             session_resumption: t.resumption,
         }),
+        checks: Default::default(),
+        flows: Default::default(),
     };
+    let journeys = Journeys::new(scenario, &scenario.request_mix(), &names);
     let ctx = Arc::new(Context {
+        journeys,
+        iterations_active: AtomicU64::new(0),
         recorder: Recorder::new(mix.len(), matches!(plan, LoadPlan::Open { .. })),
         mix,
         dialers,
@@ -625,7 +753,7 @@ async fn supervise(
                 .thresholds
                 .iter()
                 .filter(|t| !matches!(t.metric, crate::ThresholdMetric::Rps))
-                .find(|t| !t.holds(observe(t, &so_far, error_rate, rps)));
+                .find(|t| !t.holds(observe(t, &so_far, error_rate, rps, ctx.check_rate())));
             if let Some(t) = failed {
                 stopped_early = Some(format!("threshold failed: {}", t.expr()));
                 ctx.stop.cancel();
@@ -733,10 +861,17 @@ async fn virtual_user(
             let mut conn: Option<Connection> = None;
             let endpoint = index as usize % ctx.mix.endpoint_count().max(1);
             let mut backoff = Duration::ZERO;
+            let mut state = UserState::default();
+            let journeys = !ctx.journeys.flows.is_empty();
             while index < limit.load(Ordering::Relaxed) {
-                let name = ctx.mix.pick(&mut rng);
-                let bytes = ctx.mix.render(name, endpoint, index as usize, &mut rng);
-                if ctx.send(&mut conn, name, endpoint, &bytes, None).await {
+                let user = index as usize;
+                let connect_failed = if journeys {
+                    ctx.iterate(&mut conn, endpoint, user, &mut rng, &mut state, None)
+                        .await
+                } else {
+                    ctx.request(&mut conn, endpoint, user, &mut rng, None).await
+                };
+                if connect_failed {
                     // A target that refuses connections is not hammered: the
                     // user waits 10 ms, doubling to 1 s (with jitter), until
                     // a connection opens again.
@@ -771,6 +906,10 @@ async fn open(ctx: Arc<Context>, plan: &LoadPlan, total: Duration, max_in_flight
             .map(|_| Mutex::new(Vec::new()))
             .collect(),
     );
+    // Journeys: the users' states wait here between iterations, so a login
+    // captured once is reused by later arrivals.
+    let states: Arc<Mutex<Vec<UserState>>> = Arc::new(Mutex::new(Vec::new()));
+    let journeys = !ctx.journeys.flows.is_empty();
     let Some(mut schedule) = ArrivalSchedule::of(plan) else {
         return;
     };
@@ -800,26 +939,53 @@ async fn open(ctx: Arc<Context>, plan: &LoadPlan, total: Duration, max_in_flight
             }
             ctx.max_lag_us.fetch_max(lag, Ordering::Relaxed);
         }
-        if ctx.in_flight.load(Ordering::Relaxed) >= u64::from(max_in_flight) {
+        if ctx.in_flight.load(Ordering::Relaxed) >= u64::from(max_in_flight)
+            || ctx.iterations_active.load(Ordering::Relaxed) >= u64::from(max_in_flight)
+        {
             ctx.dropped.fetch_add(1, Ordering::Relaxed);
             continue;
         }
-        let name = ctx.mix.pick(&mut rng);
         let endpoint =
             ctx.next_endpoint.fetch_add(1, Ordering::Relaxed) % ctx.mix.endpoint_count().max(1);
         let seed = rng.u64(..);
         let ctx = Arc::clone(&ctx);
         let pools = Arc::clone(&pools);
+        let states = Arc::clone(&states);
         // Counted in flight from now, so the bound holds before the task runs.
         ctx.in_flight.fetch_add(1, Ordering::Relaxed);
+        ctx.iterations_active.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
+            let _active = CountGuard(&ctx.iterations_active);
             let mut task_rng = fastrand::Rng::with_seed(seed);
             let pool = &pools[endpoint % pools.len()];
             let mut conn = pool.lock().ok().and_then(|mut p| p.pop());
-            let bytes = ctx.mix.render(name, endpoint, 0, &mut task_rng);
             ctx.in_flight.fetch_sub(1, Ordering::Relaxed);
+            let work = async {
+                if journeys {
+                    let mut state = states
+                        .lock()
+                        .ok()
+                        .and_then(|mut s| s.pop())
+                        .unwrap_or_default();
+                    ctx.iterate(
+                        &mut conn,
+                        endpoint,
+                        0,
+                        &mut task_rng,
+                        &mut state,
+                        Some(intended),
+                    )
+                    .await;
+                    if let Ok(mut s) = states.lock() {
+                        s.push(state);
+                    }
+                } else {
+                    ctx.request(&mut conn, endpoint, 0, &mut task_rng, Some(intended))
+                        .await;
+                }
+            };
             tokio::select! {
-                _ = ctx.send(&mut conn, name, endpoint, &bytes, Some(intended)) => {
+                () = work => {
                     if let (Some(c), Ok(mut p)) = (conn, pool.lock()) {
                         p.push(c);
                     }
@@ -829,7 +995,10 @@ async fn open(ctx: Arc<Context>, plan: &LoadPlan, total: Duration, max_in_flight
         });
     }
     // Let the requests under way finish (or the run be cancelled).
-    while ctx.in_flight.load(Ordering::Relaxed) > 0 && !ctx.stop.is_cancelled() {
+    while (ctx.in_flight.load(Ordering::Relaxed) > 0
+        || ctx.iterations_active.load(Ordering::Relaxed) > 0)
+        && !ctx.stop.is_cancelled()
+    {
         tokio::select! {
             () = tokio::time::sleep(Duration::from_millis(5)) => {}
             () = ctx.stop.cancelled() => break,

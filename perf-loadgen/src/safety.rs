@@ -51,7 +51,9 @@ const PER_USER_BYTES: u64 = 8 << 10;
 pub struct MemoryEstimate {
     /// Latency histograms: per request name, per thread and the report's copy.
     pub histograms: u64,
-    /// Virtual users (closed model) or requests in flight (open model).
+    /// Virtual users (closed model) or requests in flight (open model):
+    /// their connections, and for checks that read bodies and for journeys
+    /// the kept body (up to 64 KiB) and the users' variables and cookies.
     pub connections: u64,
     /// Rows of inline CSV data.
     pub data: u64,
@@ -239,12 +241,44 @@ impl Scenario {
         let open = matches!(plan, LoadPlan::Open { .. });
         let histograms = crate::stats::Recorder::histograms(names, open) as u64
             * LatencyHistogram::memory_bytes();
+        // A journey's user keeps its variables and cookies; a request whose
+        // checks or captures read the body keeps up to MAX_KEPT_BODY of it
+        // while it is read.
+        let mix = self.request_mix();
+        let reads_body = mix.iter().any(|r| {
+            r.checks
+                .iter()
+                .any(|c| c.body_contains.is_some() || c.body_regex.is_some() || c.json.is_some())
+        }) || self
+            .flows
+            .iter()
+            .flat_map(|f| &f.steps)
+            .flat_map(|s| &s.captures)
+            .any(|c| c.json.is_some() || c.regex.is_some());
+        let captures = self
+            .flows
+            .iter()
+            .flat_map(|f| &f.steps)
+            .map(|s| s.captures.len())
+            .sum::<usize>() as u64;
+        let per_user = PER_USER_BYTES
+            + if reads_body {
+                crate::scenario::MAX_KEPT_BODY as u64
+            } else {
+                0
+            }
+            + if self.flows.is_empty() {
+                0
+            } else {
+                // Variables (a typical 256 bytes each) and a few cookies.
+                captures * 256 + 1024
+            };
         let connections = match &plan {
             LoadPlan::Closed { steps, .. } => {
                 u64::from(steps.iter().map(|&(_, u)| u).max().unwrap_or(0))
             }
             LoadPlan::Open { max_in_flight, .. } => u64::from(*max_in_flight),
-        } * PER_USER_BYTES;
+        } * per_user;
         // Every field is a String (24 bytes and its text), every row a Vec.
         let data = self
             .data

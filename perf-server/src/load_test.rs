@@ -514,8 +514,25 @@ pub fn summary(r: &RunReport) -> String {
             ))
             .unwrap_or_default()
     ));
+    for (label, c) in &r.checks {
+        s.push_str(&format!(
+            "check       {:<40} {:>7.2} %  {} passed, {} failed\n",
+            truncate(label, 40),
+            c.pass_rate * 100.0,
+            c.passes,
+            c.fails
+        ));
+    }
+    for (name, f) in &r.flows {
+        s.push_str(&format!(
+            "flow        {name}: {} iterations, {} aborted after a failed check\n",
+            f.iterations, f.aborted
+        ));
+    }
     for t in &r.thresholds {
-        let observed = if t.expr.trim_start().starts_with("error_rate") {
+        let observed = if t.expr.trim_start().starts_with("error_rate")
+            || t.expr.trim_start().starts_with("checks")
+        {
             format!("{:.3} %", t.observed * 100.0)
         } else if t.expr.trim_start().starts_with("rps") {
             format!("{:.1} req/s", t.observed)
@@ -563,6 +580,17 @@ pub fn summary(r: &RunReport) -> String {
     }
     for w in &r.warnings {
         s.push_str(&format!("WARNING     {w}\n"));
+    }
+    let failed_checks: u64 = r.checks.values().map(|c| c.fails).sum();
+    if failed_checks > 0
+        && !r
+            .thresholds
+            .iter()
+            .any(|t| t.expr.trim_start().starts_with("checks"))
+    {
+        s.push_str(&format!(
+            "WARNING     {failed_checks} checks failed and no threshold judges them: add e.g. 'checks > 0.99'\n"
+        ));
     }
     if r.errors > 0 && r.thresholds.is_empty() {
         s.push_str(&format!(

@@ -1,6 +1,7 @@
 //! Scenarios: the YAML users write, its validation, and the normalized
 //! [`LoadPlan`] the executors run.
 
+mod flow;
 mod presets;
 mod rate;
 mod think;
@@ -12,6 +13,11 @@ use std::time::Duration;
 use perf_core::HumanDuration;
 use serde::{Deserialize, Serialize};
 
+pub(crate) use flow::compile_regex;
+pub use flow::{
+    CaptureSpec, CheckSpec, FlowSpec, MAX_CHECKS, MAX_FLOWS, MAX_KEPT_BODY, MAX_VAR_BYTES,
+    OnCheckFailure, StatusSet, StepSpec,
+};
 pub use presets::{Preset, preset};
 pub use rate::{MIN_RATE, Rate};
 pub use think::{ThinkDistribution, ThinkTime};
@@ -124,6 +130,9 @@ pub struct RequestSpec {
     /// Share of the mix relative to the other requests (default 1).
     #[serde(default = "default_weight")]
     pub weight: u32,
+    /// What must hold of the answer (counted in the report's `checks`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<CheckSpec>,
 }
 
 fn default_method() -> String {
@@ -249,6 +258,9 @@ pub struct Scenario {
     /// The request mix (default: `GET /`).
     #[serde(default)]
     pub requests: Vec<RequestSpec>,
+    /// User journeys instead of a request mix: weighted flows of ordered steps.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flows: Vec<FlowSpec>,
     /// A load shape of several steps.
     #[serde(default)]
     pub stages: Vec<Stage>,
@@ -470,6 +482,110 @@ pub(crate) fn is_field_value(s: &str) -> bool {
     s.len() <= 16 * 1024 && !s.chars().any(|c| c.is_control() && c != '\t')
 }
 
+/// Checks one request (of the mix, or a flow's step at `at`).
+fn validate_request(name: &str, at: &str, r: &RequestSpec) -> Result<()> {
+    let key = |k: &str| format!("{at}.{k}");
+    if !METHODS.contains(&r.method.as_str()) {
+        return Err(invalid(
+            name,
+            &key("method"),
+            &r.method,
+            &format!("one of {}", METHODS.join(", ")),
+        ));
+    }
+    if !r.path.starts_with('/') {
+        return Err(invalid(
+            name,
+            &key("path"),
+            &r.path,
+            "a path starting with /",
+        ));
+    }
+    if r.path.chars().any(|c| c.is_whitespace() || c.is_control()) || r.path.len() > 8192 {
+        return Err(invalid(
+            name,
+            &key("path"),
+            format!("{:?}", r.path),
+            "no spaces or control characters (percent-encode them)",
+        ));
+    }
+    if r.headers.len() > MAX_HEADERS {
+        return Err(invalid(
+            name,
+            &key("headers"),
+            format!("{} headers", r.headers.len()),
+            &format!("at most {MAX_HEADERS} headers"),
+        ));
+    }
+    for (h, v) in &r.headers {
+        if !is_token(h) {
+            return Err(invalid(
+                name,
+                &key("headers"),
+                format!("{h:?}"),
+                "header names that are HTTP tokens (letters, digits and !#$%&'*+-.^_`|~)",
+            ));
+        }
+        if RESERVED_HEADERS.iter().any(|r| h.eq_ignore_ascii_case(r)) {
+            return Err(invalid(
+                name,
+                &key("headers"),
+                h,
+                "no framing or connection headers (Content-Length, Transfer-Encoding, TE, \
+                 Trailer, Connection, Keep-Alive, Upgrade, Expect): the engine sets them",
+            ));
+        }
+        if !is_field_value(v) {
+            return Err(invalid(
+                name,
+                &key(&format!("headers.{h}")),
+                format!("{v:?}"),
+                "a value without line breaks, NUL or other control characters",
+            ));
+        }
+    }
+    if let Some(body) = &r.body
+        && body.len() > MAX_BODY_BYTES
+    {
+        return Err(invalid(
+            name,
+            &key("body"),
+            format!("{} bytes", body.len()),
+            &format!("at most {MAX_BODY_BYTES} bytes"),
+        ));
+    }
+    if let Some(n) = &r.name
+        && (n.is_empty() || n.len() > 200 || n.chars().any(char::is_control))
+    {
+        return Err(invalid(
+            name,
+            &key("name"),
+            format!("{n:?}"),
+            "1 to 200 characters, no control characters",
+        ));
+    }
+    if r.checks.len() > MAX_CHECKS {
+        return Err(invalid(
+            name,
+            &key("checks"),
+            format!("{} checks", r.checks.len()),
+            &format!("at most {MAX_CHECKS}"),
+        ));
+    }
+    for (k, c) in r.checks.iter().enumerate() {
+        c.validate().map_err(|(field, value, allowed)| {
+            let at = format!("checks[{k}]");
+            let k = if field.is_empty() {
+                at
+            } else {
+                format!("{at}.{field}")
+            };
+            invalid(name, &key(&k), value, &allowed)
+        })?;
+    }
+    Ok(())
+}
+
 impl Scenario {
     /// Checks every key; the error names the scenario, the key, the value and the allowed range.
     pub fn validate(&self, name: &str) -> Result<()> {
@@ -513,90 +629,17 @@ impl Scenario {
         }
         let total_weight: u64 = self.requests.iter().map(|r| u64::from(r.weight)).sum();
         for (i, r) in self.requests.iter().enumerate() {
-            let key = |k: &str| format!("requests[{i}].{k}");
-            if !METHODS.contains(&r.method.as_str()) {
-                return Err(invalid(
-                    name,
-                    &key("method"),
-                    &r.method,
-                    &format!("one of {}", METHODS.join(", ")),
-                ));
-            }
-            if !r.path.starts_with('/') {
-                return Err(invalid(
-                    name,
-                    &key("path"),
-                    &r.path,
-                    "a path starting with /",
-                ));
-            }
-            if r.path.chars().any(|c| c.is_whitespace() || c.is_control()) || r.path.len() > 8192 {
-                return Err(invalid(
-                    name,
-                    &key("path"),
-                    format!("{:?}", r.path),
-                    "no spaces or control characters (percent-encode them)",
-                ));
-            }
-            if r.headers.len() > MAX_HEADERS {
-                return Err(invalid(
-                    name,
-                    &key("headers"),
-                    format!("{} headers", r.headers.len()),
-                    &format!("at most {MAX_HEADERS} headers"),
-                ));
-            }
-            for (h, v) in &r.headers {
-                if !is_token(h) {
-                    return Err(invalid(
-                        name,
-                        &key("headers"),
-                        format!("{h:?}"),
-                        "header names that are HTTP tokens (letters, digits and !#$%&'*+-.^_`|~)",
-                    ));
-                }
-                if RESERVED_HEADERS.iter().any(|r| h.eq_ignore_ascii_case(r)) {
-                    return Err(invalid(
-                        name,
-                        &key("headers"),
-                        h,
-                        "no framing or connection headers (Content-Length, Transfer-Encoding, TE, \
-                         Trailer, Connection, Keep-Alive, Upgrade, Expect): the engine sets them",
-                    ));
-                }
-                if !is_field_value(v) {
-                    return Err(invalid(
-                        name,
-                        &key(&format!("headers.{h}")),
-                        format!("{v:?}"),
-                        "a value without line breaks, NUL or other control characters",
-                    ));
-                }
-            }
-            if let Some(body) = &r.body
-                && body.len() > MAX_BODY_BYTES
-            {
-                return Err(invalid(
-                    name,
-                    &key("body"),
-                    format!("{} bytes", body.len()),
-                    &format!("at most {MAX_BODY_BYTES} bytes"),
-                ));
-            }
-            if let Some(n) = &r.name
-                && (n.is_empty() || n.len() > 200 || n.chars().any(char::is_control))
-            {
-                return Err(invalid(
-                    name,
-                    &key("name"),
-                    format!("{n:?}"),
-                    "1 to 200 characters, no control characters",
-                ));
-            }
+            validate_request(name, &format!("requests[{i}]"), r)?;
             if r.weight > 1_000_000 {
-                return Err(invalid(name, &key("weight"), r.weight, "0 to 1000000"));
+                return Err(invalid(
+                    name,
+                    &format!("requests[{i}].weight"),
+                    r.weight,
+                    "0 to 1000000",
+                ));
             }
         }
+        self.validate_flows(name)?;
         if !self.requests.is_empty() && total_weight == 0 {
             return Err(invalid(
                 name,
@@ -653,6 +696,117 @@ impl Scenario {
             }
         }
         Ok(())
+    }
+
+    /// Checks `flows`: their number, weights, steps, checks and captures.
+    fn validate_flows(&self, name: &str) -> Result<()> {
+        if self.flows.is_empty() {
+            return Ok(());
+        }
+        if !self.requests.is_empty() {
+            return Err(invalid(
+                name,
+                "flows",
+                "given with requests",
+                "either requests (a mix of independent requests) or flows (journeys), not both",
+            ));
+        }
+        if self.flows.len() > MAX_FLOWS {
+            return Err(invalid(
+                name,
+                "flows",
+                format!("{} flows", self.flows.len()),
+                &format!("at most {MAX_FLOWS} flows"),
+            ));
+        }
+        let steps: usize = self.flows.iter().map(|f| f.steps.len()).sum();
+        if steps > MAX_REQUESTS {
+            return Err(invalid(
+                name,
+                "flows",
+                format!("{steps} steps"),
+                &format!("at most {MAX_REQUESTS} steps over all flows"),
+            ));
+        }
+        if self.flows.iter().all(|f| f.weight == 0) {
+            return Err(invalid(
+                name,
+                "flows",
+                "all weights 0",
+                "at least one flow with weight > 0",
+            ));
+        }
+        for (i, flow) in self.flows.iter().enumerate() {
+            let at = format!("flows[{i}]");
+            if flow.weight > 1_000_000 {
+                return Err(invalid(
+                    name,
+                    &format!("{at}.weight"),
+                    flow.weight,
+                    "0 to 1000000",
+                ));
+            }
+            if flow.steps.is_empty() {
+                return Err(invalid(
+                    name,
+                    &format!("{at}.steps"),
+                    "[]",
+                    "at least one step",
+                ));
+            }
+            if let Some(n) = &flow.name
+                && (n.is_empty() || n.len() > 200 || n.chars().any(char::is_control))
+            {
+                return Err(invalid(
+                    name,
+                    &format!("{at}.name"),
+                    format!("{n:?}"),
+                    "1 to 200 characters, no control characters",
+                ));
+            }
+            for (j, step) in flow.steps.iter().enumerate() {
+                let at = format!("{at}.steps[{j}]");
+                validate_request(name, &at, &step.request())?;
+                if step.captures.len() > MAX_CHECKS {
+                    return Err(invalid(
+                        name,
+                        &format!("{at}.captures"),
+                        format!("{} captures", step.captures.len()),
+                        &format!("at most {MAX_CHECKS}"),
+                    ));
+                }
+                for (k, c) in step.captures.iter().enumerate() {
+                    c.validate().map_err(|(field, value, allowed)| {
+                        let key = if field.is_empty() {
+                            format!("{at}.captures[{k}]")
+                        } else {
+                            format!("{at}.captures[{k}].{field}")
+                        };
+                        invalid(name, &key, value, &allowed)
+                    })?;
+                }
+                if let Some(think) = step.think_time
+                    && think.mean() > Duration::from_secs(3600)
+                {
+                    return Err(invalid(
+                        name,
+                        &format!("{at}.think_time"),
+                        format!("{:?}", think.mean()),
+                        "a mean of at most 1h",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The flows as run: the given ones, each with a name.
+    pub(crate) fn flow_names(&self) -> Vec<String> {
+        self.flows
+            .iter()
+            .enumerate()
+            .map(|(i, f)| f.name.clone().unwrap_or_else(|| format!("flow{i}")))
+            .collect()
     }
 
     /// The normalized load shape.
@@ -824,6 +978,14 @@ impl Scenario {
 
     /// The request mix, `GET /` when none is given.
     pub fn request_mix(&self) -> Vec<RequestSpec> {
+        if !self.flows.is_empty() {
+            // Every step of every flow, in order: each keeps its figures.
+            return self
+                .flows
+                .iter()
+                .flat_map(|f| f.steps.iter().map(StepSpec::request))
+                .collect();
+        }
         if self.requests.is_empty() {
             vec![RequestSpec {
                 name: None,
@@ -832,6 +994,7 @@ impl Scenario {
                 headers: BTreeMap::new(),
                 body: None,
                 weight: 1,
+                checks: Vec::new(),
             }]
         } else {
             self.requests.clone()

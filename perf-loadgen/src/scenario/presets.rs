@@ -135,6 +135,7 @@ pub fn preset(kind: Preset) -> Scenario {
             rate: "500/s".parse().ok(),
             max_in_flight: Some(5000),
             requests: vec![super::RequestSpec {
+                checks: Vec::new(),
                 name: Some("bulk upload".to_owned()),
                 method: "POST".to_owned(),
                 path: "/".to_owned(),

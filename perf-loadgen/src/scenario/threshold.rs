@@ -38,6 +38,8 @@ pub enum ThresholdMetric {
     ErrorRate,
     /// Requests per second over the run.
     Rps,
+    /// Passed checks (and captures) over all of them, a fraction (1 without any).
+    Checks,
 }
 
 /// `<`, `<=`, `>`, `>=`.
@@ -88,6 +90,11 @@ impl Threshold {
                 1.0,
                 "an error rate lies between 0 and 1 (a bare number is a fraction; write 1% for one percent)",
             ),
+            ThresholdMetric::Checks => (
+                0.0,
+                1.0,
+                "a check pass rate lies between 0 and 1 (a bare number is a fraction; write 99% for 0.99)",
+            ),
             ThresholdMetric::Rps => (0.0, f64::INFINITY, "a rate is never negative"),
             _ => (
                 0.0,
@@ -108,7 +115,7 @@ impl Threshold {
     }
 }
 
-const ALLOWED: &str = "write `<metric> <op> <value>` with metric p50, p90, p95, p99, p999, mean, max (a duration such as 50ms), error_rate (a percentage such as 0.1%) or rps (a number), and op <, <=, > or >=";
+const ALLOWED: &str = "write `<metric> <op> <value>` with metric p50, p90, p95, p99, p999, mean, max (a duration such as 50ms), error_rate or checks (a fraction such as 0.001, or a percentage such as 0.1%) or rps (a number), and op <, <=, > or >=";
 
 impl FromStr for Threshold {
     type Err = String;
@@ -136,6 +143,7 @@ impl FromStr for Threshold {
             "max" => ThresholdMetric::Max,
             "error_rate" => ThresholdMetric::ErrorRate,
             "rps" => ThresholdMetric::Rps,
+            "checks" => ThresholdMetric::Checks,
             other => return Err(format!("{s:?}: unknown metric {other:?}; {ALLOWED}")),
         };
         let bound = match metric {
@@ -145,7 +153,7 @@ impl FromStr for Threshold {
                     .as_secs_f64()
                     * 1000.0
             }
-            ThresholdMetric::ErrorRate => {
+            ThresholdMetric::ErrorRate | ThresholdMetric::Checks => {
                 let (number, scale) = match value.strip_suffix('%') {
                     Some(n) => (n.trim(), 0.01),
                     None => (value, 1.0),
@@ -154,7 +162,7 @@ impl FromStr for Threshold {
                     .parse()
                     .map_err(|_| format!("{s:?}: {value:?} is not a percentage such as 0.1%"))?;
                 if !(0.0..=100.0).contains(&(v * scale * 100.0)) {
-                    return Err(format!("{s:?}: an error rate lies between 0% and 100%"));
+                    return Err(format!("{s:?}: a rate lies between 0% and 100%"));
                 }
                 v * scale
             }

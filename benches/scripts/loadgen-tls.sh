@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# perf-loadgen against wrk over TLS, same run, same target: nginx (Debian
+# nginx-light, one worker pinned to core 1) serving `200 hello` over TLS with
+# the test certificates of examples/tls; each client pinned to core 0 with one
+# thread. Three figures, RUNS times each (medians printed):
+#   keepalive  64 keep-alive connections (wrk -t1 -c64)
+#   handshake  a new connection and a FULL handshake per request: the nginx
+#              port closes after each response (keepalive_requests 1) and has
+#              no session cache or tickets; perf-loadgen also sets
+#              session_resumption: false
+#   memory     bytes per TLS user: peak RSS at USERS users (10 s think time)
+#              minus peak RSS at 1 user, over the extra users
+# Needs nginx and wrk (apt-get install nginx-light wrk). DUR seconds per run.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+RUNS=${RUNS:-3}
+DUR=${DUR:-10}
+USERS=${USERS:-15000}
+ulimit -n 20000
+cargo build --release -q -p perf-server
+bin=target/release
+work=$(mktemp -d)
+certs=$(pwd)/examples/tls
+cat > "$work/nginx.conf" <<CONF
+worker_processes 1;
+worker_rlimit_nofile 20000;
+pid $work/nginx.pid;
+error_log $work/error.log;
+daemon off;
+events { worker_connections 19000; }
+http {
+  access_log off;
+  ssl_certificate $certs/server.pem;
+  ssl_certificate_key $certs/server.key;
+  ssl_protocols TLSv1.2 TLSv1.3;
+  server {
+    listen 127.0.0.1:9443 ssl;
+    keepalive_requests 100000000;
+    ssl_session_cache shared:S:10m;
+    location / { return 200 "hello"; }
+  }
+  server {
+    listen 127.0.0.1:9444 ssl;
+    keepalive_requests 1;
+    ssl_session_cache off;
+    ssl_session_tickets off;
+    location / { return 200 "hello"; }
+  }
+}
+CONF
+taskset -c 1 nginx -c "$work/nginx.conf" -p "$work" &
+server=$!
+trap 'kill $server 2>/dev/null; rm -rf "$work"' EXIT
+sleep 1
+scenario() { # port users think resumption -> file
+    cat > "$work/s-$1-$2.yaml" <<YAML
+load_tests:
+  tls:
+    target: 'https://127.0.0.1:$1'
+    duration: ${5:-${DUR}s}
+    users: $2
+    ${3:+think_time: $3}
+    ${6:+ramp_up: $6}
+    tls: {ca_file: '$certs/ca.pem', session_resumption: $4}
+YAML
+    echo "$work/s-$1-$2.yaml"
+}
+keep=$(scenario 9443 64 "" true)
+full=$(scenario 9444 64 "" false)
+for i in $(seq "$RUNS"); do
+    for kind in keepalive handshake; do
+        port=9443; file=$keep
+        [ "$kind" = handshake ] && port=9444 && file=$full
+        taskset -c 0 wrk -t1 -c64 -d"${DUR}s" "https://127.0.0.1:$port/" > "$work/wrk.out"
+        taskset -c 0 "$bin/perf-server" run "$file" --threads 1 --out "$work/perf.json" > /dev/null || true
+        python3 - "$work" "$kind" <<'PY'
+import json, re, sys
+work, kind = sys.argv[1], sys.argv[2]
+wrk = open(f"{work}/wrk.out").read()
+wrk_rps = float(re.search(r"Requests/sec:\s+([\d.]+)", wrk).group(1))
+errs = re.search(r"Non-2xx or 3xx responses: (\d+)", wrk)
+r = json.load(open(f"{work}/perf.json"))
+p = r["phases"]
+print(f"{kind}: wrk {wrk_rps:.0f} req/s | perf-loadgen {r['rps']:.0f} req/s errors {r['errors']} "
+      f"handshakes {p['tls_handshakes']} resumed {p['tls_resumed']} | ratio {r['rps']/wrk_rps:.3f}")
+with open(f"{work}/rows-{kind}", "a") as f:
+    f.write(f"{wrk_rps} {r['rps']}\n")
+PY
+    done
+done
+python3 - "$work" <<'PY'
+import statistics, sys
+for kind in ["keepalive", "handshake"]:
+    rows = [list(map(float, l.split())) for l in open(f"{sys.argv[1]}/rows-{kind}")]
+    print(f"median {kind}: wrk {statistics.median(r[0] for r in rows):.0f} req/s, "
+          f"perf-loadgen {statistics.median(r[1] for r in rows):.0f} req/s, "
+          f"ratio {statistics.median(r[1]/r[0] for r in rows):.3f}")
+PY
+peak_rss() { # scenario file -> peak VmRSS in kB while it runs
+    "$bin/perf-server" run "$1" --threads 1 --out "$work/mem.json" > /dev/null &
+    local pid=$! peak=0 rss
+    while kill -0 "$pid" 2>/dev/null; do
+        rss=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
+        [ -n "$rss" ] && [ "$rss" -gt "$peak" ] && peak=$rss
+        sleep 0.2
+    done
+    wait "$pid" || true
+    echo "$peak"
+}
+idle=$(peak_rss "$(scenario 9443 1 10s true 40s 15s)")
+loaded=$(peak_rss "$(scenario 9443 "$USERS" 10s true 40s 15s)")
+python3 - "$work/mem.json" "$idle" "$loaded" "$USERS" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1])); idle, loaded, users = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+peak_users = max(row["users"] for row in r["timeline"])
+print(f"memory: users {users} (peak running {peak_users}), requests {r['requests']}, errors {r['errors']} {r['error_kinds']}, "
+      f"TLS handshakes {r['phases']['tls_handshakes']}")
+print(f"memory: peak RSS idle {idle/1024:.1f} MB, with users {loaded/1024:.1f} MB: {(loaded-idle)*1024/(users-1):.0f} bytes per TLS user")
+PY
