@@ -16,6 +16,8 @@
 //! `examples/tls/` holds test-only certificates (`ca.pem` signs `server.pem`
 //! for `localhost`, `127.0.0.1` and `::1`).
 
+#![allow(clippy::print_stdout)] // a command-line program: it says where it listens
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 

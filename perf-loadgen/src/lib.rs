@@ -79,4 +79,4 @@ pub use scenario::{
 };
 pub use shard::split;
 pub use stats::TimelineRow;
-pub use tls::MAX_PEM_BYTES;
+pub use tls::{MAX_PEM_BYTES, tls_client_config};

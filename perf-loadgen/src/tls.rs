@@ -109,6 +109,126 @@ fn pem_of(
     }
 }
 
+/// A rustls client configuration (ring provider) for `spec`: the system's
+/// roots plus `ca_file`/`ca_pem`, a client certificate, `insecure_skip_verify`,
+/// `session_resumption`, offering `alpn`. Files are read as `access` allows;
+/// errors name the `tls.*` key and never quote a file's content. What the
+/// load engine uses for `https://` targets, and what other clients of the
+/// toolkit (perf-server talking to its workers) can share.
+///
+/// ```
+/// use perf_loadgen::{FeedAccess, TlsSpec, tls_client_config};
+/// let config = tls_client_config(Some(&TlsSpec::default()), &FeedAccess::Any, vec![b"http/1.1".to_vec()])?;
+/// assert_eq!(config.alpn_protocols, vec![b"http/1.1".to_vec()]);
+/// let bad = TlsSpec { ca_file: Some("/no/such.pem".into()), ..TlsSpec::default() };
+/// let e = tls_client_config(Some(&bad), &FeedAccess::Any, vec![]).unwrap_err();
+/// assert!(e.to_string().contains("tls.ca_file"));
+/// # Ok::<(), perf_loadgen::Error>(())
+/// ```
+pub fn tls_client_config(
+    spec: Option<&TlsSpec>,
+    access: &FeedAccess,
+    alpn: Vec<Vec<u8>>,
+) -> Result<Arc<ClientConfig>> {
+    let default = TlsSpec::default();
+    let spec = spec.unwrap_or(&default);
+    let builder = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| invalid("tls", "the TLS provider", e.to_string()))?;
+    let builder = if spec.insecure_skip_verify {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(NoVerification(provider())))
+    } else {
+        let mut roots = RootCertStore::empty();
+        roots.add_parsable_certificates(system_roots().iter().cloned());
+        if let Some(pem) = pem_of(
+            "ca_file",
+            spec.ca_file.as_deref(),
+            spec.ca_pem.as_deref(),
+            access,
+        )? {
+            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
+                .collect::<std::result::Result<_, _>>()
+                .map_err(|_| {
+                    invalid(
+                        "tls.ca_file",
+                        "its content",
+                        "PEM certificates (-----BEGIN CERTIFICATE-----)",
+                    )
+                })?;
+            if certs.is_empty() {
+                return Err(invalid(
+                    "tls.ca_file",
+                    "its content",
+                    "at least one PEM certificate",
+                ));
+            }
+            let (_, refused) = roots.add_parsable_certificates(certs);
+            if refused > 0 {
+                return Err(invalid(
+                    "tls.ca_file",
+                    &format!("{refused} certificate(s)"),
+                    "CA certificates that parse as X.509",
+                ));
+            }
+        }
+        builder.with_root_certificates(roots)
+    };
+    let cert = pem_of(
+        "client_cert",
+        spec.client_cert.as_deref(),
+        spec.client_cert_pem.as_deref(),
+        access,
+    )?;
+    let key = pem_of(
+        "client_key",
+        spec.client_key.as_deref(),
+        spec.client_key_pem.as_deref(),
+        access,
+    )?;
+    let mut config = match (cert, key) {
+        (Some(cert), Some(key)) => {
+            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert)
+                .collect::<std::result::Result<_, _>>()
+                .ok()
+                .filter(|c: &Vec<_>| !c.is_empty())
+                .ok_or_else(|| {
+                    invalid("tls.client_cert", "its content", "a PEM certificate chain")
+                })?;
+            let key = PrivateKeyDer::from_pem_slice(&key).map_err(|_| {
+                invalid(
+                    "tls.client_key",
+                    "its content",
+                    "a PEM private key (PKCS#8, PKCS#1 or SEC1)",
+                )
+            })?;
+            builder.with_client_auth_cert(chain, key).map_err(|e| {
+                invalid(
+                    "tls.client_key",
+                    "the key",
+                    format!("a key that matches tls.client_cert ({e})"),
+                )
+            })?
+        }
+        (None, None) => builder.with_no_client_auth(),
+        _ => {
+            return Err(invalid(
+                "tls.client_cert",
+                "only one of client_cert and client_key",
+                "both tls.client_cert and tls.client_key, or neither",
+            ));
+        }
+    };
+    config.alpn_protocols = alpn;
+    config.resumption = if spec.session_resumption.unwrap_or(true) {
+        Resumption::in_memory_sessions(1024)
+    } else {
+        Resumption::disabled()
+    };
+    Ok(Arc::new(config))
+}
+
 impl TlsClient {
     /// Builds the client for `spec` (or the defaults), offering `alpn`.
     /// Errors name the `tls.*` key and never quote a file's content.
@@ -117,103 +237,10 @@ impl TlsClient {
         access: &FeedAccess,
         alpn: Vec<Vec<u8>>,
     ) -> Result<Self> {
+        let config = tls_client_config(spec, access, alpn)?;
         let default = TlsSpec::default();
         let spec = spec.unwrap_or(&default);
-        let builder = ClientConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| invalid("tls", "the TLS provider", e.to_string()))?;
-        let builder = if spec.insecure_skip_verify {
-            builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(NoVerification(provider())))
-        } else {
-            let mut roots = RootCertStore::empty();
-            roots.add_parsable_certificates(system_roots().iter().cloned());
-            if let Some(pem) = pem_of(
-                "ca_file",
-                spec.ca_file.as_deref(),
-                spec.ca_pem.as_deref(),
-                access,
-            )? {
-                let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
-                    .collect::<std::result::Result<_, _>>()
-                    .map_err(|_| {
-                        invalid(
-                            "tls.ca_file",
-                            "its content",
-                            "PEM certificates (-----BEGIN CERTIFICATE-----)",
-                        )
-                    })?;
-                if certs.is_empty() {
-                    return Err(invalid(
-                        "tls.ca_file",
-                        "its content",
-                        "at least one PEM certificate",
-                    ));
-                }
-                let (_, refused) = roots.add_parsable_certificates(certs);
-                if refused > 0 {
-                    return Err(invalid(
-                        "tls.ca_file",
-                        &format!("{refused} certificate(s)"),
-                        "CA certificates that parse as X.509",
-                    ));
-                }
-            }
-            builder.with_root_certificates(roots)
-        };
-        let cert = pem_of(
-            "client_cert",
-            spec.client_cert.as_deref(),
-            spec.client_cert_pem.as_deref(),
-            access,
-        )?;
-        let key = pem_of(
-            "client_key",
-            spec.client_key.as_deref(),
-            spec.client_key_pem.as_deref(),
-            access,
-        )?;
-        let mut config = match (cert, key) {
-            (Some(cert), Some(key)) => {
-                let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert)
-                    .collect::<std::result::Result<_, _>>()
-                    .ok()
-                    .filter(|c: &Vec<_>| !c.is_empty())
-                    .ok_or_else(|| {
-                        invalid("tls.client_cert", "its content", "a PEM certificate chain")
-                    })?;
-                let key = PrivateKeyDer::from_pem_slice(&key).map_err(|_| {
-                    invalid(
-                        "tls.client_key",
-                        "its content",
-                        "a PEM private key (PKCS#8, PKCS#1 or SEC1)",
-                    )
-                })?;
-                builder.with_client_auth_cert(chain, key).map_err(|e| {
-                    invalid(
-                        "tls.client_key",
-                        "the key",
-                        format!("a key that matches tls.client_cert ({e})"),
-                    )
-                })?
-            }
-            (None, None) => builder.with_no_client_auth(),
-            _ => {
-                return Err(invalid(
-                    "tls.client_cert",
-                    "only one of client_cert and client_key",
-                    "both tls.client_cert and tls.client_key, or neither",
-                ));
-            }
-        };
-        config.alpn_protocols = alpn;
         let resumption = spec.session_resumption.unwrap_or(true);
-        config.resumption = if resumption {
-            Resumption::in_memory_sessions(1024)
-        } else {
-            Resumption::disabled()
-        };
         let server_name = spec
             .server_name
             .as_deref()
@@ -228,7 +255,7 @@ impl TlsClient {
             })
             .transpose()?;
         Ok(Self {
-            connector: tokio_rustls::TlsConnector::from(Arc::new(config)),
+            connector: tokio_rustls::TlsConnector::from(config),
             insecure: spec.insecure_skip_verify,
             resumption,
             server_name,

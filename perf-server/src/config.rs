@@ -82,6 +82,13 @@ pub struct ServerConfig {
     /// Bearer token sent to the workers (default: this server's `api_token`; never serialized).
     #[serde(skip_serializing)]
     pub worker_token: Option<String>,
+    /// TLS for `https://` workers: `{ca_file, client_cert, client_key,
+    /// server_name, insecure_skip_verify}` as a scenario's `tls` (default:
+    /// the system's roots).
+    pub worker_tls: Option<perf_loadgen::TlsSpec>,
+    /// Send the worker token over plain `http://` to workers outside
+    /// loopback (default false: such a worker is refused; use https).
+    pub allow_plain_http_workers: bool,
     /// Resident memory limit with its soft mark (purge, shrink caches) and
     /// hard mark (503 for new work). Default 512MiB, 0.8, 0.95.
     pub memory_budget: perf_memory::MemoryBudget,
@@ -184,6 +191,8 @@ impl Default for ServerConfig {
             load_workers: Vec::new(),
             load_worker_service: None,
             worker_token: None,
+            worker_tls: None,
+            allow_plain_http_workers: false,
             memory_budget: perf_memory::MemoryBudget::default(),
             memory_tuning: perf_memory::MemoryTuning::default(),
             leak_detection: perf_memory::LeakDetectorConfig::default(),
@@ -203,6 +212,29 @@ impl Default for ServerConfig {
 
 /// The largest number of samples kept in memory.
 const MAX_SAMPLES: u64 = 100_000;
+
+impl ServerConfig {
+    /// How workers are reached: the `worker_tls` client (files read now,
+    /// errors name the key) and `allow_plain_http_workers`.
+    pub fn worker_transport(&self) -> Result<crate::test_runner::WorkerTransport> {
+        let tls = self
+            .worker_tls
+            .as_ref()
+            .map(|spec| {
+                perf_loadgen::tls_client_config(
+                    Some(spec),
+                    &perf_loadgen::FeedAccess::Any,
+                    vec![b"http/1.1".to_vec()],
+                )
+                .map_err(|e| invalid("worker_tls", e.to_string()))
+            })
+            .transpose()?;
+        Ok(crate::test_runner::WorkerTransport {
+            tls,
+            allow_plain_http: self.allow_plain_http_workers,
+        })
+    }
+}
 
 fn invalid(field: &str, message: impl Into<String>) -> Error {
     Error::Config {
@@ -245,6 +277,7 @@ impl ServerConfig {
 
     /// Checks every field against its allowed range; the error names the field.
     pub fn validate(&self) -> Result<()> {
+        self.worker_transport()?;
         if !self.listen.ip().is_loopback() && self.api_token.is_none() && !self.insecure_no_auth {
             return Err(invalid(
                 "listen",

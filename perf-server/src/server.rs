@@ -102,6 +102,7 @@ pub async fn run(config: ServerConfig) -> Result<()> {
                     .worker_token
                     .clone()
                     .or_else(|| config.api_token.clone()),
+                transport: config.worker_transport()?,
             },
             owner: config.instance(),
             heartbeat_timeout: config.heartbeat_timeout.as_duration(),

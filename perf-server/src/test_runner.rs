@@ -120,6 +120,16 @@ impl Default for RunnerSettings {
     }
 }
 
+/// How workers are reached: the TLS client for `https://` workers, and
+/// whether the token may go over plain http to a worker beyond loopback.
+#[derive(Debug, Clone, Default)]
+pub struct WorkerTransport {
+    /// TLS client configuration (the `worker_tls` settings; default: the system's roots).
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    /// `allow_plain_http_workers`.
+    pub allow_plain_http: bool,
+}
+
 /// The other perf-server instances a test may be split over.
 #[derive(Debug, Clone, Default)]
 pub struct Workers {
@@ -129,6 +139,8 @@ pub struct Workers {
     pub service: Option<String>,
     /// Bearer token sent to the workers.
     pub token: Option<String>,
+    /// TLS for `https://` workers, and whether plain http may carry the token beyond loopback.
+    pub transport: WorkerTransport,
 }
 
 /// Where a test runs.
@@ -156,6 +168,7 @@ pub struct TestRunner {
     workers: Vec<String>,
     worker_service: Option<String>,
     worker_token: Option<String>,
+    worker_transport: WorkerTransport,
     state: Mutex<State>,
     finished: perf_memory::Cache<Id, Arc<LoadTestRecord>>,
 }
@@ -210,6 +223,7 @@ impl TestRunner {
             workers: settings.workers.urls,
             worker_service: settings.workers.service,
             worker_token: settings.workers.token,
+            worker_transport: settings.workers.transport,
             state: Mutex::new(State::default()),
             // A finished test never changes: its record is served from
             // memory after the first read instead of from the store.
@@ -754,7 +768,13 @@ impl TestRunner {
         let token = self.worker_token.as_deref();
         let mut pinned = Vec::with_capacity(workers.len());
         for w in workers {
-            match crate::worker_client::PinnedWorker::resolve(w).await {
+            match crate::worker_client::PinnedWorker::resolve(
+                w,
+                &self.worker_transport,
+                token.is_some(),
+            )
+            .await
+            {
                 Ok(p) => pinned.push(p),
                 Err(e) => {
                     record.status = TestStatus::Failed;

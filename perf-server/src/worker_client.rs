@@ -1,10 +1,14 @@
 //! A small HTTP/1.1 JSON client for talking to other perf-server instances
 //! (the workers of a distributed test): one request per connection, bearer
-//! token, bounded time and size.
+//! token, bounded time and size, over TLS for `https://` workers. The token
+//! never goes over plain http to a worker outside loopback unless that is
+//! allowed in the configuration.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use rustls_pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// Largest response read (reports with histograms and timelines stay far below).
@@ -19,20 +23,29 @@ pub(crate) struct WorkerResponse {
     pub(crate) body: String,
 }
 
-/// Splits `http://host:port` into the address to connect to and the Host header.
-fn authority(base: &str) -> Result<String, String> {
-    let rest = base
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("worker {base:?}: only http:// workers are supported"))?;
+/// Splits `http[s]://host[:port]` into whether it is TLS and `host:port`.
+fn authority(base: &str) -> Result<(bool, String), String> {
+    let (tls, rest) = if let Some(rest) = base.strip_prefix("https://") {
+        (true, rest)
+    } else if let Some(rest) = base.strip_prefix("http://") {
+        (false, rest)
+    } else {
+        return Err(format!(
+            "worker {base:?}: a base URL such as https://worker:8080 or http://127.0.0.1:8080"
+        ));
+    };
     let authority = rest.split('/').next().unwrap_or_default();
     if authority.is_empty() {
         return Err(format!("worker {base:?} has no host"));
     }
-    Ok(if authority.contains(':') && !authority.ends_with(']') {
-        authority.to_owned()
-    } else {
-        format!("{authority}:80")
-    })
+    Ok((
+        tls,
+        if authority.contains(':') && !authority.ends_with(']') {
+            authority.to_owned()
+        } else {
+            format!("{authority}:{}", if tls { 443 } else { 80 })
+        },
+    ))
 }
 
 /// A worker resolved once: every call of a test goes to the address found
@@ -44,24 +57,65 @@ pub(crate) struct PinnedWorker {
     pub(crate) base: String,
     addr: std::net::SocketAddr,
     host: String,
+    tls: Option<(Arc<rustls::ClientConfig>, ServerName<'static>)>,
 }
 
 impl PinnedWorker {
-    /// Resolves `base` (a configured worker) to one address.
-    pub(crate) async fn resolve(base: &str) -> Result<Self, String> {
-        let host = authority(base)?;
+    /// Resolves `base` (a configured worker) to one address. A plain http
+    /// worker outside loopback is refused when a token would be sent to it,
+    /// unless `transport` allows plain http.
+    pub(crate) async fn resolve(
+        base: &str,
+        transport: &crate::test_runner::WorkerTransport,
+        sends_token: bool,
+    ) -> Result<Self, String> {
+        let (tls, host) = authority(base)?;
         let addr = tokio::net::lookup_host(host.as_str())
             .await
             .map_err(|e| format!("worker {base}: {e}"))?
             .next()
             .ok_or_else(|| format!("worker {base} has no address"))?;
+        if !tls && sends_token && !addr.ip().is_loopback() && !transport.allow_plain_http {
+            return Err(format!(
+                "worker {base} ({addr}) is plain http outside loopback: the worker token is not sent \
+                 over it; use an https:// worker (with worker_tls) or set allow_plain_http_workers"
+            ));
+        }
+        let tls = if tls {
+            let config = match &transport.tls {
+                Some(c) => Arc::clone(c),
+                None => default_tls()?,
+            };
+            let name = host.rsplit_once(':').map_or(host.as_str(), |(h, _)| h);
+            let name = name.trim_start_matches('[').trim_end_matches(']');
+            let server_name = ServerName::try_from(name.to_owned())
+                .map_err(|_| format!("worker {base}: {name:?} is not a name TLS can verify"))?;
+            Some((config, server_name))
+        } else {
+            None
+        };
         Ok(Self {
             base: base.to_owned(),
             addr,
             host,
+            tls,
         })
     }
 }
+
+/// The TLS client of `https://` workers without `worker_tls`: the system's roots.
+fn default_tls() -> Result<Arc<rustls::ClientConfig>, String> {
+    perf_loadgen::tls_client_config(
+        None,
+        &perf_loadgen::FeedAccess::Any,
+        vec![b"http/1.1".to_vec()],
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// A plain or TLS connection to a worker.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 /// Sends one request to the pinned worker's `path` and reads the whole answer.
 pub(crate) async fn call(
@@ -75,9 +129,18 @@ pub(crate) async fn call(
     let addr = worker.addr;
     let host = &worker.host;
     let exchange = async {
-        let mut stream = TcpStream::connect(addr)
+        let tcp = TcpStream::connect(addr)
             .await
             .map_err(|e| format!("connect {addr}: {e}"))?;
+        let mut stream: Box<dyn Io> = match &worker.tls {
+            None => Box::new(tcp),
+            Some((config, name)) => Box::new(
+                tokio_rustls::TlsConnector::from(Arc::clone(config))
+                    .connect(name.clone(), tcp)
+                    .await
+                    .map_err(|e| format!("TLS with {addr}: {e}"))?,
+            ),
+        };
         let mut request = format!(
             "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nAccept: application/json\r\n"
         );
@@ -95,6 +158,10 @@ pub(crate) async fn call(
         request.push_str(body);
         stream
             .write_all(request.as_bytes())
+            .await
+            .map_err(|e| format!("write to {addr}: {e}"))?;
+        stream
+            .flush()
             .await
             .map_err(|e| format!("write to {addr}: {e}"))?;
         let mut raw = Vec::new();
@@ -179,10 +246,112 @@ mod tests {
         let r = parse(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n{\"a\r\n3\r\n\":1\r\n1\r\n}\r\n0\r\n\r\n").unwrap();
         assert_eq!(r.body, "{\"a\":1}");
         assert!(parse(b"garbage").is_err());
-        assert!(authority("https://x").is_err());
+        assert_eq!(authority("https://x").unwrap(), (true, "x:443".to_owned()));
+        assert!(authority("ftp://x").is_err());
         assert_eq!(
             authority("http://127.0.0.1:9000/").unwrap(),
-            "127.0.0.1:9000"
+            (false, "127.0.0.1:9000".to_owned())
         );
+    }
+
+    #[tokio::test]
+    async fn the_token_goes_over_plain_http_only_on_loopback_unless_allowed() {
+        use crate::test_runner::WorkerTransport;
+        let strict = WorkerTransport::default();
+        let e = PinnedWorker::resolve("http://10.255.255.1:8080", &strict, true)
+            .await
+            .unwrap_err();
+        assert!(
+            e.contains("plain http outside loopback") && e.contains("https"),
+            "{e}"
+        );
+        assert!(
+            PinnedWorker::resolve("http://10.255.255.1:8080", &strict, false)
+                .await
+                .is_ok()
+        );
+        assert!(
+            PinnedWorker::resolve("http://127.0.0.1:8080", &strict, true)
+                .await
+                .is_ok()
+        );
+        let allowed = WorkerTransport {
+            allow_plain_http: true,
+            ..WorkerTransport::default()
+        };
+        assert!(
+            PinnedWorker::resolve("http://10.255.255.1:8080", &allowed, true)
+                .await
+                .is_ok()
+        );
+    }
+
+    #[tokio::test]
+    async fn https_workers_are_called_over_tls_with_the_configured_ca() {
+        use std::sync::Arc;
+        use testkit::target::{Behavior, Handler, TargetReply, TargetServer, TargetTls};
+        let server = TargetServer::start(Behavior {
+            tls: Some(TargetTls::default()),
+            handler: Some(Handler(Arc::new(|r| TargetReply {
+                status: 200,
+                headers: vec![],
+                body: format!(
+                    "{{\"auth\": {:?}}}",
+                    r.header("authorization").unwrap_or_default()
+                ),
+            }))),
+            ..Behavior::default()
+        })
+        .unwrap();
+        let ca = std::fs::read_to_string(testkit::certs::path("ca.pem")).unwrap();
+        let spec = perf_loadgen::TlsSpec {
+            ca_pem: Some(ca),
+            ..perf_loadgen::TlsSpec::default()
+        };
+        let transport = crate::test_runner::WorkerTransport {
+            tls: Some(
+                perf_loadgen::tls_client_config(
+                    Some(&spec),
+                    &perf_loadgen::FeedAccess::Any,
+                    vec![b"http/1.1".to_vec()],
+                )
+                .unwrap(),
+            ),
+            allow_plain_http: false,
+        };
+        let worker = PinnedWorker::resolve(&server.url(), &transport, true)
+            .await
+            .unwrap();
+        let r = call(
+            &worker,
+            "GET",
+            "/x",
+            Some("s3cret-token-123456"),
+            None,
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status, 200);
+        assert!(r.body.contains("Bearer s3cret-token-123456"), "{}", r.body);
+        // Without the CA the worker's certificate is not trusted.
+        let untrusted = PinnedWorker::resolve(
+            &server.url(),
+            &crate::test_runner::WorkerTransport::default(),
+            true,
+        )
+        .await
+        .unwrap();
+        let e = call(
+            &untrusted,
+            "GET",
+            "/x",
+            Some("t"),
+            None,
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap_err();
+        assert!(e.contains("TLS") && e.contains("certificate"), "{e}");
     }
 }

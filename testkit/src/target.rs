@@ -159,7 +159,10 @@ impl TargetServer {
                             if tls.conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
                                 resumed.fetch_add(1, Ordering::Relaxed);
                             }
-                            serve(tls, &behavior, &served, started);
+                            serve(&mut tls, &behavior, &served, started);
+                            // A clean TLS close: clients that read to the end see it.
+                            tls.conn.send_close_notify();
+                            let _ = tls.flush();
                         }
                     });
                 }
@@ -326,5 +329,11 @@ fn serve<S: Read + Write>(stream: S, behavior: &Behavior, served: &AtomicU64, st
             return;
         }
         served.fetch_add(1, Ordering::Relaxed);
+        if request
+            .header("connection")
+            .is_some_and(|v| v.eq_ignore_ascii_case("close"))
+        {
+            return;
+        }
     }
 }
