@@ -524,6 +524,7 @@ mod tests {
             tls: None,
             checks: Default::default(),
             flows: Default::default(),
+            protocol: "http/1.1".to_owned(),
         };
         let mut r = RunReport::build(meta, &["GET /".into()], &totals, timeline);
         r.rps = rps;

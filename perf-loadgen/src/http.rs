@@ -181,6 +181,9 @@ pub(crate) struct Response {
 pub(crate) struct Dialer {
     pub(crate) addr: SocketAddr,
     pub(crate) tls: Option<(TlsClient, ServerName<'static>)>,
+    /// HTTP/2: the target's connections (requests go there, not to a
+    /// connection of the user's own).
+    pub(crate) h2: Option<std::sync::Arc<crate::http2::Pool>>,
 }
 
 /// How long the phases of one exchange took (each only when it happened).
@@ -197,7 +200,7 @@ pub(crate) struct Phases {
 
 /// A plain or a TLS stream.
 #[derive(Debug)]
-enum Stream {
+pub(crate) enum Stream {
     Plain(TcpStream),
     Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
 }

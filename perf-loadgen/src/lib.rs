@@ -47,6 +47,7 @@ mod compare;
 mod error;
 mod html;
 mod http;
+mod http2;
 mod journey;
 mod report;
 mod request;
@@ -74,8 +75,8 @@ pub use scenario::{
     CaptureSpec, CheckSpec, FeederMode, FeederSpec, FlowSpec, LoadPlan, MAX_BODY_BYTES, MAX_CHECKS,
     MAX_DURATION, MAX_FLOWS, MAX_HEADERS, MAX_KEPT_BODY, MAX_RATE, MAX_REQUESTS, MAX_STAGES,
     MAX_TARGETS, MAX_THRESHOLDS, MAX_USERS, MAX_VAR_BYTES, MIN_RATE, OnCheckFailure, Operator,
-    Preset, Rate, RequestSpec, Scenario, ScenarioFile, Stage, StatusSet, StepSpec, Targets,
-    ThinkDistribution, ThinkTime, Threshold, ThresholdMetric, TlsSpec, preset,
+    Preset, Protocol, Rate, RequestSpec, Scenario, ScenarioFile, Stage, StatusSet, StepSpec,
+    Targets, ThinkDistribution, ThinkTime, Threshold, ThresholdMetric, TlsSpec, preset,
 };
 pub use shard::split;
 pub use stats::TimelineRow;

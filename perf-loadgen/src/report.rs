@@ -233,7 +233,8 @@ pub struct RunReport {
     /// bottleneck (`generator.bound`): a saturated client is not a slow server.
     #[serde(default)]
     pub generator: GeneratorLoad,
-    /// Application protocol spoken: `http/1.1`.
+    /// Application protocol spoken: `http/1.1`, `h2` (negotiated in ALPN
+    /// or h2c), or `h2, http/1.1` when targets differ.
     #[serde(default = "default_protocol")]
     pub protocol: String,
     /// Where the time of the exchanges went (connect, TLS handshake, time
@@ -336,6 +337,8 @@ pub(crate) struct ReportMeta {
     pub(crate) checks: BTreeMap<String, crate::CheckCount>,
     /// Flow iterations.
     pub(crate) flows: BTreeMap<String, crate::FlowCount>,
+    /// `http/1.1`, `h2`, or both.
+    pub(crate) protocol: String,
 }
 
 impl ReportMeta {
@@ -490,7 +493,7 @@ impl RunReport {
             no_success,
             generator: meta.generator.judged(counts.requests, meta.dropped),
             interrupted: false,
-            protocol: default_protocol(),
+            protocol: meta.protocol,
             phases: PhasesReport::of(&histograms.phases),
             tls: meta.tls,
             checks: meta.checks,
@@ -644,6 +647,7 @@ impl RunReport {
                 }
             },
             tls: reports.iter().find_map(|r| r.tls.clone()),
+            protocol: first.protocol.clone(),
             checks: {
                 let mut all: BTreeMap<String, (u64, u64)> = BTreeMap::new();
                 for (k, c) in reports.iter().flat_map(|r| &r.checks) {

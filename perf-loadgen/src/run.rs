@@ -251,17 +251,25 @@ impl Context {
                 .get_or_init(|| format!("{}: {e} ({})", kind.name(), dialer.addr));
         };
         let mut phases = Phases::default();
-        let outcome = http::send(
-            conn,
-            dialer,
-            bytes,
-            self.mix.is_head(name),
-            self.timeout,
-            &mut phases,
-            keep,
-            &note,
-        )
-        .await;
+        let outcome = match &dialer.h2 {
+            Some(pool) => {
+                pool.send(bytes, self.timeout, &mut phases, keep, &note)
+                    .await
+            }
+            None => {
+                http::send(
+                    conn,
+                    dialer,
+                    bytes,
+                    self.mix.is_head(name),
+                    self.timeout,
+                    &mut phases,
+                    keep,
+                    &note,
+                )
+                .await
+            }
+        };
         drop(in_flight);
         let done = Instant::now();
         let connect_failed = matches!(
@@ -510,9 +518,13 @@ fn tls_client(
     if !endpoints.iter().any(|e| e.tls) {
         return Ok(None);
     }
-    let client =
-        crate::tls::TlsClient::build(scenario.tls.as_ref(), feeds, vec![b"http/1.1".to_vec()])
-            .map_err(|e| e.in_scenario(name))?;
+    let alpn: Vec<Vec<u8>> = match scenario.protocol.unwrap_or_default() {
+        crate::Protocol::H1 => vec![b"http/1.1".to_vec()],
+        crate::Protocol::H2 => vec![b"h2".to_vec()],
+        crate::Protocol::Auto => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+    };
+    let client = crate::tls::TlsClient::build(scenario.tls.as_ref(), feeds, alpn)
+        .map_err(|e| e.in_scenario(name))?;
     for (i, e) in endpoints.iter().enumerate() {
         if e.tls {
             client
@@ -567,6 +579,25 @@ fn request_mix(
     )
 }
 
+/// Whether the TLS server at `addr` picks h2 in ALPN (`protocol: auto`);
+/// a server that cannot be reached now is spoken to in HTTP/1.1.
+async fn agrees_to_h2(
+    addr: std::net::SocketAddr,
+    client: &crate::tls::TlsClient,
+    name: &rustls::pki_types::ServerName<'static>,
+) -> bool {
+    let probe = async {
+        let tcp = tokio::net::TcpStream::connect(addr).await.ok()?;
+        let tls = client.connector.connect(name.clone(), tcp).await.ok()?;
+        Some(tls.get_ref().1.alpn_protocol() == Some(b"h2"))
+    };
+    tokio::time::timeout(Duration::from_secs(5), probe)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(false)
+}
+
 async fn start_checked(
     name: &str,
     scenario: &Scenario,
@@ -602,11 +633,35 @@ async fn start_checked(
             }
             _ => None,
         };
-        dialers.push(Dialer {
-            addr: resolved[0],
-            tls,
+        let addr = resolved[0];
+        let h2 = match scenario.protocol.unwrap_or_default() {
+            crate::Protocol::H1 => false,
+            crate::Protocol::H2 => true,
+            crate::Protocol::Auto => match &tls {
+                Some((client, name)) => agrees_to_h2(addr, client, name).await,
+                None => false,
+            },
+        };
+        let h2 = h2.then(|| {
+            Arc::new(crate::http2::Pool::new(
+                addr,
+                tls.clone(),
+                scenario.connections.unwrap_or(1),
+                scenario.max_streams_per_connection.unwrap_or(100),
+            ))
         });
+        dialers.push(Dialer { addr, tls, h2 });
     }
+    let protocol = {
+        let h2 = dialers.iter().filter(|d| d.h2.is_some()).count();
+        if h2 == 0 {
+            "http/1.1"
+        } else if h2 == dialers.len() {
+            "h2"
+        } else {
+            "h2, http/1.1"
+        }
+    };
     let mix = request_mix(name, scenario, endpoints, feeds)?;
     let names = mix.names();
     let cancel = CancellationToken::new();
@@ -627,6 +682,7 @@ async fn start_checked(
         }),
         checks: Default::default(),
         flows: Default::default(),
+        protocol: protocol.to_owned(),
     };
     let journeys = Journeys::new(scenario, &scenario.request_mix(), &names);
     let ctx = Arc::new(Context {

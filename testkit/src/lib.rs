@@ -10,6 +10,7 @@
 //! - [`http`]: a tiny blocking HTTP/1.1 client for local targets.
 //! - [`target::TargetServer`]: a local HTTP/1.1 target with delays, statuses,
 //!   stalls, routes, optionally over TLS.
+//! - [`h2_target::H2Target`]: a local HTTP/2 target (h2c or TLS with ALPN h2).
 //! - [`certs`]: the test-only CA, server and client certificates.
 //! - [`fuzz`]: seeded, time-boxed structure-aware mutation of JSON and text for
 //!   the bounded fuzz runs in CI (`FUZZ_SECONDS`, `FUZZ_SEED`).
@@ -21,6 +22,7 @@
 
 pub mod certs;
 pub mod fuzz;
+pub mod h2_target;
 pub mod http;
 mod postgres;
 pub mod target;

@@ -214,7 +214,7 @@ impl Drop for TargetServer {
 }
 
 /// The rustls server configuration of `tls` (ring provider, test certificates).
-fn server_config(tls: TargetTls) -> std::io::Result<Arc<rustls::ServerConfig>> {
+pub(crate) fn server_config(tls: TargetTls) -> std::io::Result<Arc<rustls::ServerConfig>> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let bad = |e: &dyn std::fmt::Display| std::io::Error::other(e.to_string());

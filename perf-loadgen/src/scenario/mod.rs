@@ -236,6 +236,20 @@ pub struct TlsSpec {
     pub session_resumption: Option<bool>,
 }
 
+/// The application protocol a scenario speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// HTTP/1.1: a keep-alive connection per virtual user (the default).
+    #[default]
+    H1,
+    /// HTTP/2: ALPN `h2` over TLS, h2c with prior knowledge over plain http;
+    /// requests multiplexed over `connections` per target.
+    H2,
+    /// HTTP/2 when the server agrees in ALPN (https only), else HTTP/1.1.
+    Auto,
+}
+
 /// One load test.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -283,6 +297,15 @@ pub struct Scenario {
     /// TLS settings for `https://` targets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsSpec>,
+    /// `h1` (default), `h2` or `auto`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<Protocol>,
+    /// HTTP/2: connections per target (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connections: Option<u32>,
+    /// HTTP/2: streams at once on one connection (default 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_streams_per_connection: Option<u32>,
     /// Pass/fail rules.
     #[serde(default)]
     pub thresholds: Vec<Threshold>,
@@ -640,6 +663,27 @@ impl Scenario {
             }
         }
         self.validate_flows(name)?;
+        for (key, value) in [
+            ("connections", self.connections),
+            (
+                "max_streams_per_connection",
+                self.max_streams_per_connection,
+            ),
+        ] {
+            if let Some(v) = value {
+                if self.protocol.unwrap_or_default() == Protocol::H1 {
+                    return Err(invalid(
+                        name,
+                        key,
+                        v,
+                        "only with protocol: h2 or auto (HTTP/1.1 uses a connection per user)",
+                    ));
+                }
+                if !(1..=1000).contains(&v) {
+                    return Err(invalid(name, key, v, "1 to 1000"));
+                }
+            }
+        }
         if !self.requests.is_empty() && total_weight == 0 {
             return Err(invalid(
                 name,

@@ -1,0 +1,266 @@
+//! HTTP/2 for the load engine, with the `h2` crate on the run's own tokio
+//! runtime: per target a bounded set of connections (`connections`), over
+//! which requests go as streams, at most `max_streams_per_connection` at
+//! once on each. Over TLS the protocol is agreed by ALPN; over plain http
+//! it is h2c with prior knowledge. Requests are rendered as for HTTP/1.1
+//! and turned into HTTP/2 requests (the `Host` header becomes `:authority`).
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio::sync::{Mutex, Semaphore};
+
+use crate::http::{FailureKind, Phases, Response, Stream};
+use crate::journey::Kept;
+use crate::tls::TlsClient;
+
+/// One HTTP/2 connection and its stream budget.
+#[derive(Clone)]
+struct Conn {
+    send: h2::client::SendRequest<Bytes>,
+    streams: Arc<Semaphore>,
+}
+
+/// The HTTP/2 connections of one target.
+pub(crate) struct Pool {
+    slots: Vec<Mutex<Option<Conn>>>,
+    next: AtomicUsize,
+    max_streams: u32,
+    addr: SocketAddr,
+    tls: Option<(TlsClient, ServerName<'static>)>,
+    scheme: &'static str,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("connections", &self.slots.len())
+            .field("max_streams", &self.max_streams)
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a connection did not open: its kind and the error.
+type OpenFailure = (FailureKind, io::Error);
+
+impl Pool {
+    /// A pool of `connections` (opened when first needed) to `addr`.
+    pub(crate) fn new(
+        addr: SocketAddr,
+        tls: Option<(TlsClient, ServerName<'static>)>,
+        connections: u32,
+        max_streams: u32,
+    ) -> Self {
+        Self {
+            slots: (0..connections.max(1)).map(|_| Mutex::new(None)).collect(),
+            next: AtomicUsize::new(0),
+            max_streams: max_streams.max(1),
+            scheme: if tls.is_some() { "https" } else { "http" },
+            addr,
+            tls,
+        }
+    }
+
+    async fn open(&self, phases: &mut Phases) -> Result<Conn, OpenFailure> {
+        let started = Instant::now();
+        let tcp = match TcpStream::connect(self.addr).await {
+            Ok(t) => t,
+            Err(e) => {
+                phases.connect = Some(Err(started.elapsed()));
+                return Err((FailureKind::Connect, e));
+            }
+        };
+        phases.connect = Some(Ok(started.elapsed()));
+        let _ = tcp.set_nodelay(true);
+        let io = match &self.tls {
+            None => Stream::Plain(tcp),
+            Some((client, name)) => {
+                let begun = Instant::now();
+                let tls = client
+                    .connector
+                    .connect(name.clone(), tcp)
+                    .await
+                    .map_err(|e| (FailureKind::Tls, e))?;
+                let conn = tls.get_ref().1;
+                let resumed = conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+                if conn.alpn_protocol() != Some(b"h2") {
+                    return Err((
+                        FailureKind::Tls,
+                        io::Error::other("the server did not agree to h2 in ALPN"),
+                    ));
+                }
+                phases.handshake = Some((begun.elapsed(), resumed));
+                Stream::Tls(Box::new(tls))
+            }
+        };
+        let (send, connection) = h2::client::Builder::new()
+            .initial_window_size(1 << 20)
+            .initial_connection_window_size(1 << 24)
+            .handshake::<_, Bytes>(io)
+            .await
+            .map_err(|e| (FailureKind::Protocol, io::Error::other(e)))?;
+        // The connection is driven by its own task until it closes.
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(Conn {
+            send,
+            streams: Arc::new(Semaphore::new(self.max_streams as usize)),
+        })
+    }
+
+    /// A connection of the pool (opened when needed), round robin.
+    async fn connection(&self, phases: &mut Phases) -> Result<(usize, Conn), OpenFailure> {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
+        let mut slot = self.slots[i].lock().await;
+        if let Some(c) = slot.as_ref() {
+            return Ok((i, c.clone()));
+        }
+        let c = self.open(phases).await?;
+        *slot = Some(c.clone());
+        Ok((i, c))
+    }
+
+    /// Forgets connection `i` after a connection-level failure.
+    async fn drop_connection(&self, i: usize) {
+        *self.slots[i].lock().await = None;
+    }
+
+    /// Sends `request` (HTTP/1.1 bytes as rendered) as one stream and reads
+    /// the whole answer; phases and kept parts as for HTTP/1.1.
+    pub(crate) async fn send(
+        &self,
+        request: &[u8],
+        timeout: Duration,
+        phases: &mut Phases,
+        keep: Option<&mut Kept>,
+        on_connect_error: &(dyn Fn(FailureKind, &io::Error) + Sync),
+    ) -> Result<Response, FailureKind> {
+        let exchange = async {
+            let (i, conn) = self.connection(phases).await.map_err(|(kind, e)| {
+                on_connect_error(kind, &e);
+                kind
+            })?;
+            let result = self.exchange(&conn, request, phases, keep).await;
+            if let Err((_, true)) = result {
+                self.drop_connection(i).await;
+            }
+            result.map_err(|(kind, _)| kind)
+        };
+        tokio::time::timeout(timeout, exchange)
+            .await
+            .unwrap_or(Err(FailureKind::Timeout))
+    }
+
+    /// One stream; the error says whether the connection is gone.
+    async fn exchange(
+        &self,
+        conn: &Conn,
+        request: &[u8],
+        phases: &mut Phases,
+        mut keep: Option<&mut Kept>,
+    ) -> Result<Response, (FailureKind, bool)> {
+        let (head, body) = self
+            .to_request(request)
+            .ok_or((FailureKind::Protocol, false))?;
+        let _permit = conn
+            .streams
+            .acquire()
+            .await
+            .map_err(|_| (FailureKind::Reset, true))?;
+        let mut send = conn
+            .send
+            .clone()
+            .ready()
+            .await
+            .map_err(|_| (FailureKind::Reset, true))?;
+        let written = Instant::now();
+        let lost = |e: h2::Error| {
+            let gone = e.is_go_away() || e.is_io() || e.reason().is_none();
+            (FailureKind::Reset, gone)
+        };
+        let (answer, mut stream) = send.send_request(head, body.is_empty()).map_err(lost)?;
+        if !body.is_empty() {
+            stream.send_data(body, true).map_err(lost)?;
+        }
+        let answer = answer.await.map_err(lost)?;
+        phases.ttfb = Some(written.elapsed());
+        let status = answer.status().as_u16();
+        let mut received: u64 = answer
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().len() + v.len()) as u64)
+            .sum();
+        if let Some(k) = keep.as_deref_mut() {
+            k.headers = answer
+                .headers()
+                .iter()
+                .take(64)
+                .map(|(k, v)| {
+                    (
+                        k.as_str().to_owned(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
+                .collect();
+        }
+        let mut body = answer.into_body();
+        while let Some(chunk) = body.data().await {
+            let chunk = chunk.map_err(lost)?;
+            received += chunk.len() as u64;
+            let _ = body.flow_control().release_capacity(chunk.len());
+            if let Some(k) = keep.as_deref_mut() {
+                k.body_part(&chunk);
+            }
+        }
+        Ok(Response {
+            status,
+            bytes_received: received,
+        })
+    }
+
+    /// The HTTP/2 request of rendered HTTP/1.1 bytes: method, path and
+    /// headers (without the connection-specific ones), `Host` as authority.
+    fn to_request(&self, raw: &[u8]) -> Option<(http::Request<()>, Bytes)> {
+        let mut headers = [httparse::EMPTY_HEADER; 80];
+        let mut parsed = httparse::Request::new(&mut headers);
+        let httparse::Status::Complete(len) = parsed.parse(raw).ok()? else {
+            return None;
+        };
+        let host = parsed
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case("host"))
+            .and_then(|h| std::str::from_utf8(h.value).ok())?;
+        let uri = format!("{}://{host}{}", self.scheme, parsed.path?);
+        let mut builder = http::Request::builder()
+            .method(parsed.method?)
+            .uri(uri)
+            .version(http::Version::HTTP_2);
+        for h in parsed.headers.iter() {
+            let connection_specific = [
+                "host",
+                "connection",
+                "keep-alive",
+                "transfer-encoding",
+                "upgrade",
+                "te",
+                "proxy-connection",
+            ]
+            .iter()
+            .any(|n| h.name.eq_ignore_ascii_case(n));
+            if !connection_specific {
+                builder = builder.header(h.name, h.value);
+            }
+        }
+        let request = builder.body(()).ok()?;
+        Some((request, Bytes::copy_from_slice(&raw[len..])))
+    }
+}
