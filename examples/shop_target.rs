@@ -1,5 +1,6 @@
 //! A small shop to point a load test at, over HTTP/1.1 keep-alive, plain or
-//! TLS (rustls, ring). It listens on loopback only.
+//! TLS (rustls, ring), and HTTP/2 over TLS when the client asks for it in
+//! ALPN. It listens on loopback only.
 //!
 //! - `POST /login` with `{"user": "ann"}` answers `{"token": "tok-ann"}` and
 //!   sets the cookie `sid=s-ann`;
@@ -24,9 +25,6 @@ use std::sync::Arc;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-const HELLO: &[u8] =
-    b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Type: text/plain\r\n\r\nhello";
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -67,7 +65,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     .with_safe_default_protocol_versions()?
     .with_no_client_auth()
     .with_single_cert(chain, key)?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(addr).await?;
@@ -78,7 +76,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
                 if let Ok(tls) = acceptor.accept(tcp).await {
-                    serve(tls).await;
+                    if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+                        serve_h2(tls).await;
+                    } else {
+                        serve(tls).await;
+                    }
                 }
             });
         }
@@ -121,7 +123,7 @@ async fn serve<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut stre
                 header("cookie"),
             );
             buf.drain(..end + 4 + length);
-            if stream.write_all(&answer).await.is_err() {
+            if stream.write_all(&answer.h1()).await.is_err() {
                 return;
             }
         }
@@ -135,6 +137,43 @@ async fn serve<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut stre
     }
 }
 
+/// An answer of the shop.
+struct Reply {
+    status: u16,
+    /// A `Set-Cookie` value.
+    cookie: Option<String>,
+    /// `application/json`, else `text/plain`.
+    json: bool,
+    body: String,
+}
+
+impl Reply {
+    /// As HTTP/1.1 bytes.
+    fn h1(&self) -> Vec<u8> {
+        let reason = match self.status {
+            200 => "OK",
+            400 => "Bad Request",
+            _ => "Unauthorized",
+        };
+        let mut head = format!(
+            "HTTP/1.1 {} {reason}\r\nContent-Type: {}\r\nContent-Length: {}\r\n",
+            self.status,
+            if self.json {
+                "application/json"
+            } else {
+                "text/plain"
+            },
+            self.body.len()
+        );
+        if let Some(c) = &self.cookie {
+            head.push_str(&format!("Set-Cookie: {c}\r\n"));
+        }
+        head.push_str("\r\n");
+        head.push_str(&self.body);
+        head.into_bytes()
+    }
+}
+
 /// The shop's answer to one request.
 fn answer(
     method: &str,
@@ -142,13 +181,12 @@ fn answer(
     body: &str,
     authorization: Option<String>,
     cookie: Option<String>,
-) -> Vec<u8> {
-    let json = |status: &str, extra: &str, body: String| {
-        format!(
-            "HTTP/1.1 {status}\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .into_bytes()
+) -> Reply {
+    let json = |status: u16, cookie: Option<String>, body: String| Reply {
+        status,
+        cookie,
+        json: true,
+        body,
     };
     let user_of = |text: &str| {
         let name: String = text
@@ -166,11 +204,11 @@ fn answer(
                 .and_then(|(_, rest)| user_of(rest));
             match user {
                 Some(u) => json(
-                    "200 OK",
-                    &format!("Set-Cookie: sid=s-{u}; Path=/; HttpOnly\r\n"),
+                    200,
+                    Some(format!("sid=s-{u}; Path=/; HttpOnly")),
                     format!("{{\"token\": \"tok-{u}\", \"user\": {{\"name\": \"{u}\"}}}}"),
                 ),
-                None => json("400 Bad Request", "", "{\"error\": \"give a user\"}".into()),
+                None => json(400, None, "{\"error\": \"give a user\"}".into()),
             }
         }
         ("GET", "/cart") => {
@@ -179,18 +217,69 @@ fn answer(
                 .and_then(|a| a.strip_prefix("Bearer tok-"))
                 .and_then(user_of);
             match user {
-                Some(u) if cookie.as_deref() == Some(&format!("sid=s-{u}")) => json(
-                    "200 OK",
-                    "",
-                    format!("{{\"items\": 3, \"owner\": \"{u}\"}}"),
-                ),
-                _ => json(
-                    "401 Unauthorized",
-                    "",
-                    "{\"error\": \"login first\"}".into(),
-                ),
+                Some(u) if cookie.as_deref() == Some(&format!("sid=s-{u}")) => {
+                    json(200, None, format!("{{\"items\": 3, \"owner\": \"{u}\"}}"))
+                }
+                _ => json(401, None, "{\"error\": \"login first\"}".into()),
             }
         }
-        _ => HELLO.to_vec(),
+        _ => Reply {
+            status: 200,
+            cookie: None,
+            json: false,
+            body: "hello".into(),
+        },
+    }
+}
+
+/// Answers the streams of an HTTP/2 connection (ALPN `h2`).
+async fn serve_h2<S>(io: S)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let Ok(mut conn) = h2::server::handshake(io).await else {
+        return;
+    };
+    while let Some(Ok((request, mut respond))) = conn.accept().await {
+        tokio::spawn(async move {
+            let (head, mut body) = request.into_parts();
+            let mut bytes = Vec::new();
+            while let Some(Ok(chunk)) = body.data().await {
+                let _ = body.flow_control().release_capacity(chunk.len());
+                if bytes.len() + chunk.len() > 64 * 1024 {
+                    return;
+                }
+                bytes.extend_from_slice(&chunk);
+            }
+            let header = |name: &str| {
+                head.headers
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
+            };
+            let reply = answer(
+                head.method.as_str(),
+                head.uri.path(),
+                &String::from_utf8_lossy(&bytes),
+                header("authorization"),
+                header("cookie"),
+            );
+            let mut response = http::Response::builder().status(reply.status).header(
+                "content-type",
+                if reply.json {
+                    "application/json"
+                } else {
+                    "text/plain"
+                },
+            );
+            if let Some(c) = &reply.cookie {
+                response = response.header("set-cookie", c);
+            }
+            if let Ok(response) = response.body(())
+                && let Ok(mut stream) = respond.send_response(response, false)
+            {
+                let _ = stream.send_data(bytes::Bytes::from(reply.body), true);
+            }
+        });
     }
 }
