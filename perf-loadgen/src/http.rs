@@ -151,6 +151,8 @@ pub(crate) enum FailureKind {
     Reset,
     /// The response was not valid HTTP/1.1.
     Protocol,
+    /// A failure a [`crate::Workload`] named.
+    Other(&'static str),
 }
 
 impl FailureKind {
@@ -162,6 +164,7 @@ impl FailureKind {
             Self::Timeout => "timeout",
             Self::Reset => "reset",
             Self::Protocol => "protocol",
+            Self::Other(kind) => kind,
         }
     }
 }

@@ -57,6 +57,7 @@ mod scenario;
 mod shard;
 mod stats;
 mod tls;
+mod workload;
 
 pub use capacity::{CapacityPlan, CapacityWindow, Slo, capacity_plan};
 pub use compare::{
@@ -69,7 +70,9 @@ pub use report::{
     GeneratorLoad, LatencyMs, PhasesReport, ReportHistograms, RequestReport, RunReport,
     ThresholdResult, TlsReport,
 };
-pub use run::{LiveSnapshot, RunHandle, check, check_with, start, start_with_policy};
+pub use run::{
+    LiveSnapshot, RunHandle, check, check_with, start, start_with_policy, start_workload,
+};
 pub use safety::{FeedAccess, IpNet, Limits, MAX_FEED_BYTES, MemoryEstimate, TargetPolicy};
 pub use scenario::{
     CaptureSpec, CheckSpec, FeederMode, FeederSpec, FlowSpec, LoadPlan, MAX_BODY_BYTES, MAX_CHECKS,
@@ -81,3 +84,4 @@ pub use scenario::{
 pub use shard::split;
 pub use stats::TimelineRow;
 pub use tls::{MAX_PEM_BYTES, tls_client_config};
+pub use workload::{Iteration, Operations, Workload};

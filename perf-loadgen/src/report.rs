@@ -208,7 +208,7 @@ pub struct RunReport {
     pub latency_uncorrected_ms: Option<LatencyMs>,
     /// Intended requests not sent because `max_in_flight` was reached (open model).
     pub dropped: u64,
-    /// Responses by status code.
+    /// Responses by status code (`ok` for operations of a Rust workload that succeeded).
     pub status_codes: BTreeMap<String, u64>,
     /// Failures without a status, by kind: `connect`, `timeout`, `reset`, `protocol`.
     pub error_kinds: BTreeMap<String, u64>,
@@ -342,6 +342,31 @@ pub(crate) struct ReportMeta {
 }
 
 impl ReportMeta {
+    /// The meta of a run of `scenario` (named `name`) about to start.
+    pub(crate) fn new(
+        name: &str,
+        plan: &crate::LoadPlan,
+        scenario: &crate::Scenario,
+        targets: Vec<String>,
+    ) -> Self {
+        Self {
+            scenario: name.to_owned(),
+            open_model: matches!(plan, crate::LoadPlan::Open { .. }),
+            targets,
+            started_at_ms: perf_core::unix_millis(),
+            duration: Duration::ZERO,
+            dropped: 0,
+            stopped_early: None,
+            thresholds: scenario.thresholds.clone(),
+            first_failure: None,
+            generator: GeneratorLoad::default(),
+            tls: None,
+            checks: BTreeMap::new(),
+            flows: BTreeMap::new(),
+            protocol: default_protocol(),
+        }
+    }
+
     /// Passes and fails over all checks.
     fn check_totals(&self) -> crate::CheckCount {
         let (p, f) = self
@@ -383,7 +408,15 @@ impl RunReport {
             status_codes: totals
                 .status_codes
                 .iter()
-                .map(|(k, v)| (k.to_string(), *v))
+                .map(|(k, v)| {
+                    // 0: an operation of a Rust workload that succeeded.
+                    let key = if *k == 0 {
+                        "ok".to_owned()
+                    } else {
+                        k.to_string()
+                    };
+                    (key, *v)
+                })
                 .collect(),
             error_kinds: totals
                 .failures
@@ -502,6 +535,190 @@ impl RunReport {
             timeline,
             histograms,
         }
+    }
+
+    /// The summary a person reads at the end of a run: what ran, counts,
+    /// latency (with the phases), checks, thresholds with units, the
+    /// generator's own load, warnings and the verdict (`PASSED`, `FAILED`,
+    /// `NOTHING TO JUDGE: ...`, `INTERRUPTED`).
+    pub fn summary(&self) -> String {
+        let r = self;
+        let mut s = String::new();
+        s.push_str(&format!(
+            "scenario    {} ({} model) against {}\n",
+            r.scenario,
+            r.model,
+            if r.targets.is_empty() {
+                "a Rust workload".to_owned()
+            } else {
+                r.targets.join(", ")
+            }
+        ));
+        s.push_str(&format!(
+            "duration    {:.1} s{}\n",
+            r.duration_s,
+            r.stopped_early
+                .as_ref()
+                .map(|w| format!(" (stopped early: {w})"))
+                .unwrap_or_default()
+        ));
+        s.push_str(&format!(
+            "requests    {}  ({:.1} req/s)\n",
+            r.requests, r.rps
+        ));
+        s.push_str(&format!(
+            "errors      {}  ({:.3} %)  {:?}\n",
+            r.errors,
+            r.error_rate * 100.0,
+            r.error_kinds
+        ));
+        if r.model == "open" {
+            s.push_str(&format!("dropped     {}\n", r.dropped));
+        }
+        s.push_str(&format!("status      {:?}\n", r.status_codes));
+        s.push_str("latency ms       p50      p90      p95      p99     p999      max     mean\n");
+        let row = |label: &str, l: &LatencyMs| {
+            format!(
+                "{label:<12}{:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2}\n",
+                l.p50, l.p90, l.p95, l.p99, l.p999, l.max, l.mean
+            )
+        };
+        if r.model == "open" {
+            // From the intended send time: coordinated omission corrected.
+            s.push_str(&row("  intended", &r.latency_ms));
+        } else {
+            // The closed model has no schedule: service time from the actual send.
+            s.push_str(&row("  service", &r.latency_ms));
+        }
+        if let Some(u) = &r.latency_uncorrected_ms {
+            s.push_str(&row("  from send", u));
+        }
+        for (name, req) in &r.per_request {
+            s.push_str(&row(&format!("  {}", truncate(name, 10)), &req.latency_ms));
+        }
+        let p = &r.phases;
+        for (label, figures) in [
+            ("  ttfb", &p.ttfb_ms),
+            ("  connect", &p.connect_ms),
+            ("  tls", &p.tls_handshake_ms),
+        ] {
+            if let Some(l) = figures {
+                s.push_str(&row(label, l));
+            }
+        }
+        if r.protocol != "workload" {
+            s.push_str(&format!(
+                "protocol    {}; {} connections opened{}\n",
+                r.protocol,
+                p.connections_opened,
+                r.tls
+                    .as_ref()
+                    .map(|t| format!(
+                        "; TLS {} handshakes, {} resumed (resumption {})",
+                        p.tls_handshakes,
+                        p.tls_resumed,
+                        if t.session_resumption { "on" } else { "off" }
+                    ))
+                    .unwrap_or_default()
+            ));
+        }
+        for (label, c) in &r.checks {
+            s.push_str(&format!(
+                "check       {:<40} {:>7.2} %  {} passed, {} failed\n",
+                truncate(label, 40),
+                c.pass_rate * 100.0,
+                c.passes,
+                c.fails
+            ));
+        }
+        for (name, f) in &r.flows {
+            s.push_str(&format!(
+                "flow        {name}: {} iterations, {} aborted after a failed check\n",
+                f.iterations, f.aborted
+            ));
+        }
+        for t in &r.thresholds {
+            let observed = if t.expr.trim_start().starts_with("error_rate")
+                || t.expr.trim_start().starts_with("checks")
+            {
+                format!("{:.3} %", t.observed * 100.0)
+            } else if t.expr.trim_start().starts_with("rps") {
+                format!("{:.1} req/s", t.observed)
+            } else {
+                format!("{:.2} ms", t.observed)
+            };
+            s.push_str(&format!(
+                "threshold   {:<24} observed {:>14}  {}\n",
+                t.expr,
+                observed,
+                if t.passed { "PASS" } else { "FAIL" }
+            ));
+        }
+        let g = &r.generator;
+        s.push_str(&format!(
+            "generator   CPU {:.1} s on {} core(s) ({:.0} %){}{}\n",
+            g.cpu_s,
+            g.cores,
+            g.cpu_utilization * 100.0,
+            if r.model == "open" {
+                format!(
+                    ", {} requests left >10 ms late (max lag {:.1} ms)",
+                    g.late_requests, g.max_schedule_lag_ms
+                )
+            } else {
+                String::new()
+            },
+            g.reason
+                .as_ref()
+                .map(|why| format!("\nWARNING     the generator was the bottleneck: {why}; the figures understate the server"))
+                .unwrap_or_default()
+        ));
+        if p.connect_failures > 0 || r.error_kinds.contains_key("tls") {
+            s.push_str(&format!(
+                "note        {} failed connects{} are counted as errors, outside the latency figures{}\n",
+                p.connect_failures,
+                r.error_kinds
+                    .get("tls")
+                    .map(|n| format!(" and {n} failed TLS handshakes"))
+                    .unwrap_or_default(),
+                p.connect_failed_ms
+                    .map(|l| format!(" (they took p50 {:.2} ms, max {:.2} ms)", l.p50, l.max))
+                    .unwrap_or_default()
+            ));
+        }
+        for w in &r.warnings {
+            s.push_str(&format!("WARNING     {w}\n"));
+        }
+        let failed_checks: u64 = r.checks.values().map(|c| c.fails).sum();
+        if failed_checks > 0
+            && !r
+                .thresholds
+                .iter()
+                .any(|t| t.expr.trim_start().starts_with("checks"))
+        {
+            s.push_str(&format!(
+                "WARNING     {failed_checks} checks failed and no threshold judges them: add e.g. 'checks > 0.99'\n"
+            ));
+        }
+        if r.errors > 0 && r.thresholds.is_empty() {
+            s.push_str(&format!(
+                "WARNING     {} errors ({:.3} %) and no thresholds: nothing fails this run; add e.g. 'error_rate < 0.1%'\n",
+                r.errors,
+                r.error_rate * 100.0
+            ));
+        }
+        if r.interrupted {
+            s.push_str("result      INTERRUPTED (the figures cover only part of the plan)\n");
+        } else if let Some(reason) = &r.no_success {
+            s.push_str(&format!("result      NOTHING TO JUDGE: {reason}\n"));
+        } else {
+            s.push_str(if r.passed {
+                "result      PASSED\n"
+            } else {
+                "result      FAILED\n"
+            });
+        }
+        s
     }
 
     /// The timeline as CSV (header row, then one row per timeline entry).
@@ -708,5 +925,13 @@ pub(crate) fn observe(
         ThresholdMetric::Max => ms(latency.max()),
         ThresholdMetric::ErrorRate => error_rate,
         ThresholdMetric::Rps => rps,
+    }
+}
+
+fn truncate(text: &str, n: usize) -> String {
+    if text.chars().count() <= n {
+        text.to_owned()
+    } else {
+        text.chars().take(n - 1).chain(['…']).collect()
     }
 }

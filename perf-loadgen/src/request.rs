@@ -372,11 +372,6 @@ impl RequestMix {
         })
     }
 
-    /// Number of requests in the mix.
-    pub(crate) fn len(&self) -> usize {
-        self.prepared.len()
-    }
-
     /// Report names, in mix order.
     pub(crate) fn names(&self) -> Vec<String> {
         self.prepared

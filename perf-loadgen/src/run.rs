@@ -1,7 +1,7 @@
 //! Running a scenario: the closed and open executors, the per-second
 //! collector, live snapshots, cancellation and the final report.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -17,6 +17,7 @@ use crate::report::{ReportMeta, RunReport, observe};
 use crate::request::{Feeder, RequestMix};
 use crate::scenario::{ArrivalSchedule, LoadPlan, Scenario, ThinkTime};
 use crate::stats::{Recorder, Timeline, TimelineRow, ms};
+use crate::workload::{Iteration, Operations, Workload};
 use crate::{Error, FeedAccess, Result};
 
 /// The figures of a run, once a second while it goes.
@@ -124,31 +125,27 @@ impl RunHandle {
     }
 }
 
-struct Context {
-    mix: RequestMix,
-    /// Checks of the requests, and the flows of a journey scenario.
-    journeys: Journeys,
-    /// Open model: flow iterations under way.
+/// What every task of a run shares: the recorder, the counters, the clock.
+pub(crate) struct Context {
+    /// Checks and flows of an HTTP scenario (empty for other workloads).
+    journeys: Arc<Journeys>,
+    /// Open model: iterations under way.
     iterations_active: AtomicU64,
-    dialers: Vec<Dialer>,
-    recorder: Recorder,
+    pub(crate) recorder: Recorder,
     stop: CancellationToken,
-    timeout: Duration,
     think: ThinkTime,
     start: Instant,
-    in_flight: AtomicU64,
+    pub(crate) in_flight: AtomicU64,
     users: AtomicU64,
     /// Most users running at once since the collector last looked.
     peak_users: AtomicU64,
     dropped: AtomicU64,
-    next_endpoint: AtomicUsize,
-    seed: u64,
     /// The per-second rows so far (shared so an interim report can be read).
     timeline: Mutex<Timeline>,
     names: Vec<String>,
     meta: ReportMeta,
     /// The first connect error's text, for a run that never reached its target.
-    first_failure: std::sync::OnceLock<String>,
+    pub(crate) first_failure: std::sync::OnceLock<String>,
     /// Process CPU seconds when the run started.
     cpu_at_start: f64,
     /// Open model: requests that left more than 10 ms after their intended time.
@@ -218,6 +215,56 @@ impl Context {
     }
 }
 
+/// An HTTP scenario as a [`Workload`]: a request of the mix, or an
+/// iteration of a flow, per iteration.
+struct HttpWorkload {
+    mix: RequestMix,
+    journeys: Arc<Journeys>,
+    dialers: Vec<Dialer>,
+    timeout: Duration,
+    seed: u64,
+}
+
+/// An HTTP virtual user: its keep-alive connection, its journey state.
+struct HttpUser {
+    conn: Option<Connection>,
+    state: UserState,
+    rng: fastrand::Rng,
+    endpoint: usize,
+    index: usize,
+}
+
+impl Workload for HttpWorkload {
+    type User = HttpUser;
+
+    fn operations(&self) -> Vec<String> {
+        self.mix.names()
+    }
+
+    fn user(&self, index: u64) -> HttpUser {
+        HttpUser {
+            conn: None,
+            state: UserState::default(),
+            rng: fastrand::Rng::with_seed(self.seed ^ (index << 17 | 0x9e37)),
+            endpoint: (index % self.mix.endpoint_count().max(1) as u64) as usize,
+            index: index as usize,
+        }
+    }
+
+    async fn iteration(&self, user: &mut HttpUser, ops: &Operations<'_>) -> Iteration {
+        let unreachable = if self.journeys.flows.is_empty() {
+            self.request(user, ops).await
+        } else {
+            self.iterate(user, ops).await
+        };
+        if unreachable {
+            Iteration::Unreachable
+        } else {
+            Iteration::Done
+        }
+    }
+}
+
 /// What one send came to.
 struct Sent {
     /// The connection (TCP or TLS) could not be opened: the caller backs off.
@@ -228,26 +275,29 @@ struct Sent {
     latency: Duration,
 }
 
-impl Context {
-    /// Sends request `name` (already rendered) on `conn` and records it;
-    /// `intended` is the scheduled send time (`None`: now, the closed model).
-    /// What the answer says goes into `keep` when given. Stopping is the
-    /// caller's business: it drops this future.
+impl HttpWorkload {
+    /// Sends request `name` (already rendered) on the user's connection and
+    /// records it, from the iteration's intended time when it is the first
+    /// request of an open-model arrival. What the answer says goes into
+    /// `keep` when given. Stopping is the caller's business: it drops this
+    /// future.
     async fn send(
         &self,
+        ops: &Operations<'_>,
         conn: &mut Option<Connection>,
         name: usize,
         endpoint: usize,
         bytes: &[u8],
-        intended: Option<Instant>,
         keep: Option<&mut Kept>,
     ) -> Sent {
+        let ctx = ops.ctx;
+        let intended = ops.take_intended();
         let dialer = &self.dialers[endpoint % self.dialers.len()];
         let sent = Instant::now();
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
-        let in_flight = CountGuard(&self.in_flight);
+        ctx.in_flight.fetch_add(1, Ordering::Relaxed);
+        let in_flight = CountGuard(&ctx.in_flight);
         let note = |kind: http::FailureKind, e: &std::io::Error| {
-            self.first_failure
+            ctx.first_failure
                 .get_or_init(|| format!("{}: {e} ({})", kind.name(), dialer.addr));
         };
         let mut phases = Phases::default();
@@ -278,7 +328,7 @@ impl Context {
         );
         let status = outcome.as_ref().ok().map(|r| r.status);
         let from = intended.unwrap_or(sent);
-        self.recorder
+        ctx.recorder
             .record(name, from, sent, done, bytes.len(), outcome, &phases);
         Sent {
             connect_failed,
@@ -289,25 +339,27 @@ impl Context {
 
     /// One request of the mix, its checks counted. Whether the connection
     /// could not be opened.
-    async fn request(
-        &self,
-        conn: &mut Option<Connection>,
-        endpoint: usize,
-        user: usize,
-        rng: &mut fastrand::Rng,
-        intended: Option<Instant>,
-    ) -> bool {
-        let name = self.mix.pick(rng);
-        let bytes = self.mix.render(name, endpoint, user, rng);
+    async fn request(&self, user: &mut HttpUser, ops: &Operations<'_>) -> bool {
+        let name = self.mix.pick(&mut user.rng);
+        let bytes = self
+            .mix
+            .render(name, user.endpoint, user.index, &mut user.rng);
         if !self.journeys.has_checks(name) {
             return self
-                .send(conn, name, endpoint, &bytes, intended, None)
+                .send(ops, &mut user.conn, name, user.endpoint, &bytes, None)
                 .await
                 .connect_failed;
         }
         let mut kept = Kept::wanting_body(self.journeys.keeps(name));
         let sent = self
-            .send(conn, name, endpoint, &bytes, intended, Some(&mut kept))
+            .send(
+                ops,
+                &mut user.conn,
+                name,
+                user.endpoint,
+                &bytes,
+                Some(&mut kept),
+            )
             .await;
         self.journeys.check(
             name,
@@ -320,53 +372,58 @@ impl Context {
         sent.connect_failed
     }
 
-    /// One iteration of a flow for a user with `state`: its steps in order,
-    /// checks and captures applied, cookies kept, think time between steps.
-    /// Whether a connection could not be opened (the iteration stops there).
-    async fn iterate(
-        &self,
-        conn: &mut Option<Connection>,
-        endpoint: usize,
-        user: usize,
-        rng: &mut fastrand::Rng,
-        state: &mut UserState,
-        mut intended: Option<Instant>,
-    ) -> bool {
-        let f = self.journeys.pick(rng);
+    /// One iteration of a flow: its steps in order, checks and captures
+    /// applied, cookies kept, think time between steps. Whether a connection
+    /// could not be opened (the iteration stops there).
+    async fn iterate(&self, user: &mut HttpUser, ops: &Operations<'_>) -> bool {
+        let f = self.journeys.pick(&mut user.rng);
         let Some(flow) = self.journeys.flows.get(f) else {
             return false;
         };
         for step in &flow.steps {
             let i = step.request;
-            if step.once && state.done(i) {
+            if step.once && user.state.done(i) {
                 continue;
             }
-            let bytes = self.mix.render_for(i, endpoint, user, rng, Some(state));
+            let bytes = self.mix.render_for(
+                i,
+                user.endpoint,
+                user.index,
+                &mut user.rng,
+                Some(&user.state),
+            );
             let mut kept = Kept::wanting_body(self.journeys.keeps(i));
             let sent = self
-                .send(conn, i, endpoint, &bytes, intended.take(), Some(&mut kept))
+                .send(
+                    ops,
+                    &mut user.conn,
+                    i,
+                    user.endpoint,
+                    &bytes,
+                    Some(&mut kept),
+                )
                 .await;
             if sent.connect_failed {
                 return true;
             }
-            state.take_cookies(&kept);
+            user.state.take_cookies(&kept);
             let answer = Answer {
                 status: sent.status,
                 kept: &kept,
                 latency: sent.latency,
             };
             let checked = self.journeys.check(i, &answer);
-            let captured = self.journeys.capture(step, &answer, state);
+            let captured = self.journeys.capture(step, &answer, &mut user.state);
             let ok = checked && captured;
             if ok && step.once {
-                state.mark_done(i);
+                user.state.mark_done(i);
             }
             if !ok && flow.abort_on_failure {
                 self.journeys.iteration(f, true);
                 return false;
             }
             if let Some(think) = step.think {
-                let pause = think.sample(rng);
+                let pause = think.sample(&mut user.rng);
                 if !pause.is_zero() {
                     tokio::time::sleep(pause).await;
                 }
@@ -382,7 +439,7 @@ const CONNECT_BACKOFF_MIN: Duration = Duration::from_millis(10);
 const CONNECT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 /// Decrements a counter when dropped, so a task cut short still counts down.
-struct CountGuard<'a>(&'a AtomicU64);
+pub(crate) struct CountGuard<'a>(pub(crate) &'a AtomicU64);
 
 impl Drop for CountGuard<'_> {
     fn drop(&mut self) {
@@ -664,43 +721,83 @@ async fn start_checked(
     };
     let mix = request_mix(name, scenario, endpoints, feeds)?;
     let names = mix.names();
-    let cancel = CancellationToken::new();
     let meta = ReportMeta {
-        scenario: name.to_owned(),
-        open_model: matches!(plan, LoadPlan::Open { .. }),
-        targets: target_urls,
-        started_at_ms: perf_core::unix_millis(),
-        duration: Duration::ZERO,
-        dropped: 0,
-        stopped_early: None,
-        thresholds: scenario.thresholds.clone(),
-        first_failure: None,
-        generator: Default::default(),
         tls: tls.as_ref().map(|t| crate::report::TlsReport {
             insecure_skip_verify: t.insecure,
             session_resumption: t.resumption,
         }),
-        checks: Default::default(),
-        flows: Default::default(),
         protocol: protocol.to_owned(),
+        ..ReportMeta::new(name, &plan, scenario, target_urls)
     };
-    let journeys = Journeys::new(scenario, &scenario.request_mix(), &names);
+    let journeys = Arc::new(Journeys::new(scenario, &scenario.request_mix(), &names));
+    let workload = HttpWorkload {
+        mix,
+        journeys: Arc::clone(&journeys),
+        dialers,
+        timeout: scenario.request_timeout(),
+        seed: fastrand::u64(..),
+    };
+    Ok(launch(workload, journeys, names, meta, plan, scenario))
+}
+
+/// Runs `workload` under the load shape of `scenario` (named `name`): its
+/// `duration`, `users`/`ramp_up`/`stages` or `rate`, `think_time` (closed
+/// model), `max_in_flight`, `thresholds` and `abort_on_fail` apply; its
+/// target, requests and flows do not (the workload does the work).
+/// Reports, thresholds, the timeline, `split`/`merge` and comparisons work
+/// as for an HTTP scenario; `protocol` reads `workload`.
+///
+/// See [`Workload`] for an example.
+pub async fn start_workload<W: Workload>(
+    name: &str,
+    scenario: &Scenario,
+    workload: W,
+) -> Result<RunHandle> {
+    let plan = scenario.plan(name)?;
+    let names = workload.operations();
+    if names.is_empty() || names.len() > crate::MAX_REQUESTS {
+        return Err(Error::Invalid {
+            scenario: name.to_owned(),
+            key: "operations".to_owned(),
+            value: format!("{} operations", names.len()),
+            allowed: format!("1 to {} operations", crate::MAX_REQUESTS),
+        });
+    }
+    let meta = ReportMeta {
+        protocol: "workload".to_owned(),
+        ..ReportMeta::new(name, &plan, scenario, Vec::new())
+    };
+    Ok(launch(
+        workload,
+        Arc::new(Journeys::default()),
+        names,
+        meta,
+        plan,
+        scenario,
+    ))
+}
+
+/// Starts the executor of `plan` over `workload` and the supervisor.
+fn launch<W: Workload>(
+    workload: W,
+    journeys: Arc<Journeys>,
+    names: Vec<String>,
+    meta: ReportMeta,
+    plan: LoadPlan,
+    scenario: &Scenario,
+) -> RunHandle {
+    let cancel = CancellationToken::new();
     let ctx = Arc::new(Context {
         journeys,
         iterations_active: AtomicU64::new(0),
-        recorder: Recorder::new(mix.len(), matches!(plan, LoadPlan::Open { .. })),
-        mix,
-        dialers,
+        recorder: Recorder::new(names.len(), matches!(plan, LoadPlan::Open { .. })),
         stop: cancel.child_token(),
-        timeout: scenario.request_timeout(),
         think: scenario.think_time.unwrap_or_default(),
         start: Instant::now(),
         in_flight: AtomicU64::new(0),
         users: AtomicU64::new(0),
         peak_users: AtomicU64::new(0),
         dropped: AtomicU64::new(0),
-        next_endpoint: AtomicUsize::new(0),
-        seed: fastrand::u64(..),
         timeline: Mutex::new(Timeline::default()),
         names,
         meta,
@@ -713,24 +810,25 @@ async fn start_checked(
         total_s: plan.total().as_secs_f64(),
         ..LiveSnapshot::default()
     });
-    let abort_on_fail = scenario.abort_on_fail;
     let task = tokio::spawn(supervise(
         Arc::clone(&ctx),
+        Arc::new(workload),
         plan,
-        abort_on_fail,
+        scenario.abort_on_fail,
         cancel.clone(),
         progress_tx,
     ));
-    Ok(RunHandle {
+    RunHandle {
         progress,
         cancel,
         task,
         ctx,
-    })
+    }
 }
 
-async fn supervise(
+async fn supervise<W: Workload>(
     ctx: Arc<Context>,
+    workload: Arc<W>,
     plan: LoadPlan,
     abort_on_fail: bool,
     cancel: CancellationToken,
@@ -741,12 +839,12 @@ async fn supervise(
         let plan = plan.clone();
         tokio::spawn(async move {
             match plan {
-                LoadPlan::Closed { total, .. } => closed(ctx, &plan, total).await,
+                LoadPlan::Closed { total, .. } => closed(ctx, workload, &plan, total).await,
                 LoadPlan::Open {
                     total,
                     max_in_flight,
                     ..
-                } => open(ctx, &plan, total, max_in_flight).await,
+                } => open(ctx, workload, &plan, total, max_in_flight).await,
             }
         })
     };
@@ -857,9 +955,15 @@ fn collect_row(
     }
 }
 
-/// Closed model: virtual users following the plan's user count, each on its
-/// own keep-alive connection, thinking between iterations.
-async fn closed(ctx: Arc<Context>, plan: &LoadPlan, total: Duration) {
+/// Closed model: virtual users following the plan's user count, each with
+/// its own state (for HTTP, its keep-alive connection), thinking between
+/// iterations.
+async fn closed<W: Workload>(
+    ctx: Arc<Context>,
+    workload: Arc<W>,
+    plan: &LoadPlan,
+    total: Duration,
+) {
     let max_users = match plan {
         LoadPlan::Closed { steps, .. } => steps.iter().map(|&(_, u)| u).max().unwrap_or(0),
         LoadPlan::Open { .. } => 0,
@@ -887,6 +991,7 @@ async fn closed(ctx: Arc<Context>, plan: &LoadPlan, total: Duration) {
                 if !alive[index as usize].swap(true, Ordering::AcqRel) {
                     users.spawn(virtual_user(
                         Arc::clone(&ctx),
+                        Arc::clone(&workload),
                         index,
                         Arc::clone(&alive),
                         Arc::clone(&limit),
@@ -901,8 +1006,9 @@ async fn closed(ctx: Arc<Context>, plan: &LoadPlan, total: Duration) {
     while users.join_next().await.is_some() {}
 }
 
-async fn virtual_user(
+async fn virtual_user<W: Workload>(
     ctx: Arc<Context>,
+    workload: Arc<W>,
     index: u32,
     alive: Arc<Vec<AtomicBool>>,
     limit: Arc<AtomicU32>,
@@ -913,21 +1019,12 @@ async fn virtual_user(
     {
         let _running = CountGuard(&ctx.users);
         let iterations = async {
-            let mut rng = fastrand::Rng::with_seed(ctx.seed ^ (u64::from(index) << 17 | 0x9e37));
-            let mut conn: Option<Connection> = None;
-            let endpoint = index as usize % ctx.mix.endpoint_count().max(1);
+            let mut user = workload.user(u64::from(index));
+            let mut rng = fastrand::Rng::with_seed(u64::from(index) << 7 | 0x5bd1);
             let mut backoff = Duration::ZERO;
-            let mut state = UserState::default();
-            let journeys = !ctx.journeys.flows.is_empty();
             while index < limit.load(Ordering::Relaxed) {
-                let user = index as usize;
-                let connect_failed = if journeys {
-                    ctx.iterate(&mut conn, endpoint, user, &mut rng, &mut state, None)
-                        .await
-                } else {
-                    ctx.request(&mut conn, endpoint, user, &mut rng, None).await
-                };
-                if connect_failed {
+                let ops = Operations::new(&ctx, None);
+                if workload.iteration(&mut user, &ops).await == Iteration::Unreachable {
                     // A target that refuses connections is not hammered: the
                     // user waits 10 ms, doubling to 1 s (with jitter), until
                     // a connection opens again.
@@ -953,23 +1050,22 @@ async fn virtual_user(
     alive[index as usize].store(false, Ordering::Release);
 }
 
-/// Open model: requests start on the intended schedule whatever the
-/// responses do; latency counts from the intended time.
-async fn open(ctx: Arc<Context>, plan: &LoadPlan, total: Duration, max_in_flight: u32) {
-    // One pool of idle keep-alive connections per target.
-    let pools: Arc<Vec<Mutex<Vec<Connection>>>> = Arc::new(
-        (0..ctx.mix.endpoint_count().max(1))
-            .map(|_| Mutex::new(Vec::new()))
-            .collect(),
-    );
-    // Journeys: the users' states wait here between iterations, so a login
-    // captured once is reused by later arrivals.
-    let states: Arc<Mutex<Vec<UserState>>> = Arc::new(Mutex::new(Vec::new()));
-    let journeys = !ctx.journeys.flows.is_empty();
+/// Open model: iterations start on the intended schedule whatever the
+/// responses do; the latency of an iteration's first operation counts from
+/// the intended time. Users (for HTTP: a keep-alive connection and journey
+/// state) wait in a pool between arrivals and are reused.
+async fn open<W: Workload>(
+    ctx: Arc<Context>,
+    workload: Arc<W>,
+    plan: &LoadPlan,
+    total: Duration,
+    max_in_flight: u32,
+) {
+    let idle: Arc<Mutex<Vec<W::User>>> = Arc::new(Mutex::new(Vec::new()));
+    let created = Arc::new(AtomicU64::new(0));
     let Some(mut schedule) = ArrivalSchedule::of(plan) else {
         return;
     };
-    let mut rng = fastrand::Rng::with_seed(ctx.seed);
     let mut k = 0u64;
     'schedule: while let Some(next) = schedule.due(k) {
         k += 1;
@@ -1001,56 +1097,33 @@ async fn open(ctx: Arc<Context>, plan: &LoadPlan, total: Duration, max_in_flight
             ctx.dropped.fetch_add(1, Ordering::Relaxed);
             continue;
         }
-        let endpoint =
-            ctx.next_endpoint.fetch_add(1, Ordering::Relaxed) % ctx.mix.endpoint_count().max(1);
-        let seed = rng.u64(..);
-        let ctx = Arc::clone(&ctx);
-        let pools = Arc::clone(&pools);
-        let states = Arc::clone(&states);
-        // Counted in flight from now, so the bound holds before the task runs.
-        ctx.in_flight.fetch_add(1, Ordering::Relaxed);
+        let (ctx, workload, idle, created) = (
+            Arc::clone(&ctx),
+            Arc::clone(&workload),
+            Arc::clone(&idle),
+            Arc::clone(&created),
+        );
+        // Counted from now, so the bound holds before the task runs.
         ctx.iterations_active.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
             let _active = CountGuard(&ctx.iterations_active);
-            let mut task_rng = fastrand::Rng::with_seed(seed);
-            let pool = &pools[endpoint % pools.len()];
-            let mut conn = pool.lock().ok().and_then(|mut p| p.pop());
-            ctx.in_flight.fetch_sub(1, Ordering::Relaxed);
-            let work = async {
-                if journeys {
-                    let mut state = states
-                        .lock()
-                        .ok()
-                        .and_then(|mut s| s.pop())
-                        .unwrap_or_default();
-                    ctx.iterate(
-                        &mut conn,
-                        endpoint,
-                        0,
-                        &mut task_rng,
-                        &mut state,
-                        Some(intended),
-                    )
-                    .await;
-                    if let Ok(mut s) = states.lock() {
-                        s.push(state);
-                    }
-                } else {
-                    ctx.request(&mut conn, endpoint, 0, &mut task_rng, Some(intended))
-                        .await;
-                }
-            };
+            let mut user = idle
+                .lock()
+                .ok()
+                .and_then(|mut users| users.pop())
+                .unwrap_or_else(|| workload.user(created.fetch_add(1, Ordering::Relaxed)));
+            let ops = Operations::new(&ctx, Some(intended));
             tokio::select! {
-                () = work => {
-                    if let (Some(c), Ok(mut p)) = (conn, pool.lock()) {
-                        p.push(c);
+                _ = workload.iteration(&mut user, &ops) => {
+                    if let Ok(mut users) = idle.lock() {
+                        users.push(user);
                     }
                 }
                 () = ctx.stop.cancelled() => {}
             }
         });
     }
-    // Let the requests under way finish (or the run be cancelled).
+    // Let the iterations under way finish (or the run be cancelled).
     while (ctx.in_flight.load(Ordering::Relaxed) > 0
         || ctx.iterations_active.load(Ordering::Relaxed) > 0)
         && !ctx.stop.is_cancelled()

@@ -143,7 +143,7 @@ pub fn merge(args: &MergeArgs) -> u8 {
     }
     let _ = std::io::stdout()
         .lock()
-        .write_all(summary(&report).as_bytes());
+        .write_all(report.summary().as_bytes());
     if report.passed { PASSED } else { FAILED }
 }
 
@@ -351,7 +351,7 @@ fn execute(args: &RunArgs) -> Result<(RunReport, Option<Comparison>), (u8, Strin
             .map_err(|e| (FAILED, format!("{}: {e}", path.display())))?;
     }
     let mut out = std::io::stdout().lock();
-    let _ = out.write_all(summary(&report).as_bytes());
+    let _ = out.write_all(report.summary().as_bytes());
     if let Some(c) = &comparison {
         let _ = out.write_all(comparison_table(c).as_bytes());
     }
@@ -437,186 +437,4 @@ pub fn junit(report: &RunReport, comparison: Option<&Comparison>) -> String {
     }
     xml.push_str("</testsuite>\n");
     xml
-}
-
-/// The table printed at the end of a run.
-pub fn summary(r: &RunReport) -> String {
-    let mut s = String::new();
-    s.push_str(&format!(
-        "scenario    {} ({} model) against {}\n",
-        r.scenario,
-        r.model,
-        r.targets.join(", ")
-    ));
-    s.push_str(&format!(
-        "duration    {:.1} s{}\n",
-        r.duration_s,
-        r.stopped_early
-            .as_ref()
-            .map(|w| format!(" (stopped early: {w})"))
-            .unwrap_or_default()
-    ));
-    s.push_str(&format!(
-        "requests    {}  ({:.1} req/s)\n",
-        r.requests, r.rps
-    ));
-    s.push_str(&format!(
-        "errors      {}  ({:.3} %)  {:?}\n",
-        r.errors,
-        r.error_rate * 100.0,
-        r.error_kinds
-    ));
-    if r.model == "open" {
-        s.push_str(&format!("dropped     {}\n", r.dropped));
-    }
-    s.push_str(&format!("status      {:?}\n", r.status_codes));
-    s.push_str("latency ms       p50      p90      p95      p99     p999      max     mean\n");
-    let row = |label: &str, l: &perf_loadgen::LatencyMs| {
-        format!(
-            "{label:<12}{:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2}\n",
-            l.p50, l.p90, l.p95, l.p99, l.p999, l.max, l.mean
-        )
-    };
-    if r.model == "open" {
-        // From the intended send time: coordinated omission corrected.
-        s.push_str(&row("  intended", &r.latency_ms));
-    } else {
-        // The closed model has no schedule: service time from the actual send.
-        s.push_str(&row("  service", &r.latency_ms));
-    }
-    if let Some(u) = &r.latency_uncorrected_ms {
-        s.push_str(&row("  from send", u));
-    }
-    for (name, req) in &r.per_request {
-        s.push_str(&row(&format!("  {}", truncate(name, 10)), &req.latency_ms));
-    }
-    let p = &r.phases;
-    for (label, figures) in [
-        ("  ttfb", &p.ttfb_ms),
-        ("  connect", &p.connect_ms),
-        ("  tls", &p.tls_handshake_ms),
-    ] {
-        if let Some(l) = figures {
-            s.push_str(&row(label, l));
-        }
-    }
-    s.push_str(&format!(
-        "protocol    {}; {} connections opened{}\n",
-        r.protocol,
-        p.connections_opened,
-        r.tls
-            .as_ref()
-            .map(|t| format!(
-                "; TLS {} handshakes, {} resumed (resumption {})",
-                p.tls_handshakes,
-                p.tls_resumed,
-                if t.session_resumption { "on" } else { "off" }
-            ))
-            .unwrap_or_default()
-    ));
-    for (label, c) in &r.checks {
-        s.push_str(&format!(
-            "check       {:<40} {:>7.2} %  {} passed, {} failed\n",
-            truncate(label, 40),
-            c.pass_rate * 100.0,
-            c.passes,
-            c.fails
-        ));
-    }
-    for (name, f) in &r.flows {
-        s.push_str(&format!(
-            "flow        {name}: {} iterations, {} aborted after a failed check\n",
-            f.iterations, f.aborted
-        ));
-    }
-    for t in &r.thresholds {
-        let observed = if t.expr.trim_start().starts_with("error_rate")
-            || t.expr.trim_start().starts_with("checks")
-        {
-            format!("{:.3} %", t.observed * 100.0)
-        } else if t.expr.trim_start().starts_with("rps") {
-            format!("{:.1} req/s", t.observed)
-        } else {
-            format!("{:.2} ms", t.observed)
-        };
-        s.push_str(&format!(
-            "threshold   {:<24} observed {:>14}  {}\n",
-            t.expr,
-            observed,
-            if t.passed { "PASS" } else { "FAIL" }
-        ));
-    }
-    let g = &r.generator;
-    s.push_str(&format!(
-        "generator   CPU {:.1} s on {} core(s) ({:.0} %){}{}\n",
-        g.cpu_s,
-        g.cores,
-        g.cpu_utilization * 100.0,
-        if r.model == "open" {
-            format!(
-                ", {} requests left >10 ms late (max lag {:.1} ms)",
-                g.late_requests, g.max_schedule_lag_ms
-            )
-        } else {
-            String::new()
-        },
-        g.reason
-            .as_ref()
-            .map(|why| format!("\nWARNING     the generator was the bottleneck: {why}; the figures understate the server"))
-            .unwrap_or_default()
-    ));
-    if p.connect_failures > 0 || r.error_kinds.contains_key("tls") {
-        s.push_str(&format!(
-            "note        {} failed connects{} are counted as errors, outside the latency figures{}\n",
-            p.connect_failures,
-            r.error_kinds
-                .get("tls")
-                .map(|n| format!(" and {n} failed TLS handshakes"))
-                .unwrap_or_default(),
-            p.connect_failed_ms
-                .map(|l| format!(" (they took p50 {:.2} ms, max {:.2} ms)", l.p50, l.max))
-                .unwrap_or_default()
-        ));
-    }
-    for w in &r.warnings {
-        s.push_str(&format!("WARNING     {w}\n"));
-    }
-    let failed_checks: u64 = r.checks.values().map(|c| c.fails).sum();
-    if failed_checks > 0
-        && !r
-            .thresholds
-            .iter()
-            .any(|t| t.expr.trim_start().starts_with("checks"))
-    {
-        s.push_str(&format!(
-            "WARNING     {failed_checks} checks failed and no threshold judges them: add e.g. 'checks > 0.99'\n"
-        ));
-    }
-    if r.errors > 0 && r.thresholds.is_empty() {
-        s.push_str(&format!(
-            "WARNING     {} errors ({:.3} %) and no thresholds: nothing fails this run; add e.g. 'error_rate < 0.1%'\n",
-            r.errors,
-            r.error_rate * 100.0
-        ));
-    }
-    if r.interrupted {
-        s.push_str("result      INTERRUPTED (the figures cover only part of the plan)\n");
-    } else if let Some(reason) = &r.no_success {
-        s.push_str(&format!("result      NOTHING TO JUDGE: {reason}\n"));
-    } else {
-        s.push_str(if r.passed {
-            "result      PASSED\n"
-        } else {
-            "result      FAILED\n"
-        });
-    }
-    s
-}
-
-fn truncate(text: &str, n: usize) -> String {
-    if text.chars().count() <= n {
-        text.to_owned()
-    } else {
-        text.chars().take(n - 1).chain(['…']).collect()
-    }
 }
