@@ -377,17 +377,7 @@ impl Connection {
                     let framing = framing_of(&parsed, status, head);
                     self.reusable = !closes(&parsed);
                     if let Some(k) = keep.as_deref_mut() {
-                        k.headers = parsed
-                            .headers
-                            .iter()
-                            .take(64)
-                            .map(|h| {
-                                (
-                                    h.name.to_ascii_lowercase(),
-                                    String::from_utf8_lossy(h.value).into_owned(),
-                                )
-                            })
-                            .collect();
+                        k.set_headers(parsed.headers.iter().map(|h| (h.name, h.value)));
                     }
                     break (status, len, framing);
                 }

@@ -35,6 +35,18 @@ pub(crate) struct Pool {
     addr: SocketAddr,
     tls: Option<(TlsClient, ServerName<'static>)>,
     scheme: &'static str,
+    /// The tasks driving the connections, aborted when the pool goes.
+    tasks: std::sync::Mutex<Vec<tokio::task::AbortHandle>>,
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        if let Ok(tasks) = self.tasks.lock() {
+            for t in tasks.iter() {
+                t.abort();
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Pool {
@@ -63,6 +75,7 @@ impl Pool {
             next: AtomicUsize::new(0),
             max_streams: max_streams.max(1),
             scheme: if tls.is_some() { "https" } else { "http" },
+            tasks: std::sync::Mutex::new(Vec::new()),
             addr,
             tls,
         }
@@ -100,16 +113,26 @@ impl Pool {
                 Stream::Tls(Box::new(tls))
             }
         };
+        // A hostile target must not make the generator hold much: no server
+        // push, and a bound on the decoded header list of a response.
         let (send, connection) = h2::client::Builder::new()
             .initial_window_size(1 << 20)
             .initial_connection_window_size(1 << 24)
+            .max_header_list_size(64 << 10)
+            .enable_push(false)
+            .max_concurrent_streams(0)
             .handshake::<_, Bytes>(io)
             .await
             .map_err(|e| (FailureKind::Protocol, io::Error::other(e)))?;
-        // The connection is driven by its own task until it closes.
-        tokio::spawn(async move {
+        // The connection is driven by its own task until it closes or the
+        // pool goes (the run ended).
+        let task = tokio::spawn(async move {
             let _ = connection.await;
         });
+        if let Ok(mut tasks) = self.tasks.lock() {
+            tasks.retain(|t| !t.is_finished());
+            tasks.push(task.abort_handle());
+        }
         Ok(Conn {
             send,
             streams: Arc::new(Semaphore::new(self.max_streams as usize)),
@@ -143,20 +166,30 @@ impl Pool {
         keep: Option<&mut Kept>,
         on_connect_error: &(dyn Fn(FailureKind, &io::Error) + Sync),
     ) -> Result<Response, FailureKind> {
+        let slot = std::sync::atomic::AtomicUsize::new(usize::MAX);
         let exchange = async {
             let (i, conn) = self.connection(phases).await.map_err(|(kind, e)| {
                 on_connect_error(kind, &e);
                 kind
             })?;
+            slot.store(i, Ordering::Relaxed);
             let result = self.exchange(&conn, request, phases, keep).await;
             if let Err((_, true)) = result {
                 self.drop_connection(i).await;
             }
             result.map_err(|(kind, _)| kind)
         };
-        tokio::time::timeout(timeout, exchange)
-            .await
-            .unwrap_or(Err(FailureKind::Timeout))
+        match tokio::time::timeout(timeout, exchange).await {
+            Ok(result) => result,
+            Err(_) => {
+                // A connection whose peer stopped answering is not used again.
+                let i = slot.load(Ordering::Relaxed);
+                if i != usize::MAX {
+                    self.drop_connection(i).await;
+                }
+                Err(FailureKind::Timeout)
+            }
+        }
     }
 
     /// One stream; the error says whether the connection is gone.

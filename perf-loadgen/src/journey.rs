@@ -15,6 +15,10 @@ use crate::scenario::{
 
 /// Most cookies a virtual user keeps.
 const MAX_COOKIES: usize = 32;
+/// Most bytes of cookies (names and values) a virtual user keeps.
+pub(crate) const MAX_COOKIE_BYTES: usize = 16 * 1024;
+/// Most bytes of response headers kept for checks and captures.
+pub(crate) const MAX_KEPT_HEADER_BYTES: usize = 16 * 1024;
 
 /// The parts of a response that checks and captures look at.
 #[derive(Debug, Default)]
@@ -33,6 +37,24 @@ impl Kept {
         Self {
             want_body: body,
             ..Self::default()
+        }
+    }
+
+    /// Keeps the headers of an answer: names lowercased, at most 64 of
+    /// them and [`MAX_KEPT_HEADER_BYTES`] in all (the rest is dropped).
+    pub(crate) fn set_headers<'h>(&mut self, headers: impl Iterator<Item = (&'h str, &'h [u8])>) {
+        self.headers.clear();
+        let mut room = MAX_KEPT_HEADER_BYTES;
+        for (name, value) in headers.take(64) {
+            let size = name.len() + value.len();
+            if size > room {
+                break;
+            }
+            room -= size;
+            self.headers.push((
+                name.to_ascii_lowercase(),
+                String::from_utf8_lossy(value).into_owned(),
+            ));
         }
     }
 
@@ -60,6 +82,16 @@ pub(crate) struct Answer<'a> {
     pub(crate) status: Option<u16>,
     pub(crate) kept: &'a Kept,
     pub(crate) latency: Duration,
+    /// The body as JSON, parsed once when a check or capture first asks.
+    pub(crate) json: std::cell::OnceCell<Option<serde_json::Value>>,
+}
+
+impl Answer<'_> {
+    fn json(&self) -> Option<&serde_json::Value> {
+        self.json
+            .get_or_init(|| serde_json::from_slice(&self.kept.body).ok())
+            .as_ref()
+    }
 }
 
 #[derive(Debug)]
@@ -279,9 +311,7 @@ impl Journeys {
     pub(crate) fn capture(&self, step: &Step, answer: &Answer<'_>, user: &mut UserState) -> bool {
         let mut all = true;
         for c in &step.captures {
-            let value = answer
-                .status
-                .and_then(|_| take(&c.source, answer.kept, user));
+            let value = answer.status.and_then(|_| take(&c.source, answer));
             let ok = value.is_some_and(|v| {
                 // A value that would break the request it is put into is not taken.
                 let fits = v.len() <= MAX_VAR_BYTES && !v.chars().any(char::is_control);
@@ -334,10 +364,6 @@ impl Journeys {
     }
 }
 
-fn json_of(kept: &Kept) -> Option<serde_json::Value> {
-    serde_json::from_slice(&kept.body).ok()
-}
-
 fn holds(kind: &CheckKind, a: &Answer<'_>) -> bool {
     let Some(status) = a.status else {
         return false;
@@ -355,8 +381,8 @@ fn holds(kind: &CheckKind, a: &Answer<'_>) -> bool {
         }
         CheckKind::BodyRegex(re) => re.is_match(&String::from_utf8_lossy(&a.kept.body)),
         CheckKind::Json(pointer, expect) => {
-            let doc = json_of(a.kept);
-            let found = doc.as_ref().and_then(|d| d.pointer(pointer));
+            let doc = a.json();
+            let found = doc.and_then(|d| d.pointer(pointer));
             match expect {
                 Expect::Exists(want) => doc.is_some() && found.is_some() == *want,
                 Expect::Equals(v) => found == Some(v),
@@ -366,11 +392,11 @@ fn holds(kind: &CheckKind, a: &Answer<'_>) -> bool {
     }
 }
 
-fn take(source: &Source, kept: &Kept, _user: &UserState) -> Option<String> {
+fn take(source: &Source, answer: &Answer<'_>) -> Option<String> {
+    let kept = answer.kept;
     match source {
         Source::Json(pointer) => {
-            let doc = json_of(kept)?;
-            let v = doc.pointer(pointer)?;
+            let v = answer.json()?.pointer(pointer)?;
             Some(v.as_str().map_or_else(|| v.to_string(), str::to_owned))
         }
         Source::Regex(re) => {
@@ -429,9 +455,11 @@ impl UserState {
                 continue;
             };
             self.cookies.retain(|(n, _)| *n != name);
+            let held: usize = self.cookies.iter().map(|(n, v)| n.len() + v.len()).sum();
             let fits = value.len() <= MAX_VAR_BYTES
                 && !value.chars().any(|c| c.is_control() || c == ';')
-                && self.cookies.len() < MAX_COOKIES;
+                && self.cookies.len() < MAX_COOKIES
+                && held + name.len() + value.len() <= MAX_COOKIE_BYTES;
             if !deleted && fits {
                 self.cookies.push((name, value));
             }

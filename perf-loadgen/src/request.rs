@@ -13,6 +13,17 @@ use crate::{Error, Result};
 /// Reads at most [`MAX_FEED_BYTES`] of a regular file (a device or a pipe
 /// that never ends is refused before it is read).
 fn read_bounded(label: &str, path: &std::path::Path) -> Result<Vec<u8>> {
+    read_bounded_with(label, path, MAX_FEED_BYTES)
+}
+
+/// Reads at most `limit` bytes of a regular file: opened, then checked
+/// through the open handle (no swap between check and read), then read
+/// with a bound. Errors carry no content.
+pub(crate) fn read_bounded_with(
+    label: &str,
+    path: &std::path::Path,
+    limit: u64,
+) -> Result<Vec<u8>> {
     use std::io::Read;
     let fail = |message: String| Error::Feeder {
         path: label.to_owned(),
@@ -23,18 +34,18 @@ fn read_bounded(label: &str, path: &std::path::Path) -> Result<Vec<u8>> {
     if !meta.is_file() {
         return Err(fail("is not a regular file".to_owned()));
     }
-    if meta.len() > MAX_FEED_BYTES {
+    if meta.len() > limit {
         return Err(fail(format!(
-            "is {} bytes, over the limit of {MAX_FEED_BYTES}",
+            "is {} bytes, over the limit of {limit}",
             meta.len()
         )));
     }
     let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
-    file.take(MAX_FEED_BYTES + 1)
+    file.take(limit + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| fail(io_problem(&e)))?;
-    if bytes.len() as u64 > MAX_FEED_BYTES {
-        return Err(fail(format!("is over the limit of {MAX_FEED_BYTES} bytes")));
+    if bytes.len() as u64 > limit {
+        return Err(fail(format!("is over the limit of {limit} bytes")));
     }
     Ok(bytes)
 }
@@ -109,6 +120,13 @@ impl Feeder {
             path: label.clone(),
             message,
         };
+        if text.starts_with(b"-----BEGIN") {
+            // A certificate or a private key is never load-test data: refuse
+            // it rather than send its lines to a target.
+            return Err(fail(
+                "looks like a PEM certificate or key, not CSV data".to_owned(),
+            ));
+        }
         let mut reader = csv::Reader::from_reader(&text[..]);
         let columns: Vec<String> = reader
             .headers()

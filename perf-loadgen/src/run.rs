@@ -367,6 +367,7 @@ impl HttpWorkload {
                 status: sent.status,
                 kept: &kept,
                 latency: sent.latency,
+                json: std::cell::OnceCell::new(),
             },
         );
         sent.connect_failed
@@ -406,11 +407,14 @@ impl HttpWorkload {
             if sent.connect_failed {
                 return true;
             }
-            user.state.take_cookies(&kept);
+            if sent.status.is_some() {
+                user.state.take_cookies(&kept);
+            }
             let answer = Answer {
                 status: sent.status,
                 kept: &kept,
                 latency: sent.latency,
+                json: std::cell::OnceCell::new(),
             };
             let checked = self.journeys.check(i, &answer);
             let captured = self.journeys.capture(step, &answer, &mut user.state);
@@ -1063,9 +1067,11 @@ async fn open<W: Workload>(
 ) {
     let idle: Arc<Mutex<Vec<W::User>>> = Arc::new(Mutex::new(Vec::new()));
     let created = Arc::new(AtomicU64::new(0));
+    let run_over = ctx.stop.child_token();
     let Some(mut schedule) = ArrivalSchedule::of(plan) else {
         return;
     };
+    let _cut_at_the_end = run_over.clone().drop_guard();
     let mut k = 0u64;
     'schedule: while let Some(next) = schedule.due(k) {
         k += 1;
@@ -1097,11 +1103,12 @@ async fn open<W: Workload>(
             ctx.dropped.fetch_add(1, Ordering::Relaxed);
             continue;
         }
-        let (ctx, workload, idle, created) = (
+        let (ctx, workload, idle, created, run_over) = (
             Arc::clone(&ctx),
             Arc::clone(&workload),
             Arc::clone(&idle),
             Arc::clone(&created),
+            run_over.clone(),
         );
         // Counted from now, so the bound holds before the task runs.
         ctx.iterations_active.fetch_add(1, Ordering::Relaxed);
@@ -1119,18 +1126,27 @@ async fn open<W: Workload>(
                         users.push(user);
                     }
                 }
-                () = ctx.stop.cancelled() => {}
+                () = run_over.cancelled() => {}
             }
         });
     }
-    // Let the iterations under way finish (or the run be cancelled).
+    // Let the iterations under way finish, for at most DRAIN after the
+    // planned end (a journey that a stalled target keeps waiting, or long
+    // think times, does not hold the run for hours); what is cut then is
+    // not counted.
+    let deadline = ctx.start + total + DRAIN;
     while (ctx.in_flight.load(Ordering::Relaxed) > 0
         || ctx.iterations_active.load(Ordering::Relaxed) > 0)
         && !ctx.stop.is_cancelled()
+        && Instant::now() < deadline
     {
         tokio::select! {
             () = tokio::time::sleep(Duration::from_millis(5)) => {}
             () = ctx.stop.cancelled() => break,
         }
     }
+    run_over.cancel();
 }
+
+/// How long the open model waits for iterations under way after the planned end.
+const DRAIN: Duration = Duration::from_secs(30);

@@ -267,18 +267,27 @@ impl Scenario {
             } else {
                 0
             }
-            + if self.flows.is_empty() {
+            + if self.flows.is_empty() && !reads_body {
                 0
             } else {
-                // Variables (a typical 256 bytes each) and a few cookies.
-                captures * 256 + 1024
+                // Kept headers, the cookie jar and the variables at their bounds.
+                (crate::journey::MAX_KEPT_HEADER_BYTES + crate::journey::MAX_COOKIE_BYTES) as u64
+                    + captures * crate::scenario::MAX_VAR_BYTES as u64
             };
         let connections = match &plan {
             LoadPlan::Closed { steps, .. } => {
                 u64::from(steps.iter().map(|&(_, u)| u).max().unwrap_or(0))
             }
             LoadPlan::Open { max_in_flight, .. } => u64::from(*max_in_flight),
-        } * per_user;
+        } * per_user
+            // HTTP/2 connections: buffers and the task driving each.
+            + u64::from(self.connections.unwrap_or(1))
+                * self.target.as_ref().map_or(1, |t| t.urls().len().max(1)) as u64
+                * if self.protocol.unwrap_or_default() == crate::Protocol::H1 {
+                    0
+                } else {
+                    64 << 10
+                };
         // Every field is a String (24 bytes and its text), every row a Vec.
         let data = self
             .data

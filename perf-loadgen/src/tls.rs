@@ -12,7 +12,6 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
-use crate::request::io_problem;
 use crate::safety::FeedAccess;
 use crate::scenario::TlsSpec;
 use crate::{Error, Result};
@@ -61,8 +60,13 @@ fn invalid(key: &str, value: &str, allowed: impl Into<String>) -> Error {
     }
 }
 
-/// The PEM text of `key`: inline (`*_pem`) or a file read as `access`
-/// allows, bounded, and never quoted back in an error.
+/// The inline key beside a file key: `ca_file` → `ca_pem`, `client_cert` → `client_cert_pem`.
+fn pem_key(key: &str) -> String {
+    format!("{}_pem", key.trim_end_matches("_file"))
+}
+
+/// The PEM text of `key`: inline (`*_pem`), or a file (on the command line
+/// only: `FeedAccess::Any`), bounded, and never quoted back in an error.
 fn pem_of(
     key: &str,
     file: Option<&str>,
@@ -73,12 +77,12 @@ fn pem_of(
         (Some(_), Some(_)) => Err(invalid(
             key,
             "both a file and inline PEM",
-            format!("one of tls.{key} or tls.{key}_pem"),
+            format!("one of tls.{key} or tls.{}", pem_key(key)),
         )),
         (None, Some(text)) => {
             if text.len() as u64 > MAX_PEM_BYTES {
                 return Err(invalid(
-                    &format!("tls.{key}_pem"),
+                    &format!("tls.{}", pem_key(key)),
                     &format!("{} bytes", text.len()),
                     format!("at most {MAX_PEM_BYTES} bytes of PEM"),
                 ));
@@ -86,23 +90,29 @@ fn pem_of(
             Ok(Some(text.as_bytes().to_vec()))
         }
         (Some(file), None) => {
-            let path = access.resolve(file).map_err(|e| match e {
-                Error::Invalid { value, allowed, .. } => {
-                    invalid(&format!("tls.{key}"), &value, allowed)
-                }
-                other => other,
-            })?;
-            let fail = |what: String| invalid(&format!("tls.{key}"), &format!("{file:?}"), what);
-            let meta = std::fs::metadata(&path)
-                .map_err(|e| fail(format!("a readable file; it {}", io_problem(&e))))?;
-            if !meta.is_file() {
-                return Err(fail("a regular file".to_owned()));
+            // Through a service, TLS files are never read: a key in the
+            // feeds directory could otherwise be named as `data.file` by any
+            // caller and sent to a target as "data"; certificates and keys
+            // come inline (`*_pem`) there.
+            if !matches!(access, FeedAccess::Any) {
+                return Err(invalid(
+                    &format!("tls.{key}"),
+                    &format!("{file:?}"),
+                    format!(
+                        "no TLS file paths through a service: give the PEM text as tls.{}",
+                        pem_key(key)
+                    ),
+                ));
             }
-            if meta.len() > MAX_PEM_BYTES {
-                return Err(fail(format!("a PEM file of at most {MAX_PEM_BYTES} bytes")));
-            }
-            let bytes = std::fs::read(&path)
-                .map_err(|e| fail(format!("a readable file; it {}", io_problem(&e))))?;
+            let path = access.resolve(file)?;
+            let bytes = crate::request::read_bounded_with(file, &path, MAX_PEM_BYTES).map_err(
+                |e| match e {
+                    Error::Feeder { message, .. } => {
+                        invalid(&format!("tls.{key}"), &format!("{file:?}"), message)
+                    }
+                    other => other,
+                },
+            )?;
             Ok(Some(bytes))
         }
         (None, None) => Ok(None),

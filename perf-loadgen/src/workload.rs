@@ -6,8 +6,7 @@
 //! brings its own client (gRPC, a queue, a database) as another.
 
 use std::future::Future;
-use std::sync::Mutex;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use crate::http::{FailureKind, Phases, Response};
@@ -84,7 +83,9 @@ pub enum Iteration {
 /// Where an iteration records its operations.
 pub struct Operations<'a> {
     pub(crate) ctx: &'a Context,
-    intended: Mutex<Option<Instant>>,
+    intended: Option<Instant>,
+    /// Whether the intended start was taken (by the first operation).
+    taken: AtomicBool,
 }
 
 impl std::fmt::Debug for Operations<'_> {
@@ -97,14 +98,19 @@ impl<'a> Operations<'a> {
     pub(crate) fn new(ctx: &'a Context, intended: Option<Instant>) -> Self {
         Self {
             ctx,
-            intended: Mutex::new(intended),
+            intended,
+            taken: AtomicBool::new(false),
         }
     }
 
     /// The intended start of the iteration's first operation (open model),
     /// taken once: later operations are timed from their own start.
     pub(crate) fn take_intended(&self) -> Option<Instant> {
-        self.intended.lock().ok().and_then(|mut i| i.take())
+        // The closed model has none: no atomic operation on its hot path.
+        self.intended?;
+        (!self.taken.swap(true, Ordering::Relaxed))
+            .then_some(self.intended)
+            .flatten()
     }
 
     /// Runs `work` as operation `op` (an index into

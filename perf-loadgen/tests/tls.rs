@@ -254,18 +254,32 @@ fn tls_settings_are_checked_where_they_enter_and_files_are_never_echoed() {
         )
         .is_err()
     );
-    // Through a service: no paths unless within its feeds directory.
+    // Through a service no TLS file is read, not even in its feeds directory
+    // (where a caller could otherwise also name a key as data): inline PEM only.
     let (name, s) = scenario(&format!(
         "load_tests:\n  t:\n    target: https://127.0.0.1:1\n    duration: 1s\n    users: 1\n    tls: {{ca_file: '{}'}}\n",
         cert("ca.pem")
     ));
-    let msg = check_with(&name, &s, &FeedAccess::InlineOnly)
+    for access in [
+        FeedAccess::InlineOnly,
+        FeedAccess::Within(testkit::certs::path("")),
+    ] {
+        let msg = check_with(&name, &s, &access).unwrap_err().to_string();
+        assert!(
+            msg.contains("tls.ca_file")
+                && msg.contains("no TLS file paths")
+                && msg.contains("tls.ca_pem"),
+            "{msg}"
+        );
+    }
+    // A key in a feeds directory cannot be read out as data either.
+    let (name, s) = scenario(
+        "load_tests:\n  t:\n    target: http://127.0.0.1:1\n    duration: 1s\n    users: 1\n    data: {file: client.key}\n    requests: [{path: /, body: '${x}'}]\n",
+    );
+    let msg = check_with(&name, &s, &FeedAccess::Within(testkit::certs::path("")))
         .unwrap_err()
         .to_string();
-    assert!(
-        msg.contains("tls.ca_file") && msg.contains("no file paths"),
-        "{msg}"
-    );
+    assert!(msg.contains("PEM") && !msg.contains("BEGIN"), "{msg}");
     // Plain http ignores the tls block's files entirely.
     let (name, s) = scenario(
         "load_tests:\n  t:\n    target: http://127.0.0.1:1\n    duration: 1s\n    users: 1\n    tls: {ca_file: /no/such}\n",

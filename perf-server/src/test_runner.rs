@@ -845,7 +845,12 @@ impl TestRunner {
                         let _ = call(w, "DELETE", path.clone(), None).await;
                     }
                     let why = match started {
-                        Ok(r) => format!("answered {}: {}", r.status, r.body),
+                        Ok(r) => format!(
+                            "answered {}: {}",
+                            r.status,
+                            // A worker's answer is kept short in the test's error.
+                            r.body.chars().take(512).collect::<String>()
+                        ),
                         Err(e) => e,
                     };
                     return fail(

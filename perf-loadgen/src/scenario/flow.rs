@@ -350,8 +350,8 @@ pub(crate) fn compile_regex(pattern: &str) -> Result<regex::Regex, String> {
         return Err("a pattern of at most 1024 bytes".to_owned());
     }
     regex::RegexBuilder::new(pattern)
-        .size_limit(1 << 20)
-        .dfa_size_limit(1 << 20)
+        .size_limit(256 << 10)
+        .dfa_size_limit(256 << 10)
         .build()
         .map_err(|e| match e {
             regex::Error::CompiledTooBig(_) => {

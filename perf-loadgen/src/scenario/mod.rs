@@ -475,6 +475,8 @@ pub const MAX_HEADERS: usize = 64;
 pub const MAX_TARGETS: usize = 64;
 /// Largest body of one request.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
+/// Most regular expressions (`body_regex` checks and `regex` captures) of one scenario.
+pub const MAX_REGEXES: usize = 50;
 
 /// Headers the engine owns: framing and connection management a scenario
 /// must not set (a `Transfer-Encoding: chunked` with a crafted body would
@@ -683,6 +685,38 @@ impl Scenario {
                     return Err(invalid(name, key, v, "1 to 1000"));
                 }
             }
+        }
+        let targets = self.target.as_ref().map_or(1, |t| t.urls().len().max(1)) as u64;
+        if let Some(c) = self.connections
+            && u64::from(c) * targets > 1000
+        {
+            return Err(invalid(
+                name,
+                "connections",
+                c,
+                &format!("at most 1000 HTTP/2 connections over all {targets} targets"),
+            ));
+        }
+        let regexes = self
+            .request_mix()
+            .iter()
+            .flat_map(|r| &r.checks)
+            .filter(|c| c.body_regex.is_some())
+            .count()
+            + self
+                .flows
+                .iter()
+                .flat_map(|f| &f.steps)
+                .flat_map(|s| &s.captures)
+                .filter(|c| c.regex.is_some())
+                .count();
+        if regexes > MAX_REGEXES {
+            return Err(invalid(
+                name,
+                "flows",
+                format!("{regexes} regular expressions"),
+                &format!("at most {MAX_REGEXES} body_regex checks and regex captures in all"),
+            ));
         }
         if !self.requests.is_empty() && total_weight == 0 {
             return Err(invalid(
