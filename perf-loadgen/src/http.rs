@@ -233,6 +233,26 @@ impl AsyncWrite for Stream {
         }
     }
 
+    // Vectored writes pass through: the h2 codec writes frame chains without
+    // first copying them into one buffer when the stream takes them.
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Self::Plain(s) => s.is_write_vectored(),
+            Self::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Self::Plain(s) => Pin::new(s).poll_flush(cx),
@@ -321,7 +341,11 @@ impl Connection {
         // The bool says whether nothing at all came back (a stale keep-alive
         // connection closed by the server: safe to retry on a new one).
         let written = Instant::now();
-        if self.stream.write_all(request).await.is_err() || self.stream.flush().await.is_err() {
+        // TLS buffers records: flush them. Plain TCP has nothing to flush.
+        let tls = matches!(self.stream, Stream::Tls(_));
+        if self.stream.write_all(request).await.is_err()
+            || (tls && self.stream.flush().await.is_err())
+        {
             self.reusable = false;
             return Err((FailureKind::Reset, true));
         }
