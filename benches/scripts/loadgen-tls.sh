@@ -10,6 +10,8 @@
 #              session_resumption: false
 #   memory     bytes per TLS user: peak RSS at USERS users (10 s think time)
 #              minus peak RSS at 1 user, over the extra users
+# perf-loadgen's trace headers are off (TRACE=true turns them on): wrk sends
+# none, so both send the same request bytes.
 # Needs nginx and wrk (apt-get install nginx-light wrk). DUR seconds per run.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -61,6 +63,7 @@ load_tests:
     users: $2
     ${3:+think_time: $3}
     ${6:+ramp_up: $6}
+    trace_headers: ${TRACE:-false}   # wrk sends no per-request ids: same request bytes
     tls: {ca_file: '$certs/ca.pem', session_resumption: $4}
 YAML
     echo "$work/s-$1-$2.yaml"
