@@ -378,8 +378,41 @@ impl Connection {
     ) -> Result<Response, (FailureKind, bool)> {
         self.buf.clear();
         let mut received = 0u64;
-        // Head.
+        // Head. What is buffered is parsed before reading more: an interim
+        // (1xx) answer may have come in the same read as the final one.
+        let mut interim = 0;
         let (status, head_len, framing) = loop {
+            if !self.buf.is_empty() {
+                let mut headers = [httparse::EMPTY_HEADER; 48];
+                let mut parsed = httparse::Response::new(&mut headers);
+                match parsed.parse(&self.buf) {
+                    Ok(httparse::Status::Complete(len)) => {
+                        let status = parsed.code.unwrap_or(0);
+                        if (100..200).contains(&status) {
+                            // Interim response: drop it and read the final one
+                            // (a few at most: a peer sending them forever is broken).
+                            interim += 1;
+                            if interim > 16 {
+                                return Err((FailureKind::Protocol, false));
+                            }
+                            self.buf.drain(..len);
+                            continue;
+                        }
+                        let framing = framing_of(&parsed, status, head);
+                        self.reusable = !closes(&parsed);
+                        if let Some(k) = keep.as_deref_mut() {
+                            k.set_headers(parsed.headers.iter().map(|h| (h.name, h.value)));
+                        }
+                        break (status, len, framing);
+                    }
+                    Ok(httparse::Status::Partial) => {
+                        if self.buf.len() > 64 * 1024 {
+                            return Err((FailureKind::Protocol, false));
+                        }
+                    }
+                    Err(_) => return Err((FailureKind::Protocol, false)),
+                }
+            }
             let n = self.fill().await.map_err(|k| (k, received == 0))?;
             if n == 0 {
                 return Err((FailureKind::Reset, received == 0));
@@ -388,30 +421,6 @@ impl Connection {
                 phases.ttfb = Some(written.elapsed());
             }
             received += n as u64;
-            let mut headers = [httparse::EMPTY_HEADER; 48];
-            let mut parsed = httparse::Response::new(&mut headers);
-            match parsed.parse(&self.buf) {
-                Ok(httparse::Status::Complete(len)) => {
-                    let status = parsed.code.unwrap_or(0);
-                    if (100..200).contains(&status) {
-                        // Interim response: drop it and read the final one.
-                        self.buf.drain(..len);
-                        continue;
-                    }
-                    let framing = framing_of(&parsed, status, head);
-                    self.reusable = !closes(&parsed);
-                    if let Some(k) = keep.as_deref_mut() {
-                        k.set_headers(parsed.headers.iter().map(|h| (h.name, h.value)));
-                    }
-                    break (status, len, framing);
-                }
-                Ok(httparse::Status::Partial) => {
-                    if self.buf.len() > 64 * 1024 {
-                        return Err((FailureKind::Protocol, false));
-                    }
-                }
-                Err(_) => return Err((FailureKind::Protocol, false)),
-            }
         };
         self.buf.drain(..head_len);
         // Body: counted and dropped.
@@ -701,5 +710,45 @@ mod tests {
                 .feed(b"zz\r\n", &mut |_| {})
                 .is_err()
         );
+    }
+
+    #[tokio::test]
+    async fn an_interim_answer_read_with_the_final_one_does_not_wait() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf).await;
+            // Both answers in one write: the final one is already buffered.
+            let _ = s
+                .write_all(
+                    b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+                )
+                .await;
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        });
+        let dialer = Dialer {
+            addr,
+            tls: None,
+            h2: None,
+        };
+        let mut conn = None;
+        let started = std::time::Instant::now();
+        let r = send(
+            &mut conn,
+            &dialer,
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+            false,
+            Duration::from_secs(3),
+            &mut Phases::default(),
+            None,
+            &|_, _| {},
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status, 200);
+        assert!(started.elapsed() < Duration::from_secs(1));
     }
 }

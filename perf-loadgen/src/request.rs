@@ -539,12 +539,14 @@ fn with_headers(request: &[u8], extra: &str) -> Vec<u8> {
     out
 }
 
-/// A captured value made safe for a path: bytes outside the unreserved and
-/// sub-delimiter set of RFC 3986 (and `:@/`) are percent-encoded.
+/// A captured value made safe for a path: it is data, not path structure,
+/// so bytes outside the unreserved and sub-delimiter set of RFC 3986 (and
+/// `:@`) are percent-encoded, `/` and `%` included (a value cannot add path
+/// segments or pre-encoded bytes).
 fn percent_encode_path(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/%".contains(&b) {
+        if b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@".contains(&b) {
             out.push(b as char);
         } else {
             out.push_str(&format!("%{b:02X}"));
@@ -739,6 +741,15 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("Content-Length: 14\r\n"), "{text}");
+    }
+
+    #[test]
+    fn captured_values_are_data_in_a_path() {
+        assert_eq!(
+            percent_encode_path("a b/../%0D%0Ax"),
+            "a%20b%2F..%2F%250D%250Ax"
+        );
+        assert_eq!(percent_encode_path("tok-Az09_~"), "tok-Az09_~");
     }
 
     #[test]

@@ -646,18 +646,22 @@ async fn agrees_to_h2(
     addr: std::net::SocketAddr,
     client: &crate::tls::TlsClient,
     name: &rustls::pki_types::ServerName<'static>,
+    within: Duration,
 ) -> bool {
     let probe = async {
         let tcp = tokio::net::TcpStream::connect(addr).await.ok()?;
         let tls = client.connector.connect(name.clone(), tcp).await.ok()?;
         Some(tls.get_ref().1.alpn_protocol() == Some(b"h2"))
     };
-    tokio::time::timeout(Duration::from_secs(5), probe)
+    tokio::time::timeout(within, probe)
         .await
         .ok()
         .flatten()
         .unwrap_or(false)
 }
+
+/// How long the ALPN probes of `protocol: auto` may take in all before a run.
+const PROBE_BUDGET: Duration = Duration::from_secs(10);
 
 async fn start_checked(
     name: &str,
@@ -669,11 +673,17 @@ async fn start_checked(
     let plan = scenario.plan(name)?;
     let (target_urls, endpoints) = parse_targets(name, scenario)?;
     let tls = tls_client(name, scenario, &endpoints, feeds)?;
+    let probe_deadline = Instant::now() + PROBE_BUDGET;
     let mut dialers = Vec::new();
     for (i, (url, endpoint)) in target_urls.iter().zip(&endpoints).enumerate() {
-        let resolved = endpoint
-            .resolve()
+        let resolved = tokio::time::timeout(Duration::from_secs(10), endpoint.resolve())
             .await
+            .unwrap_or_else(|_| {
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "no answer from the resolver within 10 s",
+                ))
+            })
             .map_err(|e| target_error(name, i, url, format!("a host that resolves ({e})")))?;
         if let Some(policy) = policy {
             for addr in &resolved {
@@ -699,7 +709,11 @@ async fn start_checked(
             crate::Protocol::H1 => false,
             crate::Protocol::H2 => true,
             crate::Protocol::Auto => match &tls {
-                Some((client, name)) => agrees_to_h2(addr, client, name).await,
+                // All probes together take at most PROBE_BUDGET.
+                Some((client, name)) => {
+                    let left = probe_deadline.saturating_duration_since(Instant::now());
+                    agrees_to_h2(addr, client, name, left.min(Duration::from_secs(5))).await
+                }
                 None => false,
             },
         };
