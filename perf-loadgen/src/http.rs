@@ -275,6 +275,44 @@ pub(crate) struct OpenError {
     pub(crate) error: io::Error,
 }
 
+/// Opens TCP (TCP_NODELAY set) to `addr` and, with `tls`, does the TLS
+/// handshake; the phases it took go into `phases`. Shared by the HTTP/1.1
+/// connections and the HTTP/2 pool.
+pub(crate) async fn dial(
+    addr: SocketAddr,
+    tls: Option<&(TlsClient, ServerName<'static>)>,
+    phases: &mut Phases,
+) -> Result<Stream, OpenError> {
+    let started = Instant::now();
+    let tcp = match TcpStream::connect(addr).await {
+        Ok(tcp) => tcp,
+        Err(error) => {
+            phases.connect = Some(Err(started.elapsed()));
+            return Err(OpenError {
+                kind: FailureKind::Connect,
+                error,
+            });
+        }
+    };
+    phases.connect = Some(Ok(started.elapsed()));
+    let _ = tcp.set_nodelay(true);
+    let Some((client, name)) = tls else {
+        return Ok(Stream::Plain(tcp));
+    };
+    let begun = Instant::now();
+    let tls = client
+        .connector
+        .connect(name.clone(), tcp)
+        .await
+        .map_err(|error| OpenError {
+            kind: FailureKind::Tls,
+            error,
+        })?;
+    let resumed = tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+    phases.handshake = Some((begun.elapsed(), resumed));
+    Ok(Stream::Tls(Box::new(tls)))
+}
+
 /// One keep-alive connection.
 #[derive(Debug)]
 pub(crate) struct Connection {
@@ -287,37 +325,7 @@ impl Connection {
     /// Opens a connection (TCP_NODELAY set), with the TLS handshake for an
     /// `https://` target; the phases it took go into `phases`.
     pub(crate) async fn open(dialer: &Dialer, phases: &mut Phases) -> Result<Self, OpenError> {
-        let started = Instant::now();
-        let tcp = match TcpStream::connect(dialer.addr).await {
-            Ok(tcp) => tcp,
-            Err(error) => {
-                phases.connect = Some(Err(started.elapsed()));
-                return Err(OpenError {
-                    kind: FailureKind::Connect,
-                    error,
-                });
-            }
-        };
-        phases.connect = Some(Ok(started.elapsed()));
-        let _ = tcp.set_nodelay(true);
-        let stream = match &dialer.tls {
-            None => Stream::Plain(tcp),
-            Some((client, name)) => {
-                let begun = Instant::now();
-                let tls = client
-                    .connector
-                    .connect(name.clone(), tcp)
-                    .await
-                    .map_err(|error| OpenError {
-                        kind: FailureKind::Tls,
-                        error,
-                    })?;
-                let resumed =
-                    tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
-                phases.handshake = Some((begun.elapsed(), resumed));
-                Stream::Tls(Box::new(tls))
-            }
-        };
+        let stream = dial(dialer.addr, dialer.tls.as_ref(), phases).await?;
         Ok(Self {
             stream,
             buf: Vec::with_capacity(INITIAL_BUFFER),

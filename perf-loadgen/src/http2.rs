@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rustls::pki_types::ServerName;
-use tokio::net::TcpStream;
 use tokio::sync::{Mutex, Semaphore};
 
 use crate::http::{FailureKind, Phases, Response, Stream};
@@ -82,37 +81,17 @@ impl Pool {
     }
 
     async fn open(&self, phases: &mut Phases) -> Result<Conn, OpenFailure> {
-        let started = Instant::now();
-        let tcp = match TcpStream::connect(self.addr).await {
-            Ok(t) => t,
-            Err(e) => {
-                phases.connect = Some(Err(started.elapsed()));
-                return Err((FailureKind::Connect, e));
-            }
-        };
-        phases.connect = Some(Ok(started.elapsed()));
-        let _ = tcp.set_nodelay(true);
-        let io = match &self.tls {
-            None => Stream::Plain(tcp),
-            Some((client, name)) => {
-                let begun = Instant::now();
-                let tls = client
-                    .connector
-                    .connect(name.clone(), tcp)
-                    .await
-                    .map_err(|e| (FailureKind::Tls, e))?;
-                let conn = tls.get_ref().1;
-                let resumed = conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
-                if conn.alpn_protocol() != Some(b"h2") {
-                    return Err((
-                        FailureKind::Tls,
-                        io::Error::other("the server did not agree to h2 in ALPN"),
-                    ));
-                }
-                phases.handshake = Some((begun.elapsed(), resumed));
-                Stream::Tls(Box::new(tls))
-            }
-        };
+        let io = crate::http::dial(self.addr, self.tls.as_ref(), phases)
+            .await
+            .map_err(|e| (e.kind, e.error))?;
+        if let Stream::Tls(tls) = &io
+            && tls.get_ref().1.alpn_protocol() != Some(b"h2")
+        {
+            return Err((
+                FailureKind::Tls,
+                io::Error::other("the server did not agree to h2 in ALPN"),
+            ));
+        }
         // A hostile target must not make the generator hold much: no server
         // push, and a bound on the decoded header list of a response.
         let (send, connection) = h2::client::Builder::new()

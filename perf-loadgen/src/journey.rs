@@ -282,12 +282,7 @@ impl Journeys {
 
     /// Picks a flow by weight.
     pub(crate) fn pick(&self, rng: &mut fastrand::Rng) -> usize {
-        let total = self.cumulative.last().copied().unwrap_or(0);
-        if total == 0 {
-            return 0;
-        }
-        let x = rng.u64(..total);
-        self.cumulative.partition_point(|&c| c <= x)
+        crate::request::pick_weighted(&self.cumulative, rng)
     }
 
     fn count(&self, slot: usize, passed: bool) {

@@ -215,35 +215,17 @@ impl Feeder {
 
 /// Replaces `${name}` with `lookup(name)`; unknown names are left as written.
 fn substitute<'a>(template: &'a str, lookup: &dyn Fn(&str) -> Option<&'a str>) -> Cow<'a, str> {
-    if !template.contains("${") {
-        return Cow::Borrowed(template);
+    substitute_with(template, &|name| lookup(name).map(Cow::Borrowed))
+}
+
+/// An index drawn by weight from running totals of the weights (0 when all are 0).
+pub(crate) fn pick_weighted(cumulative: &[u64], rng: &mut fastrand::Rng) -> usize {
+    let total = cumulative.last().copied().unwrap_or(0);
+    if total == 0 {
+        return 0;
     }
-    let mut out = String::with_capacity(template.len() + 16);
-    let mut rest = template;
-    while let Some(start) = rest.find("${") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        match after.find('}') {
-            Some(end) => {
-                let name = &after[..end];
-                match lookup(name) {
-                    Some(v) => out.push_str(v),
-                    None => {
-                        out.push_str("${");
-                        out.push_str(name);
-                        out.push('}');
-                    }
-                }
-                rest = &after[end + 1..];
-            }
-            None => {
-                out.push_str(&rest[start..]);
-                rest = "";
-            }
-        }
-    }
-    out.push_str(rest);
-    Cow::Owned(out)
+    let x = rng.u64(..total);
+    cumulative.partition_point(|&c| c <= x)
 }
 
 /// Names `${...}` used in a template.
@@ -400,12 +382,7 @@ impl RequestMix {
 
     /// Picks a request by weight.
     pub(crate) fn pick(&self, rng: &mut fastrand::Rng) -> usize {
-        let total = self.cumulative.last().copied().unwrap_or(0);
-        if total == 0 {
-            return 0;
-        }
-        let x = rng.u64(..total);
-        self.cumulative.partition_point(|&c| c <= x)
+        pick_weighted(&self.cumulative, rng)
     }
 
     /// Whether request `i` is a HEAD.
