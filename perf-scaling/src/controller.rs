@@ -4,12 +4,14 @@
 //! rate limits see it.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use crate::decision::{Autoscaler, Decision, MetricOutcome, Observation, Reading};
+use crate::decision::{
+    Autoscaler, Decision, History, HpaCondition, MetricOutcome, Observation, Reading,
+};
 use crate::instances::{Instance, InstanceManager};
 use crate::policy::ScalingPolicy;
 use crate::sources::MetricsSource;
@@ -57,6 +59,8 @@ pub struct ControllerStatus {
     pub manager: String,
     /// The policy in force.
     pub policy: ScalingPolicy,
+    /// The HPA status conditions after the last decision.
+    pub conditions: Vec<HpaCondition>,
 }
 
 /// Runs a policy against an instance manager and a metrics source.
@@ -64,7 +68,6 @@ pub struct ScalingController {
     engine: Mutex<Autoscaler>,
     manager: Arc<dyn InstanceManager>,
     source: Arc<dyn MetricsSource>,
-    origin: Instant,
     last: Mutex<Option<ScalingEvent>>,
     shares: Mutex<Vec<(String, f64)>>,
     desired: Mutex<u32>,
@@ -94,26 +97,44 @@ fn event(kind: &str, d: &Decision) -> ScalingEvent {
 }
 
 impl ScalingController {
-    /// A controller for `policy` (validated).
+    /// A controller for `policy` (validated), with no history yet.
     pub fn new(
         policy: ScalingPolicy,
         manager: Arc<dyn InstanceManager>,
         source: Arc<dyn MetricsSource>,
     ) -> Result<Self> {
+        Self::with_history(policy, History::default(), manager, source)
+    }
+
+    /// A controller that carries on from a saved [`History`] (its times
+    /// are Unix seconds, the controller's clock).
+    pub fn with_history(
+        policy: ScalingPolicy,
+        history: History,
+        manager: Arc<dyn InstanceManager>,
+        source: Arc<dyn MetricsSource>,
+    ) -> Result<Self> {
         let desired = policy.min_replicas;
         Ok(Self {
-            engine: Mutex::new(Autoscaler::new(policy)?),
+            engine: Mutex::new(Autoscaler::with_history(policy, history)?),
             manager,
             source,
-            origin: Instant::now(),
             last: Mutex::new(None),
             shares: Mutex::new(Vec::new()),
             desired: Mutex::new(desired),
         })
     }
 
+    /// The engine's clock: Unix seconds, so a saved history means the same
+    /// after a restart.
     fn now_s(&self) -> f64 {
-        self.origin.elapsed().as_secs_f64()
+        perf_core::unix_millis() as f64 / 1000.0
+    }
+
+    /// What the engine remembers, to save and restore with
+    /// [`ScalingController::with_history`].
+    pub fn history(&self) -> Result<History> {
+        Ok(self.engine()?.history())
     }
 
     fn engine(&self) -> Result<std::sync::MutexGuard<'_, Autoscaler>> {
@@ -134,17 +155,20 @@ impl ScalingController {
         let current = self.manager.replicas().await?;
         let decision = {
             let mut engine = self.engine()?;
-            if current == 0 {
-                // Nothing runs yet: start at the minimum.
-                let min = engine.policy().min_replicas;
+            let min = engine.policy().min_replicas;
+            if current == 0 && min > 0 {
+                // Nothing runs yet (an HPA would call scaling disabled):
+                // start at the minimum.
                 engine.record_scale(self.now_s(), 0, min);
                 Decision {
                     at_s: self.now_s(),
                     from: 0,
                     to: min,
                     proposed: None,
+                    stabilized: None,
                     reason: format!("starting at min_replicas {min}"),
                     metrics: Vec::new(),
+                    conditions: engine.conditions().to_vec(),
                 }
             } else {
                 engine.decide(self.now_s(), current, &observation)
@@ -247,6 +271,7 @@ impl ScalingController {
                 .collect(),
             manager: self.manager.describe(),
             policy: self.policy()?,
+            conditions: self.engine()?.conditions().to_vec(),
         })
     }
 

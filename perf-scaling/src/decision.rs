@@ -1,21 +1,35 @@
 //! The horizontal controller: from readings to a replica count, with the
 //! HPA's bounds handling, the maximum over metrics, stabilization and rate
-//! limits. Time is passed in (seconds on any monotonic clock), so the same
-//! engine runs live, in tests and in simulation.
+//! limits, and its status conditions. Time is passed in (seconds on any
+//! clock the caller keeps for the engine's life, e.g. Unix seconds), so the
+//! same engine runs live, in tests, in simulation, and across a restart
+//! (see [`History`]).
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use crate::policy::{
-    MetricKind, MetricTarget, RatePolicyKind, ResolvedRules, ScalingPolicy, ScalingRules,
-    SelectPolicy,
+    MetricKind, MetricSpec, MetricTarget, RatePolicyKind, ResolvedRules, ScalingPolicy,
+    ScalingRules, SelectPolicy,
 };
 use crate::replicas::{
     MetricRecommendation, Pod, average_value_replicas, pod_average_replicas, ready_pods,
     resource_utilization_replicas, value_replicas,
 };
 use crate::{Error, Result};
+
+/// The legacy down-scale stabilization window, seconds (the controller's
+/// `--horizontal-pod-autoscaler-downscale-stabilization` default), used
+/// without a `behavior`.
+pub const LEGACY_DOWNSCALE_STABILIZATION_S: u32 = 300;
+/// Without a `behavior`, one decision scales up to at most
+/// `max(LEGACY_SCALE_UP_FACTOR × current, LEGACY_SCALE_UP_MINIMUM)`.
+pub const LEGACY_SCALE_UP_FACTOR: f64 = 2.0;
+/// See [`LEGACY_SCALE_UP_FACTOR`].
+pub const LEGACY_SCALE_UP_MINIMUM: u32 = 4;
+/// The most entries each list of a restored [`History`] may hold.
+pub const MAX_HISTORY_ENTRIES: usize = 10_000;
 
 /// What a metric source measured for one metric.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -53,6 +67,92 @@ pub struct MetricOutcome {
     pub error: Option<String>,
 }
 
+/// The HPA's status condition types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum ConditionType {
+    /// Whether the controller can scale (and whether stabilization holds it).
+    AbleToScale,
+    /// Whether the metrics gave a replica count.
+    ScalingActive,
+    /// Whether the count was clamped by the bounds or the rate limits.
+    ScalingLimited,
+}
+
+/// The reasons upstream gives for its conditions, with their messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConditionReason {
+    /// AbleToScale: the current scale was read.
+    SucceededGetScale,
+    /// AbleToScale: the new count was applied.
+    SucceededRescale,
+    /// AbleToScale: the recommendation stands as computed.
+    ReadyForNewScale,
+    /// AbleToScale: held up by lower recent recommendations.
+    ScaleUpStabilized,
+    /// AbleToScale: held up by higher recent recommendations.
+    ScaleDownStabilized,
+    /// ScalingActive: a metric gave a count.
+    ValidMetricFound,
+    /// ScalingActive false: the target has 0 replicas and `min_replicas` > 0.
+    ScalingDisabled,
+    /// ScalingActive false: a resource metric failed.
+    FailedGetResourceMetric,
+    /// ScalingActive false: a pods metric failed.
+    FailedGetPodsMetric,
+    /// ScalingActive false: an object metric failed.
+    FailedGetObjectMetric,
+    /// ScalingActive false: an external metric failed.
+    FailedGetExternalMetric,
+    /// ScalingActive false: the reading does not fit the metric's kind
+    /// (one value for a per-pod metric, or the reverse).
+    InvalidMetricSourceType,
+    /// ScalingLimited false: within the bounds and rates.
+    DesiredWithinRange,
+    /// ScalingLimited: raised to `min_replicas`.
+    TooFewReplicas,
+    /// ScalingLimited: cut to `max_replicas`.
+    TooManyReplicas,
+    /// ScalingLimited: cut by the scale-up rate.
+    ScaleUpLimit,
+    /// ScalingLimited: held by the scale-down rate.
+    ScaleDownLimit,
+}
+
+impl ConditionReason {
+    /// Upstream's message for the limit reasons (others carry their own).
+    fn limit_message(self) -> &'static str {
+        match self {
+            Self::TooFewReplicas => {
+                "the desired replica count is less than the minimum replica count"
+            }
+            Self::TooManyReplicas => {
+                "the desired replica count is more than the maximum replica count"
+            }
+            Self::ScaleUpLimit => {
+                "the desired replica count is increasing faster than the maximum scale rate"
+            }
+            Self::ScaleDownLimit => {
+                "the desired replica count is decreasing faster than the maximum scale rate"
+            }
+            _ => "the desired count is within the acceptable range",
+        }
+    }
+}
+
+/// One status condition, as an HPA's `status.conditions` holds it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HpaCondition {
+    /// Which condition.
+    #[serde(rename = "type")]
+    pub kind: ConditionType,
+    /// True or false.
+    pub status: bool,
+    /// Why, as upstream names it.
+    pub reason: ConditionReason,
+    /// Upstream's message.
+    pub message: String,
+}
+
 /// A decision and its reasons.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Decision {
@@ -60,14 +160,27 @@ pub struct Decision {
     pub at_s: f64,
     /// Replicas before.
     pub from: u32,
-    /// Replicas to run.
+    /// Replicas to run: the stabilized count after bounds and rate limits.
     pub to: u32,
-    /// What the metrics asked for before stabilization and limits.
+    /// What the metrics asked for (the maximum over them), before
+    /// stabilization and limits.
     pub proposed: Option<u32>,
+    /// The recommendation after stabilization, before bounds and rate limits.
+    pub stabilized: Option<u32>,
     /// Why `to` is what it is.
     pub reason: String,
     /// Each metric's reading and proposal.
     pub metrics: Vec<MetricOutcome>,
+    /// The status conditions after this decision (each type once).
+    #[serde(default)]
+    pub conditions: Vec<HpaCondition>,
+}
+
+impl Decision {
+    /// The condition of this type, if set.
+    pub fn condition(&self, kind: ConditionType) -> Option<&HpaCondition> {
+        self.conditions.iter().find(|c| c.kind == kind)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -76,8 +189,76 @@ pub(crate) struct Timed {
     pub(crate) value: u32,
 }
 
+/// A replica count at a time (the engine's clock, seconds).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimedReplicas {
+    /// When.
+    pub at_s: f64,
+    /// How many (a recommendation, or the size of a change).
+    pub replicas: u32,
+}
+
+/// What the engine remembers between decisions, to save and restore it
+/// (across a restart of the process that embeds it).
+///
+/// `recommendations: None` means no history yet: the first decision then
+/// records `{current replicas, now}` as upstream's
+/// `recordInitialRecommendation` does, so a restarted autoscaler does not
+/// scale down at once. `Some(vec![])` is an empty history, kept as such.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct History {
+    /// Past recommendations, for the stabilization windows.
+    pub recommendations: Option<Vec<TimedReplicas>>,
+    /// Past scale-ups (replicas added), for the rate policies.
+    pub scale_up_events: Vec<TimedReplicas>,
+    /// Past scale-downs (replicas removed), for the rate policies.
+    pub scale_down_events: Vec<TimedReplicas>,
+    /// The status conditions of the last decision.
+    pub conditions: Vec<HpaCondition>,
+}
+
+fn timed_from(list: &[TimedReplicas], field: &str) -> Result<Vec<Timed>> {
+    if list.len() > MAX_HISTORY_ENTRIES {
+        return Err(Error::invalid(
+            field,
+            format!(
+                "{} entries; at most {MAX_HISTORY_ENTRIES} are kept",
+                list.len()
+            ),
+        ));
+    }
+    list.iter()
+        .enumerate()
+        .map(|(i, t)| {
+            if t.at_s.is_finite() {
+                Ok(Timed {
+                    at: t.at_s,
+                    value: t.replicas,
+                })
+            } else {
+                Err(Error::invalid(
+                    format!("{field}[{i}].at_s"),
+                    "must be a finite number of seconds",
+                ))
+            }
+        })
+        .collect()
+}
+
+fn timed_to(list: &[Timed]) -> Vec<TimedReplicas> {
+    list.iter()
+        .map(|t| TimedReplicas {
+            at_s: t.at,
+            replicas: t.value,
+        })
+        .collect()
+}
+
 /// The decision engine for one scaled workload: keeps the recommendation
-/// history (for stabilization) and the scale events (for rate limits).
+/// history (for stabilization), the scale events (for rate limits) and the
+/// status conditions.
 ///
 /// ```
 /// use std::collections::BTreeMap;
@@ -90,6 +271,10 @@ pub(crate) struct Timed {
 /// let observation = Observation { pods, readings: [("rps".to_owned(), Reading::PerPod(rps))].into() };
 /// let d = hpa.decide(0.0, 2, &observation);
 /// assert_eq!((d.from, d.to), (2, 4)); // 250 per pod against 100: 5 wanted, legacy limit max(2x2, 4) = 4
+/// // Save the history and restore it in a new engine (after a restart).
+/// let saved = serde_json::to_string(&hpa.history())?;
+/// let restored = Autoscaler::with_history(hpa.policy().clone(), serde_json::from_str(&saved)?)?;
+/// assert_eq!(restored.history(), hpa.history());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone)]
@@ -97,16 +282,22 @@ pub struct Autoscaler {
     policy: ScalingPolicy,
     up: Option<ResolvedRules>,
     down: Option<ResolvedRules>,
-    recommendations: Vec<Timed>,
+    recommendations: Option<Vec<Timed>>,
     scale_up_events: Vec<Timed>,
     scale_down_events: Vec<Timed>,
+    conditions: Vec<HpaCondition>,
 }
 
-/// The legacy down-scale stabilization window (the controller's default).
-const LEGACY_DOWN_WINDOW_S: f64 = 300.0;
+/// What the metrics proposed.
+struct Proposal {
+    replicas: u32,
+    metric: String,
+    invalid: usize,
+    first_error: Option<(ConditionReason, String)>,
+}
 
 impl Autoscaler {
-    /// An engine for `policy` (validated).
+    /// An engine for `policy` (validated), with no history yet.
     pub fn new(policy: ScalingPolicy) -> Result<Self> {
         policy.validate()?;
         let (up, down) = match &policy.behavior {
@@ -120,15 +311,53 @@ impl Autoscaler {
             policy,
             up,
             down,
-            recommendations: Vec::new(),
+            recommendations: None,
             scale_up_events: Vec::new(),
             scale_down_events: Vec::new(),
+            conditions: Vec::new(),
         })
+    }
+
+    /// An engine for `policy` that carries on from a saved [`History`]
+    /// (checked: finite times, at most [`MAX_HISTORY_ENTRIES`] per list).
+    pub fn with_history(policy: ScalingPolicy, history: History) -> Result<Self> {
+        let mut engine = Self::new(policy)?;
+        engine.recommendations = history
+            .recommendations
+            .as_deref()
+            .map(|r| timed_from(r, "history.recommendations"))
+            .transpose()?;
+        engine.scale_up_events = timed_from(&history.scale_up_events, "history.scale_up_events")?;
+        engine.scale_down_events =
+            timed_from(&history.scale_down_events, "history.scale_down_events")?;
+        if history.conditions.len() > 3 {
+            return Err(Error::invalid(
+                "history.conditions",
+                "at most one condition of each of the 3 types",
+            ));
+        }
+        engine.conditions = history.conditions;
+        Ok(engine)
+    }
+
+    /// What the engine remembers, to save (see [`Autoscaler::with_history`]).
+    pub fn history(&self) -> History {
+        History {
+            recommendations: self.recommendations.as_deref().map(timed_to),
+            scale_up_events: timed_to(&self.scale_up_events),
+            scale_down_events: timed_to(&self.scale_down_events),
+            conditions: self.conditions.clone(),
+        }
     }
 
     /// The policy.
     pub fn policy(&self) -> &ScalingPolicy {
         &self.policy
+    }
+
+    /// The status conditions after the last decision.
+    pub fn conditions(&self) -> &[HpaCondition] {
+        &self.conditions
     }
 
     /// Replaces the policy, keeping the history.
@@ -138,6 +367,28 @@ impl Autoscaler {
         self.up = fresh.up;
         self.down = fresh.down;
         Ok(())
+    }
+
+    fn set_condition(
+        &mut self,
+        kind: ConditionType,
+        status: bool,
+        reason: ConditionReason,
+        message: impl Into<String>,
+    ) {
+        let condition = HpaCondition {
+            kind,
+            status,
+            reason,
+            message: message.into(),
+        };
+        match self.conditions.iter_mut().find(|c| c.kind == kind) {
+            Some(c) => *c = condition,
+            None => {
+                self.conditions.push(condition);
+                self.conditions.sort_by_key(|c| c.kind);
+            }
+        }
     }
 
     /// Records a change made outside [`Autoscaler::decide`] (a manual
@@ -175,31 +426,25 @@ impl Autoscaler {
     fn metric_replicas(
         &self,
         current: u32,
-        spec: &crate::policy::MetricSpec,
+        spec: &MetricSpec,
         observation: &Observation,
     ) -> Result<MetricRecommendation> {
         let reading = observation
             .readings
             .get(&spec.name)
             .ok_or_else(|| Error::NoMetrics(format!("no reading for {}", spec.name)))?;
-        let tolerance = self.policy.tolerance;
+        let tolerance = self.policy.tolerance_for(spec);
+        let cpu = spec.is_cpu_resource();
         match (reading, spec.kind, spec.target) {
             (Reading::Unavailable(why), _, _) => Err(Error::NoMetrics(why.clone())),
             (Reading::PerPod(values), MetricKind::Resource, MetricTarget::Utilization(t)) => {
-                resource_utilization_replicas(
-                    current,
-                    t,
-                    &observation.pods,
-                    values,
-                    tolerance,
-                    spec.name == "cpu",
-                )
+                resource_utilization_replicas(current, t, &observation.pods, values, tolerance, cpu)
             }
             (
                 Reading::PerPod(values),
                 MetricKind::Resource | MetricKind::Pods,
                 MetricTarget::AverageValue(t),
-            ) => pod_average_replicas(current, t, &observation.pods, values, tolerance),
+            ) => pod_average_replicas(current, t, &observation.pods, values, tolerance, cpu),
             (
                 Reading::Single(v),
                 MetricKind::Object | MetricKind::External,
@@ -217,63 +462,27 @@ impl Autoscaler {
         }
     }
 
-    /// Decides at time `now_s` with `current` replicas; the result is taken
-    /// as applied (its change is recorded for the rate limits).
-    pub fn decide(&mut self, now_s: f64, current: u32, observation: &Observation) -> Decision {
-        let p = &self.policy;
-        let mut outcomes = Vec::new();
-        let decision = |to: u32,
-                        proposed: Option<u32>,
-                        reason: String,
-                        metrics: Vec<MetricOutcome>| Decision {
-            at_s: now_s,
-            from: current,
-            to,
-            proposed,
-            reason,
-            metrics,
+    /// Every metric's proposal and the highest, as upstream's
+    /// `computeReplicasForMetrics`.
+    fn propose(
+        &self,
+        current: u32,
+        observation: &Observation,
+        outcomes: &mut Vec<MetricOutcome>,
+    ) -> Proposal {
+        let mut best = Proposal {
+            replicas: 0,
+            metric: String::new(),
+            invalid: 0,
+            first_error: None,
         };
-        if current == 0 {
-            return decision(
-                0,
-                None,
-                "scaling is disabled while the workload has 0 replicas".to_owned(),
-                outcomes,
-            );
-        }
-        if current > p.max_replicas {
-            let to = p.max_replicas;
-            self.record_scale(now_s, current, to);
-            return decision(
-                to,
-                None,
-                format!("current replicas above max_replicas {to}"),
-                outcomes,
-            );
-        }
-        if current < p.min_replicas {
-            let to = p.min_replicas;
-            self.record_scale(now_s, current, to);
-            return decision(
-                to,
-                None,
-                format!("current replicas below min_replicas {to}"),
-                outcomes,
-            );
-        }
-        let mut proposed: Option<(u32, String)> = None;
-        let mut invalid = 0usize;
-        let mut first_error = None;
-        for spec in &p.metrics {
-            let target = match spec.target {
-                MetricTarget::Utilization(v)
-                | MetricTarget::AverageValue(v)
-                | MetricTarget::Value(v) => v,
-            };
+        for spec in &self.policy.metrics {
+            let target = spec.target_value();
             match self.metric_replicas(current, spec, observation) {
                 Ok(r) => {
-                    if proposed.as_ref().is_none_or(|(best, _)| r.replicas > *best) {
-                        proposed = Some((r.replicas, spec.name.clone()));
+                    if best.replicas == 0 || r.replicas > best.replicas {
+                        best.replicas = r.replicas;
+                        best.metric.clone_from(&spec.name);
                     }
                     outcomes.push(MetricOutcome {
                         name: spec.name.clone(),
@@ -284,8 +493,19 @@ impl Autoscaler {
                     });
                 }
                 Err(e) => {
-                    invalid += 1;
-                    first_error.get_or_insert_with(|| e.to_string());
+                    best.invalid += 1;
+                    let reason = match (observation.readings.get(&spec.name), spec.kind) {
+                        (Some(Reading::Single(_)), MetricKind::Resource | MetricKind::Pods)
+                        | (Some(Reading::PerPod(_)), MetricKind::Object | MetricKind::External) => {
+                            ConditionReason::InvalidMetricSourceType
+                        }
+                        (_, MetricKind::Resource) => ConditionReason::FailedGetResourceMetric,
+                        (_, MetricKind::Pods) => ConditionReason::FailedGetPodsMetric,
+                        (_, MetricKind::Object) => ConditionReason::FailedGetObjectMetric,
+                        (_, MetricKind::External) => ConditionReason::FailedGetExternalMetric,
+                    };
+                    best.first_error
+                        .get_or_insert_with(|| (reason, e.to_string()));
                     outcomes.push(MetricOutcome {
                         name: spec.name.clone(),
                         observed: None,
@@ -296,59 +516,168 @@ impl Autoscaler {
                 }
             }
         }
-        let total = p.metrics.len();
-        let (wanted, by) = match proposed {
-            Some(x) if invalid == 0 || x.0 > current => x,
-            _ => {
-                return decision(
-                    current,
-                    None,
-                    format!(
-                        "no change: {invalid} of {total} metrics invalid ({}) and the others would not scale up",
-                        first_error.unwrap_or_default()
-                    ),
-                    outcomes,
+        best
+    }
+
+    /// Decides at time `now_s` with `current` replicas; the result is taken
+    /// as applied (its change is recorded for the rate limits).
+    pub fn decide(&mut self, now_s: f64, current: u32, observation: &Observation) -> Decision {
+        // A new or restarted engine starts its history at the current size.
+        if self.recommendations.is_none() {
+            self.recommendations = Some(vec![Timed {
+                at: now_s,
+                value: current,
+            }]);
+        }
+        self.set_condition(
+            ConditionType::AbleToScale,
+            true,
+            ConditionReason::SucceededGetScale,
+            "the HPA controller was able to get the target's current scale",
+        );
+        let (min, max) = (self.policy.min_replicas, self.policy.max_replicas);
+        let mut outcomes = Vec::new();
+        let mut proposed = None;
+        let mut stabilized = None;
+        let (to, reason) = if current == 0 && min != 0 {
+            self.set_condition(
+                ConditionType::ScalingActive,
+                false,
+                ConditionReason::ScalingDisabled,
+                "scaling is disabled since the replica count of the target is zero",
+            );
+            (
+                0,
+                "scaling is disabled while the workload has 0 replicas".to_owned(),
+            )
+        } else if current > max {
+            (max, format!("current replicas above max_replicas {max}"))
+        } else if current < min {
+            (min, format!("current replicas below min_replicas {min}"))
+        } else {
+            let p = self.propose(current, observation, &mut outcomes);
+            let total = self.policy.metrics.len();
+            if p.invalid >= total || (p.invalid > 0 && p.replicas < current) {
+                let (why, message) = p.first_error.unwrap_or((
+                    ConditionReason::FailedGetResourceMetric,
+                    "no metric".to_owned(),
+                ));
+                self.set_condition(
+                    ConditionType::ScalingActive,
+                    false,
+                    why,
+                    format!("the HPA was unable to compute the replica count: {message}"),
                 );
+                (
+                    current,
+                    format!(
+                        "no change: {} of {total} metrics invalid ({message}) and the others would scale down",
+                        p.invalid
+                    ),
+                )
+            } else {
+                self.set_condition(
+                    ConditionType::ScalingActive,
+                    true,
+                    ConditionReason::ValidMetricFound,
+                    format!(
+                        "the HPA was able to successfully calculate a replica count from {}",
+                        p.metric
+                    ),
+                );
+                let wanted = p.replicas;
+                proposed = Some(wanted);
+                let (held, to, limit) = if self.policy.behavior.is_some() {
+                    self.with_behavior(now_s, current, wanted)
+                } else {
+                    self.legacy(now_s, current, wanted)
+                };
+                stabilized = Some(held);
+                self.set_condition(
+                    ConditionType::ScalingLimited,
+                    to != held,
+                    limit,
+                    limit.limit_message(),
+                );
+                let mut reason = format!("{} asks for {wanted}", p.metric);
+                if p.invalid > 0 {
+                    reason.push_str(&format!(
+                        " ({} of {total} metrics invalid: {})",
+                        p.invalid,
+                        p.first_error.map(|e| e.1).unwrap_or_default()
+                    ));
+                }
+                if held != wanted {
+                    reason.push_str(&format!("; stabilized at {held}"));
+                }
+                if to != held {
+                    reason.push_str(&format!("; {}", limit.limit_message()));
+                } else if to == current {
+                    reason.push_str(": no change");
+                }
+                (to, reason)
             }
         };
-        let (to, limit) = if self.policy.behavior.is_some() {
-            self.with_behavior(now_s, current, wanted)
-        } else {
-            self.legacy(now_s, current, wanted)
-        };
-        self.record_scale(now_s, current, to);
-        let reason = match (to.cmp(&current), limit) {
-            (std::cmp::Ordering::Equal, None) => format!("{by} asks for {wanted}: no change"),
-            (_, None) => format!("{by} asks for {wanted}"),
-            (_, Some(limit)) => format!("{by} asks for {wanted}; {limit}"),
-        };
-        decision(to, Some(wanted), reason, outcomes)
+        if to != current {
+            self.set_condition(
+                ConditionType::AbleToScale,
+                true,
+                ConditionReason::SucceededRescale,
+                format!("the HPA controller was able to update the target scale to {to}"),
+            );
+            self.record_scale(now_s, current, to);
+        }
+        Decision {
+            at_s: now_s,
+            from: current,
+            to,
+            proposed,
+            stabilized,
+            reason,
+            metrics: outcomes,
+            conditions: self.conditions.clone(),
+        }
     }
 
     /// No behavior: a 300 s down window and `max(2 × current, 4)` up.
-    fn legacy(&mut self, now_s: f64, current: u32, wanted: u32) -> (u32, Option<String>) {
+    /// Returns (stabilized, limited, limit reason).
+    fn legacy(&mut self, now_s: f64, current: u32, wanted: u32) -> (u32, u32, ConditionReason) {
         let stabilized = self.stabilize_legacy(now_s, wanted);
-        let (to, condition) = legacy_limit(
+        if stabilized == wanted {
+            self.set_condition(
+                ConditionType::AbleToScale,
+                true,
+                ConditionReason::ReadyForNewScale,
+                "recommended size matches current size",
+            );
+        } else {
+            self.set_condition(
+                ConditionType::AbleToScale,
+                true,
+                ConditionReason::ScaleDownStabilized,
+                "recent recommendations were higher than current one, applying the highest recent recommendation",
+            );
+        }
+        let (to, why) = legacy_limit(
             current,
             stabilized,
             self.policy.min_replicas,
             self.policy.max_replicas,
         );
-        let note = match condition {
-            Condition::DesiredWithinRange => (stabilized != wanted).then(|| {
-                format!("held at {stabilized} by the 300 s down-scale stabilization window")
-            }),
-            other => Some(other.explain().to_owned()),
-        };
-        (to, note)
+        (stabilized, to, why)
+    }
+
+    fn history_mut(&mut self) -> &mut Vec<Timed> {
+        self.recommendations.get_or_insert_with(Vec::new)
     }
 
     /// The highest recommendation of the last 300 s (recording this one).
     fn stabilize_legacy(&mut self, now_s: f64, wanted: u32) -> u32 {
         let mut stabilized = wanted;
         let mut old = None;
-        for (i, r) in self.recommendations.iter().enumerate() {
-            if r.at < now_s - LEGACY_DOWN_WINDOW_S {
+        let cut = now_s - f64::from(LEGACY_DOWNSCALE_STABILIZATION_S);
+        for (i, r) in self.history_mut().iter().enumerate() {
+            if r.at < cut {
                 old = Some(i);
             } else if r.value > stabilized {
                 stabilized = r.value;
@@ -363,9 +692,10 @@ impl Autoscaler {
             at: now_s,
             value: wanted,
         };
+        let history = self.history_mut();
         match old {
-            Some(i) => self.recommendations[i] = rec,
-            None => self.recommendations.push(rec),
+            Some(i) => history[i] = rec,
+            None => history.push(rec),
         }
     }
 
@@ -384,7 +714,7 @@ impl Autoscaler {
         let mut up_rec = wanted;
         let mut down_rec = wanted;
         let mut old = None;
-        for (i, r) in self.recommendations.iter().enumerate() {
+        for (i, r) in self.history_mut().iter().enumerate() {
             if r.at > up_cut {
                 up_rec = up_rec.min(r.value);
             }
@@ -406,13 +736,41 @@ impl Autoscaler {
         stabilized
     }
 
-    fn with_behavior(&mut self, now_s: f64, current: u32, wanted: u32) -> (u32, Option<String>) {
+    /// Returns (stabilized, limited, limit reason).
+    fn with_behavior(
+        &mut self,
+        now_s: f64,
+        current: u32,
+        wanted: u32,
+    ) -> (u32, u32, ConditionReason) {
         let (Some(up), Some(down)) = (self.up.clone(), self.down.clone()) else {
-            return (wanted, None);
+            return (wanted, wanted, ConditionReason::DesiredWithinRange);
         };
         let stabilized =
             self.stabilize_with_behavior(now_s, current, wanted, up.window_s, down.window_s);
-        let (to, condition) = rate_limit(RateArgs {
+        if stabilized == wanted {
+            self.set_condition(
+                ConditionType::AbleToScale,
+                true,
+                ConditionReason::ReadyForNewScale,
+                "recommended size matches current size",
+            );
+        } else if wanted >= current {
+            self.set_condition(
+                ConditionType::AbleToScale,
+                true,
+                ConditionReason::ScaleUpStabilized,
+                "recent recommendations were lower than current one, applying the lowest recent recommendation",
+            );
+        } else {
+            self.set_condition(
+                ConditionType::AbleToScale,
+                true,
+                ConditionReason::ScaleDownStabilized,
+                "recent recommendations were higher than current one, applying the highest recent recommendation",
+            );
+        }
+        let (to, why) = rate_limit(RateArgs {
             current,
             desired: stabilized,
             min: self.policy.min_replicas,
@@ -423,57 +781,32 @@ impl Autoscaler {
             down: &down,
             now_s,
         });
-        let note = match condition {
-            Condition::DesiredWithinRange => (stabilized != wanted).then(|| {
-                format!(
-                    "stabilized at {stabilized} (windows: up {} s, down {} s)",
-                    up.window_s, down.window_s
-                )
-            }),
-            other => Some(other.explain().to_owned()),
-        };
-        (to, note)
-    }
-}
-
-/// Why a replica count was bounded, named as the HPA's conditions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Condition {
-    DesiredWithinRange,
-    TooFewReplicas,
-    TooManyReplicas,
-    ScaleUpLimit,
-    ScaleDownLimit,
-}
-
-impl Condition {
-    fn explain(self) -> &'static str {
-        match self {
-            Self::DesiredWithinRange => "within range",
-            Self::TooFewReplicas => "raised to min_replicas",
-            Self::TooManyReplicas => "limited by max_replicas",
-            Self::ScaleUpLimit => "limited by the scale-up rate",
-            Self::ScaleDownLimit => "limited by the scale-down rate",
-        }
+        (stabilized, to, why)
     }
 }
 
 /// Legacy bounds: up to `max(2 × current, 4)` and `max_replicas`, at least
-/// `min_replicas` (1 when 0).
-pub(crate) fn legacy_limit(current: u32, desired: u32, min: u32, max: u32) -> (u32, Condition) {
-    let up_limit = (2 * current).max(4);
+/// `min_replicas` (upstream's `convertDesiredReplicasWithRules`).
+pub(crate) fn legacy_limit(
+    current: u32,
+    desired: u32,
+    min: u32,
+    max: u32,
+) -> (u32, ConditionReason) {
+    let up_limit = (LEGACY_SCALE_UP_FACTOR * f64::from(current))
+        .max(f64::from(LEGACY_SCALE_UP_MINIMUM))
+        .min(f64::from(u32::MAX)) as u32;
     let (max_allowed, why) = if max > up_limit {
-        (up_limit, Condition::ScaleUpLimit)
+        (up_limit, ConditionReason::ScaleUpLimit)
     } else {
-        (max, Condition::TooManyReplicas)
+        (max, ConditionReason::TooManyReplicas)
     };
-    let min_allowed = min.max(1);
-    if desired < min_allowed {
-        (min_allowed, Condition::TooFewReplicas)
+    if desired < min {
+        (min, ConditionReason::TooFewReplicas)
     } else if desired > max_allowed {
         (max_allowed, why)
     } else {
-        (desired, Condition::DesiredWithinRange)
+        (desired, ConditionReason::DesiredWithinRange)
     }
 }
 
@@ -490,13 +823,13 @@ pub(crate) struct RateArgs<'a> {
 }
 
 /// The behavior's rate policies and the bounds applied to a stabilized count.
-pub(crate) fn rate_limit(a: RateArgs<'_>) -> (u32, Condition) {
+pub(crate) fn rate_limit(a: RateArgs<'_>) -> (u32, ConditionReason) {
     if a.desired > a.current {
         let limit = scale_up_limit(a.current, a.ups, a.downs, a.up, a.now_s).max(a.current);
         let (max_allowed, why) = if a.max > limit {
-            (limit, Condition::ScaleUpLimit)
+            (limit, ConditionReason::ScaleUpLimit)
         } else {
-            (a.max, Condition::TooManyReplicas)
+            (a.max, ConditionReason::TooManyReplicas)
         };
         if max_allowed < a.desired {
             return (max_allowed, why);
@@ -504,15 +837,15 @@ pub(crate) fn rate_limit(a: RateArgs<'_>) -> (u32, Condition) {
     } else if a.desired < a.current {
         let limit = scale_down_limit(a.current, a.ups, a.downs, a.down, a.now_s).min(a.current);
         let (min_allowed, why) = if a.min < limit {
-            (limit, Condition::ScaleDownLimit)
+            (limit, ConditionReason::ScaleDownLimit)
         } else {
-            (a.min, Condition::TooFewReplicas)
+            (a.min, ConditionReason::TooFewReplicas)
         };
         if min_allowed > a.desired {
             return (min_allowed, why);
         }
     }
-    (a.desired, Condition::DesiredWithinRange)
+    (a.desired, ConditionReason::DesiredWithinRange)
 }
 
 fn change_in_period(events: &[Timed], period_s: u32, now_s: f64) -> i64 {
@@ -620,6 +953,7 @@ mod k8s_controller_tests {
             });
         }
         ScalingRules {
+            tolerance: None,
             stabilization_window_seconds: Some(window),
             select_policy: Some(SelectPolicy::Max),
             policies: Some(policies),
@@ -649,7 +983,7 @@ mod k8s_controller_tests {
         current: u32,
         desired: u32,
         expected: u32,
-        condition: Condition,
+        condition: ConditionReason,
     }
 
     fn base(
@@ -658,7 +992,7 @@ mod k8s_controller_tests {
         current: u32,
         desired: u32,
         expected: u32,
-        condition: Condition,
+        condition: ConditionReason,
     ) -> Rule {
         Rule {
             ups: Vec::new(),
@@ -674,7 +1008,7 @@ mod k8s_controller_tests {
         }
     }
 
-    use Condition::{
+    use ConditionReason::{
         DesiredWithinRange as Within, ScaleDownLimit as DownLimit, ScaleUpLimit as UpLimit,
         TooFewReplicas as TooFew, TooManyReplicas as TooMany,
     };
@@ -1020,22 +1354,24 @@ mod k8s_controller_tests {
         let policy = ScalingPolicy {
             min_replicas: 1,
             max_replicas: 1000,
-            metrics: vec![crate::policy::MetricSpec {
-                name: "cpu".into(),
-                kind: crate::policy::MetricKind::Resource,
-                target: MetricTarget::Utilization(50.0),
-            }],
+            metrics: vec![crate::policy::MetricSpec::new(
+                "cpu",
+                crate::policy::MetricKind::Resource,
+                MetricTarget::Utilization(50.0),
+            )],
             behavior,
             tolerance: crate::replicas::Tolerance::default(),
         };
         let mut a = Autoscaler::new(policy).unwrap();
-        a.recommendations = recommendations
-            .iter()
-            .map(|(value, ago)| Timed {
-                at: NOW - ago,
-                value: *value,
-            })
-            .collect();
+        a.recommendations = Some(
+            recommendations
+                .iter()
+                .map(|(value, ago)| Timed {
+                    at: NOW - ago,
+                    value: *value,
+                })
+                .collect(),
+        );
         a
     }
 
@@ -1064,7 +1400,11 @@ mod k8s_controller_tests {
         for (name, recs, wanted, expected, log) in cases {
             let mut a = engine(None, &recs);
             assert_eq!(a.stabilize_legacy(NOW, wanted), expected, "{name}");
-            assert_eq!(a.recommendations.len(), log, "{name}");
+            assert_eq!(
+                a.recommendations.as_ref().map_or(0, Vec::len),
+                log,
+                "{name}"
+            );
         }
     }
 
@@ -1200,7 +1540,12 @@ mod k8s_controller_tests {
                 "{name}"
             );
             if let Some(stored) = stored {
-                let got: Vec<u32> = a.recommendations.iter().map(|r| r.value).collect();
+                let got: Vec<u32> = a
+                    .recommendations
+                    .iter()
+                    .flatten()
+                    .map(|r| r.value)
+                    .collect();
                 assert_eq!(got, stored, "{name}");
             }
         }
@@ -1226,16 +1571,16 @@ mod k8s_controller_tests {
             min_replicas: min,
             max_replicas: max,
             metrics: vec![
-                crate::policy::MetricSpec {
-                    name: "cpu".into(),
-                    kind: crate::policy::MetricKind::Resource,
-                    target: MetricTarget::Utilization(cpu_target),
-                },
-                crate::policy::MetricSpec {
-                    name: "qps".into(),
-                    kind: crate::policy::MetricKind::External,
-                    target: MetricTarget::Value(0.1),
-                },
+                crate::policy::MetricSpec::new(
+                    "cpu",
+                    crate::policy::MetricKind::Resource,
+                    MetricTarget::Utilization(cpu_target),
+                ),
+                crate::policy::MetricSpec::new(
+                    "qps",
+                    crate::policy::MetricKind::External,
+                    MetricTarget::Value(0.1),
+                ),
             ],
             behavior: None,
             tolerance: crate::replicas::Tolerance::default(),

@@ -44,7 +44,11 @@ mod sources;
 pub use advice::policy_advice;
 pub use balance::{Backend, LoadBalancer, Pick, Share, Strategy, coefficient_of_variation};
 pub use controller::{ControllerStatus, InstanceStatus, ScalingController, ScalingEvent};
-pub use decision::{Autoscaler, Decision, MetricOutcome, Observation, Reading};
+pub use decision::{
+    Autoscaler, ConditionReason, ConditionType, Decision, History, HpaCondition,
+    LEGACY_DOWNSCALE_STABILIZATION_S, LEGACY_SCALE_UP_FACTOR, LEGACY_SCALE_UP_MINIMUM,
+    MAX_HISTORY_ENTRIES, MetricOutcome, Observation, Reading, TimedReplicas,
+};
 pub use error::{Error, Result};
 pub use instances::{Instance, InstanceManager, LocalProcessConfig, LocalProcesses};
 #[cfg(feature = "kubernetes")]
@@ -54,8 +58,8 @@ pub use policy::{
     ScalingRules, SelectPolicy, StepRule,
 };
 pub use replicas::{
-    MetricRecommendation, Pod, PodPhase, Tolerance, average_value_replicas, pod_average_replicas,
-    ready_pods, resource_utilization_replicas, value_replicas,
+    MAX_REPLICA_COUNT, MetricRecommendation, Pod, PodPhase, Tolerance, average_value_replicas,
+    pod_average_replicas, ready_pods, resource_utilization_replicas, value_replicas,
 };
 pub use simulate::{
     SimulationReport, SimulationSettings, SimulationStep, TracePoint, parse_trace_csv, simulate,

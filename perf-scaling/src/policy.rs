@@ -39,12 +39,46 @@ pub enum MetricTarget {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetricSpec {
-    /// Its name (`cpu`, `requests_per_second`, ...); readings are keyed by it.
+    /// Its name (`cpu`, `requests_per_second`, ...); readings are keyed by
+    /// it. For a `resource` metric it is the resource's name, as in an HPA
+    /// (`cpu`, `memory`).
     pub name: String,
     /// Its kind.
     pub kind: MetricKind,
     /// Its target.
     pub target: MetricTarget,
+    /// This metric's own tolerance band; it wins over the behavior's
+    /// per-direction tolerances and the policy's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerance: Option<Tolerance>,
+}
+
+impl MetricSpec {
+    /// A metric with the policy's tolerance.
+    pub fn new(name: impl Into<String>, kind: MetricKind, target: MetricTarget) -> Self {
+        Self {
+            name: name.into(),
+            kind,
+            target,
+            tolerance: None,
+        }
+    }
+
+    /// Whether the HPA's CPU readiness rules apply: a `resource` metric of
+    /// the CPU resource (unready pods and pods in their start-up burst are
+    /// set aside), whatever its target type; no other kind of metric.
+    pub fn is_cpu_resource(&self) -> bool {
+        self.kind == MetricKind::Resource && self.name.eq_ignore_ascii_case("cpu")
+    }
+
+    /// The target figure, whatever its type.
+    pub fn target_value(&self) -> f64 {
+        match self.target {
+            MetricTarget::Utilization(v)
+            | MetricTarget::AverageValue(v)
+            | MetricTarget::Value(v) => v,
+        }
+    }
 }
 
 /// How a rate policy limits change.
@@ -82,7 +116,7 @@ pub enum SelectPolicy {
 }
 
 /// The rules of one direction.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ScalingRules {
     /// Seconds of past recommendations considered (0 to 3600; default 0
@@ -93,10 +127,14 @@ pub struct ScalingRules {
     /// Rate policies (default: up `Percent 100 / 15 s` and `Pods 4 / 15 s`,
     /// down `Percent 100 / 15 s`).
     pub policies: Option<Vec<RatePolicy>>,
+    /// The tolerance in this direction (KEP-4951's
+    /// `behavior.scaleUp.tolerance`): at least 0; unset, the policy's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tolerance: Option<f64>,
 }
 
 /// Scaling behavior per direction.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Behavior {
     /// Scaling up.
@@ -150,6 +188,10 @@ impl ScalingRules {
 
 /// A complete scaling policy.
 ///
+/// `min_replicas: 0` (scale to zero, upstream's `HPAScaleToZero`) is
+/// accepted when at least one metric is an object or external one, which
+/// can still be read with no replica running.
+///
 /// ```
 /// let policy: perf_scaling::ScalingPolicy = serde_json::from_str(r#"{
 ///   "min_replicas": 1, "max_replicas": 20,
@@ -162,7 +204,7 @@ impl ScalingRules {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScalingPolicy {
-    /// Fewest replicas (at least 1).
+    /// Fewest replicas (at least 1; 0 with an object or external metric).
     pub min_replicas: u32,
     /// Most replicas (at least `min_replicas`, at most 10000).
     pub max_replicas: u32,
@@ -172,12 +214,27 @@ pub struct ScalingPolicy {
     /// 300 s down window, up to `max(2 × current, 4)` per decision).
     #[serde(default)]
     pub behavior: Option<Behavior>,
-    /// The band around the target in which nothing changes.
+    /// The band around the target in which nothing changes (default 0.1
+    /// each way, the controller's `--horizontal-pod-autoscaler-tolerance`).
     #[serde(default)]
     pub tolerance: Tolerance,
 }
 
+fn check_tolerance(field: &str, t: f64) -> Result<()> {
+    if t.is_finite() && t >= 0.0 {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            field,
+            format!("{t} must be a number at least 0"),
+        ))
+    }
+}
+
 fn check_rules(rules: &ScalingRules, path: &str) -> Result<()> {
+    if let Some(t) = rules.tolerance {
+        check_tolerance(&format!("{path}.tolerance"), t)?;
+    }
     if let Some(w) = rules.stabilization_window_seconds
         && w > 3600
     {
@@ -217,14 +274,21 @@ fn check_rules(rules: &ScalingRules, path: &str) -> Result<()> {
 impl ScalingPolicy {
     /// Checks every field; the error names the first bad one with its path.
     pub fn validate(&self) -> Result<()> {
-        if self.min_replicas == 0 {
-            return Err(Error::invalid("min_replicas", "must be at least 1"));
+        let reads_without_replicas = self
+            .metrics
+            .iter()
+            .any(|m| matches!(m.kind, MetricKind::Object | MetricKind::External));
+        if self.min_replicas == 0 && !reads_without_replicas {
+            return Err(Error::invalid(
+                "min_replicas",
+                "must be at least 1; 0 (scale to zero) needs at least one object or external metric",
+            ));
         }
-        if self.max_replicas < self.min_replicas || self.max_replicas > 10_000 {
+        if self.max_replicas < self.min_replicas.max(1) || self.max_replicas > 10_000 {
             return Err(Error::invalid(
                 "max_replicas",
                 format!(
-                    "{} must be between min_replicas ({}) and 10000",
+                    "{} must be at least 1, at least min_replicas ({}), and at most 10000",
                     self.max_replicas, self.min_replicas
                 ),
             ));
@@ -268,18 +332,13 @@ impl ScalingPolicy {
                     format!("{value} must be a number above 0"),
                 ));
             }
-        }
-        for (name, t) in [
-            ("tolerance.up", self.tolerance.up),
-            ("tolerance.down", self.tolerance.down),
-        ] {
-            if !(0.0..1.0).contains(&t) {
-                return Err(Error::invalid(
-                    name,
-                    format!("{t} must be at least 0 and below 1"),
-                ));
+            if let Some(t) = m.tolerance {
+                check_tolerance(&format!("metrics[{i}].tolerance.up"), t.up)?;
+                check_tolerance(&format!("metrics[{i}].tolerance.down"), t.down)?;
             }
         }
+        check_tolerance("tolerance.up", self.tolerance.up)?;
+        check_tolerance("tolerance.down", self.tolerance.down)?;
         if let Some(b) = &self.behavior {
             if let Some(r) = &b.scale_up {
                 check_rules(r, "behavior.scale_up")?;
@@ -289,6 +348,33 @@ impl ScalingPolicy {
             }
         }
         Ok(())
+    }
+
+    /// The tolerance band one metric is held to: its own, else the
+    /// behavior's per-direction tolerances over the policy's.
+    ///
+    /// ```
+    /// let policy: perf_scaling::ScalingPolicy = serde_json::from_str(r#"{"min_replicas": 1,
+    ///     "max_replicas": 9, "metrics": [{"name": "rps", "kind": "pods", "target": {"average_value": 100}}],
+    ///     "behavior": {"scale_up": {"tolerance": 0.02}}}"#)?;
+    /// let t = policy.tolerance_for(&policy.metrics[0]);
+    /// assert_eq!((t.up, t.down), (0.02, 0.1));
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
+    pub fn tolerance_for(&self, metric: &MetricSpec) -> Tolerance {
+        if let Some(t) = metric.tolerance {
+            return t;
+        }
+        let mut t = self.tolerance;
+        if let Some(b) = &self.behavior {
+            if let Some(up) = b.scale_up.as_ref().and_then(|r| r.tolerance) {
+                t.up = up;
+            }
+            if let Some(down) = b.scale_down.as_ref().and_then(|r| r.tolerance) {
+                t.down = down;
+            }
+        }
+        t
     }
 }
 
@@ -344,6 +430,7 @@ impl StepRule {
         }
         let target = (self.scale_up_above + self.scale_down_below) / 2.0;
         let rules = |window: u32| ScalingRules {
+            tolerance: None,
             stabilization_window_seconds: Some(window.min(3600)),
             select_policy: Some(SelectPolicy::Max),
             policies: Some(vec![RatePolicy {
@@ -355,11 +442,11 @@ impl StepRule {
         let policy = ScalingPolicy {
             min_replicas: self.min_replicas,
             max_replicas: self.max_replicas,
-            metrics: vec![MetricSpec {
-                name: self.metric.clone(),
-                kind: MetricKind::Pods,
-                target: MetricTarget::AverageValue(target),
-            }],
+            metrics: vec![MetricSpec::new(
+                self.metric.clone(),
+                MetricKind::Pods,
+                MetricTarget::AverageValue(target),
+            )],
             behavior: Some(Behavior {
                 scale_up: Some(rules(0)),
                 scale_down: Some(rules(self.cooldown_seconds)),

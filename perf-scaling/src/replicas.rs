@@ -8,11 +8,17 @@
 //!   without a sample are *missing*.
 //! - Within the tolerance band (default 0.1) nothing changes.
 //! - When scaling up with unready pods, those are assumed to use nothing;
-//!   missing pods are assumed at 100 % of their request (or at the target)
-//!   when scaling down and at 0 when scaling up; if that reverses the
-//!   direction or lands in the band, nothing changes.
+//!   missing pods are assumed at `max(100 %, target)` of their request
+//!   (utilization targets) or at the target (average values) when scaling
+//!   down and at 0 when scaling up; if that reverses the direction or lands
+//!   in the band, nothing changes.
+//! - Per-pod averages are taken in milli-units and truncated, as the HPA's
+//!   integer arithmetic does (`[4.000, 4.000, 4.001]` averages to `4.000`).
 //! - Object and external metrics compare one value against a target value
-//!   (times the ready pods) or an average value (per current replica).
+//!   (times the ready pods) or an average value (per current replica); with
+//!   0 replicas (scale to zero) the ratio alone gives the count.
+//! - A replica count saturates at [`MAX_REPLICA_COUNT`] (`i32::MAX`), as
+//!   upstream's does.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -132,14 +138,6 @@ fn group_pods(pods: &[Pod], metrics: &BTreeMap<String, f64>, cpu: bool) -> Group
     g
 }
 
-fn within(ratio: f64, tolerance: Tolerance) -> bool {
-    if ratio >= 1.0 {
-        ratio - 1.0 <= tolerance.up
-    } else {
-        1.0 - ratio <= tolerance.down
-    }
-}
-
 /// The tolerance band around a ratio of 1, per direction (default 0.1 both).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -161,17 +159,48 @@ impl Tolerance {
     pub fn both(t: f64) -> Self {
         Self { up: t, down: t }
     }
+
+    /// No change for this usage ratio: `1 - down <= ratio <= 1 + up`, both
+    /// edges included (Kubernetes 1.33+).
+    ///
+    /// ```
+    /// let t = perf_scaling::Tolerance::default();
+    /// assert!(t.contains(55.0 / 50.0)); // exactly +10 %: hold
+    /// assert!(!t.contains(56.0 / 50.0));
+    /// assert!(t.contains(0.9) && !t.contains(0.89));
+    /// ```
+    pub fn contains(self, ratio: f64) -> bool {
+        1.0 - self.down <= ratio && ratio <= 1.0 + self.up
+    }
 }
 
-fn ceil_u32(x: f64) -> u32 {
+/// The most replicas a calculation returns: upstream counts in `int32`
+/// and saturates there.
+pub const MAX_REPLICA_COUNT: u32 = i32::MAX as u32;
+
+/// `ceil(x)` as a replica count, saturating at [`MAX_REPLICA_COUNT`].
+pub(crate) fn ceil_replicas(x: f64) -> u32 {
     let c = x.ceil();
-    if c <= 0.0 {
+    if c.is_nan() || c <= 0.0 {
         0
-    } else if c >= f64::from(u32::MAX) {
-        u32::MAX
+    } else if c >= f64::from(MAX_REPLICA_COUNT) {
+        MAX_REPLICA_COUNT
     } else {
         c as u32
     }
+}
+
+/// A value in milli-units, as a `resource.Quantity`'s `MilliValue()`
+/// gives it (rounded up).
+fn milli(v: f64) -> f64 {
+    (v * 1000.0).ceil()
+}
+
+/// The average of per-pod values in milli-units, truncated as upstream's
+/// `metricsTotal / len(metrics)` on `int64`.
+fn milli_average(values: &BTreeMap<String, f64>) -> f64 {
+    let total: f64 = values.values().map(|v| milli(*v)).sum();
+    (total / values.len() as f64).trunc()
 }
 
 /// The shared second half of resource and pod-metric calculations: scale
@@ -188,13 +217,13 @@ fn with_adjustments(
 ) -> Result<u32> {
     let scale_up_with_unready = !groups.unready.is_empty() && ratio > 1.0;
     if !scale_up_with_unready && groups.missing.is_empty() {
-        if within(ratio, tolerance) {
+        if tolerance.contains(ratio) {
             return Ok(current);
         }
-        return Ok(ceil_u32(ratio * groups.ready as f64));
+        return Ok(ceil_replicas(ratio * groups.ready as f64));
     }
-    // Missing pods: at their request (or the target) on a way down, at 0 on
-    // a way up; at exactly 1 they are left out.
+    // Missing pods: at the fallback on a way down, at 0 on a way up; at
+    // exactly 1 they are left out.
     if ratio < 1.0 {
         for name in &groups.missing {
             metrics.insert(name.clone(), fallback_missing_scale_down(name));
@@ -210,13 +239,13 @@ fn with_adjustments(
         }
     }
     let new_ratio = recompute(&metrics)?;
-    if within(new_ratio, tolerance)
+    if tolerance.contains(new_ratio)
         || (ratio < 1.0 && new_ratio > 1.0)
         || (ratio > 1.0 && new_ratio < 1.0)
     {
         return Ok(current);
     }
-    let replicas = ceil_u32(new_ratio * metrics.len() as f64);
+    let replicas = ceil_replicas(new_ratio * metrics.len() as f64);
     if (new_ratio < 1.0 && replicas > current) || (new_ratio > 1.0 && replicas < current) {
         return Ok(current);
     }
@@ -309,7 +338,8 @@ pub fn resource_utilization_replicas(
         kept,
         ratio,
         tolerance,
-        |name| requests.get(name).copied().unwrap_or(0.0),
+        // At 100 % of the request, or at the target when it is above 100 %.
+        |name| requests.get(name).copied().unwrap_or(0.0) * target_percent.max(100.0) / 100.0,
         |m| utilization(m, &requests, target_percent).map(|(r, _, _)| r),
     )?;
     Ok(MetricRecommendation {
@@ -320,13 +350,27 @@ pub fn resource_utilization_replicas(
 }
 
 /// Replicas for a per-pod metric with an average-value target (custom pod
-/// metrics, or a resource metric with an `AverageValue` target).
+/// metrics, or a resource metric with an `AverageValue` target, for which
+/// `cpu` applies the CPU readiness rules). The average is taken in
+/// milli-units and truncated, as upstream does.
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// use perf_scaling::{pod_average_replicas, Pod, Tolerance};
+/// let pods: Vec<Pod> = (0..3).map(|i| Pod::running(format!("p{i}"), None)).collect();
+/// let rps: BTreeMap<String, f64> = [("p0", 4.0), ("p1", 4.0), ("p2", 4.001)]
+///     .into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+/// let r = pod_average_replicas(3, 3.0, &pods, &rps, Tolerance::default(), false)?;
+/// assert_eq!((r.replicas, r.observed), (4, 4.0)); // 4.000 average, not 4.000333
+/// # Ok::<(), perf_scaling::Error>(())
+/// ```
 pub fn pod_average_replicas(
     current: u32,
     target_average: f64,
     pods: &[Pod],
     metrics: &BTreeMap<String, f64>,
     tolerance: Tolerance,
+    cpu: bool,
 ) -> Result<MetricRecommendation> {
     if metrics.is_empty() {
         return Err(Error::NoMetrics("no metrics returned".to_owned()));
@@ -337,7 +381,7 @@ pub fn pod_average_replicas(
             "average value target must be above 0",
         ));
     }
-    let groups = group_pods(pods, metrics, false);
+    let groups = group_pods(pods, metrics, cpu);
     let mut kept = groups.countable(metrics);
     let known: BTreeSet<&String> = pods.iter().map(|p| &p.name).collect();
     kept.retain(|name, _| known.contains(name));
@@ -346,9 +390,9 @@ pub fn pod_average_replicas(
             "did not receive metrics for any ready pods".to_owned(),
         ));
     }
-    let average = |m: &BTreeMap<String, f64>| m.values().sum::<f64>() / m.len() as f64;
-    let observed = average(&kept);
-    let ratio = observed / target_average;
+    let target_milli = milli(target_average);
+    let observed = milli_average(&kept);
+    let ratio = observed / target_milli;
     let replicas = with_adjustments(
         current,
         &groups,
@@ -356,11 +400,11 @@ pub fn pod_average_replicas(
         ratio,
         tolerance,
         |_| target_average,
-        |m| Ok(average(m) / target_average),
+        |m| Ok(milli_average(m) / target_milli),
     )?;
     Ok(MetricRecommendation {
         replicas,
-        observed: observed.trunc(),
+        observed: observed / 1000.0,
         raw_average: None,
     })
 }
@@ -371,7 +415,8 @@ pub fn ready_pods(pods: &[Pod]) -> usize {
 }
 
 /// Replicas for one value (an object's metric, or an external metric's
-/// total) against a target *value*: scale the ready pods by the ratio.
+/// total) against a target *value*: scale the ready pods by the ratio; with
+/// 0 replicas (scale to zero), `ceil(ratio)` without tolerance.
 pub fn value_replicas(
     current: u32,
     target_value: f64,
@@ -382,11 +427,13 @@ pub fn value_replicas(
     if target_value <= 0.0 {
         return Err(Error::invalid("target", "value target must be above 0"));
     }
-    let ratio = value / target_value;
-    let replicas = if within(ratio, tolerance) {
+    let ratio = milli(value) / milli(target_value);
+    let replicas = if current == 0 {
+        ceil_replicas(ratio)
+    } else if tolerance.contains(ratio) {
         current
     } else {
-        ceil_u32(ratio * ready as f64)
+        ceil_replicas(ratio * ready as f64)
     };
     Ok(MetricRecommendation {
         replicas,
@@ -396,7 +443,8 @@ pub fn value_replicas(
 }
 
 /// Replicas for one value against a target *average value* per replica:
-/// `ceil(value / target)` unless within the band.
+/// `ceil(value / target)` unless within the band (in milli-units, as
+/// upstream); the observed figure is the value per current replica.
 pub fn average_value_replicas(
     current: u32,
     target_average: f64,
@@ -409,16 +457,16 @@ pub fn average_value_replicas(
             "average value target must be above 0",
         ));
     }
-    let replicas =
-        if current > 0 && within(value / (target_average * f64::from(current)), tolerance) {
-            current
-        } else {
-            ceil_u32(value / target_average)
-        };
+    let (usage, target) = (milli(value), milli(target_average));
+    let replicas = if current > 0 && tolerance.contains(usage / (target * f64::from(current))) {
+        current
+    } else {
+        ceil_replicas(usage / target)
+    };
     Ok(MetricRecommendation {
         replicas,
         observed: if current > 0 {
-            (value / f64::from(current)).ceil()
+            (usage / f64::from(current)).ceil() / 1000.0
         } else {
             value
         },

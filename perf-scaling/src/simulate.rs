@@ -155,6 +155,28 @@ fn demand_at(trace: &[TracePoint], t: f64) -> f64 {
     }
 }
 
+/// The demand shared by the ready pods in whole milli-units, as real
+/// pods report it: the shares add up to the demand (some pods get one
+/// milli-unit more), so the HPA's truncated average sees the demand itself.
+fn share_in_millis<'a>(
+    load: f64,
+    ready: impl Iterator<Item = &'a Pod>,
+) -> std::collections::BTreeMap<String, f64> {
+    let names: Vec<&String> = ready.map(|p| &p.name).collect();
+    let n = names.len().max(1) as f64;
+    let total = (load * 1000.0).round();
+    let base = (total / n).floor();
+    let extra = total - base * n;
+    names
+        .into_iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let milli = base + if (i as f64) < extra { 1.0 } else { 0.0 };
+            (name.clone(), milli / 1000.0)
+        })
+        .collect()
+}
+
 /// Replays `trace` through `policy`.
 ///
 /// ```
@@ -240,18 +262,10 @@ pub fn simulate(
                 p
             })
             .collect();
-        let share = if ready > 0 {
-            load / f64::from(ready)
-        } else {
-            load
-        };
         let reading = match spec.kind {
-            MetricKind::Resource | MetricKind::Pods => Reading::PerPod(
-                pods.iter()
-                    .filter(|p| p.ready)
-                    .map(|p| (p.name.clone(), share))
-                    .collect(),
-            ),
+            MetricKind::Resource | MetricKind::Pods => {
+                Reading::PerPod(share_in_millis(load, pods.iter().filter(|p| p.ready)))
+            }
             MetricKind::Object | MetricKind::External => Reading::Single(load),
         };
         let observation = Observation {

@@ -202,6 +202,9 @@ impl perf_scaling::MetricsSource for LoadTestSource {
     }
 }
 
+/// The store key of the autoscaler's [`perf_scaling::History`].
+pub const HISTORY_KEY: &str = "history";
+
 /// The running autoscaler: its controller and the local manager to drain on shutdown.
 pub struct Scaling {
     /// The controller.
@@ -265,18 +268,54 @@ impl Scaling {
                 tests,
             }),
         };
-        let controller = std::sync::Arc::new(
-            perf_scaling::ScalingController::new(policy, manager, source)
-                .map_err(|e| config_error("scaling.policy", e))?,
-        );
+        // The engine's memory (recommendations for the stabilization
+        // windows, scale events for the rate limits) survives a restart, so
+        // a restarted server does not scale down at once.
+        let history = match store.get_scaling_state(HISTORY_KEY).await? {
+            Some(text) => match serde_json::from_str::<perf_scaling::History>(&text) {
+                Ok(h) => h,
+                Err(e) => {
+                    tracing::warn!(error = %e, "the stored scaling history is unreadable; starting without one");
+                    perf_scaling::History::default()
+                }
+            },
+            None => perf_scaling::History::default(),
+        };
+        let controller = match perf_scaling::ScalingController::with_history(
+            policy.clone(),
+            history,
+            std::sync::Arc::clone(&manager),
+            std::sync::Arc::clone(&source),
+        ) {
+            Ok(c) => c,
+            Err(perf_scaling::Error::Invalid { field, message })
+                if field.starts_with("history") =>
+            {
+                tracing::warn!(%field, %message, "the stored scaling history is refused; starting without one");
+                perf_scaling::ScalingController::new(policy, manager, source)
+                    .map_err(|e| config_error("scaling.policy", e))?
+            }
+            Err(e) => return Err(config_error("scaling.policy", e)),
+        };
+        let controller = std::sync::Arc::new(controller);
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let period = perf_core::saturating_secs(setup.period_s);
+        let remember = std::sync::Arc::clone(&controller);
         let task =
             tokio::spawn(
                 std::sync::Arc::clone(&controller).run(period, stopped, move |event| {
                     let store = std::sync::Arc::clone(&store);
                     crate::telemetry::count_scaling_event(&event);
+                    let history = remember
+                        .history()
+                        .ok()
+                        .and_then(|h| serde_json::to_string(&h).ok());
                     tokio::spawn(async move {
+                        if let Some(history) = history
+                            && let Err(e) = store.put_scaling_state(HISTORY_KEY, &history).await
+                        {
+                            tracing::warn!(error = %e, "the scaling history was not stored");
+                        }
                         let record = crate::store::ScalingEventRecord {
                             id: perf_core::Id::new(),
                             event,
