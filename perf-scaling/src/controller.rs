@@ -169,6 +169,7 @@ impl ScalingController {
                     reason: format!("starting at min_replicas {min}"),
                     metrics: Vec::new(),
                     conditions: engine.conditions().to_vec(),
+                    prediction: None,
                 }
             } else {
                 engine.decide(self.now_s(), current, &observation)

@@ -9,13 +9,14 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::forecast::{DemandHistory, ForecastStatus, Forecaster, Prediction, PredictiveMode};
 use crate::policy::{
     MetricKind, MetricSpec, MetricTarget, RatePolicyKind, ResolvedRules, ScalingPolicy,
     ScalingRules, SelectPolicy,
 };
 use crate::replicas::{
-    MetricRecommendation, Pod, average_value_replicas, pod_average_replicas, ready_pods,
-    resource_utilization_replicas, value_replicas,
+    MetricRecommendation, Pod, PodPhase, average_value_replicas, ceil_replicas,
+    pod_average_replicas, ready_pods, resource_utilization_replicas, value_replicas,
 };
 use crate::{Error, Result};
 
@@ -174,6 +175,10 @@ pub struct Decision {
     /// The status conditions after this decision (each type once).
     #[serde(default)]
     pub conditions: Vec<HpaCondition>,
+    /// What the forecast asked for, when predictive scaling is on and
+    /// forecasting (in `forecast_only` mode: what it would have done).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prediction: Option<Prediction>,
 }
 
 impl Decision {
@@ -217,6 +222,9 @@ pub struct History {
     pub scale_down_events: Vec<TimedReplicas>,
     /// The status conditions of the last decision.
     pub conditions: Vec<HpaCondition>,
+    /// The forecast metric's demand, per minute (predictive scaling).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub demand: Option<DemandHistory>,
 }
 
 fn timed_from(list: &[TimedReplicas], field: &str) -> Result<Vec<Timed>> {
@@ -286,6 +294,42 @@ pub struct Autoscaler {
     scale_up_events: Vec<Timed>,
     scale_down_events: Vec<Timed>,
     conditions: Vec<HpaCondition>,
+    forecaster: Option<Forecaster>,
+    /// The demand one replica takes at the target, last seen.
+    capacity: Option<f64>,
+}
+
+/// The forecast metric's total demand now and the demand one replica takes
+/// at the target, from an observation.
+fn demand_and_capacity(policy: &ScalingPolicy, observation: &Observation) -> Option<(f64, f64)> {
+    let spec = policy.forecast_metric()?;
+    let live: std::collections::BTreeMap<&str, &Pod> = observation
+        .pods
+        .iter()
+        .filter(|p| !p.deleting && p.phase != PodPhase::Failed)
+        .map(|p| (p.name.as_str(), p))
+        .collect();
+    let per_pod_sum = |values: &BTreeMap<String, f64>| -> f64 {
+        values
+            .iter()
+            .filter(|(name, _)| live.contains_key(name.as_str()))
+            .map(|(_, v)| *v)
+            .sum()
+    };
+    match (observation.readings.get(&spec.name)?, spec.target) {
+        (Reading::PerPod(values), MetricTarget::Utilization(t)) => {
+            let requests: Vec<f64> = live.values().filter_map(|p| p.request).collect();
+            if requests.is_empty() {
+                return None;
+            }
+            let mean = requests.iter().sum::<f64>() / requests.len() as f64;
+            Some((per_pod_sum(values), mean * t / 100.0))
+        }
+        (Reading::PerPod(values), MetricTarget::AverageValue(t)) => Some((per_pod_sum(values), t)),
+        (Reading::Single(v), MetricTarget::AverageValue(t)) => Some((*v, t)),
+        _ => None,
+    }
+    .filter(|(demand, capacity)| demand.is_finite() && *capacity > 0.0)
 }
 
 /// What the metrics proposed.
@@ -307,6 +351,7 @@ impl Autoscaler {
             ),
             None => (None, None),
         };
+        let forecaster = policy.predictive.clone().map(Forecaster::new);
         Ok(Self {
             policy,
             up,
@@ -315,6 +360,8 @@ impl Autoscaler {
             scale_up_events: Vec::new(),
             scale_down_events: Vec::new(),
             conditions: Vec::new(),
+            forecaster,
+            capacity: None,
         })
     }
 
@@ -337,6 +384,11 @@ impl Autoscaler {
             ));
         }
         engine.conditions = history.conditions;
+        if let (Some(f), Some(demand)) = (engine.forecaster.as_mut(), history.demand) {
+            demand.check()?;
+            f.history = demand;
+            f.period_cache.set(None);
+        }
         Ok(engine)
     }
 
@@ -347,7 +399,14 @@ impl Autoscaler {
             scale_up_events: timed_to(&self.scale_up_events),
             scale_down_events: timed_to(&self.scale_down_events),
             conditions: self.conditions.clone(),
+            demand: self.forecaster.as_ref().map(|f| f.history.clone()),
         }
+    }
+
+    /// The forecast (next hour) and whether it acts, when the policy has a
+    /// `predictive` block.
+    pub fn forecast_status(&self) -> Option<ForecastStatus> {
+        self.forecaster.as_ref().map(|f| f.status(self.capacity))
     }
 
     /// The policy.
@@ -360,13 +419,51 @@ impl Autoscaler {
         &self.conditions
     }
 
-    /// Replaces the policy, keeping the history.
+    /// Replaces the policy, keeping the history (the demand history too
+    /// while the policy stays predictive).
     pub fn set_policy(&mut self, policy: ScalingPolicy) -> Result<()> {
         let fresh = Self::new(policy)?;
+        let demand = self.forecaster.take().map(|f| f.history);
         self.policy = fresh.policy;
         self.up = fresh.up;
         self.down = fresh.down;
+        self.forecaster = fresh.forecaster.map(|mut f| {
+            if let Some(d) = demand {
+                f.history = d;
+            }
+            f.period_cache.set(None);
+            f
+        });
         Ok(())
+    }
+
+    /// Records the forecast metric's demand and, when forecasting, what
+    /// the forecast asks for against the reactive count.
+    fn predict(
+        &mut self,
+        now_s: f64,
+        observation: &Observation,
+        reactive: Option<u32>,
+    ) -> Option<Prediction> {
+        let sample = demand_and_capacity(&self.policy, observation);
+        let f = self.forecaster.as_mut()?;
+        if let Some((demand, capacity)) = sample {
+            f.history.record(now_s, demand);
+            self.capacity = Some(capacity);
+        }
+        let reactive = reactive?;
+        let capacity = self.capacity?;
+        let lead = f.settings.lead_time.as_duration().as_secs_f64();
+        let (_, ahead) = f.ahead(lead).ok()?;
+        let load = ahead.iter().copied().fold(0.0, f64::max);
+        let cap = ceil_replicas(f.settings.max_boost * f64::from(reactive.max(1)));
+        let replicas = ceil_replicas(load / capacity).min(cap);
+        Some(Prediction {
+            load,
+            replicas,
+            reactive,
+            applied: f.settings.mode == PredictiveMode::Scale && replicas > reactive,
+        })
     }
 
     fn set_condition(
@@ -539,6 +636,12 @@ impl Autoscaler {
         let mut outcomes = Vec::new();
         let mut proposed = None;
         let mut stabilized = None;
+        let mut prediction = None;
+        let in_bounds = !(current == 0 && min != 0) && current <= max && current >= min;
+        if !in_bounds {
+            // Still learn the demand.
+            self.predict(now_s, observation, None);
+        }
         let (to, reason) = if current == 0 && min != 0 {
             self.set_condition(
                 ConditionType::ScalingActive,
@@ -557,7 +660,9 @@ impl Autoscaler {
         } else {
             let p = self.propose(current, observation, &mut outcomes);
             let total = self.policy.metrics.len();
-            if p.invalid >= total || (p.invalid > 0 && p.replicas < current) {
+            let valid = !(p.invalid >= total || (p.invalid > 0 && p.replicas < current));
+            prediction = self.predict(now_s, observation, valid.then_some(p.replicas));
+            if !valid {
                 let (why, message) = p.first_error.unwrap_or((
                     ConditionReason::FailedGetResourceMetric,
                     "no metric".to_owned(),
@@ -585,7 +690,10 @@ impl Autoscaler {
                         p.metric
                     ),
                 );
-                let wanted = p.replicas;
+                let wanted = match prediction {
+                    Some(f) if f.applied => f.replicas,
+                    _ => p.replicas,
+                };
                 proposed = Some(wanted);
                 let (held, to, limit) = if self.policy.behavior.is_some() {
                     self.with_behavior(now_s, current, wanted)
@@ -599,7 +707,18 @@ impl Autoscaler {
                     limit,
                     limit.limit_message(),
                 );
-                let mut reason = format!("{} asks for {wanted}", p.metric);
+                let mut reason = format!("{} asks for {}", p.metric, p.replicas);
+                match prediction {
+                    Some(f) if f.applied => reason.push_str(&format!(
+                        "; the forecast ({:.1} ahead) raises it to {}",
+                        f.load, f.replicas
+                    )),
+                    Some(f) if f.replicas > f.reactive => reason.push_str(&format!(
+                        "; the forecast ({:.1} ahead) would raise it to {} (forecast_only)",
+                        f.load, f.replicas
+                    )),
+                    _ => {}
+                }
                 if p.invalid > 0 {
                     reason.push_str(&format!(
                         " ({} of {total} metrics invalid: {})",
@@ -636,6 +755,7 @@ impl Autoscaler {
             reason,
             metrics: outcomes,
             conditions: self.conditions.clone(),
+            prediction,
         }
     }
 
@@ -1361,6 +1481,7 @@ mod k8s_controller_tests {
             )],
             behavior,
             tolerance: crate::replicas::Tolerance::default(),
+            predictive: None,
         };
         let mut a = Autoscaler::new(policy).unwrap();
         a.recommendations = Some(
@@ -1584,6 +1705,7 @@ mod k8s_controller_tests {
             ],
             behavior: None,
             tolerance: crate::replicas::Tolerance::default(),
+            predictive: None,
         }
     }
 

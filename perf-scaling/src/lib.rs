@@ -33,6 +33,7 @@ mod balance;
 mod controller;
 mod decision;
 mod error;
+mod forecast;
 mod instances;
 #[cfg(feature = "kubernetes")]
 mod kubernetes;
@@ -50,6 +51,10 @@ pub use decision::{
     MAX_HISTORY_ENTRIES, MetricOutcome, Observation, Reading, TimedReplicas,
 };
 pub use error::{Error, Result};
+pub use forecast::{
+    DEMAND_BUCKET_S, DemandHistory, ForecastModel, ForecastPoint, ForecastStatus,
+    MAX_DEMAND_BUCKETS, Prediction, PredictiveMode, PredictiveSettings, backtest_forecast,
+};
 pub use instances::{Instance, InstanceManager, LocalProcessConfig, LocalProcesses};
 #[cfg(feature = "kubernetes")]
 pub use kubernetes::{KubernetesConfig, KubernetesDeployment};
@@ -62,6 +67,7 @@ pub use replicas::{
     pod_average_replicas, ready_pods, resource_utilization_replicas, value_replicas,
 };
 pub use simulate::{
-    SimulationReport, SimulationSettings, SimulationStep, TracePoint, parse_trace_csv, simulate,
+    PolicyComparison, SimulationReport, SimulationSettings, SimulationStep, TracePoint,
+    compare_reactive_predictive, parse_trace_csv, simulate,
 };
 pub use sources::{InstanceScraper, MetricsSource, PrometheusQuery, ScrapedSeries, SeriesKind};

@@ -218,6 +218,9 @@ pub struct ScalingPolicy {
     /// each way, the controller's `--horizontal-pod-autoscaler-tolerance`).
     #[serde(default)]
     pub tolerance: Tolerance,
+    /// Scaling ahead of a load that repeats (beyond the HPA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predictive: Option<crate::forecast::PredictiveSettings>,
 }
 
 fn check_tolerance(field: &str, t: f64) -> Result<()> {
@@ -347,7 +350,31 @@ impl ScalingPolicy {
                 check_rules(r, "behavior.scale_down")?;
             }
         }
+        if let Some(p) = &self.predictive {
+            p.validate()?;
+            self.forecast_metric().ok_or_else(|| {
+                Error::invalid(
+                    "predictive.metric",
+                    match &p.metric {
+                        Some(name) => format!(
+                            "{name:?} is not a metric of this policy with a per-replica target (utilization or average_value)"
+                        ),
+                        None => "no metric has a per-replica target (utilization or average_value) to forecast".to_owned(),
+                    },
+                )
+            })?;
+        }
         Ok(())
+    }
+
+    /// The metric the `predictive` block forecasts: the named one, or the
+    /// first with a per-replica target (a value target has none).
+    pub fn forecast_metric(&self) -> Option<&MetricSpec> {
+        let p = self.predictive.as_ref()?;
+        self.metrics.iter().find(|m| {
+            p.metric.as_ref().is_none_or(|name| *name == m.name)
+                && !matches!(m.target, MetricTarget::Value(_))
+        })
     }
 
     /// The tolerance band one metric is held to: its own, else the
@@ -455,6 +482,7 @@ impl StepRule {
                 up: (self.scale_up_above / target - 1.0).max(0.0),
                 down: (1.0 - self.scale_down_below / target).max(0.0),
             },
+            predictive: None,
         };
         policy.validate()?;
         Ok(policy)

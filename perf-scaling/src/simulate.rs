@@ -139,10 +139,72 @@ pub struct SimulationReport {
     pub over_provisioned_instance_s: f64,
     /// Replica-seconds missing against what the demand needed.
     pub under_provisioned_instance_s: f64,
+    /// Replica-seconds paid for: replicas asked for (ready or starting)
+    /// times the time they were held.
+    pub replica_seconds: f64,
     /// Most replicas at once.
     pub peak_replicas: u32,
     /// Changes of the replica count.
     pub scale_events: u32,
+    /// Decisions in which the forecast raised the count.
+    pub forecast_raises: u32,
+}
+
+impl SimulationReport {
+    /// The mean of `scale_up_times_s` (time to ready after a rise).
+    pub fn mean_time_to_ready_s(&self) -> Option<f64> {
+        (!self.scale_up_times_s.is_empty())
+            .then(|| self.scale_up_times_s.iter().sum::<f64>() / self.scale_up_times_s.len() as f64)
+    }
+}
+
+/// The same trace through the reactive policy and the predictive one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PolicyComparison {
+    /// The policy without its `predictive` block.
+    pub reactive: SimulationReport,
+    /// The policy with predictive scaling in `scale` mode.
+    pub predictive: SimulationReport,
+    /// The predictive settings used (the policy's, or `lead_time` = start-up
+    /// plus one period when it has none).
+    pub settings: crate::forecast::PredictiveSettings,
+}
+
+/// Replays `trace` through `policy` reactive and predictive, side by side.
+///
+/// ```
+/// use perf_scaling::{compare_reactive_predictive, ScalingPolicy, SimulationSettings, TracePoint};
+/// let policy: ScalingPolicy = serde_json::from_str(r#"{"min_replicas": 1, "max_replicas": 50,
+///     "metrics": [{"name": "rps", "kind": "pods", "target": {"average_value": 100}}], "behavior": {}}"#)?;
+/// // A ramp repeats nothing: the forecast stays inactive and both agree.
+/// let trace: Vec<TracePoint> = (0..=120).map(|m| TracePoint { t_s: m as f64 * 60.0, value: 100.0 + 20.0 * m as f64 }).collect();
+/// let c = compare_reactive_predictive(&policy, &trace, &SimulationSettings::default())?;
+/// assert_eq!(c.reactive.under_provisioned_instance_s, c.predictive.under_provisioned_instance_s);
+/// assert_eq!(c.predictive.forecast_raises, 0);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn compare_reactive_predictive(
+    policy: &ScalingPolicy,
+    trace: &[TracePoint],
+    settings: &SimulationSettings,
+) -> Result<PolicyComparison> {
+    let reactive = ScalingPolicy {
+        predictive: None,
+        ..policy.clone()
+    };
+    let mut predictive_settings = policy.predictive.clone().unwrap_or_else(|| {
+        crate::forecast::PredictiveSettings::scale(settings.startup_s + settings.period_s)
+    });
+    predictive_settings.mode = crate::forecast::PredictiveMode::Scale;
+    let predictive = ScalingPolicy {
+        predictive: Some(predictive_settings.clone()),
+        ..policy.clone()
+    };
+    Ok(PolicyComparison {
+        reactive: simulate(&reactive, trace, settings)?,
+        predictive: simulate(&predictive, trace, settings)?,
+        settings: predictive_settings,
+    })
 }
 
 fn demand_at(trace: &[TracePoint], t: f64) -> f64 {
@@ -231,6 +293,8 @@ pub fn simulate(
     let mut short_since: Option<f64> = None;
     let mut scale_up_times = Vec::new();
     let mut scale_events = 0;
+    let mut forecast_raises = 0;
+    let mut replica_seconds = 0.0;
     let mut peak = initial;
     let mut t = trace[0].t_s;
     while t <= end {
@@ -273,6 +337,9 @@ pub fn simulate(
             readings: [(spec.name.clone(), reading)].into(),
         };
         let decision = engine.decide(t, current, &observation);
+        if decision.prediction.is_some_and(|p| p.applied) {
+            forecast_raises += 1;
+        }
         if decision.to > current {
             replicas.extend(std::iter::repeat_n(
                 t + settings.startup_s,
@@ -286,6 +353,7 @@ pub fn simulate(
             scale_events += 1;
         }
         peak = peak.max(replicas.len() as u32);
+        replica_seconds += replicas.len() as f64 * settings.period_s;
         timeline.push(SimulationStep {
             t_s: t,
             load,
@@ -303,7 +371,9 @@ pub fn simulate(
         scale_up_times_s: scale_up_times,
         over_provisioned_instance_s: over,
         under_provisioned_instance_s: under,
+        replica_seconds,
         peak_replicas: peak,
         scale_events,
+        forecast_raises,
     })
 }

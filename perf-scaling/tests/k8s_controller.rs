@@ -125,6 +125,7 @@ impl Case {
             metrics: self.metrics,
             behavior: self.behavior,
             tolerance: Default::default(),
+            predictive: None,
         };
         let history = History {
             recommendations: self.recommendations.map(|r| {
@@ -792,6 +793,7 @@ fn history_survives_a_restart_and_none_differs_from_empty() {
         metrics: vec![cpu(50.0)],
         behavior: Some(Behavior::default()),
         tolerance: Default::default(),
+        predictive: None,
     };
     let low = Observation {
         pods: n_pods(5),
@@ -884,6 +886,7 @@ fn fast_up_policy() -> ScalingPolicy {
         metrics: vec![cpu(50.0)],
         behavior: None,
         tolerance: Default::default(),
+        predictive: None,
     }
 }
 
@@ -896,6 +899,7 @@ fn min_replicas_zero_needs_an_object_or_external_metric() {
         metrics,
         behavior: None,
         tolerance: Default::default(),
+        predictive: None,
     };
     let err = base(vec![cpu(50.0)]).validate().unwrap_err().to_string();
     assert!(err.starts_with("min_replicas"), "{err}");
