@@ -61,6 +61,24 @@ pub struct ControllerStatus {
     pub policy: ScalingPolicy,
     /// The HPA status conditions after the last decision.
     pub conditions: Vec<HpaCondition>,
+    /// What the engine remembers (restored from the store after a restart).
+    pub history: HistorySummary,
+    /// Predictive scaling: the next hour's forecast and whether it acts
+    /// (absent without a `predictive` block).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forecast: Option<crate::forecast::ForecastStatus>,
+}
+
+/// How much the engine remembers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistorySummary {
+    /// Recommendations held for the stabilization windows; `None` before
+    /// the first decision of a new engine (no history yet).
+    pub recommendations: Option<usize>,
+    /// Scale events held for the rate policies.
+    pub scale_events: usize,
+    /// Seconds of demand history (predictive scaling).
+    pub demand_s: f64,
 }
 
 /// Runs a policy against an instance manager and a metrics source.
@@ -256,6 +274,20 @@ impl ScalingController {
         let instances = self.manager.instances().await?;
         let current_replicas = self.manager.replicas().await?;
         let shares = self.shares.lock().map(|s| s.clone()).unwrap_or_default();
+        let (policy, conditions, history, forecast) = {
+            let engine = self.engine()?;
+            let h = engine.history();
+            (
+                engine.policy().clone(),
+                engine.conditions().to_vec(),
+                HistorySummary {
+                    recommendations: h.recommendations.as_ref().map(Vec::len),
+                    scale_events: h.scale_up_events.len() + h.scale_down_events.len(),
+                    demand_s: h.demand.as_ref().map_or(0.0, |d| d.span_s()),
+                },
+                engine.forecast_status(),
+            )
+        };
         Ok(ControllerStatus {
             current_replicas,
             desired_replicas: self.desired.lock().map(|d| *d).unwrap_or(0),
@@ -271,8 +303,10 @@ impl ScalingController {
                 })
                 .collect(),
             manager: self.manager.describe(),
-            policy: self.policy()?,
-            conditions: self.engine()?.conditions().to_vec(),
+            policy,
+            conditions,
+            history,
+            forecast,
         })
     }
 

@@ -597,9 +597,7 @@ pub fn backtest_forecast(
     warmup_s: f64,
     period_s: Option<f64>,
 ) -> Option<f64> {
-    let Some(&(start, _)) = trace.first() else {
-        return None;
-    };
+    let &(start, _) = trace.first()?;
     let mut history = DemandHistory::default();
     let lead = (lead_s / DEMAND_BUCKET_S).ceil().max(1.0) as usize;
     let mut pending: Vec<(f64, f64)> = Vec::new();

@@ -44,7 +44,9 @@ mod sources;
 
 pub use advice::policy_advice;
 pub use balance::{Backend, LoadBalancer, Pick, Share, Strategy, coefficient_of_variation};
-pub use controller::{ControllerStatus, InstanceStatus, ScalingController, ScalingEvent};
+pub use controller::{
+    ControllerStatus, HistorySummary, InstanceStatus, ScalingController, ScalingEvent,
+};
 pub use decision::{
     Autoscaler, ConditionReason, ConditionType, Decision, History, HpaCondition,
     LEGACY_DOWNSCALE_STABILIZATION_S, LEGACY_SCALE_UP_FACTOR, LEGACY_SCALE_UP_MINIMUM,

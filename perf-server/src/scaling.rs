@@ -35,6 +35,89 @@ pub struct SimulateArgs {
     /// Request of one replica in the trace's unit, for utilization targets.
     #[arg(long, default_value_t = 100.0)]
     pub request: f64,
+    /// Run the trace through several policies side by side and print a
+    /// table: `reactive,predictive` (the policy without and with predictive
+    /// scaling; without a `predictive` block, `lead_time` = start-up plus
+    /// one period).
+    #[arg(long, value_delimiter = ',')]
+    pub compare: Vec<String>,
+    /// With `--compare`: print the two reports as JSON instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The side-by-side table `scaling simulate --compare` prints.
+pub fn comparison_table(c: &perf_scaling::PolicyComparison) -> String {
+    let mut out = String::new();
+    let lead = c.settings.lead_time;
+    out.push_str(&format!(
+        "{:<34}{:>14}{:>14}\n",
+        "", "reactive", "predictive"
+    ));
+    let mut row = |label: &str, a: String, b: String| {
+        out.push_str(&format!("{label:<34}{a:>14}{b:>14}\n"));
+    };
+    let (r, p) = (&c.reactive, &c.predictive);
+    row(
+        "under-provisioned replica-s",
+        format!("{:.0}", r.under_provisioned_instance_s),
+        format!("{:.0}", p.under_provisioned_instance_s),
+    );
+    row(
+        "over-provisioned replica-s",
+        format!("{:.0}", r.over_provisioned_instance_s),
+        format!("{:.0}", p.over_provisioned_instance_s),
+    );
+    row(
+        "replica-seconds paid",
+        format!("{:.0}", r.replica_seconds),
+        format!("{:.0}", p.replica_seconds),
+    );
+    let secs = |v: Option<f64>| v.map_or("-".to_owned(), |s| format!("{s:.0} s"));
+    row(
+        "time to ready after a rise, mean",
+        secs(r.mean_time_to_ready_s()),
+        secs(p.mean_time_to_ready_s()),
+    );
+    row(
+        "time to ready after a rise, max",
+        secs(r.max_time_to_scale_up_s),
+        secs(p.max_time_to_scale_up_s),
+    );
+    row(
+        "rises that left it short",
+        r.scale_up_times_s.len().to_string(),
+        p.scale_up_times_s.len().to_string(),
+    );
+    row(
+        "scale events",
+        r.scale_events.to_string(),
+        p.scale_events.to_string(),
+    );
+    row(
+        "peak replicas",
+        r.peak_replicas.to_string(),
+        p.peak_replicas.to_string(),
+    );
+    row(
+        "decisions raised by the forecast",
+        "-".to_owned(),
+        p.forecast_raises.to_string(),
+    );
+    let ratio = |a: f64, b: f64| {
+        if a > 0.0 {
+            format!("{:.3}", b / a)
+        } else {
+            "-".to_owned()
+        }
+    };
+    out.push_str(&format!(
+        "predictive / reactive: under-provisioned {}, replica-seconds {} (lead time {lead}, model {:?})\n",
+        ratio(r.under_provisioned_instance_s, p.under_provisioned_instance_s),
+        ratio(r.replica_seconds, p.replica_seconds),
+        c.settings.model,
+    ));
+    out
 }
 
 fn read(path: &Path) -> Result<String, String> {
@@ -85,12 +168,32 @@ pub fn simulate(args: &SimulateArgs) -> u8 {
             startup_s: args.startup,
             request_per_replica: args.request,
         };
-        perf_scaling::simulate(&policy, &trace, &settings).map_err(|e| e.to_string())
+        if args.compare.is_empty() {
+            let report =
+                perf_scaling::simulate(&policy, &trace, &settings).map_err(|e| e.to_string())?;
+            return serde_json::to_string_pretty(&report).map_err(|e| e.to_string());
+        }
+        let mut wanted: Vec<&str> = args.compare.iter().map(|s| s.trim()).collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        if wanted != ["predictive", "reactive"] {
+            return Err(format!(
+                "--compare: {:?} is not supported; write --compare reactive,predictive",
+                args.compare.join(",")
+            ));
+        }
+        let comparison = perf_scaling::compare_reactive_predictive(&policy, &trace, &settings)
+            .map_err(|e| e.to_string())?;
+        if args.json {
+            serde_json::to_string_pretty(&comparison).map_err(|e| e.to_string())
+        } else {
+            Ok(comparison_table(&comparison))
+        }
     });
-    match result.and_then(|r| serde_json::to_string_pretty(&r).map_err(|e| e.to_string())) {
-        Ok(json) => {
+    match result {
+        Ok(text) => {
             let mut out = std::io::stdout().lock();
-            let _ = out.write_all(json.as_bytes());
+            let _ = out.write_all(text.trim_end().as_bytes());
             let _ = out.write_all(b"\n");
             0
         }

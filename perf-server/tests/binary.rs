@@ -866,6 +866,60 @@ fn the_autoscaler_runs_local_instances_and_answers_its_endpoints() {
             .body,
     );
     assert_eq!(s["policy"]["max_replicas"], 3, "{s}");
+    // A predictive block is validated naming the field, and the status
+    // shows the forecast (learning: no history yet).
+    let bad = put(
+        "/performance/scaling/config",
+        r#"{"min_replicas": 1, "max_replicas": 3, "metrics": [{"name": "rps", "kind": "external", "target": {"average_value": 100}}],
+            "predictive": {"mode": "scale", "lead_time": "2h"}}"#,
+    );
+    assert_eq!(bad.status, 422, "{}", bad.body);
+    assert_eq!(json(&bad.body)["error"]["field"], "predictive.lead_time");
+    let bad = put(
+        "/performance/scaling/config",
+        r#"{"min_replicas": 1, "max_replicas": 3, "metrics": [{"name": "rps", "kind": "external", "target": {"value": 100}}],
+            "predictive": {"mode": "scale", "lead_time": "3m"}}"#,
+    );
+    assert_eq!(bad.status, 422, "{}", bad.body);
+    assert_eq!(json(&bad.body)["error"]["field"], "predictive.metric");
+    let predictive = put(
+        "/performance/scaling/config",
+        r#"{"min_replicas": 1, "max_replicas": 3, "metrics": [{"name": "rps", "kind": "external", "target": {"average_value": 100}}],
+            "predictive": {"mode": "forecast_only", "lead_time": "3m", "min_history": "1h"}}"#,
+    );
+    assert_eq!(predictive.status, 200, "{}", predictive.body);
+    // Wait for a few decisions (one per second).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let s = loop {
+        let s = json(
+            &http::get(server.addr, "/performance/scaling/status")
+                .unwrap()
+                .body,
+        );
+        if s["history"]["recommendations"].as_u64().unwrap_or(0) >= 3 {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "no decisions: {s}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    // The HPA conditions are typed values.
+    let conditions = s["conditions"].as_array().unwrap();
+    assert!(
+        conditions
+            .iter()
+            .any(|c| c["type"] == "ScalingActive" && c["reason"] == "ValidMetricFound"),
+        "{s}"
+    );
+    assert_eq!(s["forecast"]["mode"], "forecast_only", "{s}");
+    assert_eq!(s["forecast"]["active"], false, "{s}");
+    assert!(
+        s["forecast"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("learning"),
+        "{s}"
+    );
+    let held = s["history"]["recommendations"].as_u64().unwrap();
 
     let history = json(
         &http::get(server.addr, "/performance/scaling/history?limit=50")
@@ -910,6 +964,24 @@ fn the_autoscaler_runs_local_instances_and_answers_its_endpoints() {
             "an instance still listens on {port}: {}",
             server.log_text()
         );
+    }
+    // Restarted on the same store, the autoscaler carries on from its
+    // history (a fresh one would hold a single recommendation).
+    let again = ServerProcess::start(dir.path(), &["--config", config.to_str().unwrap()]);
+    let s = json(
+        &http::get(again.addr, "/performance/scaling/status")
+            .unwrap()
+            .body,
+    );
+    let restored = s["history"]["recommendations"].as_u64().unwrap_or(0);
+    assert!(restored >= held, "{restored} < {held}: {s}");
+    assert_eq!(s["forecast"]["mode"], "forecast_only", "{s}");
+    let mut again = again;
+    again.signal("TERM");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while again.child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "{}", again.log_text());
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
