@@ -23,6 +23,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
 
+/// The latest clock value a demand history accepts (year 5138 in Unix
+/// seconds); samples outside 0 to this are dropped.
+pub const MAX_CLOCK_S: f64 = 1e11;
+
 /// Seconds per bucket of the demand history.
 pub const DEMAND_BUCKET_S: f64 = 60.0;
 /// The most buckets kept (15 days of minutes); older ones are dropped.
@@ -179,7 +183,7 @@ impl DemandHistory {
     /// Adds a sample at `t_s` (a sample older than the last bucket is
     /// dropped; a gap is filled with the last value).
     pub fn record(&mut self, t_s: f64, value: f64) {
-        if !(t_s.is_finite() && value.is_finite()) || value < 0.0 {
+        if !(0.0..=MAX_CLOCK_S).contains(&t_s) || !value.is_finite() || value < 0.0 {
             return;
         }
         if self.buckets.is_empty() {
@@ -220,7 +224,8 @@ impl DemandHistory {
 
     /// The bucket after the last one, counted from the clock's zero.
     fn end_bucket(&self) -> usize {
-        (self.start_s / DEMAND_BUCKET_S).max(0.0).round() as usize + self.buckets.len()
+        ((self.start_s / DEMAND_BUCKET_S).max(0.0).round() as usize)
+            .saturating_add(self.buckets.len())
     }
 
     /// Seconds of history held.
@@ -238,10 +243,16 @@ impl DemandHistory {
                 ),
             ));
         }
-        if !self.start_s.is_finite() || self.buckets.iter().any(|b| !b.is_finite() || *b < 0.0) {
+        if !(0.0..=MAX_CLOCK_S).contains(&self.start_s) {
             return Err(Error::invalid(
-                "history.demand",
-                "times and values must be finite, values at least 0",
+                "history.demand.start_s",
+                format!("{} is outside 0 to {MAX_CLOCK_S} seconds", self.start_s),
+            ));
+        }
+        if self.buckets.iter().any(|b| !b.is_finite() || *b < 0.0) {
+            return Err(Error::invalid(
+                "history.demand.buckets",
+                "values must be finite and at least 0",
             ));
         }
         Ok(())

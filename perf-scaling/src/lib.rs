@@ -54,7 +54,7 @@ pub use decision::{
 };
 pub use error::{Error, Result};
 pub use forecast::{
-    DEMAND_BUCKET_S, DemandHistory, ForecastModel, ForecastPoint, ForecastStatus,
+    DEMAND_BUCKET_S, DemandHistory, ForecastModel, ForecastPoint, ForecastStatus, MAX_CLOCK_S,
     MAX_DEMAND_BUCKETS, Prediction, PredictiveMode, PredictiveSettings, backtest_forecast,
 };
 pub use instances::{Instance, InstanceManager, LocalProcessConfig, LocalProcesses};
@@ -69,7 +69,7 @@ pub use replicas::{
     pod_average_replicas, ready_pods, resource_utilization_replicas, value_replicas,
 };
 pub use simulate::{
-    PolicyComparison, SimulationReport, SimulationSettings, SimulationStep, TracePoint,
-    compare_reactive_predictive, parse_trace_csv, simulate,
+    MAX_SIMULATION_STEPS, PolicyComparison, SimulationReport, SimulationSettings, SimulationStep,
+    TracePoint, compare_reactive_predictive, parse_trace_csv, simulate,
 };
 pub use sources::{InstanceScraper, MetricsSource, PrometheusQuery, ScrapedSeries, SeriesKind};

@@ -12,6 +12,9 @@ use crate::policy::{MetricKind, MetricTarget, ScalingPolicy};
 use crate::replicas::Pod;
 use crate::{Error, Result};
 
+/// The most decisions one simulation makes (half a year at the HPA's 15 s).
+pub const MAX_SIMULATION_STEPS: usize = 1_051_200;
+
 /// One point of a recorded load.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct TracePoint {
@@ -287,6 +290,14 @@ pub fn simulate(
     // Each replica: the time it becomes ready.
     let mut replicas: Vec<f64> = vec![f64::NEG_INFINITY; initial as usize];
     let end = trace[trace.len() - 1].t_s;
+    let steps = (end - trace[0].t_s) / settings.period_s;
+    if !(steps.is_finite() && steps <= MAX_SIMULATION_STEPS as f64) {
+        return Err(Error::Input(format!(
+            "the trace spans {:.0} s: at {} s per decision that is more than {MAX_SIMULATION_STEPS} decisions; use a longer period or a shorter trace",
+            end - trace[0].t_s,
+            settings.period_s
+        )));
+    }
     let mut timeline = Vec::new();
     let mut over = 0.0;
     let mut under = 0.0;
@@ -296,7 +307,9 @@ pub fn simulate(
     let mut forecast_raises = 0;
     let mut replica_seconds = 0.0;
     let mut peak = initial;
-    let mut t = trace[0].t_s;
+    let first = trace[0].t_s;
+    let mut step = 0u64;
+    let mut t = first;
     while t <= end {
         let load = demand_at(trace, t);
         let ready = replicas.iter().filter(|r| **r <= t).count() as u32;
@@ -362,7 +375,8 @@ pub fn simulate(
             needed,
             reason: decision.reason,
         });
-        t += settings.period_s;
+        step += 1;
+        t = first + step as f64 * settings.period_s;
     }
     let max_time = scale_up_times.iter().copied().reduce(f64::max);
     Ok(SimulationReport {

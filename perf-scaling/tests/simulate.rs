@@ -76,4 +76,12 @@ fn bad_traces_and_settings_say_what_is_wrong() {
     .unwrap_err()
     .to_string();
     assert!(err.starts_with("period_s"), "{err}");
+    // A trace spanning a huge time is refused at once, not replayed for ever.
+    for csv in ["t,v\n0,1\n1e300,2\n", "t,v\n0,1\n1e9,2\n"] {
+        let trace = parse_trace_csv(csv).unwrap();
+        let err = simulate(&p, &trace, &SimulationSettings::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("decisions"), "{err}");
+    }
 }
