@@ -10,7 +10,7 @@
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -60,21 +60,35 @@ struct State {
     served: AtomicU64,
     /// Peak EWMA of latency in microseconds, as f64 bits.
     ewma_us: AtomicU64,
-    ewma_at: Mutex<Instant>,
+    /// When it was last updated, nanoseconds since the balancer's epoch.
+    ewma_at_ns: AtomicU64,
 }
 
 impl State {
-    fn new(backend: Backend, added: Option<Instant>) -> Self {
+    fn new(backend: Backend, added: Option<Instant>, now_ns: u64) -> Self {
         Self {
             backend,
             added,
             outstanding: AtomicU64::new(0),
             served: AtomicU64::new(0),
             ewma_us: AtomicU64::new(0f64.to_bits()),
-            ewma_at: Mutex::new(Instant::now()),
+            ewma_at_ns: AtomicU64::new(now_ns),
         }
     }
+
+    /// The latency estimate decayed to `now_ns` (as Finagle's and Linkerd's
+    /// peak EWMA read it): an old slow answer weighs less as time passes,
+    /// even while the backend gets no traffic.
+    fn ewma_at(&self, now_ns: u64) -> f64 {
+        let ewma = f64::from_bits(self.ewma_us.load(Ordering::Relaxed));
+        let elapsed = now_ns.saturating_sub(self.ewma_at_ns.load(Ordering::Relaxed)) as f64 / 1e9;
+        ewma * (-elapsed / EWMA_DECAY.as_secs_f64()).exp()
+    }
 }
+
+/// Where a balancer reads the time (slow start, latency decay): the real
+/// clock, or a simulated one.
+pub type Clock = Arc<dyn Fn() -> Instant + Send + Sync>;
 
 /// One routed request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,6 +136,8 @@ struct Inner {
 pub struct LoadBalancer {
     strategy: Strategy,
     slow_start: Duration,
+    clock: Clock,
+    epoch: Instant,
     inner: RwLock<Inner>,
     cursor: AtomicUsize,
     wrr: Mutex<Vec<i64>>,
@@ -187,6 +203,8 @@ impl LoadBalancer {
         let lb = Self {
             strategy,
             slow_start: Duration::ZERO,
+            clock: Arc::new(Instant::now),
+            epoch: Instant::now(),
             inner: RwLock::new(Inner {
                 states: Vec::new(),
                 maglev: Vec::new(),
@@ -206,10 +224,47 @@ impl LoadBalancer {
         self
     }
 
+    /// Reads the time from `clock` instead of the real one, for slow start
+    /// and the latency estimate's decay (a simulation runs on its own time).
+    ///
+    /// ```
+    /// use std::sync::{Arc, atomic::{AtomicU64, Ordering}};
+    /// use std::time::{Duration, Instant};
+    /// use perf_scaling::{Backend, LoadBalancer, Strategy};
+    /// let start = Instant::now();
+    /// let elapsed_ms = Arc::new(AtomicU64::new(0));
+    /// let t = Arc::clone(&elapsed_ms);
+    /// let lb = LoadBalancer::new(Strategy::PeakEwma, vec![Backend::new("a")])
+    ///     .with_clock(Arc::new(move || start + Duration::from_millis(t.load(Ordering::Relaxed))));
+    /// elapsed_ms.store(5_000, Ordering::Relaxed); // five simulated seconds later
+    /// let p = lb.pick(None).unwrap();
+    /// lb.finish(&p, Duration::from_millis(2));
+    /// ```
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self.epoch = (self.clock)();
+        if let Ok(inner) = self.inner.read() {
+            for s in &inner.states {
+                s.ewma_at_ns.store(0, Ordering::Relaxed);
+            }
+        }
+        self
+    }
+
+    fn now(&self) -> Instant {
+        (self.clock)()
+    }
+
+    /// Nanoseconds since the epoch on the balancer's clock.
+    fn now_ns(&self) -> u64 {
+        u64::try_from(self.now().saturating_duration_since(self.epoch).as_nanos())
+            .unwrap_or(u64::MAX)
+    }
+
     /// Replaces the backends; those already known keep their counters, new
     /// ones start their slow start now.
     pub fn set_backends(&self, backends: Vec<Backend>) {
-        self.replace(backends, Some(Instant::now()));
+        self.replace(backends, Some(self.now()));
     }
 
     fn replace(&self, backends: Vec<Backend>, now: Option<Instant>) {
@@ -230,7 +285,7 @@ impl LoadBalancer {
                         s.backend = b;
                         s
                     }
-                    None => State::new(b, now),
+                    None => State::new(b, now, self.now_ns()),
                 }
             })
             .collect();
@@ -258,7 +313,9 @@ impl LoadBalancer {
     fn ramp(&self, s: &State) -> f64 {
         match s.added {
             Some(added) if !self.slow_start.is_zero() => {
-                (added.elapsed().as_secs_f64() / self.slow_start.as_secs_f64()).clamp(0.05, 1.0)
+                (self.now().saturating_duration_since(added).as_secs_f64()
+                    / self.slow_start.as_secs_f64())
+                .clamp(0.05, 1.0)
             }
             _ => 1.0,
         }
@@ -305,9 +362,10 @@ impl LoadBalancer {
                 if n > 1 && b == a {
                     b = (b + 1) % n;
                 }
+                let now_ns = self.now_ns();
                 let cost = |i: usize| {
                     let s = &inner.states[i];
-                    let ewma = f64::from_bits(s.ewma_us.load(Ordering::Relaxed)).max(1.0);
+                    let ewma = s.ewma_at(now_ns).max(1.0);
                     ewma * (s.outstanding.load(Ordering::Relaxed) as f64 + 1.0) / self.ramp(s)
                 };
                 if cost(b) < cost(a) { b } else { a }
@@ -342,13 +400,12 @@ impl LoadBalancer {
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
                 Some(v.saturating_sub(1))
             });
-        if self.strategy == Strategy::PeakEwma
-            && let Ok(mut at) = s.ewma_at.lock()
-        {
+        if self.strategy == Strategy::PeakEwma {
             let sample = latency.as_secs_f64() * 1e6;
+            let now_ns = self.now_ns();
             let old = f64::from_bits(s.ewma_us.load(Ordering::Relaxed));
-            let elapsed = at.elapsed().as_secs_f64();
-            *at = Instant::now();
+            let elapsed =
+                now_ns.saturating_sub(s.ewma_at_ns.swap(now_ns, Ordering::Relaxed)) as f64 / 1e9;
             let next = if sample > old {
                 sample // peak: jump up at once
             } else {

@@ -43,7 +43,7 @@ mod simulate;
 mod sources;
 
 pub use advice::policy_advice;
-pub use balance::{Backend, LoadBalancer, Pick, Share, Strategy, coefficient_of_variation};
+pub use balance::{Backend, Clock, LoadBalancer, Pick, Share, Strategy, coefficient_of_variation};
 pub use controller::{
     ControllerStatus, HistorySummary, InstanceStatus, ScalingController, ScalingEvent,
 };
