@@ -9,13 +9,15 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::forecast::{DemandHistory, ForecastStatus, Forecaster, Prediction, PredictiveMode};
+use crate::forecast::{
+    DemandHistory, ForecastStatus, Forecaster, MAX_CLOCK_S, Prediction, PredictiveMode,
+};
 use crate::policy::{
     MetricKind, MetricSpec, MetricTarget, RatePolicyKind, ResolvedRules, ScalingPolicy,
     ScalingRules, SelectPolicy,
 };
 use crate::replicas::{
-    MetricRecommendation, Pod, PodPhase, average_value_replicas, ceil_replicas,
+    MAX_REPLICA_COUNT, MetricRecommendation, Pod, PodPhase, average_value_replicas, ceil_replicas,
     pod_average_replicas, ready_pods, resource_utilization_replicas, value_replicas,
 };
 use crate::{Error, Result};
@@ -240,16 +242,21 @@ fn timed_from(list: &[TimedReplicas], field: &str) -> Result<Vec<Timed>> {
     list.iter()
         .enumerate()
         .map(|(i, t)| {
-            if t.at_s.is_finite() {
+            if !(0.0..=MAX_CLOCK_S).contains(&t.at_s) {
+                Err(Error::invalid(
+                    format!("{field}[{i}].at_s"),
+                    format!("{} is outside 0 to {MAX_CLOCK_S} seconds", t.at_s),
+                ))
+            } else if t.replicas > MAX_REPLICA_COUNT {
+                Err(Error::invalid(
+                    format!("{field}[{i}].replicas"),
+                    format!("{} is above {MAX_REPLICA_COUNT}", t.replicas),
+                ))
+            } else {
                 Ok(Timed {
                     at: t.at_s,
                     value: t.replicas,
                 })
-            } else {
-                Err(Error::invalid(
-                    format!("{field}[{i}].at_s"),
-                    "must be a finite number of seconds",
-                ))
             }
         })
         .collect()
@@ -297,6 +304,9 @@ pub struct Autoscaler {
     forecaster: Option<Forecaster>,
     /// The demand one replica takes at the target, last seen.
     capacity: Option<f64>,
+    /// Restored from a non-empty history and not yet decided: the first
+    /// decision records `{current, now}` too, as a restarted controller does.
+    restored: bool,
 }
 
 /// The forecast metric's total demand now and the demand one replica takes
@@ -362,6 +372,7 @@ impl Autoscaler {
             conditions: Vec::new(),
             forecaster,
             capacity: None,
+            restored: false,
         })
     }
 
@@ -377,17 +388,28 @@ impl Autoscaler {
         engine.scale_up_events = timed_from(&history.scale_up_events, "history.scale_up_events")?;
         engine.scale_down_events =
             timed_from(&history.scale_down_events, "history.scale_down_events")?;
-        if history.conditions.len() > 3 {
-            return Err(Error::invalid(
-                "history.conditions",
-                "at most one condition of each of the 3 types",
-            ));
+        for (i, c) in history.conditions.iter().enumerate() {
+            if history.conditions[..i].iter().any(|d| d.kind == c.kind) {
+                return Err(Error::invalid(
+                    format!("history.conditions[{i}].type"),
+                    format!("{:?} is there twice; one condition of each type", c.kind),
+                ));
+            }
         }
         engine.conditions = history.conditions;
+        engine.conditions.sort_by_key(|c| c.kind);
+        engine.restored = engine
+            .recommendations
+            .as_ref()
+            .is_some_and(|r| !r.is_empty());
+        let identity = engine.forecast_identity();
         if let (Some(f), Some(demand)) = (engine.forecaster.as_mut(), history.demand) {
             demand.check()?;
-            f.history = demand;
-            f.period_cache.set(None);
+            // Demand of another metric (the policy changed) is not this one's.
+            if demand.metric == identity {
+                f.history = demand;
+                f.period_cache.set(None);
+            }
         }
         Ok(engine)
     }
@@ -424,17 +446,34 @@ impl Autoscaler {
     pub fn set_policy(&mut self, policy: ScalingPolicy) -> Result<()> {
         let fresh = Self::new(policy)?;
         let demand = self.forecaster.take().map(|f| f.history);
+        let same_metric = fresh.forecast_identity() == self.forecast_identity();
         self.policy = fresh.policy;
         self.up = fresh.up;
         self.down = fresh.down;
+        if !same_metric {
+            self.capacity = None;
+        }
         self.forecaster = fresh.forecaster.map(|mut f| {
-            if let Some(d) = demand {
+            if let Some(d) = demand.filter(|_| same_metric) {
                 f.history = d;
             }
             f.period_cache.set(None);
             f
         });
         Ok(())
+    }
+
+    /// What the demand history is of: the forecast metric's name, kind and
+    /// target type.
+    fn forecast_identity(&self) -> Option<String> {
+        self.policy.forecast_metric().map(|m| {
+            let target = match m.target {
+                MetricTarget::Utilization(_) => "utilization",
+                MetricTarget::AverageValue(_) => "average_value",
+                MetricTarget::Value(_) => "value",
+            };
+            format!("{}/{:?}/{target}", m.name, m.kind)
+        })
     }
 
     /// Records the forecast metric's demand and, when forecasting, what
@@ -446,9 +485,15 @@ impl Autoscaler {
         reactive: Option<u32>,
     ) -> Option<Prediction> {
         let sample = demand_and_capacity(&self.policy, observation);
+        let identity = self.forecast_identity();
+        let max_replicas = f64::from(self.policy.max_replicas);
         let f = self.forecaster.as_mut()?;
         if let Some((demand, capacity)) = sample {
-            f.history.record(now_s, demand);
+            // A bogus sample is held to the most demand that can change a
+            // decision, so it cannot teach the forecast absurd values.
+            let bound = capacity * max_replicas * 4.0;
+            f.history.metric = identity;
+            f.history.record(now_s, demand.min(bound));
             self.capacity = Some(capacity);
         }
         let reactive = reactive?;
@@ -530,9 +575,27 @@ impl Autoscaler {
             .readings
             .get(&spec.name)
             .ok_or_else(|| Error::NoMetrics(format!("no reading for {}", spec.name)))?;
+        // A NaN or infinite sample (Prometheus answers NaN for 0/0) makes
+        // the metric invalid, as an unreadable one is upstream; it must not
+        // read as "0 replicas wanted".
+        let finite_pods = observation
+            .pods
+            .iter()
+            .all(|p| p.request.is_none_or(f64::is_finite));
+        let finite = match reading {
+            Reading::PerPod(values) => values.values().all(|v| v.is_finite()),
+            Reading::Single(v) => v.is_finite(),
+            Reading::Unavailable(_) => true,
+        };
+        if !(finite && finite_pods) {
+            return Err(Error::NoMetrics(format!(
+                "{}: a sample or a request is not a finite number",
+                spec.name
+            )));
+        }
         let tolerance = self.policy.tolerance_for(spec);
         let cpu = spec.is_cpu_resource();
-        match (reading, spec.kind, spec.target) {
+        let recommendation = match (reading, spec.kind, spec.target) {
             (Reading::Unavailable(why), _, _) => Err(Error::NoMetrics(why.clone())),
             (Reading::PerPod(values), MetricKind::Resource, MetricTarget::Utilization(t)) => {
                 resource_utilization_replicas(current, t, &observation.pods, values, tolerance, cpu)
@@ -556,6 +619,14 @@ impl Autoscaler {
                 "the reading of {} does not fit a {:?} metric with that target",
                 spec.name, spec.kind
             ))),
+        }?;
+        if recommendation.observed.is_finite() {
+            Ok(recommendation)
+        } else {
+            Err(Error::NoMetrics(format!(
+                "{}: the observed figure is not a finite number",
+                spec.name
+            )))
         }
     }
 
@@ -619,12 +690,38 @@ impl Autoscaler {
     /// Decides at time `now_s` with `current` replicas; the result is taken
     /// as applied (its change is recorded for the rate limits).
     pub fn decide(&mut self, now_s: f64, current: u32, observation: &Observation) -> Decision {
+        if !(0.0..=MAX_CLOCK_S).contains(&now_s) {
+            return Decision {
+                at_s: now_s,
+                from: current,
+                to: current,
+                proposed: None,
+                stabilized: None,
+                reason: format!(
+                    "no change: the clock value {now_s} is outside 0 to {MAX_CLOCK_S} seconds"
+                ),
+                metrics: Vec::new(),
+                conditions: self.conditions.clone(),
+                prediction: None,
+            };
+        }
+        // Nothing remembered can be later than now (a clock stepped back, a
+        // corrupted store): it would pin stabilization and rate limits.
+        for t in self
+            .recommendations
+            .iter_mut()
+            .flatten()
+            .chain(self.scale_up_events.iter_mut())
+            .chain(self.scale_down_events.iter_mut())
+        {
+            t.at = t.at.min(now_s);
+        }
         // A new or restarted engine starts its history at the current size.
-        if self.recommendations.is_none() {
-            self.recommendations = Some(vec![Timed {
+        if self.recommendations.is_none() || std::mem::take(&mut self.restored) {
+            self.history_mut().push(Timed {
                 at: now_s,
                 value: current,
-            }]);
+            });
         }
         self.set_condition(
             ConditionType::AbleToScale,
@@ -815,7 +912,12 @@ impl Autoscaler {
         let history = self.history_mut();
         match old {
             Some(i) => history[i] = rec,
-            None => history.push(rec),
+            None => {
+                if history.len() >= MAX_HISTORY_ENTRIES {
+                    history.remove(0);
+                }
+                history.push(rec);
+            }
         }
     }
 

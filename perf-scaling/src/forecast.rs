@@ -27,6 +27,12 @@ use crate::{Error, Result};
 /// seconds); samples outside 0 to this are dropped.
 pub const MAX_CLOCK_S: f64 = 1e11;
 
+/// A sample this many buckets before the last one means the clock went
+/// back: the history starts again.
+const CLOCK_STEP_BACK_BUCKETS: f64 = 60.0;
+/// Buckets in a day.
+const DAY_BUCKETS: usize = 1440;
+
 /// Seconds per bucket of the demand history.
 pub const DEMAND_BUCKET_S: f64 = 60.0;
 /// The most buckets kept (15 days of minutes); older ones are dropped.
@@ -171,6 +177,10 @@ impl PredictiveSettings {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DemandHistory {
+    /// Which metric this is (name/kind/target type); a history of another
+    /// metric is dropped when restored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metric: Option<String>,
     /// Start of the first bucket (the engine's clock, seconds).
     pub start_s: f64,
     /// Mean demand per bucket, oldest first.
@@ -194,25 +204,52 @@ impl DemandHistory {
         }
         let index = ((t_s - self.start_s) / DEMAND_BUCKET_S).floor();
         let last = self.buckets.len() - 1;
+        if index < last as f64 - CLOCK_STEP_BACK_BUCKETS {
+            // The clock went back by more than an hour (or the history came
+            // from elsewhere): start again rather than drop every sample.
+            let metric = self.metric.take();
+            *self = Self {
+                metric,
+                ..Self::default()
+            };
+            self.record(t_s, value);
+            return;
+        }
         if index < last as f64 {
             return;
         }
         if index as usize == last {
+            // A running mean that cannot overflow.
             let n = f64::from(self.last_count);
-            self.buckets[last] = (self.buckets[last] * n + value) / (n + 1.0);
+            let b = self.buckets[last];
+            self.buckets[last] = b + (value - b) / (n + 1.0);
             self.last_count = self.last_count.saturating_add(1);
             return;
         }
         // A gap longer than everything kept restarts the history.
         let gap = (index as usize).saturating_sub(last);
         if gap > MAX_DEMAND_BUCKETS {
-            *self = Self::default();
+            let metric = self.metric.take();
+            *self = Self {
+                metric,
+                ..Self::default()
+            };
             self.record(t_s, value);
             return;
         }
+        // A short gap takes the last value; a long one (the process was
+        // down) the same minute a day earlier when known, so a restart
+        // does not flatten the daily shape.
         let fill = self.buckets[last];
-        self.buckets
-            .extend(std::iter::repeat_n(fill, gap.saturating_sub(1)));
+        for _ in 1..gap {
+            let i = self.buckets.len();
+            let v = if gap > 60 && i >= DAY_BUCKETS {
+                self.buckets[i - DAY_BUCKETS]
+            } else {
+                fill
+            };
+            self.buckets.push(v);
+        }
         self.buckets.push(value);
         self.last_count = 1;
         if self.buckets.len() > MAX_DEMAND_BUCKETS {
@@ -432,6 +469,10 @@ impl HoltWinters {
         while state.upto < completed_end {
             state.advance(y[state.upto - first_abs]);
         }
+        if !(state.level.is_finite() && state.trend.is_finite()) {
+            *cache = None;
+            return Vec::new();
+        }
         let mut now = state.clone();
         now.advance(y[y.len() - 1]);
         (0..horizon)
@@ -618,6 +659,11 @@ pub fn backtest_forecast(
     let mut model_cache = None;
     // Minute by minute, step-interpolating the trace.
     let end = trace[trace.len() - 1].0;
+    let minutes = (end - start) / DEMAND_BUCKET_S;
+    if !(minutes.is_finite() && minutes <= 10.0 * MAX_DEMAND_BUCKETS as f64) || start < 0.0 {
+        return None;
+    }
+    let mut minute = 0u64;
     let mut t = start;
     while t <= end {
         while next + 1 < trace.len() && trace[next + 1].0 <= t {
@@ -651,7 +697,8 @@ pub fn backtest_forecast(
                 pending.push((t + lead as f64 * DEMAND_BUCKET_S, *v));
             }
         }
-        t += DEMAND_BUCKET_S;
+        minute += 1;
+        t = start + minute as f64 * DEMAND_BUCKET_S;
     }
     (count > 0).then(|| error / count as f64)
 }

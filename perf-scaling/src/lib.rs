@@ -62,14 +62,15 @@ pub use instances::{Instance, InstanceManager, LocalProcessConfig, LocalProcesse
 pub use kubernetes::{KubernetesConfig, KubernetesDeployment};
 pub use policy::{
     Behavior, MetricKind, MetricSpec, MetricTarget, RatePolicy, RatePolicyKind, ScalingPolicy,
-    ScalingRules, SelectPolicy, StepRule,
+    ScalingRules, SelectPolicy, StepRule, ToleranceOverride,
 };
 pub use replicas::{
     MAX_REPLICA_COUNT, MetricRecommendation, Pod, PodPhase, Tolerance, average_value_replicas,
     pod_average_replicas, ready_pods, resource_utilization_replicas, value_replicas,
 };
 pub use simulate::{
-    MAX_SIMULATION_STEPS, PolicyComparison, SimulationReport, SimulationSettings, SimulationStep,
-    TracePoint, compare_reactive_predictive, parse_trace_csv, simulate,
+    MAX_SIMULATION_STEPS, MAX_SIMULATION_WORK, PolicyComparison, SimulationReport,
+    SimulationSettings, SimulationStep, TracePoint, compare_reactive_predictive, parse_trace_csv,
+    simulate,
 };
 pub use sources::{InstanceScraper, MetricsSource, PrometheusQuery, ScrapedSeries, SeriesKind};

@@ -47,10 +47,33 @@ pub struct MetricSpec {
     pub kind: MetricKind,
     /// Its target.
     pub target: MetricTarget,
-    /// This metric's own tolerance band; it wins over the behavior's
-    /// per-direction tolerances and the policy's.
+    /// This metric's own tolerance, per direction; a direction given here
+    /// wins over the behavior's and the policy's, one left out falls back
+    /// to them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tolerance: Option<Tolerance>,
+    pub tolerance: Option<ToleranceOverride>,
+}
+
+/// A metric's own tolerance: either direction or both.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ToleranceOverride {
+    /// Scale up only above `1 + up`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub up: Option<f64>,
+    /// Scale down only below `1 - down`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub down: Option<f64>,
+}
+
+impl ToleranceOverride {
+    /// The same band both ways.
+    pub fn both(t: f64) -> Self {
+        Self {
+            up: Some(t),
+            down: Some(t),
+        }
+    }
 }
 
 impl MetricSpec {
@@ -336,8 +359,12 @@ impl ScalingPolicy {
                 ));
             }
             if let Some(t) = m.tolerance {
-                check_tolerance(&format!("metrics[{i}].tolerance.up"), t.up)?;
-                check_tolerance(&format!("metrics[{i}].tolerance.down"), t.down)?;
+                if let Some(up) = t.up {
+                    check_tolerance(&format!("metrics[{i}].tolerance.up"), up)?;
+                }
+                if let Some(down) = t.down {
+                    check_tolerance(&format!("metrics[{i}].tolerance.down"), down)?;
+                }
             }
         }
         check_tolerance("tolerance.up", self.tolerance.up)?;
@@ -377,8 +404,8 @@ impl ScalingPolicy {
         })
     }
 
-    /// The tolerance band one metric is held to: its own, else the
-    /// behavior's per-direction tolerances over the policy's.
+    /// The tolerance band one metric is held to, per direction: its own,
+    /// else the behavior's, else the policy's.
     ///
     /// ```
     /// let policy: perf_scaling::ScalingPolicy = serde_json::from_str(r#"{"min_replicas": 1,
@@ -389,9 +416,6 @@ impl ScalingPolicy {
     /// # Ok::<(), serde_json::Error>(())
     /// ```
     pub fn tolerance_for(&self, metric: &MetricSpec) -> Tolerance {
-        if let Some(t) = metric.tolerance {
-            return t;
-        }
         let mut t = self.tolerance;
         if let Some(b) = &self.behavior {
             if let Some(up) = b.scale_up.as_ref().and_then(|r| r.tolerance) {
@@ -400,6 +424,10 @@ impl ScalingPolicy {
             if let Some(down) = b.scale_down.as_ref().and_then(|r| r.tolerance) {
                 t.down = down;
             }
+        }
+        if let Some(own) = metric.tolerance {
+            t.up = own.up.unwrap_or(t.up);
+            t.down = own.down.unwrap_or(t.down);
         }
         t
     }

@@ -116,7 +116,12 @@ fn group_pods(pods: &[Pod], metrics: &BTreeMap<String, f64>, cpu: bool) -> Group
         missing: BTreeSet::new(),
         ignored: BTreeSet::new(),
     };
+    let mut seen = BTreeSet::new();
     for pod in pods {
+        // A pod listed twice is one pod.
+        if !seen.insert(pod.name.as_str()) {
+            continue;
+        }
         if pod.deleting || pod.phase == PodPhase::Failed {
             g.ignored.insert(pod.name.clone());
             continue;
@@ -411,7 +416,10 @@ pub fn pod_average_replicas(
 
 /// Pods counted as ready for object and external metrics.
 pub fn ready_pods(pods: &[Pod]) -> usize {
-    pods.iter().filter(|p| p.counts_as_ready()).count()
+    let mut seen = BTreeSet::new();
+    pods.iter()
+        .filter(|p| seen.insert(p.name.as_str()) && p.counts_as_ready())
+        .count()
 }
 
 /// Replicas for one value (an object's metric, or an external metric's

@@ -15,6 +15,10 @@ use crate::{Error, Result};
 /// The most decisions one simulation makes (half a year at the HPA's 15 s).
 pub const MAX_SIMULATION_STEPS: usize = 1_051_200;
 
+/// The most replica-decisions (decisions times replicas) one simulation
+/// makes: minutes of CPU, not days.
+pub const MAX_SIMULATION_WORK: f64 = 2e8;
+
 /// One point of a recorded load.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct TracePoint {
@@ -195,14 +199,35 @@ pub fn compare_reactive_predictive(
         predictive: None,
         ..policy.clone()
     };
+    // Without a block: provision the start-up plus one decision ahead (at
+    // most the hour a lead time may be).
     let mut predictive_settings = policy.predictive.clone().unwrap_or_else(|| {
-        crate::forecast::PredictiveSettings::scale(settings.startup_s + settings.period_s)
+        crate::forecast::PredictiveSettings::scale(
+            (settings.startup_s + settings.period_s).clamp(1.0, 3600.0),
+        )
     });
     predictive_settings.mode = crate::forecast::PredictiveMode::Scale;
     let predictive = ScalingPolicy {
         predictive: Some(predictive_settings.clone()),
         ..policy.clone()
     };
+    predictive.validate()?;
+    // The simulation replays one load: the first metric's.
+    if predictive.forecast_metric().map(|m| &m.name) != Some(&policy.metrics[0].name) {
+        return Err(Error::invalid(
+            "predictive.metric",
+            format!(
+                "a simulation replays the first metric ({}); the forecast must be of it",
+                policy.metrics[0].name
+            ),
+        ));
+    }
+    if trace.iter().any(|p| p.t_s > crate::forecast::MAX_CLOCK_S) {
+        return Err(Error::Input(format!(
+            "trace times above {} s cannot be learnt from; are they milliseconds?",
+            crate::forecast::MAX_CLOCK_S
+        )));
+    }
     Ok(PolicyComparison {
         reactive: simulate(&reactive, trace, settings)?,
         predictive: simulate(&predictive, trace, settings)?,
@@ -286,11 +311,18 @@ pub fn simulate(
     let initial = settings
         .initial_replicas
         .unwrap_or(policy.min_replicas)
-        .max(1);
+        .clamp(1, policy.max_replicas.max(1));
     // Each replica: the time it becomes ready.
     let mut replicas: Vec<f64> = vec![f64::NEG_INFINITY; initial as usize];
     let end = trace[trace.len() - 1].t_s;
     let steps = (end - trace[0].t_s) / settings.period_s;
+    let work = steps * f64::from(policy.max_replicas.max(initial));
+    if !(work.is_finite() && work <= MAX_SIMULATION_WORK) {
+        return Err(Error::Input(format!(
+            "{steps:.0} decisions over up to {} replicas is too much to simulate (at most {MAX_SIMULATION_WORK:e} replica-decisions); use a longer period, a shorter trace or fewer max_replicas",
+            policy.max_replicas.max(initial)
+        )));
+    }
     if !(steps.is_finite() && steps <= MAX_SIMULATION_STEPS as f64) {
         return Err(Error::Input(format!(
             "the trace spans {:.0} s: at {} s per decision that is more than {MAX_SIMULATION_STEPS} decisions; use a longer period or a shorter trace",

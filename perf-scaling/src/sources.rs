@@ -86,13 +86,15 @@ pub(crate) fn sum_instant_vector(body: &str) -> Result<f64> {
             .as_array()
             .map(|a| {
                 a.iter()
-                    .filter_map(|s| s["value"][1].as_str().and_then(|x| x.parse().ok()))
+                    .filter_map(|s| s["value"][1].as_str().and_then(|x| x.parse::<f64>().ok()))
+                    .filter(|v| v.is_finite())
                     .collect()
             })
             .unwrap_or_default(),
         Some("scalar") => result[1]
             .as_str()
-            .and_then(|x| x.parse().ok())
+            .and_then(|x| x.parse::<f64>().ok())
+            .filter(|v| v.is_finite())
             .into_iter()
             .collect(),
         other => {
@@ -189,7 +191,10 @@ pub(crate) fn sum_series(text: &str, series: &str, filter: Option<&str>) -> Opti
             .unwrap_or(rest)
             .split_whitespace()
             .next();
-        if let Some(v) = value.and_then(|v| v.parse::<f64>().ok()) {
+        if let Some(v) = value
+            .and_then(|v| v.parse::<f64>().ok())
+            .filter(|v| v.is_finite())
+        {
             total += v;
             found = true;
         }

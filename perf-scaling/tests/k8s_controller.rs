@@ -738,7 +738,10 @@ fn tolerance_cases() {
         Case::new("a metric's own tolerance", 1, 5, 3)
             .metric(
                 MetricSpec {
-                    tolerance: Some(perf_scaling::Tolerance::both(0.01)),
+                    tolerance: Some(perf_scaling::ToleranceOverride {
+                        up: Some(0.01),
+                        down: None,
+                    }),
                     ..cpu(100.0)
                 },
                 cpu_levels(&[1010.0, 1030.0, 1020.0]),
@@ -923,4 +926,114 @@ fn min_replicas_zero_needs_an_object_or_external_metric() {
     });
     let err = p.validate().unwrap_err().to_string();
     assert!(err.starts_with("behavior.scale_up.tolerance"), "{err}");
+}
+
+/// Hostile or broken inputs: a NaN or infinite reading is an invalid
+/// metric (never "0 replicas"), a stale restored history still holds the
+/// current size, a clock out of range changes nothing, and a per-metric
+/// tolerance falls back per direction.
+#[test]
+fn bad_readings_stale_history_and_bad_clocks_do_not_move_the_workload() {
+    use MetricKind::External;
+    use MetricTarget::{AverageValue, Value};
+    let n = run_all(vec![
+        Case::new("a NaN sample", 1, 10, 5)
+            .metric(
+                qps(MetricKind::Pods, AverageValue(10.0)),
+                per_pod(&[1.0, 1.0, f64::NAN, 1.0, 1.0], 1.0),
+            )
+            .pods(n_pods(5))
+            .empty_history()
+            .expect(5, failed(R::FailedGetPodsMetric)),
+        Case::new("an infinite value", 0, 10, 5)
+            .metric(qps(External, Value(10.0)), Reading::Single(f64::INFINITY))
+            .pods(n_pods(5))
+            .empty_history()
+            .expect(5, failed(R::FailedGetExternalMetric)),
+        Case::new("NaN beside a good metric that scales up", 1, 10, 2)
+            .metric(cpu(50.0), cpu_levels(&[900.0, 900.0]))
+            .metric(qps(External, Value(10.0)), Reading::Single(f64::NAN))
+            .pods(n_pods(2))
+            .expect(4, status_ok()),
+    ]);
+    assert_eq!(n, 3);
+
+    // Restored from a store last written 10 minutes ago at 20 replicas:
+    // the first decision still records {current, now} and holds.
+    let policy = ScalingPolicy {
+        min_replicas: 1,
+        max_replicas: 20,
+        metrics: vec![cpu(50.0)],
+        behavior: None,
+        tolerance: Default::default(),
+        predictive: None,
+    };
+    let stale = History {
+        recommendations: Some(vec![TimedReplicas {
+            at_s: NOW - 600.0,
+            replicas: 20,
+        }]),
+        ..History::default()
+    };
+    let low = Observation {
+        pods: n_pods(20),
+        readings: [("cpu".to_owned(), cpu_levels(&[50.0; 20]))].into(),
+    };
+    let mut restarted = Autoscaler::with_history(policy.clone(), stale).unwrap();
+    assert_eq!(restarted.decide(NOW, 20, &low).to, 20);
+
+    // Times in the future (a clock stepped back, a corrupted store) are
+    // taken as now: they hold for one window, not for ever.
+    let future = History {
+        recommendations: Some(vec![TimedReplicas {
+            at_s: NOW + 1e9,
+            replicas: 20,
+        }]),
+        ..History::default()
+    };
+    let mut a = Autoscaler::with_history(policy.clone(), future).unwrap();
+    assert_eq!(a.decide(NOW, 20, &low).to, 20);
+    assert_eq!(
+        a.decide(NOW + 299.0, 20, &low).to,
+        20,
+        "taken as NOW, it holds a window"
+    );
+    assert!(a.decide(NOW + 301.0, 20, &low).to < 20, "then it lets go");
+
+    // A clock out of range: no change, nothing remembered.
+    let mut b = Autoscaler::new(policy.clone()).unwrap();
+    for clock in [f64::NAN, -1.0, 1e20] {
+        let d = b.decide(clock, 20, &low);
+        assert_eq!(d.to, 20);
+        assert!(d.reason.contains("clock"), "{}", d.reason);
+    }
+    assert_eq!(b.history().recommendations, None);
+
+    // The same condition type twice in a stored history is refused.
+    let dup = History {
+        conditions: vec![
+            perf_scaling::HpaCondition {
+                kind: C::AbleToScale,
+                status: true,
+                reason: R::ReadyForNewScale,
+                message: String::new(),
+            };
+            2
+        ],
+        ..History::default()
+    };
+    let err = Autoscaler::with_history(policy.clone(), dup)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("history.conditions[1].type"), "{err}");
+
+    // A metric's own tolerance for one direction keeps the policy's other.
+    let mut p = policy;
+    p.tolerance = perf_scaling::Tolerance::both(0.3);
+    p.metrics[0].tolerance = Some(perf_scaling::ToleranceOverride {
+        up: Some(0.05),
+        down: None,
+    });
+    let t = p.tolerance_for(&p.metrics[0]);
+    assert_eq!((t.up, t.down), (0.05, 0.3));
 }

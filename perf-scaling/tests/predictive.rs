@@ -248,9 +248,8 @@ fn demand_history_is_bounded_and_a_hostile_one_is_refused() {
     let policy = pods_policy(r#"{"mode": "scale", "lead_time": "5m"}"#);
     let bad = perf_scaling::History {
         demand: Some(perf_scaling::DemandHistory {
-            start_s: 0.0,
             buckets: vec![f64::INFINITY],
-            last_count: 1,
+            ..Default::default()
         }),
         ..perf_scaling::History::default()
     };
@@ -260,9 +259,8 @@ fn demand_history_is_bounded_and_a_hostile_one_is_refused() {
     assert!(err.contains("history.demand"), "{err}");
     let huge = perf_scaling::History {
         demand: Some(perf_scaling::DemandHistory {
-            start_s: 0.0,
             buckets: vec![1.0; perf_scaling::MAX_DEMAND_BUCKETS + 1],
-            last_count: 1,
+            ..Default::default()
         }),
         ..perf_scaling::History::default()
     };

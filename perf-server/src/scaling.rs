@@ -307,6 +307,8 @@ impl perf_scaling::MetricsSource for LoadTestSource {
 
 /// The store key of the autoscaler's [`perf_scaling::History`].
 pub const HISTORY_KEY: &str = "history";
+/// The history is stored at most this often (and when the loop ends).
+const HISTORY_SAVE_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The running autoscaler: its controller and the local manager to drain on shutdown.
 pub struct Scaling {
@@ -315,6 +317,7 @@ pub struct Scaling {
     local: Option<std::sync::Arc<perf_scaling::LocalProcesses>>,
     stop: tokio::sync::watch::Sender<bool>,
     task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    store: std::sync::Arc<dyn crate::store::Store>,
 }
 
 impl std::fmt::Debug for Scaling {
@@ -386,7 +389,7 @@ impl Scaling {
         };
         let controller = match perf_scaling::ScalingController::with_history(
             policy.clone(),
-            history,
+            history.clone(),
             std::sync::Arc::clone(&manager),
             std::sync::Arc::clone(&source),
         ) {
@@ -394,31 +397,64 @@ impl Scaling {
             Err(perf_scaling::Error::Invalid { field, message })
                 if field.starts_with("history") =>
             {
-                tracing::warn!(%field, %message, "the stored scaling history is refused; starting without one");
-                perf_scaling::ScalingController::new(policy, manager, source)
-                    .map_err(|e| config_error("scaling.policy", e))?
+                // Keep what is sound: without the demand if only it is bad.
+                let without_demand = perf_scaling::History {
+                    demand: None,
+                    ..history
+                };
+                tracing::warn!(%field, %message, "part of the stored scaling history is refused");
+                match perf_scaling::ScalingController::with_history(
+                    policy.clone(),
+                    without_demand,
+                    std::sync::Arc::clone(&manager),
+                    std::sync::Arc::clone(&source),
+                ) {
+                    Ok(c) => c,
+                    Err(_) => perf_scaling::ScalingController::new(policy, manager, source)
+                        .map_err(|e| config_error("scaling.policy", e))?,
+                }
             }
             Err(e) => return Err(config_error("scaling.policy", e)),
         };
         let controller = std::sync::Arc::new(controller);
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let period = perf_core::saturating_secs(setup.period_s);
+        // One task saves the history, the latest first and at most every
+        // HISTORY_SAVE_EVERY: saves cannot land out of order, and a large
+        // demand history is not rewritten on every decision.
+        let (history_tx, mut history_rx) = tokio::sync::watch::channel(None::<String>);
+        let saver_store = std::sync::Arc::clone(&store);
+        let kept_store = std::sync::Arc::clone(&store);
+        tokio::spawn(async move {
+            while history_rx.changed().await.is_ok() {
+                let latest = history_rx.borrow_and_update().clone();
+                if let Some(text) = latest
+                    && let Err(e) = saver_store.put_scaling_state(HISTORY_KEY, &text).await
+                {
+                    tracing::warn!(error = %e, "the scaling history was not stored");
+                }
+                tokio::time::sleep(HISTORY_SAVE_EVERY).await;
+            }
+            // The loop ended: store the last state it left.
+            let last = history_rx.borrow().clone();
+            if let Some(text) = last {
+                let _ = saver_store.put_scaling_state(HISTORY_KEY, &text).await;
+            }
+        });
         let remember = std::sync::Arc::clone(&controller);
         let task =
             tokio::spawn(
                 std::sync::Arc::clone(&controller).run(period, stopped, move |event| {
                     let store = std::sync::Arc::clone(&store);
                     crate::telemetry::count_scaling_event(&event);
-                    let history = remember
+                    if let Some(text) = remember
                         .history()
                         .ok()
-                        .and_then(|h| serde_json::to_string(&h).ok());
+                        .and_then(|h| serde_json::to_string(&h).ok())
+                    {
+                        let _ = history_tx.send(Some(text));
+                    }
                     tokio::spawn(async move {
-                        if let Some(history) = history
-                            && let Err(e) = store.put_scaling_state(HISTORY_KEY, &history).await
-                        {
-                            tracing::warn!(error = %e, "the scaling history was not stored");
-                        }
                         let record = crate::store::ScalingEventRecord {
                             id: perf_core::Id::new(),
                             event,
@@ -434,6 +470,7 @@ impl Scaling {
             local,
             stop,
             task: std::sync::Mutex::new(Some(task)),
+            store: kept_store,
         })
     }
 
@@ -444,6 +481,16 @@ impl Scaling {
         let task = self.task.lock().ok().and_then(|mut t| t.take());
         if let Some(task) = task {
             let _ = task.await;
+        }
+        // The last state, so a restart carries on from it.
+        if let Some(text) = self
+            .controller
+            .history()
+            .ok()
+            .and_then(|h| serde_json::to_string(&h).ok())
+            && let Err(e) = self.store.put_scaling_state(HISTORY_KEY, &text).await
+        {
+            tracing::warn!(error = %e, "the scaling history was not stored at shutdown");
         }
         if let Some(local) = &self.local {
             local.shutdown().await;
