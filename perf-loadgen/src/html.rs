@@ -498,23 +498,32 @@ table{{border-collapse:collapse;margin:6px 0}} td,th{{padding:3px 10px;border-bo
             h.push_str("</table>");
         }
         if let Some(c) = comparison {
-            h.push_str("<h2>Against the baseline</h2><table><tr><th>metric</th><th>baseline</th><th>this run</th><th>change</th><th>95 % interval</th><th>noise band</th><th>verdict</th></tr>");
+            let _ = write!(
+                h,
+                "<h2>Against the baseline</h2><p>Against a {}, at a false-positive rate of {} over all metrics together.</p><table><tr><th>metric</th><th>baseline</th><th>this run</th><th>change</th><th>interval</th><th>band</th><th>run-to-run noise</th><th>confidence</th><th>verdict</th><th>why</th></tr>",
+                esc(&c.against),
+                c.false_positive_rate
+            );
             for m in &c.metrics {
                 let v = match m.verdict {
                     Verdict::Regressed => r#"<span class="fail">regressed</span>"#,
                     Verdict::Improved => r#"<span class="pass">improved</span>"#,
                     Verdict::Unchanged => "unchanged",
+                    Verdict::Inconclusive => r#"<span class="warn">inconclusive</span>"#,
                 };
                 let _ = write!(
                     h,
-                    "<tr><td>{}</td><td>{:.3}</td><td>{:.3}</td><td>{:+.1} %</td><td>{:+.1} % to {:+.1} %</td><td>&plusmn;{:.1} %</td><td>{v}</td></tr>",
+                    "<tr><td>{}</td><td>{:.3}</td><td>{:.3}</td><td>{:+.1} %</td><td>{:+.1} % to {:+.1} %</td><td>&plusmn;{:.1} %</td><td>&plusmn;{:.1} %</td><td>{:.3}</td><td>{v}</td><td>{}</td></tr>",
                     esc(&m.metric),
                     m.baseline,
                     m.current,
                     m.change_percent,
                     m.change_low_percent,
                     m.change_high_percent,
-                    m.noise_band_percent
+                    m.noise_band_percent,
+                    m.run_noise_percent,
+                    m.confidence,
+                    esc(&m.reason)
                 );
             }
             h.push_str("</table>");

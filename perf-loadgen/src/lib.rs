@@ -61,8 +61,8 @@ mod workload;
 
 pub use capacity::{CapacityPlan, CapacityWindow, Slo, capacity_plan};
 pub use compare::{
-    CompareOptions, Comparison, MetricComparison, Verdict, change_points, compare,
-    compare_to_history,
+    CompareOptions, Comparison, MIN_TAIL_SAMPLES, MetricComparison, Verdict, change_points,
+    compare, compare_to_history,
 };
 pub use error::{Error, Result};
 pub use journey::{CheckCount, FlowCount};

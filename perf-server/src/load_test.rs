@@ -77,7 +77,7 @@ pub struct CompareArgs {
 }
 
 /// Judges a stored report against baseline reports: 0 unchanged or better,
-/// 1 regressed, 2 invalid input.
+/// 1 regressed, 2 invalid input, 4 inconclusive.
 pub fn compare_reports(args: &CompareArgs) -> u8 {
     let loaded = read_report(&args.current).and_then(|current| {
         let baselines = args
@@ -112,7 +112,13 @@ pub fn compare_reports(args: &CompareArgs) -> u8 {
     let _ = std::io::stdout()
         .lock()
         .write_all(comparison_table(&comparison).as_bytes());
-    if comparison.regressed { FAILED } else { PASSED }
+    if comparison.regressed {
+        FAILED
+    } else if comparison.inconclusive {
+        INCONCLUSIVE
+    } else {
+        PASSED
+    }
 }
 
 /// Merges shard reports; prints the summary; exit code as for `run`.
@@ -170,6 +176,10 @@ pub const FAILED: u8 = 1;
 pub const INVALID: u8 = 2;
 /// Stopped by Ctrl-C or SIGTERM: the reports written say `interrupted: true`.
 pub const INTERRUPTED: u8 = 3;
+/// Exit code: the comparison with the baseline cannot tell (a change within
+/// what runs of this build vary by, or too few samples for a figure), and
+/// nothing else failed.
+pub const INCONCLUSIVE: u8 = 4;
 
 /// Runs the load test; returns the exit code and prints errors to stderr.
 pub fn run(args: &RunArgs) -> u8 {
@@ -190,12 +200,18 @@ pub fn run(args: &RunArgs) -> u8 {
     match execute(args) {
         Ok((report, comparison)) => {
             let regressed = comparison.as_ref().is_some_and(|c| c.regressed);
+            let inconclusive = comparison.as_ref().is_some_and(|c| c.inconclusive);
             if report.interrupted {
                 eprintln!("perf-server run: interrupted; the reports cover what was measured");
                 INTERRUPTED
             } else if let Some(reason) = &report.no_success {
                 eprintln!("perf-server run: {reason}");
                 INVALID
+            } else if report.passed && !regressed && inconclusive {
+                eprintln!(
+                    "perf-server run: the comparison with the baseline is inconclusive (exit 4)"
+                );
+                INCONCLUSIVE
             } else if report.passed && !regressed {
                 PASSED
             } else {
@@ -365,12 +381,13 @@ fn read_report(path: &std::path::Path) -> Result<RunReport, String> {
 
 /// The regression table printed after the summary.
 pub fn comparison_table(c: &Comparison) -> String {
-    let mut s = String::from(
-        "against baseline  baseline     current    change   interval (95 %)      band   verdict\n",
+    let mut s = format!(
+        "against a {} (false-positive rate {} over all metrics)\n  metric           baseline    current    change   interval               band   run noise  confidence  verdict\n",
+        c.against, c.false_positive_rate
     );
     for m in &c.metrics {
         s.push_str(&format!(
-            "  {:<14} {:>10.3} {:>10.3} {:>+8.1}% [{:>+7.1}%, {:>+7.1}%] ±{:>5.1}%   {:?}\n",
+            "  {:<14} {:>10.3} {:>10.3} {:>+8.1}% [{:>+7.1}%, {:>+7.1}%] ±{:>5.1}%   ±{:>5.1}%   {:>8.4}   {:?}\n",
             m.metric,
             m.baseline,
             m.current,
@@ -378,11 +395,18 @@ pub fn comparison_table(c: &Comparison) -> String {
             m.change_low_percent,
             m.change_high_percent,
             m.noise_band_percent,
+            m.run_noise_percent,
+            m.confidence,
             m.verdict
         ));
+        if m.verdict != Verdict::Unchanged {
+            s.push_str(&format!("    {}: {}\n", m.metric, m.reason));
+        }
     }
     s.push_str(if c.regressed {
         "regression  YES\n"
+    } else if c.inconclusive {
+        "regression  INCONCLUSIVE (the data cannot tell; exit 4)\n"
     } else {
         "regression  no\n"
     });
@@ -407,12 +431,14 @@ pub fn junit(report: &RunReport, comparison: Option<&Comparison>) -> String {
         for m in &c.metrics {
             let failure = (m.verdict == Verdict::Regressed).then(|| {
                 format!(
-                    "{} regressed {:+.1} % (interval {:+.1} % to {:+.1} %, noise band ±{:.1} %)",
+                    "{} regressed {:+.1} % (interval {:+.1} % to {:+.1} %, band ±{:.1} %, confidence {:.4}): {}",
                     m.metric,
                     m.change_percent,
                     m.change_low_percent,
                     m.change_high_percent,
-                    m.noise_band_percent
+                    m.noise_band_percent,
+                    m.confidence,
+                    m.reason
                 )
             });
             cases.push((format!("regression: {}", m.metric), failure));
