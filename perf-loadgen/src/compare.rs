@@ -148,15 +148,23 @@ fn sd(values: &[f64]) -> f64 {
     (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt()
 }
 
-/// Full seconds of the timeline, without the first and last when there are
-/// enough (ramp, partial).
+/// Full seconds of the timeline: without the first and last when there are
+/// enough (ramp, partial), and without seconds that carried under half the
+/// median second's requests (the tail of a run: 3 requests and their p95
+/// are not a second of the run).
 fn core_seconds(r: &RunReport) -> Vec<&crate::stats::TimelineRow> {
     let rows: Vec<_> = r.timeline.iter().filter(|row| row.span_s == 1).collect();
-    if rows.len() > 6 {
+    let rows = if rows.len() > 6 {
         rows[1..rows.len() - 1].to_vec()
     } else {
         rows
-    }
+    };
+    let mut counts: Vec<u64> = rows.iter().map(|row| row.requests).collect();
+    counts.sort_unstable();
+    let median = counts.get(counts.len() / 2).copied().unwrap_or(0);
+    rows.into_iter()
+        .filter(|row| row.requests * 2 >= median)
+        .collect()
 }
 
 /// The standard error of a run's mean from its per-second log values
@@ -950,6 +958,32 @@ mod tests {
             caught += usize::from(c.regressed);
         }
         assert!(caught >= 18, "caught {caught} of 20 slowdowns of 20 %");
+    }
+
+    /// A run's last, partial second (3 requests, a p95 of 18 ms) is not a
+    /// second of the run: it must not inflate the noise.
+    #[test]
+    fn a_partial_last_second_is_not_noise() {
+        let mut a = synthetic(1, 1.0, 40_000, 7500.0, 0);
+        for (i, row) in a.timeline.iter_mut().enumerate() {
+            row.requests = 7500;
+            row.p95_ms = 1.27 + (i % 3) as f64 * 0.01;
+        }
+        let mut b = a.clone();
+        a.timeline.push(TimelineRow {
+            t_s: 30,
+            span_s: 1,
+            requests: 3,
+            rps: 3.0,
+            p95_ms: 18.0,
+            ..TimelineRow::default()
+        });
+        b.timeline.last_mut().unwrap().p95_ms = 1.3;
+        let c = compare(&a, &b, &CompareOptions::default());
+        let p95 = c.metrics.iter().find(|m| m.metric == "p95").unwrap();
+        assert!(p95.run_noise_percent < 5.0, "{p95:?}");
+        let rps = c.metrics.iter().find(|m| m.metric == "rps").unwrap();
+        assert!(rps.run_noise_percent < 5.0, "{rps:?}");
     }
 
     #[test]
