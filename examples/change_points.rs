@@ -1,5 +1,6 @@
 //! Reads run reports (JSON, in run order) and names the runs where p95
-//! latency shifted, with E-divisive means:
+//! latency shifted by 3 % or more, with E-divisive means (`MIN_SHIFT=0.01`
+//! in the environment to see smaller shifts, such as a target restart's):
 //! `cargo run -p perf-examples --example change_points -- r1.json r2.json ...`
 
 use perf_loadgen::{RunReport, change_points};
@@ -14,7 +15,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let report: RunReport = serde_json::from_str(&std::fs::read_to_string(path)?)?;
         p95.push(report.latency_ms.p95);
     }
-    let shifts = change_points(&p95, 0.05, 3);
+    let min_shift = std::env::var("MIN_SHIFT")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|v| v.is_finite() && *v >= 0.0)
+        .unwrap_or(0.03);
+    let shifts = change_points(&p95, 0.05, 3, min_shift);
     #[allow(clippy::print_stdout)]
     {
         println!(

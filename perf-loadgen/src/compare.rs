@@ -611,17 +611,27 @@ fn student_t_quantile(p: f64, df: f64) -> f64 {
 /// Where a series of per-run values shifted: indices `i` such that runs
 /// `..i` and `i..` differ, found by E-divisive means (Matteson & James) with a
 /// permutation test at `significance` (e.g. 0.05). Segments shorter than
-/// `min_size` runs are not split.
+/// `min_size` runs are not split, and a shift smaller than `min_shift` of
+/// the level (a fraction: 0.03 is 3 %) is not reported: a target restart
+/// moves a p95 by a percent or two, which is real but not a change of the
+/// build.
 ///
 /// ```
 /// let series: Vec<f64> = (0..30).map(|i| if i < 15 { 10.0 + (i % 3) as f64 * 0.1 } else { 12.0 + (i % 3) as f64 * 0.1 }).collect();
-/// assert_eq!(perf_loadgen::change_points(&series, 0.05, 3), vec![15]);
+/// assert_eq!(perf_loadgen::change_points(&series, 0.05, 3, 0.03), vec![15]);
+/// assert!(perf_loadgen::change_points(&series, 0.05, 3, 0.25).is_empty()); // a 20 % shift is under 25 %
 /// ```
-pub fn change_points(series: &[f64], significance: f64, min_size: usize) -> Vec<usize> {
+pub fn change_points(
+    series: &[f64],
+    significance: f64,
+    min_size: usize,
+    min_shift: f64,
+) -> Vec<usize> {
     let min_size = min_size.max(2);
     let mut found = Vec::new();
     let mut segments = vec![(0usize, series.len())];
     let mut rng = fastrand::Rng::with_seed(0x5eed);
+    let mean = |x: &[f64]| x.iter().sum::<f64>() / x.len().max(1) as f64;
     while let Some((start, end)) = segments.pop() {
         let slice = &series[start..end];
         let Some((split, stat)) = best_split(slice, min_size) else {
@@ -639,7 +649,13 @@ pub fn change_points(series: &[f64], significance: f64, min_size: usize) -> Vec<
         }
         let p = f64::from(as_good + 1) / f64::from(permutations + 1);
         if p <= significance {
-            found.push(start + split);
+            // Split either way (a small shift may hide a large one), report
+            // only what is large enough.
+            let (before, after) = (mean(&slice[..split]), mean(&slice[split..]));
+            let level = before.abs().max(f64::MIN_POSITIVE);
+            if (after - before).abs() / level >= min_shift {
+                found.push(start + split);
+            }
             segments.push((start, start + split));
             segments.push((start + split, end));
         }
@@ -891,15 +907,15 @@ mod tests {
                 )
             })
             .collect();
-        let found = change_points(&series, 0.05, 4);
+        let found = change_points(&series, 0.05, 4, 0.0);
         assert_eq!(found.len(), 2, "{found:?}");
         assert!(
             found[0].abs_diff(20) <= 1 && found[1].abs_diff(40) <= 1,
             "{found:?}"
         );
         let flat: Vec<f64> = (0..60).map(|_| noisy(10.0, &mut rng)).collect();
-        assert!(change_points(&flat, 0.01, 4).is_empty());
-        assert!(change_points(&[1.0, 2.0], 0.05, 3).is_empty());
+        assert!(change_points(&flat, 0.01, 4, 0.0).is_empty());
+        assert!(change_points(&[1.0, 2.0], 0.05, 3, 0.0).is_empty());
     }
 
     #[test]
@@ -1003,5 +1019,24 @@ mod tests {
         let p95 = c.metrics.iter().find(|m| m.metric == "p95").unwrap();
         assert!(p95.reason.contains("cannot tell"), "{}", p95.reason);
         assert!(p95.run_noise_percent > 5.0, "{p95:?}");
+    }
+
+    /// The p95 series measured by `benches/scripts/loadgen-regression.sh`
+    /// (2026-11-30): 40 runs of one build with the target restarted every
+    /// 10, then 10 runs each at +4.4 %, +8.1 % and +16.0 %. At a 3 % minimum
+    /// shift exactly the three injected switches are found; without it, a
+    /// 1.4 % wobble inside the last stretch is named too.
+    #[test]
+    fn change_points_name_exactly_the_injected_shifts_of_the_measured_series() {
+        let series = [
+            1.282, 1.266, 1.279, 1.278, 1.275, 1.281, 1.271, 1.251, 1.261, 1.274, 1.246, 1.263,
+            1.274, 1.257, 1.266, 1.252, 1.275, 1.276, 1.269, 1.266, 1.263, 1.270, 1.270, 1.280,
+            1.283, 1.251, 1.268, 1.276, 1.270, 1.244, 1.277, 1.250, 1.274, 1.279, 1.267, 1.253,
+            1.273, 1.247, 1.260, 1.263, 1.312, 1.318, 1.325, 1.320, 1.307, 1.328, 1.327, 1.325,
+            1.327, 1.325, 1.383, 1.376, 1.377, 1.364, 1.368, 1.364, 1.368, 1.375, 1.374, 1.371,
+            1.474, 1.454, 1.463, 1.471, 1.465, 1.456, 1.477, 1.476, 1.485, 1.478,
+        ];
+        assert_eq!(change_points(&series, 0.05, 3, 0.03), vec![40, 50, 60]);
+        assert!(change_points(&series, 0.05, 3, 0.0).len() > 3);
     }
 }
