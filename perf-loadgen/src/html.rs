@@ -331,7 +331,7 @@ impl RunReport {
 body{{font:14px/1.45 system-ui,-apple-system,Segoe UI,sans-serif;margin:24px auto;max-width:900px;color:#222}}
 h1{{font-size:22px;margin:0 0 4px}} h2{{font-size:16px;margin:28px 0 8px;border-bottom:1px solid #ddd;padding-bottom:4px}}
 table{{border-collapse:collapse;margin:6px 0}} td,th{{padding:3px 10px;border-bottom:1px solid #eee;text-align:right}} th:first-child,td:first-child{{text-align:left}}
-.pass{{background:#e3f5e1;color:#19692c;padding:2px 8px;border-radius:4px;font-weight:600}} .fail{{background:#fde2e1;color:#a11;padding:2px 8px;border-radius:4px;font-weight:600}}
+.pass{{background:#e3f5e1;color:#19692c;padding:2px 8px;border-radius:4px;font-weight:600}} .fail{{background:#fde2e1;color:#a11;padding:2px 8px;border-radius:4px;font-weight:600}} .warn{{background:#fff4d6;color:#7a5200;padding:2px 8px;border-radius:4px;font-weight:600}}
 .muted{{color:#666}} figure{{margin:8px 0}}
 </style></head><body>"#,
             name = esc(&self.scenario)
