@@ -2,10 +2,11 @@
 # The load-testing CI job of docs/load-testing.md, run locally: start
 # perf-server, run the smoke scenario against it, then again judged against
 # the first run, with JUnit output. Fails when a command fails, when a
-# threshold fails, or when the outputs are missing. A `regressed` verdict
-# between two back-to-back runs of one build on a shared machine is possible
-# noise: it is printed, not treated as this script's failure (the gate's exit
-# codes are tested in perf-server/tests/binary.rs).
+# threshold fails, or when the outputs are missing. A `regressed` (exit 1)
+# or `inconclusive` (exit 4) verdict between two back-to-back 3 s runs of one
+# build on a shared machine is possible: it is printed, not treated as this
+# script's failure (the gate's exit codes are tested in
+# perf-server/tests/binary.rs); any other code is.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${PERF_BIN:-target/debug/perf-server}
@@ -22,7 +23,10 @@ set +e
     --baseline "$work/baseline.json" --junit "$work/load-test.xml"
 status=$?
 set -e
-[ "$status" -le 1 ] || { echo "perf-server run failed with $status" >&2; exit "$status"; }
+case $status in
+    0 | 1 | 4) ;;
+    *) echo "perf-server run failed with $status" >&2; exit "$status" ;;
+esac
 grep -q '"passed": true' "$work/report.json" || { echo "a threshold failed" >&2; exit 1; }
 [ "$(grep -c '<testcase' "$work/load-test.xml")" = 7 ] || { cat "$work/load-test.xml"; exit 1; }
 echo "load smoke: thresholds passed; regression gate exit code $status"

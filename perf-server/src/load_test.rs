@@ -1,7 +1,8 @@
 //! `perf-server run`: a load test from a scenario file on the command line,
 //! with a live progress line, a summary table, the JSON report and the CSV
-//! timeline. Exit code 0 when every threshold passes, 1 when one fails, 2 on
-//! invalid input.
+//! timeline. Exit code 0 when every threshold passes, 1 when one fails (or a
+//! regression against the baseline), 2 on invalid input or nothing to judge,
+//! 3 when interrupted, 4 when the comparison with the baseline cannot tell.
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
