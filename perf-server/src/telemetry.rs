@@ -55,6 +55,67 @@ pub fn init_logging(format: LogFormat, filter: &str) {
     };
 }
 
+/// The counter and histogram of one (route, method, status), resolved once:
+/// the metrics registry is not searched with freshly built labels on every
+/// request.
+type Handles = (metrics::Counter, metrics::Histogram);
+
+/// Handles by route, then by (method, status): a route has few of those.
+type HandleMap = std::collections::HashMap<String, Vec<(&'static str, u16, Handles)>>;
+static HANDLES: OnceLock<std::sync::RwLock<HandleMap>> = OnceLock::new();
+
+/// A method's name without allocating for the standard ones.
+fn method_name(method: &actix_web::http::Method) -> std::borrow::Cow<'static, str> {
+    use actix_web::http::Method;
+    let known: Option<&'static str> = match *method {
+        Method::GET => Some("GET"),
+        Method::POST => Some("POST"),
+        Method::PUT => Some("PUT"),
+        Method::DELETE => Some("DELETE"),
+        Method::HEAD => Some("HEAD"),
+        Method::OPTIONS => Some("OPTIONS"),
+        Method::PATCH => Some("PATCH"),
+        Method::TRACE => Some("TRACE"),
+        Method::CONNECT => Some("CONNECT"),
+        _ => None,
+    };
+    known.map_or_else(|| method.as_str().to_owned().into(), Into::into)
+}
+
+/// The handles of a (route, method, status), registered on first use.
+fn handles(route: &str, method: &actix_web::http::Method, status: u16) -> Option<Handles> {
+    let map = HANDLES.get_or_init(Default::default);
+    let name = method_name(method);
+    if let Ok(read) = map.read()
+        && let Some(list) = read.get(route)
+        && let Some((_, _, h)) = list.iter().find(|(m, s, _)| *m == name && *s == status)
+    {
+        return Some(h.clone());
+    }
+    // Only standard methods are kept (an attacker's made-up methods would
+    // grow the map); others are recorded without caching.
+    let status_text = actix_web::http::StatusCode::from_u16(status)
+        .map_or_else(|_| status.to_string(), |s| s.as_str().to_owned());
+    let labels = [
+        ("method", name.to_string()),
+        ("route", route.to_owned()),
+        ("status", status_text),
+    ];
+    let h = (
+        counter!("http_requests_total", &labels),
+        histogram!("http_request_duration_seconds", &labels),
+    );
+    if let std::borrow::Cow::Borrowed(m) = name
+        && let Ok(mut write) = map.write()
+    {
+        write
+            .entry(route.to_owned())
+            .or_default()
+            .push((m, status, h.clone()));
+    }
+    Some(h)
+}
+
 /// Middleware: counts and times every request under its route pattern (so
 /// `/performance/metrics/snapshots/{id}` is one series, not one per id).
 pub async fn record_request(
@@ -63,40 +124,51 @@ pub async fn record_request(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     use actix_web::http::header::{HeaderName, HeaderValue};
     let started = Instant::now();
-    let method = req.method().as_str().to_owned();
+    let method = req.method().clone();
     let route = req
         .match_pattern()
         .unwrap_or_else(|| "unmatched".to_owned());
     // Correlation: keep the caller's W3C traceparent and x-request-id (or
-    // make a request id), log them, and send them back.
+    // make a request id), log them, and send them back (the caller's header
+    // values are shared, not copied).
     let header = |name: &str| {
         req.headers()
             .get(name)
-            .and_then(|v| v.to_str().ok())
-            .filter(|v| v.len() <= 256)
-            .map(str::to_owned)
+            .filter(|v| v.len() <= 256 && v.to_str().is_ok())
+            .cloned()
     };
     let traceparent = header("traceparent");
-    let request_id = header("x-request-id").unwrap_or_else(|| perf_core::Id::new().to_string());
+    let request_id = header("x-request-id").or_else(|| {
+        HeaderValue::from_maybe_shared(actix_web::web::Bytes::from(
+            perf_core::Id::new().to_string(),
+        ))
+        .ok()
+    });
     let mut response = next.call(req).await?;
     let status_code = response.status().as_u16();
-    let status = status_code.to_string();
     let elapsed = started.elapsed();
+    let text = |v: &Option<HeaderValue>| {
+        v.as_ref()
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned()
+    };
     if status_code >= 500 {
-        tracing::warn!(%request_id, traceparent = traceparent.as_deref().unwrap_or(""), %method, %route, status = status_code, elapsed_ms = elapsed.as_secs_f64() * 1e3, "request failed");
-    } else {
-        tracing::debug!(%request_id, traceparent = traceparent.as_deref().unwrap_or(""), %method, %route, status = status_code, elapsed_ms = elapsed.as_secs_f64() * 1e3, "request");
+        tracing::warn!(request_id = %text(&request_id), traceparent = %text(&traceparent), method = %method, %route, status = status_code, elapsed_ms = elapsed.as_secs_f64() * 1e3, "request failed");
+    } else if tracing::enabled!(tracing::Level::DEBUG) {
+        tracing::debug!(request_id = %text(&request_id), traceparent = %text(&traceparent), method = %method, %route, status = status_code, elapsed_ms = elapsed.as_secs_f64() * 1e3, "request");
     }
     let headers = response.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&request_id) {
+    if let Some(v) = request_id {
         headers.insert(HeaderName::from_static("x-request-id"), v);
     }
-    if let Some(v) = traceparent.and_then(|t| HeaderValue::from_str(&t).ok()) {
+    if let Some(v) = traceparent {
         headers.insert(HeaderName::from_static("traceparent"), v);
     }
-    let labels = [("method", method), ("route", route), ("status", status)];
-    counter!("http_requests_total", &labels).increment(1);
-    histogram!("http_request_duration_seconds", &labels).record(elapsed.as_secs_f64());
+    if let Some((count, latency)) = handles(&route, &method, status_code) {
+        count.increment(1);
+        latency.record(elapsed.as_secs_f64());
+    }
     Ok(response)
 }
 
