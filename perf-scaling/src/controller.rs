@@ -276,15 +276,10 @@ impl ScalingController {
         let shares = self.shares.lock().map(|s| s.clone()).unwrap_or_default();
         let (policy, conditions, history, forecast) = {
             let engine = self.engine()?;
-            let h = engine.history();
             (
                 engine.policy().clone(),
                 engine.conditions().to_vec(),
-                HistorySummary {
-                    recommendations: h.recommendations.as_ref().map(Vec::len),
-                    scale_events: h.scale_up_events.len() + h.scale_down_events.len(),
-                    demand_s: h.demand.as_ref().map_or(0.0, |d| d.span_s()),
-                },
+                engine.history_summary(),
                 engine.forecast_status(),
             )
         };

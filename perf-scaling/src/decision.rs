@@ -425,6 +425,15 @@ impl Autoscaler {
         }
     }
 
+    /// How much the engine remembers, counted without copying it.
+    pub fn history_summary(&self) -> crate::controller::HistorySummary {
+        crate::controller::HistorySummary {
+            recommendations: self.recommendations.as_ref().map(Vec::len),
+            scale_events: self.scale_up_events.len() + self.scale_down_events.len(),
+            demand_s: self.forecaster.as_ref().map_or(0.0, |f| f.history.span_s()),
+        }
+    }
+
     /// The forecast (next hour) and whether it acts, when the policy has a
     /// `predictive` block.
     pub fn forecast_status(&self) -> Option<ForecastStatus> {
@@ -856,25 +865,35 @@ impl Autoscaler {
         }
     }
 
+    /// The `AbleToScale` condition after stabilization: ready when the
+    /// recommendation stands, else held (`held`: which window held it).
+    fn note_stabilization(&mut self, stabilized: u32, wanted: u32, held: ConditionReason) {
+        let (reason, message) = if stabilized == wanted {
+            (
+                ConditionReason::ReadyForNewScale,
+                "recommended size matches current size",
+            )
+        } else if held == ConditionReason::ScaleUpStabilized {
+            (
+                held,
+                "recent recommendations were lower than current one, applying the lowest recent recommendation",
+            )
+        } else {
+            (
+                held,
+                "recent recommendations were higher than current one, applying the highest recent recommendation",
+            )
+        };
+        self.set_condition(ConditionType::AbleToScale, true, reason, message);
+    }
+
     /// No behavior: a 300 s down window and `max(2 × current, 4)` up.
     /// Returns (stabilized, limited, limit reason).
     fn legacy(&mut self, now_s: f64, current: u32, wanted: u32) -> (u32, u32, ConditionReason) {
         let stabilized = self.stabilize_legacy(now_s, wanted);
-        if stabilized == wanted {
-            self.set_condition(
-                ConditionType::AbleToScale,
-                true,
-                ConditionReason::ReadyForNewScale,
-                "recommended size matches current size",
-            );
-        } else {
-            self.set_condition(
-                ConditionType::AbleToScale,
-                true,
-                ConditionReason::ScaleDownStabilized,
-                "recent recommendations were higher than current one, applying the highest recent recommendation",
-            );
-        }
+        // Without a behavior only the down window holds (upstream says so
+        // whatever the direction).
+        self.note_stabilization(stabilized, wanted, ConditionReason::ScaleDownStabilized);
         let (to, why) = legacy_limit(
             current,
             stabilized,
@@ -970,28 +989,12 @@ impl Autoscaler {
         };
         let stabilized =
             self.stabilize_with_behavior(now_s, current, wanted, up.window_s, down.window_s);
-        if stabilized == wanted {
-            self.set_condition(
-                ConditionType::AbleToScale,
-                true,
-                ConditionReason::ReadyForNewScale,
-                "recommended size matches current size",
-            );
-        } else if wanted >= current {
-            self.set_condition(
-                ConditionType::AbleToScale,
-                true,
-                ConditionReason::ScaleUpStabilized,
-                "recent recommendations were lower than current one, applying the lowest recent recommendation",
-            );
+        let held = if wanted >= current {
+            ConditionReason::ScaleUpStabilized
         } else {
-            self.set_condition(
-                ConditionType::AbleToScale,
-                true,
-                ConditionReason::ScaleDownStabilized,
-                "recent recommendations were higher than current one, applying the highest recent recommendation",
-            );
-        }
+            ConditionReason::ScaleDownStabilized
+        };
+        self.note_stabilization(stabilized, wanted, held);
         let (to, why) = rate_limit(RateArgs {
             current,
             desired: stabilized,

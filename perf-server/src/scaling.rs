@@ -310,6 +310,23 @@ pub const HISTORY_KEY: &str = "history";
 /// The history is stored at most this often (and when the loop ends).
 const HISTORY_SAVE_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// Stores the controller's history under [`HISTORY_KEY`].
+async fn save_history(
+    controller: &perf_scaling::ScalingController,
+    store: &dyn crate::store::Store,
+) {
+    let Some(text) = controller
+        .history()
+        .ok()
+        .and_then(|h| serde_json::to_string(&h).ok())
+    else {
+        return;
+    };
+    if let Err(e) = store.put_scaling_state(HISTORY_KEY, &text).await {
+        tracing::warn!(error = %e, "the scaling history was not stored");
+    }
+}
+
 /// The running autoscaler: its controller and the local manager to drain on shutdown.
 pub struct Scaling {
     /// The controller.
@@ -419,41 +436,30 @@ impl Scaling {
         let controller = std::sync::Arc::new(controller);
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let period = perf_core::saturating_secs(setup.period_s);
-        // One task saves the history, the latest first and at most every
-        // HISTORY_SAVE_EVERY: saves cannot land out of order, and a large
-        // demand history is not rewritten on every decision.
-        let (history_tx, mut history_rx) = tokio::sync::watch::channel(None::<String>);
+        // One task saves the history when a decision changed it, at most
+        // every HISTORY_SAVE_EVERY, reading it only when it saves: saves
+        // cannot land out of order, and a large demand history is neither
+        // copied nor written on every decision. Shutdown saves the last state.
+        let (changed_tx, mut changed_rx) = tokio::sync::watch::channel(());
         let saver_store = std::sync::Arc::clone(&store);
         let kept_store = std::sync::Arc::clone(&store);
+        let saved = std::sync::Arc::downgrade(&controller);
         tokio::spawn(async move {
-            while history_rx.changed().await.is_ok() {
-                let latest = history_rx.borrow_and_update().clone();
-                if let Some(text) = latest
-                    && let Err(e) = saver_store.put_scaling_state(HISTORY_KEY, &text).await
-                {
-                    tracing::warn!(error = %e, "the scaling history was not stored");
-                }
+            while changed_rx.changed().await.is_ok() {
+                let Some(controller) = saved.upgrade() else {
+                    break;
+                };
+                save_history(&controller, saver_store.as_ref()).await;
+                drop(controller);
                 tokio::time::sleep(HISTORY_SAVE_EVERY).await;
             }
-            // The loop ended: store the last state it left.
-            let last = history_rx.borrow().clone();
-            if let Some(text) = last {
-                let _ = saver_store.put_scaling_state(HISTORY_KEY, &text).await;
-            }
         });
-        let remember = std::sync::Arc::clone(&controller);
         let task =
             tokio::spawn(
                 std::sync::Arc::clone(&controller).run(period, stopped, move |event| {
                     let store = std::sync::Arc::clone(&store);
                     crate::telemetry::count_scaling_event(&event);
-                    if let Some(text) = remember
-                        .history()
-                        .ok()
-                        .and_then(|h| serde_json::to_string(&h).ok())
-                    {
-                        let _ = history_tx.send(Some(text));
-                    }
+                    let _ = changed_tx.send(());
                     tokio::spawn(async move {
                         let record = crate::store::ScalingEventRecord {
                             id: perf_core::Id::new(),
@@ -483,15 +489,7 @@ impl Scaling {
             let _ = task.await;
         }
         // The last state, so a restart carries on from it.
-        if let Some(text) = self
-            .controller
-            .history()
-            .ok()
-            .and_then(|h| serde_json::to_string(&h).ok())
-            && let Err(e) = self.store.put_scaling_state(HISTORY_KEY, &text).await
-        {
-            tracing::warn!(error = %e, "the scaling history was not stored at shutdown");
-        }
+        save_history(&self.controller, self.store.as_ref()).await;
         if let Some(local) = &self.local {
             local.shutdown().await;
         }

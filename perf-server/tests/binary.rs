@@ -879,20 +879,21 @@ fn the_autoscaler_runs_local_instances_and_answers_its_endpoints() {
     assert_eq!(s["policy"]["max_replicas"], 3, "{s}");
     // A predictive block is validated naming the field, and the status
     // shows the forecast (learning: no history yet).
-    let bad = put(
-        "/performance/scaling/config",
+    let refused = |body: &str, field: &str| {
+        let bad = put("/performance/scaling/config", body);
+        assert_eq!(bad.status, 422, "{}", bad.body);
+        assert_eq!(json(&bad.body)["error"]["field"], field);
+    };
+    refused(
         r#"{"min_replicas": 1, "max_replicas": 3, "metrics": [{"name": "rps", "kind": "external", "target": {"average_value": 100}}],
             "predictive": {"mode": "scale", "lead_time": "2h"}}"#,
+        "predictive.lead_time",
     );
-    assert_eq!(bad.status, 422, "{}", bad.body);
-    assert_eq!(json(&bad.body)["error"]["field"], "predictive.lead_time");
-    let bad = put(
-        "/performance/scaling/config",
+    refused(
         r#"{"min_replicas": 1, "max_replicas": 3, "metrics": [{"name": "rps", "kind": "external", "target": {"value": 100}}],
             "predictive": {"mode": "scale", "lead_time": "3m"}}"#,
+        "predictive.metric",
     );
-    assert_eq!(bad.status, 422, "{}", bad.body);
-    assert_eq!(json(&bad.body)["error"]["field"], "predictive.metric");
     let predictive = put(
         "/performance/scaling/config",
         r#"{"min_replicas": 1, "max_replicas": 3, "metrics": [{"name": "rps", "kind": "external", "target": {"average_value": 100}}],
