@@ -3,7 +3,7 @@
 
 use perf_core::{Recommendation, Severity};
 
-use crate::{IndexAdvice, IndexHealth, PoolObservation, recommend_pool_size};
+use crate::{IndexAdvice, IndexHealth, PoolObservation, WorkloadAdvice, recommend_pool_size};
 
 /// One recommendation per index worth adding, with its SQL and the
 /// statements it helps.
@@ -47,6 +47,50 @@ pub fn index_recommendations(advice: &[IndexAdvice]) -> Vec<Recommendation> {
                 a.helps.iter().map(|g| &g.query).collect::<Vec<_>>(),
             )
             .evidence("best_cost_saving", best)
+            .action(format!("{};", a.create_statement))
+        })
+        .collect()
+}
+
+/// One recommendation per index of a workload's chosen set, the index
+/// that saves the most time first, with the statements it serves and what it
+/// costs writes.
+pub fn workload_recommendations(advice: &WorkloadAdvice) -> Vec<Recommendation> {
+    let mut chosen: Vec<_> = advice.indexes.iter().collect();
+    chosen.sort_by(|a, b| b.saved_ms_per_hour.total_cmp(&a.saved_ms_per_hour));
+    chosen
+        .into_iter()
+        .map(|w| {
+            let a = &w.index;
+            let net = w.saved_ms_per_hour - w.write_penalty_ms_per_hour;
+            let severity = if net >= 60_000.0 {
+                Severity::Warning
+            } else {
+                Severity::Info
+            };
+            Recommendation::new(
+                "add_index",
+                severity,
+                format!(
+                    "index {}({}) saves about {:.1} s/h over {} statement(s) of the workload, {:.1} s/h of writes (verified with hypopg)",
+                    a.table,
+                    a.columns.join(", "),
+                    w.saved_ms_per_hour / 1e3,
+                    a.helps.len(),
+                    w.write_penalty_ms_per_hour / 1e3,
+                ),
+            )
+            .evidence("table", &a.table)
+            .evidence("columns", &a.columns)
+            .evidence("verified", a.verified)
+            .evidence("saved_ms_per_hour", w.saved_ms_per_hour)
+            .evidence("write_penalty_ms_per_hour", w.write_penalty_ms_per_hour)
+            .evidence("estimated_bytes", w.estimated_bytes)
+            .evidence("breaks_hot_updates", w.breaks_hot_updates)
+            .evidence(
+                "statements",
+                a.helps.iter().map(|g| &g.query).collect::<Vec<_>>(),
+            )
             .action(format!("{};", a.create_statement))
         })
         .collect()
@@ -200,14 +244,43 @@ mod tests {
         let advice = IndexAdvice {
             table: "items".into(),
             columns: vec!["sku".into()],
+            keys: vec![crate::IndexKey::ascending("sku")],
             verified: true,
             helps: vec![crate::StatementGain {
                 query: "SELECT * FROM items WHERE sku = $1".into(),
                 cost_before: Some(1000.0),
                 cost_after: Some(8.0),
             }],
+            concurrently: true,
             create_statement: "CREATE INDEX CONCURRENTLY ON items (sku)".into(),
         };
+        let workload = crate::WorkloadAdvice {
+            indexes: vec![
+                crate::WorkloadIndex {
+                    index: advice.clone(),
+                    saved_ms_per_hour: 10.0,
+                    write_penalty_ms_per_hour: 1.0,
+                    estimated_bytes: 8192,
+                    breaks_hot_updates: false,
+                },
+                crate::WorkloadIndex {
+                    index: advice.clone(),
+                    saved_ms_per_hour: 120_000.0,
+                    write_penalty_ms_per_hour: 1.0,
+                    estimated_bytes: 8192,
+                    breaks_hot_updates: true,
+                },
+            ],
+            ..crate::WorkloadAdvice::default()
+        };
+        let chosen = workload_recommendations(&workload);
+        assert_eq!(chosen.len(), 2);
+        assert_eq!(
+            chosen[0].severity,
+            Severity::Warning,
+            "most time saved first"
+        );
+        assert_eq!(chosen[1].severity, Severity::Info);
         let r = &index_recommendations(std::slice::from_ref(&advice))[0];
         assert_eq!(r.severity, Severity::Warning);
         assert_eq!(r.action, "CREATE INDEX CONCURRENTLY ON items (sku);");

@@ -12,10 +12,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
+use std::ops::ControlFlow;
+
 use sqlparser::ast::{
-    BinaryOperator, Expr, FromTable, GroupByExpr, InTarget, JoinConstraint, JoinOperator,
-    ObjectName, ObjectNamePart, OrderByKind, Query, Select, SelectItem, SetExpr, Statement,
-    TableFactor, TableWithJoins, Value,
+    AssignmentTarget, BinaryOperator, CteAsMaterialized, Expr, FromTable, GroupByExpr, InTarget,
+    JoinConstraint, JoinOperator, ObjectName, ObjectNamePart, OrderByExpr, OrderByKind,
+    OrderBySort, Query, Select, SelectItem, SetExpr, Statement, TableFactor, TableWithJoins, Value,
+    visit_relations,
 };
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::{Parser, ParserError};
@@ -65,6 +68,27 @@ pub struct ColumnUse {
     pub predicate: Option<PredicateKind>,
 }
 
+/// A column, with its table when it can be told.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ColumnRef {
+    /// The table (aliases, views and inlined CTEs resolved).
+    pub table: Option<String>,
+    /// Column name.
+    pub column: String,
+}
+
+/// One key of an `ORDER BY`, resolved to a column (positions such as
+/// `ORDER BY 1` and output aliases included).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct OrderKey {
+    /// The column.
+    pub column: ColumnRef,
+    /// `DESC`.
+    pub descending: bool,
+    /// Where NULLs sort: PostgreSQL's default is last for `ASC`, first for `DESC`.
+    pub nulls_first: bool,
+}
+
 /// The analysis of one SQL text.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueryAnalysis {
@@ -74,6 +98,70 @@ pub struct QueryAnalysis {
     pub tables: BTreeSet<String>,
     /// Column uses, without duplicates, in a stable order.
     pub columns: Vec<ColumnUse>,
+    /// Columns compared for equality with something that is not another
+    /// column of the statement (a constant, a parameter, `IN (...)`, `= ANY`):
+    /// the columns an index can look up directly.
+    pub bound_columns: Vec<ColumnRef>,
+    /// Column-to-column equalities (`a.x = b.y`, in `ON` or `WHERE`): join keys.
+    pub join_keys: Vec<(ColumnRef, ColumnRef)>,
+    /// Each `ORDER BY` of the statement, its keys in order.
+    pub orderings: Vec<Vec<OrderKey>>,
+    /// Columns an `UPDATE` assigns (they decide whether an index breaks HOT updates).
+    pub updated_columns: Vec<ColumnRef>,
+}
+
+impl QueryAnalysis {
+    /// The columns of `table` that an index can look up by equality: the
+    /// bound columns, and the columns a bound column equals through join keys
+    /// (`blogs.id = 1 AND blogs.id = posts.blog_id` binds `posts.blog_id`),
+    /// as PostgreSQL's equivalence classes do. Sorted, without duplicates.
+    ///
+    /// ```
+    /// let a = perf_db::analyze("SELECT * FROM blogs JOIN posts ON blogs.id = posts.blog_id WHERE blogs.id = 1")?;
+    /// assert_eq!(a.equality_columns("posts"), ["blog_id"]);
+    /// assert_eq!(a.equality_columns("blogs"), ["id"]);
+    /// # Ok::<(), perf_db::Error>(())
+    /// ```
+    pub fn equality_columns(&self, table: &str) -> Vec<String> {
+        let mut bound: BTreeSet<&ColumnRef> = self.bound_columns.iter().collect();
+        // Propagate through join keys until nothing changes (classes are small).
+        loop {
+            let before = bound.len();
+            for (a, b) in &self.join_keys {
+                if bound.contains(a) {
+                    bound.insert(b);
+                }
+                if bound.contains(b) {
+                    bound.insert(a);
+                }
+            }
+            if bound.len() == before {
+                break;
+            }
+        }
+        bound
+            .into_iter()
+            .filter(|c| c.table.as_deref() == Some(table))
+            .map(|c| c.column.clone())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect()
+    }
+
+    /// The columns of `table` that it joins on to another table (the inner
+    /// side of a nested loop looks them up), sorted, without duplicates.
+    pub fn join_columns(&self, table: &str) -> Vec<String> {
+        self.join_keys
+            .iter()
+            .flat_map(|(a, b)| [(a, b), (b, a)])
+            .filter(|(mine, other)| {
+                mine.table.as_deref() == Some(table) && mine.table != other.table
+            })
+            .map(|(mine, _)| mine.column.clone())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect()
+    }
 }
 
 /// Analyzes SQL (PostgreSQL dialect). SQL the parser cannot read is an
@@ -184,10 +272,22 @@ pub fn analyze_with_views(sql: &str, views: &Views) -> Result<QueryAnalysis> {
         .into_iter()
         .collect();
     columns.sort();
+    let dedup = |mut v: Vec<ColumnRef>| {
+        v.sort();
+        v.dedup();
+        v
+    };
+    let mut join_keys = walker.join_keys;
+    join_keys.sort();
+    join_keys.dedup();
     Ok(QueryAnalysis {
         fingerprint: fingerprint(sql)?,
         tables: walker.tables,
         columns,
+        bound_columns: dedup(walker.bound),
+        join_keys,
+        orderings: walker.orderings,
+        updated_columns: dedup(walker.updated),
     })
 }
 
@@ -263,7 +363,13 @@ struct Walker<'v> {
     expanding: Vec<String>,
     tables: BTreeSet<String>,
     columns: Vec<ColumnUse>,
-    ctes: Vec<BTreeSet<String>>,
+    bound: Vec<ColumnRef>,
+    join_keys: Vec<(ColumnRef, ColumnRef)>,
+    orderings: Vec<Vec<OrderKey>>,
+    updated: Vec<ColumnRef>,
+    /// CTE names in scope, each with what it stands for when PostgreSQL
+    /// inlines it (`None`: materialized, a fence).
+    ctes: Vec<BTreeMap<String, Option<Target>>>,
     scopes: Vec<Scope>,
 }
 
@@ -297,6 +403,10 @@ impl<'v> Walker<'v> {
             expanding: Vec::new(),
             tables: BTreeSet::new(),
             columns: Vec::new(),
+            bound: Vec::new(),
+            join_keys: Vec::new(),
+            orderings: Vec::new(),
+            updated: Vec::new(),
             ctes: Vec::new(),
             scopes: Vec::new(),
         }
@@ -318,6 +428,9 @@ impl<'v> Walker<'v> {
             return None;
         };
         let base_name = table_name(name);
+        if self.is_cte(&base_name) {
+            return self.cte_target(&base_name);
+        }
         let base = match self.views.query(&base_name) {
             Some(inner) if depth < MAX_VIEW_DEPTH => self.view_target(&inner, depth + 1)?,
             Some(_) => return None,
@@ -364,7 +477,17 @@ impl<'v> Walker<'v> {
     }
 
     fn is_cte(&self, name: &str) -> bool {
-        self.ctes.iter().any(|set| set.contains(name))
+        self.ctes.iter().any(|set| set.contains_key(name))
+    }
+
+    /// What an inlined CTE stands for (`None` for a materialized one).
+    fn cte_target(&self, name: &str) -> Option<Target> {
+        self.ctes
+            .iter()
+            .rev()
+            .find_map(|set| set.get(name))
+            .cloned()
+            .flatten()
     }
 
     fn resolve(&self, qualifier: Option<&str>) -> Option<Target> {
@@ -379,21 +502,37 @@ impl<'v> Walker<'v> {
         }
     }
 
-    fn record(&mut self, e: &Expr, clause: Clause, predicate: Option<PredicateKind>) {
-        if let Some((qualifier, column)) = column_of(e) {
-            let (table, column) = match self.resolve(qualifier.as_deref()) {
-                Some(target) => match target.column(&column) {
-                    Some(base) => (Some(target.table), base),
-                    None => (None, column),
-                },
+    /// The column an expression names, resolved to its real table.
+    fn column_ref(&self, e: &Expr) -> Option<ColumnRef> {
+        let (qualifier, column) = column_of(e)?;
+        let (table, column) = match self.resolve(qualifier.as_deref()) {
+            Some(target) => match target.column(&column) {
+                Some(base) => (Some(target.table), base),
                 None => (None, column),
-            };
+            },
+            None => (None, column),
+        };
+        Some(ColumnRef { table, column })
+    }
+
+    fn record(&mut self, e: &Expr, clause: Clause, predicate: Option<PredicateKind>) {
+        if let Some(ColumnRef { table, column }) = self.column_ref(e) {
             self.columns.push(ColumnUse {
                 table,
                 column,
                 clause,
                 predicate,
             });
+        }
+    }
+
+    /// `left = right`: a join key when both are columns, else the column side is bound.
+    fn equality(&mut self, left: &Expr, right: &Expr) {
+        match (self.column_ref(left), self.column_ref(right)) {
+            (Some(a), Some(b)) if a <= b => self.join_keys.push((a, b)),
+            (Some(a), Some(b)) => self.join_keys.push((b, a)),
+            (Some(c), None) | (None, Some(c)) => self.bound.push(c),
+            (None, None) => {}
         }
     }
 
@@ -412,6 +551,20 @@ impl<'v> Walker<'v> {
                 let mut scope = Scope::default();
                 self.add_tables(std::slice::from_ref(&update.table), &mut scope);
                 self.scopes.push(scope);
+                for assignment in &update.assignments {
+                    let names = match &assignment.target {
+                        AssignmentTarget::ColumnName(n) => std::slice::from_ref(n),
+                        AssignmentTarget::Tuple(list) => list.as_slice(),
+                    };
+                    for name in names {
+                        if let Some(ObjectNamePart::Identifier(last)) = name.0.last() {
+                            let column = Expr::Identifier(last.clone());
+                            if let Some(c) = self.column_ref(&column) {
+                                self.updated.push(c);
+                            }
+                        }
+                    }
+                }
                 if let Some(selection) = &update.selection {
                     self.predicate(selection, Clause::Where);
                 }
@@ -435,27 +588,49 @@ impl<'v> Walker<'v> {
     }
 
     fn query(&mut self, q: &Query) {
-        let mut names = BTreeSet::new();
+        self.ctes.push(BTreeMap::new());
         if let Some(with) = &q.with {
             for cte in &with.cte_tables {
-                names.insert(cte.alias.name.value.clone());
-            }
-        }
-        self.ctes.push(names);
-        if let Some(with) = &q.with {
-            for cte in &with.cte_tables {
+                let name = cte.alias.name.value.clone();
+                // Walked first: its own predicates count either way.
                 self.query(&cte.query);
+                // PostgreSQL inlines a CTE that is not recursive, not
+                // MATERIALIZED, a plain SELECT, and referenced once (or
+                // marked NOT MATERIALIZED); an inlined CTE is seen through
+                // like a view, a materialized one is a fence.
+                let mut references = 0usize;
+                let _ = visit_relations(q, |relation: &ObjectName| {
+                    if table_name(relation) == name {
+                        references += 1;
+                    }
+                    ControlFlow::<()>::Continue(())
+                });
+                let inlined = !with.recursive
+                    && matches!(&*cte.query.body, SetExpr::Select(_))
+                    && match cte.materialized {
+                        Some(CteAsMaterialized::Materialized) => false,
+                        Some(CteAsMaterialized::NotMaterialized) => true,
+                        None => references <= 1,
+                    };
+                let target = if inlined {
+                    self.view_target(&cte.query, 0)
+                } else {
+                    None
+                };
+                if let Some(level) = self.ctes.last_mut() {
+                    level.insert(name, target);
+                }
             }
         }
-        let order_by: Vec<&Expr> = match q.order_by.as_ref().map(|o| &o.kind) {
-            Some(OrderByKind::Expressions(list)) => list.iter().map(|o| &o.expr).collect(),
+        let order_by: Vec<&OrderByExpr> = match q.order_by.as_ref().map(|o| &o.kind) {
+            Some(OrderByKind::Expressions(list)) => list.iter().collect(),
             _ => Vec::new(),
         };
         self.set_expr(&q.body, &order_by);
         self.ctes.pop();
     }
 
-    fn set_expr(&mut self, body: &SetExpr, order_by: &[&Expr]) {
+    fn set_expr(&mut self, body: &SetExpr, order_by: &[&OrderByExpr]) {
         match body {
             SetExpr::Select(select) => self.select(select, order_by),
             SetExpr::Query(q) => self.query(q),
@@ -498,7 +673,7 @@ impl<'v> Walker<'v> {
                     self.views.query(&full)
                 };
                 let real = if self.is_cte(&full) {
-                    None
+                    self.cte_target(&full)
                 } else if let Some(q) = view {
                     self.expand_view(&full, &q)
                 } else {
@@ -530,7 +705,7 @@ impl<'v> Walker<'v> {
         }
     }
 
-    fn select(&mut self, select: &Select, order_by: &[&Expr]) {
+    fn select(&mut self, select: &Select, order_by: &[&OrderByExpr]) {
         let mut scope = Scope::default();
         self.add_tables(&select.from, &mut scope);
         self.scopes.push(scope);
@@ -539,11 +714,29 @@ impl<'v> Walker<'v> {
         }
         if let GroupByExpr::Expressions(list, _) = &select.group_by {
             for e in list {
+                let e = output_column(e, &select.projection);
                 self.record(e, Clause::GroupBy, None);
             }
         }
-        for e in order_by {
+        let mut keys = Vec::new();
+        for o in order_by {
+            let e = output_column(&o.expr, &select.projection);
             self.record(e, Clause::OrderBy, None);
+            let descending = matches!(o.options.sort, Some(OrderBySort::Desc));
+            match self.column_ref(e) {
+                Some(column) if !matches!(o.options.sort, Some(OrderBySort::Using(_))) => keys
+                    .push(OrderKey {
+                        column,
+                        descending,
+                        nulls_first: o.options.nulls_first.unwrap_or(descending),
+                    }),
+                // An expression or `USING`: no index column serves the
+                // keys from here on.
+                _ => break,
+            }
+        }
+        if !keys.is_empty() {
+            self.orderings.push(keys);
         }
         self.scopes.pop();
     }
@@ -571,6 +764,9 @@ impl<'v> Walker<'v> {
                     self.record(left, clause, Some(kind));
                     self.record(right, clause, Some(kind));
                 }
+                if kind == Some(PredicateKind::Equality) {
+                    self.equality(left, right);
+                }
                 self.subqueries(left);
                 self.subqueries(right);
             }
@@ -581,6 +777,9 @@ impl<'v> Walker<'v> {
                 ..
             } => {
                 self.record(left, clause, Some(PredicateKind::Equality));
+                if let Some(c) = self.column_ref(left) {
+                    self.bound.push(c);
+                }
                 self.subqueries(right);
             }
             Expr::Between { expr, .. } => self.record(expr, clause, Some(PredicateKind::Range)),
@@ -597,8 +796,16 @@ impl<'v> Walker<'v> {
             Expr::IsNull(inner) | Expr::IsNotNull(inner) => {
                 self.record(inner, clause, Some(PredicateKind::IsNull))
             }
-            Expr::In { expr, target, .. } => {
+            Expr::In {
+                expr,
+                target,
+                negated,
+                ..
+            } => {
                 self.record(expr, clause, Some(PredicateKind::Equality));
+                if !negated && let Some(c) = self.column_ref(expr) {
+                    self.bound.push(c);
+                }
                 if let InTarget::Subquery(q) = target {
                     self.query(q);
                 }
@@ -617,6 +824,37 @@ impl<'v> Walker<'v> {
             Expr::Nested(inner) => self.subqueries(inner),
             _ => {}
         }
+    }
+}
+
+/// What an `ORDER BY` or `GROUP BY` item names: `1` is the first output
+/// column, and a bare name that is an output alias is that output's
+/// expression (PostgreSQL looks output names up first).
+fn output_column<'e>(e: &'e Expr, projection: &'e [SelectItem]) -> &'e Expr {
+    match e {
+        Expr::Value(v) => {
+            if let Value::Number(n, _) = &v.value
+                && let Ok(position) = n.to_string().parse::<usize>()
+                && let Some(item) = position.checked_sub(1).and_then(|i| projection.get(i))
+            {
+                return match item {
+                    SelectItem::UnnamedExpr(inner)
+                    | SelectItem::ExprWithAlias { expr: inner, .. } => inner,
+                    _ => e,
+                };
+            }
+            e
+        }
+        Expr::Identifier(name) => projection
+            .iter()
+            .find_map(|item| match item {
+                SelectItem::ExprWithAlias { expr, alias } if alias.value == name.value => {
+                    Some(expr)
+                }
+                _ => None,
+            })
+            .unwrap_or(e),
+        _ => e,
     }
 }
 
@@ -703,11 +941,42 @@ mod tests {
                     && u.column == "at"
                     && u.predicate == Some(PredicateKind::Range))
         );
-        // A column of the CTE has no real table.
+        // The CTE is referenced once: PostgreSQL inlines it, so its column
+        // lands on its table; MATERIALIZED makes it a fence.
         assert!(
             a.columns
                 .iter()
+                .any(|u| u.table.as_deref() == Some("events")
+                    && u.column == "user_id"
+                    && u.clause == Clause::Where)
+        );
+        let fenced = analyze(
+            "WITH recent AS MATERIALIZED (SELECT * FROM events) SELECT * FROM recent WHERE user_id = 1",
+        )
+        .unwrap();
+        assert!(
+            fenced
+                .columns
+                .iter()
                 .any(|u| u.table.is_none() && u.column == "user_id" && u.clause == Clause::Where)
+        );
+        let twice = analyze(
+            "WITH recent AS (SELECT * FROM events) SELECT * FROM recent a, recent b WHERE a.user_id = 1",
+        )
+        .unwrap();
+        assert!(
+            twice.bound_columns.iter().all(|c| c.table.is_none()),
+            "referenced twice: materialized"
+        );
+        let updated =
+            analyze("UPDATE accounts SET balance = 0, (a, b) = (1, 2) WHERE id = $1").unwrap();
+        assert_eq!(
+            updated
+                .updated_columns
+                .iter()
+                .map(|c| c.column.as_str())
+                .collect::<Vec<_>>(),
+            ["a", "b", "balance"]
         );
     }
 

@@ -12,6 +12,9 @@ pub enum Error {
         /// 1-based column, 0 when unknown.
         column: u64,
     },
+    /// An option or input out of range; the message names the field and what is allowed.
+    #[error("{0}")]
+    Invalid(String),
     /// PostgreSQL refused or failed a request; the message says what to do when it can.
     #[error("database: {0}")]
     Database(String),

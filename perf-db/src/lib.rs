@@ -41,14 +41,19 @@ mod query_cache;
 mod slow_queries;
 
 pub use activity::{DatabaseActivity, database_activity};
-pub use advice::{health_recommendations, index_recommendations, pool_recommendation};
+pub use advice::{
+    health_recommendations, index_recommendations, pool_recommendation, workload_recommendations,
+};
 pub use analysis::{
-    Clause, ColumnUse, PredicateKind, QueryAnalysis, Views, analyze, analyze_with_views,
+    Clause, ColumnRef, ColumnUse, OrderKey, PredicateKind, QueryAnalysis, Views, analyze,
+    analyze_with_views,
 };
 pub use error::{Error, Result};
 pub use fingerprint::{Fingerprint, fingerprint, normalize};
 pub use index_advice::{
-    AdviceOptions, AppliedIndex, IndexAdvice, StatementGain, advise_indexes, apply_index,
+    Advice, AdviceOptions, AppliedIndex, INDEX_MAX_KEYS, IndexAdvice, IndexKey, RejectedCandidate,
+    SkippedStatement, StatementGain, WorkloadAdvice, WorkloadIndex, WorkloadOptions,
+    WorkloadStatement, advise_indexes, advise_workload, apply_index,
 };
 pub use index_health::{
     DuplicateIndex, HealthOptions, IndexHealth, SeqScanHint, UnusedIndex, index_health,
@@ -59,4 +64,7 @@ pub use pool::{
     recommend_pool_size,
 };
 pub use query_cache::{QueryCache, QueryCacheStats};
-pub use slow_queries::{OWN_STATEMENT_MARKER, SlowQuery, SlowQueryFilter, slow_queries};
+pub use slow_queries::{
+    OWN_STATEMENT_MARKER, ObservedWorkload, SlowQuery, SlowQueryFilter, observed_workload,
+    slow_queries,
+};

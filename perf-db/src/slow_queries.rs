@@ -111,3 +111,82 @@ pub async fn slow_queries(client: &Client, filter: &SlowQueryFilter) -> Result<V
         })
         .collect()
 }
+
+/// The workload pg_stat_statements has seen, ready for
+/// [`crate::advise_workload`]: the top statements by total time and the
+/// hours their counters and the tables' write counters cover.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ObservedWorkload {
+    /// The statements, with their calls and total time.
+    pub statements: Vec<crate::WorkloadStatement>,
+    /// Hours since pg_stat_statements was reset (or the server started), at least one minute.
+    pub window_hours: f64,
+    /// Hours since this database's statistics were reset (or the server started), at least one minute.
+    pub table_window_hours: f64,
+}
+
+impl ObservedWorkload {
+    /// Workload options for these windows, the rest as given.
+    pub fn options(&self, base: crate::WorkloadOptions) -> crate::WorkloadOptions {
+        crate::WorkloadOptions {
+            window_hours: self.window_hours,
+            table_window_hours: Some(self.table_window_hours),
+            ..base
+        }
+    }
+}
+
+/// Reads the observed workload (see [`ObservedWorkload`]); `filter` picks
+/// the statements as in [`slow_queries`].
+pub async fn observed_workload(
+    client: &Client,
+    filter: &SlowQueryFilter,
+) -> Result<ObservedWorkload> {
+    let statements = slow_queries(client, filter)
+        .await?
+        .into_iter()
+        .map(|q| crate::WorkloadStatement {
+            query: q.query,
+            calls: u64::try_from(q.calls).unwrap_or(0),
+            total_time_ms: q.total_ms,
+        })
+        .collect();
+    const MIN_HOURS: f64 = 1.0 / 60.0;
+    let hours = |row: Option<tokio_postgres::Row>| {
+        row.and_then(|r| r.try_get::<_, Option<f64>>(0).ok().flatten())
+            .filter(|h| h.is_finite())
+            .unwrap_or(MIN_HOURS)
+            .max(MIN_HOURS)
+    };
+    // pg_stat_statements_info exists from extension version 1.9 (PostgreSQL 14).
+    let statements_since = client
+        .query_opt(
+            "/* perf-db */ SELECT (extract(epoch FROM now() - coalesce(
+                 (SELECT stats_reset FROM pg_stat_statements_info), pg_postmaster_start_time())) / 3600)::float8",
+            &[],
+        )
+        .await;
+    let statements_since = match statements_since {
+        Ok(row) => row,
+        Err(_) => client
+            .query_opt(
+                "/* perf-db */ SELECT (extract(epoch FROM now() - pg_postmaster_start_time()) / 3600)::float8",
+                &[],
+            )
+            .await
+            .map_err(db_error)?,
+    };
+    let tables_since = client
+        .query_opt(
+            "/* perf-db */ SELECT (extract(epoch FROM now() - coalesce(stats_reset, pg_postmaster_start_time())) / 3600)::float8
+             FROM pg_stat_database WHERE datname = current_database()",
+            &[],
+        )
+        .await
+        .map_err(db_error)?;
+    Ok(ObservedWorkload {
+        statements,
+        window_hours: hours(statements_since),
+        table_window_hours: hours(tables_since),
+    })
+}

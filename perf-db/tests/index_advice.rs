@@ -37,7 +37,8 @@ async fn missing_indexes_are_advised_verified_and_covered_ones_are_not() {
     .into();
     let advice = advise_indexes(&client, &queries, &AdviceOptions::default())
         .await
-        .unwrap();
+        .unwrap()
+        .indexes;
     let found: Vec<(String, Vec<String>)> = advice
         .iter()
         .map(|a| (a.table.clone(), a.columns.clone()))
@@ -98,7 +99,8 @@ async fn missing_indexes_are_advised_verified_and_covered_ones_are_not() {
     assert!(valid);
     let again = advise_indexes(&client, &queries, &AdviceOptions::default())
         .await
-        .unwrap();
+        .unwrap()
+        .indexes;
     assert!(again.iter().all(|a| a.columns != ["sku"]), "{again:#?}");
     // Applying it twice is a clear error, not a second index.
     let err = apply_index(&client, sku).await.unwrap_err().to_string();
@@ -113,10 +115,12 @@ async fn missing_indexes_are_advised_verified_and_covered_ones_are_not() {
         &queries,
         &AdviceOptions {
             min_saving: 0.999_999,
+            ..AdviceOptions::default()
         },
     )
     .await
-    .unwrap();
+    .unwrap()
+    .indexes;
     assert!(
         strict.len() < 2
             || strict.iter().all(|a| a
@@ -156,7 +160,8 @@ async fn pgbench_accounts_without_keys_get_an_index_on_aid() {
         &AdviceOptions::default(),
     )
     .await
-    .unwrap();
+    .unwrap()
+    .indexes;
     assert_eq!(advice.len(), 1, "{advice:#?}");
     assert_eq!(
         (advice[0].table.as_str(), advice[0].columns.as_slice()),

@@ -45,6 +45,9 @@ pub enum Command {
     /// Scaling tools: `simulate` a policy on a recorded load.
     #[command(subcommand)]
     Scaling(crate::scaling::ScalingCommand),
+    /// Database tools: `advise` indexes for a workload (a CI gate with `--fail-when-found`).
+    #[command(subcommand)]
+    Db(crate::db_advise::DbCommand),
 }
 
 /// Options of `perf-server serve`.

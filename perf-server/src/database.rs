@@ -195,9 +195,12 @@ impl DatabaseMonitor {
     }
 }
 
+/// How many of the top statements (by total time) the index advice weighs.
+const ADVISED_STATEMENTS: i64 = 50;
+
 impl DatabaseMonitor {
-    /// Advice on the analyzed database: verified indexes for its slowest
-    /// statements, indexes to drop, tables scanned sequentially, and the
+    /// Advice on the analyzed database: one verified index set for its
+    /// top statements (workload selection), indexes to drop, tables scanned sequentially, and the
     /// size of this monitor's pool. What could not be read is returned beside.
     pub async fn advice(&self) -> (Vec<perf_core::Recommendation>, Vec<String>) {
         let mut out = Vec::new();
@@ -207,20 +210,23 @@ impl DatabaseMonitor {
             Err(e) => return (out, vec![format!("connect: {e}")]),
         };
         let filter = SlowQueryFilter {
-            limit: 20,
+            limit: ADVISED_STATEMENTS,
             ..SlowQueryFilter::default()
         };
-        match perf_db::slow_queries(&conn, &filter).await {
-            Ok(slow) => {
-                let statements: Vec<String> = slow.into_iter().map(|q| q.query).collect();
-                match perf_db::advise_indexes(
-                    &conn,
-                    &statements,
-                    &perf_db::AdviceOptions::default(),
-                )
-                .await
-                {
-                    Ok(advice) => out.extend(perf_db::index_recommendations(&advice)),
+        match perf_db::observed_workload(&conn, &filter).await {
+            Ok(workload) => {
+                let options = workload.options(perf_db::WorkloadOptions::default());
+                match perf_db::advise_workload(&conn, &workload.statements, &options).await {
+                    Ok(advice) => {
+                        out.extend(perf_db::workload_recommendations(&advice));
+                        for s in &advice.skipped {
+                            errors.push(format!(
+                                "index advice skipped {:?}: {}",
+                                s.query.chars().take(120).collect::<String>(),
+                                s.reason
+                            ));
+                        }
+                    }
                     Err(e) => errors.push(format!("index advice: {e}")),
                 }
             }

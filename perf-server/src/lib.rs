@@ -34,6 +34,7 @@ mod body;
 pub mod cli;
 pub mod config;
 pub mod database;
+pub mod db_advise;
 mod error;
 pub mod guard;
 pub mod load_test;

@@ -39,6 +39,9 @@ fn main() -> ExitCode {
         Some(Command::Scaling(perf_server::scaling::ScalingCommand::Simulate(args))) => {
             return ExitCode::from(perf_server::scaling::simulate(&args));
         }
+        Some(Command::Db(perf_server::db_advise::DbCommand::Advise(args))) => {
+            return ExitCode::from(perf_server::db_advise::run(&args));
+        }
         Some(Command::Compare(args)) => {
             return ExitCode::from(perf_server::load_test::compare_reports(&args));
         }
