@@ -54,10 +54,23 @@ pub fn index_recommendations(advice: &[IndexAdvice]) -> Vec<Recommendation> {
 
 /// One recommendation per index of a workload's chosen set, the index
 /// that saves the most time first, with the statements it serves and what it
-/// costs writes.
+/// costs writes; then one (informational) per statement the advice had to
+/// skip, with the reason.
 pub fn workload_recommendations(advice: &WorkloadAdvice) -> Vec<Recommendation> {
     let mut chosen: Vec<_> = advice.indexes.iter().collect();
     chosen.sort_by(|a, b| b.saved_ms_per_hour.total_cmp(&a.saved_ms_per_hour));
+    let skipped = advice.skipped.iter().map(|s| {
+        Recommendation::new(
+            "index_advice_skipped",
+            Severity::Info,
+            "a top statement could not be advised on",
+        )
+        .evidence("statement", &s.query)
+        .evidence("reason", &s.reason)
+        .action(
+            "check the statement and the tables it names; the reason says what stopped the advice",
+        )
+    });
     chosen
         .into_iter()
         .map(|w| {
@@ -93,6 +106,7 @@ pub fn workload_recommendations(advice: &WorkloadAdvice) -> Vec<Recommendation> 
             )
             .action(format!("{};", a.create_statement))
         })
+        .chain(skipped)
         .collect()
 }
 

@@ -291,6 +291,23 @@ pub fn analyze_with_views(sql: &str, views: &Views) -> Result<QueryAnalysis> {
     })
 }
 
+/// Whether the SQL is statements the planner plans (queries, `INSERT`,
+/// `UPDATE`, `DELETE`), the only ones an index can serve.
+pub(crate) fn is_planned(sql: &str) -> bool {
+    Parser::parse_sql(&PostgreSqlDialect {}, sql).is_ok_and(|statements| {
+        !statements.is_empty()
+            && statements.iter().all(|s| {
+                matches!(
+                    s,
+                    Statement::Query(_)
+                        | Statement::Insert(_)
+                        | Statement::Update(_)
+                        | Statement::Delete(_)
+                )
+            })
+    })
+}
+
 fn parse_error(e: ParserError) -> Error {
     let message = e.to_string();
     // sqlparser ends messages with "at Line: L, Column: C".

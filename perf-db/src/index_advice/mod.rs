@@ -239,8 +239,13 @@ async fn prepare(
 ) -> std::result::Result<Option<Prepared>, String> {
     let analysis =
         analyze_with_views(query, views).map_err(|e| format!("cannot be parsed: {e}"))?;
+    if !crate::analysis::is_planned(query) {
+        // DDL, utility and transaction statements: no index serves them.
+        return Ok(None);
+    }
     let mut found = Vec::new();
     let mut refusals = Vec::new();
+    let mut missing = false;
     for table in &analysis.tables {
         let bare = table.rsplit('.').next().unwrap_or(table);
         if bare.starts_with("pg_") || table.starts_with("information_schema.") {
@@ -249,7 +254,10 @@ async fn prepare(
         let info = match planner.table(table).await {
             Ok(Some(info)) => info,
             // Not a relation here: the planner says why below.
-            Ok(None) => continue,
+            Ok(None) => {
+                missing = true;
+                continue;
+            }
             Err(e) => return Err(format!("cannot read the catalog for {table}: {e}")),
         };
         if !options.allows(table) || !options.allows(&info.advise_on) {
@@ -269,10 +277,6 @@ async fn prepare(
             }
         }
     }
-    let (cost_before, _) = planner
-        .plan(query)
-        .await
-        .map_err(|e| format!("cannot be explained: {e}"))?;
     if found.is_empty() && refusals.is_empty() {
         // Filtered columns that belong to no table: a view's computed
         // column, a materialized CTE's output, an expression.
@@ -290,12 +294,19 @@ async fn prepare(
             ));
         }
     }
-    if found.is_empty() {
+    if found.is_empty() && !missing {
         return if refusals.is_empty() {
             Ok(None)
         } else {
             Err(refusals.join("; "))
         };
+    }
+    let (cost_before, _) = planner
+        .plan(query)
+        .await
+        .map_err(|e| format!("cannot be explained: {e}"))?;
+    if found.is_empty() {
+        return Ok(None);
     }
     if cost_before < options.min_cost {
         return Err(format!(
