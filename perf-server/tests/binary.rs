@@ -1059,3 +1059,128 @@ fn run_check_reads_a_scenario_without_sending_anything() {
         "{stderr}"
     );
 }
+
+#[test]
+fn db_advise_gates_ci_when_an_index_is_advised_and_names_bad_input() {
+    let pg = testkit::PgCluster::start().unwrap();
+    assert!(
+        pg.hypopg_available(),
+        "this test needs hypopg: apt-get install -y postgresql-15-hypopg"
+    );
+    let url = pg.create_database("gate").unwrap();
+    pg.psql(
+        "gate",
+        "CREATE TABLE orders (id int PRIMARY KEY, customer int, total int);
+         INSERT INTO orders SELECT g, g % 10000, g % 500 FROM generate_series(1, 100000) g;
+         ANALYZE orders;",
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let statements = dir.path().join("statements.json");
+    std::fs::write(
+        &statements,
+        r#"[{"query": "SELECT * FROM orders WHERE customer = $1", "calls": 50000, "total_time_ms": 400000},
+            {"query": "SELECT * FROM orders WHERE id = $1", "calls": 90000, "total_time_ms": 9000},
+            {"query": "SELECT * FROM orders WHERE nope = $1", "calls": 1, "total_time_ms": 1}]"#,
+    )
+    .unwrap();
+    let file = statements.to_str().unwrap();
+    let out = cli(&[
+        "db",
+        "advise",
+        "--database-url",
+        &url,
+        "--statements",
+        file,
+        "--fail-when-found",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("CREATE INDEX CONCURRENTLY ON orders (customer);"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("skipped: SELECT * FROM orders WHERE nope"),
+        "{stdout}"
+    );
+    // Without the flag the same advice exits 0; JSON is the WorkloadAdvice.
+    let out = cli(&[
+        "db",
+        "advise",
+        "--database-url",
+        &url,
+        "--statements",
+        file,
+        "--json",
+        "--not-concurrently",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let advice = json(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        advice["indexes"][0]["index"]["create_statement"],
+        "CREATE INDEX ON orders (customer)"
+    );
+    assert!(advice["indexes"][0]["saved_ms_per_hour"].as_f64().unwrap() > 100_000.0);
+    // Nothing to add: exit 0 even with the gate.
+    let out = cli(&[
+        "db",
+        "advise",
+        "--database-url",
+        &url,
+        "--statements",
+        file,
+        "--fail-when-found",
+        "--exclude-table",
+        "orders",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no index to add"));
+    // Bad input: named, never echoed, exit 2.
+    std::fs::write(
+        &statements,
+        r#"[{"query": "secret-text", "calls": "many"}]"#,
+    )
+    .unwrap();
+    let out = cli(&["db", "advise", "--database-url", &url, "--statements", file]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--statements") && stderr.contains("wrong field or type"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("secret-text") && !stderr.contains("many"),
+        "{stderr}"
+    );
+    let out = cli(&[
+        "db",
+        "advise",
+        "--database-url",
+        &url,
+        "--statements",
+        file,
+        "--min-saving",
+        "3",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("min_saving"));
+    let out = cli(&[
+        "db",
+        "advise",
+        "--database-url",
+        "postgres://127.0.0.1:1/none",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot connect"));
+}

@@ -166,7 +166,11 @@ struct Entry {
     query: String,
     time_per_hour: f64,
     cost_before: f64,
+    /// With all its own candidates present: about the least any index makes it cost.
+    cost_best: f64,
     cost_now: f64,
+    /// The selection step at which `cost_now` last fell.
+    changed_at: usize,
 }
 
 /// A pooled candidate and what the last evaluation found.
@@ -176,7 +180,10 @@ struct Pooled {
     relevant: Vec<usize>,
     penalty: f64,
     breaks_hot: bool,
+    /// Cost of each relevant statement with this candidate and the chosen
+    /// set present, as of `evaluated_at` (empty: never evaluated).
     costs: Vec<f64>,
+    evaluated_at: usize,
     bytes: u64,
     gain: f64,
     refused: Option<String>,
@@ -335,7 +342,9 @@ async fn select(
             query: prepared.query,
             time_per_hour: time / options.window_hours,
             cost_before: before,
+            cost_best: after,
             cost_now: before,
+            changed_at: 0,
         });
     }
     out.statements_helpable = entries.len();
@@ -362,6 +371,7 @@ async fn select(
                 info,
                 relevant,
                 costs: Vec::new(),
+                evaluated_at: 0,
                 bytes: 0,
                 gain: f64::NEG_INFINITY,
                 refused: None,
@@ -373,13 +383,24 @@ async fn select(
     let mut chosen: Vec<(usize, Vec<u32>)> = Vec::new();
     let mut total_bytes = 0u64;
     let mut version = 0usize;
+    // Every candidate starts at an upper bound of its worth (each statement
+    // it may serve brought down to its cost with all its own candidates),
+    // marked stale, so only those that reach the top are planned.
     let mut heap = BinaryHeap::new();
     for (index, p) in pooled.iter_mut().enumerate() {
-        evaluate(planner, p, &entries, &mut out.plans).await;
+        let bound: f64 = p
+            .relevant
+            .iter()
+            .map(|&s| {
+                let e = &entries[s];
+                e.time_per_hour * (e.cost_now - e.cost_best).max(0.0) / e.cost_before
+            })
+            .sum();
+        p.gain = bound - p.penalty;
         heap.push(Ranked {
             gain: p.gain,
             index,
-            version,
+            version: usize::MAX,
         });
     }
     let mut rejected: BTreeMap<usize, String> = BTreeMap::new();
@@ -390,7 +411,14 @@ async fn select(
             continue;
         }
         if top.version != version {
-            evaluate(planner, &mut pooled[top.index], &entries, &mut out.plans).await;
+            evaluate(
+                planner,
+                &mut pooled[top.index],
+                &entries,
+                version,
+                &mut out.plans,
+            )
+            .await;
             heap.push(Ranked {
                 gain: pooled[top.index].gain,
                 index: top.index,
@@ -410,10 +438,15 @@ async fn select(
             continue;
         }
         if p.gain < options.min_gain_ms_per_hour {
-            let saved = p.gain + p.penalty;
-            rejected.insert(
-                top.index,
-                if p.penalty > 0.0 && saved >= options.min_gain_ms_per_hour {
+            // Every key left is at most this one's, and keys only overstate
+            // worth: none of the rest can pass either.
+            let rest = std::iter::once(top.index).chain(heap.drain().map(|r| r.index));
+            for index in rest {
+                let p = &pooled[index];
+                let saved = p.gain + p.penalty;
+                let reason = if let Some(refusal) = &p.refused {
+                    refusal.clone()
+                } else if p.penalty > 0.0 && saved >= options.min_gain_ms_per_hour {
                     format!(
                         "saves {saved:.0} ms/h but costs writes {:.0} ms/h{}",
                         p.penalty,
@@ -425,12 +458,14 @@ async fn select(
                     )
                 } else {
                     format!(
-                        "saves {saved:.0} ms/h with the chosen set, below min_gain_ms_per_hour {}",
+                        "saves at most {:.0} ms/h with the chosen set, below min_gain_ms_per_hour {}",
+                        saved.max(0.0),
                         options.min_gain_ms_per_hour
                     )
-                },
-            );
-            continue;
+                };
+                rejected.insert(index, reason);
+            }
+            break;
         }
         if options.max_indexes.is_some_and(|m| chosen.len() >= m) {
             rejected.insert(top.index, "max_indexes reached".to_owned());
@@ -456,14 +491,17 @@ async fn select(
                 continue;
             }
         };
+        version += 1;
         for (k, &s) in p.relevant.iter().enumerate() {
-            if let Some(&cost) = p.costs.get(k) {
-                entries[s].cost_now = entries[s].cost_now.min(cost);
+            if let Some(&cost) = p.costs.get(k)
+                && cost < entries[s].cost_now
+            {
+                entries[s].cost_now = cost;
+                entries[s].changed_at = version;
             }
         }
         total_bytes = total_bytes.saturating_add(p.bytes);
         chosen.push((top.index, oids));
-        version += 1;
     }
 
     // Every statement planned once with the whole set.
@@ -526,31 +564,55 @@ async fn select(
 }
 
 /// A candidate's worth with the chosen set present: the time per hour it
-/// saves its statements, minus its write penalty.
-async fn evaluate(planner: &Planner<'_>, p: &mut Pooled, entries: &[Entry], plans: &mut u64) {
-    let oids = match planner.create(&p.candidate, &p.info).await {
-        Ok(oids) => oids,
-        Err(e) => {
-            p.refused = Some(format!("hypopg refused it: {e}"));
-            p.gain = f64::NEG_INFINITY;
-            return;
-        }
-    };
-    if p.bytes == 0 {
-        p.bytes = planner.size(&oids).await;
+/// saves its statements, minus its write penalty. Only the statements whose
+/// cost fell since the last evaluation are planned again (an index chosen
+/// since then that did not change a statement's cost leaves its cost with
+/// this candidate as it was).
+async fn evaluate(
+    planner: &Planner<'_>,
+    p: &mut Pooled,
+    entries: &[Entry],
+    version: usize,
+    plans: &mut u64,
+) {
+    let fresh = p.costs.len() != p.relevant.len();
+    let stale: Vec<usize> = (0..p.relevant.len())
+        .filter(|&k| fresh || entries[p.relevant[k]].changed_at > p.evaluated_at)
+        .collect();
+    if fresh {
+        p.costs = p.relevant.iter().map(|&s| entries[s].cost_now).collect();
     }
-    let mut saved = 0.0;
-    p.costs.clear();
-    for &s in &p.relevant {
-        let e = &entries[s];
-        *plans += 1;
-        let cost = match planner.plan(&e.query).await {
-            Ok((cost, _)) => cost.min(e.cost_now),
-            Err(_) => e.cost_now,
+    if !stale.is_empty() {
+        let oids = match planner.create(&p.candidate, &p.info).await {
+            Ok(oids) => oids,
+            Err(e) => {
+                p.refused = Some(format!("hypopg refused it: {e}"));
+                p.gain = f64::NEG_INFINITY;
+                return;
+            }
         };
-        p.costs.push(cost);
-        saved += e.time_per_hour * (e.cost_now - cost) / e.cost_before;
+        if p.bytes == 0 {
+            p.bytes = planner.size(&oids).await;
+        }
+        for k in stale {
+            let e = &entries[p.relevant[k]];
+            *plans += 1;
+            p.costs[k] = match planner.plan(&e.query).await {
+                Ok((cost, _)) => cost,
+                Err(_) => e.cost_now,
+            };
+        }
+        planner.drop(&oids).await;
     }
-    planner.drop(&oids).await;
+    p.evaluated_at = version;
+    let saved: f64 = p
+        .relevant
+        .iter()
+        .zip(&p.costs)
+        .map(|(&s, &cost)| {
+            let e = &entries[s];
+            e.time_per_hour * (e.cost_now - cost.min(e.cost_now)) / e.cost_before
+        })
+        .sum();
     p.gain = saved - p.penalty;
 }
