@@ -1,136 +1,241 @@
-//! The latency of a keyed lookup through an instrumented pool at 64
-//! concurrent clients, beside pgbench's own select-only run on the same
-//! throwaway PostgreSQL: `cargo run --release -p perf-examples --example pool_latency`
+//! A keyed lookup through perf-db's instrumented pool beside `pgbench -S`,
+//! fairly: the same statement (`SELECT abalance FROM pgbench_accounts WHERE
+//! aid = $1`, prepared), the same server connections on both sides, the same
+//! fixed rate as a Poisson process (`pgbench -R`; perf-loadgen's open model
+//! with `arrivals: poisson`), a warm-up before measuring, and latency counted
+//! from each request's scheduled start on both sides (pgbench's per-transaction
+//! log includes the schedule lag under `-R`; the open model counts from the
+//! intended time). Runs on a throwaway PostgreSQL 15, pgbench scale 10.
+//!
+//! `cargo run --release -p perf-examples --example pool_latency [-- RATES CONNECTIONS SECONDS ROUNDS]`
+//! e.g. `-- 2000,10000,20000 16 15 3` (the defaults). Each round measures
+//! every rate with the pool and with pgbench in turn, so both see the same
+//! machine.
 
-use std::time::{Duration, Instant};
+#![allow(clippy::print_stdout)] // a command-line program: it prints the table
+
+use std::path::Path;
+use std::time::Duration;
 
 use perf_core::LatencyHistogram;
 use perf_db::{InstrumentedPool, PoolSettings};
+use perf_loadgen::{Iteration, Operations, ScenarioFile, Workload, start_workload};
 
-const CLIENTS: usize = 64;
-const SECONDS: u64 = 10;
+/// pgbench's scale: 100,000 accounts per unit.
+const SCALE: i32 = 10;
+const LOOKUP: &str = "SELECT abalance FROM pgbench_accounts WHERE aid = $1";
+/// Seconds of load before each measured run.
+const WARM_UP: u64 = 5;
+
+/// `pgbench -S`'s transaction as a Rust workload: one lookup of a random account.
+struct Lookup {
+    pool: InstrumentedPool,
+}
+
+impl Workload for Lookup {
+    type User = fastrand::Rng;
+
+    fn operations(&self) -> Vec<String> {
+        vec!["lookup".to_owned()]
+    }
+
+    fn user(&self, index: u64) -> fastrand::Rng {
+        fastrand::Rng::with_seed(index + 1)
+    }
+
+    async fn iteration(&self, rng: &mut fastrand::Rng, ops: &Operations<'_>) -> Iteration {
+        let aid = rng.i32(1..=100_000 * SCALE);
+        let _ = ops
+            .time(0, async {
+                let conn = self.pool.get().await?;
+                let statement = conn.prepare_cached(LOOKUP).await?;
+                conn.query_one(&statement, &[&aid])
+                    .await
+                    .map_err(|e| perf_db::Error::Database(e.to_string()))?;
+                Ok::<(), perf_db::Error>(())
+            })
+            .await;
+        Iteration::Done
+    }
+}
+
+/// What one side measured at one rate.
+struct Measured {
+    per_second: f64,
+    p50_ms: f64,
+    p95_ms: f64,
+    p99_ms: f64,
+    errors: u64,
+}
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let rates: Vec<u32> = args
+        .first()
+        .map_or("2000,10000,20000", String::as_str)
+        .split(',')
+        .map(str::parse)
+        .collect::<Result<_, _>>()?;
+    let connections: usize = args.get(1).map_or(Ok(16), |s| s.parse())?;
+    let seconds: u64 = args.get(2).map_or(Ok(15), |s| s.parse())?;
+    let rounds: usize = args.get(3).map_or(Ok(3), |s| s.parse())?;
     let pg = testkit::PgCluster::start()?;
-    let bin = std::path::Path::new("/usr/lib/postgresql/15/bin");
+    let bin = Path::new("/usr/lib/postgresql/15/bin");
     let init = std::process::Command::new(bin.join("pgbench"))
-        .args(["-i", "-s", "10", "-q", &pg.url()])
+        .args(["-i", "-s", &SCALE.to_string(), "-q", &pg.url()])
         .output()?;
     if !init.status.success() {
         return Err(String::from_utf8_lossy(&init.stderr).into_owned().into());
     }
-    for pool_size in [16usize, 64] {
-        let pool = InstrumentedPool::new(
-            &pg.url(),
-            &PoolSettings {
-                max_size: pool_size,
-                wait_timeout: Duration::from_secs(10),
-                ..PoolSettings::default()
-            },
-        )?;
-        let until = Instant::now() + Duration::from_secs(SECONDS);
-        let mut tasks = Vec::new();
-        for c in 0..CLIENTS {
-            let pool = pool.clone();
-            tasks.push(tokio::spawn(async move {
-                let mut h = LatencyHistogram::new();
-                let mut rng = fastrand_like(c as u64 + 1);
-                while Instant::now() < until {
-                    let aid = i32::try_from(rng() % 1_000_000 + 1).unwrap_or(1);
-                    let started = Instant::now();
-                    let conn = pool.get().await?;
-                    let statement = conn
-                        .prepare_cached("SELECT abalance FROM pgbench_accounts WHERE aid = $1")
-                        .await?;
-                    conn.query_one(&statement, &[&aid])
-                        .await
-                        .map_err(|e| perf_db::Error::Database(e.to_string()))?;
-                    drop(conn);
-                    let _ = h.record(started.elapsed());
-                }
-                Ok::<LatencyHistogram, perf_db::Error>(h)
-            }));
-        }
-        let mut all = LatencyHistogram::new();
-        for t in tasks {
-            all.merge(&t.await??)?;
-        }
-        let s = all.summary();
-        #[allow(clippy::print_stdout)]
-        {
+    println!(
+        "keyed lookup at a fixed rate (Poisson arrivals), {connections} server connections each side, \
+         {WARM_UP} s warm-up, {seconds} s measured, latency from the scheduled start"
+    );
+    println!(
+        "| round | rate | perf-db pool q/s | p50 | p95 | p99 | pgbench tps | p50 | p95 | p99 | p95 pool/pgbench |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    for round in 1..=rounds {
+        for &rate in &rates {
+            let pool = pool_run(&pg.url(), rate, connections, seconds).await?;
+            let bench = pgbench_run(bin, &pg.url(), rate, connections, seconds)?;
             println!(
-                "pool of {pool_size}, {CLIENTS} clients: {:.0} q/s, p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms",
-                s.count as f64 / SECONDS as f64,
-                s.p50_us as f64 / 1000.0,
-                s.p95_us as f64 / 1000.0,
-                s.p99_us as f64 / 1000.0
+                "| {round} | {rate}/s | {:.0} | {:.2} ms | {:.2} ms | {:.2} ms | {:.0} | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} |",
+                pool.per_second,
+                pool.p50_ms,
+                pool.p95_ms,
+                pool.p99_ms,
+                bench.per_second,
+                bench.p50_ms,
+                bench.p95_ms,
+                bench.p99_ms,
+                pool.p95_ms / bench.p95_ms,
             );
+            if pool.errors + bench.errors > 0 {
+                println!(
+                    "  errors: pool {}, pgbench {} (the figures above are not comparable)",
+                    pool.errors, bench.errors
+                );
+            }
         }
     }
-    // pgbench's select-only script on 64 connections, per-transaction log for percentiles.
-    let dir = tempfile_dir()?;
+    Ok(())
+}
+
+/// The pool at `rate` for a warm-up, then measured on the same (warm) pool.
+async fn pool_run(
+    url: &str,
+    rate: u32,
+    connections: usize,
+    seconds: u64,
+) -> Result<Measured, Box<dyn std::error::Error>> {
+    let pool = InstrumentedPool::new(
+        url,
+        &PoolSettings {
+            max_size: connections,
+            wait_timeout: Duration::from_secs(10),
+            ..PoolSettings::default()
+        },
+    )?;
+    let mut report = None;
+    for length in [WARM_UP, seconds] {
+        let file = ScenarioFile::from_yaml(&format!(
+            "load_tests:\n  lookup: {{duration: {length}s, rate: {rate}/s, arrivals: poisson, max_in_flight: 100000}}\n"
+        ))?;
+        let lookup = Lookup { pool: pool.clone() };
+        report = Some(
+            start_workload("lookup", file.get("lookup")?, lookup)
+                .await?
+                .report()
+                .await?,
+        );
+    }
+    let report = report.ok_or("no run")?;
+    let l = &report.latency_ms;
+    let o = pool.observe();
+    eprintln!(
+        "  pool at {rate}/s: uncorrected p95 {:.2} ms, checkout wait p95 {:.2} ms, held p95 {:.2} ms",
+        report
+            .latency_uncorrected_ms
+            .as_ref()
+            .map_or(f64::NAN, |u| u.p95),
+        o.wait_ms[1],
+        o.held_ms[1]
+    );
+    Ok(Measured {
+        per_second: report.rps,
+        p50_ms: l.p50,
+        p95_ms: l.p95,
+        p99_ms: l.p99,
+        errors: report.errors + report.dropped,
+    })
+}
+
+/// `pgbench -S -M prepared -R rate` on `connections` connections for the
+/// warm-up and the measured seconds in one run; the transactions of the
+/// warm-up are left out of the figures by their timestamps.
+fn pgbench_run(
+    bin: &Path,
+    url: &str,
+    rate: u32,
+    connections: usize,
+    seconds: u64,
+) -> Result<Measured, Box<dyn std::error::Error>> {
+    let dir = std::env::temp_dir().join(format!("perf-pgbench-{}-{rate}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
     let run = std::process::Command::new(bin.join("pgbench"))
         .current_dir(&dir)
         .args([
             "-S",
             "-M",
             "prepared",
+            "-R",
+            &rate.to_string(),
             "-c",
-            &CLIENTS.to_string(),
+            &connections.to_string(),
             "-j",
             "2",
             "-T",
-            &SECONDS.to_string(),
+            &(WARM_UP + seconds).to_string(),
             "-l",
             "--log-prefix=tx",
-            &pg.url(),
+            url,
         ])
         .output()?;
     if !run.status.success() {
         return Err(String::from_utf8_lossy(&run.stderr).into_owned().into());
     }
-    let mut h = LatencyHistogram::new();
+    // Per transaction: client, number, latency µs (from the scheduled start
+    // under -R), script, epoch s, µs, schedule lag µs.
+    let mut rows: Vec<(u64, u64)> = Vec::new();
     for entry in std::fs::read_dir(&dir)? {
         let text = std::fs::read_to_string(entry?.path())?;
         for line in text.lines() {
-            if let Some(us) = line
-                .split_whitespace()
-                .nth(2)
-                .and_then(|v| v.parse::<u64>().ok())
-            {
-                let _ = h.record_micros(us);
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let field = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok());
+            if let (Some(latency), Some(s), Some(us)) = (field(2), field(4), field(5)) {
+                rows.push((s * 1_000_000 + us, latency));
             }
         }
     }
-    let s = h.summary();
-    #[allow(clippy::print_stdout)]
-    {
-        println!(
-            "pgbench -S -M prepared -c {CLIENTS}: {:.0} tps, p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms",
-            s.count as f64 / SECONDS as f64,
-            s.p50_us as f64 / 1000.0,
-            s.p95_us as f64 / 1000.0,
-            s.p99_us as f64 / 1000.0
-        );
-    }
     let _ = std::fs::remove_dir_all(&dir);
-    Ok(())
-}
-
-/// A small xorshift generator (no extra dependency for one example).
-fn fastrand_like(seed: u64) -> impl FnMut() -> u64 {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
+    let first = rows
+        .iter()
+        .map(|r| r.0)
+        .min()
+        .ok_or("pgbench logged nothing")?;
+    let measured_from = first + WARM_UP * 1_000_000;
+    let mut h = LatencyHistogram::new();
+    for &(_, latency) in rows.iter().filter(|r| r.0 >= measured_from) {
+        let _ = h.record_micros(latency);
     }
-}
-
-fn tempfile_dir() -> std::io::Result<std::path::PathBuf> {
-    let dir = std::env::temp_dir().join(format!("perf-pgbench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
+    let s = h.summary();
+    Ok(Measured {
+        per_second: s.count as f64 / seconds as f64,
+        p50_ms: s.p50_us as f64 / 1000.0,
+        p95_ms: s.p95_us as f64 / 1000.0,
+        p99_ms: s.p99_us as f64 / 1000.0,
+        errors: 0,
+    })
 }

@@ -22,8 +22,8 @@ pub fn index_recommendations(advice: &[IndexAdvice]) -> Vec<Recommendation> {
             } else {
                 Severity::Info
             };
-            Recommendation::new(
-                "add_index",
+            add_index(
+                a,
                 severity,
                 format!(
                     "index {}({}) {}",
@@ -39,17 +39,23 @@ pub fn index_recommendations(advice: &[IndexAdvice]) -> Vec<Recommendation> {
                     }
                 ),
             )
-            .evidence("table", &a.table)
-            .evidence("columns", &a.columns)
-            .evidence("verified", a.verified)
-            .evidence(
-                "statements",
-                a.helps.iter().map(|g| &g.query).collect::<Vec<_>>(),
-            )
             .evidence("best_cost_saving", best)
-            .action(format!("{};", a.create_statement))
         })
         .collect()
+}
+
+/// An `add_index` recommendation: the index, the statements it serves and
+/// its `CREATE INDEX` as the action.
+fn add_index(a: &IndexAdvice, severity: Severity, summary: String) -> Recommendation {
+    Recommendation::new("add_index", severity, summary)
+        .evidence("table", &a.table)
+        .evidence("columns", &a.columns)
+        .evidence("verified", a.verified)
+        .evidence(
+            "statements",
+            a.helps.iter().map(|g| &g.query).collect::<Vec<_>>(),
+        )
+        .action(format!("{};", a.create_statement))
 }
 
 /// One recommendation per index of a workload's chosen set, the index
@@ -81,8 +87,8 @@ pub fn workload_recommendations(advice: &WorkloadAdvice) -> Vec<Recommendation> 
             } else {
                 Severity::Info
             };
-            Recommendation::new(
-                "add_index",
+            add_index(
+                a,
                 severity,
                 format!(
                     "index {}({}) saves about {:.1} s/h over {} statement(s) of the workload, {:.1} s/h of writes (verified with hypopg)",
@@ -93,18 +99,10 @@ pub fn workload_recommendations(advice: &WorkloadAdvice) -> Vec<Recommendation> 
                     w.write_penalty_ms_per_hour / 1e3,
                 ),
             )
-            .evidence("table", &a.table)
-            .evidence("columns", &a.columns)
-            .evidence("verified", a.verified)
             .evidence("saved_ms_per_hour", w.saved_ms_per_hour)
             .evidence("write_penalty_ms_per_hour", w.write_penalty_ms_per_hour)
             .evidence("estimated_bytes", w.estimated_bytes)
             .evidence("breaks_hot_updates", w.breaks_hot_updates)
-            .evidence(
-                "statements",
-                a.helps.iter().map(|g| &g.query).collect::<Vec<_>>(),
-            )
-            .action(format!("{};", a.create_statement))
         })
         .chain(skipped)
         .collect()

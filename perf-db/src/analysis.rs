@@ -108,6 +108,9 @@ pub struct QueryAnalysis {
     pub orderings: Vec<Vec<OrderKey>>,
     /// Columns an `UPDATE` assigns (they decide whether an index breaks HOT updates).
     pub updated_columns: Vec<ColumnRef>,
+    /// Whether PostgreSQL plans it (queries, `INSERT`, `UPDATE`, `DELETE`):
+    /// DDL, utility and transaction statements have no plan an index changes.
+    pub planned: bool,
 }
 
 impl QueryAnalysis {
@@ -261,6 +264,16 @@ impl Views {
 /// ```
 pub fn analyze_with_views(sql: &str, views: &Views) -> Result<QueryAnalysis> {
     let statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).map_err(parse_error)?;
+    let planned = !statements.is_empty()
+        && statements.iter().all(|s| {
+            matches!(
+                s,
+                Statement::Query(_)
+                    | Statement::Insert(_)
+                    | Statement::Update(_)
+                    | Statement::Delete(_)
+            )
+        });
     let mut walker = Walker::new(views);
     for statement in &statements {
         walker.statement(statement);
@@ -288,23 +301,7 @@ pub fn analyze_with_views(sql: &str, views: &Views) -> Result<QueryAnalysis> {
         join_keys,
         orderings: walker.orderings,
         updated_columns: dedup(walker.updated),
-    })
-}
-
-/// Whether the SQL is statements the planner plans (queries, `INSERT`,
-/// `UPDATE`, `DELETE`), the only ones an index can serve.
-pub(crate) fn is_planned(sql: &str) -> bool {
-    Parser::parse_sql(&PostgreSqlDialect {}, sql).is_ok_and(|statements| {
-        !statements.is_empty()
-            && statements.iter().all(|s| {
-                matches!(
-                    s,
-                    Statement::Query(_)
-                        | Statement::Insert(_)
-                        | Statement::Update(_)
-                        | Statement::Delete(_)
-                )
-            })
+        planned,
     })
 }
 

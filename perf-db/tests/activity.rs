@@ -9,11 +9,7 @@ async fn connections_by_state_and_the_buffer_cache_hit_ratio() {
     let url = pg.create_database("activity").unwrap();
     let mut clients = Vec::new();
     for _ in 0..3 {
-        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(connection);
-        clients.push(client);
+        clients.push(testkit::connect(&url).await.unwrap());
     }
     clients[0]
         .batch_execute(

@@ -6,15 +6,8 @@ use perf_db::{AdviceOptions, advise_indexes, apply_index};
 #[tokio::test]
 async fn missing_indexes_are_advised_verified_and_covered_ones_are_not() {
     let pg = testkit::PgCluster::start().unwrap();
-    assert!(
-        pg.hypopg_available(),
-        "these tests need hypopg: apt-get install -y postgresql-15-hypopg"
-    );
-    let url = pg.create_database("shop").unwrap();
-    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    pg.require_hypopg();
+    let (_, client) = pg.database("shop").await.unwrap();
     client
         .batch_execute(
             "CREATE TABLE items (id int PRIMARY KEY, sku text, category int, price numeric, created_at timestamptz);
@@ -149,10 +142,7 @@ async fn pgbench_accounts_without_keys_get_an_index_on_aid() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let client = testkit::connect(&url).await.unwrap();
     client.batch_execute("ANALYZE").await.unwrap();
     let advice = advise_indexes(
         &client,

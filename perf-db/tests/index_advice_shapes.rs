@@ -11,15 +11,8 @@ use perf_db::{Advice, AdviceOptions, advise_indexes};
 
 async fn setup() -> (testkit::PgCluster, tokio_postgres::Client) {
     let pg = testkit::PgCluster::start().unwrap();
-    assert!(
-        pg.hypopg_available(),
-        "these tests need hypopg: apt-get install -y postgresql-15-hypopg"
-    );
-    let url = pg.create_database("shapes").unwrap();
-    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    pg.require_hypopg();
+    let (_, client) = pg.database("shapes").await.unwrap();
     client
         .batch_execute(
             "CREATE TABLE blogs (id int PRIMARY KEY, name text, owner int);
@@ -50,24 +43,7 @@ async fn setup() -> (testkit::PgCluster, tokio_postgres::Client) {
 fn show(label: &str, advice: &Advice) -> Vec<String> {
     let mut out = Vec::new();
     for a in &advice.indexes {
-        let keys: Vec<String> = a
-            .keys
-            .iter()
-            .map(|k| {
-                let mut s = k.column.clone();
-                if k.descending {
-                    s.push_str(" DESC");
-                }
-                if k.nulls_first != k.descending {
-                    s.push_str(if k.nulls_first {
-                        " NULLS FIRST"
-                    } else {
-                        " NULLS LAST"
-                    });
-                }
-                s
-            })
-            .collect();
+        let keys: Vec<String> = a.keys.iter().map(ToString::to_string).collect();
         let entry = format!("{} ({})", a.table, keys.join(", "));
         for g in &a.helps {
             println!(

@@ -6,11 +6,7 @@ use perf_db::{HealthOptions, index_health};
 #[tokio::test]
 async fn duplicates_unused_indexes_and_seq_scanned_tables_are_reported() {
     let pg = testkit::PgCluster::start().unwrap();
-    let url = pg.create_database("shop").unwrap();
-    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let (_, client) = pg.database("shop").await.unwrap();
     client
         .batch_execute(
             "CREATE TABLE orders (id int PRIMARY KEY, customer int, status text, note text);

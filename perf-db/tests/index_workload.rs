@@ -9,16 +9,8 @@ use perf_db::{
 };
 
 async fn connect(pg: &testkit::PgCluster, db: &str) -> tokio_postgres::Client {
-    assert!(
-        pg.hypopg_available(),
-        "these tests need hypopg: apt-get install -y postgresql-15-hypopg"
-    );
-    let url = pg.create_database(db).unwrap();
-    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    client
+    pg.require_hypopg();
+    pg.database(db).await.unwrap().1
 }
 
 fn statement(query: &str, calls: u64, total_time_ms: f64) -> WorkloadStatement {

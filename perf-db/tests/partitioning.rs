@@ -7,11 +7,7 @@ use perf_db::{PartitionOptions, PartitionStrategy, partition_advice};
 #[tokio::test]
 async fn time_ranges_get_range_partitions_and_keys_get_list_or_hash() {
     let pg = testkit::PgCluster::start().unwrap();
-    let url = pg.create_database("metrics").unwrap();
-    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let (_, client) = pg.database("metrics").await.unwrap();
     client
         .batch_execute(
             "CREATE TABLE events (id bigint, tenant int, region text, at timestamptz, payload text);

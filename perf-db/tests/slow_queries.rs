@@ -4,11 +4,7 @@
 use perf_db::{SlowQueryFilter, fingerprint, slow_queries};
 
 async fn connect(url: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    client
+    testkit::connect(url).await.unwrap()
 }
 
 #[tokio::test]

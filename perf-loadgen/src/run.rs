@@ -327,7 +327,7 @@ impl HttpWorkload {
             Err(http::FailureKind::Connect | http::FailureKind::Tls)
         );
         let status = outcome.as_ref().ok().map(|r| r.status);
-        let from = intended.unwrap_or(sent);
+        let from = crate::workload::latency_origin(intended, sent);
         ctx.recorder
             .record(name, from, sent, done, bytes.len(), outcome, &phases);
         Sent {
@@ -511,10 +511,15 @@ pub fn check_with(name: &str, scenario: &Scenario, feeds: &FeedAccess) -> Result
             steps,
             total,
             max_in_flight,
+            arrivals,
         } => format!(
-            "open model, up to {} req/s for {} (at most {max_in_flight} in flight)",
+            "open model, up to {} req/s for {} ({}at most {max_in_flight} in flight)",
             steps.iter().map(|s| s.1).fold(*start, f64::max),
-            perf_core::HumanDuration(*total)
+            perf_core::HumanDuration(*total),
+            match arrivals {
+                crate::Arrivals::Uniform => "",
+                crate::Arrivals::Poisson => "Poisson arrivals, ",
+            }
         ),
     };
     let mut plan = format!(
@@ -1072,6 +1077,12 @@ async fn virtual_user<W: Workload>(
 /// responses do; the latency of an iteration's first operation counts from
 /// the intended time. Users (for HTTP: a keep-alive connection and journey
 /// state) wait in a pool between arrivals and are reused.
+///
+/// The schedule runs on a thread of its own (tokio's blocking pool) that
+/// sleeps with the operating system's timer: tokio's timer fires on whole
+/// milliseconds after a deadline, and only when a busy worker gets to it,
+/// which made arrivals up to a millisecond or more late and added that to
+/// every corrected latency. The arrivals are spawned onto the runtime.
 async fn open<W: Workload>(
     ctx: Arc<Context>,
     workload: Arc<W>,
@@ -1079,37 +1090,114 @@ async fn open<W: Workload>(
     total: Duration,
     max_in_flight: u32,
 ) {
-    let idle: Arc<Mutex<Vec<W::User>>> = Arc::new(Mutex::new(Vec::new()));
-    let created = Arc::new(AtomicU64::new(0));
     let run_over = ctx.stop.child_token();
-    let Some(mut schedule) = ArrivalSchedule::of(plan) else {
+    let Some(schedule) = ArrivalSchedule::of(plan) else {
         return;
     };
     let _cut_at_the_end = run_over.clone().drop_guard();
-    let mut k = 0u64;
-    'schedule: while let Some(next) = schedule.due(k) {
-        k += 1;
+    let runtime = tokio::runtime::Handle::current();
+    let arrivals = {
+        let (ctx, run_over) = (Arc::clone(&ctx), run_over.clone());
+        tokio::task::spawn_blocking(move || {
+            schedule_arrivals(
+                &runtime,
+                &ctx,
+                &workload,
+                schedule,
+                total,
+                max_in_flight,
+                &run_over,
+            );
+        })
+    };
+    // The schedule thread watches the stop token between arrivals (and at
+    // least every SLEEP_STEP while it waits).
+    let _ = arrivals.await;
+    // Let the iterations under way finish, for at most DRAIN after the
+    // planned end (a journey that a stalled target keeps waiting, or long
+    // think times, does not hold the run for hours); what is cut then is
+    // not counted.
+    let deadline = ctx.start + total + DRAIN;
+    while (ctx.in_flight.load(Ordering::Relaxed) > 0
+        || ctx.iterations_active.load(Ordering::Relaxed) > 0)
+        && !ctx.stop.is_cancelled()
+        && Instant::now() < deadline
+    {
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(5)) => {}
+            () = ctx.stop.cancelled() => break,
+        }
+    }
+    run_over.cancel();
+}
+
+/// A thread's timer slack set to 1 µs while this lives (Linux).
+#[cfg(target_os = "linux")]
+struct TimerSlack(Option<std::num::NonZeroU64>);
+
+#[cfg(target_os = "linux")]
+impl TimerSlack {
+    fn precise() -> Self {
+        let before = rustix::thread::current_timer_slack()
+            .ok()
+            .and_then(std::num::NonZeroU64::new);
+        let _ = rustix::thread::set_current_timer_slack(std::num::NonZeroU64::new(1));
+        Self(before)
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl Drop for TimerSlack {
+    fn drop(&mut self) {
+        // `None` restores the thread's default.
+        let _ = rustix::thread::set_current_timer_slack(self.0);
+    }
+}
+
+/// The longest the schedule thread sleeps before looking at the stop token.
+const SLEEP_STEP: Duration = Duration::from_millis(20);
+
+/// Spawns each arrival of `schedule` onto `runtime` at its intended time
+/// (or at once when behind), on the calling (blocking) thread.
+fn schedule_arrivals<W: Workload>(
+    runtime: &tokio::runtime::Handle,
+    ctx: &Arc<Context>,
+    workload: &Arc<W>,
+    mut schedule: ArrivalSchedule,
+    total: Duration,
+    max_in_flight: u32,
+    run_over: &CancellationToken,
+) {
+    let idle: Arc<Mutex<Vec<W::User>>> = Arc::new(Mutex::new(Vec::new()));
+    let created = Arc::new(AtomicU64::new(0));
+    // Linux lets a sleep overshoot by the thread's timer slack, 50 µs by
+    // default; the schedule asks for 1 µs and gives the pool thread back as
+    // it found it.
+    #[cfg(target_os = "linux")]
+    let _slack = TimerSlack::precise();
+    while let Some(next) = schedule.next() {
         if next >= total {
             break;
         }
         let Some(intended) = ctx.start.checked_add(next) else {
             break;
         };
-        let now = Instant::now();
-        if intended > now {
-            tokio::select! {
-                () = tokio::time::sleep_until(intended.into()) => {}
-                () = ctx.stop.cancelled() => break 'schedule,
+        loop {
+            // Stopped, or the executor is gone.
+            if run_over.is_cancelled() {
+                return;
             }
-        } else if ctx.stop.is_cancelled() {
-            break;
-        } else {
-            // Behind schedule: the generator, not the server, is late.
-            let lag = u64::try_from((now - intended).as_micros()).unwrap_or(u64::MAX);
-            if lag > 10_000 {
-                ctx.late.fetch_add(1, Ordering::Relaxed);
+            let now = Instant::now();
+            if intended <= now {
+                // Behind schedule: the generator, not the server, is late.
+                let lag = u64::try_from((now - intended).as_micros()).unwrap_or(u64::MAX);
+                if lag > 10_000 {
+                    ctx.late.fetch_add(1, Ordering::Relaxed);
+                }
+                ctx.max_lag_us.fetch_max(lag, Ordering::Relaxed);
+                break;
             }
-            ctx.max_lag_us.fetch_max(lag, Ordering::Relaxed);
+            std::thread::sleep((intended - now).min(SLEEP_STEP));
         }
         if ctx.in_flight.load(Ordering::Relaxed) >= u64::from(max_in_flight)
             || ctx.iterations_active.load(Ordering::Relaxed) >= u64::from(max_in_flight)
@@ -1118,15 +1206,15 @@ async fn open<W: Workload>(
             continue;
         }
         let (ctx, workload, idle, created, run_over) = (
-            Arc::clone(&ctx),
-            Arc::clone(&workload),
+            Arc::clone(ctx),
+            Arc::clone(workload),
             Arc::clone(&idle),
             Arc::clone(&created),
             run_over.clone(),
         );
         // Counted from now, so the bound holds before the task runs.
         ctx.iterations_active.fetch_add(1, Ordering::Relaxed);
-        tokio::spawn(async move {
+        runtime.spawn(async move {
             let _active = CountGuard(&ctx.iterations_active);
             let mut user = idle
                 .lock()
@@ -1144,22 +1232,6 @@ async fn open<W: Workload>(
             }
         });
     }
-    // Let the iterations under way finish, for at most DRAIN after the
-    // planned end (a journey that a stalled target keeps waiting, or long
-    // think times, does not hold the run for hours); what is cut then is
-    // not counted.
-    let deadline = ctx.start + total + DRAIN;
-    while (ctx.in_flight.load(Ordering::Relaxed) > 0
-        || ctx.iterations_active.load(Ordering::Relaxed) > 0)
-        && !ctx.stop.is_cancelled()
-        && Instant::now() < deadline
-    {
-        tokio::select! {
-            () = tokio::time::sleep(Duration::from_millis(5)) => {}
-            () = ctx.stop.cancelled() => break,
-        }
-    }
-    run_over.cancel();
 }
 
 /// How long the open model waits for iterations under way after the planned end.

@@ -69,6 +69,13 @@ pub trait Workload: Send + Sync + 'static {
     ) -> impl Future<Output = Iteration> + Send + 'a;
 }
 
+/// Where an operation's latency counts from: its intended start
+/// (coordinated omission corrected), or when it actually left if that was
+/// earlier: never shorter than its service time.
+pub(crate) fn latency_origin(intended: Option<Instant>, started: Instant) -> Instant {
+    intended.map_or(started, |i| i.min(started))
+}
+
 /// How an iteration ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Iteration {
@@ -137,7 +144,7 @@ impl<'a> Operations<'a> {
                 Err("error")
             }
         };
-        self.record_from(op, intended.unwrap_or(started), started, outcome);
+        self.record_from(op, latency_origin(intended, started), started, outcome);
         result
     }
 
@@ -146,7 +153,7 @@ impl<'a> Operations<'a> {
     /// `"timeout"`, `"refused"`).
     pub fn record(&self, op: usize, started: Instant, outcome: Result<(), &'static str>) {
         let intended = self.take_intended();
-        self.record_from(op, intended.unwrap_or(started), started, outcome);
+        self.record_from(op, latency_origin(intended, started), started, outcome);
     }
 
     fn record_from(

@@ -78,17 +78,19 @@ pub struct AdviseArgs {
 const MAX_STATEMENTS_FILE: u64 = 64 << 20;
 
 fn read_statements(path: &std::path::Path) -> Result<Vec<WorkloadStatement>, String> {
-    let len = std::fs::metadata(path)
-        .map_err(|e| format!("--statements {}: {e}", path.display()))?
-        .len();
-    if len > MAX_STATEMENTS_FILE {
+    use std::io::Read;
+    // Read at most one byte past the limit: a file's size can lie (a device,
+    // a pipe, a file that grows), the count of bytes read cannot.
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|file| file.take(MAX_STATEMENTS_FILE + 1).read_to_string(&mut text))
+        .map_err(|e| format!("--statements {}: {e}", path.display()))?;
+    if text.len() as u64 > MAX_STATEMENTS_FILE {
         return Err(format!(
-            "--statements {}: {len} bytes, at most {MAX_STATEMENTS_FILE} allowed",
+            "--statements {}: larger than the {MAX_STATEMENTS_FILE} bytes allowed",
             path.display()
         ));
     }
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("--statements {}: {e}", path.display()))?;
     serde_json::from_str(&text).map_err(|e| {
         format!(
             "--statements {}: not a JSON array of {{\"query\", \"calls\", \"total_time_ms\"}} (line {}, column {}: {})",
@@ -158,13 +160,7 @@ fn render(advice: &WorkloadAdvice) -> String {
             ));
         }
     }
-    for s in &advice.skipped {
-        out.push_str(&format!(
-            "skipped: {} -- {}\n",
-            s.query.chars().take(100).collect::<String>(),
-            s.reason
-        ));
-    }
+    render_skipped(&mut out, &advice.skipped);
     out.push_str(&format!(
         "{} statement(s), {} helpable, {} served; {} index(es), {} KiB, {:.1} s/h saved, {} candidate(s) rejected; {} plans in {:.0} ms\n",
         advice.statements,
@@ -178,6 +174,35 @@ fn render(advice: &WorkloadAdvice) -> String {
         advice.elapsed_ms
     ));
     out
+}
+
+/// Per-statement advice as text.
+fn render_per_statement(advice: &perf_db::Advice) -> String {
+    let mut out = String::new();
+    for a in &advice.indexes {
+        out.push_str(&format!(
+            "{};  -- helps {} statement(s)\n",
+            a.create_statement,
+            a.helps.len()
+        ));
+    }
+    render_skipped(&mut out, &advice.skipped);
+    out.push_str(&format!(
+        "{} index(es) advised statement by statement\n",
+        advice.indexes.len()
+    ));
+    out
+}
+
+/// The statements that could not be advised on, one line each.
+fn render_skipped(out: &mut String, skipped: &[perf_db::SkippedStatement]) {
+    for s in skipped {
+        out.push_str(&format!(
+            "skipped: {} -- {}\n",
+            s.query.chars().take(100).collect::<String>(),
+            s.reason
+        ));
+    }
 }
 
 async fn advise(args: &AdviseArgs) -> Result<(String, bool), String> {
@@ -220,26 +245,7 @@ async fn advise(args: &AdviseArgs) -> Result<(String, bool), String> {
         let text = if args.json {
             serde_json::to_string_pretty(&advice).map_err(|e| e.to_string())? + "\n"
         } else {
-            let mut out = String::new();
-            for a in &advice.indexes {
-                out.push_str(&format!(
-                    "{};  -- helps {} statement(s)\n",
-                    a.create_statement,
-                    a.helps.len()
-                ));
-            }
-            for s in &advice.skipped {
-                out.push_str(&format!(
-                    "skipped: {} -- {}\n",
-                    s.query.chars().take(100).collect::<String>(),
-                    s.reason
-                ));
-            }
-            out.push_str(&format!(
-                "{} index(es) advised statement by statement\n",
-                advice.indexes.len()
-            ));
-            out
+            render_per_statement(&advice)
         };
         return Ok((text, found));
     }

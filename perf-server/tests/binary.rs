@@ -1063,10 +1063,7 @@ fn run_check_reads_a_scenario_without_sending_anything() {
 #[test]
 fn db_advise_gates_ci_when_an_index_is_advised_and_names_bad_input() {
     let pg = testkit::PgCluster::start().unwrap();
-    assert!(
-        pg.hypopg_available(),
-        "this test needs hypopg: apt-get install -y postgresql-15-hypopg"
-    );
+    pg.require_hypopg();
     let url = pg.create_database("gate").unwrap();
     pg.psql(
         "gate",
@@ -1085,15 +1082,11 @@ fn db_advise_gates_ci_when_an_index_is_advised_and_names_bad_input() {
     )
     .unwrap();
     let file = statements.to_str().unwrap();
-    let out = cli(&[
-        "db",
-        "advise",
-        "--database-url",
-        &url,
-        "--statements",
-        file,
-        "--fail-when-found",
-    ]);
+    let advise = |extra: &[&str]| {
+        let args = ["db", "advise", "--database-url", &url, "--statements", file];
+        cli(&[args.as_slice(), extra].concat())
+    };
+    let out = advise(&["--fail-when-found"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         out.status.code(),
@@ -1110,16 +1103,7 @@ fn db_advise_gates_ci_when_an_index_is_advised_and_names_bad_input() {
         "{stdout}"
     );
     // Without the flag the same advice exits 0; JSON is the WorkloadAdvice.
-    let out = cli(&[
-        "db",
-        "advise",
-        "--database-url",
-        &url,
-        "--statements",
-        file,
-        "--json",
-        "--not-concurrently",
-    ]);
+    let out = advise(&["--json", "--not-concurrently"]);
     assert_eq!(out.status.code(), Some(0));
     let advice = json(&String::from_utf8_lossy(&out.stdout));
     assert_eq!(
@@ -1128,17 +1112,7 @@ fn db_advise_gates_ci_when_an_index_is_advised_and_names_bad_input() {
     );
     assert!(advice["indexes"][0]["saved_ms_per_hour"].as_f64().unwrap() > 100_000.0);
     // Nothing to add: exit 0 even with the gate.
-    let out = cli(&[
-        "db",
-        "advise",
-        "--database-url",
-        &url,
-        "--statements",
-        file,
-        "--fail-when-found",
-        "--exclude-table",
-        "orders",
-    ]);
+    let out = advise(&["--fail-when-found", "--exclude-table", "orders"]);
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -1152,7 +1126,7 @@ fn db_advise_gates_ci_when_an_index_is_advised_and_names_bad_input() {
         r#"[{"query": "secret-text", "calls": "many"}]"#,
     )
     .unwrap();
-    let out = cli(&["db", "advise", "--database-url", &url, "--statements", file]);
+    let out = advise(&[]);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -1163,18 +1137,36 @@ fn db_advise_gates_ci_when_an_index_is_advised_and_names_bad_input() {
         !stderr.contains("secret-text") && !stderr.contains("many"),
         "{stderr}"
     );
+    let out = advise(&["--min-saving", "3"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("min_saving"));
+    // A file over 64 MiB (sparse: its size is all it has) and a device whose
+    // size says 0 but never ends are both refused before they fill memory.
+    std::fs::File::create(&statements)
+        .unwrap()
+        .set_len((64 << 20) + 1)
+        .unwrap();
+    let out = advise(&[]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("larger than the 67108864 bytes allowed"),
+        "{stderr}"
+    );
     let out = cli(&[
         "db",
         "advise",
         "--database-url",
         &url,
         "--statements",
-        file,
-        "--min-saving",
-        "3",
+        "/dev/zero",
     ]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("min_saving"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("larger than the 67108864 bytes allowed"),
+        "{stderr}"
+    );
     let out = cli(&[
         "db",
         "advise",

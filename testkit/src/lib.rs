@@ -27,4 +27,4 @@ pub mod http;
 mod postgres;
 pub mod target;
 
-pub use postgres::PgCluster;
+pub use postgres::{PgCluster, connect};

@@ -211,6 +211,33 @@ impl PgCluster {
         self.psql("postgres", &format!("CREATE DATABASE \"{dbname}\""))?;
         Ok(self.url_for(dbname))
     }
+
+    /// Creates an empty database and connects to it (inside a tokio
+    /// runtime): its URL and a client.
+    pub async fn database(&self, dbname: &str) -> Result<(String, tokio_postgres::Client), String> {
+        let url = self.create_database(dbname)?;
+        let client = connect(&url).await?;
+        Ok((url, client))
+    }
+
+    /// Panics, naming what to install, when hypopg is not installed for
+    /// this server (tests that need it never skip silently).
+    pub fn require_hypopg(&self) {
+        assert!(
+            self.hypopg,
+            "this test needs hypopg: apt-get install -y postgresql-15-hypopg"
+        );
+    }
+}
+
+/// A client connected to `url`, its connection driven by a spawned task
+/// (inside a tokio runtime).
+pub async fn connect(url: &str) -> Result<tokio_postgres::Client, String> {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .map_err(|e| format!("cannot connect to {url}: {e}"))?;
+    tokio::spawn(connection);
+    Ok(client)
 }
 
 impl Drop for PgCluster {

@@ -35,21 +35,31 @@ impl IndexKey {
             nulls_first: false,
         }
     }
+}
 
-    /// The key as it is written in `CREATE INDEX`, with its name quoted.
-    pub(crate) fn sql(&self) -> String {
-        let mut out = super::quote_ident(&self.column);
+/// The key as `CREATE INDEX` writes it: the column (quoted when needed),
+/// then `DESC` and `NULLS FIRST|LAST` where they differ from the default.
+///
+/// ```
+/// use perf_db::IndexKey;
+/// let key = IndexKey { column: "created_at".into(), descending: true, nulls_first: false };
+/// assert_eq!(key.to_string(), "created_at DESC NULLS LAST");
+/// assert_eq!(IndexKey::ascending("Name").to_string(), "\"Name\"");
+/// ```
+impl std::fmt::Display for IndexKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&super::quote_ident(&self.column))?;
         if self.descending {
-            out.push_str(" DESC");
+            f.write_str(" DESC")?;
         }
         if self.nulls_first != self.descending {
-            out.push_str(if self.nulls_first {
+            f.write_str(if self.nulls_first {
                 " NULLS FIRST"
             } else {
                 " NULLS LAST"
-            });
+            })?;
         }
-        out
+        Ok(())
     }
 }
 
@@ -204,7 +214,7 @@ mod tests {
 
     fn cols(c: &[Candidate]) -> Vec<Vec<String>> {
         c.iter()
-            .map(|c| c.keys.iter().map(IndexKey::sql).collect())
+            .map(|c| c.keys.iter().map(ToString::to_string).collect())
             .collect()
     }
 

@@ -16,6 +16,7 @@ mod planner;
 mod workload;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use tokio_postgres::Client;
@@ -200,7 +201,7 @@ fn create_statement(
             .unwrap_or_default(),
         quote_table(table),
         keys.iter()
-            .map(IndexKey::sql)
+            .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join(", ")
     )
@@ -225,21 +226,24 @@ fn covered(candidate: &Candidate, existing: &[Vec<String>]) -> bool {
 struct Prepared {
     query: String,
     analysis: QueryAnalysis,
-    candidates: Vec<(Candidate, TableInfo)>,
+    candidates: Vec<(Candidate, Arc<TableInfo>)>,
     cost_before: f64,
 }
 
-/// Parses, collects candidates and plans one statement; `Err` is the reason
+/// The analysis of one statement, or why it is skipped.
+fn parse(query: &str, views: &Views) -> std::result::Result<QueryAnalysis, String> {
+    analyze_with_views(query, views).map_err(|e| format!("cannot be parsed: {e}"))
+}
+
+/// Collects candidates and plans one parsed statement; `Err` is the reason
 /// to skip it. `Ok(None)`: nothing to index.
 async fn prepare(
     planner: &mut Planner<'_>,
     query: &str,
-    views: &Views,
+    analysis: QueryAnalysis,
     options: &AdviceOptions,
 ) -> std::result::Result<Option<Prepared>, String> {
-    let analysis =
-        analyze_with_views(query, views).map_err(|e| format!("cannot be parsed: {e}"))?;
-    if !crate::analysis::is_planned(query) {
+    if !analysis.planned {
         // DDL, utility and transaction statements: no index serves them.
         return Ok(None);
     }
@@ -273,7 +277,7 @@ async fn prepare(
         for mut c in list {
             c.table = info.advise_on.clone();
             if !covered(&c, &info.existing) && !found.iter().any(|(f, _)| f == &c) {
-                found.push((c, info.clone()));
+                found.push((c, Arc::clone(&info)));
             }
         }
     }
@@ -431,21 +435,27 @@ async fn advise_with(
 ) -> Result<Advice> {
     let views = Views::from_catalog(planner.client()).await?;
     let mut out = Advice::default();
+    let mut seen = BTreeSet::new();
+    let parsed: Vec<(&String, std::result::Result<QueryAnalysis, String>)> = queries
+        .iter()
+        .filter(|q| seen.insert(q.as_str()))
+        .map(|q| (q, parse(q, &views)))
+        .collect();
     if options.analyze_stale {
-        let tables: BTreeSet<String> = queries
+        let tables: BTreeSet<String> = parsed
             .iter()
-            .filter_map(|q| analyze_with_views(q, &views).ok())
-            .flat_map(|a| a.tables)
+            .filter_map(|(_, a)| a.as_ref().ok())
+            .flat_map(|a| a.tables.iter().cloned())
             .collect();
         out.analyzed = planner.analyze_stale(&tables).await?;
     }
     let mut advised: BTreeMap<Candidate, Vec<StatementGain>> = BTreeMap::new();
-    let mut seen = BTreeSet::new();
-    for query in queries {
-        if !seen.insert(query.as_str()) {
-            continue;
-        }
-        let prepared = match prepare(planner, query, &views, options).await {
+    for (query, analysis) in parsed {
+        let prepared = match analysis {
+            Ok(analysis) => prepare(planner, query, analysis, options).await,
+            Err(reason) => Err(reason),
+        };
+        let prepared = match prepared {
             Ok(Some(p)) => p,
             Ok(None) => continue,
             Err(reason) => {

@@ -4,6 +4,7 @@
 //! module sets on it is undone by [`Planner::finish`].
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use tokio_postgres::{Client, SimpleQueryMessage};
 
@@ -41,7 +42,7 @@ pub(super) struct TableWrites {
 pub(super) struct Planner<'c> {
     client: &'c Client,
     pub(super) hypopg: bool,
-    tables: BTreeMap<String, Option<TableInfo>>,
+    tables: BTreeMap<String, Option<Arc<TableInfo>>>,
 }
 
 /// The number of `$n` parameters a statement uses.
@@ -175,7 +176,7 @@ impl<'c> Planner<'c> {
         let keys = candidate
             .keys
             .iter()
-            .map(|k| k.sql())
+            .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join(", ");
         let mut oids = Vec::new();
@@ -227,11 +228,11 @@ impl<'c> Planner<'c> {
 
     /// What the catalog says about a table, once per table; `None` when the
     /// name is not a relation of this database.
-    pub(super) async fn table(&mut self, name: &str) -> Result<Option<TableInfo>> {
+    pub(super) async fn table(&mut self, name: &str) -> Result<Option<Arc<TableInfo>>> {
         if let Some(known) = self.tables.get(name) {
             return Ok(known.clone());
         }
-        let info = self.read_table(name).await?;
+        let info = self.read_table(name).await?.map(Arc::new);
         self.tables.insert(name.to_owned(), info.clone());
         Ok(info)
     }

@@ -13,6 +13,7 @@
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
@@ -21,10 +22,10 @@ use tokio_postgres::Client;
 use super::candidates::{Candidate, used_columns};
 use super::planner::{Planner, TableInfo, plan_uses};
 use super::{
-    AdviceOptions, IndexAdvice, SkippedStatement, StatementGain, index_advice, prepare,
+    AdviceOptions, IndexAdvice, SkippedStatement, StatementGain, index_advice, parse, prepare,
     try_candidates,
 };
-use crate::{Error, Result, Views, analyze_with_views};
+use crate::{Error, QueryAnalysis, Result, Views};
 
 /// One statement of the workload, as pg_stat_statements counts it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -176,7 +177,7 @@ struct Entry {
 /// A pooled candidate and what the last evaluation found.
 struct Pooled {
     candidate: Candidate,
-    info: TableInfo,
+    info: Arc<TableInfo>,
     relevant: Vec<usize>,
     penalty: f64,
     breaks_hot: bool,
@@ -261,11 +262,16 @@ async fn select(
         }
     }
     out.statements = merged.len();
+    // Each statement parsed once.
+    let parsed: Vec<(&str, f64, std::result::Result<QueryAnalysis, String>)> = merged
+        .iter()
+        .map(|(query, &(_, time))| (*query, time, parse(query, &views)))
+        .collect();
     if options.advice.analyze_stale {
-        let tables: BTreeSet<String> = merged
-            .keys()
-            .filter_map(|q| analyze_with_views(q, &views).ok())
-            .flat_map(|a| a.tables)
+        let tables: BTreeSet<String> = parsed
+            .iter()
+            .filter_map(|(_, _, a)| a.as_ref().ok())
+            .flat_map(|a| a.tables.iter().cloned())
             .collect();
         out.analyzed = planner.analyze_stale(&tables).await?;
     }
@@ -273,25 +279,29 @@ async fn select(
 
     // Stage 1: each statement with all its own candidates present.
     let mut entries: Vec<Entry> = Vec::new();
-    let mut pool: BTreeMap<Candidate, TableInfo> = BTreeMap::new();
+    let mut pool: BTreeMap<Candidate, Arc<TableInfo>> = BTreeMap::new();
     // (table advice is given on, column) -> entries that use it.
     let mut by_column: BTreeMap<(String, String), BTreeSet<usize>> = BTreeMap::new();
     // Columns the workload's UPDATEs assign, per table.
     let mut updated: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for (query, (_, time)) in &merged {
-        if let Ok(a) = analyze_with_views(query, &views) {
+    for (query, time, analysis) in parsed {
+        if let Ok(a) = &analysis {
             for c in &a.updated_columns {
                 if let Some(t) = &c.table
                     && let Ok(Some(info)) = planner.table(t).await
                 {
                     updated
-                        .entry(info.advise_on)
+                        .entry(info.advise_on.clone())
                         .or_default()
                         .insert(c.column.clone());
                 }
             }
         }
-        let prepared = match prepare(planner, query, &views, &options.advice).await {
+        let prepared = match analysis {
+            Ok(analysis) => prepare(planner, query, analysis, &options.advice).await,
+            Err(reason) => Err(reason),
+        };
+        let prepared = match prepared {
             Ok(Some(p)) => p,
             Ok(None) => {
                 out.plans += 1;
@@ -328,7 +338,7 @@ async fn select(
                     tables.insert(name.clone(), info.advise_on.clone());
                 }
             }
-            pool.entry(c.clone()).or_insert_with(|| info.clone());
+            pool.entry(c.clone()).or_insert_with(|| Arc::clone(info));
         }
         for (name, advise_on) in &tables {
             for column in used_columns(&prepared.analysis, name) {

@@ -250,6 +250,19 @@ pub enum Protocol {
     Auto,
 }
 
+/// How the open model spaces its arrivals at a given rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Arrivals {
+    /// Evenly: at 100/s one arrival every 10 ms (wrk2's schedule).
+    #[default]
+    Uniform,
+    /// A Poisson process of that rate (exponential gaps), which is how
+    /// independent users arrive and what `pgbench -R` schedules: queues
+    /// form at lower utilisation than with even spacing.
+    Poisson,
+}
+
 /// One load test.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -284,6 +297,10 @@ pub struct Scenario {
     /// Most requests in flight in the open model; beyond it requests are dropped and counted.
     #[serde(default)]
     pub max_in_flight: Option<u32>,
+    /// How arrivals are spaced in the open model: `uniform` (the default,
+    /// as wrk2) or `poisson` (as `pgbench -R` and real independent users).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arrivals: Option<Arrivals>,
     /// Data file.
     #[serde(default)]
     pub data: Option<FeederSpec>,
@@ -334,6 +351,8 @@ pub enum LoadPlan {
         total: Duration,
         /// Bound on requests in flight.
         max_in_flight: u32,
+        /// How arrivals are spaced.
+        arrivals: Arrivals,
     },
 }
 
@@ -380,6 +399,10 @@ pub(crate) struct ArrivalSchedule {
     /// Segment the last answer came from, and the arrivals before it.
     cursor: usize,
     before: f64,
+    /// Expected arrivals (the integral of the rate) at the next arrival.
+    k: f64,
+    arrivals: Arrivals,
+    rng: fastrand::Rng,
 }
 
 impl ArrivalSchedule {
@@ -389,6 +412,7 @@ impl ArrivalSchedule {
             start,
             steps,
             total,
+            arrivals,
             ..
         } = plan
         else {
@@ -410,13 +434,30 @@ impl ArrivalSchedule {
             total: total.as_secs_f64(),
             cursor: 0,
             before: 0.0,
+            k: 0.0,
+            arrivals: *arrivals,
+            rng: fastrand::Rng::new(),
         })
     }
 
-    /// When request `k` is due, from the start of the run; `None` when that
-    /// is after the end. Calls must come with `k` not decreasing.
-    pub(crate) fn due(&mut self, k: u64) -> Option<Duration> {
-        let k = k as f64;
+    /// When the next arrival is due, from the start of the run; `None`
+    /// after the end. Evenly spaced arrivals come at `k = 0, 1, 2…` expected
+    /// arrivals; a Poisson process's at sums of exponential gaps of mean 1
+    /// (the time-rescaling theorem: exact under ramps too).
+    pub(crate) fn next(&mut self) -> Option<Duration> {
+        let due = self.due(self.k);
+        self.k += match self.arrivals {
+            Arrivals::Uniform => 1.0,
+            // 1 - u is in (0, 1]: the logarithm is finite.
+            Arrivals::Poisson => -(1.0 - self.rng.f64()).ln(),
+        };
+        due
+    }
+
+    /// When the rate's integral reaches `k` expected arrivals, from the
+    /// start of the run; `None` when that is after the end. Calls must come
+    /// with `k` not decreasing.
+    fn due(&mut self, k: f64) -> Option<Duration> {
         while let Some(&(t0, d, r0, r1)) = self.segments.get(self.cursor) {
             let area = if d.is_infinite() {
                 if r0 > 0.0 { f64::INFINITY } else { 0.0 }
@@ -963,6 +1004,14 @@ impl Scenario {
                     "only with rate (open model)",
                 ));
             }
+            if let Some(arrivals) = self.arrivals {
+                return Err(invalid(
+                    name,
+                    "arrivals",
+                    format!("{arrivals:?}").to_lowercase(),
+                    "only with rate (open model)",
+                ));
+            }
             let mut steps = Vec::new();
             if let Some(users) = self.users {
                 if users == 0 || users > MAX_USERS {
@@ -1050,6 +1099,7 @@ impl Scenario {
                 steps,
                 total,
                 max_in_flight,
+                arrivals: self.arrivals.unwrap_or_default(),
             })
         }
     }
@@ -1082,5 +1132,66 @@ impl Scenario {
     /// Per-request timeout.
     pub fn request_timeout(&self) -> Duration {
         self.timeout.map_or(Duration::from_secs(30), |t| t.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schedule(yaml: &str) -> ArrivalSchedule {
+        let file = ScenarioFile::from_yaml(yaml).expect("scenario");
+        let plan = file.get("t").expect("t").plan("t").expect("plan");
+        ArrivalSchedule::of(&plan).expect("open")
+    }
+
+    fn arrivals(mut s: ArrivalSchedule) -> Vec<f64> {
+        std::iter::from_fn(|| s.next().map(|d| d.as_secs_f64())).collect()
+    }
+
+    #[test]
+    fn uniform_arrivals_are_evenly_spaced() {
+        let times = arrivals(schedule(
+            "load_tests:\n  t: {duration: 10s, rate: 100/s, target: 'http://127.0.0.1:1'}",
+        ));
+        assert_eq!(times.len(), 1000);
+        for w in times.windows(2) {
+            assert!((w[1] - w[0] - 0.01).abs() < 1e-9, "{w:?}");
+        }
+    }
+
+    #[test]
+    fn poisson_arrivals_have_exponential_gaps_and_follow_a_ramp() {
+        let times = arrivals(schedule(
+            "load_tests:\n  t: {duration: 10s, rate: 1000/s, arrivals: poisson, target: 'http://127.0.0.1:1'}",
+        ));
+        // 10,000 expected; the standard deviation of a Poisson count is 100.
+        assert!((9_500..=10_500).contains(&times.len()), "{}", times.len());
+        let gaps: Vec<f64> = times.windows(2).map(|w| w[1] - w[0]).collect();
+        let mean = gaps.iter().sum::<f64>() / gaps.len() as f64;
+        let sd = (gaps.iter().map(|g| (g - mean).powi(2)).sum::<f64>() / gaps.len() as f64).sqrt();
+        // An exponential's coefficient of variation is 1 (even spacing: 0).
+        assert!((0.9..1.1).contains(&(sd / mean)), "cv {}", sd / mean);
+        assert!(times.windows(2).all(|w| w[1] >= w[0]));
+        // A ramp from 0 to 1000/s over 10 s: 5,000 expected, a quarter in the first half.
+        let ramp = arrivals(schedule(
+            "load_tests:\n  t:\n    target: 'http://127.0.0.1:1'\n    arrivals: poisson\n    stages: [{duration: 10s, rate: 1000/s}]",
+        ));
+        assert!((4_600..=5_400).contains(&ramp.len()), "{}", ramp.len());
+        let first_half = ramp.iter().filter(|&&t| t < 5.0).count() as f64 / ramp.len() as f64;
+        assert!((0.22..0.28).contains(&first_half), "{first_half}");
+    }
+
+    #[test]
+    fn arrivals_belong_to_the_open_model() {
+        let err = ScenarioFile::from_yaml(
+            "load_tests:\n  t: {duration: 1s, users: 2, arrivals: poisson, target: 'http://127.0.0.1:1'}",
+        )
+        .expect_err("closed model")
+        .to_string();
+        assert!(
+            err.contains("arrivals") && err.contains("open model"),
+            "{err}"
+        );
     }
 }
