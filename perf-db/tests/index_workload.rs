@@ -160,6 +160,50 @@ async fn similar_statements_share_indexes_within_budgets() {
             .iter()
             .any(|r| r.reason.contains("max_total_bytes"))
     );
+    // A planning budget just past the two plans per statement that come
+    // first stops the selection early: it says so, names the candidates it
+    // did not weigh, and plans at most one evaluation (11 statements here)
+    // past the budget before the final plan of each statement.
+    assert!(chosen.stopped_early.is_none());
+    let n = workload.len() as u64;
+    let budget = 2 * n + 10;
+    let bounded = advise_workload(
+        &client,
+        &workload,
+        &WorkloadOptions {
+            max_plans: Some(budget),
+            ..WorkloadOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let why = bounded.stopped_early.as_deref().unwrap_or_default();
+    assert!(why.contains("max_plans"), "{why:?}");
+    assert!(
+        bounded
+            .rejected
+            .iter()
+            .any(|r| r.reason.contains("not weighed")),
+        "{:#?}",
+        bounded.rejected
+    );
+    assert!(
+        bounded.plans <= budget + 11 + n,
+        "{} plans for a budget of {budget}",
+        bounded.plans
+    );
+    assert!(bounded.plans < chosen.plans);
+    let err = advise_workload(
+        &client,
+        &workload,
+        &WorkloadOptions {
+            max_plans: Some(0),
+            ..WorkloadOptions::default()
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("max_plans"), "{err}");
     // Bad options are named.
     let err = advise_workload(
         &client,

@@ -9,7 +9,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, web};
 
 use crate::api_error;
-use crate::auth::{self, ApiToken};
+use crate::auth::ApiToken;
 use crate::body;
 use crate::config::ServerConfig;
 use crate::monitor::Monitor;
@@ -98,11 +98,7 @@ pub fn app_with_routes(
                 .limit(json_limit)
                 .error_handler(move |e, req| api_error::json_error(e, req, limit)),
         )
-        .wrap(from_fn(crate::memory::admit_within_budget))
-        .wrap(from_fn(auth::require_token))
-        .wrap(from_fn(crate::guard::check_request))
-        .wrap(from_fn(crate::guard::catch_panics))
-        .wrap(from_fn(telemetry::record_request))
+        .wrap(from_fn(crate::pipeline::handle))
         .configure(routes::configure)
         .configure(extra)
         .default_service(web::to(api_error::no_route))

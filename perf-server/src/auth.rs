@@ -1,10 +1,8 @@
 //! Bearer-token check for every request that changes state (POST, PUT, PATCH,
 //! DELETE) when an API token is configured. The comparison is constant-time.
 
-use actix_web::body::{EitherBody, MessageBody};
-use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::dev::ServiceRequest;
 use actix_web::http::Method;
-use actix_web::middleware::Next;
 use subtle::ConstantTimeEq;
 
 use crate::api_error::ApiError;
@@ -35,36 +33,27 @@ fn bearer_matches(header: Option<&str>, token: &str) -> bool {
     given.trim().as_bytes().ct_eq(token.as_bytes()).into()
 }
 
-/// Middleware: 401 for a state-changing request without the right token.
-pub(crate) async fn require_token(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+/// A 401 for a state-changing request without the right token, or `None`.
+pub(crate) fn refusal(req: &ServiceRequest) -> Option<ApiError> {
     let mutating = matches!(
         *req.method(),
         Method::POST | Method::PUT | Method::PATCH | Method::DELETE
     );
-    let token = req.app_data::<ApiToken>().and_then(|t| t.0.clone());
-    if let (true, Some(token)) = (mutating, token) {
-        let header = req
-            .headers()
-            .get(actix_web::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
-        if !bearer_matches(header, &token) {
-            let message = if header.is_some() {
-                "the bearer token is not valid"
-            } else {
-                "this request changes state and needs Authorization: Bearer <token>"
-            };
-            let (http_req, _) = req.into_parts();
-            let response =
-                actix_web::ResponseError::error_response(&ApiError::unauthorized(message));
-            return Ok(ServiceResponse::new(http_req, response).map_into_right_body());
-        }
+    if !mutating {
+        return None;
     }
-    next.call(req)
-        .await
-        .map(ServiceResponse::map_into_left_body)
+    let token = req.app_data::<ApiToken>()?.0.as_deref()?;
+    let header = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    (!bearer_matches(header, token)).then(|| {
+        ApiError::unauthorized(if header.is_some() {
+            "the bearer token is not valid"
+        } else {
+            "this request changes state and needs Authorization: Bearer <token>"
+        })
+    })
 }
 
 #[cfg(test)]

@@ -51,6 +51,10 @@ pub struct AdviseArgs {
     /// At most this many bytes of new indexes.
     #[arg(long)]
     pub max_total_bytes: Option<u64>,
+    /// At most this many plans for the selection (bounds its time on a
+    /// large workload; the answer then says it stopped early).
+    #[arg(long)]
+    pub max_plans: Option<u64>,
     /// Milliseconds one index entry costs a write.
     #[arg(long, default_value_t = 0.02)]
     pub write_cost_ms: f64,
@@ -125,6 +129,7 @@ fn options(args: &AdviseArgs) -> WorkloadOptions {
         window_hours: args.window_hours.unwrap_or(1.0),
         table_window_hours: None,
         max_indexes: args.max_indexes,
+        max_plans: args.max_plans,
         max_total_bytes: args.max_total_bytes,
         write_cost_ms: args.write_cost_ms,
         min_gain_ms_per_hour: args.min_gain_ms_per_hour,
@@ -161,6 +166,9 @@ fn render(advice: &WorkloadAdvice) -> String {
         }
     }
     render_skipped(&mut out, &advice.skipped);
+    if let Some(why) = &advice.stopped_early {
+        out.push_str(&format!("stopped early: {why}\n"));
+    }
     out.push_str(&format!(
         "{} statement(s), {} helpable, {} served; {} index(es), {} KiB, {:.1} s/h saved, {} candidate(s) rejected; {} plans in {:.0} ms\n",
         advice.statements,
@@ -205,7 +213,7 @@ fn render_skipped(out: &mut String, skipped: &[perf_db::SkippedStatement]) {
     }
 }
 
-async fn advise(args: &AdviseArgs) -> Result<(String, bool), String> {
+async fn advise(args: &AdviseArgs) -> Result<Answer, String> {
     let options = options(args);
     options.validate().map_err(|e| e.to_string())?;
     if args.limit < 1 || args.limit > 100_000 {
@@ -247,27 +255,54 @@ async fn advise(args: &AdviseArgs) -> Result<(String, bool), String> {
         } else {
             render_per_statement(&advice)
         };
-        return Ok((text, found));
+        return Ok(Answer {
+            text,
+            found,
+            stopped_early: None,
+        });
     }
     let advice = perf_db::advise_workload(&client, &statements, &options)
         .await
         .map_err(|e| e.to_string())?;
-    let found = !advice.indexes.is_empty();
     let text = if args.json {
         serde_json::to_string_pretty(&advice).map_err(|e| e.to_string())? + "\n"
     } else {
         render(&advice)
     };
-    Ok((text, found))
+    Ok(Answer {
+        text,
+        found: !advice.indexes.is_empty(),
+        stopped_early: advice.stopped_early,
+    })
+}
+
+/// What `db advise` prints and what its exit code depends on.
+struct Answer {
+    text: String,
+    /// An index is advised.
+    found: bool,
+    /// The selection did not finish (why).
+    stopped_early: Option<String>,
 }
 
 /// Runs `perf-server db advise` and returns the exit code.
 pub fn run(args: &AdviseArgs) -> u8 {
     let result = actix_web::rt::System::new().block_on(advise(args));
     match result {
-        Ok((text, found)) => {
-            crate::cli::print_out(&text);
-            if found && args.fail_when_found { 1 } else { 0 }
+        Ok(answer) => {
+            crate::cli::print_out(&answer.text);
+            match (args.fail_when_found, answer.found, answer.stopped_early) {
+                (true, true, _) => 1,
+                // Nothing found by a selection that did not finish: the
+                // gate cannot tell that nothing is worth an index.
+                (true, false, Some(why)) => {
+                    eprintln!(
+                        "perf-server db advise: cannot tell, {why}; raise --max-plans or drop it"
+                    );
+                    2
+                }
+                _ => 0,
+            }
         }
         Err(e) => {
             eprintln!("perf-server db advise: {e}");

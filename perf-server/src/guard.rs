@@ -18,10 +18,8 @@ use std::pin::Pin;
 use std::sync::OnceLock;
 use std::task::{Context, Poll};
 
-use actix_web::body::{EitherBody, MessageBody};
-use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::dev::ServiceRequest;
 use actix_web::http::{Method, header};
-use actix_web::middleware::Next;
 
 use crate::api_error::ApiError;
 use crate::config::ServerConfig;
@@ -88,58 +86,46 @@ fn host_name(host: &str) -> &str {
     }
 }
 
-/// Middleware: Host and Origin checks, HEAD served as GET.
-pub(crate) async fn check_request(
-    mut req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
-    if let Some(guard) = req.app_data::<RequestGuard>() {
-        // A Host that is not text is refused; a missing one (HTTP/1.0, which
-        // no browser sends) falls back to an absolute-form request target.
-        let raw_host = req.headers().get(header::HOST);
-        let host = match raw_host {
-            Some(v) => v.to_str().ok().map(str::to_owned),
-            None => req.uri().authority().map(|a| a.as_str().to_owned()),
-        };
-        let refusal = match host.as_deref() {
-            Some(h) if !guard.host_allowed(h) => Some(ApiError::forbidden(format!(
+/// Why a request is refused before routing (a `Host` that does not name
+/// this server, a state change from a page of another origin), or `None`.
+pub(crate) fn refusal(req: &ServiceRequest) -> Option<ApiError> {
+    let guard = req.app_data::<RequestGuard>()?;
+    // A Host that is not text is refused; a missing one (HTTP/1.0, which
+    // no browser sends) falls back to an absolute-form request target.
+    let raw_host = req.headers().get(header::HOST);
+    let host = match raw_host {
+        Some(v) => v.to_str().ok(),
+        None => req.uri().authority().map(|a| a.as_str()),
+    };
+    match host {
+        Some(h) if !guard.host_allowed(h) => {
+            return Some(ApiError::forbidden(format!(
                 "this server does not answer to the host name {:?}; add it to allowed_hosts",
                 host_name(h)
-            ))),
-            None if raw_host.is_some() => Some(ApiError::bad_request(
-                "the Host header is not a host name",
-            )),
-            _ => None,
+            )));
         }
-        .or_else(|| {
-            let mutating = matches!(
-                *req.method(),
-                Method::POST | Method::PUT | Method::PATCH | Method::DELETE
-            );
-            let origin = req.headers().get(header::ORIGIN)?;
-            let allowed = origin
-                .to_str()
-                .is_ok_and(|o| guard.origin_allowed(o, host.as_deref()));
-            (mutating && !allowed).then(|| {
-                ApiError::forbidden(format!(
-                    "a page of origin {:?} may not change state here; add the origin to allowed_origins",
-                    origin.to_str().unwrap_or("?")
-                ))
-            })
-        });
-        if let Some(error) = refusal {
-            let (http_req, _) = req.into_parts();
-            let response = actix_web::ResponseError::error_response(&error);
-            return Ok(ServiceResponse::new(http_req, response).map_into_right_body());
+        None if raw_host.is_some() => {
+            return Some(ApiError::bad_request("the Host header is not a host name"));
         }
+        _ => {}
     }
-    if req.method() == Method::HEAD {
-        // The connection knows the request was HEAD and sends no body.
-        req.head_mut().method = Method::GET;
+    let mutating = matches!(
+        *req.method(),
+        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+    );
+    if !mutating {
+        return None;
     }
-    next.call(req)
-        .await
-        .map(ServiceResponse::map_into_left_body)
+    let origin = req.headers().get(header::ORIGIN)?;
+    let allowed = origin
+        .to_str()
+        .is_ok_and(|o| guard.origin_allowed(o, host));
+    (!allowed).then(|| {
+        ApiError::forbidden(format!(
+            "a page of origin {:?} may not change state here; add the origin to allowed_origins",
+            origin.to_str().unwrap_or("?")
+        ))
+    })
 }
 
 /// A future that turns a panic while polling `F` into `Err(())`; it borrows
@@ -155,25 +141,6 @@ impl<F: Future> Future for CatchUnwind<'_, F> {
             Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
             Ok(Poll::Pending) => Poll::Pending,
             Err(_) => Poll::Ready(Err(())),
-        }
-    }
-}
-
-/// Middleware: a handler (or inner middleware) that panics answers 500 JSON;
-/// the worker and every other request go on.
-pub(crate) async fn catch_panics(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    // The request went into the panicking future (and must not be cloned:
-    // routing needs it unshared), so the 500 travels as an error that actix
-    // turns into the response.
-    let call = std::pin::pin!(next.call(req));
-    match CatchUnwind(call).await {
-        Ok(result) => result,
-        Err(()) => {
-            metrics::counter!("http_handler_panics_total").increment(1);
-            Err(ApiError::panicked().into())
         }
     }
 }

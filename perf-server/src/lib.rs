@@ -40,6 +40,7 @@ pub mod guard;
 pub mod load_test;
 pub mod memory;
 pub mod monitor;
+mod pipeline;
 pub mod recommendations;
 pub mod retention;
 mod routes;

@@ -6,9 +6,7 @@
 use std::sync::Mutex;
 use std::time::Instant;
 
-use actix_web::body::{EitherBody, MessageBody};
-use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::middleware::Next;
+use actix_web::dev::ServiceRequest;
 use actix_web::web;
 use perf_memory::{
     BudgetStatus, Cache, CacheStats, LeakDetector, LeakDetectorConfig, LeakVerdict, MemoryBudget,
@@ -146,29 +144,21 @@ fn always_admitted(path: &str) -> bool {
     )
 }
 
-/// Middleware: over the hard memory mark, new work gets 503 with `Retry-After`.
-pub(crate) async fn admit_within_budget(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
-    if !always_admitted(req.path())
-        && let Some(state) = req.app_data::<web::Data<AppState>>()
-        && let Err(retry) = state.monitor.memory().guard().admit()
-    {
-        let status = state.monitor.memory().budget();
-        let error = ApiError::unavailable(
-            format!(
-                "memory is over the hard mark ({} of {} resident): new work is refused until it drops",
-                perf_core::ByteSize(status.resident_bytes),
-                status.budget.limit
-            ),
-            retry.as_secs().max(1),
-        );
-        let (http_req, _) = req.into_parts();
-        let response = actix_web::ResponseError::error_response(&error);
-        return Ok(ServiceResponse::new(http_req, response).map_into_right_body());
+/// A 503 when memory is over the budget's hard mark (the health, readiness
+/// and metrics routes are always admitted), or `None`.
+pub(crate) fn refusal(req: &ServiceRequest) -> Option<ApiError> {
+    if always_admitted(req.path()) {
+        return None;
     }
-    next.call(req)
-        .await
-        .map(ServiceResponse::map_into_left_body)
+    let state = req.app_data::<web::Data<AppState>>()?;
+    let retry = state.monitor.memory().guard().admit().err()?;
+    let status = state.monitor.memory().budget();
+    Some(ApiError::unavailable(
+        format!(
+            "memory is over the hard mark ({} of {} resident): new work is refused until it drops",
+            perf_core::ByteSize(status.resident_bytes),
+            status.budget.limit
+        ),
+        retry.as_secs().max(1),
+    ))
 }

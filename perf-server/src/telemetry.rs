@@ -1,13 +1,9 @@
-//! Logs (tracing) and Prometheus metrics: the recorder, the per-request
-//! middleware (count and latency by route, method and status), and the host
-//! gauges the sampler publishes.
+//! Logs (tracing) and Prometheus metrics: the recorder, each request's count
+//! and latency by route, method and status (recorded by
+//! [`crate::pipeline`]), and the host gauges the sampler publishes.
 
 use std::sync::OnceLock;
-use std::time::Instant;
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::middleware::Next;
 use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
@@ -116,60 +112,18 @@ fn handles(route: &str, method: &actix_web::http::Method, status: u16) -> Option
     Some(h)
 }
 
-/// Middleware: counts and times every request under its route pattern (so
+/// Counts and times one request under its route pattern (so
 /// `/performance/metrics/snapshots/{id}` is one series, not one per id).
-pub async fn record_request(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    use actix_web::http::header::{HeaderName, HeaderValue};
-    let started = Instant::now();
-    let method = req.method().clone();
-    let route = req
-        .match_pattern()
-        .unwrap_or_else(|| "unmatched".to_owned());
-    // Correlation: keep the caller's W3C traceparent and x-request-id (or
-    // make a request id), log them, and send them back (the caller's header
-    // values are shared, not copied).
-    let header = |name: &str| {
-        req.headers()
-            .get(name)
-            .filter(|v| v.len() <= 256 && v.to_str().is_ok())
-            .cloned()
-    };
-    let traceparent = header("traceparent");
-    let request_id = header("x-request-id").or_else(|| {
-        HeaderValue::from_maybe_shared(actix_web::web::Bytes::from(
-            perf_core::Id::new().to_string(),
-        ))
-        .ok()
-    });
-    let mut response = next.call(req).await?;
-    let status_code = response.status().as_u16();
-    let elapsed = started.elapsed();
-    let text = |v: &Option<HeaderValue>| {
-        v.as_ref()
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_owned()
-    };
-    if status_code >= 500 {
-        tracing::warn!(request_id = %text(&request_id), traceparent = %text(&traceparent), method = %method, %route, status = status_code, elapsed_ms = elapsed.as_secs_f64() * 1e3, "request failed");
-    } else if tracing::enabled!(tracing::Level::DEBUG) {
-        tracing::debug!(request_id = %text(&request_id), traceparent = %text(&traceparent), method = %method, %route, status = status_code, elapsed_ms = elapsed.as_secs_f64() * 1e3, "request");
-    }
-    let headers = response.headers_mut();
-    if let Some(v) = request_id {
-        headers.insert(HeaderName::from_static("x-request-id"), v);
-    }
-    if let Some(v) = traceparent {
-        headers.insert(HeaderName::from_static("traceparent"), v);
-    }
-    if let Some((count, latency)) = handles(&route, &method, status_code) {
+pub(crate) fn record(
+    route: &str,
+    method: &actix_web::http::Method,
+    status: u16,
+    elapsed: std::time::Duration,
+) {
+    if let Some((count, latency)) = handles(route, method, status) {
         count.increment(1);
         latency.record(elapsed.as_secs_f64());
     }
-    Ok(response)
 }
 
 /// Publishes the newest host sample as gauges.

@@ -1120,6 +1120,16 @@ fn db_advise_gates_ci_when_an_index_is_advised_and_names_bad_input() {
         String::from_utf8_lossy(&out.stdout)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("no index to add"));
+    // A selection the planning budget stopped before it found anything: the
+    // gate cannot tell, and says so (exit 2), printing what it had.
+    let out = advise(&["--fail-when-found", "--max-plans", "1"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("cannot tell") && stderr.contains("max_plans 1"),
+        "{stderr}"
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("stopped early"));
     // Bad input: named, never echoed, exit 2.
     std::fs::write(
         &statements,

@@ -58,6 +58,13 @@ pub struct WorkloadOptions {
     /// An index must save at least this many milliseconds per hour beyond
     /// its write penalty (default 1000: a second per hour).
     pub min_gain_ms_per_hour: f64,
+    /// At most this many plans for the selection (default: no bound). Every
+    /// statement is planned twice first (alone, then with its own
+    /// candidates) and once at the end with the chosen set; the budget
+    /// bounds the planning between, where a large workload spends its time.
+    /// When it runs out the chosen set so far is the answer and
+    /// [`WorkloadAdvice::stopped_early`] says so.
+    pub max_plans: Option<u64>,
 }
 
 impl Default for WorkloadOptions {
@@ -70,6 +77,7 @@ impl Default for WorkloadOptions {
             max_total_bytes: None,
             write_cost_ms: 0.02,
             min_gain_ms_per_hour: 1000.0,
+            max_plans: None,
         }
     }
 }
@@ -88,6 +96,11 @@ impl WorkloadOptions {
             }
         };
         positive("window_hours", self.window_hours)?;
+        if self.max_plans == Some(0) {
+            return Err(Error::Invalid(
+                "max_plans must be at least 1 (or unset for no bound), got 0".to_owned(),
+            ));
+        }
         if let Some(h) = self.table_window_hours {
             positive("table_window_hours", h)?;
         }
@@ -160,6 +173,11 @@ pub struct WorkloadAdvice {
     pub plans: u64,
     /// Wall time of the whole advice, milliseconds.
     pub elapsed_ms: f64,
+    /// Why the selection stopped before it had weighed every candidate (the
+    /// planning budget ran out); `None` when it finished. The chosen set is
+    /// then good but not necessarily what a full selection would choose.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_early: Option<String>,
 }
 
 /// A statement of the workload that an index can help.
@@ -421,6 +439,24 @@ async fn select(
             continue;
         }
         if top.version != version {
+            if let Some(max) = options.max_plans
+                && out.plans >= max
+            {
+                let reason = format!("not weighed: the planning budget (max_plans {max}) ran out");
+                let left: Vec<usize> = std::iter::once(top.index)
+                    .chain(heap.drain().map(|r| r.index))
+                    .collect();
+                out.stopped_early = Some(format!(
+                    "the planning budget (max_plans {max}) ran out with {} candidate(s) not weighed; \
+                     the {} index(es) chosen by then are the answer",
+                    left.len(),
+                    chosen.len()
+                ));
+                for index in left {
+                    rejected.insert(index, reason.clone());
+                }
+                break;
+            }
             evaluate(
                 planner,
                 &mut pooled[top.index],

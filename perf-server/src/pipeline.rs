@@ -1,0 +1,126 @@
+//! Every request's way through perf-server, in one middleware: the request
+//! id and trace context, the Host and Origin checks, the bearer token on
+//! state-changing requests, the memory budget's admission, the handler with
+//! its panics caught, then the per-route metrics and the log line.
+//!
+//! One middleware, not five: each `from_fn` layer boxed the future of the
+//! next on every request, and each looked the same headers up again.
+
+use std::time::Instant;
+
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::Method;
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+
+use crate::api_error::ApiError;
+use crate::guard::CatchUnwind;
+
+/// Middleware: see the module's documentation.
+pub(crate) async fn handle(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    let started = Instant::now();
+    let method = req.method().clone();
+    // Correlation: keep the caller's W3C traceparent and x-request-id (or
+    // make a request id), log them, and send them back (the caller's header
+    // values are shared, not copied).
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .filter(|v| v.len() <= 256 && v.to_str().is_ok())
+            .cloned()
+    };
+    let traceparent = header("traceparent");
+    let request_id = header("x-request-id");
+    let refusal = crate::guard::refusal(&req)
+        .or_else(|| crate::auth::refusal(&req))
+        .or_else(|| crate::memory::refusal(&req));
+    let outcome = match refusal {
+        Some(error) => {
+            // Refused before routing: the route is found from the path.
+            let route = req.match_pattern();
+            let (http_req, _) = req.into_parts();
+            let response = actix_web::ResponseError::error_response(&error);
+            Ok((
+                ServiceResponse::new(http_req, response).map_into_right_body(),
+                route,
+            ))
+        }
+        None => {
+            if req.method() == Method::HEAD {
+                // The connection knows the request was HEAD and sends no body.
+                req.head_mut().method = Method::GET;
+            }
+            // A handler that panics costs its request a 500, not the worker.
+            let call = std::pin::pin!(next.call(req));
+            match CatchUnwind(call).await {
+                Ok(Ok(response)) => {
+                    // Routed: the pattern comes from the matched resource.
+                    let route = response.request().match_pattern();
+                    Ok((response.map_into_left_body(), route))
+                }
+                Ok(Err(e)) => Err(e),
+                Err(()) => {
+                    metrics::counter!("http_handler_panics_total").increment(1);
+                    Err(ApiError::panicked().into())
+                }
+            }
+        }
+    };
+    let elapsed = started.elapsed();
+    let (mut response, route) = match outcome {
+        Ok(answered) => answered,
+        Err(e) => {
+            // The request went into the failed call (routing needs it
+            // unshared, so it is not cloned): actix turns the error into
+            // the response; the status is counted here.
+            let status = e.as_response_error().status_code().as_u16();
+            crate::telemetry::record("unknown", &method, status, elapsed);
+            log(status, &method, "unknown", &request_id, &traceparent, elapsed);
+            return Err(e);
+        }
+    };
+    let status = response.status().as_u16();
+    let route = route.as_deref().unwrap_or("unmatched");
+    let request_id = request_id.or_else(|| {
+        HeaderValue::from_maybe_shared(actix_web::web::Bytes::from(
+            perf_core::Id::new().to_string(),
+        ))
+        .ok()
+    });
+    log(status, &method, route, &request_id, &traceparent, elapsed);
+    let headers = response.headers_mut();
+    if let Some(v) = request_id {
+        headers.insert(HeaderName::from_static("x-request-id"), v);
+    }
+    if let Some(v) = traceparent {
+        headers.insert(HeaderName::from_static("traceparent"), v);
+    }
+    crate::telemetry::record(route, &method, status, elapsed);
+    Ok(response)
+}
+
+/// The log line of a request: a warning for a server error, else at debug.
+fn log(
+    status: u16,
+    method: &Method,
+    route: &str,
+    request_id: &Option<HeaderValue>,
+    traceparent: &Option<HeaderValue>,
+    elapsed: std::time::Duration,
+) {
+    let text = |v: &Option<HeaderValue>| {
+        v.as_ref()
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned()
+    };
+    if status >= 500 {
+        tracing::warn!(request_id = %text(request_id), traceparent = %text(traceparent), method = %method, %route, status, elapsed_ms = elapsed.as_secs_f64() * 1e3, "request failed");
+    } else if tracing::enabled!(tracing::Level::DEBUG) {
+        tracing::debug!(request_id = %text(request_id), traceparent = %text(traceparent), method = %method, %route, status, elapsed_ms = elapsed.as_secs_f64() * 1e3, "request");
+    }
+}
