@@ -9,7 +9,6 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, web};
 
 use crate::api_error;
-use crate::auth::ApiToken;
 use crate::body;
 use crate::config::ServerConfig;
 use crate::monitor::Monitor;
@@ -84,13 +83,16 @@ pub fn app_with_routes(
     let limit = config.body_limit.bytes();
     let (body_limit, payload_config) = body::limits(limit);
     let json_limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let gates = std::rc::Rc::new(crate::pipeline::Gates {
+        guard: crate::guard::RequestGuard::from_config(&config),
+        token: config.api_token.clone(),
+        state: state.clone(),
+    });
     App::new()
         .app_data(state)
         .app_data(body_limit)
         .app_data(payload_config)
-        .app_data(ApiToken(config.api_token.clone()))
         .app_data(body::BodyTimeout(config.body_timeout.as_duration()))
-        .app_data(crate::guard::RequestGuard::from_config(&config))
         .app_data(web::QueryConfig::default().error_handler(api_error::query_error))
         .app_data(web::PathConfig::default().error_handler(api_error::path_error))
         .app_data(
@@ -98,7 +100,9 @@ pub fn app_with_routes(
                 .limit(json_limit)
                 .error_handler(move |e, req| api_error::json_error(e, req, limit)),
         )
-        .wrap(from_fn(crate::pipeline::handle))
+        .wrap(from_fn(move |req, next| {
+            crate::pipeline::handle(req, next, std::rc::Rc::clone(&gates))
+        }))
         .configure(routes::configure)
         .configure(extra)
         .default_service(web::to(api_error::no_route))

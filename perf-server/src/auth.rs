@@ -7,20 +7,6 @@ use subtle::ConstantTimeEq;
 
 use crate::api_error::ApiError;
 
-/// The configured token, stored as app data.
-#[derive(Clone)]
-pub(crate) struct ApiToken(pub(crate) Option<String>);
-
-impl std::fmt::Debug for ApiToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.is_some() {
-            "ApiToken(set)"
-        } else {
-            "ApiToken(none)"
-        })
-    }
-}
-
 /// `true` when `header` is `Bearer <token>` with exactly this token.
 fn bearer_matches(header: Option<&str>, token: &str) -> bool {
     // The scheme is case-insensitive (RFC 9110, 11.1): `bearer` is `Bearer`.
@@ -34,7 +20,7 @@ fn bearer_matches(header: Option<&str>, token: &str) -> bool {
 }
 
 /// A 401 for a state-changing request without the right token, or `None`.
-pub(crate) fn refusal(req: &ServiceRequest) -> Option<ApiError> {
+pub(crate) fn refusal(req: &ServiceRequest, token: Option<&str>) -> Option<ApiError> {
     let mutating = matches!(
         *req.method(),
         Method::POST | Method::PUT | Method::PATCH | Method::DELETE
@@ -42,7 +28,7 @@ pub(crate) fn refusal(req: &ServiceRequest) -> Option<ApiError> {
     if !mutating {
         return None;
     }
-    let token = req.app_data::<ApiToken>()?.0.as_deref()?;
+    let token = token?;
     let header = req
         .headers()
         .get(actix_web::http::header::AUTHORIZATION)

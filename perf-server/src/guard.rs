@@ -54,15 +54,20 @@ impl RequestGuard {
         if self.any_host {
             return true;
         }
-        let name = host_name(host).trim_end_matches('.').to_ascii_lowercase();
-        name == "localhost"
-            || name.ends_with(".localhost")
+        // Compared without folding into a new string: this runs per request.
+        let name = host_name(host).trim_end_matches('.');
+        let suffix = name
+            .len()
+            .checked_sub(".localhost".len())
+            .and_then(|at| name.get(at..));
+        name.eq_ignore_ascii_case("localhost")
+            || suffix.is_some_and(|s| s.eq_ignore_ascii_case(".localhost"))
             || name
                 .trim_start_matches('[')
                 .trim_end_matches(']')
                 .parse::<IpAddr>()
                 .is_ok()
-            || self.hosts.contains(&name)
+            || self.hosts.iter().any(|h| h.eq_ignore_ascii_case(name))
     }
 
     /// Whether a page of `origin` may change state here: the same origin as
@@ -88,8 +93,7 @@ fn host_name(host: &str) -> &str {
 
 /// Why a request is refused before routing (a `Host` that does not name
 /// this server, a state change from a page of another origin), or `None`.
-pub(crate) fn refusal(req: &ServiceRequest) -> Option<ApiError> {
-    let guard = req.app_data::<RequestGuard>()?;
+pub(crate) fn refusal(req: &ServiceRequest, guard: &RequestGuard) -> Option<ApiError> {
     // A Host that is not text is refused; a missing one (HTTP/1.0, which
     // no browser sends) falls back to an absolute-form request target.
     let raw_host = req.headers().get(header::HOST);
@@ -117,9 +121,7 @@ pub(crate) fn refusal(req: &ServiceRequest) -> Option<ApiError> {
         return None;
     }
     let origin = req.headers().get(header::ORIGIN)?;
-    let allowed = origin
-        .to_str()
-        .is_ok_and(|o| guard.origin_allowed(o, host));
+    let allowed = origin.to_str().is_ok_and(|o| guard.origin_allowed(o, host));
     (!allowed).then(|| {
         ApiError::forbidden(format!(
             "a page of origin {:?} may not change state here; add the origin to allowed_origins",

@@ -7,14 +7,12 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use actix_web::dev::ServiceRequest;
-use actix_web::web;
 use perf_memory::{
     BudgetStatus, Cache, CacheStats, LeakDetector, LeakDetectorConfig, LeakVerdict, MemoryBudget,
     MemoryGuard, MemorySample, MemoryTuning,
 };
 
 use crate::api_error::ApiError;
-use crate::app::AppState;
 use crate::monitor::HostSample;
 
 type CacheProbe = Box<dyn Fn() -> CacheStats + Send + Sync>;
@@ -146,13 +144,12 @@ fn always_admitted(path: &str) -> bool {
 
 /// A 503 when memory is over the budget's hard mark (the health, readiness
 /// and metrics routes are always admitted), or `None`.
-pub(crate) fn refusal(req: &ServiceRequest) -> Option<ApiError> {
+pub(crate) fn refusal(req: &ServiceRequest, memory: &MemoryWatch) -> Option<ApiError> {
     if always_admitted(req.path()) {
         return None;
     }
-    let state = req.app_data::<web::Data<AppState>>()?;
-    let retry = state.monitor.memory().guard().admit().err()?;
-    let status = state.monitor.memory().budget();
+    let retry = memory.guard().admit().err()?;
+    let status = memory.budget();
     Some(ApiError::unavailable(
         format!(
             "memory is over the hard mark ({} of {} resident): new work is refused until it drops",

@@ -17,27 +17,56 @@ use actix_web::middleware::Next;
 use crate::api_error::ApiError;
 use crate::guard::CatchUnwind;
 
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// A request id for a request that came without one: a UUIDv7 (time-ordered
+/// like every id here) whose random part comes from a per-thread generator,
+/// not the operating system (`Uuid::now_v7` asks it on every call: a system
+/// call per request). Unique in practice, not a secret.
+fn new_request_id() -> Option<HeaderValue> {
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let mut random = [0u8; 10];
+    fastrand::fill(&mut random);
+    let id = uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid();
+    // Written into a stack buffer, copied once into the header.
+    let mut text = [0u8; 36];
+    HeaderValue::from_str(id.hyphenated().encode_lower(&mut text)).ok()
+}
+
+/// What the checks need, built once per worker (not looked up in the
+/// request's app data on every request).
+pub(crate) struct Gates {
+    pub(crate) guard: crate::guard::RequestGuard,
+    pub(crate) token: Option<String>,
+    pub(crate) state: actix_web::web::Data<crate::app::AppState>,
+}
+
 /// Middleware: see the module's documentation.
 pub(crate) async fn handle(
     mut req: ServiceRequest,
     next: Next<impl MessageBody>,
+    gates: std::rc::Rc<Gates>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
     let started = Instant::now();
     let method = req.method().clone();
     // Correlation: keep the caller's W3C traceparent and x-request-id (or
     // make a request id), log them, and send them back (the caller's header
     // values are shared, not copied).
-    let header = |name: &str| {
+    let header = |name: &HeaderName| {
         req.headers()
             .get(name)
             .filter(|v| v.len() <= 256 && v.to_str().is_ok())
             .cloned()
     };
-    let traceparent = header("traceparent");
-    let request_id = header("x-request-id");
-    let refusal = crate::guard::refusal(&req)
-        .or_else(|| crate::auth::refusal(&req))
-        .or_else(|| crate::memory::refusal(&req));
+    let traceparent = header(&TRACEPARENT);
+    let request_id = header(&X_REQUEST_ID);
+    let refusal = crate::guard::refusal(&req, &gates.guard)
+        .or_else(|| crate::auth::refusal(&req, gates.token.as_deref()))
+        .or_else(|| crate::memory::refusal(&req, gates.state.monitor.memory()));
+    drop(gates);
     let outcome = match refusal {
         Some(error) => {
             // Refused before routing: the route is found from the path.
@@ -79,25 +108,27 @@ pub(crate) async fn handle(
             // the response; the status is counted here.
             let status = e.as_response_error().status_code().as_u16();
             crate::telemetry::record("unknown", &method, status, elapsed);
-            log(status, &method, "unknown", &request_id, &traceparent, elapsed);
+            log(
+                status,
+                &method,
+                "unknown",
+                &request_id,
+                &traceparent,
+                elapsed,
+            );
             return Err(e);
         }
     };
     let status = response.status().as_u16();
     let route = route.as_deref().unwrap_or("unmatched");
-    let request_id = request_id.or_else(|| {
-        HeaderValue::from_maybe_shared(actix_web::web::Bytes::from(
-            perf_core::Id::new().to_string(),
-        ))
-        .ok()
-    });
+    let request_id = request_id.or_else(new_request_id);
     log(status, &method, route, &request_id, &traceparent, elapsed);
     let headers = response.headers_mut();
     if let Some(v) = request_id {
-        headers.insert(HeaderName::from_static("x-request-id"), v);
+        headers.insert(X_REQUEST_ID, v);
     }
     if let Some(v) = traceparent {
-        headers.insert(HeaderName::from_static("traceparent"), v);
+        headers.insert(TRACEPARENT, v);
     }
     crate::telemetry::record(route, &method, status, elapsed);
     Ok(response)

@@ -23,5 +23,5 @@ pub(crate) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(crate::telemetry::prometheus().render())
+        .body(crate::telemetry::prometheus().render() + &crate::telemetry::render_requests())
 }
