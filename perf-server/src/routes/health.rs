@@ -31,31 +31,17 @@ pub(crate) struct Ready {
 #[get("/health")]
 pub(crate) async fn health(state: web::Data<AppState>) -> HttpResponse {
     let uptime_seconds = state.started.elapsed().as_secs();
-    // The body changes once a second: each worker serializes it then and
-    // shares the bytes until the next second (a probe at 100k/s serialized
-    // it 100k times).
+    // The body changes once a second: serialized then, shared until the next.
     thread_local! {
-        static BODY: std::cell::RefCell<Option<(u64, actix_web::web::Bytes)>> =
-            const { std::cell::RefCell::new(None) };
+        static BODY: super::CachedJson<u64> = const { super::CachedJson::new() };
     }
-    let body = BODY.with_borrow_mut(|cached| match cached {
-        Some((at, body)) if *at == uptime_seconds => body.clone(),
-        _ => {
-            let body = actix_web::web::Bytes::from(
-                serde_json::to_vec(&Health {
-                    status: "ok",
-                    version: env!("CARGO_PKG_VERSION"),
-                    uptime_seconds,
-                })
-                .unwrap_or_default(),
-            );
-            *cached = Some((uptime_seconds, body.clone()));
-            body
-        }
-    });
-    HttpResponse::Ok()
-        .content_type(actix_web::http::header::ContentType::json())
-        .body(body)
+    BODY.with(|body| {
+        body.answer(uptime_seconds, || Health {
+            status: "ok",
+            version: env!("CARGO_PKG_VERSION"),
+            uptime_seconds,
+        })
+    })
 }
 
 /// Readiness: the store answers and the host sampler has produced a sample.

@@ -136,7 +136,7 @@ pub(crate) async fn summary(
     query: web::Query<WindowQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let uptime_seconds = state.started.elapsed().as_secs();
-    respond(&state, &query, |s| SummaryView {
+    let view = |s: &HostSample| SummaryView {
         timestamp_ms: s.system.timestamp_ms,
         interval_ms: s.system.interval_ms,
         uptime_seconds,
@@ -149,8 +149,17 @@ pub(crate) async fn summary(
         external_rx_bytes_per_sec: s.system.network.external_rx_bytes_per_sec(),
         external_tx_bytes_per_sec: s.system.network.external_tx_bytes_per_sec(),
         tcp_established: s.system.network.tcp.established,
-    })
-    .await
+    };
+    if query.window.is_none() {
+        // The newest sample's view changes once a sample and once a second.
+        thread_local! {
+            static BODY: super::CachedJson<(u64, u64)> = const { super::CachedJson::new() };
+        }
+        let sample = latest(&state).await?;
+        let key = (sample.system.timestamp_ms, uptime_seconds);
+        return Ok(BODY.with(|body| body.answer(key, || view(&sample))));
+    }
+    respond(&state, &query, view).await
 }
 
 /// CPU utilization (total and per core), load averages, process CPU.

@@ -45,3 +45,43 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         .service(tests::results)
         .service(tests::cancel);
 }
+
+/// A JSON body kept by one worker while its key holds (a read endpoint whose
+/// answer changes once a second or once a sample): a probe or dashboard
+/// polling it at 100k requests/s serializes it once per change, and each
+/// answer shares the bytes. Use it from a `thread_local!`.
+pub(crate) struct CachedJson<K> {
+    kept: std::cell::RefCell<Option<(K, actix_web::web::Bytes)>>,
+}
+
+impl<K: PartialEq> CachedJson<K> {
+    pub(crate) const fn new() -> Self {
+        Self {
+            kept: std::cell::RefCell::new(None),
+        }
+    }
+
+    /// The body for `key`, serialized from `make()` when the key changed.
+    pub(crate) fn answer<T: serde::Serialize>(
+        &self,
+        key: K,
+        make: impl FnOnce() -> T,
+    ) -> actix_web::HttpResponse {
+        let body = {
+            let mut kept = self.kept.borrow_mut();
+            match kept.as_ref() {
+                Some((k, body)) if *k == key => body.clone(),
+                _ => {
+                    let body = actix_web::web::Bytes::from(
+                        serde_json::to_vec(&make()).unwrap_or_default(),
+                    );
+                    *kept = Some((key, body.clone()));
+                    body
+                }
+            }
+        };
+        actix_web::HttpResponse::Ok()
+            .content_type(actix_web::http::header::ContentType::json())
+            .body(body)
+    }
+}
