@@ -297,7 +297,11 @@ impl Profiler {
         let duration_ms = u64::try_from(active.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let (pprof, flamegraph_svg) = match active.running {
             Running::Cpu(guard) => {
-                let report = guard.report().build().map_err(profiling_error)?;
+                let report = guard
+                    .report()
+                    .frames_post_processor(readable_frames)
+                    .build()
+                    .map_err(profiling_error)?;
                 drop(guard); // stops the sampler
                 let mut svg = Vec::new();
                 let made = report
@@ -340,9 +344,143 @@ impl Profiler {
     }
 }
 
+/// Makes each frame's name readable: generic arguments, which in async
+/// Rust nest a whole service stack into every frame
+/// (`poll<actix_server::service::{impl#1}::call::{async_block_env#0}<...>>`),
+/// become `<…>`; a qualified path keeps its type and trait
+/// (`<Foo<…> as Service<…>>::call`). Frames that differed only in generic
+/// arguments merge, as a reader of a flamegraph wants.
+fn readable_frames(frames: &mut pprof::Frames) {
+    for stack in &mut frames.frames {
+        for symbol in stack {
+            let name = readable_name(&symbol.name());
+            symbol.name = Some(name.into_bytes());
+        }
+    }
+}
+
+/// A symbol name with its generic argument lists shortened (see
+/// [`readable_frames`]): a frame's own argument list keeps its first
+/// argument (the debug info names a frame `poll<Type<…>>`, and the type is
+/// what tells one `poll` from another), deeper lists become `<…>`.
+fn readable_name(name: &str) -> String {
+    rewrite(name, 1)
+}
+
+/// `name` with argument lists nested deeper than `keep` elided.
+fn rewrite(name: &str, keep: usize) -> String {
+    let bytes = name.as_bytes();
+    let mut out = String::with_capacity(name.len().min(200));
+    let mut i = 0;
+    let mut last = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            // `->` is not a bracket.
+            b'-' if bytes.get(i + 1) == Some(&b'>') => i += 2,
+            b'<' => {
+                // An unclosed list (a truncated name) is left as it is.
+                let Some(end) = closing_angle(bytes, i) else {
+                    break;
+                };
+                let inner = &name[i + 1..end - 1];
+                out.push_str(&name[last..i]);
+                if i == 0 || name[..i].ends_with("::") {
+                    // `<T as Trait>::`: a path, not arguments.
+                    out.push('<');
+                    out.push_str(&rewrite(inner, keep));
+                    out.push('>');
+                } else if keep > 0 {
+                    let (first, more) = first_argument(inner);
+                    out.push('<');
+                    out.push_str(&rewrite(first, keep - 1));
+                    if more {
+                        out.push_str(", …");
+                    }
+                    out.push('>');
+                } else {
+                    out.push_str("<…>");
+                }
+                i = end;
+                last = end;
+            }
+            _ => i += 1,
+        }
+    }
+    out.push_str(&name[last..]);
+    out
+}
+
+/// The first of comma-separated arguments, and whether others follow.
+fn first_argument(list: &str) -> (&str, bool) {
+    let mut depth = 0i32;
+    let bytes = list.as_bytes();
+    for (i, &b) in bytes.iter().enumerate() {
+        match b {
+            b'<' | b'(' | b'[' => depth += 1,
+            b'>' if i > 0 && bytes[i - 1] == b'-' => {}
+            b'>' | b')' | b']' => depth -= 1,
+            b',' if depth == 0 => return (list[..i].trim(), true),
+            _ => {}
+        }
+    }
+    (list.trim(), false)
+}
+
+/// The index just past the `>` that closes the `<` at `open`.
+fn closing_angle(bytes: &[u8], open: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut i = open;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'-' if bytes.get(i + 1) == Some(&b'>') => i += 1,
+            b'<' => depth += 1,
+            b'>' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(i + 1);
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn frame_names_keep_their_first_type_argument_and_lose_the_nesting() {
+        assert_eq!(
+            readable_name(
+                "poll<actix_server::service::{impl#1}::call::{async_block_env#0}<actix_service::and_then::AndThenService<A, B>>>"
+            ),
+            "poll<actix_server::service::{impl#1}::call::{async_block_env#0}<…>>"
+        );
+        assert_eq!(
+            readable_name("tokio::runtime::task::harness::poll_future<F, S>::{{closure}}"),
+            "tokio::runtime::task::harness::poll_future<F, …>::{{closure}}"
+        );
+        assert_eq!(
+            readable_name(
+                "<actix_web::app_service::AppRouting<X<Y>> as actix_service::Service<Req>>::call"
+            ),
+            "<actix_web::app_service::AppRouting<X<…>> as actix_service::Service<Req>>::call"
+        );
+        assert_eq!(
+            readable_name("{async_block#0}<fn(actix_web::data::Data<S>) -> Fut<T>, (A, B)>"),
+            "{async_block#0}<fn(actix_web::data::Data<…>) -> Fut<…>, …>"
+        );
+        assert_eq!(
+            readable_name("perf_server::telemetry::record"),
+            "perf_server::telemetry::record"
+        );
+        assert_eq!(readable_name("broken<unclosed"), "broken<unclosed");
+        assert_eq!(readable_name("a<b>::c<d, e<f>>"), "a<b>::c<d, …>");
+        assert_eq!(readable_name(""), "");
+    }
 
     #[test]
     fn requests_are_checked_field_by_field() {

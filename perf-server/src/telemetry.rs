@@ -69,12 +69,21 @@ impl RequestSeries {
     }
 }
 
-/// Series by route, then by (method, status): a route has few of those.
+/// Every thread's series, for rendering: (route, method, status, series).
 /// Routes are the server's own patterns (plus `unmatched` and `unknown`),
 /// methods the nine standard ones or `OTHER`, statuses what handlers send:
 /// the label sets are bounded whatever clients send.
-type SeriesMap = std::collections::HashMap<String, Vec<(&'static str, u16, RequestSeries)>>;
-static SERIES: OnceLock<std::sync::RwLock<SeriesMap>> = OnceLock::new();
+type Registry = Vec<(String, &'static str, u16, std::sync::Arc<RequestSeries>)>;
+static SERIES: OnceLock<std::sync::Mutex<Registry>> = OnceLock::new();
+
+/// Each worker thread records into series of its own, found in a map of its
+/// own: no lock and no cache line shared with the other workers on a
+/// request's path (the rendering sums the threads' series).
+type ThreadSeries =
+    std::collections::HashMap<String, Vec<(&'static str, u16, std::sync::Arc<RequestSeries>)>>;
+thread_local! {
+    static MINE: std::cell::RefCell<ThreadSeries> = std::cell::RefCell::new(ThreadSeries::new());
+}
 
 /// A method's label: the standard ones by name, any other `OTHER` (a
 /// made-up method must not make a new series).
@@ -102,54 +111,54 @@ pub(crate) fn record(
     status: u16,
     elapsed: std::time::Duration,
 ) {
-    let map = SERIES.get_or_init(Default::default);
     let method = method_label(method);
-    if let Ok(read) = map.read()
-        && let Some(list) = read.get(route)
-        && let Some((_, _, series)) = list.iter().find(|(m, s, _)| *m == method && *s == status)
-    {
-        series.record(elapsed);
-        return;
-    }
-    if let Ok(mut write) = map.write() {
-        let list = write.entry(route.to_owned()).or_default();
-        match list.iter().find(|(m, s, _)| *m == method && *s == status) {
-            Some((_, _, series)) => series.record(elapsed),
-            None => {
-                let series = RequestSeries::default();
-                series.record(elapsed);
-                list.push((method, status, series));
-            }
+    MINE.with_borrow_mut(|mine| {
+        if let Some(list) = mine.get(route)
+            && let Some((_, _, series)) = list.iter().find(|(m, s, _)| *m == method && *s == status)
+        {
+            series.record(elapsed);
+            return;
         }
-    }
+        let series = std::sync::Arc::new(RequestSeries::default());
+        series.record(elapsed);
+        if let Ok(mut all) = SERIES.get_or_init(Default::default).lock() {
+            all.push((
+                route.to_owned(),
+                method,
+                status,
+                std::sync::Arc::clone(&series),
+            ));
+        }
+        mine.entry(route.to_owned())
+            .or_default()
+            .push((method, status, series));
+    });
 }
 
 /// `http_requests_total` and `http_request_duration_seconds` in the text
 /// exposition format (appended to the exporter's output by `/metrics`).
 pub(crate) fn render_requests() -> String {
     use std::fmt::Write;
-    let mut rows: Vec<(String, &'static str, u16, Vec<u64>, u64)> = Vec::new();
-    if let Some(map) = SERIES.get()
-        && let Ok(read) = map.read()
+    // The threads' series of one (route, method, status) summed.
+    let mut summed: std::collections::BTreeMap<(String, &'static str, u16), (Vec<u64>, u64)> =
+        std::collections::BTreeMap::new();
+    if let Some(all) = SERIES.get()
+        && let Ok(all) = all.lock()
     {
-        for (route, list) in read.iter() {
-            for (method, status, series) in list {
-                let counts = series
-                    .buckets
-                    .iter()
-                    .map(|b| b.load(Ordering::Relaxed))
-                    .collect();
-                rows.push((
-                    route.clone(),
-                    method,
-                    *status,
-                    counts,
-                    series.sum_nanos.load(Ordering::Relaxed),
-                ));
+        for (route, method, status, series) in all.iter() {
+            let (counts, sum) = summed
+                .entry((route.clone(), method, *status))
+                .or_insert_with(|| (vec![0; LATENCY_BUCKETS.len() + 1], 0));
+            for (c, b) in counts.iter_mut().zip(&series.buckets) {
+                *c += b.load(Ordering::Relaxed);
             }
+            *sum = sum.saturating_add(series.sum_nanos.load(Ordering::Relaxed));
         }
     }
-    rows.sort_by(|a, b| (&a.0, a.1, a.2).cmp(&(&b.0, b.1, b.2)));
+    let rows: Vec<(String, &'static str, u16, Vec<u64>, u64)> = summed
+        .into_iter()
+        .map(|((route, method, status), (counts, sum))| (route, method, status, counts, sum))
+        .collect();
     let mut out = String::new();
     out.push_str(
         "# HELP http_requests_total Requests answered, by route pattern, method and status.\n",

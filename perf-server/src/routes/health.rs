@@ -1,4 +1,4 @@
-use actix_web::{HttpResponse, get, web};
+use actix_web::{HttpRequest, HttpResponse, get, web};
 use serde::Serialize;
 
 use crate::api_error::ApiError;
@@ -29,8 +29,12 @@ pub(crate) struct Ready {
 /// Liveness: the process answers.
 #[utoipa::path(get, path = "/health", tag = "service", responses((status = 200, body = Health, description = "OK")))]
 #[get("/health")]
-pub(crate) async fn health(state: web::Data<AppState>) -> HttpResponse {
-    let uptime_seconds = state.started.elapsed().as_secs();
+pub(crate) async fn health(req: HttpRequest) -> HttpResponse {
+    // The state by reference: extracting `web::Data` clones an `Arc` whose
+    // count every worker touches on every request.
+    let uptime_seconds = req
+        .app_data::<web::Data<AppState>>()
+        .map_or(0, |state| state.started.elapsed().as_secs());
     // The body changes once a second: serialized then, shared until the next.
     thread_local! {
         static BODY: super::CachedJson<u64> = const { super::CachedJson::new() };

@@ -132,9 +132,14 @@ fn millis(d: Duration) -> u64 {
 ))]
 #[get("/performance/metrics")]
 pub(crate) async fn summary(
-    state: web::Data<AppState>,
+    req: actix_web::HttpRequest,
     query: web::Query<WindowQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    // The state by reference: extracting `web::Data` clones an `Arc` whose
+    // count every worker touches on every request.
+    let state = req
+        .app_data::<web::Data<AppState>>()
+        .ok_or_else(|| ApiError::internal("the application state is missing"))?;
     let uptime_seconds = state.started.elapsed().as_secs();
     let view = |s: &HostSample| SummaryView {
         timestamp_ms: s.system.timestamp_ms,
@@ -155,11 +160,11 @@ pub(crate) async fn summary(
         thread_local! {
             static BODY: super::CachedJson<(u64, u64)> = const { super::CachedJson::new() };
         }
-        let sample = latest(&state).await?;
+        let sample = latest(state).await?;
         let key = (sample.system.timestamp_ms, uptime_seconds);
         return Ok(BODY.with(|body| body.answer(key, || view(&sample))));
     }
-    respond(&state, &query, view).await
+    respond(state, &query, view).await
 }
 
 /// CPU utilization (total and per core), load averages, process CPU.
