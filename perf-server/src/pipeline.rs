@@ -63,9 +63,17 @@ pub(crate) async fn handle(
     };
     let traceparent = header(&TRACEPARENT);
     let request_id = header(&X_REQUEST_ID);
-    let refusal = crate::guard::refusal(&req, &gates.guard)
-        .or_else(|| crate::auth::refusal(&req, gates.token.as_deref()))
-        .or_else(|| crate::memory::refusal(&req, gates.state.monitor.memory()));
+    // The checks are caught too: a panic in one costs its request a 500,
+    // as a panic in a handler does (catching costs nothing when none comes).
+    let refusal = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        crate::guard::refusal(&req, &gates.guard)
+            .or_else(|| crate::auth::refusal(&req, gates.token.as_deref()))
+            .or_else(|| crate::memory::refusal(&req, gates.state.monitor.memory()))
+    }))
+    .unwrap_or_else(|_| {
+        metrics::counter!("http_handler_panics_total").increment(1);
+        Some(ApiError::panicked())
+    });
     drop(gates);
     let outcome = match refusal {
         Some(error) => {

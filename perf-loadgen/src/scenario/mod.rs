@@ -429,15 +429,36 @@ impl ArrivalSchedule {
             level = target;
         }
         segments.push((t, f64::INFINITY, level, level));
-        Some(Self {
-            segments,
-            total: total.as_secs_f64(),
-            cursor: 0,
-            before: 0.0,
-            k: 0.0,
-            arrivals: *arrivals,
-            rng: fastrand::Rng::new(),
-        })
+        Some(
+            Self {
+                segments,
+                total: total.as_secs_f64(),
+                cursor: 0,
+                before: 0.0,
+                k: 0.0,
+                arrivals: *arrivals,
+                rng: fastrand::Rng::new(),
+            }
+            .started(),
+        )
+    }
+
+    /// A Poisson process's first arrival comes after an exponential gap too,
+    /// not at the start; even spacing starts at 0.
+    fn started(mut self) -> Self {
+        if self.arrivals == Arrivals::Poisson {
+            self.k = self.gap();
+        }
+        self
+    }
+
+    /// The expected arrivals to the next one.
+    fn gap(&mut self) -> f64 {
+        match self.arrivals {
+            Arrivals::Uniform => 1.0,
+            // 1 - u is in (0, 1]: the logarithm is finite.
+            Arrivals::Poisson => -(1.0 - self.rng.f64()).ln(),
+        }
     }
 
     /// When the next arrival is due, from the start of the run; `None`
@@ -446,11 +467,7 @@ impl ArrivalSchedule {
     /// (the time-rescaling theorem: exact under ramps too).
     pub(crate) fn next(&mut self) -> Option<Duration> {
         let due = self.due(self.k);
-        self.k += match self.arrivals {
-            Arrivals::Uniform => 1.0,
-            // 1 - u is in (0, 1]: the logarithm is finite.
-            Arrivals::Poisson => -(1.0 - self.rng.f64()).ln(),
-        };
+        self.k += self.gap();
         due
     }
 
@@ -1173,6 +1190,8 @@ mod tests {
         // An exponential's coefficient of variation is 1 (even spacing: 0).
         assert!((0.9..1.1).contains(&(sd / mean)), "cv {}", sd / mean);
         assert!(times.windows(2).all(|w| w[1] >= w[0]));
+        // The first arrival too comes after a gap, not at the start.
+        assert!(times[0] > 0.0);
         // A ramp from 0 to 1000/s over 10 s: 5,000 expected, a quarter in the first half.
         let ramp = arrivals(schedule(
             "load_tests:\n  t:\n    target: 'http://127.0.0.1:1'\n    arrivals: poisson\n    stages: [{duration: 10s, rate: 1000/s}]",

@@ -158,10 +158,12 @@ pub(crate) async fn summary(
     if query.window.is_none() {
         // The newest sample's view changes once a sample and once a second.
         thread_local! {
-            static BODY: super::CachedJson<(u64, u64)> = const { super::CachedJson::new() };
+            static BODY: super::CachedJson<(usize, u64, u64)> = const { super::CachedJson::new() };
         }
         let sample = latest(state).await?;
-        let key = (sample.system.timestamp_ms, uptime_seconds);
+        // The state's address too: two apps on one thread (tests) are two keys.
+        let app = std::ptr::from_ref::<AppState>(state) as usize;
+        let key = (app, sample.system.timestamp_ms, uptime_seconds);
         return Ok(BODY.with(|body| body.answer(key, || view(&sample))));
     }
     respond(state, &query, view).await
