@@ -13,43 +13,11 @@
 use std::time::Duration;
 
 use perf_db::{InstrumentedPool, PoolSettings};
-use perf_loadgen::{Iteration, Operations, ScenarioFile, Workload, start_workload};
+use perf_examples::KeyedLookup;
+use perf_loadgen::{ScenarioFile, start_workload};
 
 const ROWS: i32 = 100_000;
 const LOOKUP: &str = "SELECT name FROM perf_lookup_items WHERE id = $1";
-
-/// One operation: `lookup` of a random key through the pool.
-struct Lookup {
-    pool: InstrumentedPool,
-}
-
-impl Workload for Lookup {
-    /// The user's random-number state.
-    type User = fastrand::Rng;
-
-    fn operations(&self) -> Vec<String> {
-        vec!["lookup".to_owned()]
-    }
-
-    fn user(&self, index: u64) -> fastrand::Rng {
-        fastrand::Rng::with_seed(index + 1)
-    }
-
-    async fn iteration(&self, rng: &mut fastrand::Rng, ops: &Operations<'_>) -> Iteration {
-        let id = rng.i32(1..=ROWS);
-        let _ = ops
-            .time(0, async {
-                let conn = self.pool.get().await?;
-                let statement = conn.prepare_cached(LOOKUP).await?;
-                conn.query_one(&statement, &[&id])
-                    .await
-                    .map_err(|e| perf_db::Error::Database(e.to_string()))?;
-                Ok::<(), perf_db::Error>(())
-            })
-            .await;
-        Iteration::Done
-    }
-}
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -85,10 +53,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let file = ScenarioFile::from_yaml(&format!(
         "load_tests:\n  lookup: {{duration: {seconds}s, rate: {rate}, max_in_flight: 256, thresholds: ['p95 < 10ms', 'error_rate < 0.001']}}\n"
     ))?;
-    let report = start_workload("lookup", file.get("lookup")?, Lookup { pool: pool.clone() })
-        .await?
-        .report()
-        .await?;
+    let report = start_workload(
+        "lookup",
+        file.get("lookup")?,
+        KeyedLookup {
+            pool: pool.clone(),
+            sql: LOOKUP,
+            keys: ROWS,
+        },
+    )
+    .await?
+    .report()
+    .await?;
     print!("{}", report.summary());
     let p = pool.observe();
     println!(

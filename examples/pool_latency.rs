@@ -19,45 +19,14 @@ use std::time::Duration;
 
 use perf_core::LatencyHistogram;
 use perf_db::{InstrumentedPool, PoolSettings};
-use perf_loadgen::{Iteration, Operations, ScenarioFile, Workload, start_workload};
+use perf_examples::KeyedLookup;
+use perf_loadgen::{ScenarioFile, start_workload};
 
 /// pgbench's scale: 100,000 accounts per unit.
 const SCALE: i32 = 10;
 const LOOKUP: &str = "SELECT abalance FROM pgbench_accounts WHERE aid = $1";
 /// Seconds of load before each measured run.
 const WARM_UP: u64 = 5;
-
-/// `pgbench -S`'s transaction as a Rust workload: one lookup of a random account.
-struct Lookup {
-    pool: InstrumentedPool,
-}
-
-impl Workload for Lookup {
-    type User = fastrand::Rng;
-
-    fn operations(&self) -> Vec<String> {
-        vec!["lookup".to_owned()]
-    }
-
-    fn user(&self, index: u64) -> fastrand::Rng {
-        fastrand::Rng::with_seed(index + 1)
-    }
-
-    async fn iteration(&self, rng: &mut fastrand::Rng, ops: &Operations<'_>) -> Iteration {
-        let aid = rng.i32(1..=100_000 * SCALE);
-        let _ = ops
-            .time(0, async {
-                let conn = self.pool.get().await?;
-                let statement = conn.prepare_cached(LOOKUP).await?;
-                conn.query_one(&statement, &[&aid])
-                    .await
-                    .map_err(|e| perf_db::Error::Database(e.to_string()))?;
-                Ok::<(), perf_db::Error>(())
-            })
-            .await;
-        Iteration::Done
-    }
-}
 
 /// What one side measured at one rate.
 struct Measured {
@@ -143,7 +112,12 @@ async fn pool_run(
         let file = ScenarioFile::from_yaml(&format!(
             "load_tests:\n  lookup: {{duration: {length}s, rate: {rate}/s, arrivals: poisson, max_in_flight: 100000}}\n"
         ))?;
-        let lookup = Lookup { pool: pool.clone() };
+        // `pgbench -S`'s transaction: one lookup of a random account.
+        let lookup = KeyedLookup {
+            pool: pool.clone(),
+            sql: LOOKUP,
+            keys: 100_000 * SCALE,
+        };
         report = Some(
             start_workload("lookup", file.get("lookup")?, lookup)
                 .await?
