@@ -226,12 +226,17 @@ pub(crate) fn json_error(e: JsonPayloadError, _req: &HttpRequest, limit: u64) ->
 
 /// Error handler for query strings: names the parameter serde complained about.
 pub(crate) fn query_error(e: QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {
+    query_refused(&e).into()
+}
+
+/// The error for a query string that does not parse, naming its parameter.
+pub(crate) fn query_refused(e: &QueryPayloadError) -> ApiError {
     let message = e.to_string();
     let mut api = ApiError::bad_request(format!("invalid query string: {message}"));
     if let Some(field) = backticked(&message) {
         api = api.with_field(field);
     }
-    api.into()
+    api
 }
 
 /// Error handler for path segments.

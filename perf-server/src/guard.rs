@@ -24,12 +24,16 @@ use actix_web::http::{Method, header};
 use crate::api_error::ApiError;
 use crate::config::ServerConfig;
 
-/// The names and origins a server accepts, stored as app data.
+/// The names and origins a server accepts (one per worker thread).
 #[derive(Debug, Clone)]
 pub(crate) struct RequestGuard {
     any_host: bool,
     hosts: Vec<String>,
     origins: Vec<String>,
+    /// The last `Host` value this worker accepted: a client sends the same
+    /// one on every request, and comparing its bytes is cheaper than parsing
+    /// it as an address again.
+    accepted: std::cell::RefCell<Option<header::HeaderValue>>,
 }
 
 impl RequestGuard {
@@ -46,6 +50,7 @@ impl RequestGuard {
                 .iter()
                 .map(|o| o.trim_end_matches('/').to_ascii_lowercase())
                 .collect(),
+            accepted: std::cell::RefCell::new(None),
         }
     }
 
@@ -97,26 +102,36 @@ pub(crate) fn refusal(req: &ServiceRequest, guard: &RequestGuard) -> Option<ApiE
     // A Host that is not text is refused; a missing one (HTTP/1.0, which
     // no browser sends) falls back to an absolute-form request target.
     let raw_host = req.headers().get(header::HOST);
+    let known = raw_host.is_some_and(|v| guard.accepted.borrow().as_ref() == Some(v));
+    let mutating = matches!(
+        *req.method(),
+        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+    );
+    if known && !mutating {
+        return None;
+    }
     let host = match raw_host {
         Some(v) => v.to_str().ok(),
         None => req.uri().authority().map(|a| a.as_str()),
     };
     match host {
+        Some(_) if known => {}
         Some(h) if !guard.host_allowed(h) => {
             return Some(ApiError::forbidden(format!(
                 "this server does not answer to the host name {:?}; add it to allowed_hosts",
                 host_name(h)
             )));
         }
+        Some(_) => {
+            if let Some(v) = raw_host {
+                *guard.accepted.borrow_mut() = Some(v.clone());
+            }
+        }
         None if raw_host.is_some() => {
             return Some(ApiError::bad_request("the Host header is not a host name"));
         }
         _ => {}
     }
-    let mutating = matches!(
-        *req.method(),
-        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
-    );
     if !mutating {
         return None;
     }
@@ -252,6 +267,27 @@ mod tests {
         ] {
             assert!(!guard.host_allowed(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_remembered_host_does_not_let_another_through() {
+        use actix_web::test::TestRequest;
+        let guard = RequestGuard::from_config(&ServerConfig::default());
+        let ask = |host: &str, method: Method| {
+            let req = TestRequest::default()
+                .method(method)
+                .insert_header((header::HOST, host))
+                .insert_header((header::ORIGIN, "https://evil.example"))
+                .to_srv_request();
+            refusal(&req, &guard).map(|e| actix_web::ResponseError::status_code(&e).as_u16())
+        };
+        assert_eq!(ask("127.0.0.1:8080", Method::GET), None);
+        // Remembered now; a hostile name after it is still checked.
+        assert_eq!(ask("attacker.example", Method::GET), Some(403));
+        assert_eq!(ask("127.0.0.1:8080", Method::GET), None);
+        // A remembered host does not skip the Origin check of a state change.
+        assert_eq!(ask("127.0.0.1:8080", Method::POST), Some(403));
+        assert_eq!(ask("attacker.example", Method::GET), Some(403));
     }
 
     #[test]

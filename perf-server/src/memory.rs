@@ -145,7 +145,8 @@ fn always_admitted(path: &str) -> bool {
 /// A 503 when memory is over the budget's hard mark (the health, readiness
 /// and metrics routes are always admitted), or `None`.
 pub(crate) fn refusal(req: &ServiceRequest, memory: &MemoryWatch) -> Option<ApiError> {
-    if always_admitted(req.path()) {
+    // One atomic read on the common path: under the hard mark, nothing else.
+    if memory.guard().pressure() != perf_memory::Pressure::Hard || always_admitted(req.path()) {
         return None;
     }
     let retry = memory.guard().admit().err()?;

@@ -3,6 +3,7 @@
 //! a bounded history, publishes gauges to the Prometheus recorder, and lets
 //! requests wait for the first sample instead of answering zeros.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -37,6 +38,9 @@ impl Timestamped for HostSample {
 pub struct Monitor {
     history: Arc<Mutex<SampleRing<Arc<HostSample>>>>,
     latest: watch::Receiver<Option<Arc<HostSample>>>,
+    /// The newest sample's timestamp (0 before the first): one atomic that
+    /// read requests compare, where borrowing `latest` takes its lock.
+    latest_at: Arc<AtomicU64>,
     interval: Duration,
     memory: Arc<MemoryWatch>,
 }
@@ -74,6 +78,8 @@ impl Monitor {
         let (latest_tx, latest) = watch::channel(None);
         let (stop, mut stopped) = watch::channel(false);
         let ring = Arc::clone(&history);
+        let latest_at = Arc::new(AtomicU64::new(0));
+        let stamp = Arc::clone(&latest_at);
         let watcher = Arc::clone(&memory);
         let handle = tokio::spawn(async move {
             let mut ticker = tokio::time::interval(interval);
@@ -105,7 +111,10 @@ impl Monitor {
                         if let Ok(mut ring) = ring.lock() {
                             ring.push(Arc::clone(&sample));
                         }
+                        let at = sample.system.timestamp_ms.max(1);
                         let _ = latest_tx.send(Some(sample));
+                        // After the send: whoever sees the stamp finds the sample.
+                        stamp.store(at, Ordering::Release);
                     }
                     Err(e) => tracing::warn!(error = %e, "host sample failed"),
                 }
@@ -115,6 +124,7 @@ impl Monitor {
             Self {
                 history,
                 latest,
+                latest_at,
                 interval,
                 memory,
             },
@@ -124,11 +134,25 @@ impl Monitor {
 
     /// The newest sample, waiting up to two intervals for the first one.
     pub async fn latest(&self) -> Option<Arc<HostSample>> {
+        // Once the first sample exists (always, after start-up), no timer
+        // and no channel clone: this runs on read requests.
+        if let Some(sample) = self.latest_now() {
+            return Some(sample);
+        }
         let mut rx = self.latest.clone();
         let wait = rx.wait_for(Option::is_some);
         match tokio::time::timeout(self.interval * 2 + Duration::from_secs(1), wait).await {
             Ok(Ok(sample)) => sample.clone(),
             _ => None,
+        }
+    }
+
+    /// The newest sample's timestamp in milliseconds, if one was taken
+    /// already (one atomic load: for keying what is derived from it).
+    pub fn latest_timestamp_ms(&self) -> Option<u64> {
+        match self.latest_at.load(Ordering::Acquire) {
+            0 => None,
+            at => Some(at),
         }
     }
 

@@ -24,16 +24,36 @@ const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// like every id here) whose random part comes from a per-thread generator,
 /// not the operating system (`Uuid::now_v7` asks it on every call: a system
 /// call per request). Unique in practice, not a secret.
-fn new_request_id() -> Option<HeaderValue> {
-    let millis = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+fn new_request_id(started: Instant) -> Option<HeaderValue> {
     let mut random = [0u8; 10];
     fastrand::fill(&mut random);
-    let id = uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid();
+    let id = uuid::Builder::from_unix_timestamp_millis(unix_millis(started), &random).into_uuid();
     // Written into a stack buffer, copied once into the header.
     let mut text = [0u8; 36];
     HeaderValue::from_str(id.hyphenated().encode_lower(&mut text)).ok()
+}
+
+/// Wall-clock milliseconds at `now`, from a per-thread anchor read from the
+/// system clock at most once a second (the request's start instant is
+/// already at hand; a second clock read per request is not needed).
+fn unix_millis(now: Instant) -> u64 {
+    use std::cell::Cell;
+    thread_local! {
+        static ANCHOR: Cell<Option<(Instant, u64)>> = const { Cell::new(None) };
+    }
+    ANCHOR.with(|anchor| {
+        if let Some((at, millis)) = anchor.get()
+            && let Some(since) = now.checked_duration_since(at)
+            && since < std::time::Duration::from_secs(1)
+        {
+            return millis + u64::try_from(since.as_millis()).unwrap_or(0);
+        }
+        let millis = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        anchor.set(Some((now, millis)));
+        millis
+    })
 }
 
 /// What the checks need, built once per worker (not looked up in the
@@ -129,7 +149,7 @@ pub(crate) async fn handle(
     };
     let status = response.status().as_u16();
     let route = route.as_deref().unwrap_or("unmatched");
-    let request_id = request_id.or_else(new_request_id);
+    let request_id = request_id.or_else(|| new_request_id(started));
     log(status, &method, route, &request_id, &traceparent, elapsed);
     let headers = response.headers_mut();
     if let Some(v) = request_id {

@@ -12,7 +12,7 @@ use crate::app::AppState;
 use crate::monitor::HostSample;
 
 /// `?window=60s`: return the samples of that span instead of the newest one.
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct WindowQuery {
@@ -131,10 +131,15 @@ fn millis(d: Duration) -> u64 {
     (status = 400, body = crate::api_error::ErrorBody, description = "bad request")
 ))]
 #[get("/performance/metrics")]
-pub(crate) async fn summary(
-    req: actix_web::HttpRequest,
-    query: web::Query<WindowQuery>,
-) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn summary(req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {
+    // The query parsed only when there is one (the common read has none).
+    let query = if req.query_string().is_empty() {
+        WindowQuery::default()
+    } else {
+        web::Query::<WindowQuery>::from_query(req.query_string())
+            .map_err(|e| crate::api_error::query_refused(&e))?
+            .into_inner()
+    };
     // The state by reference: extracting `web::Data` clones an `Arc` whose
     // count every worker touches on every request.
     let state = req
@@ -160,11 +165,18 @@ pub(crate) async fn summary(
         thread_local! {
             static BODY: super::CachedJson<(usize, u64, u64)> = const { super::CachedJson::new() };
         }
-        let sample = latest(state).await?;
+        // Keyed by the newest sample's stamp (one atomic); the sample itself
+        // is read only when the body is made again.
+        let stamp = match state.monitor.latest_timestamp_ms() {
+            Some(at) => at,
+            None => latest(state).await?.system.timestamp_ms,
+        };
         // The state's address too: two apps on one thread (tests) are two keys.
         let app = std::ptr::from_ref::<AppState>(state) as usize;
-        let key = (app, sample.system.timestamp_ms, uptime_seconds);
-        return Ok(BODY.with(|body| body.answer(key, || view(&sample))));
+        let key = (app, stamp, uptime_seconds);
+        let made =
+            BODY.with(|body| body.answer(key, || state.monitor.latest_now().map(|s| view(&s))));
+        return Ok(made);
     }
     respond(state, &query, view).await
 }
