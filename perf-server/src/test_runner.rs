@@ -978,18 +978,20 @@ impl TestRunner {
     }
 
     /// The test with its newest live figures.
-    pub async fn get(&self, id: Id) -> Result<Option<LoadTestRecord>, crate::Error> {
+    pub async fn get(&self, id: Id) -> Result<Option<Arc<LoadTestRecord>>, crate::Error> {
         if let Some(pending) = self.state().unsaved.get(&id) {
-            return Ok(Some(pending.clone()));
+            return Ok(Some(Arc::new(pending.clone())));
         }
+        // Shared, not copied: a finished record holds the whole report.
         if let Some(done) = self.finished.get(&id) {
-            return Ok(Some((*done).clone()));
+            return Ok(Some(done));
         }
         let Some(mut record) = self.store.get_load_test(id).await? else {
             return Ok(None);
         };
         if record.status.is_finished() && !self.state().running.contains_key(&id) {
-            self.finished.insert(id, Arc::new(record.clone()));
+            let record = Arc::new(record);
+            self.finished.insert(id, Arc::clone(&record));
             return Ok(Some(record));
         }
         if let Some(r) = self.state().running.get(&id) {
@@ -998,7 +1000,7 @@ impl TestRunner {
                 record.progress = Some(p.borrow().clone());
             }
         }
-        Ok(Some(record))
+        Ok(Some(Arc::new(record)))
     }
 
     /// Requests per second of the running tests now (their latest live

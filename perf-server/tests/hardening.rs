@@ -144,7 +144,7 @@ async fn wait_finished(state: &AppState, id: &str) -> perf_server::store::LoadTe
     loop {
         let r = state.tests.get(id).await.unwrap().unwrap();
         if r.status.is_finished() || Instant::now() > deadline {
-            return r;
+            return std::sync::Arc::unwrap_or_clone(r);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -34,22 +34,28 @@ pub(crate) struct TestView {
     save_pending: bool,
 }
 
-impl From<LoadTestRecord> for TestView {
-    fn from(r: LoadTestRecord) -> Self {
+impl From<&LoadTestRecord> for TestView {
+    fn from(r: &LoadTestRecord) -> Self {
         Self {
             results: format!("/performance/tests/{}/results", r.id),
             passed: r.report.as_ref().map(|rep| rep.passed),
             id: r.id,
-            scenario_name: r.scenario_name,
-            targets: r.targets,
+            scenario_name: r.scenario_name.clone(),
+            targets: r.targets.clone(),
             status: r.status,
             created_at_ms: r.created_at_ms,
             started_at_ms: r.started_at_ms,
             finished_at_ms: r.finished_at_ms,
-            progress: r.progress,
-            error: r.error,
+            progress: r.progress.clone(),
+            error: r.error.clone(),
             save_pending: false,
         }
+    }
+}
+
+impl From<LoadTestRecord> for TestView {
+    fn from(r: LoadTestRecord) -> Self {
+        Self::from(&r)
     }
 }
 
@@ -204,7 +210,7 @@ pub(crate) async fn show(
     let id = parse_id(&id)?;
     match state.tests.get(id).await? {
         Some(record) => {
-            let mut view = TestView::from(record);
+            let mut view = TestView::from(&*record);
             view.save_pending = state.tests.save_pending(id);
             Ok(HttpResponse::Ok().json(view))
         }
