@@ -28,7 +28,11 @@ struct Conn {
 
 /// The HTTP/2 connections of one target.
 pub(crate) struct Pool {
-    slots: Vec<Mutex<Option<Conn>>>,
+    /// Each connection as last opened: read under a short lock per request
+    /// (never held across an await).
+    ready: Vec<std::sync::Mutex<Option<Conn>>>,
+    /// Held while a slot's connection is being opened, so one opens it.
+    slots: Vec<Mutex<()>>,
     next: AtomicUsize,
     max_streams: u32,
     addr: SocketAddr,
@@ -70,7 +74,10 @@ impl Pool {
         max_streams: u32,
     ) -> Self {
         Self {
-            slots: (0..connections.max(1)).map(|_| Mutex::new(None)).collect(),
+            ready: (0..connections.max(1))
+                .map(|_| std::sync::Mutex::new(None))
+                .collect(),
+            slots: (0..connections.max(1)).map(|_| Mutex::new(())).collect(),
             next: AtomicUsize::new(0),
             max_streams: max_streams.max(1),
             scheme: if tls.is_some() { "https" } else { "http" },
@@ -121,18 +128,32 @@ impl Pool {
     /// A connection of the pool (opened when needed), round robin.
     async fn connection(&self, phases: &mut Phases) -> Result<(usize, Conn), OpenFailure> {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
-        let mut slot = self.slots[i].lock().await;
-        if let Some(c) = slot.as_ref() {
-            return Ok((i, c.clone()));
+        if let Some(c) = self.ready_connection(i) {
+            return Ok((i, c));
+        }
+        let _opening = self.slots[i].lock().await;
+        // Another user may have opened it while this one waited.
+        if let Some(c) = self.ready_connection(i) {
+            return Ok((i, c));
         }
         let c = self.open(phases).await?;
-        *slot = Some(c.clone());
+        if let Ok(mut ready) = self.ready[i].lock() {
+            *ready = Some(c.clone());
+        }
         Ok((i, c))
+    }
+
+    /// Connection `i` if it is open.
+    fn ready_connection(&self, i: usize) -> Option<Conn> {
+        self.ready[i].lock().ok()?.clone()
     }
 
     /// Forgets connection `i` after a connection-level failure.
     async fn drop_connection(&self, i: usize) {
-        *self.slots[i].lock().await = None;
+        let _opening = self.slots[i].lock().await;
+        if let Ok(mut ready) = self.ready[i].lock() {
+            *ready = None;
+        }
     }
 
     /// Sends `request` (HTTP/1.1 bytes as rendered) as one stream and reads
@@ -152,7 +173,7 @@ impl Pool {
                 kind
             })?;
             slot.store(i, Ordering::Relaxed);
-            let result = self.exchange(&conn, request, phases, keep).await;
+            let result = self.exchange(conn, request, phases, keep).await;
             if let Err((_, true)) = result {
                 self.drop_connection(i).await;
             }
@@ -174,7 +195,7 @@ impl Pool {
     /// One stream; the error says whether the connection is gone.
     async fn exchange(
         &self,
-        conn: &Conn,
+        conn: Conn,
         request: &[u8],
         phases: &mut Phases,
         mut keep: Option<&mut Kept>,
@@ -187,9 +208,10 @@ impl Pool {
             .acquire()
             .await
             .map_err(|_| (FailureKind::Reset, true))?;
+        // The connection's handle was cloned once for this request; each
+        // clone and drop of it takes the h2 connection's lock.
         let mut send = conn
             .send
-            .clone()
             .ready()
             .await
             .map_err(|_| (FailureKind::Reset, true))?;
@@ -241,6 +263,53 @@ impl Pool {
     /// The HTTP/2 request of rendered HTTP/1.1 bytes: method, path and
     /// headers (without the connection-specific ones), `Host` as authority.
     fn to_request(&self, raw: &[u8]) -> Option<(http::Request<()>, Bytes)> {
+        // Most users send the same few requests again and again: the last
+        // few conversions are kept per thread and reused when the rendered
+        // bytes are the same (a comparison instead of a parse and a build).
+        const KEPT: usize = 8;
+        type Converted = (Vec<u8>, &'static str, http::Method, http::Uri, http::HeaderMap, Bytes);
+        thread_local! {
+            static RECENT: std::cell::RefCell<std::collections::VecDeque<Converted>> =
+                const { std::cell::RefCell::new(std::collections::VecDeque::new()) };
+        }
+        let hit = RECENT.with_borrow(|recent| {
+            recent
+                .iter()
+                .find(|(bytes, scheme, ..)| *scheme == self.scheme && bytes.as_slice() == raw)
+                .map(|(_, _, method, uri, headers, body)| {
+                    let mut request = http::Request::new(());
+                    *request.method_mut() = method.clone();
+                    *request.uri_mut() = uri.clone();
+                    *request.version_mut() = http::Version::HTTP_2;
+                    *request.headers_mut() = headers.clone();
+                    (request, body.clone())
+                })
+        });
+        if hit.is_some() {
+            return hit;
+        }
+        let (request, body) = self.convert(raw)?;
+        // Requests of at most 4 KiB are kept (bounded memory per thread).
+        if raw.len() <= 4096 {
+            RECENT.with_borrow_mut(|recent| {
+                if recent.len() == KEPT {
+                    recent.pop_back();
+                }
+                recent.push_front((
+                    raw.to_vec(),
+                    self.scheme,
+                    request.method().clone(),
+                    request.uri().clone(),
+                    request.headers().clone(),
+                    body.clone(),
+                ));
+            });
+        }
+        Some((request, body))
+    }
+
+    /// The conversion itself (see `to_request`).
+    fn convert(&self, raw: &[u8]) -> Option<(http::Request<()>, Bytes)> {
         let mut headers = [httparse::EMPTY_HEADER; 80];
         let mut parsed = httparse::Request::new(&mut headers);
         let httparse::Status::Complete(len) = parsed.parse(raw).ok()? else {

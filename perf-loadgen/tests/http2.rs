@@ -135,3 +135,44 @@ fn http2_keys_are_checked() {
     let (name, s) = scenario(&format!("{base}    protocol: h2\n    connections: 4\n"));
     assert!(check(&name, &s).is_ok());
 }
+
+/// Each user's requests differ (two paths, a POST with a body, a feeder
+/// column in a header): the conversions kept per thread must hand each
+/// request its own method, path, headers and body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kept_conversions_keep_every_request_its_own() {
+    use std::sync::Arc;
+    use testkit::target::{Handler, TargetReply, TargetRequest};
+    let echo = |r: &TargetRequest| TargetReply {
+        status: 200,
+        headers: Vec::new(),
+        body: format!(
+            "{} {} {} {}",
+            r.method,
+            r.path,
+            r.header("x-user").unwrap_or("-"),
+            String::from_utf8_lossy(&r.body)
+        ),
+    };
+    let server = H2Target::start(Behavior {
+        handler: Some(Handler(Arc::new(echo))),
+        ..Behavior::default()
+    })
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users.csv");
+    std::fs::write(&users, "name\nada\nbob\n").unwrap();
+    let (name, s) = scenario(&format!(
+        "load_tests:\n  h2:\n    target: {url}\n    protocol: h2\n    duration: 1s\n    users: 8\n    data: {{file: {file}}}\n    requests:\n      - {{path: /a, headers: {{x-user: '${{name}}'}}, checks: [{{body_regex: '^GET /a (ada|bob) $'}}]}}\n      - {{method: POST, path: /b, body: 'payload', checks: [{{body_contains: 'POST /b - payload'}}]}}\n",
+        url = server.url(),
+        file = users.display()
+    ));
+    let report = start(&name, &s).await.unwrap().report().await.unwrap();
+    assert_eq!(report.errors, 0, "{:?}", report.error_kinds);
+    assert!(report.requests > 100, "{}", report.requests);
+    for (check, counts) in &report.checks {
+        assert_eq!(counts.fails, 0, "{check}: {counts:?}");
+        assert!(counts.passes > 20, "{check}: {counts:?}");
+    }
+    assert_eq!(report.checks.len(), 2, "{:?}", report.checks.keys());
+}

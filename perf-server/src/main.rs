@@ -22,6 +22,14 @@ pub static MALLOC_CONF: &[u8] = b"prof:true,prof_active:false,lg_prof_sample:19\
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, None | Some(Command::Serve(_))) {
+        // The one-shot commands log warnings (PERF_LOG_LEVEL to change) to
+        // stderr. Without a subscriber the libraries' warnings were lost,
+        // and every span they open fell back to the `log` crate's path:
+        // about 2 % of the HTTP/2 engine's CPU in h2's per-frame spans.
+        let level = std::env::var("PERF_LOG_LEVEL").unwrap_or_else(|_| "warn".to_owned());
+        telemetry::init_logging(perf_server::config::LogFormat::Text, &level);
+    }
     let args = match cli.command {
         Some(Command::Openapi) => {
             let doc = perf_server::ApiDoc::openapi();
