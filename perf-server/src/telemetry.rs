@@ -91,7 +91,9 @@ type ThreadSeries = std::collections::HashMap<
     foldhash::fast::FixedState,
 >;
 thread_local! {
-    static MINE: std::cell::RefCell<ThreadSeries> = std::cell::RefCell::new(ThreadSeries::with_hasher(foldhash::fast::FixedState::with_seed(0)));
+    static MINE: std::cell::RefCell<ThreadSeries> = const {
+        std::cell::RefCell::new(ThreadSeries::with_hasher(foldhash::fast::FixedState::with_seed(0)))
+    };
 }
 
 /// A method's label: the standard ones by name, any other `OTHER` (a
