@@ -33,26 +33,36 @@ fn new_request_id(started: Instant) -> Option<HeaderValue> {
     HeaderValue::from_str(id.hyphenated().encode_lower(&mut text)).ok()
 }
 
-/// Wall-clock milliseconds at `now`, from a per-thread anchor read from the
-/// system clock at most once a second (the request's start instant is
-/// already at hand; a second clock read per request is not needed).
+/// Wall-clock milliseconds at `now`, from a per-thread anchor (an instant
+/// and the system clock read together) renewed once a second: the request's
+/// start instant is already at hand, so no second clock read per request.
 fn unix_millis(now: Instant) -> u64 {
     use std::cell::Cell;
+    use std::time::Duration;
     thread_local! {
         static ANCHOR: Cell<Option<(Instant, u64)>> = const { Cell::new(None) };
     }
+    let since_anchor = |at: Instant, millis: u64| {
+        // `now` may be before the anchor (a request that started before
+        // the one that renewed it): counted back, not forward.
+        match now.checked_duration_since(at) {
+            Some(after) => millis.saturating_add(u64::try_from(after.as_millis()).unwrap_or(0)),
+            None => millis
+                .saturating_sub(u64::try_from(at.duration_since(now).as_millis()).unwrap_or(0)),
+        }
+    };
     ANCHOR.with(|anchor| {
         if let Some((at, millis)) = anchor.get()
-            && let Some(since) = now.checked_duration_since(at)
-            && since < std::time::Duration::from_secs(1)
+            && now.saturating_duration_since(at) < Duration::from_secs(1)
         {
-            return millis + u64::try_from(since.as_millis()).unwrap_or(0);
+            return since_anchor(at, millis);
         }
+        let at = Instant::now();
         let millis = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        anchor.set(Some((now, millis)));
-        millis
+        anchor.set(Some((at, millis)));
+        since_anchor(at, millis)
     })
 }
 
@@ -181,5 +191,34 @@ fn log(
         tracing::warn!(request_id = %text(request_id), traceparent = %text(traceparent), method = %method, %route, status, elapsed_ms = elapsed.as_secs_f64() * 1e3, "request failed");
     } else if tracing::enabled!(tracing::Level::DEBUG) {
         tracing::debug!(request_id = %text(request_id), traceparent = %text(traceparent), method = %method, %route, status, elapsed_ms = elapsed.as_secs_f64() * 1e3, "request");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    #[test]
+    fn request_id_milliseconds_follow_the_wall_clock_both_ways() {
+        let wall = || {
+            u64::try_from(
+                SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap()
+                    .as_millis(),
+            )
+            .unwrap()
+        };
+        let now = Instant::now();
+        let at_now = unix_millis(now);
+        assert!(at_now.abs_diff(wall()) <= 5, "{at_now} vs {}", wall());
+        // A request that started before the anchor counts back from it.
+        let earlier = now.checked_sub(Duration::from_millis(300)).unwrap();
+        let back = unix_millis(earlier);
+        assert!((at_now - back).abs_diff(300) <= 2, "{at_now} - {back}");
+        let later = now + Duration::from_millis(200);
+        let ahead = unix_millis(later);
+        assert!((ahead - at_now).abs_diff(200) <= 2, "{ahead} - {at_now}");
     }
 }
