@@ -2,7 +2,6 @@
 //! DELETE) when an API token is configured. The comparison is constant-time.
 
 use actix_web::dev::ServiceRequest;
-use actix_web::http::Method;
 use subtle::ConstantTimeEq;
 
 use crate::api_error::ApiError;
@@ -21,11 +20,7 @@ fn bearer_matches(header: Option<&str>, token: &str) -> bool {
 
 /// A 401 for a state-changing request without the right token, or `None`.
 pub(crate) fn refusal(req: &ServiceRequest, token: Option<&str>) -> Option<ApiError> {
-    let mutating = matches!(
-        *req.method(),
-        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
-    );
-    if !mutating {
+    if !crate::guard::changes_state(req.method()) {
         return None;
     }
     let token = token?;

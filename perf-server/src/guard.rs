@@ -96,6 +96,15 @@ fn host_name(host: &str) -> &str {
     }
 }
 
+/// Whether a request of this method changes state (the ones that need the
+/// bearer token and a same-site `Origin`).
+pub(crate) fn changes_state(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+    )
+}
+
 /// Why a request is refused before routing (a `Host` that does not name
 /// this server, a state change from a page of another origin), or `None`.
 pub(crate) fn refusal(req: &ServiceRequest, guard: &RequestGuard) -> Option<ApiError> {
@@ -103,10 +112,7 @@ pub(crate) fn refusal(req: &ServiceRequest, guard: &RequestGuard) -> Option<ApiE
     // no browser sends) falls back to an absolute-form request target.
     let raw_host = req.headers().get(header::HOST);
     let known = raw_host.is_some_and(|v| guard.accepted.borrow().as_ref() == Some(v));
-    let mutating = matches!(
-        *req.method(),
-        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
-    );
+    let mutating = changes_state(req.method());
     if known && !mutating {
         return None;
     }

@@ -166,16 +166,12 @@ pub(crate) fn render_requests() -> String {
             *sum = sum.saturating_add(series.sum_nanos.load(Ordering::Relaxed));
         }
     }
-    let rows: Vec<(String, &'static str, u16, Vec<u64>, u64)> = summed
-        .into_iter()
-        .map(|((route, method, status), (counts, sum))| (route, method, status, counts, sum))
-        .collect();
     let mut out = String::new();
     out.push_str(
         "# HELP http_requests_total Requests answered, by route pattern, method and status.\n",
     );
     out.push_str("# TYPE http_requests_total counter\n");
-    for (route, method, status, counts, _) in &rows {
+    for ((route, method, status), (counts, _)) in &summed {
         let total: u64 = counts.iter().sum();
         let _ = writeln!(
             out,
@@ -185,7 +181,7 @@ pub(crate) fn render_requests() -> String {
     }
     out.push_str("# HELP http_request_duration_seconds Time from a request's arrival at the middleware to its response, by route pattern, method and status.\n");
     out.push_str("# TYPE http_request_duration_seconds histogram\n");
-    for (route, method, status, counts, sum_nanos) in &rows {
+    for ((route, method, status), (counts, sum_nanos)) in &summed {
         let labels = format!(
             "method=\"{method}\",route=\"{}\",status=\"{status}\"",
             escape_label(route)
