@@ -4,14 +4,22 @@
 # the test certificates of examples/tls; each client pinned to core 0 with one
 # thread. Three figures, RUNS times each (medians printed):
 #   keepalive  64 keep-alive connections (wrk -t1 -c64)
+#   bound      the same, each client limited to half a core (a cgroup CPU
+#              quota of 50 ms per 100 ms, v2 cpu.max or v1 cfs_quota_us): the
+#              client, not nginx, is then the bottleneck, so the rate is the
+#              client's own throughput per CPU (needs root; skipped without)
 #   handshake  a new connection and a FULL handshake per request: the nginx
 #              port closes after each response (keepalive_requests 1) and has
 #              no session cache or tickets; perf-loadgen also sets
 #              session_resumption: false
 #   memory     bytes per TLS user: peak RSS at USERS users (10 s think time)
 #              minus peak RSS at 1 user, over the extra users
-# perf-loadgen's trace headers are off (TRACE=true turns them on): wrk sends
-# none, so both send the same request bytes.
+# Both send the same request bytes: perf-loadgen's trace headers are off
+# (TRACE=true turns them on) and wrk is given perf-loadgen's User-Agent (nginx
+# scans that header for browser names: without it wrk's requests are cheaper
+# for the target). The one nginx worker is the bottleneck of the keep-alive
+# figure: both clients keep its core busy, so the CPU each client spends per
+# request (user + system, from /usr/bin/time) is printed beside the rates.
 # Needs nginx and wrk (apt-get install nginx-light wrk). DUR seconds per run.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -70,35 +78,65 @@ YAML
 }
 keep=$(scenario 9443 64 "" true)
 full=$(scenario 9444 64 "" false)
+# A cgroup with a CPU quota of half a core, for the client-bound figure.
+quota=""
+if [ -w /sys/fs/cgroup/cgroup.subtree_control ] && grep -qw cpu /sys/fs/cgroup/cgroup.controllers; then
+    quota=/sys/fs/cgroup/loadgen-tls-$$
+    echo +cpu > /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null || true
+    mkdir "$quota" && echo "50000 100000" > "$quota/cpu.max" || quota=""
+elif [ -w /sys/fs/cgroup/cpu ]; then
+    quota=/sys/fs/cgroup/cpu/loadgen-tls-$$
+    mkdir "$quota" && echo 100000 > "$quota/cpu.cfs_period_us" && echo 50000 > "$quota/cpu.cfs_quota_us" || quota=""
+fi
+trap 'kill $server 2>/dev/null; rm -rf "$work"; [ -n "$quota" ] && rmdir "$quota" 2>/dev/null; true' EXIT
+# `in_quota CMD...` runs CMD inside the quota cgroup when the kind is "bound".
+in_quota() {
+    if [ "$kind" = bound ]; then sh -c 'echo $$ > "$0/cgroup.procs"; exec "$@"' "$quota" "$@"; else "$@"; fi
+}
+kinds="keepalive handshake"
+if [ -n "$quota" ]; then kinds="keepalive bound handshake"; else echo "no writable cgroup: the client-bound figure is skipped"; fi
+client_wrk() { # port
+    in_quota taskset -c 0 /usr/bin/time -f "%U %S" -o "$work/wrk.time" \
+        wrk -t1 -c64 -H "User-Agent: perf-loadgen" -d"${DUR}s" "https://127.0.0.1:$1/" > "$work/wrk.out"
+}
+client_perf() { # scenario file
+    in_quota taskset -c 0 /usr/bin/time -f "%U %S" -o "$work/perf.time" \
+        "$bin/perf-server" run "$1" --threads 1 --out "$work/perf.json" > /dev/null || true
+}
 for i in $(seq "$RUNS"); do
-    for kind in keepalive handshake; do
+    for kind in $kinds; do
         port=9443; file=$keep
         [ "$kind" = handshake ] && port=9444 && file=$full
-        taskset -c 0 wrk -t1 -c64 -d"${DUR}s" "https://127.0.0.1:$port/" > "$work/wrk.out"
-        taskset -c 0 "$bin/perf-server" run "$file" --threads 1 --out "$work/perf.json" > /dev/null || true
-        python3 - "$work" "$kind" <<'PY'
+        # Alternate who goes first: a run that always follows the other
+        # inherits its warm (or tired) target.
+        if [ $((i % 2)) = 1 ]; then client_wrk $port; client_perf "$file"
+        else client_perf "$file"; client_wrk $port; fi
+        python3 - "$work" "$kind" <<'PY2'
 import json, re, sys
 work, kind = sys.argv[1], sys.argv[2]
 wrk = open(f"{work}/wrk.out").read()
 wrk_rps = float(re.search(r"Requests/sec:\s+([\d.]+)", wrk).group(1))
-errs = re.search(r"Non-2xx or 3xx responses: (\d+)", wrk)
+wrk_req = int(re.search(r"(\d+) requests in", wrk).group(1))
 r = json.load(open(f"{work}/perf.json"))
 p = r["phases"]
-print(f"{kind}: wrk {wrk_rps:.0f} req/s | perf-loadgen {r['rps']:.0f} req/s errors {r['errors']} "
-      f"handshakes {p['tls_handshakes']} resumed {p['tls_resumed']} | ratio {r['rps']/wrk_rps:.3f}")
+cpu = lambda f, n: sum(map(float, open(f).read().split()[-2:])) / max(n, 1) * 1e6
+wc, pc = cpu(f"{work}/wrk.time", wrk_req), cpu(f"{work}/perf.time", r["requests"])
+print(f"{kind}: wrk {wrk_rps:.0f} req/s {wc:.2f} us-cpu/req | perf-loadgen {r['rps']:.0f} req/s {pc:.2f} us-cpu/req "
+      f"errors {r['errors']} handshakes {p['tls_handshakes']} resumed {p['tls_resumed']} | ratio {r['rps']/wrk_rps:.3f}")
 with open(f"{work}/rows-{kind}", "a") as f:
-    f.write(f"{wrk_rps} {r['rps']}\n")
-PY
+    f.write(f"{wrk_rps} {r['rps']} {wc} {pc}\n")
+PY2
     done
 done
-python3 - "$work" <<'PY'
+python3 - "$work" $kinds <<'PY2'
 import statistics, sys
-for kind in ["keepalive", "handshake"]:
+for kind in sys.argv[2:]:
     rows = [list(map(float, l.split())) for l in open(f"{sys.argv[1]}/rows-{kind}")]
-    print(f"median {kind}: wrk {statistics.median(r[0] for r in rows):.0f} req/s, "
-          f"perf-loadgen {statistics.median(r[1] for r in rows):.0f} req/s, "
-          f"ratio {statistics.median(r[1]/r[0] for r in rows):.3f}")
-PY
+    med = lambda k: statistics.median(r[k] for r in rows)
+    ratios = sorted(r[1] / r[0] for r in rows)
+    print(f"median {kind}: wrk {med(0):.0f} req/s, perf-loadgen {med(1):.0f} req/s, ratio {statistics.median(ratios):.3f} "
+          f"({ratios[0]:.3f}-{ratios[-1]:.3f}); cpu/request wrk {med(2):.2f} us, perf-loadgen {med(3):.2f} us")
+PY2
 peak_rss() { # scenario file -> peak VmRSS in kB while it runs
     "$bin/perf-server" run "$1" --threads 1 --out "$work/mem.json" > /dev/null &
     local pid=$! peak=0 rss
