@@ -232,6 +232,23 @@ impl<'de> Deserialize<'de> for LatencyHistogram {
     }
 }
 
+// In JSON a histogram is its base64 text (HdrHistogram V2, deflated).
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for LatencyHistogram {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .content_encoding("base64")
+            .description(Some(
+                "an HdrHistogram in its V2 deflated encoding, base64: latencies in microseconds, merged exactly",
+            ))
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for LatencyHistogram {}
+
 /// The usual latency figures of a [`LatencyHistogram`], in microseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

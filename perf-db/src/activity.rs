@@ -13,6 +13,7 @@ use crate::error::db_error;
 /// The current database's activity (from `pg_stat_activity` and
 /// `pg_stat_database`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DatabaseActivity {
     /// The database's name.
     pub database: String,

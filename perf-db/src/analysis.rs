@@ -27,6 +27,7 @@ use crate::{Error, Fingerprint, Result, fingerprint};
 
 /// Where in the statement a column is used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Clause {
     /// `WHERE` (also of UPDATE and DELETE).
@@ -41,6 +42,7 @@ pub enum Clause {
 
 /// How a column is compared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum PredicateKind {
     /// `=`, `IN (...)`, `= ANY(...)`, or equal to another column (a join key).
@@ -57,6 +59,7 @@ pub enum PredicateKind {
 
 /// One use of a column.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ColumnUse {
     /// The table the column belongs to, when it can be told (aliases resolved).
     pub table: Option<String>,
@@ -70,6 +73,7 @@ pub struct ColumnUse {
 
 /// A column, with its table when it can be told.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ColumnRef {
     /// The table (aliases, views and inlined CTEs resolved).
     pub table: Option<String>,
@@ -80,6 +84,7 @@ pub struct ColumnRef {
 /// One key of an `ORDER BY`, resolved to a column (positions such as
 /// `ORDER BY 1` and output aliases included).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OrderKey {
     /// The column.
     pub column: ColumnRef,
@@ -91,6 +96,7 @@ pub struct OrderKey {
 
 /// The analysis of one SQL text.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct QueryAnalysis {
     /// Fingerprint (see [`crate::fingerprint`]).
     pub fingerprint: Fingerprint,

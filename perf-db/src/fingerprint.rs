@@ -32,6 +32,7 @@ use crate::{Error, Result};
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
 )]
 #[serde(transparent)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(value_type = u64))]
 pub struct Fingerprint(pub u64);
 
 impl fmt::Display for Fingerprint {

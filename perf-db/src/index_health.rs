@@ -10,6 +10,7 @@ use crate::error::db_error;
 
 /// Thresholds of [`index_health`].
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct HealthOptions {
     /// Tables with at least this many live rows count as large (default 10000).
@@ -26,6 +27,7 @@ impl Default for HealthOptions {
 
 /// An index another one makes redundant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DuplicateIndex {
     /// Table.
     pub table: String,
@@ -41,6 +43,7 @@ pub struct DuplicateIndex {
 
 /// An index no query has used since statistics were reset.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UnusedIndex {
     /// Table.
     pub table: String,
@@ -54,6 +57,7 @@ pub struct UnusedIndex {
 
 /// A large table read mostly by sequential scans: an index is probably missing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SeqScanHint {
     /// Table.
     pub table: String,
@@ -69,6 +73,7 @@ pub struct SeqScanHint {
 
 /// The three lists.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct IndexHealth {
     /// Redundant indexes.
     pub duplicates: Vec<DuplicateIndex>,

@@ -13,6 +13,7 @@ use crate::{Clause, PredicateKind, Result, analyze};
 
 /// Thresholds of [`partition_advice`].
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct PartitionOptions {
     /// Tables at least this big (table + indexes + toast) are considered (default 10 GiB).
@@ -35,6 +36,7 @@ impl Default for PartitionOptions {
 
 /// How to partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum PartitionStrategy {
     /// By ranges of a time column.
@@ -47,6 +49,7 @@ pub enum PartitionStrategy {
 
 /// One recommendation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PartitionAdvice {
     /// Table.
     pub table: String,

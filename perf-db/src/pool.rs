@@ -24,13 +24,16 @@ use crate::{Error, Result};
 
 /// Timeouts and size of an [`InstrumentedPool`].
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct PoolSettings {
     /// Most connections (default 10).
     pub max_size: usize,
     /// Longest wait for a free connection (default 5 s).
+    #[cfg_attr(feature = "openapi", schema(value_type = Object, example = json!({"secs": 5, "nanos": 0})))]
     pub wait_timeout: Duration,
     /// Longest time to open a connection (default 5 s).
+    #[cfg_attr(feature = "openapi", schema(value_type = Object, example = json!({"secs": 5, "nanos": 0})))]
     pub create_timeout: Duration,
 }
 
@@ -148,6 +151,7 @@ impl Drop for PooledConnection {
 
 /// What a pool measured since it was created.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PoolObservation {
     /// Seconds measured.
     pub elapsed_s: f64,
@@ -366,6 +370,7 @@ impl InstrumentedPool {
 
 /// A recommended pool size and why.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PoolRecommendation {
     /// Connections to configure.
     pub size: usize,

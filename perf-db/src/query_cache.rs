@@ -28,6 +28,7 @@ struct Key {
 
 /// Counters of a [`QueryCache`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct QueryCacheStats {
     /// Lookups answered from the cache.
     pub hits: u64,

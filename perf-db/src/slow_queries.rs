@@ -9,6 +9,7 @@ use crate::{Error, Fingerprint, Result, fingerprint};
 
 /// Which statements count as slow.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct SlowQueryFilter {
     /// Only statements called at least this often (default 1).
@@ -40,6 +41,7 @@ impl Default for SlowQueryFilter {
 
 /// One statement as pg_stat_statements counts it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SlowQuery {
     /// PostgreSQL's query id.
     pub queryid: i64,
@@ -116,6 +118,7 @@ pub async fn slow_queries(client: &Client, filter: &SlowQueryFilter) -> Result<V
 /// [`crate::advise_workload`]: the top statements by total time and the
 /// hours their counters and the tables' write counters cover.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ObservedWorkload {
     /// The statements, with their calls and total time.
     pub statements: Vec<crate::WorkloadStatement>,

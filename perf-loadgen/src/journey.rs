@@ -487,6 +487,7 @@ impl UserState {
 
 /// Pass and fail counts of one check (or capture).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CheckCount {
     /// Times it held.
     pub passes: u64,
@@ -513,6 +514,7 @@ impl CheckCount {
 
 /// Iterations of one flow.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FlowCount {
     /// Iterations started and finished or cut (the run's end cuts none in the count).
     pub iterations: u64,

@@ -13,6 +13,7 @@ use crate::{Error, Result};
 
 /// Latency figures in milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LatencyMs {
     /// Median.
     pub p50: f64,
@@ -47,6 +48,7 @@ impl LatencyMs {
 
 /// One threshold's verdict.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ThresholdResult {
     /// The rule as written, e.g. `p95 < 50ms`.
     pub expr: String,
@@ -58,6 +60,7 @@ pub struct ThresholdResult {
 
 /// Figures of one request of the mix.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RequestReport {
     /// Requests completed.
     pub requests: u64,
@@ -71,6 +74,7 @@ pub struct RequestReport {
 
 /// The histograms behind the figures, kept so reports merge exactly.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReportHistograms {
     /// All requests, corrected.
     pub latency: LatencyHistogram,
@@ -86,6 +90,7 @@ pub struct ReportHistograms {
 /// Histograms of the phases of exchanges: connections opened and failed,
 /// TLS handshakes, time to first byte.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PhaseHistograms {
     /// TCP connect time of connections that opened.
     pub connect: LatencyHistogram,
@@ -132,6 +137,7 @@ impl PhaseHistograms {
 /// Where the time of the exchanges went: opening connections (TCP, TLS)
 /// and waiting for the first byte. `latency_ms` is the total.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PhasesReport {
     /// Connections opened.
     pub connections_opened: u64,
@@ -171,6 +177,7 @@ impl PhasesReport {
 
 /// How the run's TLS was set up.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TlsReport {
     /// Server certificates were not verified (`tls.insecure_skip_verify`).
     pub insecure_skip_verify: bool,
@@ -181,6 +188,7 @@ pub struct TlsReport {
 /// The report of a run. Its JSON form is the documented schema of
 /// `docs/load-testing.md`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RunReport {
     /// Scenario name.
     pub scenario: String,
@@ -270,6 +278,7 @@ fn default_protocol() -> String {
 
 /// The load generator's own figures over a run.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GeneratorLoad {
     /// CPU time the generating process used, seconds.
     pub cpu_s: f64,

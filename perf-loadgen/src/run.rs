@@ -22,6 +22,7 @@ use crate::{Error, FeedAccess, Result};
 
 /// The figures of a run, once a second while it goes.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LiveSnapshot {
     /// Seconds since the start.
     pub elapsed_s: f64,

@@ -296,6 +296,7 @@ pub(crate) fn micros(d: Duration) -> u64 {
 /// One row of the timeline: a second of the run (or, for old rows of a long
 /// run, several seconds coarsened into one).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TimelineRow {
     /// Seconds since the start of the run at the row's start.
     pub t_s: u64,

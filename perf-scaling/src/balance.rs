@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 /// How requests are spread.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Strategy {
     /// Each backend in turn.
@@ -35,6 +36,7 @@ pub enum Strategy {
 
 /// A backend to balance over.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Backend {
     /// Its identity (an address).
     pub id: String,
@@ -101,6 +103,7 @@ pub struct Pick {
 
 /// Share of requests per backend.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Share {
     /// Backend id.
     pub id: String,

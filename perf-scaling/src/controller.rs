@@ -19,6 +19,7 @@ use crate::{Error, Result};
 
 /// A recorded decision.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ScalingEvent {
     /// When, milliseconds since the Unix epoch.
     pub at_ms: u64,
@@ -36,6 +37,7 @@ pub struct ScalingEvent {
 
 /// An instance with its share of the load.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InstanceStatus {
     /// The instance.
     #[serde(flatten)]
@@ -46,6 +48,7 @@ pub struct InstanceStatus {
 
 /// What the controller knows now.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ControllerStatus {
     /// Replicas running or starting.
     pub current_replicas: u32,
@@ -71,6 +74,7 @@ pub struct ControllerStatus {
 
 /// How much the engine remembers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HistorySummary {
     /// Recommendations held for the stabilization windows; `None` before
     /// the first decision of a new engine (no history yet).

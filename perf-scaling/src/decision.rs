@@ -36,6 +36,7 @@ pub const MAX_HISTORY_ENTRIES: usize = 10_000;
 
 /// What a metric source measured for one metric.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Reading {
     /// A value per pod (resource and pods metrics).
@@ -48,6 +49,7 @@ pub enum Reading {
 
 /// Everything one decision looks at.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Observation {
     /// The instances.
     pub pods: Vec<Pod>,
@@ -57,6 +59,7 @@ pub struct Observation {
 
 /// One metric's part in a decision.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MetricOutcome {
     /// The metric.
     pub name: String,
@@ -72,6 +75,7 @@ pub struct MetricOutcome {
 
 /// The HPA's status condition types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum ConditionType {
     /// Whether the controller can scale (and whether stabilization holds it).
     AbleToScale,
@@ -83,6 +87,7 @@ pub enum ConditionType {
 
 /// The reasons upstream gives for its conditions, with their messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum ConditionReason {
     /// AbleToScale: the current scale was read.
     SucceededGetScale,
@@ -144,6 +149,7 @@ impl ConditionReason {
 
 /// One status condition, as an HPA's `status.conditions` holds it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HpaCondition {
     /// Which condition.
     #[serde(rename = "type")]
@@ -158,6 +164,7 @@ pub struct HpaCondition {
 
 /// A decision and its reasons.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Decision {
     /// When (the caller's clock, seconds).
     pub at_s: f64,
@@ -198,6 +205,7 @@ pub(crate) struct Timed {
 
 /// A replica count at a time (the engine's clock, seconds).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TimedReplicas {
     /// When.
@@ -214,6 +222,7 @@ pub struct TimedReplicas {
 /// `recordInitialRecommendation` does, so a restarted autoscaler does not
 /// scale down at once. `Some(vec![])` is an empty history, kept as such.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct History {
     /// Past recommendations, for the stabilization windows.

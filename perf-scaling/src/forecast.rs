@@ -48,6 +48,7 @@ const SEASONS: usize = 3;
 
 /// Whether the forecast acts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum PredictiveMode {
     /// Forecast and record what it would have done; scale reactively.
@@ -58,6 +59,7 @@ pub enum PredictiveMode {
 
 /// How the forecast is made (the default was chosen by measurement).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ForecastModel {
     /// Holt-Winters with additive seasonality (alpha 0.2, beta 0.01,
@@ -80,6 +82,7 @@ pub enum ForecastModel {
 /// # Ok::<(), serde_json::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PredictiveSettings {
     /// `forecast_only` (record, do not act) or `scale`.
@@ -175,6 +178,7 @@ impl PredictiveSettings {
 /// The demand a metric measured, averaged per minute; gaps are filled with
 /// the last value.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct DemandHistory {
     /// Which metric this is (name/kind/target type); a history of another
@@ -486,6 +490,7 @@ impl HoltWinters {
 
 /// A forecast point.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ForecastPoint {
     /// Seconds from now.
     pub in_s: f64,
@@ -497,6 +502,7 @@ pub struct ForecastPoint {
 
 /// What the forecaster knows and expects.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ForecastStatus {
     /// The configured mode.
     pub mode: PredictiveMode,
@@ -518,6 +524,7 @@ pub struct ForecastStatus {
 
 /// What the forecast asked for in one decision.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Prediction {
     /// The most demand forecast within the lead time.
     pub load: f64,

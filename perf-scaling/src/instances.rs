@@ -15,6 +15,7 @@ use crate::{Error, Result};
 
 /// One replica as a manager reports it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Instance {
     /// Its name.
     pub id: String,
@@ -64,6 +65,7 @@ pub trait InstanceManager: Send + Sync {
 
 /// How to run local copies of a command.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LocalProcessConfig {
     /// Program and arguments; `{port}` and `{index}` are replaced in each.

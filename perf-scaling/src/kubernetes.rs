@@ -14,6 +14,7 @@ use crate::{Error, Result};
 
 /// Which Deployment to scale.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct KubernetesConfig {
     /// Its namespace.

@@ -11,6 +11,7 @@ use crate::{Error, Result};
 
 /// Which kind of metric, as the HPA distinguishes them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum MetricKind {
     /// A resource of each pod (`cpu`, `memory`), against its request.
@@ -25,6 +26,7 @@ pub enum MetricKind {
 
 /// What a metric is held to.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum MetricTarget {
     /// Percent of the pods' requests (resource metrics).
@@ -37,6 +39,7 @@ pub enum MetricTarget {
 
 /// One metric the policy scales on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct MetricSpec {
     /// Its name (`cpu`, `requests_per_second`, ...); readings are keyed by
@@ -56,6 +59,7 @@ pub struct MetricSpec {
 
 /// A metric's own tolerance: either direction or both.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct ToleranceOverride {
     /// Scale up only above `1 + up`.
@@ -106,6 +110,7 @@ impl MetricSpec {
 
 /// How a rate policy limits change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum RatePolicyKind {
     /// At most `value` replicas per period.
     Pods,
@@ -115,6 +120,7 @@ pub enum RatePolicyKind {
 
 /// A limit on change per period.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RatePolicy {
     /// `Pods` or `Percent`.
@@ -128,6 +134,7 @@ pub struct RatePolicy {
 
 /// Which of several rate policies wins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum SelectPolicy {
     /// The one allowing the most change (default).
     #[default]
@@ -140,6 +147,7 @@ pub enum SelectPolicy {
 
 /// The rules of one direction.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct ScalingRules {
     /// Seconds of past recommendations considered (0 to 3600; default 0
@@ -158,6 +166,7 @@ pub struct ScalingRules {
 
 /// Scaling behavior per direction.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct Behavior {
     /// Scaling up.
@@ -225,6 +234,7 @@ impl ScalingRules {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ScalingPolicy {
     /// Fewest replicas (at least 1; 0 with an object or external metric).
@@ -437,6 +447,7 @@ impl ScalingPolicy {
 /// `scale_up_above`, remove `step` when it is below `scale_down_below`, and
 /// wait `cooldown_seconds` after a change in that direction.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct StepRule {
     /// The metric (an average per replica, e.g. CPU percent).

@@ -28,6 +28,7 @@ use crate::{Error, Result};
 
 /// Where a pod is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum PodPhase {
     /// Not yet running.
@@ -42,6 +43,7 @@ pub enum PodPhase {
 
 /// A pod (an instance) as the calculator sees it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Pod {
     /// Its name; metrics are keyed by it.
     pub name: String,
@@ -79,6 +81,7 @@ impl Pod {
 
 /// What one metric asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MetricRecommendation {
     /// Replicas wanted.
     pub replicas: u32,
@@ -145,6 +148,7 @@ fn group_pods(pods: &[Pod], metrics: &BTreeMap<String, f64>, cpu: bool) -> Group
 
 /// The tolerance band around a ratio of 1, per direction (default 0.1 both).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct Tolerance {
     /// Scale up only above `1 + up`.

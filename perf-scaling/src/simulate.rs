@@ -21,6 +21,7 @@ pub const MAX_SIMULATION_WORK: f64 = 2e8;
 
 /// One point of a recorded load.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TracePoint {
     /// Seconds since the start of the recording.
     pub t_s: f64,
@@ -91,6 +92,7 @@ pub fn parse_trace_csv(text: &str) -> Result<Vec<TracePoint>> {
 
 /// How the simulated system behaves.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct SimulationSettings {
     /// Replicas at the start (default: the policy's minimum).
@@ -117,6 +119,7 @@ impl Default for SimulationSettings {
 
 /// The state after one decision.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SimulationStep {
     /// Time, seconds.
     pub t_s: f64,
@@ -134,6 +137,7 @@ pub struct SimulationStep {
 
 /// What a policy did with a recorded load.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SimulationReport {
     /// One row per evaluation period.
     pub timeline: Vec<SimulationStep>,
@@ -167,6 +171,7 @@ impl SimulationReport {
 
 /// The same trace through the reactive policy and the predictive one.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PolicyComparison {
     /// The policy without its `predictive` block.
     pub reactive: SimulationReport,

@@ -112,6 +112,7 @@ pub(crate) fn sum_instant_vector(body: &str) -> Result<f64> {
 /// One value from a Prometheus server's query API, e.g.
 /// `sum(rate(istio_requests_total{destination_workload="api"}[1m]))`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PrometheusQuery {
     /// The metric name the policy uses for this reading.
@@ -139,6 +140,7 @@ impl MetricsSource for PrometheusQuery {
 
 /// How a scraped series becomes a reading.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum SeriesKind {
     /// The value as it is (Envoy's `envoy_cluster_upstream_rq_active`).
@@ -150,6 +152,7 @@ pub enum SeriesKind {
 
 /// A series read from each instance's Prometheus text endpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ScrapedSeries {
     /// The metric name the policy uses for this reading.

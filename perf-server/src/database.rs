@@ -36,7 +36,7 @@ impl std::fmt::Debug for DatabaseMonitor {
 }
 
 /// Query latency through the pool, milliseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct LatencyMs {
     /// Median.
     pub p50: f64,
@@ -49,7 +49,7 @@ pub struct LatencyMs {
 }
 
 /// What `/performance/metrics/database` answers.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DatabaseReport {
     /// Whether a database is configured at all.
     pub configured: bool,

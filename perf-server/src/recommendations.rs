@@ -13,11 +13,12 @@ use crate::app::AppState;
 use crate::store::{PageRequest, TestFilter, TestStatus};
 
 /// The gathered list.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RecommendationList {
     /// Most urgent first.
     pub recommendations: Vec<Recommendation>,
     /// For each source: `ok`, `not configured`, or what failed.
+    #[schema(value_type = BTreeMap<String, String>)]
     pub sources: BTreeMap<&'static str, String>,
 }
 

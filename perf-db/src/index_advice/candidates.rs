@@ -15,6 +15,7 @@ pub const INDEX_MAX_KEYS: usize = 32;
 
 /// One key column of an index.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct IndexKey {
     /// Column name.
     pub column: String,

@@ -34,6 +34,7 @@ use planner::{Planner, TableInfo, plan_uses};
 
 /// How demanding the advice is, and what it may look at.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct AdviceOptions {
     /// Keep a candidate only when it cuts a statement's planned cost by at
@@ -114,6 +115,7 @@ impl AdviceOptions {
 
 /// What an index would do for one statement.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StatementGain {
     /// The statement.
     pub query: String,
@@ -125,6 +127,7 @@ pub struct StatementGain {
 
 /// One recommended index.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct IndexAdvice {
     /// Table (the root of a partition tree for a partition).
     pub table: String,
@@ -151,6 +154,7 @@ fn yes() -> bool {
 
 /// A statement the advice could not use, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SkippedStatement {
     /// The statement.
     pub query: String,
@@ -160,6 +164,7 @@ pub struct SkippedStatement {
 
 /// Index advice for a set of statements.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Advice {
     /// Indexes worth adding.
     pub indexes: Vec<IndexAdvice>,
@@ -521,6 +526,7 @@ fn index_advice(
 
 /// An index created by [`apply_index`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AppliedIndex {
     /// Its name.
     pub name: String,

@@ -29,6 +29,7 @@ use crate::{Error, QueryAnalysis, Result, Views};
 
 /// One statement of the workload, as pg_stat_statements counts it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WorkloadStatement {
     /// The statement (normalized, with `$n`, is fine).
     pub query: String,
@@ -40,6 +41,7 @@ pub struct WorkloadStatement {
 
 /// Budgets and costs of a workload selection.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct WorkloadOptions {
     /// The per-statement rules (saving, cost floor, tables, concurrently, analyze).
@@ -120,6 +122,7 @@ impl WorkloadOptions {
 
 /// One index of the chosen set.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WorkloadIndex {
     /// The index, and the statements whose plan uses it with the whole set
     /// present (cost before: none of the set; after: the whole set).
@@ -137,6 +140,7 @@ pub struct WorkloadIndex {
 
 /// A candidate that was not chosen, and why.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RejectedCandidate {
     /// Table.
     pub table: String,
@@ -148,6 +152,7 @@ pub struct RejectedCandidate {
 
 /// The workload's index set.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WorkloadAdvice {
     /// The chosen indexes, in the order they were chosen (most worth first).
     pub indexes: Vec<WorkloadIndex>,

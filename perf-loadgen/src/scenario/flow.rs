@@ -20,6 +20,7 @@ pub const MAX_KEPT_BODY: usize = 64 * 1024;
 
 /// What a failed check does to the rest of the iteration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum OnCheckFailure {
     /// Go on with the next step (the failure is counted).
@@ -31,6 +32,7 @@ pub enum OnCheckFailure {
 
 /// One journey: steps run in order by a virtual user, once per iteration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct FlowSpec {
     /// Name in the report (default `flow<i>`).
@@ -48,6 +50,7 @@ pub struct FlowSpec {
 
 /// One step of a flow: a request, what must hold of its answer, what to keep.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct StepSpec {
     /// Name of its latency figures and checks (default `METHOD path`).
@@ -97,6 +100,7 @@ impl StepSpec {
 
 /// One status or a list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(untagged)]
 pub enum StatusSet {
     /// One status.
@@ -120,6 +124,7 @@ impl StatusSet {
 /// `max_latency`; `header` and `json` take `equals` or `exists`
 /// (default: exists).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CheckSpec {
     /// Name in the report (default: the check in words).
@@ -155,6 +160,7 @@ pub struct CheckSpec {
 /// one of `json` (pointer), `regex` (its first group, or the whole match),
 /// `header` or `cookie`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CaptureSpec {
     /// Variable name: a letter or `_`, then letters, digits or `_` (at most 64).

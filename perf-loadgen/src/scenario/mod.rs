@@ -90,6 +90,7 @@ impl ScenarioFile {
 
 /// One or more base URLs (`http://host:port`), used in turn by virtual users.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(untagged)]
 pub enum Targets {
     /// One base URL.
@@ -110,6 +111,7 @@ impl Targets {
 
 /// A request of the mix.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RequestSpec {
     /// Name under which its latencies are reported (default: `METHOD path`).
@@ -156,6 +158,7 @@ impl RequestSpec {
 
 /// One step of a load shape: reach `users` (closed) or `rate` (open) linearly over `duration`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Stage {
     /// Time to reach the level.
@@ -170,6 +173,7 @@ pub struct Stage {
 
 /// How rows of a data file are handed out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum FeederMode {
     /// Row after row, wrapping around, shared by all users.
@@ -184,6 +188,7 @@ pub enum FeederMode {
 /// CSV data whose columns replace `${column}` in path, headers and body:
 /// a file (`file`) or the CSV text itself (`csv`), header row first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct FeederSpec {
     /// CSV file with a header row. On the command line any file its user can
@@ -204,6 +209,7 @@ pub struct FeederSpec {
 /// file, through a service only a name in its feeds directory) or inline as
 /// PEM text (`ca_pem`, `client_cert_pem`, `client_key_pem`).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TlsSpec {
     /// PEM file of CA certificates trusted besides the system's roots.
@@ -238,6 +244,7 @@ pub struct TlsSpec {
 
 /// The application protocol a scenario speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
     /// HTTP/1.1: a keep-alive connection per virtual user (the default).
@@ -252,6 +259,7 @@ pub enum Protocol {
 
 /// How the open model spaces its arrivals at a given rate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Arrivals {
     /// Evenly: at 100/s one arrival every 10 ms (wrk2's schedule).
@@ -265,6 +273,7 @@ pub enum Arrivals {
 
 /// One load test.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Scenario {
     /// Base URL(s); may come from the file level or the command line.

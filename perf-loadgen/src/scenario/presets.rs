@@ -5,6 +5,7 @@ use crate::{Error, Result};
 
 /// The five kinds of load test of the mission, each with a ready scenario.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Preset {
     /// Normal load: 1000 users over 2 minutes, 10 minutes, 1 s think time.

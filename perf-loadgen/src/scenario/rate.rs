@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 /// assert!("1e-30/s".parse::<Rate>().is_err());
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(value_type = String, example = "100/s"))]
 pub struct Rate(f64);
 
 /// The lowest non-zero rate, requests per second (one an hour): below it the

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 /// In YAML: `think_time: 1s` (constant), `think_time: {uniform: {min: 500ms, max: 2s}}`
 /// or `think_time: {exponential: {mean: 1s}}`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(untagged)]
 pub enum ThinkTime {
     /// The same pause every time.
@@ -18,6 +19,7 @@ pub enum ThinkTime {
 
 /// A random think time.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum ThinkDistribution {
     /// Uniform between `min` and `max`.

@@ -189,6 +189,21 @@ impl fmt::Display for Threshold {
     }
 }
 
+// In a scenario a threshold is its text: `p95 < 200ms`, `error_rate < 0.1%`.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for Threshold {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .description(Some(ALLOWED))
+            .examples(["p95 < 200ms", "error_rate < 0.1%"])
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for Threshold {}
+
 impl Serialize for Threshold {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(&self.text)

@@ -10,8 +10,8 @@ use crate::database::DatabaseReport;
 /// and query cache hit ratios and the slowest statements of the database
 /// named by `--analyze-database-url` (or `--database-url`); with none
 /// configured, `configured: false` and a message saying so.
-#[utoipa::path(get, path = "/performance/metrics/database", tag = "metrics", responses(
-    (status = 200, body = Object, description = "the report; `errors` lists what could not be read"),
+#[utoipa::path(get, operation_id = "getDatabaseReport", path = "/performance/metrics/database", tag = "metrics", responses(
+    (status = 200, body = crate::database::DatabaseReport, description = "the report; `errors` lists what could not be read"),
 ))]
 #[get("/performance/metrics/database")]
 pub(crate) async fn database(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {

@@ -27,7 +27,7 @@ pub(crate) struct Ready {
 }
 
 /// Liveness: the process answers.
-#[utoipa::path(get, path = "/health", tag = "service", responses((status = 200, body = Health, description = "OK")))]
+#[utoipa::path(get, operation_id = "getHealth", path = "/health", tag = "service", responses((status = 200, body = Health, description = "OK")))]
 #[get("/health")]
 pub(crate) async fn health(req: HttpRequest) -> HttpResponse {
     // The state by reference: extracting `web::Data` clones an `Arc` whose
@@ -49,7 +49,7 @@ pub(crate) async fn health(req: HttpRequest) -> HttpResponse {
 }
 
 /// Readiness: the store answers and the host sampler has produced a sample.
-#[utoipa::path(get, path = "/ready", tag = "service", responses(
+#[utoipa::path(get, operation_id = "getReady", path = "/ready", tag = "service", responses(
     (status = 200, body = Ready, description = "OK"),
     (status = 503, description = "store unreachable, no sample yet, or shutting down (draining)", body = crate::api_error::ErrorBody)
 ))]

@@ -126,7 +126,7 @@ fn millis(d: Duration) -> u64 {
 }
 
 /// Headline figures of this host and process.
-#[utoipa::path(get, path = "/performance/metrics", tag = "metrics", params(WindowQuery), responses(
+#[utoipa::path(get, operation_id = "getHostSummary", path = "/performance/metrics", tag = "metrics", params(WindowQuery), responses(
     (status = 200, body = SummaryView, description = "newest sample; with `window`, a Series of them"),
     (status = 400, body = crate::api_error::ErrorBody, description = "bad request")
 ))]
@@ -182,7 +182,7 @@ pub(crate) async fn summary(req: actix_web::HttpRequest) -> Result<HttpResponse,
 }
 
 /// CPU utilization (total and per core), load averages, process CPU.
-#[utoipa::path(get, path = "/performance/metrics/cpu", tag = "metrics", params(WindowQuery), responses(
+#[utoipa::path(get, operation_id = "getHostCpu", path = "/performance/metrics/cpu", tag = "metrics", params(WindowQuery), responses(
     (status = 200, body = CpuView, description = "newest sample; with `window`, a Series of them"),
     (status = 400, body = crate::api_error::ErrorBody, description = "bad request")
 ))]
@@ -200,7 +200,7 @@ pub(crate) async fn cpu(
 }
 
 /// Host memory, process RSS and allocator statistics.
-#[utoipa::path(get, path = "/performance/metrics/memory", tag = "metrics", params(WindowQuery), responses(
+#[utoipa::path(get, operation_id = "getHostMemory", path = "/performance/metrics/memory", tag = "metrics", params(WindowQuery), responses(
     (status = 200, body = MemoryView, description = "newest sample; with `window`, a Series of them"),
     (status = 400, body = crate::api_error::ErrorBody, description = "bad request")
 ))]
@@ -224,7 +224,7 @@ pub(crate) async fn memory(
 }
 
 /// Per-interface rates, errors and drops; TCP connections by state.
-#[utoipa::path(get, path = "/performance/metrics/network", tag = "metrics", params(WindowQuery), responses(
+#[utoipa::path(get, operation_id = "getHostNetwork", path = "/performance/metrics/network", tag = "metrics", params(WindowQuery), responses(
     (status = 200, body = NetworkView, description = "newest sample; with `window`, a Series of them"),
     (status = 400, body = crate::api_error::ErrorBody, description = "bad request")
 ))]

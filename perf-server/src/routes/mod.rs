@@ -40,6 +40,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         .service(snapshots::delete)
         // `history` before `{id}`, so it is not read as an id.
         .service(tests::history)
+        .service(tests::list)
         .service(tests::start)
         .service(tests::show)
         .service(tests::results)

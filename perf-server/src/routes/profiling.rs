@@ -152,16 +152,21 @@ mod enabled {
 type StartBody = perf_memory::ProfileRequest;
 #[cfg(not(feature = "profiling"))]
 type StartBody = serde_json::Value;
+#[cfg(feature = "profiling")]
+type StartReply = perf_memory::ProfileSession;
+#[cfg(not(feature = "profiling"))]
+type StartReply = serde_json::Value;
 
 #[cfg(not(feature = "profiling"))]
 const NOT_BUILT: &str = "this perf-server was built without the `profiling` feature";
 
 /// Starts a CPU or heap profile (`{"kind": "cpu"|"heap", "duration_s"?, "frequency_hz"?}`);
 /// it stops after `duration_s` (at most 600) or on `stop`.
-#[utoipa::path(post, path = "/performance/profiling/start", tag = "profiling",
-    request_body(content = Object, description = "`{\"kind\": \"cpu\"|\"heap\", \"duration_s\"?: 1..600, \"frequency_hz\"?: 1..1000 (cpu)}`"),
+#[utoipa::path(post, operation_id = "startProfile", path = "/performance/profiling/start", tag = "profiling",
+    request_body(content = StartBody, description = "`{\"kind\": \"cpu\"|\"heap\", \"duration_s\"?: 1..600, \"frequency_hz\"?: 1..1000 (cpu)}`",
+        example = json!({"kind": "cpu", "duration_s": 30, "frequency_hz": 99})),
     responses(
-    (status = 201, body = Object, description = "started: the session (id, kind, started_ms, frequency_hz, duration_s)"),
+    (status = 201, body = StartReply, description = "started: the session (id, kind, started_ms, frequency_hz, duration_s)"),
     (status = 401, body = crate::api_error::ErrorBody, description = "missing or wrong bearer token"),
     (status = 409, body = crate::api_error::ErrorBody, description = "a profile is already running; never two at once"),
     (status = 422, body = crate::api_error::ErrorBody, description = "a field is not allowed"),
@@ -184,7 +189,7 @@ pub(crate) async fn start(
 }
 
 /// Stops a running profile and keeps it.
-#[utoipa::path(post, path = "/performance/profiling/stop", tag = "profiling", request_body = StopProfile, responses(
+#[utoipa::path(post, operation_id = "stopProfile", path = "/performance/profiling/stop", tag = "profiling", request_body = StopProfile, responses(
     (status = 200, body = ProfileRecord, description = "stopped and stored"),
     (status = 401, body = crate::api_error::ErrorBody, description = "missing or wrong bearer token"),
     (status = 404, body = crate::api_error::ErrorBody, description = "no such profile is running"),
@@ -208,7 +213,7 @@ pub(crate) async fn stop(
 }
 
 /// The running profile and the stored ones, newest first.
-#[utoipa::path(get, path = "/performance/profiling", tag = "profiling", params(PageQuery), responses(
+#[utoipa::path(get, operation_id = "listProfiles", path = "/performance/profiling", tag = "profiling", params(PageQuery), responses(
     (status = 200, body = ProfilingView, description = "OK"),
     (status = 400, body = crate::api_error::ErrorBody, description = "bad request")
 ))]
@@ -230,7 +235,7 @@ pub(crate) async fn list(
 }
 
 /// One stored profile: its record, or with `?format=pprof|svg` its data.
-#[utoipa::path(get, path = "/performance/profiling/{id}", tag = "profiling", params(FormatQuery), responses(
+#[utoipa::path(get, operation_id = "getProfile", path = "/performance/profiling/{id}", tag = "profiling", params(FormatQuery), responses(
     (status = 200, body = ProfileRecord, description = "the record (json), the pprof protobuf (application/octet-stream) or the flamegraph (image/svg+xml)"),
     (status = 400, body = crate::api_error::ErrorBody, description = "bad id or format"),
     (status = 404, body = crate::api_error::ErrorBody, description = "not found")
@@ -268,7 +273,7 @@ pub(crate) async fn get(
 }
 
 /// Deletes a stored profile (retention also deletes old ones).
-#[utoipa::path(delete, path = "/performance/profiling/{id}", tag = "profiling", responses(
+#[utoipa::path(delete, operation_id = "deleteProfile", path = "/performance/profiling/{id}", tag = "profiling", responses(
     (status = 204, description = "deleted"),
     (status = 400, body = crate::api_error::ErrorBody, description = "bad id"),
     (status = 401, body = crate::api_error::ErrorBody, description = "missing or wrong bearer token"),

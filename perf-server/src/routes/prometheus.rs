@@ -3,7 +3,7 @@ use actix_web::{HttpResponse, get, web};
 use crate::app::AppState;
 
 /// Prometheus metrics in the text exposition format.
-#[utoipa::path(get, path = "/metrics", tag = "service", responses((status = 200, content_type = "text/plain", body = String, description = "OK")))]
+#[utoipa::path(get, operation_id = "getPrometheusMetrics", path = "/metrics", tag = "service", responses((status = 200, content_type = "text/plain", body = String, description = "OK")))]
 #[get("/metrics")]
 pub(crate) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     for cache in state.monitor.memory().caches() {

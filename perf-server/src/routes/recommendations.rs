@@ -20,8 +20,8 @@ pub(crate) struct CapacityQuery {
 /// Advice gathered from every crate: indexes to add or drop, pool size,
 /// caches, allocator tuning, leaks, memory budget, scaling policy and
 /// capacity, most urgent first, each with its evidence and action.
-#[utoipa::path(get, path = "/performance/recommendations", tag = "recommendations", params(CapacityQuery), responses(
-    (status = 200, body = Object, description = "`recommendations` (kind, severity, title, evidence, action) and `sources`"),
+#[utoipa::path(get, operation_id = "listRecommendations", path = "/performance/recommendations", tag = "recommendations", params(CapacityQuery), responses(
+    (status = 200, body = crate::recommendations::RecommendationList, description = "`recommendations` (kind, severity, title, evidence, action) and `sources`"),
     (status = 400, body = crate::api_error::ErrorBody, description = "bad parameter")
 ))]
 #[get("/performance/recommendations")]

@@ -22,12 +22,27 @@ pub(crate) struct ManualScale {
     force: bool,
 }
 
+/// What `GET /performance/scaling/status` answers (its published shape:
+/// the handler writes one of the two).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // a schema: the handler serializes the variants' contents directly
+enum ScalingStatus {
+    /// An autoscaler runs here: its status, plus `configured: true`.
+    Managed(perf_scaling::ControllerStatus),
+    /// None runs here.
+    Unmanaged(Unmanaged),
+}
+
 /// `GET /performance/scaling/status` without an autoscaler here.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct Unmanaged {
+    /// `false`: no autoscaler runs on this instance.
     configured: bool,
     message: &'static str,
+    /// The stored policy, if one was ever put.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<perf_scaling::ScalingPolicy>)]
     policy: Option<serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     last_decision: Option<ScalingEventRecord>,
@@ -50,8 +65,8 @@ async fn stored_policy(state: &AppState) -> Result<Option<serde_json::Value>, Ap
 
 /// Current and desired replicas, the last decision and why, each
 /// instance's health and share of the load, the policy.
-#[utoipa::path(get, path = "/performance/scaling/status", tag = "scaling", responses(
-    (status = 200, body = Object, description = "the controller's status, or `configured: false` with the stored policy and last decision"),
+#[utoipa::path(get, operation_id = "getScalingStatus", path = "/performance/scaling/status", tag = "scaling", responses(
+    (status = 200, body = ScalingStatus, description = "the controller's status (`configured: true`), or `configured: false` with the stored policy and last decision"),
 ))]
 #[get("/performance/scaling/status")]
 pub(crate) async fn status(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
@@ -80,10 +95,11 @@ pub(crate) async fn status(state: web::Data<AppState>) -> Result<HttpResponse, A
 }
 
 /// Replaces the policy (validated; 422 names the field), kept in the store.
-#[utoipa::path(put, path = "/performance/scaling/config", tag = "scaling",
-    request_body(content = Object, description = "a ScalingPolicy: min_replicas, max_replicas, metrics, behavior?, tolerance?"),
+#[utoipa::path(put, operation_id = "putScalingPolicy", path = "/performance/scaling/config", tag = "scaling",
+    request_body(content = perf_scaling::ScalingPolicy, description = "a ScalingPolicy: min_replicas, max_replicas, metrics, behavior?, tolerance?, predictive?",
+        example = json!({"min_replicas": 2, "max_replicas": 20, "metrics": [{"name": "cpu", "kind": "resource", "target": {"utilization": 70}}]})),
     responses(
-    (status = 200, body = Object, description = "the policy now in force"),
+    (status = 200, body = perf_scaling::ScalingPolicy, description = "the policy now in force"),
     (status = 401, body = crate::api_error::ErrorBody, description = "missing or wrong bearer token"),
     (status = 422, body = crate::api_error::ErrorBody, description = "a field is not allowed")
 ))]
@@ -107,7 +123,7 @@ pub(crate) async fn config(
 
 /// Scales now (`{"replicas", "force"?}`); outside min/max is 422 unless
 /// `force`; recorded as an event.
-#[utoipa::path(post, path = "/performance/scaling/manual", tag = "scaling", request_body = ManualScale, responses(
+#[utoipa::path(post, operation_id = "scaleManually", path = "/performance/scaling/manual", tag = "scaling", request_body = ManualScale, responses(
     (status = 200, body = ScalingEventRecord, description = "scaled; the recorded event"),
     (status = 401, body = crate::api_error::ErrorBody, description = "missing or wrong bearer token"),
     (status = 409, body = crate::api_error::ErrorBody, description = "no instance manager on this instance"),
@@ -141,8 +157,8 @@ pub(crate) async fn manual(
 }
 
 /// Decisions, newest first (`?limit=&cursor=`).
-#[utoipa::path(get, path = "/performance/scaling/history", tag = "scaling", params(PageQuery), responses(
-    (status = 200, body = Object, description = "a page of ScalingEventRecord"),
+#[utoipa::path(get, operation_id = "listScalingEvents", path = "/performance/scaling/history", tag = "scaling", params(PageQuery), responses(
+    (status = 200, body = crate::store::Page<ScalingEventRecord>, description = "a page of ScalingEventRecord"),
     (status = 400, body = crate::api_error::ErrorBody, description = "bad request")
 ))]
 #[get("/performance/scaling/history")]

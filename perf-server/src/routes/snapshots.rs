@@ -76,7 +76,7 @@ pub(crate) fn parse_id(text: &str, field: &str) -> Result<Id, ApiError> {
 }
 
 /// Saves the newest host sample under a label (durable before 201).
-#[utoipa::path(post, path = "/performance/metrics/snapshots", tag = "metrics", request_body = CreateSnapshot, responses(
+#[utoipa::path(post, operation_id = "createSnapshot", path = "/performance/metrics/snapshots", tag = "metrics", request_body = CreateSnapshot, responses(
     (status = 201, body = MetricsSnapshot, description = "created and durable", headers(("Location" = String, description = "URL of the snapshot"))),
     (status = 401, body = crate::api_error::ErrorBody, description = "missing or wrong bearer token"),
     (status = 413, body = crate::api_error::ErrorBody, description = "body too large"),
@@ -110,7 +110,7 @@ pub(crate) async fn create(
 }
 
 /// Snapshots, newest first.
-#[utoipa::path(get, path = "/performance/metrics/snapshots", tag = "metrics", params(PageQuery), responses(
+#[utoipa::path(get, operation_id = "listSnapshots", path = "/performance/metrics/snapshots", tag = "metrics", params(PageQuery), responses(
     (status = 200, body = Page<MetricsSnapshot>, description = "OK"),
     (status = 400, body = crate::api_error::ErrorBody, description = "bad request")
 ))]
@@ -124,7 +124,7 @@ pub(crate) async fn list(
 }
 
 /// One snapshot.
-#[utoipa::path(get, path = "/performance/metrics/snapshots/{id}", tag = "metrics", responses(
+#[utoipa::path(get, operation_id = "getSnapshot", path = "/performance/metrics/snapshots/{id}", tag = "metrics", responses(
     (status = 200, body = MetricsSnapshot, description = "OK"),
     (status = 404, body = crate::api_error::ErrorBody, description = "not found")
 ))]
@@ -141,7 +141,7 @@ pub(crate) async fn get(
 }
 
 /// Deletes one snapshot.
-#[utoipa::path(delete, path = "/performance/metrics/snapshots/{id}", tag = "metrics", responses(
+#[utoipa::path(delete, operation_id = "deleteSnapshot", path = "/performance/metrics/snapshots/{id}", tag = "metrics", responses(
     (status = 204, description = "deleted"),
     (status = 401, body = crate::api_error::ErrorBody, description = "missing or wrong bearer token"),
     (status = 404, body = crate::api_error::ErrorBody, description = "not found")

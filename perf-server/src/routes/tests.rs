@@ -21,7 +21,6 @@ pub(crate) struct TestView {
     started_at_ms: Option<u64>,
     finished_at_ms: Option<u64>,
     /// Newest live figures: elapsed_s, users, target_rate, rps, p95_ms, errors, in_flight, dropped.
-    #[schema(value_type = Option<Object>)]
     progress: Option<perf_loadgen::LiveSnapshot>,
     /// Whether every threshold held (once there is a report).
     passed: Option<bool>,
@@ -59,6 +58,28 @@ impl From<LoadTestRecord> for TestView {
     }
 }
 
+/// The body of `POST /performance/tests`: a scenario's keys (the YAML
+/// schema as JSON, parsed by [`Scenario`] itself), or a `preset` whose keys
+/// the given ones override, plus where it runs. Its schema is the one the
+/// OpenAPI document publishes; [`scenario_of`] reads the body.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"name": "checkout", "target": "http://127.0.0.1:8080", "duration": "30s", "users": 20,
+    "requests": [{"method": "GET", "path": "/health"}], "thresholds": ["p95 < 50ms", "error_rate < 0.1%"]}))]
+#[allow(dead_code)] // read field by field by `scenario_of`; this type is its published shape
+pub(crate) struct StartTest {
+    /// The scenario (with `preset`: the keys that override the preset's).
+    #[serde(flatten)]
+    scenario: Scenario,
+    /// The test's name in history and reports, 1 to 100 characters (default: the scenario's or preset's).
+    name: Option<String>,
+    /// Start from this preset (baseline, stress, spike, endurance, volume).
+    preset: Option<Preset>,
+    /// Base URLs of other perf-server instances to spread the load over (not with `shards`).
+    workers: Option<Vec<String>>,
+    /// Split the load into this many shards on local worker processes (not with `workers`).
+    shards: Option<u32>,
+}
+
 /// Reads the body: a scenario (the YAML schema as JSON) with an optional
 /// `name`, or `{"preset": "...", "target": ...}` plus keys overriding the
 /// preset; `workers: [urls]` or `shards: N` spread it over other instances.
@@ -73,13 +94,13 @@ fn scenario_of(body: serde_json::Value) -> Result<(String, Scenario, Placement),
         match (fields.remove("workers"), fields.remove("shards")) {
             (None, None) => Placement::Here,
             (Some(w), None) => {
-                let list: Vec<String> = serde_json::from_value(w).map_err(|_| {
+                let urls: Vec<String> = serde_json::from_value(w).map_err(|_| {
                     ApiError::invalid_field(
                         "workers",
                         "workers must be a list of base URLs of perf-server instances",
                     )
                 })?;
-                Placement::Workers(list)
+                Placement::Workers(urls)
             }
             (None, Some(n)) => {
                 Placement::Shards(n.as_u64().and_then(|n| u32::try_from(n).ok()).ok_or_else(
@@ -171,7 +192,7 @@ fn parse_id(text: &str) -> Result<Id, ApiError> {
 }
 
 /// Starts (or queues) a load test.
-#[utoipa::path(post, path = "/performance/tests", tag = "tests", request_body(content = Object, description = "a scenario (the YAML schema as JSON) with optional `name`, or `{\"preset\": \"baseline\", \"target\": \"http://...\"}` plus overrides"), responses(
+#[utoipa::path(post, operation_id = "startLoadTest", path = "/performance/tests", tag = "tests", request_body(content = StartTest, description = "a scenario (the YAML schema as JSON) with optional `name`, or `{\"preset\": \"baseline\", \"target\": \"http://...\"}` plus overrides"), responses(
     (status = 202, body = TestView, description = "accepted (saved); running or queued", headers(("Location" = String, description = "URL of the test"))),
     (status = 401, body = crate::api_error::ErrorBody, description = "missing or wrong bearer token"),
     (status = 403, body = crate::api_error::ErrorBody, description = "a target is not allowed"),
@@ -198,7 +219,7 @@ pub(crate) async fn start(
 }
 
 /// A test's status and live progress.
-#[utoipa::path(get, path = "/performance/tests/{id}", tag = "tests", responses(
+#[utoipa::path(get, operation_id = "getLoadTest", path = "/performance/tests/{id}", tag = "tests", responses(
     (status = 200, body = TestView, description = "OK"),
     (status = 404, body = crate::api_error::ErrorBody, description = "not found")
 ))]
@@ -228,8 +249,8 @@ pub(crate) struct ResultsQuery {
 }
 
 /// The report (interim while the test runs).
-#[utoipa::path(get, path = "/performance/tests/{id}/results", tag = "tests", params(ResultsQuery), responses(
-    (status = 200, description = "the RunReport as JSON, the timeline as CSV, or a self-contained HTML report with charts and threshold and regression verdicts (also for `Accept: text/html`)"),
+#[utoipa::path(get, operation_id = "getLoadTestResults", path = "/performance/tests/{id}/results", tag = "tests", params(ResultsQuery), responses(
+    (status = 200, content((perf_loadgen::RunReport = "application/json"), (String = "text/csv"), (String = "text/html")), description = "the RunReport as JSON, the timeline as CSV, or a self-contained HTML report with charts and threshold and regression verdicts (also for `Accept: text/html`)"),
     (status = 404, body = crate::api_error::ErrorBody, description = "no such test, or no measurement yet"),
     (status = 400, body = crate::api_error::ErrorBody, description = "unknown format")
 ))]
@@ -304,7 +325,7 @@ pub(crate) struct HistoryPage {
 }
 
 /// Test history, newest first.
-#[utoipa::path(get, path = "/performance/tests/history", tag = "tests", params(HistoryQuery), responses(
+#[utoipa::path(get, operation_id = "listLoadTestHistory", path = "/performance/tests/history", tag = "tests", params(HistoryQuery), responses(
     (status = 200, body = HistoryPage, description = "OK"),
     (status = 400, body = crate::api_error::ErrorBody, description = "bad request")
 ))]
@@ -313,7 +334,24 @@ pub(crate) async fn history(
     state: web::Data<AppState>,
     query: web::Query<HistoryQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let q = query.into_inner();
+    list_page(&state, query.into_inner()).await
+}
+
+/// The tests, newest first: the same listing as `/performance/tests/history`
+/// (the collection's own URL, where a REST client looks first).
+#[utoipa::path(get, operation_id = "listLoadTests", path = "/performance/tests", tag = "tests", params(HistoryQuery), responses(
+    (status = 200, body = HistoryPage, description = "OK"),
+    (status = 400, body = crate::api_error::ErrorBody, description = "bad request")
+))]
+#[get("/performance/tests")]
+pub(crate) async fn list(
+    state: web::Data<AppState>,
+    query: web::Query<HistoryQuery>,
+) -> Result<HttpResponse, ApiError> {
+    list_page(&state, query.into_inner()).await
+}
+
+async fn list_page(state: &AppState, q: HistoryQuery) -> Result<HttpResponse, ApiError> {
     let limit = q.limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
         return Err(
@@ -353,7 +391,7 @@ pub(crate) async fn history(
 }
 
 /// Cancels a queued or running test (within a second), keeping what it measured.
-#[utoipa::path(delete, path = "/performance/tests/{id}", tag = "tests", responses(
+#[utoipa::path(delete, operation_id = "cancelLoadTest", path = "/performance/tests/{id}", tag = "tests", responses(
     (status = 200, body = TestView, description = "cancelled"),
     (status = 401, body = crate::api_error::ErrorBody, description = "missing or wrong bearer token"),
     (status = 404, body = crate::api_error::ErrorBody, description = "not found"),
