@@ -38,6 +38,20 @@ echo "==> cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "==> cargo test"
 cargo test --workspace
+echo "==> OpenAPI document (openapi-spec-validator)"
+# The validator from PyPI (Debian has no package of it), into a venv of its own.
+validator=${OPENAPI_SPEC_VALIDATOR:-}
+if [ -z "$validator" ]; then
+    if command -v openapi-spec-validator >/dev/null; then
+        validator=openapi-spec-validator
+    else
+        python3 -m venv target/openapi-venv 2>/dev/null || { apt-get install -y -qq python3-venv >/dev/null && python3 -m venv target/openapi-venv; }
+        target/openapi-venv/bin/pip install -q openapi-spec-validator
+        validator=target/openapi-venv/bin/openapi-spec-validator
+    fi
+fi
+target/debug/perf-server openapi > target/openapi.json
+"$validator" target/openapi.json
 echo "==> load-testing CI job (docs/load-testing.md)"
 bash scripts/ci-load-smoke.sh
 # The mixed soak, short, on the debug binary: nothing lost across a PostgreSQL
