@@ -30,3 +30,19 @@ esac
 grep -q '"passed": true' "$work/report.json" || { echo "a threshold failed" >&2; exit 1; }
 [ "$(grep -c '<testcase' "$work/load-test.xml")" = 7 ] || { cat "$work/load-test.xml"; exit 1; }
 echo "load smoke: thresholds passed; regression gate exit code $status"
+
+# The server's own /metrics after it has run a load test and a CPU profile:
+# Prometheus's own linter passes on it (HELP on every series, base units,
+# `_total` counters).
+curl -sf -XPOST -H 'content-type: application/json' http://127.0.0.1:18765/performance/tests \
+    -d '{"name": "metrics-lint", "target": "http://127.0.0.1:18765", "duration": "1s", "users": 2, "requests": [{"path": "/health"}]}' > /dev/null
+curl -sf -XPOST -H 'content-type: application/json' http://127.0.0.1:18765/performance/profiling/start \
+    -d '{"kind": "cpu", "duration_s": 1}' > /dev/null
+for _ in $(seq 50); do
+    curl -sf 'http://127.0.0.1:18765/performance/tests?status=completed' | grep -q metrics-lint && break
+    sleep 0.2
+done
+sleep 1.5
+curl -sf http://127.0.0.1:18765/metrics > "$work/metrics.txt"
+promtool check metrics < "$work/metrics.txt"
+echo "metrics: promtool check metrics passed on $(grep -vc '^#' "$work/metrics.txt") samples"

@@ -61,7 +61,7 @@ pub use index_health::{
 pub use partitioning::{PartitionAdvice, PartitionOptions, PartitionStrategy, partition_advice};
 pub use pool::{
     InstrumentedPool, PoolObservation, PoolRecommendation, PoolSettings, PooledConnection,
-    recommend_pool_size,
+    describe_pool_metrics, recommend_pool_size,
 };
 pub use query_cache::{QueryCache, QueryCacheStats};
 pub use slow_queries::{

@@ -178,6 +178,53 @@ pub struct PoolObservation {
     pub max_size: usize,
 }
 
+/// Registers the help text and unit of every series
+/// [`PoolObservation::publish_metrics`] writes, with the `metrics` recorder
+/// installed now (call it once, after installing one).
+pub fn describe_pool_metrics() {
+    use metrics::{Unit, describe_counter, describe_gauge};
+    describe_gauge!(
+        "db_pool_connections",
+        Unit::Count,
+        "Connections open now, by pool and state (in_use, idle)."
+    );
+    describe_gauge!(
+        "db_pool_max_connections",
+        Unit::Count,
+        "The pool's maximum size, by pool."
+    );
+    describe_gauge!(
+        "db_pool_waiting",
+        Unit::Count,
+        "Callers waiting for a connection now, by pool (deadpool only)."
+    );
+    describe_counter!(
+        "db_pool_checkouts_total",
+        Unit::Count,
+        "Connections handed out, by pool."
+    );
+    describe_counter!(
+        "db_pool_timeouts_total",
+        Unit::Count,
+        "Checkouts that gave up after the wait timeout, by pool."
+    );
+    describe_counter!(
+        "db_pool_errors_total",
+        Unit::Count,
+        "Checkouts that failed for another reason (a connection that could not open), by pool."
+    );
+    describe_gauge!(
+        "db_pool_wait_ms",
+        Unit::Milliseconds,
+        "Time callers waited for a connection since the pool opened: the quantile given, by pool."
+    );
+    describe_gauge!(
+        "db_pool_held_ms",
+        Unit::Milliseconds,
+        "Time connections were held by their callers since the pool opened: the quantile given, by pool."
+    );
+}
+
 impl PoolObservation {
     /// Writes these figures to the `metrics` recorder, labelled
     /// `pool=<name>`: `db_pool_connections{state=in_use|idle}`,

@@ -44,6 +44,48 @@ pub struct CacheStats {
     pub hit_ratio: Option<f64>,
 }
 
+/// Registers the help text and unit of every series
+/// [`CacheStats::publish_metrics`] writes, with the `metrics` recorder
+/// installed now (call it once, after installing one: `promtool check
+/// metrics` wants a HELP line on every series).
+pub fn describe_cache_metrics() {
+    use metrics::{Unit, describe_counter, describe_gauge};
+    describe_counter!(
+        "perf_cache_hits_total",
+        Unit::Count,
+        "Lookups that found their entry, by cache."
+    );
+    describe_counter!(
+        "perf_cache_misses_total",
+        Unit::Count,
+        "Lookups that did not find their entry, by cache."
+    );
+    describe_counter!(
+        "perf_cache_loads_total",
+        Unit::Count,
+        "Entries loaded after a miss, by cache."
+    );
+    describe_counter!(
+        "perf_cache_evictions_total",
+        Unit::Count,
+        "Entries evicted for room, by cache."
+    );
+    describe_counter!(
+        "perf_cache_expirations_total",
+        Unit::Count,
+        "Entries dropped because their time to live or idle ran out, by cache."
+    );
+    describe_gauge!(
+        "perf_cache_entries",
+        Unit::Count,
+        "Entries held now, by cache."
+    );
+    describe_gauge!(
+        "perf_cache_weighted_size",
+        "Entries held now, weighed by the cache's weigher (bytes for a byte-weighed cache, else entries), by cache."
+    );
+}
+
 impl CacheStats {
     /// Writes these counters to the `metrics` recorder as
     /// `perf_cache_{hits,misses,loads,evictions,expirations}_total` and the

@@ -58,7 +58,7 @@ pub use advice::{
 };
 pub use allocator::AllocatorStats;
 pub use budget::{BudgetStatus, MemoryBudget, MemoryGuard, Pressure, Reliever};
-pub use cache::{Cache, CacheBuilder, CacheStats};
+pub use cache::{Cache, CacheBuilder, CacheStats, describe_cache_metrics};
 pub use error::{Error, Result};
 pub use leak::{LeakDetector, LeakDetectorConfig, LeakStatus, LeakVerdict, MemorySample, Trend};
 pub use pool::{OwnedPooled, Pool, PoolBuilder, PoolStats, Pooled};

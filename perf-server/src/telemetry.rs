@@ -27,8 +27,113 @@ pub fn prometheus() -> &'static PrometheusHandle {
         if metrics::set_global_recorder(recorder).is_err() {
             tracing::warn!("a metrics recorder was already installed; /metrics shows only ours");
         }
+        describe_metrics();
         handle
     })
+}
+
+/// HELP text and unit of every series written through the `metrics`
+/// recorder (`promtool check metrics` wants one on each); the request
+/// series rendered by [`render_requests`] carry their own.
+fn describe_metrics() {
+    use metrics::{Unit, describe_counter, describe_gauge};
+    describe_gauge!(
+        "process_resident_memory_bytes",
+        Unit::Bytes,
+        "Resident set size of this process."
+    );
+    describe_gauge!(
+        "process_open_fds",
+        Unit::Count,
+        "Open file descriptors of this process."
+    );
+    describe_gauge!(
+        "process_cpu_utilization_ratio",
+        "CPU this process used over the last sample interval, in cores (1 = one core busy)."
+    );
+    describe_gauge!(
+        "host_cpu_utilization_ratio",
+        "Share of the host's CPU time busy over the last sample interval, 0 to 1."
+    );
+    describe_gauge!(
+        "host_memory_available_bytes",
+        Unit::Bytes,
+        "Memory the host can still give without swapping (MemAvailable)."
+    );
+    describe_gauge!(
+        "host_tcp_connections",
+        Unit::Count,
+        "The host's TCP connections, by state (established, time_wait)."
+    );
+    describe_gauge!(
+        "jemalloc_allocated_bytes",
+        Unit::Bytes,
+        "Bytes the application holds through jemalloc."
+    );
+    describe_gauge!(
+        "jemalloc_active_bytes",
+        Unit::Bytes,
+        "Bytes in jemalloc's active pages."
+    );
+    describe_gauge!(
+        "jemalloc_resident_bytes",
+        Unit::Bytes,
+        "Bytes jemalloc keeps resident (its metadata included)."
+    );
+    describe_gauge!(
+        "jemalloc_retained_bytes",
+        Unit::Bytes,
+        "Virtual memory jemalloc retains for reuse, not returned to the system."
+    );
+    describe_gauge!(
+        "jemalloc_fragmentation_bytes",
+        Unit::Bytes,
+        "Active minus allocated bytes: space lost to fragmentation."
+    );
+    describe_gauge!(
+        "memory_budget_limit_bytes",
+        Unit::Bytes,
+        "The memory budget's limit."
+    );
+    describe_gauge!(
+        "memory_budget_used_ratio",
+        "Share of the memory budget in use, 0 to 1 (above 1 when over it)."
+    );
+    describe_gauge!(
+        "memory_pressure",
+        "Memory budget pressure: 0 normal (under the soft mark), 1 soft (relieving), 2 hard (refusing new work)."
+    );
+    describe_counter!(
+        "memory_budget_refused_total",
+        Unit::Count,
+        "Requests refused (503) because the memory budget was over its hard mark."
+    );
+    describe_counter!(
+        "memory_budget_reliefs_total",
+        Unit::Count,
+        "Times the budget asked the caches to shed memory."
+    );
+    describe_gauge!(
+        "memory_leak_suspected",
+        "1 while the leak detector sees steady growth (leak or fragmentation), else 0."
+    );
+    describe_gauge!(
+        "scaling_replicas",
+        Unit::Count,
+        "The autoscaler's replicas, by state (current, desired, ready)."
+    );
+    describe_counter!(
+        "scaling_events_total",
+        Unit::Count,
+        "Scaling decisions, by kind (auto, manual) and direction (up, down, none)."
+    );
+    describe_counter!(
+        "http_handler_panics_total",
+        Unit::Count,
+        "Requests whose handler panicked (answered 500)."
+    );
+    perf_memory::describe_cache_metrics();
+    perf_db::describe_pool_metrics();
 }
 
 /// Installs the tracing subscriber (text or JSON lines on stderr).
@@ -230,8 +335,8 @@ pub fn publish_host_gauges(sample: &HostSample) {
     let s = &sample.system;
     gauge!("process_resident_memory_bytes").set(s.memory.process_rss_bytes as f64);
     gauge!("process_open_fds").set(s.memory.process_open_fds as f64);
-    gauge!("process_cpu_percent").set(s.cpu.process_cpu_percent);
-    gauge!("host_cpu_utilization_percent").set(s.cpu.utilization_percent);
+    gauge!("process_cpu_utilization_ratio").set(s.cpu.process_cpu_percent / 100.0);
+    gauge!("host_cpu_utilization_ratio").set(s.cpu.utilization_percent / 100.0);
     gauge!("host_memory_available_bytes").set(s.memory.host_available_bytes as f64);
     gauge!("host_tcp_connections", "state" => "established").set(s.network.tcp.established as f64);
     gauge!("host_tcp_connections", "state" => "time_wait").set(s.network.tcp.time_wait as f64);

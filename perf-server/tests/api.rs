@@ -1584,6 +1584,12 @@ async fn every_served_route_is_documented_and_every_documented_route_is_served()
     assert!(declared.len() > 20, "found only {declared:?}");
     let undocumented: Vec<_> = declared.difference(&documented).collect();
     let undeclared: Vec<_> = documented.difference(&declared).collect();
-    assert!(undocumented.is_empty(), "served but not in the document: {undocumented:?}");
-    assert!(undeclared.is_empty(), "documented but no handler declares it: {undeclared:?}");
+    assert!(
+        undocumented.is_empty(),
+        "served but not in the document: {undocumented:?}"
+    );
+    assert!(
+        undeclared.is_empty(),
+        "documented but no handler declares it: {undeclared:?}"
+    );
 }
