@@ -29,7 +29,7 @@ pub(crate) struct ManualScale {
 #[allow(dead_code)] // a schema: the handler serializes the variants' contents directly
 enum ScalingStatus {
     /// An autoscaler runs here: its status, plus `configured: true`.
-    Managed(perf_scaling::ControllerStatus),
+    Managed(Box<perf_scaling::ControllerStatus>),
     /// None runs here.
     Unmanaged(Unmanaged),
 }
