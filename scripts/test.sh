@@ -3,7 +3,9 @@
 # Debian (PostgreSQL 15 server, hypopg); otherwise it says what is missing.
 # Then: the alert rules (promtool) and dashboard, cargo fmt --check,
 # cargo clippy -D warnings, cargo test --workspace (with a few seconds of
-# fuzzing per target), the load-testing CI job, a short mixed soak.
+# fuzzing per target), the OpenAPI document (openapi-spec-validator from
+# PyPI), the load-testing CI job (with promtool check metrics on a live
+# scrape), a short mixed soak.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # A clean build gains nothing from incremental state and it doubles the disk
@@ -17,6 +19,7 @@ missing=()
 [ -f /usr/share/postgresql/15/extension/hypopg.control ] || missing+=(postgresql-15-hypopg)
 command -v promtool >/dev/null || missing+=(prometheus)          # promtool checks the alert rules
 command -v python3 >/dev/null || missing+=(python3)              # the scaling tests run python's http.server as instances
+python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)   # openapi-spec-validator (PyPI) in a venv
 command -v curl >/dev/null || missing+=(curl)                    # the CI load job and the soak speak to perf-server
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
@@ -45,9 +48,11 @@ if [ -z "$validator" ]; then
     if command -v openapi-spec-validator >/dev/null; then
         validator=openapi-spec-validator
     else
-        python3 -m venv target/openapi-venv 2>/dev/null || { apt-get install -y -qq python3-venv >/dev/null && python3 -m venv target/openapi-venv; }
-        target/openapi-venv/bin/pip install -q openapi-spec-validator
         validator=target/openapi-venv/bin/openapi-spec-validator
+        if [ ! -x "$validator" ]; then
+            python3 -m venv target/openapi-venv
+            target/openapi-venv/bin/pip install -q 'openapi-spec-validator==0.9.0'
+        fi
     fi
 fi
 target/debug/perf-server openapi > target/openapi.json

@@ -20,7 +20,8 @@
 # for the target). The one nginx worker is the bottleneck of the keep-alive
 # figure: both clients keep its core busy, so the CPU each client spends per
 # request (user + system, from /usr/bin/time) is printed beside the rates.
-# Needs nginx and wrk (apt-get install nginx-light wrk). DUR seconds per run.
+# Needs nginx, wrk and GNU time (apt-get install nginx-light wrk time). DUR
+# seconds per run.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 RUNS=${RUNS:-3}
@@ -79,19 +80,28 @@ YAML
 keep=$(scenario 9443 64 "" true)
 full=$(scenario 9444 64 "" false)
 # A cgroup with a CPU quota of half a core, for the client-bound figure.
-quota=""
+# The EXIT trap removes it whether or not it was set up completely.
+quota="" made=""
+drop_quota() {
+    [ -n "$made" ] || return 0
+    for _ in 1 2 3 4 5; do rmdir "$made" 2>/dev/null && return 0; sleep 0.2; done
+    echo "could not remove the cgroup $made" >&2
+}
+trap 'kill $server 2>/dev/null; rm -rf "$work"; drop_quota' EXIT
 if [ -w /sys/fs/cgroup/cgroup.subtree_control ] && grep -qw cpu /sys/fs/cgroup/cgroup.controllers; then
-    quota=/sys/fs/cgroup/loadgen-tls-$$
-    echo +cpu > /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null || true
-    mkdir "$quota" && echo "50000 100000" > "$quota/cpu.max" || quota=""
+    made=/sys/fs/cgroup/loadgen-tls-$$
+    grep -qw cpu /sys/fs/cgroup/cgroup.subtree_control || echo +cpu > /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null || true
+    mkdir "$made" && echo "50000 100000" > "$made/cpu.max" 2>/dev/null && quota=$made
 elif [ -w /sys/fs/cgroup/cpu ]; then
-    quota=/sys/fs/cgroup/cpu/loadgen-tls-$$
-    mkdir "$quota" && echo 100000 > "$quota/cpu.cfs_period_us" && echo 50000 > "$quota/cpu.cfs_quota_us" || quota=""
+    made=/sys/fs/cgroup/cpu/loadgen-tls-$$
+    mkdir "$made" && echo 100000 > "$made/cpu.cfs_period_us" && echo 50000 > "$made/cpu.cfs_quota_us" && quota=$made
 fi
-trap 'kill $server 2>/dev/null; rm -rf "$work"; [ -n "$quota" ] && rmdir "$quota" 2>/dev/null; true' EXIT
-# `in_quota CMD...` runs CMD inside the quota cgroup when the kind is "bound".
+# `in_quota CMD...` runs CMD inside the quota cgroup when the kind is
+# "bound"; a client that cannot join it does not run at all.
 in_quota() {
-    if [ "$kind" = bound ]; then sh -c 'echo $$ > "$0/cgroup.procs"; exec "$@"' "$quota" "$@"; else "$@"; fi
+    if [ "$kind" = bound ]; then
+        sh -c 'echo $$ > "$0/cgroup.procs" || exit 1; exec "$@"' "$quota" "$@"
+    else "$@"; fi
 }
 kinds="keepalive handshake"
 if [ -n "$quota" ]; then kinds="keepalive bound handshake"; else echo "no writable cgroup: the client-bound figure is skipped"; fi
@@ -109,6 +119,7 @@ for i in $(seq "$RUNS"); do
         [ "$kind" = handshake ] && port=9444 && file=$full
         # Alternate who goes first: a run that always follows the other
         # inherits its warm (or tired) target.
+        rm -f "$work"/wrk.out "$work"/wrk.time "$work"/perf.json "$work"/perf.time
         if [ $((i % 2)) = 1 ]; then client_wrk $port; client_perf "$file"
         else client_perf "$file"; client_wrk $port; fi
         python3 - "$work" "$kind" <<'PY2'

@@ -41,6 +41,8 @@
 mod error;
 mod histogram;
 mod id;
+#[cfg(feature = "openapi")]
+pub mod openapi;
 mod recommendation;
 mod ring;
 #[cfg(feature = "system")]

@@ -249,8 +249,21 @@ impl<'de> Deserialize<'de> for HumanDuration {
 /// assert_eq!(s.bytes(), 2048);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(value_type = String, example = "512MB"))]
 pub struct ByteSize(pub u64);
+
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for ByteSize {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        crate::openapi::number_or_text(
+            utoipa::openapi::schema::Type::Integer,
+            "a size: bytes as a number, or text with a unit: B, KB, MB, GB, TB (powers of 1000) or KiB, MiB, GiB, TiB (powers of 1024)",
+            &["512MB", "536870912"],
+        )
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for ByteSize {}
 
 impl ByteSize {
     /// The size in bytes.

@@ -316,7 +316,7 @@ mod tests {
         );
         assert_eq!(
             allowed_methods("/performance/tests").as_deref(),
-            Some("POST, OPTIONS")
+            Some("GET, HEAD, POST, OPTIONS")
         );
         assert_eq!(allowed_methods("/nope"), None);
     }

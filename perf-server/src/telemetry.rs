@@ -26,8 +26,9 @@ pub fn prometheus() -> &'static PrometheusHandle {
         let handle = recorder.handle();
         if metrics::set_global_recorder(recorder).is_err() {
             tracing::warn!("a metrics recorder was already installed; /metrics shows only ours");
+        } else {
+            describe_metrics();
         }
-        describe_metrics();
         handle
     })
 }
@@ -49,7 +50,7 @@ fn describe_metrics() {
     );
     describe_gauge!(
         "process_cpu_utilization_ratio",
-        "CPU this process used over the last sample interval, in cores (1 = one core busy)."
+        "Share of the host's CPU time (all cores) this process used over the last sample interval, 0 to 1."
     );
     describe_gauge!(
         "host_cpu_utilization_ratio",
@@ -335,7 +336,9 @@ pub fn publish_host_gauges(sample: &HostSample) {
     let s = &sample.system;
     gauge!("process_resident_memory_bytes").set(s.memory.process_rss_bytes as f64);
     gauge!("process_open_fds").set(s.memory.process_open_fds as f64);
-    gauge!("process_cpu_utilization_ratio").set(s.cpu.process_cpu_percent / 100.0);
+    // A share of all cores, as the host figure: 0 to 1 whatever the core count.
+    let cores = s.cpu.cores.max(1) as f64;
+    gauge!("process_cpu_utilization_ratio").set(s.cpu.process_cpu_percent / 100.0 / cores);
     gauge!("host_cpu_utilization_ratio").set(s.cpu.utilization_percent / 100.0);
     gauge!("host_memory_available_bytes").set(s.memory.host_available_bytes as f64);
     gauge!("host_tcp_connections", "state" => "established").set(s.network.tcp.established as f64);

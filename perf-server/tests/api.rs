@@ -1535,9 +1535,12 @@ async fn recommendations_for_a_badly_and_a_well_tuned_setup() {
 }
 
 /// Both directions between the OpenAPI document and what actix serves:
-/// every documented operation reaches a handler (not the no-route answer),
-/// and every route a handler declares (`#[get("...")]` and its kin in
-/// `src/routes`) is documented with that method.
+/// every documented operation reaches the handler of that very pattern (not
+/// the no-route answer, not a neighbour such as `{id}`), and every route a
+/// handler declares is documented with that method. Handlers declare their
+/// routes with one-line `#[get("...")]`-style attributes in `src/routes/*.rs`
+/// (the house style: no `web::resource` or `.route()` in `app.rs`); this scan
+/// reads exactly those.
 #[actix_web::test]
 async fn every_served_route_is_documented_and_every_documented_route_is_served() {
     use std::collections::BTreeSet;
@@ -1560,8 +1563,16 @@ async fn every_served_route_is_documented_and_every_documented_route_is_served()
                     .set_payload("{}");
             }
             let resp = test::call_service(&svc, req.to_request()).await;
+            // The route that answered must be this one (not, say, `{id}`
+            // taking `history` for an id).
+            let pattern = resp.request().match_pattern();
             let status = resp.status();
             let body = String::from_utf8_lossy(&test::read_body(resp).await).into_owned();
+            assert_eq!(
+                pattern.as_deref(),
+                Some(path.as_str()),
+                "{method} {path} is documented but not served: {status} {body}"
+            );
             assert!(
                 status != StatusCode::METHOD_NOT_ALLOWED && !body.contains("no route for"),
                 "{method} {path} is documented but not served: {status} {body}"

@@ -355,7 +355,7 @@ async fn head_options_wrong_methods_and_the_bearer_scheme_follow_http() {
     )
     .await;
     assert_eq!(status, 204);
-    assert_eq!(headers.get("allow").unwrap(), "POST, OPTIONS");
+    assert_eq!(headers.get("allow").unwrap(), "GET, HEAD, POST, OPTIONS");
     let (status, headers, v) = call(
         &svc,
         TestRequest::delete()

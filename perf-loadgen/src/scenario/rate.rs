@@ -14,7 +14,6 @@ use serde::{Deserialize, Serialize};
 /// assert!("1e-30/s".parse::<Rate>().is_err());
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(value_type = String, example = "100/s"))]
 pub struct Rate(f64);
 
 /// The lowest non-zero rate, requests per second (one an hour): below it the
@@ -67,6 +66,20 @@ impl fmt::Display for Rate {
         write!(f, "{}/s", self.0)
     }
 }
+
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for Rate {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        perf_core::openapi::number_or_text(
+            utoipa::openapi::schema::Type::Number,
+            "arrivals per second as a number, or text: `2000/s`, `120/m`, `36000/h` (at least 1/h; 0 for no load)",
+            &["100/s", "100"],
+        )
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for Rate {}
 
 impl Serialize for Rate {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {

@@ -22,16 +22,23 @@ pub(crate) struct ManualScale {
     force: bool,
 }
 
-/// What `GET /performance/scaling/status` answers (its published shape:
-/// the handler writes one of the two).
+/// What `GET /performance/scaling/status` answers.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
-#[allow(dead_code)] // a schema: the handler serializes the variants' contents directly
 enum ScalingStatus {
-    /// An autoscaler runs here: its status, plus `configured: true`.
-    Managed(Box<perf_scaling::ControllerStatus>),
+    /// An autoscaler runs here.
+    Managed(Box<Managed>),
     /// None runs here.
     Unmanaged(Unmanaged),
+}
+
+/// The status of the autoscaler running here.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct Managed {
+    /// `true`: an autoscaler runs on this instance.
+    configured: bool,
+    #[serde(flatten)]
+    status: perf_scaling::ControllerStatus,
 }
 
 /// `GET /performance/scaling/status` without an autoscaler here.
@@ -81,17 +88,20 @@ pub(crate) async fn status(state: web::Data<AppState>) -> Result<HttpResponse, A
             .items
             .into_iter()
             .next();
-        return Ok(HttpResponse::Ok().json(Unmanaged {
+        return Ok(HttpResponse::Ok().json(ScalingStatus::Unmanaged(Unmanaged {
             configured: false,
             message: "no autoscaler runs on this instance: configure `scaling` (policy, manager, source); the stored policy and history are shown",
             policy: stored_policy(&state).await?,
             last_decision: last,
-        }));
+        })));
     };
     let status = scaling.controller.status().await.map_err(scaling_error)?;
-    let mut body = serde_json::to_value(status).map_err(ApiError::internal)?;
-    body["configured"] = serde_json::Value::Bool(true);
-    Ok(HttpResponse::Ok().json(body))
+    Ok(
+        HttpResponse::Ok().json(ScalingStatus::Managed(Box::new(Managed {
+            configured: true,
+            status,
+        }))),
+    )
 }
 
 /// Replaces the policy (validated; 422 names the field), kept in the store.

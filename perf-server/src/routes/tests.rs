@@ -68,15 +68,22 @@ impl From<LoadTestRecord> for TestView {
 #[allow(dead_code)] // read field by field by `scenario_of`; this type is its published shape
 pub(crate) struct StartTest {
     /// The scenario (with `preset`: the keys that override the preset's).
+    /// `target` is required here (a preset has none).
     #[serde(flatten)]
     scenario: Scenario,
-    /// The test's name in history and reports, 1 to 100 characters (default: the scenario's or preset's).
+    /// The test's name in history and reports, 1 to 100 characters, not
+    /// only spaces (default: the scenario's or preset's).
+    #[schema(nullable = false, min_length = 1, max_length = 100)]
     name: Option<String>,
     /// Start from this preset (baseline, stress, spike, endurance, volume).
+    #[schema(nullable = false)]
     preset: Option<Preset>,
-    /// Base URLs of other perf-server instances to spread the load over (not with `shards`).
+    /// Base URLs of other perf-server instances to spread the load over, 1
+    /// to 64 of them (not with `shards`).
+    #[schema(nullable = false, min_items = 1, max_items = 64)]
     workers: Option<Vec<String>>,
     /// Split the load into this many shards on local worker processes (not with `workers`).
+    #[schema(nullable = false, minimum = 1)]
     shards: Option<u32>,
 }
 
@@ -116,7 +123,9 @@ fn scenario_of(body: serde_json::Value) -> Result<(String, Scenario, Placement),
         };
     let name = match fields.remove("name") {
         None => None,
-        Some(serde_json::Value::String(n)) if !n.trim().is_empty() && n.len() <= 100 => Some(n),
+        Some(serde_json::Value::String(n)) if !n.trim().is_empty() && n.chars().count() <= 100 => {
+            Some(n)
+        }
         Some(other) => {
             return Err(ApiError::invalid_field(
                 "name",
