@@ -34,7 +34,9 @@ fi
 
 echo "==> monitoring files (deploy/prometheus, deploy/grafana)"
 promtool check rules deploy/prometheus/alerts.yaml
-python3 -c 'import json, sys; d = json.load(open("deploy/grafana/perf-server.json")); assert d["panels"], "no panels"'
+for dashboard in deploy/grafana/*.json; do
+    python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); assert d["panels"], "no panels"; assert all(p["fieldConfig"]["defaults"].get("unit") for p in d["panels"]), "a panel without a unit"' "$dashboard"
+done
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy"

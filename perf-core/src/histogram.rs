@@ -99,6 +99,13 @@ impl LatencyHistogram {
             .map_err(|e| Error::HistogramMerge(format!("{e:?}")))
     }
 
+    /// Number of samples at or below `latency` (to the histogram's
+    /// resolution: samples in the same bucket as `latency` count).
+    pub fn count_at_or_below(&self, latency: Duration) -> u64 {
+        let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        self.inner.count_between(0, micros.min(MAX_MICROS))
+    }
+
     /// Number of samples recorded.
     pub fn count(&self) -> u64 {
         self.inner.len()

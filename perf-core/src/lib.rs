@@ -43,6 +43,7 @@ mod histogram;
 mod id;
 #[cfg(feature = "openapi")]
 pub mod openapi;
+pub mod prometheus;
 mod recommendation;
 mod ring;
 #[cfg(feature = "system")]

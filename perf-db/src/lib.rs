@@ -60,8 +60,8 @@ pub use index_health::{
 };
 pub use partitioning::{PartitionAdvice, PartitionOptions, PartitionStrategy, partition_advice};
 pub use pool::{
-    InstrumentedPool, PoolObservation, PoolRecommendation, PoolSettings, PooledConnection,
-    describe_pool_metrics, recommend_pool_size,
+    InstrumentedPool, PoolLatencies, PoolObservation, PoolRecommendation, PoolSettings,
+    PooledConnection, describe_pool_metrics, recommend_pool_size, render_pool_latencies,
 };
 pub use query_cache::{QueryCache, QueryCacheStats};
 pub use slow_queries::{

@@ -213,25 +213,66 @@ pub fn describe_pool_metrics() {
         Unit::Count,
         "Checkouts that failed for another reason (a connection that could not open), by pool."
     );
-    describe_gauge!(
-        "db_pool_wait_ms",
-        Unit::Milliseconds,
-        "Time callers waited for a connection since the pool opened: the quantile given, by pool."
+}
+
+/// Every wait for a connection and every hold of one since a pool opened.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PoolLatencies {
+    /// From asking for a connection to getting it.
+    pub wait: LatencyHistogram,
+    /// From getting a connection to giving it back.
+    pub held: LatencyHistogram,
+}
+
+/// `db_pool_wait_seconds` and `db_pool_held_seconds` of these pools, as
+/// Prometheus histograms labelled `pool=<name>` in the text exposition
+/// format (what the `metrics` recorder cannot take: whole histograms).
+///
+/// ```
+/// let text = perf_db::render_pool_latencies(&[("store", &perf_db::PoolLatencies::default())]);
+/// assert!(text.contains("# TYPE db_pool_wait_seconds histogram"));
+/// assert!(text.contains("db_pool_held_seconds_count{pool=\"store\"} 0"));
+/// ```
+pub fn render_pool_latencies(pools: &[(&str, &PoolLatencies)]) -> String {
+    use perf_core::prometheus::{write_header, write_histogram};
+    let mut out = String::new();
+    write_header(
+        &mut out,
+        "db_pool_wait_seconds",
+        "histogram",
+        "Time callers waited for a connection since the pool opened, by pool.",
     );
-    describe_gauge!(
-        "db_pool_held_ms",
-        Unit::Milliseconds,
-        "Time connections were held by their callers since the pool opened: the quantile given, by pool."
+    for (name, latencies) in pools {
+        write_histogram(
+            &mut out,
+            "db_pool_wait_seconds",
+            &[("pool", name)],
+            &latencies.wait,
+        );
+    }
+    write_header(
+        &mut out,
+        "db_pool_held_seconds",
+        "histogram",
+        "Time callers held a connection since the pool opened, by pool.",
     );
+    for (name, latencies) in pools {
+        write_histogram(
+            &mut out,
+            "db_pool_held_seconds",
+            &[("pool", name)],
+            &latencies.held,
+        );
+    }
+    out
 }
 
 impl PoolObservation {
     /// Writes these figures to the `metrics` recorder, labelled
     /// `pool=<name>`: `db_pool_connections{state=in_use|idle}`,
     /// `db_pool_max_connections`, `db_pool_waiting`,
-    /// `db_pool_{checkouts,timeouts,errors}_total` and the wait and hold
-    /// time quantiles `db_pool_{wait,held}_ms{quantile=0.5|0.95|0.99}`.
-    /// Call it before each scrape.
+    /// `db_pool_{checkouts,timeouts,errors}_total` (the wait and hold times
+    /// are histograms: [`render_pool_latencies`]). Call it before each scrape.
     pub fn publish_metrics(&self, name: &'static str) {
         let in_use = self.size.saturating_sub(self.idle);
         metrics::gauge!("db_pool_connections", "pool" => name, "state" => "in_use")
@@ -243,12 +284,6 @@ impl PoolObservation {
         metrics::counter!("db_pool_checkouts_total", "pool" => name).absolute(self.checkouts);
         metrics::counter!("db_pool_timeouts_total", "pool" => name).absolute(self.timeouts);
         metrics::counter!("db_pool_errors_total", "pool" => name).absolute(self.errors);
-        for (quantile, i) in [("0.5", 0), ("0.95", 1), ("0.99", 2)] {
-            metrics::gauge!("db_pool_wait_ms", "pool" => name, "quantile" => quantile)
-                .set(self.wait_ms[i]);
-            metrics::gauge!("db_pool_held_ms", "pool" => name, "quantile" => quantile)
-                .set(self.held_ms[i]);
-        }
     }
 }
 
@@ -368,6 +403,18 @@ impl InstrumentedPool {
         if let Backend::Deadpool(pool) = &self.pool {
             pool.close();
         }
+    }
+
+    /// Every wait and hold so far, whole (for Prometheus histograms:
+    /// [`render_pool_latencies`]).
+    pub fn latencies(&self) -> PoolLatencies {
+        self.measures
+            .lock()
+            .map(|m| PoolLatencies {
+                wait: m.wait.clone(),
+                held: m.held.clone(),
+            })
+            .unwrap_or_default()
     }
 
     /// The measurements so far.

@@ -45,6 +45,7 @@
 mod capacity;
 mod compare;
 mod error;
+mod exposition;
 mod html;
 mod http;
 mod http2;
@@ -65,6 +66,7 @@ pub use compare::{
     compare, compare_to_history,
 };
 pub use error::{Error, Result};
+pub use exposition::{ExposedTest, render_prometheus};
 pub use journey::{CheckCount, FlowCount};
 pub use report::{
     GeneratorLoad, LatencyMs, PhasesReport, ReportHistograms, RequestReport, RunReport,

@@ -12,7 +12,7 @@ use crate::stats::{TimelineRow, Totals, ms};
 use crate::{Error, Result};
 
 /// Latency figures in milliseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LatencyMs {
     /// Median.
@@ -73,7 +73,7 @@ pub struct RequestReport {
 }
 
 /// The histograms behind the figures, kept so reports merge exactly.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReportHistograms {
     /// All requests, corrected.
@@ -187,7 +187,7 @@ pub struct TlsReport {
 
 /// The report of a run. Its JSON form is the documented schema of
 /// `docs/load-testing.md`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RunReport {
     /// Scenario name.

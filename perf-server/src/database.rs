@@ -143,6 +143,11 @@ impl DatabaseMonitor {
         self.pool.observe()
     }
 
+    /// Every wait for and hold of a connection of the pool.
+    pub fn pool_latencies(&self) -> perf_db::PoolLatencies {
+        self.pool.latencies()
+    }
+
     /// Reads the figures now; what cannot be read is listed in `errors`.
     pub async fn report(&self) -> DatabaseReport {
         let mut errors = Vec::new();

@@ -11,11 +11,9 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use crate::config::LogFormat;
 use crate::monitor::HostSample;
 
-/// Request latency buckets, in seconds: 100 µs to 10 s.
-const LATENCY_BUCKETS: &[f64] = &[
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-    5.0, 10.0,
-];
+/// Request latency buckets, in seconds: 100 µs to 10 s (the same for every
+/// latency histogram the server publishes).
+const LATENCY_BUCKETS: &[f64] = perf_core::prometheus::LATENCY_BUCKETS_SECONDS;
 
 static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -252,10 +250,27 @@ pub(crate) fn record(
     });
 }
 
+/// The whole `/metrics` text: the recorder's series, the request
+/// histograms, the pools' wait and hold histograms and the load tests.
+pub(crate) fn render(
+    pools: &[(&'static str, perf_db::PoolLatencies)],
+    tests: &crate::test_runner::TestRunner,
+) -> String {
+    let pools: Vec<(&str, &perf_db::PoolLatencies)> =
+        pools.iter().map(|(name, l)| (*name, l)).collect();
+    let mut out = prometheus().render();
+    out.push_str(&render_requests());
+    if !pools.is_empty() {
+        out.push_str(&perf_db::render_pool_latencies(&pools));
+    }
+    out.push_str(&tests.render_prometheus());
+    out
+}
+
 /// `http_requests_total` and `http_request_duration_seconds` in the text
 /// exposition format (appended to the exporter's output by `/metrics`).
 pub(crate) fn render_requests() -> String {
-    use std::fmt::Write;
+    use perf_core::prometheus::{write_bucket_counts, write_header, write_sample};
     // The threads' series of one (route, method, status) summed.
     let mut summed: std::collections::BTreeMap<(String, &'static str, u16), (Vec<u64>, u64)> =
         std::collections::BTreeMap::new();
@@ -273,62 +288,44 @@ pub(crate) fn render_requests() -> String {
         }
     }
     let mut out = String::new();
-    out.push_str(
-        "# HELP http_requests_total Requests answered, by route pattern, method and status.\n",
+    write_header(
+        &mut out,
+        "http_requests_total",
+        "counter",
+        "Requests answered, by route pattern, method and status.",
     );
-    out.push_str("# TYPE http_requests_total counter\n");
     for ((route, method, status), (counts, _)) in &summed {
         let total: u64 = counts.iter().sum();
-        let _ = writeln!(
-            out,
-            "http_requests_total{{method=\"{method}\",route=\"{}\",status=\"{status}\"}} {total}",
-            escape_label(route)
-        );
+        let status = status.to_string();
+        let labels = [
+            ("method", *method),
+            ("route", route.as_str()),
+            ("status", &status),
+        ];
+        write_sample(&mut out, "http_requests_total", &labels, total as f64);
     }
-    out.push_str("# HELP http_request_duration_seconds Time from a request's arrival at the middleware to its response, by route pattern, method and status.\n");
-    out.push_str("# TYPE http_request_duration_seconds histogram\n");
+    write_header(
+        &mut out,
+        "http_request_duration_seconds",
+        "histogram",
+        "Time from a request's arrival at the middleware to its response, by route pattern, method and status.",
+    );
     for ((route, method, status), (counts, sum_nanos)) in &summed {
-        let labels = format!(
-            "method=\"{method}\",route=\"{}\",status=\"{status}\"",
-            escape_label(route)
-        );
-        let mut cumulative = 0u64;
-        for (i, count) in counts.iter().enumerate() {
-            cumulative += count;
-            match LATENCY_BUCKETS.get(i) {
-                Some(le) => {
-                    let _ = writeln!(
-                        out,
-                        "http_request_duration_seconds_bucket{{{labels},le=\"{le}\"}} {cumulative}"
-                    );
-                }
-                None => {
-                    let _ = writeln!(
-                        out,
-                        "http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {cumulative}"
-                    );
-                }
-            }
-        }
-        let _ = writeln!(
-            out,
-            "http_request_duration_seconds_sum{{{labels}}} {}",
-            *sum_nanos as f64 / 1e9
-        );
-        let _ = writeln!(
-            out,
-            "http_request_duration_seconds_count{{{labels}}} {cumulative}"
+        let status = status.to_string();
+        let labels = [
+            ("method", *method),
+            ("route", route.as_str()),
+            ("status", &status),
+        ];
+        write_bucket_counts(
+            &mut out,
+            "http_request_duration_seconds",
+            &labels,
+            counts,
+            *sum_nanos as f64 / 1e9,
         );
     }
     out
-}
-
-/// A label value as the exposition format writes it.
-fn escape_label(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 /// Publishes the newest host sample as gauges.
@@ -455,6 +452,5 @@ mod tests {
         // A made-up method is OTHER, not a series of its own.
         assert!(text.contains(r#"method="OTHER",route="/test/render/{id}",status="200""#));
         assert!(!text.contains("BREW"));
-        assert_eq!(escape_label("a\"b\\c\nd"), r#"a\"b\\c\nd"#);
     }
 }

@@ -82,7 +82,25 @@ struct State {
     /// Finished tests whose final save has not reached the store yet (it is
     /// retried with backoff); served from here meanwhile.
     unsaved: HashMap<Id, LoadTestRecord>,
+    /// What `/metrics` shows of the tests run here: each running one's
+    /// report as of its last save, and finished ones for a while after.
+    exposed: HashMap<Id, Exposed>,
 }
+
+/// A test as `/metrics` shows it.
+struct Exposed {
+    name: String,
+    report: Arc<perf_loadgen::RunReport>,
+    /// When it finished (`None` while it runs).
+    finished: Option<std::time::Instant>,
+}
+
+/// How long a finished test stays on `/metrics` (so that a scrape after
+/// its end still sees its final counts).
+const EXPOSED_AFTER_END: Duration = Duration::from_secs(300);
+/// Most tests on `/metrics` at once (running ones first, then the newest
+/// finished): the bound on the `test_id` label's values.
+const MAX_EXPOSED: usize = 16;
 
 /// How a [`TestRunner`] admits and runs tests.
 #[derive(Debug, Clone)]
@@ -719,7 +737,9 @@ impl TestRunner {
             }
             if save_now {
                 record.progress = Some(live.borrow().clone());
-                record.report = Some(handle.interim_report());
+                let report = handle.interim_report();
+                self.expose(record, &report, false);
+                record.report = Some(report);
                 if let Err(e) = self.store.save_load_test(record).await {
                     tracing::warn!(test = %record.id, error = %e, "saving progress failed");
                 }
@@ -744,6 +764,7 @@ impl TestRunner {
                     record.status = TestStatus::Failed;
                     record.error = Some(reason.clone());
                 }
+                self.expose(record, &report, true);
                 record.report = Some(report);
             }
             Err(e) => {
@@ -752,6 +773,50 @@ impl TestRunner {
             }
         }
         record.finished_at_ms = Some(perf_core::unix_millis());
+    }
+
+    /// Keeps `report` as what `/metrics` shows of this test.
+    fn expose(&self, record: &LoadTestRecord, report: &perf_loadgen::RunReport, finished: bool) {
+        let exposed = Exposed {
+            name: record.scenario_name.clone(),
+            report: Arc::new(report.clone()),
+            finished: finished.then(std::time::Instant::now),
+        };
+        let mut state = self.state();
+        state.exposed.insert(record.id, exposed);
+        prune_exposed(&mut state.exposed);
+    }
+
+    /// The load tests in the Prometheus text format: the ones running here
+    /// (as of their last save, at most 2 s old) and the ones that finished
+    /// here in the last 5 minutes, at most 16.
+    pub fn render_prometheus(&self) -> String {
+        let tests: Vec<(String, String, Arc<perf_loadgen::RunReport>, bool)> = {
+            let mut state = self.state();
+            prune_exposed(&mut state.exposed);
+            state
+                .exposed
+                .iter()
+                .map(|(id, e)| {
+                    (
+                        e.name.clone(),
+                        id.to_string(),
+                        Arc::clone(&e.report),
+                        e.finished.is_none(),
+                    )
+                })
+                .collect()
+        };
+        let exposed: Vec<perf_loadgen::ExposedTest<'_>> = tests
+            .iter()
+            .map(|(name, id, report, running)| perf_loadgen::ExposedTest {
+                name,
+                id,
+                report,
+                running: *running,
+            })
+            .collect();
+        perf_loadgen::render_prometheus(&exposed)
     }
 
     /// Runs the shards of a test on other perf-server instances through their
@@ -1176,4 +1241,23 @@ struct Started {
 struct ShardView {
     status: TestStatus,
     progress: Option<LiveSnapshot>,
+}
+
+/// Drops finished tests older than [`EXPOSED_AFTER_END`], then the oldest
+/// finished ones beyond [`MAX_EXPOSED`] (running tests stay: their number is
+/// bounded by the runner's concurrency).
+fn prune_exposed(exposed: &mut HashMap<Id, Exposed>) {
+    exposed.retain(|_, e| e.finished.is_none_or(|at| at.elapsed() < EXPOSED_AFTER_END));
+    while exposed.len() > MAX_EXPOSED {
+        let oldest = exposed
+            .iter()
+            .filter_map(|(id, e)| e.finished.map(|at| (at, *id)))
+            .min();
+        match oldest {
+            Some((_, id)) => {
+                exposed.remove(&id);
+            }
+            None => break,
+        }
+    }
 }

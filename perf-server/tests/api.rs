@@ -1384,7 +1384,8 @@ async fn recommendations_for_a_badly_and_a_well_tuned_setup() {
         "db_pool_checkouts_total{pool=\"store\"}",
         "db_pool_max_connections{pool=\"store\"} 64",
         "db_pool_connections{pool=\"store\",state=\"idle\"}",
-        "db_pool_wait_ms{pool=\"store\",quantile=\"0.99\"}",
+        "db_pool_wait_seconds_bucket{pool=\"store\",le=\"+Inf\"}",
+        "db_pool_held_seconds_count{pool=\"analyzed\"}",
         "db_pool_checkouts_total{pool=\"analyzed\"}",
         "perf_cache_entries{cache=\"responses_by_request_id\"}",
     ] {

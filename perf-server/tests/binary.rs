@@ -1174,3 +1174,153 @@ fn db_advise_gates_ci_when_an_index_is_advised_and_names_bad_input() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot connect"));
 }
+
+#[test]
+fn promql_names_are_the_series_only() {
+    assert_eq!(
+        common::promql_metric_names(
+            r#"histogram_quantile(0.95, sum by (pool, le) (rate(db_pool_held_seconds_bucket{job=~"$job"}[$__rate_interval]))) > 0.010"#
+        ),
+        ["db_pool_held_seconds_bucket"]
+    );
+    assert_eq!(
+        common::promql_metric_names(
+            r#"sum(rate(a_total{s=~"5.."}[1m])) / clamp_min(sum by (c) (rate(b_total[5m])), 1e-9) and on (x) count(up == 1)"#
+        ),
+        ["a_total", "b_total", "up"]
+    );
+}
+
+/// A live perf-server with a PostgreSQL store, an analyzed database, an
+/// autoscaler, a finished load test (with checks and errors), a CPU profile
+/// and a database report: every series the Grafana dashboards and the alert
+/// rules name is in its `/metrics`, and Prometheus's own linter passes on
+/// that scrape.
+#[test]
+fn dashboards_and_alerts_name_only_series_a_live_server_exposes() {
+    let pg = testkit::PgCluster::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let base = 33_000 + (std::process::id() % 1000) as u16 * 8;
+    let config = dir.path().join("perf.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"database_url: "{url}"
+scaling:
+  period_s: 1
+  policy:
+    min_replicas: 1
+    max_replicas: 2
+    metrics: [{{name: rps, kind: external, target: {{average_value: 100000}}}}]
+  manager:
+    local:
+      command: [python3, -m, http.server, "{{port}}", --bind, 127.0.0.1]
+      base_port: {base}
+      health_path: /
+      drain_timeout_s: 2
+  source:
+    load_test: {{metric: rps}}
+"#,
+            url = pg.url()
+        ),
+    )
+    .unwrap();
+    let server = ServerProcess::start(dir.path(), &["--config", config.to_str().unwrap()]);
+    let post = |path: &str, body: &str| server.send_json("POST", path, body);
+    // A load test with a check and a request that fails (a 404 is a status error).
+    let target = format!("http://{}", server.addr);
+    let started = post(
+        "/performance/tests",
+        &format!(
+            r#"{{"name": "lint", "target": "{target}", "duration": "2s", "users": 2,
+                "requests": [{{"name": "health", "path": "/health", "checks": [{{"status": 200}}]}},
+                             {{"name": "missing", "path": "/nope"}}]}}"#
+        ),
+    );
+    assert_eq!(started.status, 202, "{}", started.body);
+    let scaled = post(
+        "/performance/scaling/manual",
+        r#"{"replicas": 2, "force": true}"#,
+    );
+    assert_eq!(scaled.status, 200, "{}", scaled.body);
+    let profile = post(
+        "/performance/profiling/start",
+        r#"{"kind": "cpu", "duration_s": 1}"#,
+    );
+    assert_eq!(profile.status, 201, "{}", profile.body);
+    let report = http::get(server.addr, "/performance/metrics/database").unwrap();
+    assert_eq!(report.status, 200, "{}", report.body);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !http::get(server.addr, "/performance/tests?status=completed")
+        .unwrap()
+        .body
+        .contains("\"lint\"")
+    {
+        assert!(Instant::now() < deadline, "the load test did not complete");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_millis(1500)); // the profile stops, a host sample lands
+    let scrape = http::get(server.addr, "/metrics").unwrap();
+    assert_eq!(scrape.status, 200);
+    let exposed: std::collections::BTreeSet<&str> = scrape
+        .body
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .collect();
+
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut named = std::collections::BTreeMap::new();
+    for dashboard in [
+        "deploy/grafana/perf-server.json",
+        "deploy/grafana/load-tests.json",
+    ] {
+        let d: Value =
+            serde_json::from_str(&std::fs::read_to_string(root.join(dashboard)).unwrap()).unwrap();
+        for panel in d["panels"].as_array().unwrap() {
+            for target in panel["targets"].as_array().into_iter().flatten() {
+                for name in common::promql_metric_names(target["expr"].as_str().unwrap()) {
+                    named.insert(name, dashboard);
+                }
+            }
+        }
+    }
+    let alerts: Value = serde_saphyr::from_str(
+        &std::fs::read_to_string(root.join("deploy/prometheus/alerts.yaml")).unwrap(),
+    )
+    .unwrap();
+    for group in alerts["groups"].as_array().unwrap() {
+        for rule in group["rules"].as_array().unwrap() {
+            for name in common::promql_metric_names(rule["expr"].as_str().unwrap()) {
+                named.insert(name, "deploy/prometheus/alerts.yaml");
+            }
+        }
+    }
+    assert!(named.len() > 25, "{named:?}");
+    // `up` is Prometheus's own series about the scrape.
+    let missing: Vec<_> = named
+        .iter()
+        .filter(|(name, _)| name.as_str() != "up" && !exposed.contains(name.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "named but not exposed: {missing:?}\n{}",
+        scrape.body
+    );
+
+    let mut lint = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool is needed: apt-get install prometheus (Debian)");
+    std::io::Write::write_all(&mut lint.stdin.take().unwrap(), scrape.body.as_bytes()).unwrap();
+    let out = lint.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

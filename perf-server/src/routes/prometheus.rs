@@ -10,11 +10,14 @@ pub(crate) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         cache.publish_metrics();
     }
     crate::telemetry::publish_memory_watch(state.monitor.memory());
+    let mut pools = Vec::new();
     if let Some(pool) = state.store.connection_pool() {
         pool.observation.publish_metrics("store");
+        pools.push(("store", pool.latencies));
     }
     if let Some(db) = &state.database {
         db.pool_observation().publish_metrics("analyzed");
+        pools.push(("analyzed", db.pool_latencies()));
     }
     if let Some(scaling) = &state.scaling
         && let Ok(status) = scaling.controller.status().await
@@ -23,5 +26,5 @@ pub(crate) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(crate::telemetry::prometheus().render() + &crate::telemetry::render_requests())
+        .body(crate::telemetry::render(&pools, &state.tests))
 }

@@ -213,6 +213,9 @@ pub struct PageRequest {
 pub struct StorePool {
     /// Checkouts, waits, time held, size.
     pub observation: perf_db::PoolObservation,
+    /// Every wait for and hold of a connection (for `/metrics`, not the JSON views).
+    #[serde(skip)]
+    pub latencies: perf_db::PoolLatencies,
     /// The server's `max_connections`, the ceiling of any advice.
     pub server_max_connections: usize,
 }

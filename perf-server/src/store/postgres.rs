@@ -661,6 +661,7 @@ impl Store for PostgresStore {
     fn connection_pool(&self) -> Option<StorePool> {
         Some(StorePool {
             observation: self.pool.observe(),
+            latencies: self.pool.latencies(),
             server_max_connections: self.max_connections,
         })
     }

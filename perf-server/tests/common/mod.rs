@@ -109,3 +109,71 @@ impl Drop for ServerProcess {
         let _ = self.child.wait();
     }
 }
+
+/// The metric names a PromQL expression reads (not its functions,
+/// aggregations, keywords, label names or values, or durations).
+pub(crate) fn promql_metric_names(expr: &str) -> Vec<String> {
+    const AGGREGATIONS: &[&str] = &[
+        "sum",
+        "min",
+        "max",
+        "avg",
+        "group",
+        "stddev",
+        "stdvar",
+        "count",
+        "count_values",
+        "bottomk",
+        "topk",
+        "quantile",
+    ];
+    const GROUPING: &[&str] = &[
+        "by",
+        "without",
+        "on",
+        "ignoring",
+        "group_left",
+        "group_right",
+    ];
+    const KEYWORDS: &[&str] = &["bool", "and", "or", "unless", "offset", "inf", "nan"];
+    let bytes = expr.as_bytes();
+    let skip_to = |from: usize, close: u8| {
+        bytes[from + 1..]
+            .iter()
+            .position(|&b| b == close)
+            .map_or(bytes.len(), |p| from + 1 + p + 1)
+    };
+    let is_start = |b: u8| b.is_ascii_alphabetic() || b == b'_' || b == b':';
+    let is_part = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b':';
+    let mut names = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' | b'\'' => i = skip_to(i, bytes[i]),
+            b'{' => i = skip_to(i, b'}'),
+            b'[' => i = skip_to(i, b']'),
+            b if is_start(b) && (i == 0 || !(is_part(bytes[i - 1]) || bytes[i - 1] == b'.')) => {
+                let end = (i..bytes.len())
+                    .find(|&j| !is_part(bytes[j]))
+                    .unwrap_or(bytes.len());
+                let name = &expr[i..end];
+                let next = expr[end..].trim_start();
+                if GROUPING.contains(&name) && next.starts_with('(') {
+                    i = expr.len() - next.len();
+                    i = skip_to(i, b')');
+                    continue;
+                }
+                if !(next.starts_with('(')
+                    || AGGREGATIONS.contains(&name)
+                    || GROUPING.contains(&name)
+                    || KEYWORDS.contains(&name))
+                {
+                    names.push(name.to_owned());
+                }
+                i = end;
+            }
+            _ => i += 1,
+        }
+    }
+    names
+}
