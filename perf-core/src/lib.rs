@@ -38,6 +38,8 @@
 //! # }
 //! ```
 
+#[cfg(feature = "system")]
+pub mod cgroup;
 mod error;
 mod histogram;
 mod id;

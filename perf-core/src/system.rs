@@ -44,6 +44,10 @@ pub struct SystemSample {
     pub memory: MemorySample,
     /// Network figures.
     pub network: NetworkSample,
+    /// The process's control group: limits, usage, OOM counts, throttling,
+    /// pressure (absent without cgroups).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<crate::cgroup::CgroupSample>,
 }
 
 impl Timestamped for SystemSample {
@@ -313,6 +317,7 @@ pub struct SystemSampler {
     open_fds: u64,
     ticks_per_second: u64,
     page_size: u64,
+    cgroup: Option<crate::cgroup::Cgroup>,
 }
 
 impl SystemSampler {
@@ -328,6 +333,7 @@ impl SystemSampler {
             open_fds: 0,
             ticks_per_second: procfs::ticks_per_second().max(1),
             page_size: procfs::page_size(),
+            cgroup: crate::cgroup::Cgroup::of_self(),
         })
     }
 
@@ -382,6 +388,7 @@ impl SystemSampler {
             cpu,
             memory,
             network,
+            cgroup: self.cgroup.as_ref().map(crate::cgroup::Cgroup::sample),
         })
     }
 

@@ -29,6 +29,23 @@ pub struct MemoryBudget {
     pub hard_fraction: f64,
     /// Seconds a refused client is told to wait (default 5).
     pub retry_after_s: u64,
+    /// Where `limit` came from: `configured`, or `cgroup` when the
+    /// process's control group allows less ([`MemoryBudget::within`]; shown,
+    /// never read from a configuration).
+    #[serde(skip_deserializing)]
+    pub limit_source: LimitSource,
+}
+
+/// Where a budget's limit came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum LimitSource {
+    /// The configuration (or the default).
+    #[default]
+    Configured,
+    /// The memory limit of the process's control group, lower than the configured one.
+    Cgroup,
 }
 
 impl Default for MemoryBudget {
@@ -38,11 +55,34 @@ impl Default for MemoryBudget {
             soft_fraction: 0.8,
             hard_fraction: 0.95,
             retry_after_s: 5,
+            limit_source: LimitSource::Configured,
         }
     }
 }
 
 impl MemoryBudget {
+    /// This budget inside a control group whose memory limit is
+    /// `cgroup_limit` bytes: the limit becomes the cgroup's when that is
+    /// lower than the configured one (a 512 MiB pod with the default 512 MiB
+    /// budget keeps it; a 256 MiB pod lowers it), and `limit_source` says so.
+    ///
+    /// ```
+    /// use perf_memory::{LimitSource, MemoryBudget};
+    /// let budget = MemoryBudget::default().within(Some(256 << 20));
+    /// assert_eq!(budget.limit.bytes(), 256 << 20);
+    /// assert_eq!(budget.limit_source, LimitSource::Cgroup);
+    /// assert_eq!(MemoryBudget::default().within(None).limit_source, LimitSource::Configured);
+    /// ```
+    pub fn within(mut self, cgroup_limit: Option<u64>) -> Self {
+        if let Some(limit) = cgroup_limit
+            && limit < self.limit.bytes()
+        {
+            self.limit = ByteSize(limit);
+            self.limit_source = LimitSource::Cgroup;
+        }
+        self
+    }
+
     /// Checks the fields; the error names the bad one and the range.
     pub fn validate(&self) -> Result<()> {
         if self.limit.bytes() < (16 << 20) {

@@ -57,7 +57,7 @@ pub use advice::{
     allocator_advice, budget_advice, cache_advice, leak_advice, leaking_cache_advice,
 };
 pub use allocator::AllocatorStats;
-pub use budget::{BudgetStatus, MemoryBudget, MemoryGuard, Pressure, Reliever};
+pub use budget::{BudgetStatus, LimitSource, MemoryBudget, MemoryGuard, Pressure, Reliever};
 pub use cache::{Cache, CacheBuilder, CacheStats, describe_cache_metrics};
 pub use error::{Error, Result};
 pub use leak::{LeakDetector, LeakDetectorConfig, LeakStatus, LeakVerdict, MemorySample, Trend};

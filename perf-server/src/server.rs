@@ -124,12 +124,22 @@ pub async fn run(config: ServerConfig) -> Result<()> {
                 message: e.to_string(),
             })?;
     }
+    // In a container the cgroup's limits bound the budget and the workers.
+    let cgroup = perf_core::cgroup::Cgroup::of_self().map(|c| c.sample());
+    let budget = config
+        .memory_budget
+        .within(cgroup.as_ref().and_then(|c| c.memory_limit_bytes));
+    if budget.limit_source == perf_memory::LimitSource::Cgroup {
+        tracing::info!(
+            limit = %budget.limit,
+            configured = %config.memory_budget.limit,
+            "the memory budget's limit is the cgroup's memory limit, lower than the configured one"
+        );
+    }
     let memory = Arc::new(
-        MemoryWatch::new(config.memory_budget, config.leak_detection).map_err(|e| {
-            crate::Error::Config {
-                field: "memory_budget".to_owned(),
-                message: e.to_string(),
-            }
+        MemoryWatch::new(budget, config.leak_detection).map_err(|e| crate::Error::Config {
+            field: "memory_budget".to_owned(),
+            message: e.to_string(),
         })?,
     );
     let (monitor, sampler) = Monitor::start_with_memory(
@@ -165,8 +175,16 @@ pub async fn run(config: ServerConfig) -> Result<()> {
     });
     let app_config = Arc::new(config.clone());
     let workers = config.workers.unwrap_or_else(|| {
-        std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
+        default_workers(
+            std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
+            cgroup.as_ref().and_then(|c| c.cpu_quota_cores),
+        )
     });
+    tracing::info!(
+        workers,
+        cpu_quota_cores = cgroup.as_ref().and_then(|c| c.cpu_quota_cores),
+        "HTTP workers"
+    );
     let server = HttpServer::new(move || app(state.clone(), Arc::clone(&app_config)))
         .shutdown_timeout(config.shutdown_timeout.as_duration().as_secs())
         .disable_signals()
@@ -244,5 +262,29 @@ async fn shutdown_signal() -> &'static str {
     {
         let _ = interrupt.await;
         "SIGINT"
+    }
+}
+
+/// HTTP workers when none are configured: one per core the process may use,
+/// and no more than its cgroup's CPU quota allows (rounded up: a quota of
+/// 1.5 cores gets 2 workers).
+fn default_workers(cores: usize, cpu_quota_cores: Option<f64>) -> usize {
+    let by_quota = cpu_quota_cores
+        .filter(|q| q.is_finite() && *q > 0.0)
+        .map_or(usize::MAX, |q| q.ceil().min(256.0) as usize);
+    cores.min(by_quota).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workers_follow_the_cpu_quota() {
+        assert_eq!(default_workers(8, None), 8);
+        assert_eq!(default_workers(8, Some(1.5)), 2);
+        assert_eq!(default_workers(8, Some(0.25)), 1);
+        assert_eq!(default_workers(2, Some(16.0)), 2);
+        assert_eq!(default_workers(4, Some(f64::NAN)), 4);
     }
 }

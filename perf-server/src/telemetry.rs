@@ -250,15 +250,20 @@ pub(crate) fn record(
     });
 }
 
-/// The whole `/metrics` text: the recorder's series, the request
-/// histograms, the pools' wait and hold histograms and the load tests.
+/// The whole `/metrics` text: the recorder's series, the cgroup's (newest
+/// sample), the request histograms, the pools' wait and hold histograms and
+/// the load tests.
 pub(crate) fn render(
+    cgroup: Option<&perf_core::cgroup::CgroupSample>,
     pools: &[(&'static str, perf_db::PoolLatencies)],
     tests: &crate::test_runner::TestRunner,
 ) -> String {
     let pools: Vec<(&str, &perf_db::PoolLatencies)> =
         pools.iter().map(|(name, l)| (*name, l)).collect();
     let mut out = prometheus().render();
+    if let Some(cgroup) = cgroup {
+        out.push_str(&cgroup.render_prometheus());
+    }
     out.push_str(&render_requests());
     if !pools.is_empty() {
         out.push_str(&perf_db::render_pool_latencies(&pools));

@@ -1324,3 +1324,167 @@ scaling:
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A cgroup made for one test (v2 at the root of the unified hierarchy, or
+/// v1 under this process's own memory and cpu cgroups); removed on drop.
+struct TestCgroup {
+    dirs: Vec<std::path::PathBuf>,
+}
+
+impl TestCgroup {
+    /// A cgroup with this memory limit and a CPU quota of `quota_us` per
+    /// 100 ms, or why none could be made.
+    fn create(memory_limit: u64, quota_us: u64) -> Result<Self, String> {
+        use std::path::{Path, PathBuf};
+        let name = format!("perf-test-{}", std::process::id());
+        let root = Path::new("/sys/fs/cgroup");
+        let write = |path: &Path, text: &str| {
+            std::fs::write(path, text).map_err(|e| format!("writing {}: {e}", path.display()))
+        };
+        let controllers =
+            std::fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
+        if controllers.contains("memory") && controllers.contains("cpu") {
+            write(&root.join("cgroup.subtree_control"), "+memory +cpu")?;
+            let dir = root.join(&name);
+            std::fs::create_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            let made = Self {
+                dirs: vec![dir.clone()],
+            };
+            write(&dir.join("memory.max"), &memory_limit.to_string())?;
+            write(&dir.join("cpu.max"), &format!("{quota_us} 100000"))?;
+            return Ok(made);
+        }
+        let membership = std::fs::read_to_string("/proc/self/cgroup").map_err(|e| e.to_string())?;
+        let own = |controller: &str| {
+            membership.lines().find_map(|l| {
+                let mut f = l.splitn(3, ':');
+                let (_, list, path) = (f.next()?, f.next()?, f.next()?);
+                list.split(',')
+                    .any(|c| c == controller)
+                    .then(|| (list.to_owned(), path.to_owned()))
+            })
+        };
+        let (_, memory_path) = own("memory").ok_or("no memory cgroup (v1 or v2)")?;
+        let (cpu_list, cpu_path) = own("cpu").ok_or("no cpu cgroup (v1 or v2)")?;
+        let memory: PathBuf = root
+            .join("memory")
+            .join(memory_path.trim_start_matches('/'))
+            .join(&name);
+        let cpu_mount = [cpu_list.as_str(), "cpu", "cpu,cpuacct"]
+            .iter()
+            .map(|m| root.join(m))
+            .find(|m| m.is_dir())
+            .ok_or("no cpu hierarchy mounted")?;
+        let cpu = cpu_mount.join(cpu_path.trim_start_matches('/')).join(&name);
+        let mut made = Self { dirs: Vec::new() };
+        for dir in [&memory, &cpu] {
+            std::fs::create_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            made.dirs.push(dir.clone());
+        }
+        write(
+            &memory.join("memory.limit_in_bytes"),
+            &memory_limit.to_string(),
+        )?;
+        write(&cpu.join("cpu.cfs_period_us"), "100000")?;
+        write(&cpu.join("cpu.cfs_quota_us"), &quota_us.to_string())?;
+        Ok(made)
+    }
+
+    fn procs(&self) -> Vec<std::path::PathBuf> {
+        self.dirs.iter().map(|d| d.join("cgroup.procs")).collect()
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        for dir in &self.dirs {
+            for _ in 0..50 {
+                if std::fs::remove_dir(dir).is_ok() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+/// perf-server in a cgroup of 64 MiB and half a core: it reports the
+/// cgroup's limit and quota beside the host's figures, its memory budget
+/// takes the cgroup's limit (lower than the configured 512 MiB) and acts on
+/// it (marks at 50 % and 60 % of 64 MiB: the process is over the hard mark
+/// and refuses new work, which the same marks of 512 MiB would not), and it
+/// runs one HTTP worker, not one per host core.
+#[test]
+fn in_a_cgroup_the_limits_are_reported_and_the_budget_and_workers_follow_them() {
+    let cgroup = TestCgroup::create(64 << 20, 50_000).unwrap_or_else(|why| {
+        panic!("this test runs perf-server in a cgroup it creates (needs root and cgroup v1 or v2 with memory and cpu): {why}")
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("perf.yaml");
+    std::fs::write(
+        &config,
+        "memory_budget: {limit: 512MiB, soft_fraction: 0.5, hard_fraction: 0.6}\n",
+    )
+    .unwrap();
+    let mut server = ServerProcess::try_start_in(
+        dir.path(),
+        &["--config", config.to_str().unwrap()],
+        &cgroup.procs(),
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let memory = loop {
+        let memory = json(
+            &http::get(server.addr, "/performance/metrics/memory")
+                .unwrap()
+                .body,
+        );
+        if memory["budget"]["pressure"] == "hard" {
+            break memory;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the budget never reached its hard mark: {memory}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(memory["cgroup"]["memory_limit_bytes"], 64 << 20, "{memory}");
+    assert_eq!(memory["budget"]["budget"]["limit"], 64 << 20, "{memory}");
+    assert_eq!(
+        memory["budget"]["budget"]["limit_source"], "cgroup",
+        "{memory}"
+    );
+    assert_eq!(memory["cgroup"]["cpu_quota_cores"], 0.5, "{memory}");
+    // Over the hard mark new work is refused; the memory figures still answer.
+    let refused = server.send_json(
+        "POST",
+        "/performance/metrics/snapshots",
+        r#"{"label": "x"}"#,
+    );
+    assert_eq!(refused.status, 503, "{}", refused.body);
+    let metrics = http::get(server.addr, "/metrics").unwrap().body;
+    for line in [
+        "cgroup_memory_limit_bytes 67108864",
+        "memory_budget_limit_bytes 67108864",
+        "cgroup_cpu_quota_cores 0.5",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{line} missing:\n{metrics}"
+        );
+    }
+    assert!(
+        server.log_text().contains("workers=1"),
+        "{}",
+        server.log_text()
+    );
+    assert!(
+        server
+            .log_text()
+            .contains("the memory budget's limit is the cgroup's"),
+        "{}",
+        server.log_text()
+    );
+    let _ = server.child.kill();
+    let _ = server.child.wait();
+}

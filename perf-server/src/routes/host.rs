@@ -46,6 +46,10 @@ pub(crate) struct SummaryView {
     external_rx_bytes_per_sec: f64,
     external_tx_bytes_per_sec: f64,
     tcp_established: u64,
+    /// The process's control group: memory limit and usage, CPU quota,
+    /// throttling, pressure (absent without cgroups).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cgroup: Option<perf_core::cgroup::CgroupSample>,
 }
 
 /// Processor figures at one time.
@@ -55,6 +59,9 @@ pub(crate) struct CpuView {
     interval_ms: u64,
     #[serde(flatten)]
     cpu: CpuSample,
+    /// The cgroup's CPU quota, throttling and CPU pressure, beside the host's figures.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cgroup: Option<perf_core::cgroup::CgroupSample>,
 }
 
 /// Memory figures at one time.
@@ -64,6 +71,10 @@ pub(crate) struct MemoryView {
     interval_ms: u64,
     #[serde(flatten)]
     memory: MemorySample,
+    /// The cgroup's memory limit, usage, OOM counts and memory pressure,
+    /// beside the host's figures.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cgroup: Option<perf_core::cgroup::CgroupSample>,
     allocator: Option<AllocatorStats>,
     /// The memory budget and what it did (newest sample only).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -159,6 +170,7 @@ pub(crate) async fn summary(req: actix_web::HttpRequest) -> Result<HttpResponse,
         external_rx_bytes_per_sec: s.system.network.external_rx_bytes_per_sec(),
         external_tx_bytes_per_sec: s.system.network.external_tx_bytes_per_sec(),
         tcp_established: s.system.network.tcp.established,
+        cgroup: s.system.cgroup.clone(),
     };
     if query.window.is_none() {
         // The newest sample's view changes once a sample and once a second.
@@ -195,6 +207,7 @@ pub(crate) async fn cpu(
         timestamp_ms: s.system.timestamp_ms,
         interval_ms: s.system.interval_ms,
         cpu: s.system.cpu.clone(),
+        cgroup: s.system.cgroup.clone(),
     })
     .await
 }
@@ -215,6 +228,7 @@ pub(crate) async fn memory(
         timestamp_ms: s.system.timestamp_ms,
         interval_ms: s.system.interval_ms,
         memory: s.system.memory.clone(),
+        cgroup: s.system.cgroup.clone(),
         allocator: s.allocator,
         budget: newest.then(|| watch.budget()),
         leak: newest.then(|| watch.leak()),

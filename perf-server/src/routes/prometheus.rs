@@ -26,5 +26,13 @@ pub(crate) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(crate::telemetry::render(&pools, &state.tests))
+        .body(crate::telemetry::render(
+            state
+                .monitor
+                .latest_now()
+                .as_ref()
+                .and_then(|s| s.system.cgroup.as_ref()),
+            &pools,
+            &state.tests,
+        ))
 }

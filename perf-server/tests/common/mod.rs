@@ -23,7 +23,30 @@ impl ServerProcess {
     }
 
     pub(crate) fn try_start(data_dir: &Path, args: &[&str]) -> Result<Self, String> {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_perf-server"))
+        Self::try_start_in(data_dir, args, &[])
+    }
+
+    /// Starts it as [`ServerProcess::start`] does, inside the cgroups whose
+    /// `cgroup.procs` files are given (it joins them before it execs).
+    pub(crate) fn try_start_in(
+        data_dir: &Path,
+        args: &[&str],
+        cgroup_procs: &[std::path::PathBuf],
+    ) -> Result<Self, String> {
+        let mut command = if cgroup_procs.is_empty() {
+            Command::new(env!("CARGO_BIN_EXE_perf-server"))
+        } else {
+            let mut sh = Command::new("sh");
+            let joins: String = cgroup_procs
+                .iter()
+                .map(|p| format!("echo $$ > '{}' || exit 97; ", p.display()))
+                .collect();
+            sh.arg("-c")
+                .arg(format!("{joins}exec \"$0\" \"$@\""))
+                .arg(env!("CARGO_BIN_EXE_perf-server"));
+            sh
+        };
+        let mut child = command
             .arg("serve")
             .arg("--data-dir")
             .arg(data_dir)
