@@ -67,7 +67,18 @@ pub struct CgroupSample {
     pub cpu_pressure: Option<PressureStall>,
     /// Whose pressure figures those are: `cgroup`, or `host` when the cgroup
     /// has none (v1: `/proc/pressure`).
-    pub pressure_scope: Option<String>,
+    pub pressure_scope: Option<PressureScope>,
+}
+
+/// Whose pressure stall figures a [`CgroupSample`] holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum PressureScope {
+    /// The cgroup's own (`memory.pressure`, `cpu.pressure`).
+    Cgroup,
+    /// The whole host's (`/proc/pressure`).
+    Host,
 }
 
 impl CgroupSample {
@@ -184,8 +195,8 @@ pub struct Cgroup {
     memory: Vec<PathBuf>,
     /// The same for the cpu controller.
     cpu: Vec<PathBuf>,
-    /// Where `memory.pressure` and `cpu.pressure` are.
-    pressure: Option<(PathBuf, &'static str)>,
+    /// Where the pressure files are, and whose they are.
+    pressure: Option<(PathBuf, PressureScope)>,
 }
 
 impl Cgroup {
@@ -228,7 +239,7 @@ impl Cgroup {
         let host = host_pressure
             .join("memory")
             .exists()
-            .then(|| (host_pressure.to_path_buf(), "host"));
+            .then(|| (host_pressure.to_path_buf(), PressureScope::Host));
         // v2 with the controllers enabled: everything in one directory.
         if let Some(path) = &unified
             && root.join("cgroup.controllers").exists()
@@ -239,7 +250,11 @@ impl Cgroup {
                 path: path.clone(),
                 memory: dirs.clone(),
                 cpu: dirs.clone(),
-                pressure: dirs.first().cloned().map(|d| (d, "cgroup")).or(host),
+                pressure: dirs
+                    .first()
+                    .filter(|d| d.join("memory.pressure").exists())
+                    .map(|d| (d.clone(), PressureScope::Cgroup))
+                    .or(host),
             });
         }
         // v1 (or hybrid: an empty v2 hierarchy beside the v1 ones).
@@ -267,36 +282,43 @@ impl Cgroup {
     }
 
     /// Reads the cgroup now. What a file does not say (a controller not
-    /// mounted, a kernel without the counter) is `None`.
+    /// mounted, a kernel without the counter) is `None`. Usage is the
+    /// process's own cgroup's; OOM counts and throttling are those of the
+    /// cgroup whose limit or quota is the effective one (where they happen).
     pub fn sample(&self) -> CgroupSample {
-        let own = |dirs: &[PathBuf], name: &str| dirs.first().and_then(|d| read(&d.join(name)));
+        let read_in = |dir: Option<&PathBuf>, name: &str| dir.and_then(|d| read(&d.join(name)));
         let (limit_file, current_file) = if self.version == 2 {
             ("memory.max", "memory.current")
         } else {
             ("memory.limit_in_bytes", "memory.usage_in_bytes")
         };
-        let memory_limit_bytes = self
+        let limit = self
             .memory
             .iter()
-            .filter_map(|d| read(&d.join(limit_file)))
-            .filter_map(|text| text.trim().parse::<u64>().ok())
-            .filter(|&limit| limit < UNLIMITED)
-            .min();
+            .filter_map(|d| {
+                let limit = read(&d.join(limit_file))?.trim().parse::<u64>().ok()?;
+                (limit < UNLIMITED).then_some((limit, d))
+            })
+            .min_by_key(|(limit, _)| *limit);
+        let memory_limit_bytes = limit.map(|(l, _)| l);
+        let limiting = limit.map(|(_, d)| d).or(self.memory.first());
         let memory_current_bytes =
-            own(&self.memory, current_file).and_then(|t| t.trim().parse().ok());
+            read_in(self.memory.first(), current_file).and_then(|t| t.trim().parse().ok());
         let (memory_oom_events, memory_oom_kills) = if self.version == 2 {
-            let events = own(&self.memory, "memory.events").unwrap_or_default();
+            let events = read_in(limiting, "memory.events").unwrap_or_default();
             (field(&events, "oom"), field(&events, "oom_kill"))
         } else {
-            let control = own(&self.memory, "memory.oom_control").unwrap_or_default();
+            let control = read_in(limiting, "memory.oom_control").unwrap_or_default();
             (None, field(&control, "oom_kill"))
         };
-        let cpu_quota_cores = self
+        let quota = self
             .cpu
             .iter()
-            .filter_map(|d| quota_cores(d, self.version))
-            .reduce(f64::min);
-        let stat = own(&self.cpu, "cpu.stat").unwrap_or_default();
+            .filter_map(|d| quota_cores(d, self.version).map(|q| (q, d)))
+            .min_by(|a, b| a.0.total_cmp(&b.0));
+        let cpu_quota_cores = quota.map(|(q, _)| q);
+        let stat =
+            read_in(quota.map(|(_, d)| d).or(self.cpu.first()), "cpu.stat").unwrap_or_default();
         let (cpu_periods, cpu_throttled_periods, cpu_throttled_seconds) = (
             field(&stat, "nr_periods"),
             field(&stat, "nr_throttled"),
@@ -308,15 +330,14 @@ impl Cgroup {
         );
         let (memory_pressure, cpu_pressure, pressure_scope) = match &self.pressure {
             Some((dir, scope)) => {
-                let (memory_name, cpu_name) = if *scope == "host" {
-                    ("memory", "cpu")
-                } else {
-                    ("memory.pressure", "cpu.pressure")
+                let (memory_name, cpu_name) = match scope {
+                    PressureScope::Host => ("memory", "cpu"),
+                    PressureScope::Cgroup => ("memory.pressure", "cpu.pressure"),
                 };
                 (
                     read(&dir.join(memory_name)).and_then(|t| pressure(&t)),
                     read(&dir.join(cpu_name)).and_then(|t| pressure(&t)),
-                    Some((*scope).to_owned()),
+                    Some(*scope),
                 )
             }
             None => (None, None, None),
@@ -339,12 +360,18 @@ impl Cgroup {
     }
 }
 
-/// `mount/path` and each of its parents up to `mount`.
+/// `mount/path` and each of its parents up to `mount`, those that exist.
+/// Without a cgroup namespace a container sees its own cgroup's path (say
+/// `/docker/<id>`) while the mount already is that cgroup: the path does not
+/// exist under the mount, and the mount itself comes first.
 fn ancestors(mount: &Path, path: &str) -> Vec<PathBuf> {
     let mut dirs = Vec::new();
     let mut current = PathBuf::from(path.trim_start_matches('/'));
     loop {
-        dirs.push(mount.join(&current));
+        let dir = mount.join(&current);
+        if dir.is_dir() {
+            dirs.push(dir);
+        }
         if !current.pop() {
             break;
         }
@@ -373,18 +400,19 @@ fn field(text: &str, name: &str) -> Option<u64> {
     })
 }
 
-/// The quota of one directory in cores, `None` when unlimited or unset.
+/// The quota of one directory in cores, `None` when unlimited (`max`, -1)
+/// or unreadable.
 fn quota_cores(dir: &Path, version: u8) -> Option<f64> {
     let (quota, period) = if version == 2 {
         let text = read(&dir.join("cpu.max"))?;
         let (quota, period) = text.trim().split_once(' ')?;
-        (quota.parse::<f64>().ok()?, period.parse::<f64>().ok()?)
+        (quota.parse::<u64>().ok()?, period.parse::<u64>().ok()?)
     } else {
-        let quota: f64 = read(&dir.join("cpu.cfs_quota_us"))?.trim().parse().ok()?;
-        let period: f64 = read(&dir.join("cpu.cfs_period_us"))?.trim().parse().ok()?;
+        let quota: u64 = read(&dir.join("cpu.cfs_quota_us"))?.trim().parse().ok()?;
+        let period: u64 = read(&dir.join("cpu.cfs_period_us"))?.trim().parse().ok()?;
         (quota, period)
     };
-    (quota > 0.0 && period > 0.0).then(|| quota / period)
+    (quota > 0 && period > 0).then(|| quota as f64 / period as f64)
 }
 
 /// `some avg10=0.00 avg60=0.00 avg300=0.00 total=0` and the `full` line.
@@ -395,6 +423,7 @@ fn pressure(text: &str) -> Option<PressureStall> {
             rest.split_whitespace()
                 .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
                 .and_then(|v| v.parse::<f64>().ok())
+                .filter(|v| (0.0..=100.0).contains(v))
         };
         Some((value("avg10")?, value("avg60")?))
     };
@@ -426,13 +455,13 @@ mod tests {
         write(&r.join("pod/app/memory.max"), "max\n");
         write(&r.join("pod/app/memory.current"), "104857600\n");
         write(
-            &r.join("pod/app/memory.events"),
+            &r.join("pod/memory.events"),
             "low 0\nhigh 0\nmax 3\noom 2\noom_kill 1\n",
         );
         write(&r.join("pod/cpu.max"), "150000 100000\n");
         write(&r.join("pod/app/cpu.max"), "max 100000\n");
         write(
-            &r.join("pod/app/cpu.stat"),
+            &r.join("pod/cpu.stat"),
             "usage_usec 5\nnr_periods 40\nnr_throttled 7\nthrottled_usec 2500000\n",
         );
         write(
@@ -457,7 +486,7 @@ mod tests {
         let p = s.memory_pressure.unwrap();
         assert_eq!((p.some_avg10, p.full_avg60), (1.5, Some(0.25)));
         assert_eq!(s.cpu_pressure, None);
-        assert_eq!(s.pressure_scope.as_deref(), Some("cgroup"));
+        assert_eq!(s.pressure_scope, Some(PressureScope::Cgroup));
     }
 
     #[test]
@@ -503,7 +532,60 @@ mod tests {
         assert_eq!(s.cpu_quota_cores, Some(0.5));
         assert_eq!(s.cpu_throttled_seconds, Some(2.0));
         assert_eq!(s.cpu_pressure.unwrap().full_avg10, None);
-        assert_eq!(s.pressure_scope.as_deref(), Some("host"));
+        assert_eq!(s.pressure_scope, Some(PressureScope::Host));
+    }
+
+    #[test]
+    fn without_a_namespace_the_mount_is_the_cgroup_and_stats_follow_the_limit() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        // Docker on v1 without a cgroup namespace: /proc/self/cgroup says
+        // /docker/abc, the mount already is that cgroup.
+        write(&r.join("memory/memory.limit_in_bytes"), "134217728\n");
+        write(&r.join("memory/memory.usage_in_bytes"), "5000\n");
+        write(&r.join("memory/memory.oom_control"), "oom_kill 2\n");
+        write(&r.join("cpu/cpu.cfs_quota_us"), "200000\n");
+        write(&r.join("cpu/cpu.cfs_period_us"), "100000\n");
+        write(
+            &r.join("cpu/cpu.stat"),
+            "nr_periods 9\nnr_throttled 4\nthrottled_time 1000000000\n",
+        );
+        // ... and a child of it whose own quota is unlimited.
+        write(&r.join("cpu/docker/abc/cpu.cfs_quota_us"), "-1\n");
+        write(&r.join("cpu/docker/abc/cpu.cfs_period_us"), "100000\n");
+        write(
+            &r.join("cpu/docker/abc/cpu.stat"),
+            "nr_periods 0\nnr_throttled 0\nthrottled_time 0\n",
+        );
+        let membership = "5:memory:/docker/abc\n3:cpu:/docker/abc\n";
+        let s = Cgroup::find(membership, r, &r.join("none"))
+            .unwrap()
+            .sample();
+        assert_eq!(s.memory_limit_bytes, Some(128 << 20));
+        assert_eq!(s.memory_current_bytes, Some(5000));
+        assert_eq!(s.memory_oom_kills, Some(2));
+        assert_eq!(s.cpu_quota_cores, Some(2.0));
+        // Throttling is counted where the quota is.
+        assert_eq!(s.cpu_throttled_periods, Some(4));
+        assert_eq!(s.cpu_throttled_seconds, Some(1.0));
+    }
+
+    #[test]
+    fn odd_values_are_no_figures() {
+        assert_eq!(
+            pressure("some avg10=inf avg60=1.00 avg300=0 total=1\n"),
+            None
+        );
+        assert_eq!(
+            pressure("some avg10=NaN avg60=1.00 avg300=0 total=1\n"),
+            None
+        );
+        assert_eq!(pressure("garbage"), None);
+        let root = tempfile::tempdir().unwrap();
+        write(&root.path().join("cpu.max"), "inf 100000\n");
+        assert_eq!(quota_cores(root.path(), 2), None);
+        write(&root.path().join("cpu.max"), "50000 0\n");
+        assert_eq!(quota_cores(root.path(), 2), None);
     }
 
     #[test]

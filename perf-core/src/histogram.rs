@@ -106,6 +106,13 @@ impl LatencyHistogram {
         self.inner.count_between(0, micros.min(MAX_MICROS))
     }
 
+    /// The sum of the samples in seconds (each counted at its bucket's
+    /// middle, as [`LatencyHistogram::mean`]), without rounding to whole
+    /// nanoseconds: it only grows as samples are added.
+    pub fn sum_seconds(&self) -> f64 {
+        self.inner.mean() * self.inner.len() as f64 / 1e6
+    }
+
     /// Number of samples recorded.
     pub fn count(&self) -> u64 {
         self.inner.len()

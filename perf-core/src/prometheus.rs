@@ -47,11 +47,17 @@ pub fn write_header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
-/// One sample: `name{labels} value`.
+/// One sample: `name{labels} value` (infinities and NaN as the format
+/// spells them: `+Inf`, `-Inf`, `NaN`).
 pub fn write_sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: f64) {
     out.push_str(name);
     write_labels(out, labels, None);
-    let _ = writeln!(out, " {value}");
+    let _ = match value {
+        v if v.is_nan() => writeln!(out, " NaN"),
+        v if v == f64::INFINITY => writeln!(out, " +Inf"),
+        v if v == f64::NEG_INFINITY => writeln!(out, " -Inf"),
+        v => writeln!(out, " {v}"),
+    };
 }
 
 /// The samples of one histogram from counts per bucket of
@@ -64,6 +70,7 @@ pub fn write_bucket_counts(
     counts: &[u64],
     sum_seconds: f64,
 ) {
+    debug_assert_eq!(counts.len(), LATENCY_BUCKETS_SECONDS.len() + 1);
     let mut cumulative = 0u64;
     for (i, count) in counts.iter().enumerate() {
         cumulative = cumulative.saturating_add(*count);
@@ -82,16 +89,11 @@ pub fn write_bucket_counts(
     let _ = writeln!(out, " {cumulative}");
 }
 
-/// The samples of `histogram` as a Prometheus histogram in seconds over
-/// [`LATENCY_BUCKETS_SECONDS`]. Counts per bucket are exact to the HDR
-/// histogram's resolution (3 significant digits); the sum is its mean times
-/// its count.
-pub fn write_histogram(
-    out: &mut String,
-    name: &str,
-    labels: &[(&str, &str)],
-    histogram: &LatencyHistogram,
-) {
+/// Counts per bucket of [`LATENCY_BUCKETS_SECONDS`] (not cumulative; one
+/// more for `+Inf`) of `histogram`: exact to the HDR histogram's resolution
+/// (3 significant digits: a sample in the same HDR bucket as a bound counts
+/// at or below it).
+pub fn bucket_counts(histogram: &LatencyHistogram) -> Vec<u64> {
     let mut counts = Vec::with_capacity(LATENCY_BUCKETS_SECONDS.len() + 1);
     let mut below = 0u64;
     for le in LATENCY_BUCKETS_SECONDS {
@@ -100,8 +102,20 @@ pub fn write_histogram(
         below = at_or_below;
     }
     counts.push(histogram.count().saturating_sub(below));
-    let sum = histogram.mean().as_secs_f64() * histogram.count() as f64;
-    write_bucket_counts(out, name, labels, &counts, sum);
+    counts
+}
+
+/// The samples of `histogram` as a Prometheus histogram in seconds over
+/// [`LATENCY_BUCKETS_SECONDS`] ([`bucket_counts`]; the sum is
+/// [`LatencyHistogram::sum_seconds`]).
+pub fn write_histogram(
+    out: &mut String,
+    name: &str,
+    labels: &[(&str, &str)],
+    histogram: &LatencyHistogram,
+) {
+    let counts = bucket_counts(histogram);
+    write_bucket_counts(out, name, labels, &counts, histogram.sum_seconds());
 }
 
 fn write_labels(out: &mut String, labels: &[(&str, &str)], le: Option<&str>) {

@@ -11,16 +11,78 @@
 //! and `perf_loadtest_running` (1 while it runs, 0 once finished).
 //!
 //! Cardinality is bounded by the run, not by the traffic: `request` is one of
-//! the scenario's request or step names (at most 64 per run, the recorder's
-//! limit), `kind` one of the engine's fixed set of error kinds or an
-//! HTTP error status (at most 200 values), `check` one of the scenario's checks; the caller bounds the number of
-//! tests it passes.
+//! the scenario's request or step names (at most 100, the scenario limit),
+//! `kind` one of the engine's fixed set of error kinds or an HTTP error
+//! status the target sent, `check` one of the scenario's checks; the caller
+//! bounds the number of tests it passes.
+//!
+//! A test is exposed through its [`ExposedFigures`]: the counters and, per
+//! request, the histogram's bucket counts (a few hundred bytes a request,
+//! not the report's HDR histograms).
 
-use perf_core::prometheus::{write_header, write_histogram, write_sample};
+use perf_core::prometheus::{bucket_counts, write_bucket_counts, write_header, write_sample};
 
 use crate::RunReport;
 
-/// One test to expose: its name, its id, its report so far (or final),
+/// What the exposition needs of a run's report, compact enough to keep for
+/// every exposed test.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ExposedFigures {
+    /// Per request (or step) name: requests, latency bucket counts over
+    /// [`perf_core::prometheus::LATENCY_BUCKETS_SECONDS`] (and `+Inf`), the
+    /// latencies' sum in seconds.
+    pub requests: Vec<(String, u64, Vec<u64>, f64)>,
+    /// Failed requests by kind (`http_<status>` for an error status).
+    pub errors: Vec<(String, u64)>,
+    /// Arrivals dropped (open model).
+    pub dropped: u64,
+    /// Per check: passes, fails.
+    pub checks: Vec<(String, u64, u64)>,
+}
+
+impl From<&RunReport> for ExposedFigures {
+    fn from(report: &RunReport) -> Self {
+        let requests = report
+            .per_request
+            .iter()
+            .map(|(name, r)| {
+                let (buckets, sum) = report.histograms.per_request.get(name).map_or_else(
+                    || {
+                        (
+                            vec![0; perf_core::prometheus::LATENCY_BUCKETS_SECONDS.len() + 1],
+                            0.0,
+                        )
+                    },
+                    |(corrected, _)| (bucket_counts(corrected), corrected.sum_seconds()),
+                );
+                (name.clone(), r.requests, buckets, sum)
+            })
+            .collect();
+        let statuses = report.status_codes.iter().filter_map(|(code, count)| {
+            let failed = code.parse::<u16>().is_ok_and(|c| c >= 400);
+            failed.then(|| (format!("http_{code}"), *count))
+        });
+        let errors = report
+            .error_kinds
+            .iter()
+            .map(|(k, c)| (k.clone(), *c))
+            .chain(statuses)
+            .collect();
+        let checks = report
+            .checks
+            .iter()
+            .map(|(name, c)| (name.clone(), c.passes, c.fails))
+            .collect();
+        Self {
+            requests,
+            errors,
+            dropped: report.dropped,
+            checks,
+        }
+    }
+}
+
+/// One test to expose: its name, its id, its figures so far (or final),
 /// and whether it still runs.
 #[derive(Debug, Clone, Copy)]
 pub struct ExposedTest<'a> {
@@ -29,7 +91,7 @@ pub struct ExposedTest<'a> {
     /// The `test_id` label.
     pub id: &'a str,
     /// What it measured so far.
-    pub report: &'a RunReport,
+    pub figures: &'a ExposedFigures,
     /// Whether it still runs.
     pub running: bool,
 }
@@ -40,11 +102,14 @@ pub struct ExposedTest<'a> {
 /// ```
 /// let mut report = perf_loadgen::RunReport::default();
 /// report.error_kinds.insert("timeout".into(), 2);
+/// report.status_codes.insert("503".into(), 1);
+/// let figures = perf_loadgen::ExposedFigures::from(&report);
 /// let text = perf_loadgen::render_prometheus(&[perf_loadgen::ExposedTest {
-///     name: "smoke", id: "t1", report: &report, running: true,
+///     name: "smoke", id: "t1", figures: &figures, running: true,
 /// }]);
 /// assert!(text.contains("perf_loadtest_running{test=\"smoke\",test_id=\"t1\"} 1"));
 /// assert!(text.contains("perf_loadtest_errors_total{test=\"smoke\",test_id=\"t1\",kind=\"timeout\"} 2"));
+/// assert!(text.contains("perf_loadtest_errors_total{test=\"smoke\",test_id=\"t1\",kind=\"http_503\"} 1"));
 /// ```
 pub fn render_prometheus(tests: &[ExposedTest<'_>]) -> String {
     let mut out = String::new();
@@ -73,7 +138,7 @@ pub fn render_prometheus(tests: &[ExposedTest<'_>]) -> String {
         "Requests the load test sent, by request (or journey step) name.",
     );
     for t in tests {
-        for (request, r) in &t.report.per_request {
+        for (request, requests, _, _) in &t.figures.requests {
             let labels = [
                 ("test", t.name),
                 ("test_id", t.id),
@@ -83,7 +148,7 @@ pub fn render_prometheus(tests: &[ExposedTest<'_>]) -> String {
                 &mut out,
                 "perf_loadtest_requests_total",
                 &labels,
-                r.requests as f64,
+                *requests as f64,
             );
         }
     }
@@ -94,17 +159,18 @@ pub fn render_prometheus(tests: &[ExposedTest<'_>]) -> String {
         "Latency of the load test's requests from their intended start (no coordinated omission), by request name.",
     );
     for t in tests {
-        for (request, (corrected, _)) in &t.report.histograms.per_request {
+        for (request, _, buckets, sum) in &t.figures.requests {
             let labels = [
                 ("test", t.name),
                 ("test_id", t.id),
                 ("request", request.as_str()),
             ];
-            write_histogram(
+            write_bucket_counts(
                 &mut out,
                 "perf_loadtest_request_duration_seconds",
                 &labels,
-                corrected,
+                buckets,
+                *sum,
             );
         }
     }
@@ -115,12 +181,7 @@ pub fn render_prometheus(tests: &[ExposedTest<'_>]) -> String {
         "Failed requests of the load test, by kind: connect, tls, timeout, reset, protocol (no answer), http_<status> (an error status).",
     );
     for t in tests {
-        let statuses = t.report.status_codes.iter().filter_map(|(code, count)| {
-            let failed = code.parse::<u16>().is_ok_and(|c| c >= 400);
-            failed.then(|| (format!("http_{code}"), count))
-        });
-        let kinds = t.report.error_kinds.iter().map(|(k, c)| (k.clone(), c));
-        for (kind, count) in kinds.chain(statuses) {
+        for (kind, count) in &t.figures.errors {
             let labels = [("test", t.name), ("test_id", t.id), ("kind", kind.as_str())];
             write_sample(
                 &mut out,
@@ -142,7 +203,7 @@ pub fn render_prometheus(tests: &[ExposedTest<'_>]) -> String {
             &mut out,
             "perf_loadtest_dropped_total",
             &labels,
-            t.report.dropped as f64,
+            t.figures.dropped as f64,
         );
     }
     write_header(
@@ -152,15 +213,15 @@ pub fn render_prometheus(tests: &[ExposedTest<'_>]) -> String {
         "Checks of the load test's responses, by check and result (pass, fail).",
     );
     for t in tests {
-        for (check, count) in &t.report.checks {
-            for (result, n) in [("pass", count.passes), ("fail", count.fails)] {
+        for (check, passes, fails) in &t.figures.checks {
+            for (result, n) in [("pass", passes), ("fail", fails)] {
                 let labels = [
                     ("test", t.name),
                     ("test_id", t.id),
                     ("check", check.as_str()),
                     ("result", result),
                 ];
-                write_sample(&mut out, "perf_loadtest_checks_total", &labels, n as f64);
+                write_sample(&mut out, "perf_loadtest_checks_total", &labels, *n as f64);
             }
         }
     }

@@ -66,7 +66,7 @@ pub use compare::{
     compare, compare_to_history,
 };
 pub use error::{Error, Result};
-pub use exposition::{ExposedTest, render_prometheus};
+pub use exposition::{ExposedFigures, ExposedTest, render_prometheus};
 pub use journey::{CheckCount, FlowCount};
 pub use report::{
     GeneratorLoad, LatencyMs, PhasesReport, ReportHistograms, RequestReport, RunReport,

@@ -16,6 +16,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
 
+/// The smallest limit a budget may have.
+const MIN_LIMIT: u64 = 16 << 20;
+
 /// The limit and its marks.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -73,9 +76,12 @@ impl MemoryBudget {
     /// assert_eq!(budget.limit_source, LimitSource::Cgroup);
     /// assert_eq!(MemoryBudget::default().within(None).limit_source, LimitSource::Configured);
     /// ```
+    /// A cgroup limit under the smallest budget (16 MiB) is not taken: the
+    /// process could not run there anyway, and the budget would not validate.
     pub fn within(mut self, cgroup_limit: Option<u64>) -> Self {
         if let Some(limit) = cgroup_limit
             && limit < self.limit.bytes()
+            && limit >= MIN_LIMIT
         {
             self.limit = ByteSize(limit);
             self.limit_source = LimitSource::Cgroup;
@@ -85,7 +91,7 @@ impl MemoryBudget {
 
     /// Checks the fields; the error names the bad one and the range.
     pub fn validate(&self) -> Result<()> {
-        if self.limit.bytes() < (16 << 20) {
+        if self.limit.bytes() < MIN_LIMIT {
             return Err(Error::Invalid {
                 field: "limit",
                 message: format!("{} is below the smallest allowed, 16MiB", self.limit),

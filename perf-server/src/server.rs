@@ -266,8 +266,9 @@ async fn shutdown_signal() -> &'static str {
 }
 
 /// HTTP workers when none are configured: one per core the process may use,
-/// and no more than its cgroup's CPU quota allows (rounded up: a quota of
-/// 1.5 cores gets 2 workers).
+/// and no more than its cgroup's CPU quota (`cores` from
+/// `available_parallelism` already counts the affinity mask and the quota,
+/// rounded down; the quota read here holds even where that count does not).
 fn default_workers(cores: usize, cpu_quota_cores: Option<f64>) -> usize {
     let by_quota = cpu_quota_cores
         .filter(|q| q.is_finite() && *q > 0.0)

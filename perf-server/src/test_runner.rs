@@ -87,10 +87,11 @@ struct State {
     exposed: HashMap<Id, Exposed>,
 }
 
-/// A test as `/metrics` shows it.
+/// A test as `/metrics` shows it: its figures, not its report (a report
+/// holds HDR histograms of ~190 KB each).
 struct Exposed {
     name: String,
-    report: Arc<perf_loadgen::RunReport>,
+    figures: Arc<perf_loadgen::ExposedFigures>,
     /// When it finished (`None` while it runs).
     finished: Option<std::time::Instant>,
 }
@@ -98,9 +99,9 @@ struct Exposed {
 /// How long a finished test stays on `/metrics` (so that a scrape after
 /// its end still sees its final counts).
 const EXPOSED_AFTER_END: Duration = Duration::from_secs(300);
-/// Most tests on `/metrics` at once (running ones first, then the newest
-/// finished): the bound on the `test_id` label's values.
-const MAX_EXPOSED: usize = 16;
+/// Most finished tests on `/metrics` at once (the newest are kept); the
+/// running ones are bounded by `max_concurrent_tests`.
+const MAX_EXPOSED_FINISHED: usize = 16;
 
 /// How a [`TestRunner`] admits and runs tests.
 #[derive(Debug, Clone)]
@@ -636,6 +637,11 @@ impl TestRunner {
             let next = {
                 let mut state = runner.state();
                 state.running.remove(&id);
+                // However the run ended (a failed start, a panic caught), it
+                // no longer runs on `/metrics`.
+                if let Some(exposed) = state.exposed.get_mut(&id) {
+                    exposed.finished.get_or_insert_with(std::time::Instant::now);
+                }
                 if state.shutting_down {
                     None
                 } else {
@@ -775,11 +781,11 @@ impl TestRunner {
         record.finished_at_ms = Some(perf_core::unix_millis());
     }
 
-    /// Keeps `report` as what `/metrics` shows of this test.
+    /// Keeps the figures of `report` as what `/metrics` shows of this test.
     fn expose(&self, record: &LoadTestRecord, report: &perf_loadgen::RunReport, finished: bool) {
         let exposed = Exposed {
             name: record.scenario_name.clone(),
-            report: Arc::new(report.clone()),
+            figures: Arc::new(perf_loadgen::ExposedFigures::from(report)),
             finished: finished.then(std::time::Instant::now),
         };
         let mut state = self.state();
@@ -788,10 +794,10 @@ impl TestRunner {
     }
 
     /// The load tests in the Prometheus text format: the ones running here
-    /// (as of their last save, at most 2 s old) and the ones that finished
-    /// here in the last 5 minutes, at most 16.
+    /// (as of their last save, at most 2 s old) and the 16 newest of those
+    /// that finished here in the last 5 minutes.
     pub fn render_prometheus(&self) -> String {
-        let tests: Vec<(String, String, Arc<perf_loadgen::RunReport>, bool)> = {
+        let tests: Vec<(String, String, Arc<perf_loadgen::ExposedFigures>, bool)> = {
             let mut state = self.state();
             prune_exposed(&mut state.exposed);
             state
@@ -801,7 +807,7 @@ impl TestRunner {
                     (
                         e.name.clone(),
                         id.to_string(),
-                        Arc::clone(&e.report),
+                        Arc::clone(&e.figures),
                         e.finished.is_none(),
                     )
                 })
@@ -809,10 +815,10 @@ impl TestRunner {
         };
         let exposed: Vec<perf_loadgen::ExposedTest<'_>> = tests
             .iter()
-            .map(|(name, id, report, running)| perf_loadgen::ExposedTest {
+            .map(|(name, id, figures, running)| perf_loadgen::ExposedTest {
                 name,
                 id,
-                report,
+                figures,
                 running: *running,
             })
             .collect();
@@ -1244,11 +1250,11 @@ struct ShardView {
 }
 
 /// Drops finished tests older than [`EXPOSED_AFTER_END`], then the oldest
-/// finished ones beyond [`MAX_EXPOSED`] (running tests stay: their number is
-/// bounded by the runner's concurrency).
+/// finished ones beyond [`MAX_EXPOSED_FINISHED`] (running tests stay: their
+/// number is bounded by the runner's concurrency).
 fn prune_exposed(exposed: &mut HashMap<Id, Exposed>) {
     exposed.retain(|_, e| e.finished.is_none_or(|at| at.elapsed() < EXPOSED_AFTER_END));
-    while exposed.len() > MAX_EXPOSED {
+    while exposed.values().filter(|e| e.finished.is_some()).count() > MAX_EXPOSED_FINISHED {
         let oldest = exposed
             .iter()
             .filter_map(|(id, e)| e.finished.map(|at| (at, *id)))

@@ -158,13 +158,24 @@ pub(crate) fn promql_metric_names(expr: &str) -> Vec<String> {
         "group_left",
         "group_right",
     ];
-    const KEYWORDS: &[&str] = &["bool", "and", "or", "unless", "offset", "inf", "nan"];
+    const KEYWORDS: &[&str] = &["bool", "and", "or", "unless", "offset"];
     let bytes = expr.as_bytes();
+    // Past the `close` that ends what starts at `from`, stepping over
+    // quoted strings (a label value may hold `}`).
     let skip_to = |from: usize, close: u8| {
-        bytes[from + 1..]
-            .iter()
-            .position(|&b| b == close)
-            .map_or(bytes.len(), |p| from + 1 + p + 1)
+        let mut j = from + 1;
+        let mut quote = None;
+        while j < bytes.len() {
+            match (quote, bytes[j]) {
+                (Some(q), b'\\') if q != b'`' => j += 1,
+                (Some(q), b) if b == q => quote = None,
+                (None, b'"' | b'\'' | b'`') if close != bytes[from] => quote = Some(bytes[j]),
+                (None, b) if b == close => return j + 1,
+                _ => {}
+            }
+            j += 1;
+        }
+        bytes.len()
     };
     let is_start = |b: u8| b.is_ascii_alphabetic() || b == b'_' || b == b':';
     let is_part = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b':';
@@ -172,7 +183,7 @@ pub(crate) fn promql_metric_names(expr: &str) -> Vec<String> {
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
-            b'"' | b'\'' => i = skip_to(i, bytes[i]),
+            b'"' | b'\'' | b'`' => i = skip_to(i, bytes[i]),
             b'{' => i = skip_to(i, b'}'),
             b'[' => i = skip_to(i, b']'),
             b if is_start(b) && (i == 0 || !(is_part(bytes[i - 1]) || bytes[i - 1] == b'.')) => {
@@ -189,7 +200,9 @@ pub(crate) fn promql_metric_names(expr: &str) -> Vec<String> {
                 if !(next.starts_with('(')
                     || AGGREGATIONS.contains(&name)
                     || GROUPING.contains(&name)
-                    || KEYWORDS.contains(&name))
+                    || KEYWORDS.contains(&name)
+                    || name.eq_ignore_ascii_case("inf")
+                    || name.eq_ignore_ascii_case("nan"))
                 {
                     names.push(name.to_owned());
                 }
