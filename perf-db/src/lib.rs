@@ -1,27 +1,48 @@
 //! # perf-db
 //!
-//! Database performance for the perf toolkit. Built so far: statement
-//! fingerprints that group SQL the way pg_stat_statements and libpg_query do
-//! ([`fingerprint`], [`normalize`]); the tables and columns a statement uses
-//! with their predicate kinds ([`analyze`]); the slowest statements from
-//! pg_stat_statements ([`slow_queries`]); index advice verified with hypopg
-//! ([`advise_indexes`]); index health ([`index_health`]); a result cache
-//! invalidated by table ([`QueryCache`]); partitioning advice
-//! ([`partition_advice`]); instrumented deadpool-postgres and bb8 pools and a
-//! pool size tuner ([`InstrumentedPool`], [`recommend_pool_size`]); the
-//! server's activity: connections by state, buffer cache hit ratio
-//! ([`database_activity`]). Views named in statements are seen through
-//! ([`Views`], [`analyze_with_views`]); advice is applied only on request
-//! ([`apply_index`]).
+//! Database performance for a Rust service on PostgreSQL: find the
+//! statements that cost the most, learn which indexes would help (and prove
+//! it with the planner before anything is built), size the pool, cache what
+//! is read often, and watch the server.
+//!
+//! | you want to | use |
+//! | --- | --- |
+//! | group statements that differ only by constants, as pg_stat_statements does | [`fingerprint`], [`normalize`] |
+//! | the tables and columns a statement uses, with its predicate kinds, joins and orderings | [`analyze`], [`analyze_with_views`] |
+//! | the slowest statements and the workload they form | [`slow_queries`], [`observed_workload`] |
+//! | indexes to add, each verified with hypopg against the planner's costs | [`advise_indexes`], [`advise_workload`]; [`apply_index`] only on request |
+//! | unused, duplicate and bloated indexes | [`index_health`] |
+//! | partitioning advice for a large table | [`partition_advice`] |
+//! | a pool (deadpool-postgres or bb8) that measures waits and holds, and its right size | [`InstrumentedPool`], [`recommend_pool_size`] |
+//! | a result cache invalidated by the tables a write touches | [`QueryCache`] |
+//! | connections by state and the buffer cache hit ratio | [`database_activity`] |
+//!
+//! Everything that talks to PostgreSQL takes a `tokio_postgres` client (or
+//! the pool's connection), so it runs inside your service. The analysis needs
+//! no database at all:
 //!
 //! ```
-//! use perf_db::fingerprint;
+//! use perf_db::{analyze, fingerprint, Clause, PredicateKind};
+//!
+//! // Two spellings of one statement are one fingerprint.
 //! let a = fingerprint("SELECT * FROM users WHERE id IN (1, 2, 3) -- first page")?;
 //! let b = fingerprint("select *   from users where id in ($1)")?;
 //! assert_eq!(a, b);
 //! assert_ne!(a, fingerprint("SELECT * FROM orders WHERE id = 1")?);
+//!
+//! // What an index would have to serve: the filtered, joined and sorted columns.
+//! let q = analyze("SELECT o.total FROM orders o JOIN customers c ON c.id = o.customer_id \
+//!                  WHERE o.created_at > $1 ORDER BY o.created_at")?;
+//! assert!(q.tables.contains("orders") && q.tables.contains("customers"));
+//! assert!(q.columns.iter().any(|u| u.column == "created_at"
+//!     && u.clause == Clause::Where && u.predicate == Some(PredicateKind::Range)));
+//! assert_eq!(q.join_keys.len(), 1);
 //! # Ok::<(), perf_db::Error>(())
 //! ```
+//!
+//! With a database, `docs/database-optimization.md` walks the whole
+//! workflow (its Rust blocks run as tests), and `examples/pg_lookup.rs` load
+//! tests a lookup through [`InstrumentedPool`].
 
 /// The Rust blocks of `docs/database-optimization.md`, compiled and run.
 #[cfg(doctest)]
