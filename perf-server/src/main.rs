@@ -61,15 +61,26 @@ fn main() -> ExitCode {
         Err(e) => return fail(&e.to_string(), 2),
     };
     if args.check {
+        let budget = config.memory_budget.within(
+            perf_core::cgroup::Cgroup::of_self().and_then(|c| c.sample().memory_limit_bytes),
+        );
         perf_server::cli::print_out(&format!(
-            "configuration is valid: listen {}, store {}, memory budget {}\n",
+            "configuration is valid: listen {}, store {}, memory budget {}{}\n",
             config.listen,
             if config.database_url.is_some() {
                 "postgres"
             } else {
                 "sqlite"
             },
-            config.memory_budget.limit
+            budget.limit,
+            if budget.limit_source == perf_memory::LimitSource::Cgroup {
+                format!(
+                    " (the cgroup's memory limit, under the configured {})",
+                    config.memory_budget.limit
+                )
+            } else {
+                String::new()
+            }
         ));
         return ExitCode::SUCCESS;
     }

@@ -1506,3 +1506,38 @@ fn in_a_cgroup_the_limits_are_reported_and_the_budget_and_workers_follow_them() 
     let _ = server.child.kill();
     let _ = server.child.wait();
 }
+
+/// `examples/perf.yaml`, the complete example configuration, checks clean,
+/// and so does its commented-out `scaling` section once uncommented.
+#[test]
+fn the_example_configuration_checks_clean() {
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/perf.yaml");
+    let text = std::fs::read_to_string(&example).unwrap();
+    let out = cli(&["serve", "--config", example.to_str().unwrap(), "--check"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("configuration is valid"));
+    let at = text
+        .find("# scaling:")
+        .expect("the example has a scaling section");
+    let scaling = text[at..]
+        .replace("# scaling:", "scaling:")
+        .replace("\n#   ", "\n  ");
+    let dir = tempfile::tempdir().unwrap();
+    let with_scaling = dir.path().join("perf.yaml");
+    std::fs::write(&with_scaling, format!("{}{scaling}", &text[..at])).unwrap();
+    let out = cli(&[
+        "serve",
+        "--config",
+        with_scaling.to_str().unwrap(),
+        "--check",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
