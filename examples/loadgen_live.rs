@@ -8,6 +8,7 @@
 //! ```sh
 //! cargo run --release -p perf-examples --example loadgen_live
 //! ```
+#![allow(clippy::print_stdout)] // an example prints what it found
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

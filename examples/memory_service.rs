@@ -12,6 +12,7 @@
 //! ```sh
 //! cargo run --release -p perf-examples --example memory_service
 //! ```
+#![allow(clippy::print_stdout)] // an example prints what it found
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

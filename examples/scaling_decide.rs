@@ -6,6 +6,7 @@
 //! ```sh
 //! cargo run --release -p perf-examples --example scaling_decide
 //! ```
+#![allow(clippy::print_stdout)] // an example prints what it found
 
 use std::collections::BTreeMap;
 
