@@ -247,7 +247,8 @@ async fn stop_signal() -> &'static str {
 fn check(args: &RunArgs) -> Result<Vec<String>, String> {
     let text =
         std::fs::read_to_string(&args.file).map_err(|e| format!("{}: {e}", args.file.display()))?;
-    let file = ScenarioFile::from_yaml(&text).map_err(|e| e.to_string())?;
+    let mut file = ScenarioFile::from_yaml(&text).map_err(|e| e.to_string())?;
+    file.resolve_paths(scenario_dir(&args.file));
     let names: Vec<String> = match &args.scenario {
         Some(name) => vec![name.clone()],
         None => file.load_tests.keys().cloned().collect(),
@@ -264,6 +265,13 @@ fn check(args: &RunArgs) -> Result<Vec<String>, String> {
         .collect()
 }
 
+/// The directory a scenario file's relative paths start from: its own.
+fn scenario_dir(file: &std::path::Path) -> &std::path::Path {
+    file.parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."))
+}
+
 fn execute(args: &RunArgs) -> Result<(RunReport, Option<Comparison>), (u8, String)> {
     let invalid = |m: String| (INVALID, m);
     let baselines = args
@@ -273,7 +281,8 @@ fn execute(args: &RunArgs) -> Result<(RunReport, Option<Comparison>), (u8, Strin
         .collect::<Result<Vec<_>, _>>()?;
     let text = std::fs::read_to_string(&args.file)
         .map_err(|e| invalid(format!("{}: {e}", args.file.display())))?;
-    let file = ScenarioFile::from_yaml(&text).map_err(|e| invalid(e.to_string()))?;
+    let mut file = ScenarioFile::from_yaml(&text).map_err(|e| invalid(e.to_string()))?;
+    file.resolve_paths(scenario_dir(&args.file));
     let name = match &args.scenario {
         Some(name) => name.clone(),
         None if file.load_tests.len() == 1 => {

@@ -1541,3 +1541,33 @@ fn the_example_configuration_checks_clean() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A scenario's `data.file` is read relative to the scenario file, whatever
+/// directory the command runs in.
+#[test]
+fn scenario_paths_are_relative_to_the_scenario_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    std::fs::write(dir.path().join("data/ids.csv"), "id\n1\n2\n").unwrap();
+    let scenario = dir.path().join("s.yaml");
+    std::fs::write(
+        &scenario,
+        "load_tests:\n  s:\n    target: 'http://127.0.0.1:8080'\n    users: 1\n    duration: 1s\n    data: {file: data/ids.csv}\n    requests: [{path: '/items/${id}'}]\n",
+    )
+    .unwrap();
+    // The test runs in perf-server/, not in the scenario's directory.
+    let out = cli(&["run", scenario.to_str().unwrap(), "--check"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::remove_file(dir.path().join("data/ids.csv")).unwrap();
+    let out = cli(&["run", scenario.to_str().unwrap(), "--check"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("data/ids.csv: does not exist"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

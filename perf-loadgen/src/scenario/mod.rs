@@ -72,6 +72,39 @@ impl ScenarioFile {
         Ok(file)
     }
 
+    /// Makes the relative paths of every scenario (`data.file`, `tls.ca_file`,
+    /// `tls.client_cert`, `tls.client_key`) relative to `dir`, the directory
+    /// of the scenario file, as a reader of the file expects (not to the
+    /// directory the command happens to run in).
+    ///
+    /// ```
+    /// let mut file = perf_loadgen::ScenarioFile::from_yaml(
+    ///     "load_tests: {s: {target: 'http://127.0.0.1:8080', data: {file: items.csv}}}",
+    /// )?;
+    /// file.resolve_paths(std::path::Path::new("/srv/tests"));
+    /// assert_eq!(file.get("s")?.data.as_ref().unwrap().file.as_deref(), Some("/srv/tests/items.csv"));
+    /// # Ok::<(), perf_loadgen::Error>(())
+    /// ```
+    pub fn resolve_paths(&mut self, dir: &std::path::Path) {
+        let resolve = |path: &mut Option<String>| {
+            if let Some(p) = path.as_mut()
+                && std::path::Path::new(p.as_str()).is_relative()
+            {
+                *p = dir.join(p.as_str()).to_string_lossy().into_owned();
+            }
+        };
+        for scenario in self.load_tests.values_mut() {
+            if let Some(data) = scenario.data.as_mut() {
+                resolve(&mut data.file);
+            }
+            if let Some(tls) = scenario.tls.as_mut() {
+                resolve(&mut tls.ca_file);
+                resolve(&mut tls.client_cert);
+                resolve(&mut tls.client_key);
+            }
+        }
+    }
+
     /// One scenario by name.
     pub fn get(&self, name: &str) -> Result<&Scenario> {
         self.load_tests
