@@ -20,7 +20,7 @@ pub struct Limits {
     pub max_users: u32,
     /// Highest arrival rate, req/s (default 50000).
     pub max_rate: f64,
-    /// Longest run (default 1h).
+    /// Longest run (default 4h: the endurance preset's length).
     pub max_duration: HumanDuration,
     /// Most memory one test may be estimated to need before it starts
     /// (histograms per request name, users or requests in flight, data rows;
@@ -33,7 +33,7 @@ impl Default for Limits {
         Self {
             max_users: 10_000,
             max_rate: 50_000.0,
-            max_duration: HumanDuration(Duration::from_secs(3600)),
+            max_duration: HumanDuration(Duration::from_secs(4 * 3600)),
             max_memory: ByteSize(256 << 20),
         }
     }

@@ -808,6 +808,23 @@ async fn presets_take_overrides_and_bad_tests_are_refused_naming_the_field() {
     assert_eq!(resp.status(), 202);
     let (_, accepted) = json_of(resp).await;
     assert_eq!(accepted["scenario_name"], "baseline");
+    // Every preset, as it is, is admitted by a server with the default limits
+    // (each is then cancelled).
+    for preset in ["baseline", "stress", "spike", "endurance", "volume"] {
+        let resp = test::call_service(
+            &svc,
+            post(json!({"preset": preset, "target": target.url()})),
+        )
+        .await;
+        let status = resp.status();
+        let (_, body) = json_of(resp).await;
+        assert_eq!(status, 202, "preset {preset}: {body}");
+        let id = body["id"].as_str().unwrap();
+        let cancel = TestRequest::delete()
+            .uri(&format!("/performance/tests/{id}"))
+            .to_request();
+        let _ = test::call_service(&svc, cancel).await;
+    }
 
     let cases = [
         (
@@ -826,7 +843,7 @@ async fn presets_take_overrides_and_bad_tests_are_refused_naming_the_field() {
             "users",
         ),
         (
-            json!({"target": target.url(), "duration": "2h", "users": 2}),
+            json!({"target": target.url(), "duration": "5h", "users": 2}),
             422,
             "duration",
         ),
