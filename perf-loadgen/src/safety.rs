@@ -569,14 +569,24 @@ mod tests {
             err.contains("users") && err.contains("1000") && err.contains("at most 500"),
             "{err}"
         );
+        let hour = Limits {
+            max_duration: HumanDuration(Duration::from_secs(3600)),
+            ..Limits::default()
+        };
         let err = preset(Preset::Endurance)
-            .check_limits("endurance", &Limits::default())
+            .check_limits("endurance", &hour)
             .unwrap_err()
             .to_string();
         assert!(
             err.contains("duration") && err.contains("at most 1h"),
             "{err}"
         );
+        // Every preset fits the default limits.
+        for p in Preset::ALL {
+            preset(p)
+                .check_limits(p.name(), &Limits::default())
+                .unwrap();
+        }
         preset(Preset::Volume)
             .check_limits("volume", &Limits::default())
             .unwrap();
