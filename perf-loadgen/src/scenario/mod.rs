@@ -79,7 +79,7 @@ impl ScenarioFile {
     ///
     /// ```
     /// let mut file = perf_loadgen::ScenarioFile::from_yaml(
-    ///     "load_tests: {s: {target: 'http://127.0.0.1:8080', users: 1, data: {file: items.csv}}}",
+    ///     "load_tests: {s: {target: 'http://127.0.0.1:8080', users: 1, duration: 1s, data: {file: items.csv}}}",
     /// )?;
     /// file.resolve_paths(std::path::Path::new("/srv/tests"));
     /// assert_eq!(file.get("s")?.data.as_ref().unwrap().file.as_deref(), Some("/srv/tests/items.csv"));
