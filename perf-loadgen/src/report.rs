@@ -386,6 +386,27 @@ impl ReportMeta {
     }
 }
 
+/// `amount` per second over `seconds` (0 for a run of no length).
+fn per_second(amount: f64, seconds: f64) -> f64 {
+    if seconds > 0.0 { amount / seconds } else { 0.0 }
+}
+
+/// Bytes in the unit a reader takes in at a glance: B, kB, MB, GB (powers of 1000).
+fn bytes(n: f64) -> String {
+    const UNITS: [&str; 4] = ["B", "kB", "MB", "GB"];
+    let mut value = n;
+    let mut unit = 0;
+    while value >= 1000.0 && unit + 1 < UNITS.len() {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{value:.0} {}", UNITS[unit])
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
 impl RunReport {
     pub(crate) fn build(
         meta: ReportMeta,
@@ -575,6 +596,23 @@ impl RunReport {
             "requests    {}  ({:.1} req/s)\n",
             r.requests, r.rps
         ));
+        let iterations: u64 = r.flows.values().map(|f| f.iterations).sum();
+        if !r.flows.is_empty() {
+            let aborted: u64 = r.flows.values().map(|f| f.aborted).sum();
+            s.push_str(&format!(
+                "iterations  {iterations}  ({:.1}/s; {aborted} aborted after a failed check)\n",
+                per_second(iterations as f64, r.duration_s)
+            ));
+        }
+        if r.bytes_sent > 0 || r.bytes_received > 0 {
+            s.push_str(&format!(
+                "data        sent {} ({}/s), received {} ({}/s)\n",
+                bytes(r.bytes_sent as f64),
+                bytes(per_second(r.bytes_sent as f64, r.duration_s)),
+                bytes(r.bytes_received as f64),
+                bytes(per_second(r.bytes_received as f64, r.duration_s)),
+            ));
+        }
         s.push_str(&format!(
             "errors      {}  ({:.3} %)  {:?}\n",
             r.errors,

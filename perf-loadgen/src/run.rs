@@ -71,6 +71,56 @@ impl LiveSnapshot {
         }
         all
     }
+
+    /// One line for a terminal: a bar of the planned time with elapsed,
+    /// total and time left, then users (or the target rate), throughput,
+    /// p95, errors, in flight and dropped.
+    ///
+    /// ```
+    /// let s = perf_loadgen::LiveSnapshot { elapsed_s: 15.0, total_s: 60.0, users: 20, rps: 1234.5,
+    ///     p95_ms: 4.2, requests: 18000, errors: 3, ..Default::default() };
+    /// let line = s.progress_line();
+    /// assert!(line.starts_with("[#####               ]  15s/60s  ETA 45s"), "{line}");
+    /// assert!(line.contains("users 20") && line.contains("errors 3 (0.02 %)"), "{line}");
+    /// ```
+    pub fn progress_line(&self) -> String {
+        const WIDTH: usize = 20;
+        let total = self.total_s.max(0.0);
+        let elapsed = self.elapsed_s.clamp(0.0, total.max(self.elapsed_s));
+        let done = if total > 0.0 {
+            ((elapsed / total).min(1.0) * WIDTH as f64).round() as usize
+        } else {
+            0
+        };
+        let left = (total - elapsed).max(0.0);
+        let load = if self.target_rate > 0.0 {
+            format!("target {:.0}/s", self.target_rate)
+        } else {
+            format!("users {}", self.users)
+        };
+        let error_share = if self.requests > 0 {
+            self.errors as f64 / self.requests as f64 * 100.0
+        } else {
+            0.0
+        };
+        format!(
+            "[{}{}]  {:.0}s/{:.0}s  ETA {}  {load}  rps {:.1}  p95 {:.2} ms  errors {} ({error_share:.2} %)  in flight {}  dropped {}",
+            "#".repeat(done),
+            " ".repeat(WIDTH - done),
+            elapsed,
+            total,
+            if self.finished {
+                "0s".to_owned()
+            } else {
+                format!("{left:.0}s")
+            },
+            self.rps,
+            self.p95_ms,
+            self.errors,
+            self.in_flight,
+            self.dropped,
+        )
+    }
 }
 
 /// A run under way.

@@ -321,7 +321,9 @@ fn execute(args: &RunArgs) -> Result<(RunReport, Option<Comparison>), (u8, Strin
         .build()
         .map_err(|e| (FAILED, format!("runtime: {e}")))?;
     let report = runtime.block_on(async {
-        let handle = perf_loadgen::start(&name, &scenario).await.map_err(|e| invalid(e.to_string()))?;
+        let handle = perf_loadgen::start(&name, &scenario)
+            .await
+            .map_err(|e| invalid(e.to_string()))?;
         let cancel = handle.cancel_token();
         let interrupted = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = std::sync::Arc::clone(&interrupted);
@@ -336,12 +338,10 @@ fn execute(args: &RunArgs) -> Result<(RunReport, Option<Comparison>), (u8, Strin
         let printer = tokio::spawn(async move {
             while live.changed().await.is_ok() {
                 let s = live.borrow().clone();
-                let line = format!(
-                    "{:>6.0}s/{:.0}s  users {:>6}  rps {:>9.1}  p95 {:>8.2} ms  errors {:>6}  in flight {:>5}  dropped {}",
-                    s.elapsed_s, s.total_s, s.users, s.rps, s.p95_ms, s.errors, s.in_flight, s.dropped
-                );
+                let line = s.progress_line();
                 if terminal {
-                    eprint!("\r{line}");
+                    // Cleared to the end: a shorter line leaves no tail of the last.
+                    eprint!("\r{line}\x1b[K");
                 } else if (s.elapsed_s.round() as u64).is_multiple_of(10) || s.finished {
                     eprintln!("{line}");
                 }
