@@ -48,7 +48,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
              ON CONFLICT (id) DO NOTHING; ANALYZE perf_lookup_items;"
         ))
         .await
-        .map_err(|e| perf_db::Error::Database(e.to_string()))?;
+        .map_err(perf_db::Error::from)?;
     }
     let file = ScenarioFile::from_yaml(&format!(
         "load_tests:\n  lookup: {{duration: {seconds}s, rate: {rate}, max_in_flight: 256, thresholds: ['p95 < 10ms', 'error_rate < 0.001']}}\n"

@@ -23,7 +23,7 @@ async fn run(
                 let v = i32::try_from(t * QUERIES + i).unwrap_or(0);
                 conn.query_one("SELECT $1::int", &[&v])
                     .await
-                    .map_err(|e| perf_db::Error::Database(e.to_string()))?;
+                    .map_err(perf_db::Error::from)?;
             }
             Ok::<(), perf_db::Error>(())
         }));

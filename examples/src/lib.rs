@@ -36,7 +36,7 @@ impl Workload for KeyedLookup {
                 let statement = conn.prepare_cached(self.sql).await?;
                 conn.query_one(&statement, &[&key])
                     .await
-                    .map_err(|e| perf_db::Error::Database(e.to_string()))?;
+                    .map_err(perf_db::Error::from)?;
                 Ok::<(), perf_db::Error>(())
             })
             .await;

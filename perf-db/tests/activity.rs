@@ -46,3 +46,30 @@ async fn connections_by_state_and_the_buffer_cache_hit_ratio() {
     );
     assert_eq!(a.deadlocks, 0);
 }
+
+/// A PostgreSQL error keeps its SQLSTATE and its source, not a flattened string.
+#[tokio::test]
+async fn postgres_errors_keep_their_sqlstate_and_source() {
+    let pg = testkit::PgCluster::start().unwrap();
+    let url = pg.create_database("errors").unwrap();
+    let client = testkit::connect(&url).await.unwrap();
+    let refused = client
+        .query("SELECT * FROM no_such_table", &[])
+        .await
+        .unwrap_err();
+    let e = perf_db::Error::from(refused);
+    assert_eq!(e.sqlstate(), Some("42P01"), "{e}");
+    assert!(std::error::Error::source(&e).is_some());
+    assert!(e.to_string().starts_with("database: 42P01: "), "{e}");
+    // A statement timeout has its own code.
+    client
+        .batch_execute("SET statement_timeout = 1")
+        .await
+        .unwrap();
+    let timed_out = client
+        .query("SELECT pg_sleep(1)", &[])
+        .await
+        .map_err(perf_db::Error::from)
+        .unwrap_err();
+    assert_eq!(timed_out.sqlstate(), Some("57014"), "{timed_out}");
+}
