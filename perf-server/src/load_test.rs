@@ -423,14 +423,11 @@ pub fn comparison_table(c: &Comparison) -> String {
     s
 }
 
-/// JUnit XML: one test case per threshold and per regression check.
+/// JUnit XML: one test case per threshold and per regression check,
+/// written by `quick-junit` (nextest's serializer: escaping, control
+/// characters included, is its business).
 pub fn junit(report: &RunReport, comparison: Option<&Comparison>) -> String {
-    fn esc(text: &str) -> String {
-        text.replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;")
-            .replace('"', "&quot;")
-    }
+    use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
     let mut cases = Vec::new();
     for t in &report.thresholds {
         let failure =
@@ -454,23 +451,54 @@ pub fn junit(report: &RunReport, comparison: Option<&Comparison>) -> String {
             cases.push((format!("regression: {}", m.metric), failure));
         }
     }
-    let failures = cases.iter().filter(|(_, f)| f.is_some()).count();
-    let mut xml = format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" time=\"{:.3}\">\n",
-        esc(&format!("load test {}", report.scenario)),
-        cases.len(),
-        report.duration_s
-    );
+    let mut suite = TestSuite::new(format!("load test {}", report.scenario));
+    suite.set_time(perf_core::saturating_secs(report.duration_s));
     for (name, failure) in cases {
-        match failure {
-            None => xml.push_str(&format!("  <testcase classname=\"perf\" name=\"{}\"/>\n", esc(&name))),
-            Some(f) => xml.push_str(&format!(
-                "  <testcase classname=\"perf\" name=\"{}\">\n    <failure message=\"{}\"/>\n  </testcase>\n",
-                esc(&name),
-                esc(&f)
-            )),
-        }
+        let status = match failure {
+            None => TestCaseStatus::success(),
+            Some(message) => {
+                let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                status.set_message(message);
+                status
+            }
+        };
+        let mut case = TestCase::new(name, status);
+        case.set_classname("perf");
+        suite.add_test_case(case);
     }
-    xml.push_str("</testsuite>\n");
-    xml
+    let mut xml = Report::new("perf-server run");
+    xml.add_test_suite(suite);
+    xml.to_string().unwrap_or_else(|e| {
+        // The model is ours and well formed; a failure to write it is a bug
+        // worth seeing in the file rather than a panic.
+        format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<!-- JUnit output failed: {e} -->\n")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn junit_escapes_markup_and_control_characters() {
+        let report = RunReport {
+            scenario: "shop <a&b> \u{1b}[31mred\u{1b}[0m \u{7}".to_owned(),
+            thresholds: vec![perf_loadgen::ThresholdResult {
+                expr: "p95 < 1ms \u{0} \"quoted\"".to_owned(),
+                observed: 2.0,
+                passed: false,
+            }],
+            ..RunReport::default()
+        };
+        let xml = junit(&report, None);
+        assert!(!xml.chars().any(|c| c.is_control() && c != '\n'), "{xml:?}");
+        assert!(xml.contains("shop &lt;a&amp;b&gt;"), "{xml}");
+        assert!(xml.contains("name=\"threshold: p95 &lt; 1ms"), "{xml}");
+        assert!(xml.contains("&quot;quoted&quot;"), "{xml}");
+        assert!(
+            xml.contains("<failure message=\"observed 2 does not satisfy"),
+            "{xml}"
+        );
+        assert!(xml.contains("failures=\"1\""), "{xml}");
+    }
 }

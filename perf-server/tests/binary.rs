@@ -408,11 +408,11 @@ fn baseline_comparison_gates_ci_and_writes_junit() {
     assert!(stdout.contains("regression  YES"), "{stdout}");
     let xml = std::fs::read_to_string(&junit).unwrap();
     assert!(
-        xml.contains(r#"<testcase classname="perf" name="threshold: p95 &lt; 1s"/>"#),
+        xml.contains(r#"<testcase name="threshold: p95 &lt; 1s" classname="perf"/>"#),
         "{xml}"
     );
     assert!(
-        xml.contains(r#"name="regression: p50">"#)
+        xml.contains(r#"name="regression: p50" classname="perf">"#)
             && xml.contains("<failure message=\"p50 regressed"),
         "{xml}"
     );
