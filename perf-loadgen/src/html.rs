@@ -9,7 +9,7 @@ const WIDTH: f64 = 860.0;
 const HEIGHT: f64 = 260.0;
 const LEFT: f64 = 64.0;
 const RIGHT: f64 = 16.0;
-const TOP: f64 = 28.0;
+const TOP: f64 = 44.0;
 const BOTTOM: f64 = 40.0;
 
 fn esc(text: &str) -> String {
@@ -54,6 +54,20 @@ fn fmt_tick(v: f64) -> String {
 }
 
 /// One line of a chart.
+/// Most points per series that get a hover tooltip each.
+const MAX_HOVER_POINTS: usize = 1200;
+
+/// A value for a tooltip: three significant digits.
+fn fmt_value(v: f64) -> String {
+    if v.abs() >= 100.0 {
+        format!("{v:.0}")
+    } else if v.abs() >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
 struct Series<'a> {
     name: &'a str,
     color: &'a str,
@@ -182,19 +196,49 @@ fn line_chart(
                 points.join(" ")
             );
         }
-        let lx = LEFT + 10.0 + i as f64 * 150.0;
+        // The legend sits above the plot, never over its lines.
+        let lx = LEFT + i as f64 * 150.0;
         let _ = write!(
             svg,
             r##"<rect x="{lx}" y="{}" width="12" height="3" fill="{}"/><text x="{}" y="{}" font-size="11" fill="#333">{}</text>"##,
-            TOP + 4.0,
+            TOP - 14.0,
             s.color,
             lx + 16.0,
-            TOP + 8.0,
+            TOP - 10.0,
             esc(s.name)
         );
+        // Values on hover: each point carries its value as a tooltip (for
+        // charts of a readable size; a long run's lines stay light).
+        if s.points.len() <= MAX_HOVER_POINTS {
+            for &(x, y) in s.points.iter().filter(|(_, y)| y.is_finite()) {
+                let _ = write!(
+                    svg,
+                    r#"<circle cx="{:.1}" cy="{:.1}" r="4" fill="transparent"><title>{}: {} at {}</title></circle>"#,
+                    sx(x),
+                    sy(y),
+                    esc(s.name),
+                    fmt_value(y),
+                    esc(&x_labels(x))
+                );
+            }
+        }
     }
     svg.push_str("</svg></figure>");
     svg
+}
+
+/// The spectrum's x axis is in "nines" (1 = p90, 2 = p99...): a label for
+/// every tick, each different (p50 at 0.3, p75 at 0.6, p97 at 1.5...).
+fn percentile_label(nines: f64) -> String {
+    let q = 100.0 * (1.0 - 10f64.powf(-nines));
+    let text = if q < 99.0 {
+        format!("p{q:.0}")
+    } else {
+        // As many decimals as the nines need: p99.9, p99.99.
+        let decimals = ((nines - 2.0).ceil().max(0.0)) as usize;
+        format!("p{q:.decimals$}")
+    };
+    text.trim_end_matches(".0").to_owned()
 }
 
 fn seconds(x: f64) -> String {
@@ -215,8 +259,15 @@ impl RunReport {
     /// given, the regression verdicts.
     pub fn to_html(&self, comparison: Option<&Comparison>) -> String {
         let t = &self.timeline;
+        // The last row of a run that ended mid-second covers a fraction of a
+        // second: drawn, it would look like a collapse to zero at the end.
+        let whole =
+            |r: &&crate::TimelineRow| t.len() < 2 || r.t_s as f64 + 1.0 <= self.duration_s + 0.05;
         let at = |f: &dyn Fn(&crate::TimelineRow) -> f64| -> Vec<(f64, f64)> {
-            t.iter().map(|r| (r.t_s as f64, f(r))).collect()
+            t.iter()
+                .filter(whole)
+                .map(|r| (r.t_s as f64, f(r)))
+                .collect()
         };
         let throughput = line_chart(
             "Throughput and errors",
@@ -309,14 +360,7 @@ impl RunReport {
             "percentile",
             "milliseconds",
             &dist_series,
-            &|x| match x.round() as i64 {
-                0 => "p0".to_owned(),
-                1 => "p90".to_owned(),
-                2 => "p99".to_owned(),
-                3 => "p99.9".to_owned(),
-                4 => "p99.99".to_owned(),
-                _ => String::new(),
-            },
+            &percentile_label,
         );
 
         let mut h = String::new();
@@ -378,17 +422,66 @@ table{{border-collapse:collapse;margin:6px 0}} td,th{{padding:3px 10px;border-bo
         }
         let _ = write!(
             h,
-            "<h2>Summary</h2><table><tr><td>requests</td><td>{}</td></tr><tr><td>throughput</td><td>{:.1} req/s</td></tr><tr><td>errors</td><td>{} ({:.3} %)</td></tr><tr><td>dropped</td><td>{}</td></tr><tr><td>status codes</td><td>{}</td></tr><tr><td>error kinds</td><td>{}</td></tr><tr><td>bytes sent / received</td><td>{} / {}</td></tr></table>",
+            "<h2>Summary</h2><table><tr><td>requests</td><td>{}</td></tr><tr><td>throughput</td><td>{:.1} req/s</td></tr><tr><td>errors</td><td>{} ({:.3} %)</td></tr><tr><td>dropped</td><td>{}</td></tr><tr><td>bytes sent / received</td><td>{} / {} bytes</td></tr></table>",
             self.requests,
             self.rps,
             self.errors,
             self.error_rate * 100.0,
             self.dropped,
-            esc(&format!("{:?}", self.status_codes)),
-            esc(&format!("{:?}", self.error_kinds)),
             self.bytes_sent,
             self.bytes_received
         );
+        let share = |n: u64| {
+            if self.requests > 0 {
+                n as f64 / self.requests as f64 * 100.0
+            } else {
+                0.0
+            }
+        };
+        h.push_str(
+            "<h2>Status codes</h2><table><tr><th>status</th><th>responses</th><th>share</th></tr>",
+        );
+        for (code, n) in &self.status_codes {
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{n}</td><td>{:.2} %</td></tr>",
+                esc(code),
+                share(*n)
+            );
+        }
+        h.push_str("</table>");
+        if !self.error_kinds.is_empty() {
+            h.push_str("<h2>Errors by kind</h2><table><tr><th>kind</th><th>requests</th><th>share</th></tr>");
+            for (kind, n) in &self.error_kinds {
+                let _ = write!(
+                    h,
+                    r#"<tr><td>{}</td><td class="fail">{n}</td><td>{:.2} %</td></tr>"#,
+                    esc(kind),
+                    share(*n)
+                );
+            }
+            h.push_str("</table>");
+        }
+        h.push_str("<h2>Requests</h2><table><tr><th>request</th><th>requests</th><th>errors</th><th>error rate</th><th>p50 ms</th><th>p95 ms</th><th>p99 ms</th></tr>");
+        for (name, r) in &self.per_request {
+            let rate = if r.requests > 0 {
+                r.errors as f64 / r.requests as f64 * 100.0
+            } else {
+                0.0
+            };
+            let _ = write!(
+                h,
+                r#"<tr><td>{}</td><td>{}</td><td{}>{}</td><td>{rate:.2} %</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td></tr>"#,
+                esc(name),
+                r.requests,
+                if r.errors > 0 { r#" class="fail""# } else { "" },
+                r.errors,
+                r.latency_ms.p50,
+                r.latency_ms.p95,
+                r.latency_ms.p99
+            );
+        }
+        h.push_str("</table>");
         h.push_str("<h2>Latency (ms)</h2><table><tr><th></th><th>p50</th><th>p90</th><th>p95</th><th>p99</th><th>p99.9</th><th>max</th><th>mean</th></tr>");
         let mut row = |label: &str, l: &crate::LatencyMs| {
             let _ = write!(
@@ -576,5 +669,53 @@ mod tests {
             &seconds,
         );
         assert!(svg.contains("<polyline") && svg.contains("a&amp;b"));
+    }
+
+    #[test]
+    fn percentile_ticks_are_distinct() {
+        let labels: Vec<String> = (0..=8)
+            .map(|i| percentile_label(f64::from(i) * 0.5))
+            .collect();
+        let mut unique = labels.clone();
+        unique.dedup();
+        assert_eq!(labels.len(), unique.len(), "{labels:?}");
+        assert_eq!(percentile_label(1.0), "p90");
+        assert_eq!(percentile_label(3.0), "p99.9");
+        assert_eq!(percentile_label(4.0), "p99.99");
+    }
+
+    #[test]
+    fn tables_hover_values_and_no_partial_last_second() {
+        let mut report = RunReport {
+            scenario: "s".into(),
+            duration_s: 3.01,
+            requests: 300,
+            errors: 3,
+            ..RunReport::default()
+        };
+        report.status_codes.insert("200".into(), 297);
+        report.status_codes.insert("503".into(), 3);
+        report.error_kinds.insert("timeout".into(), 1);
+        for t in 0..4u64 {
+            report.timeline.push(crate::TimelineRow {
+                t_s: t,
+                span_s: 1,
+                requests: if t == 3 { 1 } else { 100 },
+                rps: if t == 3 { 1.0 } else { 100.0 },
+                ..crate::TimelineRow::default()
+            });
+        }
+        let html = report.to_html(None);
+        assert!(
+            html.contains("<h2>Status codes</h2>") && html.contains("<td>503</td><td>3</td>"),
+            "{html}"
+        );
+        assert!(html.contains("<h2>Errors by kind</h2>"));
+        assert!(
+            html.contains("<title>completed / s: 100 at 2s</title>"),
+            "{html}"
+        );
+        // The last row covers 0.01 s: not drawn.
+        assert!(!html.contains("at 3s</title>"), "{html}");
     }
 }
