@@ -450,9 +450,20 @@ table{{border-collapse:collapse;margin:6px 0}} td,th{{padding:3px 10px;border-bo
             );
         }
         h.push_str("</table>");
-        if !self.error_kinds.is_empty() {
+        // Errors by kind: the transport's kinds, and each error status.
+        let statuses = self.status_codes.iter().filter_map(|(code, n)| {
+            let failed = code.parse::<u16>().is_ok_and(|c| c >= 400);
+            failed.then(|| (format!("HTTP {code}"), *n))
+        });
+        let kinds: Vec<(String, u64)> = self
+            .error_kinds
+            .iter()
+            .map(|(k, n)| (k.clone(), *n))
+            .chain(statuses)
+            .collect();
+        if !kinds.is_empty() {
             h.push_str("<h2>Errors by kind</h2><table><tr><th>kind</th><th>requests</th><th>share</th></tr>");
-            for (kind, n) in &self.error_kinds {
+            for (kind, n) in &kinds {
                 let _ = write!(
                     h,
                     r#"<tr><td>{}</td><td class="fail">{n}</td><td>{:.2} %</td></tr>"#,
@@ -710,7 +721,10 @@ mod tests {
             html.contains("<h2>Status codes</h2>") && html.contains("<td>503</td><td>3</td>"),
             "{html}"
         );
-        assert!(html.contains("<h2>Errors by kind</h2>"));
+        assert!(
+            html.contains("<h2>Errors by kind</h2>") && html.contains("<td>HTTP 503</td>"),
+            "{html}"
+        );
         assert!(
             html.contains("<title>completed / s: 100 at 2s</title>"),
             "{html}"

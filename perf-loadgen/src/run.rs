@@ -73,8 +73,9 @@ impl LiveSnapshot {
     }
 
     /// One line for a terminal: a bar of the planned time with elapsed,
-    /// total and time left, then users (or the target rate), throughput,
-    /// p95, errors, in flight and dropped.
+    /// total and time left, then users (or the target rate), throughput (the
+    /// last second's; the whole run's once finished), p95, errors, in flight
+    /// and dropped.
     ///
     /// ```
     /// let s = perf_loadgen::LiveSnapshot { elapsed_s: 15.0, total_s: 60.0, users: 20, rps: 1234.5,
@@ -98,6 +99,11 @@ impl LiveSnapshot {
         } else {
             format!("users {}", self.users)
         };
+        let rps = if self.finished && self.elapsed_s > 0.0 {
+            self.requests as f64 / self.elapsed_s
+        } else {
+            self.rps
+        };
         let error_share = if self.requests > 0 {
             self.errors as f64 / self.requests as f64 * 100.0
         } else {
@@ -114,7 +120,7 @@ impl LiveSnapshot {
             } else {
                 format!("{left:.0}s")
             },
-            self.rps,
+            rps,
             self.p95_ms,
             self.errors,
             self.in_flight,
