@@ -45,6 +45,7 @@ pub struct DatabaseActivity {
 
 /// Reads [`DatabaseActivity`] over `client` (any role can; other users'
 /// connection states show as `unknown` without `pg_read_all_stats`).
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn database_activity(client: &Client) -> Result<DatabaseActivity> {
     let states = client
         .query(

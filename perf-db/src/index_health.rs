@@ -96,6 +96,7 @@ struct IndexRow {
 }
 
 /// Reads the statistics of the current database.
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn index_health(client: &Client, options: &HealthOptions) -> Result<IndexHealth> {
     let rows = client
         .query(

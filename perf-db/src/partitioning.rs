@@ -72,6 +72,7 @@ pub struct PartitionAdvice {
 }
 
 /// Advice for the large tables the statements filter.
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn partition_advice(
     client: &Client,
     queries: &[String],

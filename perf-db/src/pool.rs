@@ -391,6 +391,7 @@ impl InstrumentedPool {
                     &self.errors
                 };
                 counter.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(timed_out, %message, "no connection from the pool");
                 Err(Error::Database(message))
             }
         }

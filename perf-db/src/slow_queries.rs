@@ -64,6 +64,7 @@ pub struct SlowQuery {
 /// The slowest statements of this database by total time, from
 /// pg_stat_statements (which must be in `shared_preload_libraries` and
 /// created in the database; the error says so otherwise).
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn slow_queries(client: &Client, filter: &SlowQueryFilter) -> Result<Vec<SlowQuery>> {
     let installed = client
         .query_opt(
@@ -141,6 +142,7 @@ impl ObservedWorkload {
 
 /// Reads the observed workload (see [`ObservedWorkload`]); `filter` picks
 /// the statements as in [`slow_queries`].
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn observed_workload(
     client: &Client,
     filter: &SlowQueryFilter,

@@ -176,9 +176,19 @@ impl RunHandle {
 
     /// Waits for the report.
     pub async fn report(self) -> Result<RunReport> {
-        self.task
+        let report = self
+            .task
             .await
-            .map_err(|e| Error::Io(std::io::Error::other(format!("run task failed: {e}"))))
+            .map_err(|e| Error::Io(std::io::Error::other(format!("run task failed: {e}"))))?;
+        tracing::debug!(
+            scenario = %report.scenario,
+            requests = report.requests,
+            errors = report.errors,
+            duration_s = report.duration_s,
+            passed = report.passed,
+            "load test finished"
+        );
+        Ok(report)
     }
 }
 
@@ -731,6 +741,7 @@ async fn start_checked(
     policy: Option<&crate::TargetPolicy>,
     feeds: &FeedAccess,
 ) -> Result<RunHandle> {
+    tracing::debug!(scenario = name, "load test starting");
     scenario.validate(name)?;
     let plan = scenario.plan(name)?;
     let (target_urls, endpoints) = parse_targets(name, scenario)?;

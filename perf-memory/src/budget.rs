@@ -260,6 +260,9 @@ impl MemoryGuard {
         let pressure = self.budget.pressure(resident);
         self.resident.store(resident, Ordering::Relaxed);
         let before = Pressure::from_u8(self.pressure.swap(pressure as u8, Ordering::Relaxed));
+        if before != pressure {
+            tracing::debug!(from = ?before, to = ?pressure, resident, limit = %self.budget.limit, "memory pressure changed");
+        }
         if pressure >= Pressure::Soft {
             let due = self.last_relief.lock().map_or(true, |mut last| {
                 let due =

@@ -247,6 +247,7 @@ impl LeakDetector {
             LeakStatus::Steady
         };
         if status != self.status {
+            tracing::debug!(from = ?self.status, to = ?status, at_s = sample.at_s, "leak verdict changed");
             self.status = status;
             self.status_since = sample.at_s;
         }

@@ -706,8 +706,21 @@ impl Autoscaler {
     }
 
     /// Decides at time `now_s` with `current` replicas; the result is taken
-    /// as applied (its change is recorded for the rate limits).
+    /// as applied (its change is recorded for the rate limits). Each
+    /// decision is a `tracing` event at debug level.
     pub fn decide(&mut self, now_s: f64, current: u32, observation: &Observation) -> Decision {
+        let decision = self.decide_quietly(now_s, current, observation);
+        tracing::debug!(
+            at_s = decision.at_s,
+            from = decision.from,
+            to = decision.to,
+            reason = %decision.reason,
+            "scaling decision"
+        );
+        decision
+    }
+
+    fn decide_quietly(&mut self, now_s: f64, current: u32, observation: &Observation) -> Decision {
         if !(0.0..=MAX_CLOCK_S).contains(&now_s) {
             return Decision {
                 at_s: now_s,

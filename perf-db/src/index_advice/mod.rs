@@ -421,6 +421,7 @@ async fn try_candidates(
 /// statement that cannot be parsed or planned is in [`Advice::skipped`]
 /// with the reason, never an error for the others; an error is returned
 /// only when the session itself fails.
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn advise_indexes(
     client: &Client,
     queries: &[String],
@@ -559,6 +560,7 @@ fn index_name(table: &str, columns: &[String]) -> String {
 /// keys (quoted), so an edited `create_statement` cannot run anything else.
 /// Only call this on an explicit request: an index costs every write to the
 /// table.
+#[tracing::instrument(level = "debug", skip_all, fields(table = %advice.table))]
 pub async fn apply_index(client: &Client, advice: &IndexAdvice) -> Result<AppliedIndex> {
     if advice.columns.is_empty() {
         return Err(Error::Database(

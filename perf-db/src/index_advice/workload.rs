@@ -246,6 +246,7 @@ fn fmt_columns(c: &Candidate) -> String {
 ///
 /// The figures are estimates: the time a statement saves is its measured
 /// time scaled by the planned cost the set removes.
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn advise_workload(
     client: &Client,
     statements: &[WorkloadStatement],
