@@ -38,7 +38,7 @@ load_tests:
     while progress.changed().await.is_ok() {
         let now = progress.borrow().clone();
         println!(
-            "{:>4.1}/{:.0} s  target {:>6.0}/s  sent {:>6.0}/s  p95 {:>6.2} ms  in flight {:>3}  errors {}  dropped {}",
+            "{:>4.1}/{:.0} s  target {:>6.0}/s  done {:>6.0}/s  p95 {:>6.2} ms  in flight {:>3}  errors {}  dropped {}",
             now.elapsed_s,
             now.total_s,
             now.target_rate,

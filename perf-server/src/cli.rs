@@ -98,7 +98,7 @@ pub struct ServeArgs {
     /// On SIGTERM, answer 503 on /ready this long before stopping [default: 0s].
     #[arg(long, env = "PERF_DRAIN_DELAY")]
     pub drain_delay: Option<HumanDuration>,
-    /// HTTP worker threads [default: one per core].
+    /// HTTP worker threads [default: one per usable core, at most the CPU quota].
     #[arg(long, env = "PERF_WORKERS")]
     pub workers: Option<usize>,
     /// Check the configuration and exit (0 valid, 2 invalid) without serving.

@@ -65,7 +65,8 @@ pub struct ServerConfig {
     /// served, before the server stops (default 0s; 5s to 15s behind a
     /// Kubernetes Service or a mesh, at most 5m).
     pub drain_delay: HumanDuration,
-    /// HTTP worker threads (default: one per core, 1 to 256).
+    /// HTTP worker threads (default: one per usable core, at most the
+    /// cgroup's CPU quota rounded down, at least 1; 1 to 256).
     pub workers: Option<usize>,
     /// Largest load test accepted through the API (users, rate, duration).
     pub test_limits: perf_loadgen::Limits,

@@ -266,13 +266,13 @@ async fn shutdown_signal() -> &'static str {
 }
 
 /// HTTP workers when none are configured: one per core the process may use,
-/// and no more than its cgroup's CPU quota (`cores` from
-/// `available_parallelism` already counts the affinity mask and the quota,
-/// rounded down; the quota read here holds even where that count does not).
+/// and no more than its cgroup's CPU quota, rounded down (at least 1): a
+/// quota of 1.5 cores gets 1 worker, as `available_parallelism` counts it
+/// (`cores`); the quota read here holds even where that count does not.
 fn default_workers(cores: usize, cpu_quota_cores: Option<f64>) -> usize {
     let by_quota = cpu_quota_cores
         .filter(|q| q.is_finite() && *q > 0.0)
-        .map_or(usize::MAX, |q| q.ceil().min(256.0) as usize);
+        .map_or(usize::MAX, |q| q.floor().clamp(1.0, 256.0) as usize);
     cores.min(by_quota).max(1)
 }
 
@@ -283,7 +283,8 @@ mod tests {
     #[test]
     fn workers_follow_the_cpu_quota() {
         assert_eq!(default_workers(8, None), 8);
-        assert_eq!(default_workers(8, Some(1.5)), 2);
+        assert_eq!(default_workers(8, Some(1.5)), 1);
+        assert_eq!(default_workers(8, Some(2.5)), 2);
         assert_eq!(default_workers(8, Some(0.25)), 1);
         assert_eq!(default_workers(2, Some(16.0)), 2);
         assert_eq!(default_workers(4, Some(f64::NAN)), 4);

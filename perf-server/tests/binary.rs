@@ -1507,12 +1507,27 @@ fn in_a_cgroup_the_limits_are_reported_and_the_budget_and_workers_follow_them() 
     let _ = server.child.wait();
 }
 
-/// `examples/perf.yaml`, the complete example configuration, checks clean,
-/// and so does its commented-out `scaling` section once uncommented.
+/// `examples/perf.yaml`, the complete example configuration, names every
+/// key (set or commented), checks clean, and so does its commented-out
+/// `scaling` section once uncommented.
 #[test]
 fn the_example_configuration_checks_clean() {
     let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/perf.yaml");
     let text = std::fs::read_to_string(&example).unwrap();
+    let keys = serde_json::to_value(perf_server::config::ServerConfig::default()).unwrap();
+    let mut keys: Vec<String> = keys.as_object().unwrap().keys().cloned().collect();
+    // Never serialized (secrets and the analyzed database's URL).
+    keys.extend(["analyze_database_url", "api_token", "worker_token"].map(String::from));
+    let missing: Vec<&String> = keys
+        .iter()
+        .filter(|k| {
+            !text.lines().any(|l| {
+                l.trim_start_matches(['#', ' '])
+                    .starts_with(&format!("{k}:"))
+            })
+        })
+        .collect();
+    assert!(missing.is_empty(), "examples/perf.yaml lacks {missing:?}");
     let out = cli(&["serve", "--config", example.to_str().unwrap(), "--check"]);
     assert!(
         out.status.success(),
