@@ -800,32 +800,34 @@ fn sigterm_reports_not_ready_during_the_drain_delay_then_exits() {
     );
 }
 
-#[test]
-fn the_autoscaler_runs_local_instances_and_answers_its_endpoints() {
-    let dir = tempfile::tempdir().unwrap();
-    let base = 31_000 + (std::process::id() % 1000) as u16 * 8;
-    let config = dir.path().join("perf.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"scaling:
+/// A `scaling` section: python's http.server instances from `base_port`,
+/// scaled on the running load tests' rps against `per_replica`.
+fn local_scaling(min: u32, max: u32, per_replica: u32, base_port: u16) -> String {
+    format!(
+        r#"scaling:
   period_s: 1
   policy:
-    min_replicas: 2
-    max_replicas: 4
-    metrics: [{{name: rps, kind: external, target: {{average_value: 100}}}}]
+    min_replicas: {min}
+    max_replicas: {max}
+    metrics: [{{name: rps, kind: external, target: {{average_value: {per_replica}}}}}]
   manager:
     local:
       command: [python3, -m, http.server, "{{port}}", --bind, 127.0.0.1]
-      base_port: {base}
+      base_port: {base_port}
       health_path: /
       drain_timeout_s: 2
   source:
     load_test: {{metric: rps}}
 "#
-        ),
     )
-    .unwrap();
+}
+
+#[test]
+fn the_autoscaler_runs_local_instances_and_answers_its_endpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = 31_000 + (std::process::id() % 1000) as u16 * 8;
+    let config = dir.path().join("perf.yaml");
+    std::fs::write(&config, local_scaling(2, 4, 100, base)).unwrap();
     let server = ServerProcess::start(dir.path(), &["--config", config.to_str().unwrap()]);
     let post = |path: &str, body: &str| server.send_json("POST", path, body);
     let put = |path: &str, body: &str| server.send_json("PUT", path, body);
@@ -1206,27 +1208,10 @@ fn dashboards_and_alerts_name_only_series_a_live_server_exposes() {
     let dir = tempfile::tempdir().unwrap();
     let base = 33_000 + (std::process::id() % 1000) as u16 * 8;
     let config = dir.path().join("perf.yaml");
+    let scaling = local_scaling(1, 2, 100_000, base);
     std::fs::write(
         &config,
-        format!(
-            r#"database_url: "{url}"
-scaling:
-  period_s: 1
-  policy:
-    min_replicas: 1
-    max_replicas: 2
-    metrics: [{{name: rps, kind: external, target: {{average_value: 100000}}}}]
-  manager:
-    local:
-      command: [python3, -m, http.server, "{{port}}", --bind, 127.0.0.1]
-      base_port: {base}
-      health_path: /
-      drain_timeout_s: 2
-  source:
-    load_test: {{metric: rps}}
-"#,
-            url = pg.url()
-        ),
+        format!("database_url: \"{}\"\n{scaling}", pg.url()),
     )
     .unwrap();
     let server = ServerProcess::start(dir.path(), &["--config", config.to_str().unwrap()]);
