@@ -35,12 +35,15 @@ echo "load smoke: thresholds passed; regression gate exit code $status"
 # Prometheus's own linter passes on it (HELP on every series, base units,
 # `_total` counters).
 curl -sf -XPOST -H 'content-type: application/json' http://127.0.0.1:18765/performance/tests \
-    -d '{"name": "metrics-lint", "target": "http://127.0.0.1:18765", "duration": "1s", "users": 2, "requests": [{"path": "/health"}]}' > /dev/null
+    -d '{"name": "metrics-lint", "target": "http://127.0.0.1:18765", "duration": "1s", "users": 2, "requests": [{"path": "/health"}]}' > /dev/null \
+    || { echo "starting the metrics-lint test failed" >&2; exit 1; }
 curl -sf -XPOST -H 'content-type: application/json' http://127.0.0.1:18765/performance/profiling/start \
-    -d '{"kind": "cpu", "duration_s": 1}' > /dev/null
+    -d '{"kind": "cpu", "duration_s": 1}' > /dev/null \
+    || { echo "starting a CPU profile failed" >&2; exit 1; }
 done_test=""
 for _ in $(seq 100); do
-    if curl -sf 'http://127.0.0.1:18765/performance/tests?status=completed' | grep -q metrics-lint; then
+    listing=$(curl -sf 'http://127.0.0.1:18765/performance/tests?status=completed' || true)
+    if grep -q metrics-lint <<< "$listing"; then
         done_test=yes; break
     fi
     sleep 0.2

@@ -355,9 +355,13 @@ impl InstrumentedPool {
                     .map_err(|e| match e {
                         PoolError::Timeout(kind) => (
                             true,
-                            format!("no connection within the pool's timeout ({kind:?})"),
+                            Error::Database(format!(
+                                "no connection within the pool's timeout ({kind:?})"
+                            )),
                         ),
-                        other => (false, other.to_string()),
+                        // PostgreSQL's own refusal keeps its SQLSTATE.
+                        PoolError::Backend(e) => (false, Error::from(e)),
+                        other => (false, Error::Database(other.to_string())),
                     })
             }
             Backend::Bb8(pool) => {
@@ -365,10 +369,11 @@ impl InstrumentedPool {
                     .await
                     .map(Connection::Bb8)
                     .map_err(|e| match e {
-                        bb8::RunError::TimedOut => {
-                            (true, "no connection within the pool's timeout".to_owned())
-                        }
-                        bb8::RunError::User(e) => (false, e.to_string()),
+                        bb8::RunError::TimedOut => (
+                            true,
+                            Error::Database("no connection within the pool's timeout".to_owned()),
+                        ),
+                        bb8::RunError::User(e) => (false, Error::from(e)),
                     })
             }
         };
@@ -384,15 +389,15 @@ impl InstrumentedPool {
                     measures: Arc::clone(&self.measures),
                 })
             }
-            Err((timed_out, message)) => {
+            Err((timed_out, error)) => {
                 let counter = if timed_out {
                     &self.timeouts
                 } else {
                     &self.errors
                 };
                 counter.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(timed_out, %message, "no connection from the pool");
-                Err(Error::Database(message))
+                tracing::debug!(timed_out, %error, "no connection from the pool");
+                Err(error)
             }
         }
     }

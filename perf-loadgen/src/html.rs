@@ -53,21 +53,19 @@ fn fmt_tick(v: f64) -> String {
     }
 }
 
-/// One line of a chart.
 /// Most points per series that get a hover tooltip each.
 const MAX_HOVER_POINTS: usize = 1200;
 
 /// A value for a tooltip: three significant digits.
 fn fmt_value(v: f64) -> String {
-    if v.abs() >= 100.0 {
-        format!("{v:.0}")
-    } else if v.abs() >= 10.0 {
-        format!("{v:.1}")
-    } else {
-        format!("{v:.2}")
+    if v == 0.0 || !v.is_finite() {
+        return format!("{v}");
     }
+    let digits = (2 - v.abs().log10().floor() as i32).clamp(0, 9) as usize;
+    format!("{v:.digits$}")
 }
 
+/// One line of a chart.
 struct Series<'a> {
     name: &'a str,
     color: &'a str,
@@ -438,18 +436,20 @@ table{{border-collapse:collapse;margin:6px 0}} td,th{{padding:3px 10px;border-bo
                 0.0
             }
         };
-        h.push_str(
-            "<h2>Status codes</h2><table><tr><th>status</th><th>responses</th><th>share</th></tr>",
-        );
-        for (code, n) in &self.status_codes {
-            let _ = write!(
-                h,
-                "<tr><td>{}</td><td>{n}</td><td>{:.2} %</td></tr>",
-                esc(code),
-                share(*n)
+        if !self.status_codes.is_empty() {
+            h.push_str(
+                "<h2>Status codes</h2><table><tr><th>status</th><th>responses</th><th>share</th></tr>",
             );
+            for (code, n) in &self.status_codes {
+                let _ = write!(
+                    h,
+                    "<tr><td>{}</td><td>{n}</td><td>{:.2} %</td></tr>",
+                    esc(code),
+                    share(*n)
+                );
+            }
+            h.push_str("</table>");
         }
-        h.push_str("</table>");
         // Errors by kind: the transport's kinds, and each error status.
         let statuses = self.status_codes.iter().filter_map(|(code, n)| {
             let failed = code.parse::<u16>().is_ok_and(|c| c >= 400);

@@ -33,9 +33,9 @@ pub struct MemoryBudget {
     /// Seconds a refused client is told to wait (default 5).
     pub retry_after_s: u64,
     /// Where `limit` came from: `configured`, or `cgroup` when the
-    /// process's control group allows less ([`MemoryBudget::within`]; shown,
-    /// never read from a configuration).
-    #[serde(skip_deserializing)]
+    /// process's control group allows less ([`MemoryBudget::within`]; not
+    /// part of a configuration: [`BudgetStatus::limit_source`] shows it).
+    #[serde(skip)]
     pub limit_source: LimitSource,
 }
 
@@ -177,6 +177,9 @@ impl Pressure {
 pub struct BudgetStatus {
     /// The budget.
     pub budget: MemoryBudget,
+    /// Where its limit came from: the configuration, or the cgroup's lower limit.
+    #[serde(default)]
+    pub limit_source: LimitSource,
     /// Resident bytes at the last observation.
     pub resident_bytes: u64,
     /// `resident / limit`.
@@ -313,6 +316,7 @@ impl MemoryGuard {
     pub fn status(&self) -> BudgetStatus {
         let resident = self.resident.load(Ordering::Relaxed);
         BudgetStatus {
+            limit_source: self.budget.limit_source,
             budget: self.budget,
             resident_bytes: resident,
             used_fraction: resident as f64 / self.budget.limit.bytes().max(1) as f64,
@@ -366,6 +370,18 @@ mod tests {
         assert!(guard.admit().is_ok());
         let s = guard.status();
         assert_eq!((s.reliefs, s.relieved_items, s.refused), (2, 20, 2));
+    }
+
+    #[test]
+    fn a_status_reads_back_and_shows_where_the_limit_came_from() {
+        let guard = MemoryGuard::new(MemoryBudget::default().within(Some(256 << 20))).unwrap();
+        let json = serde_json::to_string(&guard.status()).unwrap();
+        let back: BudgetStatus = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.limit_source, LimitSource::Cgroup, "{json}");
+        assert_eq!(back.budget.limit.bytes(), 256 << 20);
+        let budget: MemoryBudget =
+            serde_json::from_str(&serde_json::to_string(&back.budget).unwrap()).unwrap();
+        assert_eq!(budget.limit.bytes(), 256 << 20);
     }
 
     #[test]

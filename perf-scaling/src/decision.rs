@@ -720,7 +720,13 @@ impl Autoscaler {
         decision
     }
 
-    fn decide_quietly(&mut self, now_s: f64, current: u32, observation: &Observation) -> Decision {
+    /// [`Autoscaler::decide`] without the event (simulations make thousands).
+    pub(crate) fn decide_quietly(
+        &mut self,
+        now_s: f64,
+        current: u32,
+        observation: &Observation,
+    ) -> Decision {
         if !(0.0..=MAX_CLOCK_S).contains(&now_s) {
             return Decision {
                 at_s: now_s,

@@ -386,7 +386,7 @@ pub fn simulate(
             pods,
             readings: [(spec.name.clone(), reading)].into(),
         };
-        let decision = engine.decide(t, current, &observation);
+        let decision = engine.decide_quietly(t, current, &observation);
         if decision.prediction.is_some_and(|p| p.applied) {
             forecast_raises += 1;
         }

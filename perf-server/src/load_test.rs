@@ -424,8 +424,8 @@ pub fn comparison_table(c: &Comparison) -> String {
 }
 
 /// JUnit XML: one test case per threshold and per regression check,
-/// written by `quick-junit` (nextest's serializer: escaping, control
-/// characters included, is its business).
+/// written by `quick-junit` (nextest's serializer: it escapes markup and
+/// removes control characters and ANSI escapes, which XML cannot carry).
 pub fn junit(report: &RunReport, comparison: Option<&Comparison>) -> String {
     use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
     let mut cases = Vec::new();

@@ -273,7 +273,7 @@ fn default_workers(cores: usize, cpu_quota_cores: Option<f64>) -> usize {
     let by_quota = cpu_quota_cores
         .filter(|q| q.is_finite() && *q > 0.0)
         .map_or(usize::MAX, |q| q.floor().clamp(1.0, 256.0) as usize);
-    cores.min(by_quota).max(1)
+    cores.min(by_quota).clamp(1, 256)
 }
 
 #[cfg(test)]

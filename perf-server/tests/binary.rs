@@ -1453,10 +1453,7 @@ fn in_a_cgroup_the_limits_are_reported_and_the_budget_and_workers_follow_them() 
     };
     assert_eq!(memory["cgroup"]["memory_limit_bytes"], 96 << 20, "{memory}");
     assert_eq!(memory["budget"]["budget"]["limit"], 96 << 20, "{memory}");
-    assert_eq!(
-        memory["budget"]["budget"]["limit_source"], "cgroup",
-        "{memory}"
-    );
+    assert_eq!(memory["budget"]["limit_source"], "cgroup", "{memory}");
     assert_eq!(memory["cgroup"]["cpu_quota_cores"], 0.5, "{memory}");
     // Over the hard mark new work is refused; the memory figures still answer.
     let refused = server.send_json(

@@ -225,8 +225,9 @@ pub enum FeederMode {
 #[serde(deny_unknown_fields)]
 pub struct FeederSpec {
     /// CSV file with a header row. On the command line any file its user can
-    /// read; through a service (perf-server) only a file name inside the
-    /// feeds directory it is configured with (see [`crate::FeedAccess`]).
+    /// read, relative to the scenario file ([`ScenarioFile::resolve_paths`]);
+    /// through a service (perf-server) only a file name inside the feeds
+    /// directory it is configured with (see [`crate::FeedAccess`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<String>,
     /// The CSV text itself, header row first (what a request to a service carries).
@@ -245,7 +246,9 @@ pub struct FeederSpec {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TlsSpec {
-    /// PEM file of CA certificates trusted besides the system's roots.
+    /// PEM file of CA certificates trusted besides the system's roots (a
+    /// relative path is taken as is; [`ScenarioFile::resolve_paths`] makes
+    /// it relative to the scenario file, as `perf-server run` does).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<String>,
     /// The same, as PEM text.
