@@ -594,9 +594,9 @@ table{{border-collapse:collapse;margin:6px 0}} td,th{{padding:3px 10px;border-bo
                 };
                 let _ = write!(
                     h,
-                    "<tr><td><code>{}</code></td><td>{:.4}</td><td>{v}</td></tr>",
+                    "<tr><td><code>{}</code></td><td>{}</td><td>{v}</td></tr>",
                     esc(&t.expr),
-                    t.observed
+                    esc(&t.observed_with_unit())
                 );
             }
             h.push_str("</table>");

@@ -58,6 +58,26 @@ pub struct ThresholdResult {
     pub passed: bool,
 }
 
+impl ThresholdResult {
+    /// The observed value in the threshold's unit: a percentage for
+    /// `error_rate` and `checks`, req/s for `rps`, milliseconds otherwise.
+    ///
+    /// ```
+    /// let t = perf_loadgen::ThresholdResult { expr: "error_rate < 0.1%".into(), observed: 0.0946, passed: false };
+    /// assert_eq!(t.observed_with_unit(), "9.460 %");
+    /// ```
+    pub fn observed_with_unit(&self) -> String {
+        let expr = self.expr.trim_start();
+        if expr.starts_with("error_rate") || expr.starts_with("checks") {
+            format!("{:.3} %", self.observed * 100.0)
+        } else if expr.starts_with("rps") {
+            format!("{:.1} req/s", self.observed)
+        } else {
+            format!("{:.2} ms", self.observed)
+        }
+    }
+}
+
 /// Figures of one request of the mix.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -685,15 +705,7 @@ impl RunReport {
             ));
         }
         for t in &r.thresholds {
-            let observed = if t.expr.trim_start().starts_with("error_rate")
-                || t.expr.trim_start().starts_with("checks")
-            {
-                format!("{:.3} %", t.observed * 100.0)
-            } else if t.expr.trim_start().starts_with("rps") {
-                format!("{:.1} req/s", t.observed)
-            } else {
-                format!("{:.2} ms", t.observed)
-            };
+            let observed = t.observed_with_unit();
             s.push_str(&format!(
                 "threshold   {:<24} observed {:>14}  {}\n",
                 t.expr,
