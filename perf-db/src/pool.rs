@@ -229,11 +229,11 @@ pub struct PoolLatencies {
 /// format (what the `metrics` recorder cannot take: whole histograms).
 ///
 /// ```
-/// let text = perf_db::render_pool_latencies(&[("store", &perf_db::PoolLatencies::default())]);
+/// let text = perf_db::render_pool_latencies(&[("store", perf_db::PoolLatencies::default())]);
 /// assert!(text.contains("# TYPE db_pool_wait_seconds histogram"));
 /// assert!(text.contains("db_pool_held_seconds_count{pool=\"store\"} 0"));
 /// ```
-pub fn render_pool_latencies(pools: &[(&str, &PoolLatencies)]) -> String {
+pub fn render_pool_latencies(pools: &[(&str, PoolLatencies)]) -> String {
     use perf_core::prometheus::{write_header, write_histogram};
     let mut out = String::new();
     write_header(

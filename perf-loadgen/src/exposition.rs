@@ -58,15 +58,12 @@ impl From<&RunReport> for ExposedFigures {
                 (name.clone(), r.requests, buckets, sum)
             })
             .collect();
-        let statuses = report.status_codes.iter().filter_map(|(code, count)| {
-            let failed = code.parse::<u16>().is_ok_and(|c| c >= 400);
-            failed.then(|| (format!("http_{code}"), *count))
-        });
         let errors = report
-            .error_kinds
-            .iter()
-            .map(|(k, c)| (k.clone(), *c))
-            .chain(statuses)
+            .errors_by_cause()
+            .map(|(cause, n)| match cause {
+                crate::ErrorCause::Transport(kind) => (kind.to_owned(), n),
+                crate::ErrorCause::Status(code) => (format!("http_{code}"), n),
+            })
             .collect();
         let checks = report
             .checks

@@ -451,15 +451,12 @@ table{{border-collapse:collapse;margin:6px 0}} td,th{{padding:3px 10px;border-bo
             h.push_str("</table>");
         }
         // Errors by kind: the transport's kinds, and each error status.
-        let statuses = self.status_codes.iter().filter_map(|(code, n)| {
-            let failed = code.parse::<u16>().is_ok_and(|c| c >= 400);
-            failed.then(|| (format!("HTTP {code}"), *n))
-        });
         let kinds: Vec<(String, u64)> = self
-            .error_kinds
-            .iter()
-            .map(|(k, n)| (k.clone(), *n))
-            .chain(statuses)
+            .errors_by_cause()
+            .map(|(cause, n)| match cause {
+                crate::ErrorCause::Transport(kind) => (kind.to_owned(), n),
+                crate::ErrorCause::Status(code) => (format!("HTTP {code}"), n),
+            })
             .collect();
         if !kinds.is_empty() {
             h.push_str("<h2>Errors by kind</h2><table><tr><th>kind</th><th>requests</th><th>share</th></tr>");

@@ -69,7 +69,7 @@ pub use error::{Error, Result};
 pub use exposition::{ExposedFigures, ExposedTest, render_prometheus};
 pub use journey::{CheckCount, FlowCount};
 pub use report::{
-    GeneratorLoad, LatencyMs, PhasesReport, ReportHistograms, RequestReport, RunReport,
+    ErrorCause, GeneratorLoad, LatencyMs, PhasesReport, ReportHistograms, RequestReport, RunReport,
     ThresholdResult, TlsReport,
 };
 pub use run::{

@@ -58,6 +58,31 @@ pub struct ThresholdResult {
     pub passed: bool,
 }
 
+/// Why requests failed, as [`RunReport::errors_by_cause`] lists them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCause<'a> {
+    /// A transport failure kind (`connect`, `tls`, `timeout`, `reset`, `protocol`...).
+    Transport(&'a str),
+    /// An answer with an error status (400 and above), as its code.
+    Status(&'a str),
+}
+
+impl RunReport {
+    /// Failed requests by cause: the transport's kinds, then each error
+    /// status (400 and above) the target answered with.
+    pub fn errors_by_cause(&self) -> impl Iterator<Item = (ErrorCause<'_>, u64)> {
+        let statuses = self
+            .status_codes
+            .iter()
+            .filter(|(code, _)| code.parse::<u16>().is_ok_and(|c| c >= 400))
+            .map(|(code, n)| (ErrorCause::Status(code.as_str()), *n));
+        self.error_kinds
+            .iter()
+            .map(|(kind, n)| (ErrorCause::Transport(kind.as_str()), *n))
+            .chain(statuses)
+    }
+}
+
 impl ThresholdResult {
     /// The observed value in the threshold's unit: a percentage for
     /// `error_rate` and `checks`, req/s for `rps`, milliseconds otherwise.

@@ -573,6 +573,17 @@ impl ServerConfig {
         })
     }
 
+    /// The memory budget in force inside the process's cgroup: the
+    /// configured one, or with the cgroup's lower memory limit
+    /// ([`perf_memory::MemoryBudget::within`]).
+    pub fn effective_memory_budget(
+        &self,
+        cgroup: Option<&perf_core::cgroup::CgroupSample>,
+    ) -> perf_memory::MemoryBudget {
+        self.memory_budget
+            .within(cgroup.and_then(|c| c.memory_limit_bytes))
+    }
+
     /// Where load tests may read `data.file`: the feeds directory, or nothing.
     pub fn feed_access(&self) -> perf_loadgen::FeedAccess {
         self.feeds_dir.clone().map_or(

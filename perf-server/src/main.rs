@@ -61,9 +61,8 @@ fn main() -> ExitCode {
         Err(e) => return fail(&e.to_string(), 2),
     };
     if args.check {
-        let budget = config.memory_budget.within(
-            perf_core::cgroup::Cgroup::of_self().and_then(|c| c.sample().memory_limit_bytes),
-        );
+        let cgroup = perf_core::cgroup::Cgroup::of_self().map(|c| c.sample());
+        let budget = config.effective_memory_budget(cgroup.as_ref());
         perf_server::cli::print_out(&format!(
             "configuration is valid: listen {}, store {}, memory budget {}{}\n",
             config.listen,

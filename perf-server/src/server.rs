@@ -126,9 +126,7 @@ pub async fn run(config: ServerConfig) -> Result<()> {
     }
     // In a container the cgroup's limits bound the budget and the workers.
     let cgroup = perf_core::cgroup::Cgroup::of_self().map(|c| c.sample());
-    let budget = config
-        .memory_budget
-        .within(cgroup.as_ref().and_then(|c| c.memory_limit_bytes));
+    let budget = config.effective_memory_budget(cgroup.as_ref());
     if budget.limit_source == perf_memory::LimitSource::Cgroup {
         tracing::info!(
             limit = %budget.limit,

@@ -258,15 +258,13 @@ pub(crate) fn render(
     pools: &[(&'static str, perf_db::PoolLatencies)],
     tests: &crate::test_runner::TestRunner,
 ) -> String {
-    let pools: Vec<(&str, &perf_db::PoolLatencies)> =
-        pools.iter().map(|(name, l)| (*name, l)).collect();
     let mut out = prometheus().render();
     if let Some(cgroup) = cgroup {
         out.push_str(&cgroup.render_prometheus());
     }
     out.push_str(&render_requests());
     if !pools.is_empty() {
-        out.push_str(&perf_db::render_pool_latencies(&pools));
+        out.push_str(&perf_db::render_pool_latencies(pools));
     }
     out.push_str(&tests.render_prometheus());
     out
