@@ -17,7 +17,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use perf_core::{ByteSize, HumanDuration};
+use perf_core::ByteSize;
 use perf_memory::{
     Cache, LeakDetector, LeakDetectorConfig, LeakStatus, MemoryBudget, MemoryGuard, MemorySample,
     Pool,
@@ -36,10 +36,7 @@ fn main() -> Result<(), perf_memory::Error> {
         .build();
     // The budget is the "resident" size of this simulation: what the cache
     // and the leak hold. The cache is shed over the soft mark.
-    let guard = MemoryGuard::new(MemoryBudget {
-        limit: ByteSize(16 << 20),
-        ..MemoryBudget::default()
-    })?;
+    let guard = MemoryGuard::new(MemoryBudget::builder().limit(ByteSize(16 << 20)).build()?)?;
     let shed = pages.clone();
     guard.add_reliever(
         "pages",
@@ -48,11 +45,12 @@ fn main() -> Result<(), perf_memory::Error> {
             1
         }),
     );
-    let mut detector = LeakDetector::new(LeakDetectorConfig {
-        warmup: HumanDuration(Duration::from_secs(10)),
-        window: 30,
-        ..LeakDetectorConfig::default()
-    })?;
+    let mut detector = LeakDetector::new(
+        LeakDetectorConfig::builder()
+            .warmup(Duration::from_secs(10))
+            .window(30)
+            .build()?,
+    )?;
     let leak: Mutex<Vec<u8>> = Mutex::new(Vec::new());
 
     let (mut served, mut refused) = (0u64, 0u64);

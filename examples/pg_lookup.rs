@@ -34,11 +34,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let pool = InstrumentedPool::new(
         &url,
-        &PoolSettings {
-            max_size: 16,
-            wait_timeout: Duration::from_secs(5),
-            ..PoolSettings::default()
-        },
+        &PoolSettings::builder()
+            .max_size(16)
+            .wait_timeout(Duration::from_secs(5))
+            .build()?,
     )?;
     {
         let conn = pool.get().await?;

@@ -38,11 +38,10 @@ async fn run(
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let pg = testkit::PgCluster::start()?;
-    let settings = PoolSettings {
-        max_size: 16,
-        wait_timeout: Duration::from_secs(10),
-        ..PoolSettings::default()
-    };
+    let settings = PoolSettings::builder()
+        .max_size(16)
+        .wait_timeout(Duration::from_secs(10))
+        .build()?;
     for round in 0..3 {
         let deadpool = run(InstrumentedPool::new(&pg.url(), &settings)?).await?;
         let bb8 = run(InstrumentedPool::new_bb8(&pg.url(), &settings).await?).await?;

@@ -101,11 +101,10 @@ async fn pool_run(
 ) -> Result<Measured, Box<dyn std::error::Error>> {
     let pool = InstrumentedPool::new(
         url,
-        &PoolSettings {
-            max_size: connections,
-            wait_timeout: Duration::from_secs(10),
-            ..PoolSettings::default()
-        },
+        &PoolSettings::builder()
+            .max_size(connections)
+            .wait_timeout(Duration::from_secs(10))
+            .build()?,
     )?;
     let mut report = None;
     for length in [WARM_UP, seconds] {

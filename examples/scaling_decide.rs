@@ -40,10 +40,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // 2. The same policy over a recorded week of daily peaks, reactive and predictive.
     let trace = parse_trace_csv(&std::fs::read_to_string(dir.join("diurnal-week.csv"))?)?;
-    let settings = SimulationSettings {
-        startup_s: 30.0,
-        ..SimulationSettings::default()
-    };
+    let settings = SimulationSettings::builder().startup_s(30.0).build()?;
     let both = compare_reactive_predictive(&policy, &trace, &settings)?;
     for (name, report) in [
         ("reactive", &both.reactive),

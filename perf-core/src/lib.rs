@@ -14,6 +14,8 @@
 //! - [`SampleRing`]: a bounded series of timestamped samples, read by window.
 //! - `system` (feature `system`, Linux): host and process sampling from `/proc`:
 //!   CPU utilization over an interval, memory, network rates, TCP states.
+//! - [`config_builder!`]: the validating builder every configuration struct
+//!   of the toolkit has (they are `#[non_exhaustive]`).
 //! - [`Error`]: the one error type of this crate.
 //!
 //! ```
@@ -40,6 +42,7 @@
 
 #[cfg(feature = "system")]
 pub mod cgroup;
+pub mod config;
 mod error;
 mod histogram;
 mod id;

@@ -5,13 +5,14 @@
 use serde::{Deserialize, Serialize};
 use tokio_postgres::Client;
 
-use crate::Result;
 use crate::error::db_error;
+use crate::{Error, Result};
 
 /// Thresholds of [`index_health`].
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct HealthOptions {
     /// Tables with at least this many live rows count as large (default 10000).
     pub large_table_rows: i64,
@@ -207,4 +208,24 @@ pub async fn index_health(client: &Client, options: &HealthOptions) -> Result<In
         unused,
         missing_index_hints,
     })
+}
+
+impl HealthOptions {
+    /// Checks the field; the error names it and the range.
+    pub fn validate(&self) -> Result<()> {
+        if self.large_table_rows < 0 {
+            return Err(Error::Invalid(format!(
+                "large_table_rows: {} must be at least 0",
+                self.large_table_rows
+            )));
+        }
+        Ok(())
+    }
+}
+
+perf_core::config_builder! {
+    /// Builds [`HealthOptions`].
+    HealthOptions => HealthOptionsBuilder, Error {
+        large_table_rows: i64,
+    }
 }

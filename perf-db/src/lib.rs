@@ -72,17 +72,22 @@ pub use analysis::{
 pub use error::{Error, Result};
 pub use fingerprint::{Fingerprint, fingerprint, normalize};
 pub use index_advice::{
-    Advice, AdviceOptions, AppliedIndex, INDEX_MAX_KEYS, IndexAdvice, IndexKey, RejectedCandidate,
-    SkippedStatement, StatementGain, WorkloadAdvice, WorkloadIndex, WorkloadOptions,
-    WorkloadStatement, advise_indexes, advise_workload, apply_index,
+    Advice, AdviceOptions, AdviceOptionsBuilder, AppliedIndex, INDEX_MAX_KEYS, IndexAdvice,
+    IndexKey, RejectedCandidate, SkippedStatement, StatementGain, WorkloadAdvice, WorkloadIndex,
+    WorkloadOptions, WorkloadOptionsBuilder, WorkloadStatement, advise_indexes, advise_workload,
+    apply_index,
 };
 pub use index_health::{
-    DuplicateIndex, HealthOptions, IndexHealth, SeqScanHint, UnusedIndex, index_health,
+    DuplicateIndex, HealthOptions, HealthOptionsBuilder, IndexHealth, SeqScanHint, UnusedIndex,
+    index_health,
 };
-pub use partitioning::{PartitionAdvice, PartitionOptions, PartitionStrategy, partition_advice};
+pub use partitioning::{
+    PartitionAdvice, PartitionOptions, PartitionOptionsBuilder, PartitionStrategy, partition_advice,
+};
 pub use pool::{
     InstrumentedPool, PoolLatencies, PoolObservation, PoolRecommendation, PoolSettings,
-    PooledConnection, describe_pool_metrics, recommend_pool_size, render_pool_latencies,
+    PoolSettingsBuilder, PooledConnection, describe_pool_metrics, recommend_pool_size,
+    render_pool_latencies,
 };
 pub use query_cache::{QueryCache, QueryCacheStats};
 pub use slow_queries::{

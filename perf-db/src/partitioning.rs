@@ -9,12 +9,13 @@ use serde::{Deserialize, Serialize};
 use tokio_postgres::Client;
 
 use crate::error::db_error;
-use crate::{Clause, PredicateKind, Result, analyze};
+use crate::{Clause, Error, PredicateKind, Result, analyze};
 
 /// Thresholds of [`partition_advice`].
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct PartitionOptions {
     /// Tables at least this big (table + indexes + toast) are considered (default 10 GiB).
     pub min_table_bytes: i64,
@@ -231,4 +232,38 @@ pub async fn partition_advice(
         });
     }
     Ok(advice)
+}
+
+impl PartitionOptions {
+    /// Checks every field; the error names the bad one and the range.
+    pub fn validate(&self) -> Result<()> {
+        if self.min_table_bytes < 0 {
+            return Err(Error::Invalid(format!(
+                "min_table_bytes: {} must be at least 0",
+                self.min_table_bytes
+            )));
+        }
+        if self.target_partition_bytes < 1 << 20 {
+            return Err(Error::Invalid(format!(
+                "target_partition_bytes: {} must be at least 1 MiB (1048576)",
+                self.target_partition_bytes
+            )));
+        }
+        if !(self.max_list_values.is_finite() && self.max_list_values >= 1.0) {
+            return Err(Error::Invalid(format!(
+                "max_list_values: {} must be a number at least 1",
+                self.max_list_values
+            )));
+        }
+        Ok(())
+    }
+}
+
+perf_core::config_builder! {
+    /// Builds [`PartitionOptions`].
+    PartitionOptions => PartitionOptionsBuilder, Error {
+        min_table_bytes: i64,
+        target_partition_bytes: i64,
+        max_list_values: f64,
+    }
 }

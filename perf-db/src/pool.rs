@@ -26,6 +26,7 @@ use crate::{Error, Result};
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct PoolSettings {
     /// Most connections (default 10).
     pub max_size: usize,
@@ -529,5 +530,54 @@ pub fn recommend_pool_size(
         size,
         busy_connections: busy,
         reason,
+    }
+}
+
+/// The most connections one pool may hold.
+const MAX_POOL_SIZE: usize = 10_000;
+/// The longest wait for a connection or for a new one.
+const MAX_POOL_TIMEOUT: Duration = Duration::from_secs(3600);
+
+impl PoolSettings {
+    /// Checks every field; the error names the bad one and the range.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let settings = perf_db::PoolSettings::builder()
+    ///     .max_size(20)
+    ///     .wait_timeout(Duration::from_millis(500))
+    ///     .build()?;
+    /// assert_eq!(settings.max_size, 20);
+    /// let err = perf_db::PoolSettings::builder().max_size(0).build().unwrap_err();
+    /// assert!(err.to_string().contains("max_size"));
+    /// # Ok::<(), perf_db::Error>(())
+    /// ```
+    pub fn validate(&self) -> Result<()> {
+        if !(1..=MAX_POOL_SIZE).contains(&self.max_size) {
+            return Err(Error::Invalid(format!(
+                "max_size: {} is outside the allowed range 1 to {MAX_POOL_SIZE} connections",
+                self.max_size
+            )));
+        }
+        for (field, value) in [
+            ("wait_timeout", self.wait_timeout),
+            ("create_timeout", self.create_timeout),
+        ] {
+            if value < Duration::from_millis(1) || value > MAX_POOL_TIMEOUT {
+                return Err(Error::Invalid(format!(
+                    "{field}: {value:?} is outside the allowed range 1 ms to 1 hour"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+perf_core::config_builder! {
+    /// Builds [`PoolSettings`].
+    PoolSettings => PoolSettingsBuilder, Error {
+        max_size: usize,
+        wait_timeout: Duration,
+        create_timeout: Duration,
     }
 }

@@ -94,6 +94,7 @@ pub struct Comparison {
 /// How strict a comparison is.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct CompareOptions {
     /// The chance that an unchanged build reads `regressed` on some metric
     /// (all metrics together; default 0.01, from 0.0001 to 0.2).
@@ -707,6 +708,49 @@ fn mean_abs_diff_self(a: &[f64]) -> f64 {
         }
     }
     sum / (n * (n - 1) / 2) as f64
+}
+
+impl CompareOptions {
+    /// Checks every field; the error names the bad one and the range.
+    pub fn validate(&self) -> crate::Result<()> {
+        if !(self.false_positive_rate > 0.0 && self.false_positive_rate <= 0.5) {
+            return Err(crate::error::invalid_option(
+                "false_positive_rate",
+                self.false_positive_rate,
+                "above 0 to 0.5, e.g. 0.01",
+            ));
+        }
+        for (key, value, max) in [
+            ("latency_band_percent", self.latency_band_percent, 1000.0),
+            (
+                "throughput_band_percent",
+                self.throughput_band_percent,
+                100.0,
+            ),
+            ("error_rate_band_points", self.error_rate_band_points, 100.0),
+            ("pinned_noise_percent", self.pinned_noise_percent, 100.0),
+        ] {
+            if !(value.is_finite() && (0.0..=max).contains(&value)) {
+                return Err(crate::error::invalid_option(
+                    key,
+                    value,
+                    format!("0 to {max}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+perf_core::config_builder! {
+    /// Builds [`CompareOptions`].
+    CompareOptions => CompareOptionsBuilder, crate::Error {
+        false_positive_rate: f64,
+        latency_band_percent: f64,
+        throughput_band_percent: f64,
+        error_rate_band_points: f64,
+        pinned_noise_percent: f64,
+    }
 }
 
 #[cfg(test)]

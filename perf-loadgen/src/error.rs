@@ -14,6 +14,16 @@ pub enum Error {
         /// What is allowed.
         allowed: String,
     },
+    /// An option of a configuration (limits, comparison) is outside what is allowed.
+    #[error("`{key}` = {value} is not allowed; {allowed}")]
+    InvalidOption {
+        /// The option at fault, e.g. `max_users`.
+        key: &'static str,
+        /// The value as given.
+        value: String,
+        /// What is allowed.
+        allowed: String,
+    },
     /// The scenario file is not valid YAML of the scenario schema.
     #[error("scenario file: {0}")]
     Parse(String),
@@ -72,6 +82,19 @@ impl Error {
             },
             other => other,
         }
+    }
+}
+
+/// An [`Error::InvalidOption`].
+pub(crate) fn invalid_option(
+    key: &'static str,
+    value: impl ToString,
+    allowed: impl Into<String>,
+) -> Error {
+    Error::InvalidOption {
+        key,
+        value: value.to_string(),
+        allowed: allowed.into(),
     }
 }
 

@@ -62,8 +62,8 @@ mod workload;
 
 pub use capacity::{CapacityPlan, CapacityWindow, Slo, capacity_plan};
 pub use compare::{
-    CompareOptions, Comparison, MIN_TAIL_SAMPLES, MetricComparison, Verdict, change_points,
-    compare, compare_to_history,
+    CompareOptions, CompareOptionsBuilder, Comparison, MIN_TAIL_SAMPLES, MetricComparison, Verdict,
+    change_points, compare, compare_to_history,
 };
 pub use error::{Error, Result};
 pub use exposition::{ExposedFigures, ExposedTest, render_prometheus};
@@ -75,7 +75,9 @@ pub use report::{
 pub use run::{
     LiveSnapshot, RunHandle, check, check_with, start, start_with_policy, start_workload,
 };
-pub use safety::{FeedAccess, IpNet, Limits, MAX_FEED_BYTES, MemoryEstimate, TargetPolicy};
+pub use safety::{
+    FeedAccess, IpNet, Limits, LimitsBuilder, MAX_FEED_BYTES, MemoryEstimate, TargetPolicy,
+};
 pub use scenario::{
     Arrivals, CaptureSpec, CheckSpec, FeederMode, FeederSpec, FlowSpec, LoadPlan, MAX_BODY_BYTES,
     MAX_CHECKS, MAX_DURATION, MAX_FLOWS, MAX_HEADERS, MAX_KEPT_BODY, MAX_RATE, MAX_REGEXES,

@@ -8,13 +8,15 @@ use std::time::Duration;
 use perf_core::{ByteSize, HumanDuration, LatencyHistogram};
 use serde::{Deserialize, Serialize};
 
+use crate::error::invalid_option;
 use crate::http::Endpoint;
 use crate::scenario::{LoadPlan, Scenario};
-use crate::{Error, Result};
+use crate::{Error, MAX_RATE, MAX_USERS, Result};
 
 /// The largest test a service accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct Limits {
     /// Most virtual users (default 10000).
     pub max_users: u32,
@@ -491,6 +493,59 @@ impl TargetPolicy {
             }
         }
         Ok(())
+    }
+}
+
+impl Limits {
+    /// Checks every field; the error names the bad one and the range.
+    pub fn validate(&self) -> Result<()> {
+        if !(1..=MAX_USERS).contains(&self.max_users) {
+            return Err(invalid_option(
+                "max_users",
+                self.max_users,
+                format!("1 to {MAX_USERS}"),
+            ));
+        }
+        if !(self.max_rate > 0.0 && self.max_rate <= MAX_RATE) {
+            return Err(invalid_option(
+                "max_rate",
+                self.max_rate,
+                format!("above 0 to {MAX_RATE} requests/s"),
+            ));
+        }
+        if self.max_duration.as_duration() < Duration::from_secs(1) {
+            return Err(invalid_option(
+                "max_duration",
+                self.max_duration,
+                "1s or more (e.g. 1h)",
+            ));
+        }
+        if self.max_memory.bytes() < 1 << 20 {
+            return Err(invalid_option(
+                "max_memory",
+                self.max_memory,
+                "1MiB or more (e.g. 256MiB)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+perf_core::config_builder! {
+    /// Builds [`Limits`].
+    ///
+    /// ```
+    /// let limits = perf_loadgen::Limits::builder().max_users(500).max_rate(2_000.0).build()?;
+    /// assert_eq!(limits.max_users, 500);
+    /// let err = perf_loadgen::Limits::builder().max_users(0).build().unwrap_err();
+    /// assert!(err.to_string().contains("max_users"));
+    /// # Ok::<(), perf_loadgen::Error>(())
+    /// ```
+    Limits => LimitsBuilder, Error {
+        max_users: u32,
+        max_rate: f64,
+        max_duration: HumanDuration => into,
+        max_memory: ByteSize,
     }
 }
 

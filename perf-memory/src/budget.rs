@@ -23,6 +23,7 @@ const MIN_LIMIT: u64 = 16 << 20;
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[non_exhaustive]
 pub struct MemoryBudget {
     /// Resident memory allowed (default 512 MiB).
     pub limit: ByteSize,
@@ -325,6 +326,17 @@ impl MemoryGuard {
             relieved_items: self.relieved.load(Ordering::Relaxed),
             refused: self.refused.load(Ordering::Relaxed),
         }
+    }
+}
+
+perf_core::config_builder! {
+    /// Builds a [`MemoryBudget`] (its limit's source stays `configured`; see
+    /// [`MemoryBudget::within`]).
+    MemoryBudget => MemoryBudgetBuilder, Error {
+        limit: ByteSize,
+        soft_fraction: f64,
+        hard_fraction: f64,
+        retry_after_s: u64,
     }
 }
 

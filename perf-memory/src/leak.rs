@@ -37,6 +37,7 @@ pub struct MemorySample {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[non_exhaustive]
 pub struct LeakDetectorConfig {
     /// No verdict before this much time has been observed (start-up fills
     /// caches and pools). Default 60 s.
@@ -413,6 +414,18 @@ fn normal_cdf(z: f64) -> f64 {
     let erf = 1.0 - poly * (-x * x).exp();
     let erf = if x >= 0.0 { erf } else { -erf };
     0.5 * (1.0 + erf)
+}
+
+perf_core::config_builder! {
+    /// Builds a [`LeakDetectorConfig`].
+    LeakDetectorConfig => LeakDetectorConfigBuilder, Error {
+        warmup: HumanDuration => into,
+        window: usize,
+        min_confidence: f64,
+        min_growth_bytes: u64,
+        min_growth_fraction: f64,
+        consecutive: u32,
+    }
 }
 
 #[cfg(test)]

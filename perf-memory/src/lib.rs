@@ -57,13 +57,18 @@ pub use advice::{
     allocator_advice, budget_advice, cache_advice, leak_advice, leaking_cache_advice,
 };
 pub use allocator::AllocatorStats;
-pub use budget::{BudgetStatus, LimitSource, MemoryBudget, MemoryGuard, Pressure, Reliever};
+pub use budget::{
+    BudgetStatus, LimitSource, MemoryBudget, MemoryBudgetBuilder, MemoryGuard, Pressure, Reliever,
+};
 pub use cache::{Cache, CacheBuilder, CacheStats, describe_cache_metrics};
 pub use error::{Error, Result};
-pub use leak::{LeakDetector, LeakDetectorConfig, LeakStatus, LeakVerdict, MemorySample, Trend};
+pub use leak::{
+    LeakDetector, LeakDetectorConfig, LeakDetectorConfigBuilder, LeakStatus, LeakVerdict,
+    MemorySample, Trend,
+};
 pub use pool::{OwnedPooled, Pool, PoolBuilder, PoolStats, Pooled};
 #[cfg(feature = "profiling")]
 pub use profiling::{
     MAX_PROFILE_S, Profile, ProfileKind, ProfileRequest, ProfileSession, Profiler,
 };
-pub use tuning::{MAX_DECAY_MS, MemoryTuning, purge_now};
+pub use tuning::{MAX_DECAY_MS, MemoryTuning, MemoryTuningBuilder, purge_now};

@@ -25,6 +25,7 @@ pub const MAX_DECAY_MS: i64 = 3_600_000;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[non_exhaustive]
 pub struct MemoryTuning {
     /// Purge on jemalloc's background threads instead of on allocating threads.
     pub background_threads: Option<bool>,
@@ -196,5 +197,14 @@ pub fn purge_now() -> Result<()> {
         Err(Error::Unsupported(
             "purging needs the `jemalloc` feature".to_owned(),
         ))
+    }
+}
+
+perf_core::config_builder! {
+    /// Builds a [`MemoryTuning`]; unset options keep jemalloc's own.
+    MemoryTuning => MemoryTuningBuilder, Error {
+        background_threads: Option<bool> => into,
+        dirty_decay_ms: Option<i64> => into,
+        muzzy_decay_ms: Option<i64> => into,
     }
 }

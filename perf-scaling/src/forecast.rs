@@ -84,6 +84,7 @@ pub enum ForecastModel {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct PredictiveSettings {
     /// `forecast_only` (record, do not act) or `scale`.
     pub mode: PredictiveMode,
@@ -134,7 +135,7 @@ impl PredictiveSettings {
     }
 
     /// Checks every field, naming it under `predictive.`.
-    pub(crate) fn validate(&self) -> Result<()> {
+    pub fn validate(&self) -> Result<()> {
         let secs = |d: perf_core::HumanDuration| d.as_duration().as_secs_f64();
         let lead = secs(self.lead_time);
         if !(1.0..=3600.0).contains(&lead) {
@@ -708,4 +709,32 @@ pub fn backtest_forecast(
         t = start + minute as f64 * DEMAND_BUCKET_S;
     }
     (count > 0).then(|| error / count as f64)
+}
+
+perf_core::config_builder! {
+    /// Builds [`PredictiveSettings`] from the mode and the lead time.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use perf_scaling::{PredictiveMode, PredictiveSettings};
+    /// let settings = PredictiveSettings::builder(PredictiveMode::Scale, Duration::from_secs(300))
+    ///     .max_boost(3.0)
+    ///     .build()?;
+    /// assert_eq!(settings.max_boost, 3.0);
+    /// assert!(PredictiveSettings::builder(PredictiveMode::Scale, Duration::ZERO).build().is_err());
+    /// # Ok::<(), perf_scaling::Error>(())
+    /// ```
+    PredictiveSettings(mode: PredictiveMode, lead_time: impl Into<perf_core::HumanDuration>)
+        => PredictiveSettingsBuilder, Error {
+        min_history: perf_core::HumanDuration => into,
+        max_boost: f64,
+        period: Option<perf_core::HumanDuration> => into,
+        metric: Option<String> => into,
+        model: ForecastModel,
+    }
+    starting from PredictiveSettings {
+        mode,
+        lead_time: lead_time.into(),
+        ..PredictiveSettings::scale(60.0)
+    }
 }

@@ -67,6 +67,7 @@ pub trait InstanceManager: Send + Sync {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct LocalProcessConfig {
     /// Program and arguments; `{port}` and `{index}` are replaced in each.
     pub command: Vec<String>,
@@ -357,5 +358,23 @@ impl InstanceManager for LocalProcesses {
 
     fn describe(&self) -> String {
         format!("local processes: {}", self.config.command.join(" "))
+    }
+}
+
+perf_core::config_builder! {
+    /// Builds a [`LocalProcessConfig`] from the command and the first port.
+    LocalProcessConfig(command: Vec<String>, base_port: u16) => LocalProcessConfigBuilder, Error {
+        health_path: String => into,
+        health_interval_s: f64,
+        drain_timeout_s: f64,
+        env: BTreeMap<String, String>,
+    }
+    starting from LocalProcessConfig {
+        command,
+        base_port,
+        health_path: default_health_path(),
+        health_interval_s: default_health_interval(),
+        drain_timeout_s: default_drain(),
+        env: BTreeMap::new(),
     }
 }

@@ -16,6 +16,7 @@ use crate::{Error, Result};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct KubernetesConfig {
     /// Its namespace.
     pub namespace: String,
@@ -56,12 +57,7 @@ fn kube_error(e: impl std::fmt::Display) -> Error {
 impl KubernetesDeployment {
     /// Connects (nothing is read until the first call).
     pub async fn new(config: KubernetesConfig) -> Result<Self> {
-        if config.namespace.is_empty() || config.deployment.is_empty() {
-            return Err(Error::invalid(
-                "deployment",
-                "namespace and deployment must be set",
-            ));
-        }
+        config.validate()?;
         let kube_config = match &config.api_url {
             Some(url) => {
                 let uri = url
@@ -167,5 +163,64 @@ impl InstanceManager for KubernetesDeployment {
             "kubernetes deployment {}/{}",
             self.config.namespace, self.config.deployment
         )
+    }
+}
+
+impl KubernetesConfig {
+    /// Checks every field; the error names the bad one.
+    pub fn validate(&self) -> Result<()> {
+        // A namespace is an RFC 1123 label, a deployment's name a subdomain.
+        for (field, value, max, dots) in [
+            ("namespace", &self.namespace, 63, false),
+            ("deployment", &self.deployment, 253, true),
+        ] {
+            if !is_dns_name(value, max, dots) {
+                return Err(Error::invalid(
+                    field,
+                    format!(
+                        "{value:?} must be 1 to {max} lower-case letters, digits or '-'{}, starting and ending with a letter or digit",
+                        if dots { " or '.'" } else { "" }
+                    ),
+                ));
+            }
+        }
+        if self.port == 0 {
+            return Err(Error::invalid("port", "must be 1 to 65535"));
+        }
+        if let Some(url) = &self.api_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            return Err(Error::invalid(
+                "api_url",
+                format!("{url:?} must be an http:// or https:// URL"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A Kubernetes name (RFC 1123 label, or subdomain when dots are allowed).
+fn is_dns_name(s: &str, max: usize, dots: bool) -> bool {
+    let b = s.as_bytes();
+    (1..=max).contains(&b.len())
+        && b.iter().all(|c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-' || (dots && *c == b'.')
+        })
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+}
+
+perf_core::config_builder! {
+    /// Builds a [`KubernetesConfig`] from the namespace and the deployment.
+    KubernetesConfig(namespace: impl Into<String>, deployment: impl Into<String>)
+        => KubernetesConfigBuilder, Error {
+        port: u16,
+        api_url: Option<String> => into,
+    }
+    starting from KubernetesConfig {
+        namespace: namespace.into(),
+        deployment: deployment.into(),
+        port: default_port(),
+        api_url: None,
     }
 }

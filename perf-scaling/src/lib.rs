@@ -55,14 +55,17 @@ pub use decision::{
 pub use error::{Error, Result};
 pub use forecast::{
     DEMAND_BUCKET_S, DemandHistory, ForecastModel, ForecastPoint, ForecastStatus, MAX_CLOCK_S,
-    MAX_DEMAND_BUCKETS, Prediction, PredictiveMode, PredictiveSettings, backtest_forecast,
+    MAX_DEMAND_BUCKETS, Prediction, PredictiveMode, PredictiveSettings, PredictiveSettingsBuilder,
+    backtest_forecast,
 };
-pub use instances::{Instance, InstanceManager, LocalProcessConfig, LocalProcesses};
+pub use instances::{
+    Instance, InstanceManager, LocalProcessConfig, LocalProcessConfigBuilder, LocalProcesses,
+};
 #[cfg(feature = "kubernetes")]
-pub use kubernetes::{KubernetesConfig, KubernetesDeployment};
+pub use kubernetes::{KubernetesConfig, KubernetesConfigBuilder, KubernetesDeployment};
 pub use policy::{
     Behavior, MetricKind, MetricSpec, MetricTarget, RatePolicy, RatePolicyKind, ScalingPolicy,
-    ScalingRules, SelectPolicy, StepRule, ToleranceOverride,
+    ScalingPolicyBuilder, ScalingRules, SelectPolicy, StepRule, ToleranceOverride,
 };
 pub use replicas::{
     MAX_REPLICA_COUNT, MetricRecommendation, Pod, PodPhase, Tolerance, average_value_replicas,
@@ -70,7 +73,7 @@ pub use replicas::{
 };
 pub use simulate::{
     MAX_SIMULATION_STEPS, MAX_SIMULATION_WORK, PolicyComparison, SimulationReport,
-    SimulationSettings, SimulationStep, TracePoint, compare_reactive_predictive, parse_trace_csv,
-    simulate,
+    SimulationSettings, SimulationSettingsBuilder, SimulationStep, TracePoint,
+    compare_reactive_predictive, parse_trace_csv, simulate,
 };
 pub use sources::{InstanceScraper, MetricsSource, PrometheusQuery, ScrapedSeries, SeriesKind};

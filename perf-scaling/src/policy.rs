@@ -236,6 +236,7 @@ impl ScalingRules {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct ScalingPolicy {
     /// Fewest replicas (at least 1; 0 with an object or external metric).
     pub min_replicas: u32,
@@ -525,5 +526,43 @@ impl StepRule {
         };
         policy.validate()?;
         Ok(policy)
+    }
+}
+
+perf_core::config_builder! {
+    /// Builds a [`ScalingPolicy`] from its replica range; add a metric or
+    /// more with [`ScalingPolicyBuilder::metric`].
+    ///
+    /// ```
+    /// use perf_scaling::{MetricKind, MetricSpec, MetricTarget, ScalingPolicy};
+    /// let policy = ScalingPolicy::builder(2, 20)
+    ///     .metric(MetricSpec::new("cpu", MetricKind::Resource, MetricTarget::Utilization(60.0)))
+    ///     .build()?;
+    /// assert_eq!(policy.max_replicas, 20);
+    /// let err = ScalingPolicy::builder(2, 20).build().unwrap_err();
+    /// assert!(err.to_string().contains("metrics"));
+    /// # Ok::<(), perf_scaling::Error>(())
+    /// ```
+    ScalingPolicy(min_replicas: u32, max_replicas: u32) => ScalingPolicyBuilder, Error {
+        metrics: Vec<MetricSpec>,
+        behavior: Option<Behavior> => into,
+        tolerance: Tolerance,
+        predictive: Option<crate::forecast::PredictiveSettings> => into,
+    }
+    starting from ScalingPolicy {
+        min_replicas,
+        max_replicas,
+        metrics: Vec::new(),
+        behavior: None,
+        tolerance: Tolerance::default(),
+        predictive: None,
+    }
+}
+
+impl ScalingPolicyBuilder {
+    /// Adds a metric to scale on (several: the largest recommendation wins).
+    pub fn metric(mut self, metric: MetricSpec) -> Self {
+        self.config.metrics.push(metric);
+        self
     }
 }

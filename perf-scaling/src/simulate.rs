@@ -94,6 +94,7 @@ pub fn parse_trace_csv(text: &str) -> Result<Vec<TracePoint>> {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct SimulationSettings {
     /// Replicas at the start (default: the policy's minimum).
     pub initial_replicas: Option<u32>,
@@ -292,21 +293,7 @@ pub fn simulate(
     if trace.is_empty() {
         return Err(Error::Input("the trace is empty".to_owned()));
     }
-    if !(settings.period_s >= 1.0 && settings.period_s <= 3600.0) {
-        return Err(Error::invalid(
-            "period_s",
-            format!("{} is outside 1 to 3600", settings.period_s),
-        ));
-    }
-    if !(settings.startup_s >= 0.0 && settings.startup_s <= 3600.0) {
-        return Err(Error::invalid(
-            "startup_s",
-            format!("{} is outside 0 to 3600", settings.startup_s),
-        ));
-    }
-    if settings.request_per_replica.is_nan() || settings.request_per_replica <= 0.0 {
-        return Err(Error::invalid("request_per_replica", "must be above 0"));
-    }
+    settings.validate()?;
     let mut engine = Autoscaler::new(policy.clone())?;
     let spec = &policy.metrics[0];
     let per_replica_target = match spec.target {
@@ -427,4 +414,36 @@ pub fn simulate(
         scale_events,
         forecast_raises,
     })
+}
+
+impl SimulationSettings {
+    /// Checks every field; the error names the bad one and the range.
+    pub fn validate(&self) -> Result<()> {
+        if !(self.period_s >= 1.0 && self.period_s <= 3600.0) {
+            return Err(Error::invalid(
+                "period_s",
+                format!("{} is outside 1 to 3600", self.period_s),
+            ));
+        }
+        if !(self.startup_s >= 0.0 && self.startup_s <= 3600.0) {
+            return Err(Error::invalid(
+                "startup_s",
+                format!("{} is outside 0 to 3600", self.startup_s),
+            ));
+        }
+        if self.request_per_replica.is_nan() || self.request_per_replica <= 0.0 {
+            return Err(Error::invalid("request_per_replica", "must be above 0"));
+        }
+        Ok(())
+    }
+}
+
+perf_core::config_builder! {
+    /// Builds [`SimulationSettings`].
+    SimulationSettings => SimulationSettingsBuilder, Error {
+        initial_replicas: Option<u32> => into,
+        period_s: f64,
+        startup_s: f64,
+        request_per_replica: f64,
+    }
 }

@@ -414,33 +414,17 @@ impl ServerConfig {
                 ),
             ));
         }
-        if self.test_limits.max_users == 0 || self.test_limits.max_users > perf_loadgen::MAX_USERS {
-            return Err(invalid(
-                "test_limits.max_users",
-                format!(
-                    "{} is outside the allowed range 1 to {}",
-                    self.test_limits.max_users,
-                    perf_loadgen::MAX_USERS
-                ),
-            ));
-        }
-        if !(self.test_limits.max_rate > 0.0 && self.test_limits.max_rate <= perf_loadgen::MAX_RATE)
-        {
-            return Err(invalid(
-                "test_limits.max_rate",
-                format!(
-                    "{} is outside the allowed range above 0 to {}",
-                    self.test_limits.max_rate,
-                    perf_loadgen::MAX_RATE
-                ),
-            ));
-        }
-        if self.test_limits.max_duration.as_duration().is_zero() {
-            return Err(invalid(
-                "test_limits.max_duration",
-                "must be above 0, e.g. 1h",
-            ));
-        }
+        self.test_limits.validate().map_err(|e| match e {
+            perf_loadgen::Error::InvalidOption {
+                key,
+                value,
+                allowed,
+            } => invalid(
+                &format!("test_limits.{key}"),
+                format!("{value} is outside the allowed range {allowed}"),
+            ),
+            other => invalid("test_limits", other.to_string()),
+        })?;
         self.target_policy()
             .map_err(|e| invalid("target_allowlist", e))?;
         if self.max_queued_tests > 1000 {

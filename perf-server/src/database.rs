@@ -123,14 +123,12 @@ impl DatabaseMonitor {
     pub fn new(url: &str) -> perf_db::Result<Self> {
         let config = tokio_postgres::Config::from_str(url)
             .map_err(|e| perf_db::Error::Database(format!("not a connection string: {e}")))?;
-        let pool = InstrumentedPool::new(
-            url,
-            &PoolSettings {
-                max_size: 4,
-                wait_timeout: Duration::from_secs(2),
-                create_timeout: Duration::from_secs(3),
-            },
-        )?;
+        let settings = PoolSettings::builder()
+            .max_size(4)
+            .wait_timeout(Duration::from_secs(2))
+            .create_timeout(Duration::from_secs(3))
+            .build()?;
+        let pool = InstrumentedPool::new(url, &settings)?;
         Ok(Self {
             target: describe(&config),
             pool,

@@ -116,24 +116,24 @@ fn json_problem(e: &serde_json::Error) -> &'static str {
     }
 }
 
-fn options(args: &AdviseArgs) -> WorkloadOptions {
-    WorkloadOptions {
-        advice: AdviceOptions {
-            min_saving: args.min_saving,
-            min_cost: args.min_cost,
-            include_tables: args.include_tables.clone(),
-            exclude_tables: args.exclude_tables.clone(),
-            concurrently: !args.not_concurrently,
-            analyze_stale: args.analyze,
-        },
-        window_hours: args.window_hours.unwrap_or(1.0),
-        table_window_hours: None,
-        max_indexes: args.max_indexes,
-        max_plans: args.max_plans,
-        max_total_bytes: args.max_total_bytes,
-        write_cost_ms: args.write_cost_ms,
-        min_gain_ms_per_hour: args.min_gain_ms_per_hour,
-    }
+fn options(args: &AdviseArgs) -> perf_db::Result<WorkloadOptions> {
+    let advice = AdviceOptions::builder()
+        .min_saving(args.min_saving)
+        .min_cost(args.min_cost)
+        .include_tables(args.include_tables.clone())
+        .exclude_tables(args.exclude_tables.clone())
+        .concurrently(!args.not_concurrently)
+        .analyze_stale(args.analyze)
+        .build()?;
+    WorkloadOptions::builder()
+        .advice(advice)
+        .window_hours(args.window_hours.unwrap_or(1.0))
+        .max_indexes(args.max_indexes)
+        .max_plans(args.max_plans)
+        .max_total_bytes(args.max_total_bytes)
+        .write_cost_ms(args.write_cost_ms)
+        .min_gain_ms_per_hour(args.min_gain_ms_per_hour)
+        .build()
 }
 
 /// The advice as text.
@@ -214,8 +214,7 @@ fn render_skipped(out: &mut String, skipped: &[perf_db::SkippedStatement]) {
 }
 
 async fn advise(args: &AdviseArgs) -> Result<Answer, String> {
-    let options = options(args);
-    options.validate().map_err(|e| e.to_string())?;
+    let options = options(args).map_err(|e| e.to_string())?;
     if args.limit < 1 || args.limit > 100_000 {
         return Err(format!(
             "--limit must be between 1 and 100000, got {}",

@@ -162,12 +162,13 @@ fn read_policy(path: &Path) -> Result<ScalingPolicy, String> {
 pub fn simulate(args: &SimulateArgs) -> u8 {
     let result = read_policy(&args.policy).and_then(|policy| {
         let trace = read_trace(&args.trace)?;
-        let settings = SimulationSettings {
-            initial_replicas: args.initial,
-            period_s: args.period,
-            startup_s: args.startup,
-            request_per_replica: args.request,
-        };
+        let settings = SimulationSettings::builder()
+            .initial_replicas(args.initial)
+            .period_s(args.period)
+            .startup_s(args.startup)
+            .request_per_replica(args.request)
+            .build()
+            .map_err(|e| e.to_string())?;
         if args.compare.is_empty() {
             let report =
                 perf_scaling::simulate(&policy, &trace, &settings).map_err(|e| e.to_string())?;

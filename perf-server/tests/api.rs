@@ -1048,10 +1048,10 @@ async fn memory_shows_budget_and_leak_verdict_and_the_hard_mark_refuses_new_work
     assert!(series["samples"][0].get("leak").is_none(), "{series}");
 
     // A budget this process is already over: new work is refused, probes answer.
-    let tiny = perf_memory::MemoryBudget {
-        limit: perf_core::ByteSize(16 << 20),
-        ..perf_memory::MemoryBudget::default()
-    };
+    let tiny = perf_memory::MemoryBudget::builder()
+        .limit(perf_core::ByteSize(16 << 20))
+        .build()
+        .unwrap();
     let (app, _dir) = service_with(Some(TOKEN), None, tiny).await;
     let (_, body) =
         json_of(test::call_service(&app, get("/performance/metrics/memory")).await).await;
@@ -1341,11 +1341,11 @@ async fn recommendations_for_a_badly_and_a_well_tuned_setup() {
         .map(|i| format!("SELECT * FROM items WHERE sku = 'sku-{i}';"))
         .collect();
     pg.psql("tuned", &lookups).unwrap();
-    let roomy = perf_memory::MemoryBudget {
-        // Room enough that the guard never shrinks the leaking cache.
-        limit: perf_core::ByteSize(8 << 30),
-        ..perf_memory::MemoryBudget::default()
-    };
+    // Room enough that the guard never shrinks the leaking cache.
+    let roomy = perf_memory::MemoryBudget::builder()
+        .limit(perf_core::ByteSize(8 << 30))
+        .build()
+        .unwrap();
     let get = |uri: &str| TestRequest::get().uri(uri).to_request();
 
     // Badly tuned: no index for `sku`, a duplicate index, a store pool of 64
@@ -1354,11 +1354,13 @@ async fn recommendations_for_a_badly_and_a_well_tuned_setup() {
         database: Some(url.clone()),
         memory_budget: roomy,
         postgres_store: Some((store_url.clone(), 64)),
-        leak_detection: Some(perf_memory::LeakDetectorConfig {
-            warmup: Duration::from_secs(1).into(),
-            window: 20,
-            ..perf_memory::LeakDetectorConfig::default()
-        }),
+        leak_detection: Some(
+            perf_memory::LeakDetectorConfig::builder()
+                .warmup(Duration::from_secs(1))
+                .window(20)
+                .build()
+                .unwrap(),
+        ),
         ..Setup::default()
     })
     .await;
@@ -1539,10 +1541,10 @@ async fn recommendations_for_a_badly_and_a_well_tuned_setup() {
     assert_error(&body, "bad_request", Some("headroom"));
 
     // A budget the process is already over: refused work, said first.
-    let tiny = perf_memory::MemoryBudget {
-        limit: perf_core::ByteSize(16 << 20),
-        ..perf_memory::MemoryBudget::default()
-    };
+    let tiny = perf_memory::MemoryBudget::builder()
+        .limit(perf_core::ByteSize(16 << 20))
+        .build()
+        .unwrap();
     let (app, _dir) = service_with(None, None, tiny).await;
     // Let the sampler take a sample so the budget sees the RSS.
     let _ = test::call_service(&app, get("/performance/metrics/memory")).await;

@@ -23,8 +23,8 @@ use tokio_postgres::Client;
 
 pub use candidates::{INDEX_MAX_KEYS, IndexKey};
 pub use workload::{
-    RejectedCandidate, WorkloadAdvice, WorkloadIndex, WorkloadOptions, WorkloadStatement,
-    advise_workload,
+    RejectedCandidate, WorkloadAdvice, WorkloadIndex, WorkloadOptions, WorkloadOptionsBuilder,
+    WorkloadStatement, advise_workload,
 };
 
 use crate::error::db_error;
@@ -36,6 +36,7 @@ use planner::{Planner, TableInfo, plan_uses};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct AdviceOptions {
     /// Keep a candidate only when it cuts a statement's planned cost by at
     /// least this fraction (default 0.5).
@@ -614,6 +615,18 @@ pub async fn apply_index(client: &Client, advice: &IndexAdvice) -> Result<Applie
         )));
     }
     Ok(AppliedIndex { name, statement })
+}
+
+perf_core::config_builder! {
+    /// Builds [`AdviceOptions`].
+    AdviceOptions => AdviceOptionsBuilder, Error {
+        min_saving: f64,
+        min_cost: f64,
+        include_tables: Vec<String>,
+        exclude_tables: Vec<String>,
+        concurrently: bool,
+        analyze_stale: bool,
+    }
 }
 
 #[cfg(test)]

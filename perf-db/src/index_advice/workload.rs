@@ -43,6 +43,7 @@ pub struct WorkloadStatement {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct WorkloadOptions {
     /// The per-statement rules (saving, cost floor, tables, concurrently, analyze).
     pub advice: AdviceOptions,
@@ -667,4 +668,18 @@ async fn evaluate(
         })
         .sum();
     p.gain = saved - p.penalty;
+}
+
+perf_core::config_builder! {
+    /// Builds [`WorkloadOptions`].
+    WorkloadOptions => WorkloadOptionsBuilder, Error {
+        advice: AdviceOptions,
+        window_hours: f64,
+        table_window_hours: Option<f64> => into,
+        max_indexes: Option<usize> => into,
+        max_total_bytes: Option<u64> => into,
+        write_cost_ms: f64,
+        min_gain_ms_per_hour: f64,
+        max_plans: Option<u64> => into,
+    }
 }

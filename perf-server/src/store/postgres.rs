@@ -48,15 +48,13 @@ impl PostgresStore {
                 "database_url is not a valid connection string: {e}"
             ))
         })?;
-        let pool = InstrumentedPool::new(
-            url,
-            &PoolSettings {
-                max_size: pool_size,
-                wait_timeout: Duration::from_secs(5),
-                create_timeout: Duration::from_secs(5),
-            },
-        )
-        .map_err(store_error)?;
+        let settings = PoolSettings::builder()
+            .max_size(pool_size)
+            .wait_timeout(Duration::from_secs(5))
+            .create_timeout(Duration::from_secs(5))
+            .build()
+            .map_err(store_error)?;
+        let pool = InstrumentedPool::new(url, &settings).map_err(store_error)?;
         let mut store = Self {
             pool,
             max_connections: 100,
