@@ -106,10 +106,10 @@ async fn missing_indexes_are_advised_verified_and_covered_ones_are_not() {
     let strict = advise_indexes(
         &client,
         &queries,
-        &AdviceOptions {
-            min_saving: 0.999_999,
-            ..AdviceOptions::default()
-        },
+        &AdviceOptions::builder()
+            .min_saving(0.999_999)
+            .build()
+            .unwrap(),
     )
     .await
     .unwrap()

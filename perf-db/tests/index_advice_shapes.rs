@@ -274,11 +274,11 @@ async fn wide_equality_sets_use_pg_stats_and_options_are_honoured() {
     let only_blogs = advise_indexes(
         &client,
         &queries,
-        &AdviceOptions {
-            include_tables: vec!["blogs".into()],
-            concurrently: false,
-            ..AdviceOptions::default()
-        },
+        &AdviceOptions::builder()
+            .include_tables(vec!["blogs".into()])
+            .concurrently(false)
+            .build()
+            .unwrap(),
     )
     .await
     .unwrap();
@@ -290,10 +290,10 @@ async fn wide_equality_sets_use_pg_stats_and_options_are_honoured() {
     let not_posts = advise_indexes(
         &client,
         &queries,
-        &AdviceOptions {
-            exclude_tables: vec!["public.posts".into()],
-            ..AdviceOptions::default()
-        },
+        &AdviceOptions::builder()
+            .exclude_tables(vec!["public.posts".into()])
+            .build()
+            .unwrap(),
     )
     .await
     .unwrap();
@@ -304,10 +304,7 @@ async fn wide_equality_sets_use_pg_stats_and_options_are_honoured() {
     let floor = advise_indexes(
         &client,
         &queries,
-        &AdviceOptions {
-            min_cost: 1e9,
-            ..AdviceOptions::default()
-        },
+        &AdviceOptions::builder().min_cost(1e9).build().unwrap(),
     )
     .await
     .unwrap();
@@ -323,10 +320,10 @@ async fn wide_equality_sets_use_pg_stats_and_options_are_honoured() {
     let analyzed = advise_indexes(
         &client,
         &["SELECT * FROM fresh WHERE k = $1".to_owned()],
-        &AdviceOptions {
-            analyze_stale: true,
-            ..AdviceOptions::default()
-        },
+        &AdviceOptions::builder()
+            .analyze_stale(true)
+            .build()
+            .unwrap(),
     )
     .await
     .unwrap();

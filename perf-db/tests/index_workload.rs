@@ -4,8 +4,8 @@
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
 use perf_db::{
-    AdviceOptions, WorkloadAdvice, WorkloadOptions, WorkloadStatement, advise_indexes,
-    advise_workload,
+    AdviceOptions, WorkloadAdvice, WorkloadOptions, WorkloadOptionsBuilder, WorkloadStatement,
+    advise_indexes, advise_workload,
 };
 
 async fn connect(pg: &testkit::PgCluster, db: &str) -> tokio_postgres::Client {
@@ -128,10 +128,7 @@ async fn similar_statements_share_indexes_within_budgets() {
     let three = advise_workload(
         &client,
         &workload,
-        &WorkloadOptions {
-            max_indexes: Some(3),
-            ..WorkloadOptions::default()
-        },
+        &WorkloadOptions::builder().max_indexes(3).build().unwrap(),
     )
     .await
     .unwrap();
@@ -146,10 +143,10 @@ async fn similar_statements_share_indexes_within_budgets() {
     let small = advise_workload(
         &client,
         &workload,
-        &WorkloadOptions {
-            max_total_bytes: Some(one_size * 2),
-            ..WorkloadOptions::default()
-        },
+        &WorkloadOptions::builder()
+            .max_total_bytes(one_size * 2)
+            .build()
+            .unwrap(),
     )
     .await
     .unwrap();
@@ -170,10 +167,10 @@ async fn similar_statements_share_indexes_within_budgets() {
     let bounded = advise_workload(
         &client,
         &workload,
-        &WorkloadOptions {
-            max_plans: Some(budget),
-            ..WorkloadOptions::default()
-        },
+        &WorkloadOptions::builder()
+            .max_plans(budget)
+            .build()
+            .unwrap(),
     )
     .await
     .unwrap();
@@ -193,28 +190,24 @@ async fn similar_statements_share_indexes_within_budgets() {
         bounded.plans
     );
     assert!(bounded.plans < chosen.plans);
-    let err = advise_workload(
-        &client,
-        &workload,
-        &WorkloadOptions {
-            max_plans: Some(0),
-            ..WorkloadOptions::default()
-        },
-    )
-    .await
-    .unwrap_err();
+    // Refused by the builder, and by the advisor when set afterwards.
+    let mut bad = WorkloadOptions::default();
+    bad.max_plans = Some(0);
+    let err = WorkloadOptionsBuilder::from(bad.clone())
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("max_plans"), "{err}");
+    let err = advise_workload(&client, &workload, &bad).await.unwrap_err();
     assert!(err.to_string().contains("max_plans"), "{err}");
     // Bad options are named.
-    let err = advise_workload(
-        &client,
-        &workload,
-        &WorkloadOptions {
-            window_hours: 0.0,
-            ..WorkloadOptions::default()
-        },
-    )
-    .await
-    .unwrap_err();
+    // Refused by the builder, and by the advisor when set afterwards.
+    let mut bad = WorkloadOptions::default();
+    bad.window_hours = 0.0;
+    let err = WorkloadOptionsBuilder::from(bad.clone())
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("window_hours"), "{err}");
+    let err = advise_workload(&client, &workload, &bad).await.unwrap_err();
     assert!(err.to_string().contains("window_hours"), "{err}");
 }
 

@@ -2,7 +2,7 @@
 //! scaled down so a test-sized table counts as large).
 #![allow(clippy::unwrap_used)]
 
-use perf_db::{PartitionOptions, PartitionStrategy, partition_advice};
+use perf_db::{PartitionOptions, PartitionOptionsBuilder, PartitionStrategy, partition_advice};
 
 #[tokio::test]
 async fn time_ranges_get_range_partitions_and_keys_get_list_or_hash() {
@@ -24,11 +24,12 @@ async fn time_ranges_get_range_partitions_and_keys_get_list_or_hash() {
         .await
         .unwrap()
         .get(0);
-    let options = PartitionOptions {
-        min_table_bytes: size / 2,
-        target_partition_bytes: size / 15,
-        max_list_values: 50.0,
-    };
+    let options = PartitionOptions::builder()
+        .min_table_bytes(size / 2)
+        .target_partition_bytes(size / 15)
+        .max_list_values(50.0)
+        .build()
+        .unwrap();
 
     let by_time = partition_advice(
         &client,
@@ -81,10 +82,10 @@ async fn time_ranges_get_range_partitions_and_keys_get_list_or_hash() {
     );
     assert!((by_tenant[0].partitions as u64).is_power_of_two() && by_tenant[0].partitions >= 16);
 
-    let big_only = PartitionOptions {
-        min_table_bytes: size * 10,
-        ..options
-    };
+    let big_only = PartitionOptionsBuilder::from(options)
+        .min_table_bytes(size * 10)
+        .build()
+        .unwrap();
     assert!(
         partition_advice(
             &client,

@@ -26,11 +26,11 @@ async fn waits_holds_and_timeouts_are_measured_and_turned_into_a_size() {
     let pg = testkit::PgCluster::start().unwrap();
     let pool = InstrumentedPool::new(
         &pg.url(),
-        &PoolSettings {
-            max_size: 2,
-            wait_timeout: Duration::from_millis(2000),
-            ..PoolSettings::default()
-        },
+        &PoolSettings::builder()
+            .max_size(2)
+            .wait_timeout(Duration::from_millis(2000))
+            .build()
+            .unwrap(),
     )
     .unwrap();
     let seen = six_100ms_holds(&pool).await;
@@ -75,11 +75,11 @@ async fn waits_holds_and_timeouts_are_measured_and_turned_into_a_size() {
     // A wait longer than the timeout is counted and reported, not hung on.
     let strict = InstrumentedPool::new(
         &pg.url(),
-        &PoolSettings {
-            max_size: 1,
-            wait_timeout: Duration::from_millis(100),
-            ..PoolSettings::default()
-        },
+        &PoolSettings::builder()
+            .max_size(1)
+            .wait_timeout(Duration::from_millis(100))
+            .build()
+            .unwrap(),
     )
     .unwrap();
     let holder = strict.get().await.unwrap();
@@ -129,11 +129,11 @@ async fn bb8_is_measured_the_same_way() {
     let pg = testkit::PgCluster::start().unwrap();
     let pool = InstrumentedPool::new_bb8(
         &pg.url(),
-        &PoolSettings {
-            max_size: 2,
-            wait_timeout: Duration::from_millis(2000),
-            ..PoolSettings::default()
-        },
+        &PoolSettings::builder()
+            .max_size(2)
+            .wait_timeout(Duration::from_millis(2000))
+            .build()
+            .unwrap(),
     )
     .await
     .unwrap();
@@ -150,11 +150,11 @@ async fn bb8_is_measured_the_same_way() {
 
     let strict = InstrumentedPool::new_bb8(
         &pg.url(),
-        &PoolSettings {
-            max_size: 1,
-            wait_timeout: Duration::from_millis(100),
-            ..PoolSettings::default()
-        },
+        &PoolSettings::builder()
+            .max_size(1)
+            .wait_timeout(Duration::from_millis(100))
+            .build()
+            .unwrap(),
     )
     .await
     .unwrap();

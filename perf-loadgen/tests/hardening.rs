@@ -77,19 +77,16 @@ fn many_request_names_are_capped_and_memory_is_estimated_at_admission() {
     assert!(estimate.histograms < 128 << 20, "{estimate:?}");
     s.check_limits(&name, &Limits::default()).unwrap();
     // ...and a server with a smaller bound refuses it, naming the cause.
-    let tight = Limits {
-        max_memory: perf_core::ByteSize(8 << 20),
-        ..Limits::default()
-    };
+    let tight = Limits::builder()
+        .max_memory(perf_core::ByteSize(8 << 20))
+        .build()
+        .unwrap();
     let e = s.check_limits(&name, &tight).unwrap_err().to_string();
     assert!(e.contains("`requests`") && e.contains("estimated"), "{e}");
     let (name, s) =
         parse("load_tests:\n  s: {target: 'http://127.0.0.1:1', users: 100000, duration: 5s}\n")
             .unwrap();
-    let limits = Limits {
-        max_users: 1_000_000,
-        ..Limits::default()
-    };
+    let limits = Limits::builder().max_users(1_000_000).build().unwrap();
     let e = s.check_limits(&name, &limits).unwrap_err().to_string();
     assert!(e.contains("`users`") && e.contains("estimated"), "{e}");
     // Many targets times a large body: capped, and counted in the estimate.

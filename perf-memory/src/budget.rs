@@ -203,7 +203,7 @@ pub type Reliever = Box<dyn Fn() -> u64 + Send + Sync>;
 /// ```
 /// use perf_memory::{MemoryBudget, MemoryGuard, Pressure};
 /// use perf_core::ByteSize;
-/// let guard = MemoryGuard::new(MemoryBudget { limit: ByteSize(100 << 20), ..MemoryBudget::default() })?;
+/// let guard = MemoryGuard::new(MemoryBudget::builder().limit(ByteSize(100 << 20)).build()?)?;
 /// guard.add_reliever("cache", Box::new(|| 42));
 /// assert_eq!(guard.observe(50 << 20), Pressure::Normal);
 /// assert!(guard.admit().is_ok());

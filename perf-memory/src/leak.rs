@@ -168,9 +168,11 @@ pub struct LeakVerdict {
 /// ```
 /// use std::time::Duration;
 /// use perf_memory::{LeakDetector, LeakDetectorConfig, LeakStatus, MemorySample};
-/// let mut detector = LeakDetector::new(LeakDetectorConfig {
-///     warmup: Duration::from_secs(10).into(), window: 30, ..LeakDetectorConfig::default()
-/// })?;
+/// let config = LeakDetectorConfig::builder()
+///     .warmup(Duration::from_secs(10))
+///     .window(30)
+///     .build()?;
+/// let mut detector = LeakDetector::new(config)?;
 /// for t in 0..60u64 {
 ///     // 1 MiB more kept every second on top of 100 MiB.
 ///     let allocated = (100 << 20) + t * (1 << 20);

@@ -16,10 +16,10 @@ pub const MAX_DECAY_MS: i64 = 3_600_000;
 ///
 /// ```
 /// use perf_memory::MemoryTuning;
-/// let tuning = MemoryTuning { dirty_decay_ms: Some(1_000), ..MemoryTuning::default() };
-/// tuning.validate()?;
-/// let bad = MemoryTuning { muzzy_decay_ms: Some(-5), ..MemoryTuning::default() };
-/// assert!(bad.validate().unwrap_err().to_string().contains("muzzy_decay_ms"));
+/// let tuning = MemoryTuning::builder().dirty_decay_ms(1_000).build()?;
+/// assert_eq!(tuning.dirty_decay_ms, Some(1_000));
+/// let bad = MemoryTuning::builder().muzzy_decay_ms(-5).build();
+/// assert!(bad.unwrap_err().to_string().contains("muzzy_decay_ms"));
 /// # Ok::<(), perf_memory::Error>(())
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

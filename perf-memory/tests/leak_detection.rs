@@ -15,11 +15,11 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 const SAMPLE_EVERY: Duration = Duration::from_millis(100);
 
 fn config(warmup_s: u64, window: usize) -> LeakDetectorConfig {
-    LeakDetectorConfig {
-        warmup: Duration::from_secs(warmup_s).into(),
-        window,
-        ..LeakDetectorConfig::default()
-    }
+    LeakDetectorConfig::builder()
+        .warmup(Duration::from_secs(warmup_s))
+        .window(window)
+        .build()
+        .unwrap()
 }
 
 fn rss() -> u64 {

@@ -9,11 +9,12 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 #[test]
 fn decay_settings_apply_and_purge_returns_dirty_pages() {
     // Keep freed pages dirty for a minute, on this thread, so they can be seen.
-    let slow = MemoryTuning {
-        background_threads: Some(false),
-        dirty_decay_ms: Some(60_000),
-        muzzy_decay_ms: Some(60_000),
-    };
+    let slow = MemoryTuning::builder()
+        .background_threads(false)
+        .dirty_decay_ms(60_000)
+        .muzzy_decay_ms(60_000)
+        .build()
+        .unwrap();
     slow.apply().unwrap();
     assert_eq!(MemoryTuning::current().unwrap(), slow);
 
@@ -34,28 +35,35 @@ fn decay_settings_apply_and_purge_returns_dirty_pages() {
     // Purging leaves the settings as they were.
     assert_eq!(MemoryTuning::current().unwrap(), slow);
 
-    let fast = MemoryTuning {
-        background_threads: Some(true),
-        dirty_decay_ms: Some(1_000),
-        muzzy_decay_ms: Some(0),
-    };
+    let fast = MemoryTuning::builder()
+        .background_threads(true)
+        .dirty_decay_ms(1_000)
+        .muzzy_decay_ms(0)
+        .build()
+        .unwrap();
     fast.apply().unwrap();
     assert_eq!(MemoryTuning::current().unwrap(), fast);
     // A field left out is left alone; a bad one is refused before anything changes.
-    MemoryTuning {
-        dirty_decay_ms: Some(5_000),
-        ..MemoryTuning::default()
-    }
-    .apply()
-    .unwrap();
+    MemoryTuning::builder()
+        .dirty_decay_ms(5_000)
+        .build()
+        .unwrap()
+        .apply()
+        .unwrap();
     assert_eq!(MemoryTuning::current().unwrap().muzzy_decay_ms, Some(0));
-    let err = MemoryTuning {
-        background_threads: Some(false),
-        dirty_decay_ms: Some(-2),
-        ..MemoryTuning::default()
-    }
-    .apply()
-    .unwrap_err();
+    // The builder refuses a bad value where it is set...
+    let bad = MemoryTuning::builder()
+        .background_threads(false)
+        .dirty_decay_ms(-2);
+    let err = bad.clone().build().unwrap_err();
+    assert!(err.to_string().starts_with("dirty_decay_ms"), "{err}");
+    // ...and one changed after the build is refused by apply, before any of it is applied.
+    let mut changed = MemoryTuning::builder()
+        .background_threads(false)
+        .build()
+        .unwrap();
+    changed.dirty_decay_ms = Some(-2);
+    let err = changed.apply().unwrap_err();
     assert!(err.to_string().starts_with("dirty_decay_ms"), "{err}");
     assert_eq!(
         MemoryTuning::current().unwrap().background_threads,

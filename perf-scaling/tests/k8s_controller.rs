@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use perf_scaling::{
     Autoscaler, Behavior, ConditionReason as R, ConditionType as C, History, MetricKind,
     MetricSpec, MetricTarget, Observation, Pod, PodPhase, RatePolicy, RatePolicyKind, Reading,
-    ScalingPolicy, ScalingRules, SelectPolicy, TimedReplicas,
+    ScalingPolicy, ScalingPolicyBuilder, ScalingRules, SelectPolicy, TimedReplicas,
 };
 
 const NOW: f64 = 1_000_000.0;
@@ -119,14 +119,11 @@ impl Case {
     }
 
     fn run(self) -> Result<(), String> {
-        let policy = ScalingPolicy {
-            min_replicas: self.min,
-            max_replicas: self.max,
-            metrics: self.metrics,
-            behavior: self.behavior,
-            tolerance: Default::default(),
-            predictive: None,
-        };
+        let policy = ScalingPolicy::builder(self.min, self.max)
+            .metrics(self.metrics)
+            .behavior(self.behavior)
+            .build()
+            .unwrap();
         let history = History {
             recommendations: self.recommendations.map(|r| {
                 r.iter()
@@ -790,14 +787,11 @@ fn cpu_readiness_rules_follow_the_resource_kind() {
 /// "empty".
 #[test]
 fn history_survives_a_restart_and_none_differs_from_empty() {
-    let policy = ScalingPolicy {
-        min_replicas: 2,
-        max_replicas: 6,
-        metrics: vec![cpu(50.0)],
-        behavior: Some(Behavior::default()),
-        tolerance: Default::default(),
-        predictive: None,
-    };
+    let policy = ScalingPolicy::builder(2, 6)
+        .metrics(vec![cpu(50.0)])
+        .behavior(Behavior::default())
+        .build()
+        .unwrap();
     let low = Observation {
         pods: n_pods(5),
         readings: [(
@@ -826,8 +820,8 @@ fn history_survives_a_restart_and_none_differs_from_empty() {
     let mut again = Autoscaler::with_history(policy.clone(), restored).unwrap();
     assert_eq!(again.decide(NOW + 120.0, 3, &low).to, 3);
     // Scale events restored: the rate limit still counts a recent scale-up.
-    let fast_up = ScalingPolicy {
-        behavior: Some(Behavior {
+    let fast_up = ScalingPolicyBuilder::from(policy.clone())
+        .behavior(Some(Behavior {
             scale_up: Some(ScalingRules {
                 policies: Some(vec![RatePolicy {
                     kind: RatePolicyKind::Pods,
@@ -837,9 +831,9 @@ fn history_survives_a_restart_and_none_differs_from_empty() {
                 ..ScalingRules::default()
             }),
             scale_down: None,
-        }),
-        ..policy
-    };
+        }))
+        .build()
+        .unwrap();
     let high = Observation {
         pods: n_pods(3),
         readings: [("cpu".to_owned(), cpu_levels(&[900.0, 900.0, 900.0]))].into(),
@@ -883,26 +877,23 @@ fn history_survives_a_restart_and_none_differs_from_empty() {
 }
 
 fn fast_up_policy() -> ScalingPolicy {
-    ScalingPolicy {
-        min_replicas: 1,
-        max_replicas: 6,
-        metrics: vec![cpu(50.0)],
-        behavior: None,
-        tolerance: Default::default(),
-        predictive: None,
-    }
+    ScalingPolicy::builder(1, 6)
+        .metrics(vec![cpu(50.0)])
+        .build()
+        .unwrap()
 }
 
 /// Scale to zero is accepted only where upstream accepts it.
 #[test]
 fn min_replicas_zero_needs_an_object_or_external_metric() {
-    let base = |metrics| ScalingPolicy {
-        min_replicas: 0,
-        max_replicas: 5,
-        metrics,
-        behavior: None,
-        tolerance: Default::default(),
-        predictive: None,
+    // Built valid with one replica at least, then set to zero (fields stay public).
+    let base = |metrics| {
+        let mut p = ScalingPolicy::builder(1, 5)
+            .metrics(metrics)
+            .build()
+            .unwrap();
+        p.min_replicas = 0;
+        p
     };
     let err = base(vec![cpu(50.0)]).validate().unwrap_err().to_string();
     assert!(err.starts_with("min_replicas"), "{err}");
@@ -960,14 +951,10 @@ fn bad_readings_stale_history_and_bad_clocks_do_not_move_the_workload() {
 
     // Restored from a store last written 10 minutes ago at 20 replicas:
     // the first decision still records {current, now} and holds.
-    let policy = ScalingPolicy {
-        min_replicas: 1,
-        max_replicas: 20,
-        metrics: vec![cpu(50.0)],
-        behavior: None,
-        tolerance: Default::default(),
-        predictive: None,
-    };
+    let policy = ScalingPolicy::builder(1, 20)
+        .metrics(vec![cpu(50.0)])
+        .build()
+        .unwrap();
     let stale = History {
         recommendations: Some(vec![TimedReplicas {
             at_s: NOW - 600.0,

@@ -152,12 +152,12 @@ async fn reads_scale_and_pod_readiness_and_patches_the_scale_subresource() {
         calls: Vec::new(),
     }));
     let url = fake_api(Arc::clone(&cluster)).await;
-    let manager = KubernetesDeployment::new(KubernetesConfig {
-        namespace: "shop".into(),
-        deployment: "web".into(),
-        port: 8080,
-        api_url: Some(url),
-    })
+    let manager = KubernetesDeployment::new(
+        KubernetesConfig::builder("shop", "web")
+            .api_url(url)
+            .build()
+            .unwrap(),
+    )
     .await
     .unwrap();
     assert_eq!(manager.replicas().await.unwrap(), 3);
@@ -188,12 +188,12 @@ async fn reads_scale_and_pod_readiness_and_patches_the_scale_subresource() {
     );
 
     // A deployment that does not exist is a clear error.
-    let missing = KubernetesDeployment::new(KubernetesConfig {
-        namespace: "shop".into(),
-        deployment: "nope".into(),
-        port: 8080,
-        api_url: Some(fake_api(cluster).await),
-    })
+    let missing = KubernetesDeployment::new(
+        KubernetesConfig::builder("shop", "nope")
+            .api_url(fake_api(cluster).await)
+            .build()
+            .unwrap(),
+    )
     .await
     .unwrap();
     let err = missing.replicas().await.unwrap_err().to_string();

@@ -33,8 +33,8 @@ fn python_servers(base_port: u16) -> LocalProcessConfig {
             .is_ok(),
         "these tests run python3 -m http.server as the instances: apt-get install -y python3"
     );
-    LocalProcessConfig {
-        command: [
+    LocalProcessConfig::builder(
+        [
             "python3",
             "-m",
             "http.server",
@@ -45,11 +45,12 @@ fn python_servers(base_port: u16) -> LocalProcessConfig {
         .map(String::from)
         .to_vec(),
         base_port,
-        health_path: "/".to_owned(),
-        health_interval_s: 0.1,
-        drain_timeout_s: 5.0,
-        env: BTreeMap::new(),
-    }
+    )
+    .health_path("/")
+    .health_interval_s(0.1)
+    .drain_timeout_s(5.0)
+    .build()
+    .unwrap()
 }
 
 async fn wait_until(what: &str, limit: Duration, check: impl AsyncFn() -> bool) {

@@ -24,11 +24,11 @@ fn policy() -> ScalingPolicy {
 
 /// A 3-minute start-up, decisions every 15 s (the HPA's period).
 fn settings() -> SimulationSettings {
-    SimulationSettings {
-        startup_s: 180.0,
-        period_s: 15.0,
-        ..SimulationSettings::default()
-    }
+    SimulationSettings::builder()
+        .startup_s(180.0)
+        .period_s(15.0)
+        .build()
+        .unwrap()
 }
 
 fn table(name: &str, c: &PolicyComparison) {
@@ -173,11 +173,9 @@ fn drive(
 
 #[test]
 fn forecast_only_records_what_it_would_do_and_changes_nothing() {
-    let mut reactive = perf_scaling::Autoscaler::new(ScalingPolicy {
-        predictive: None,
-        ..pods_policy(r#"{"mode": "scale", "lead_time": "5m"}"#)
-    })
-    .unwrap();
+    let mut without = pods_policy(r#"{"mode": "scale", "lead_time": "5m"}"#);
+    without.predictive = None;
+    let mut reactive = perf_scaling::Autoscaler::new(without).unwrap();
     let mut watching = perf_scaling::Autoscaler::new(pods_policy(
         r#"{"mode": "forecast_only", "lead_time": "5m", "period": "1d"}"#,
     ))

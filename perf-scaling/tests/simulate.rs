@@ -20,10 +20,10 @@ fn spike_trace() -> String {
 #[test]
 fn a_faster_policy_scales_up_sooner_and_costs_more_idle_replicas() {
     let trace = parse_trace_csv(&spike_trace()).unwrap();
-    let settings = SimulationSettings {
-        startup_s: 20.0,
-        ..SimulationSettings::default()
-    };
+    let settings = SimulationSettings::builder()
+        .startup_s(20.0)
+        .build()
+        .unwrap();
     let eager = policy(
         r#"{"min_replicas": 2, "max_replicas": 30,
             "metrics": [{"name": "rps", "kind": "pods", "target": {"average_value": 100}}],
@@ -65,16 +65,15 @@ fn bad_traces_and_settings_say_what_is_wrong() {
     let p = policy(
         r#"{"min_replicas": 1, "max_replicas": 3, "metrics": [{"name": "v", "kind": "pods", "target": {"average_value": 1}}]}"#,
     );
-    let err = simulate(
-        &p,
-        &trace,
-        &SimulationSettings {
-            period_s: 0.0,
-            ..SimulationSettings::default()
-        },
-    )
-    .unwrap_err()
-    .to_string();
+    let err = SimulationSettings::builder()
+        .period_s(0.0)
+        .build()
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("period_s"), "{err}");
+    let mut zero_period = SimulationSettings::default();
+    zero_period.period_s = 0.0;
+    let err = simulate(&p, &trace, &zero_period).unwrap_err().to_string();
     assert!(err.starts_with("period_s"), "{err}");
     // A trace spanning a huge time is refused at once, not replayed for ever.
     for csv in ["t,v\n0,1\n1e300,2\n", "t,v\n0,1\n1e9,2\n"] {
