@@ -267,3 +267,44 @@ perf_core::config_builder! {
         max_list_values: f64,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::PartitionOptions;
+    use crate::HealthOptions;
+
+    #[test]
+    fn options_out_of_range_are_refused_by_name() {
+        let options = PartitionOptions::builder()
+            .min_table_bytes(1 << 30)
+            .build()
+            .unwrap();
+        assert_eq!(options.min_table_bytes, 1 << 30);
+        for (built, field) in [
+            (
+                PartitionOptions::builder().min_table_bytes(-1).build(),
+                "min_table_bytes",
+            ),
+            (
+                PartitionOptions::builder()
+                    .target_partition_bytes(10)
+                    .build(),
+                "target_partition_bytes",
+            ),
+            (
+                PartitionOptions::builder()
+                    .max_list_values(f64::NAN)
+                    .build(),
+                "max_list_values",
+            ),
+        ] {
+            let err = built.unwrap_err().to_string();
+            assert!(err.starts_with(field), "{err}");
+        }
+        let err = HealthOptions::builder()
+            .large_table_rows(-5)
+            .build()
+            .unwrap_err();
+        assert!(err.to_string().starts_with("large_table_rows"), "{err}");
+    }
+}

@@ -581,3 +581,31 @@ perf_core::config_builder! {
         create_timeout: Duration,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::PoolSettings;
+
+    #[test]
+    fn pool_settings_out_of_range_are_refused_by_name() {
+        for (built, field) in [
+            (PoolSettings::builder().max_size(0).build(), "max_size"),
+            (PoolSettings::builder().max_size(10_001).build(), "max_size"),
+            (
+                PoolSettings::builder().wait_timeout(Duration::ZERO).build(),
+                "wait_timeout",
+            ),
+            (
+                PoolSettings::builder()
+                    .create_timeout(Duration::from_secs(7200))
+                    .build(),
+                "create_timeout",
+            ),
+        ] {
+            let err = built.unwrap_err().to_string();
+            assert!(err.starts_with(field), "{err}");
+        }
+    }
+}

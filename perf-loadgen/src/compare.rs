@@ -760,6 +760,35 @@ mod tests {
     use crate::stats::{NameStats, TimelineRow, Totals};
     use std::time::Duration;
 
+    #[test]
+    fn compare_options_out_of_range_are_refused_by_name() {
+        assert!(
+            CompareOptions::builder()
+                .false_positive_rate(0.05)
+                .build()
+                .is_ok()
+        );
+        for (built, key) in [
+            (
+                CompareOptions::builder().false_positive_rate(0.0).build(),
+                "false_positive_rate",
+            ),
+            (
+                CompareOptions::builder().latency_band_percent(-1.0).build(),
+                "latency_band_percent",
+            ),
+            (
+                CompareOptions::builder()
+                    .pinned_noise_percent(f64::INFINITY)
+                    .build(),
+                "pinned_noise_percent",
+            ),
+        ] {
+            let err = built.unwrap_err().to_string();
+            assert!(err.starts_with(&format!("`{key}`")), "{err}");
+        }
+    }
+
     /// A report whose latencies are `n` draws of a lognormal around `median_us`
     /// scaled by `scale`, at about `rps` requests per second over 30 s.
     fn synthetic(seed: u64, scale: f64, n: usize, rps: f64, errors: u64) -> RunReport {

@@ -555,6 +555,25 @@ mod tests {
     use crate::{Preset, preset};
 
     #[test]
+    fn limits_out_of_range_are_refused_by_name() {
+        for (built, key) in [
+            (Limits::builder().max_users(0).build(), "max_users"),
+            (Limits::builder().max_rate(f64::NAN).build(), "max_rate"),
+            (
+                Limits::builder().max_duration(Duration::ZERO).build(),
+                "max_duration",
+            ),
+            (
+                Limits::builder().max_memory(ByteSize(1024)).build(),
+                "max_memory",
+            ),
+        ] {
+            let err = built.unwrap_err().to_string();
+            assert!(err.starts_with(&format!("`{key}`")), "{err}");
+        }
+    }
+
+    #[test]
     fn networks_contain_what_they_should() {
         let n: IpNet = "10.0.0.0/8".parse().unwrap();
         assert!(n.contains("10.200.3.4".parse().unwrap()));

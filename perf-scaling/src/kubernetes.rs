@@ -224,3 +224,42 @@ perf_core::config_builder! {
         api_url: None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::KubernetesConfig;
+
+    #[test]
+    fn the_builder_refuses_names_kubernetes_would_refuse() {
+        let config = KubernetesConfig::builder("shop", "web.v2")
+            .port(9000)
+            .build()
+            .unwrap();
+        assert_eq!((config.port, config.api_url.as_deref()), (9000, None));
+        for (namespace, deployment, field) in [
+            ("", "web", "namespace"),
+            ("Shop", "web", "namespace"),
+            ("shop.eu", "web", "namespace"),
+            ("shop", "-web", "deployment"),
+            ("shop", "web_1", "deployment"),
+        ] {
+            let err = KubernetesConfig::builder(namespace, deployment)
+                .build()
+                .unwrap_err();
+            assert!(
+                err.to_string().starts_with(field),
+                "{namespace}/{deployment}: {err}"
+            );
+        }
+        let err = KubernetesConfig::builder("shop", "web")
+            .port(0)
+            .build()
+            .unwrap_err();
+        assert!(err.to_string().starts_with("port"), "{err}");
+        let err = KubernetesConfig::builder("shop", "web")
+            .api_url("file:///etc/passwd".to_owned())
+            .build()
+            .unwrap_err();
+        assert!(err.to_string().starts_with("api_url"), "{err}");
+    }
+}
