@@ -1258,6 +1258,45 @@ fn dashboards_and_alerts_name_only_series_a_live_server_exposes() {
         .filter_map(|l| l.split(['{', ' ']).next())
         .collect();
 
+    let named = series_named_in_dashboards_and_alerts();
+    assert!(named.len() > 25, "{named:?}");
+    // `up` is Prometheus's own series about the scrape; the `cgroup_` ones
+    // appear only in a control group with limits, and the cgroup test below
+    // checks them on a server it runs in one.
+    let missing: Vec<_> = named
+        .iter()
+        .filter(|(name, _)| {
+            name.as_str() != "up"
+                && !name.starts_with("cgroup_")
+                && !exposed.contains(name.as_str())
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "named but not exposed: {missing:?}\n{}",
+        scrape.body
+    );
+
+    let mut lint = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool is needed: apt-get install prometheus (Debian)");
+    std::io::Write::write_all(&mut lint.stdin.take().unwrap(), scrape.body.as_bytes()).unwrap();
+    let out = lint.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Every series the Grafana dashboards (panels, rows' panels, variables)
+/// and the Prometheus alert rules read, with the file that names it.
+fn series_named_in_dashboards_and_alerts() -> std::collections::BTreeMap<String, &'static str> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut named = std::collections::BTreeMap::new();
     for dashboard in [
@@ -1298,33 +1337,7 @@ fn dashboards_and_alerts_name_only_series_a_live_server_exposes() {
             }
         }
     }
-    assert!(named.len() > 25, "{named:?}");
-    // `up` is Prometheus's own series about the scrape.
-    let missing: Vec<_> = named
-        .iter()
-        .filter(|(name, _)| name.as_str() != "up" && !exposed.contains(name.as_str()))
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "named but not exposed: {missing:?}\n{}",
-        scrape.body
-    );
-
-    let mut lint = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("promtool is needed: apt-get install prometheus (Debian)");
-    std::io::Write::write_all(&mut lint.stdin.take().unwrap(), scrape.body.as_bytes()).unwrap();
-    let out = lint.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool check metrics:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    named
 }
 
 /// A cgroup made for one test (v2 at the root of the unified hierarchy, or
@@ -1473,6 +1486,20 @@ fn in_a_cgroup_the_limits_are_reported_and_the_budget_and_workers_follow_them() 
             "{line} missing:\n{metrics}"
         );
     }
+    // Every cgroup series the dashboards graph is one this server exposes.
+    let missing: Vec<_> = series_named_in_dashboards_and_alerts()
+        .into_iter()
+        .filter(|(name, _)| {
+            name.starts_with("cgroup_")
+                && !metrics.lines().any(|l| {
+                    l.starts_with(&format!("{name} ")) || l.starts_with(&format!("{name}{{"))
+                })
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "named but not exposed in a cgroup: {missing:?}\n{metrics}"
+    );
     assert!(
         server.log_text().contains("workers=1"),
         "{}",
