@@ -73,7 +73,8 @@ pub use report::{
     ThresholdResult, TlsReport,
 };
 pub use run::{
-    LiveSnapshot, RunHandle, check, check_with, start, start_with_policy, start_workload,
+    LiveSnapshot, RunHandle, SecondFigures, check, check_with, start, start_with_policy,
+    start_workload,
 };
 pub use safety::{
     FeedAccess, IpNet, Limits, LimitsBuilder, MAX_FEED_BYTES, MemoryEstimate, TargetPolicy,

@@ -1,6 +1,7 @@
 //! Running a scenario: the closed and open executors, the per-second
 //! collector, live snapshots, cancellation and the final report.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -42,16 +43,60 @@ pub struct LiveSnapshot {
     pub rps: f64,
     /// 95th percentile latency so far, ms.
     pub p95_ms: f64,
+    /// Median latency so far, ms.
+    #[serde(default)]
+    pub p50_ms: f64,
+    /// 99th percentile latency so far, ms.
+    #[serde(default)]
+    pub p99_ms: f64,
+    /// The last second's figures (for a live chart).
+    #[serde(default)]
+    pub last_second: SecondFigures,
+    /// Failed requests so far by cause: the transport's kinds (`connect`,
+    /// `timeout`, `reset`...) and `http_<code>` for error statuses.
+    #[serde(default)]
+    pub errors_by_kind: BTreeMap<String, u64>,
+    /// Checks passed so far (journeys and requests with `checks`).
+    #[serde(default)]
+    pub checks_passed: u64,
+    /// Checks failed so far.
+    #[serde(default)]
+    pub checks_failed: u64,
+    /// Share of its cores the load generator's process used so far, 0 to 1.
+    #[serde(default)]
+    pub generator_cpu: f64,
+    /// The generator is the bottleneck now (CPU over 90 %, over 1 % of
+    /// requests late, or requests dropped): the figures understate the target.
+    #[serde(default)]
+    pub generator_bound: bool,
     /// Intended requests dropped so far (open model).
     pub dropped: u64,
     /// `true` in the last snapshot.
     pub finished: bool,
 }
 
+/// One second of a run, as a live snapshot shows it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(default)]
+pub struct SecondFigures {
+    /// Requests completed in the second.
+    pub requests: u64,
+    /// Of which failed.
+    pub errors: u64,
+    /// Median latency (corrected), ms.
+    pub p50_ms: f64,
+    /// 95th percentile (corrected), ms.
+    pub p95_ms: f64,
+    /// 99th percentile (corrected), ms.
+    pub p99_ms: f64,
+}
+
 impl LiveSnapshot {
     /// The snapshots of the shards of one run as one: counts and rates add
-    /// up, time is the longest, p95 the largest shard's (an upper bound until
-    /// the reports are merged).
+    /// up, time is the longest, percentiles and generator CPU the largest
+    /// shard's (an upper bound until the reports are merged); the generator
+    /// is bound when any shard's is.
     pub fn combine(parts: &[LiveSnapshot], finished: bool) -> LiveSnapshot {
         let mut all = LiveSnapshot {
             finished,
@@ -67,6 +112,20 @@ impl LiveSnapshot {
             all.errors += p.errors;
             all.rps += p.rps;
             all.p95_ms = all.p95_ms.max(p.p95_ms);
+            all.p50_ms = all.p50_ms.max(p.p50_ms);
+            all.p99_ms = all.p99_ms.max(p.p99_ms);
+            all.last_second.requests += p.last_second.requests;
+            all.last_second.errors += p.last_second.errors;
+            all.last_second.p50_ms = all.last_second.p50_ms.max(p.last_second.p50_ms);
+            all.last_second.p95_ms = all.last_second.p95_ms.max(p.last_second.p95_ms);
+            all.last_second.p99_ms = all.last_second.p99_ms.max(p.last_second.p99_ms);
+            for (kind, n) in &p.errors_by_kind {
+                *all.errors_by_kind.entry(kind.clone()).or_default() += n;
+            }
+            all.checks_passed += p.checks_passed;
+            all.checks_failed += p.checks_failed;
+            all.generator_cpu = all.generator_cpu.max(p.generator_cpu);
+            all.generator_bound |= p.generator_bound;
             all.dropped += p.dropped;
         }
         all
@@ -238,28 +297,14 @@ fn process_cpu_seconds() -> f64 {
 }
 
 impl Context {
-    /// Passed checks over all checks so far (1 without any).
-    fn check_rate(&self) -> f64 {
-        let (checks, _) = self.journeys.counts();
-        let (p, f) = checks
-            .values()
-            .fold((0, 0), |(p, f), c| (p + c.passes, f + c.fails));
-        crate::CheckCount::of(p, f).pass_rate
-    }
-
-    /// A report of what was measured so far.
-    fn report(&self, stopped_early: Option<String>) -> RunReport {
-        let mut meta = self.meta.clone();
-        meta.duration = self.start.elapsed();
-        meta.dropped = self.dropped.load(Ordering::Relaxed);
-        meta.stopped_early = stopped_early;
-        meta.first_failure = self.first_failure.get().cloned();
+    /// The generator's own load so far (not yet judged).
+    fn generator_load(&self) -> crate::report::GeneratorLoad {
         let cpu_s = (process_cpu_seconds() - self.cpu_at_start).max(0.0);
         let cores = tokio::runtime::Handle::try_current()
             .map_or(1, |h| h.metrics().num_workers())
             .max(1) as u32;
-        let elapsed = meta.duration.as_secs_f64();
-        meta.generator = crate::report::GeneratorLoad {
+        let elapsed = self.start.elapsed().as_secs_f64();
+        crate::report::GeneratorLoad {
             cpu_s,
             cores,
             cpu_utilization: if elapsed > 0.0 {
@@ -271,7 +316,23 @@ impl Context {
             max_schedule_lag_ms: self.max_lag_us.load(Ordering::Relaxed) as f64 / 1000.0,
             bound: false,
             reason: None,
-        };
+        }
+    }
+
+    /// Passed checks over all checks so far (1 without any).
+    fn check_rate(&self) -> f64 {
+        let (p, f) = self.journeys.check_totals();
+        crate::CheckCount::of(p, f).pass_rate
+    }
+
+    /// A report of what was measured so far.
+    fn report(&self, stopped_early: Option<String>) -> RunReport {
+        let mut meta = self.meta.clone();
+        meta.duration = self.start.elapsed();
+        meta.dropped = self.dropped.load(Ordering::Relaxed);
+        meta.stopped_early = stopped_early;
+        meta.first_failure = self.first_failure.get().cloned();
+        meta.generator = self.generator_load();
         (meta.checks, meta.flows) = self.journeys.counts();
         let timeline = self
             .timeline
@@ -946,13 +1007,20 @@ async fn supervise<W: Workload>(
     );
     let mut second = 0u64;
     let mut dropped_before = 0u64;
+    let mut errors_by_kind = BTreeMap::new();
     let mut stopped_early = None;
     loop {
         let finished = tokio::select! {
             _ = ticker.tick() => false,
             _ = &mut executor => true,
         };
-        let row = collect_row(&ctx, second, &mut so_far, &mut dropped_before);
+        let row = collect_row(
+            &ctx,
+            second,
+            &mut so_far,
+            &mut dropped_before,
+            &mut errors_by_kind,
+        );
         if (!finished || row.requests > 0)
             && let Ok(mut timeline) = ctx.timeline.lock()
         {
@@ -962,6 +1030,10 @@ async fn supervise<W: Workload>(
         let totals_now = (row.requests, row.errors);
         let snapshot = {
             let prev = progress.borrow().clone();
+            let (checks_passed, checks_failed) = ctx.journeys.check_totals();
+            let requests = prev.requests + totals_now.0;
+            let dropped = ctx.dropped.load(Ordering::Relaxed);
+            let generator = ctx.generator_load().judged(requests, dropped);
             LiveSnapshot {
                 elapsed_s: ctx.start.elapsed().as_secs_f64(),
                 total_s: plan.total().as_secs_f64(),
@@ -972,11 +1044,25 @@ async fn supervise<W: Workload>(
                     0.0
                 },
                 in_flight: ctx.in_flight.load(Ordering::Relaxed),
-                requests: prev.requests + totals_now.0,
+                requests,
                 errors: prev.errors + totals_now.1,
                 rps: row.rps,
                 p95_ms: ms(so_far.percentile(95.0)),
-                dropped: ctx.dropped.load(Ordering::Relaxed),
+                p50_ms: ms(so_far.percentile(50.0)),
+                p99_ms: ms(so_far.percentile(99.0)),
+                last_second: SecondFigures {
+                    requests: row.requests,
+                    errors: row.errors,
+                    p50_ms: row.p50_ms,
+                    p95_ms: row.p95_ms,
+                    p99_ms: row.p99_ms,
+                },
+                errors_by_kind: errors_by_kind.clone(),
+                checks_passed,
+                checks_failed,
+                generator_cpu: generator.cpu_utilization,
+                generator_bound: generator.bound,
+                dropped,
                 finished,
             }
         };
@@ -1016,8 +1102,15 @@ fn collect_row(
     second: u64,
     so_far: &mut LatencyHistogram,
     dropped_before: &mut u64,
+    errors_by_kind: &mut BTreeMap<String, u64>,
 ) -> TimelineRow {
     let window = ctx.recorder.take_window();
+    for (kind, n) in &window.failures {
+        *errors_by_kind.entry(kind.name().to_owned()).or_default() += n;
+    }
+    for (status, n) in &window.error_statuses {
+        *errors_by_kind.entry(format!("http_{status}")).or_default() += n;
+    }
     let (latency, requests, errors) = (&window.latency, window.requests, window.errors);
     let _ = so_far.merge(latency);
     let dropped = ctx.dropped.load(Ordering::Relaxed);

@@ -82,6 +82,10 @@ pub(crate) struct Window {
     pub(crate) errors: u64,
     pub(crate) bytes_sent: u64,
     pub(crate) bytes_received: u64,
+    /// Transport failures by kind.
+    pub(crate) failures: BTreeMap<FailureKind, u64>,
+    /// Answers with an error status (400 and above) by status.
+    pub(crate) error_statuses: BTreeMap<u16, u64>,
 }
 
 #[derive(Debug)]
@@ -187,10 +191,14 @@ impl Recorder {
                 *totals.status_codes.entry(r.status).or_default() += 1;
                 totals.bytes_received += r.bytes_received;
                 window.bytes_received += r.bytes_received;
+                if r.status >= 400 {
+                    *window.error_statuses.entry(r.status).or_default() += 1;
+                }
                 r.status >= 400
             }
             Err(kind) => {
                 *totals.failures.entry(kind).or_default() += 1;
+                *window.failures.entry(kind).or_default() += 1;
                 true
             }
         };
@@ -249,6 +257,12 @@ impl Recorder {
                 all.errors += w.errors;
                 all.bytes_sent += w.bytes_sent;
                 all.bytes_received += w.bytes_received;
+                for (k, n) in w.failures {
+                    *all.failures.entry(k).or_default() += n;
+                }
+                for (k, n) in w.error_statuses {
+                    *all.error_statuses.entry(k).or_default() += n;
+                }
             }
         }
         all

@@ -34,6 +34,8 @@ pub struct AppState {
     /// Set on SIGTERM: `/ready` answers 503 so load balancers and meshes
     /// stop routing here before the server stops.
     pub draining: Arc<std::sync::atomic::AtomicBool>,
+    /// The open Server-Sent Events streams and their cap.
+    pub streams: Arc<crate::events::StreamSlots>,
 }
 
 impl std::fmt::Debug for AppState {

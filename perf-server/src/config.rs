@@ -104,6 +104,9 @@ pub struct ServerConfig {
     pub feeds_dir: Option<PathBuf>,
     /// Tests waiting for a slot at most; beyond it 429 + `Retry-After` (0 to 1000, default 16).
     pub max_queued_tests: usize,
+    /// Server-Sent Events streams open at once (live tests and host
+    /// figures, the console's charts); beyond it 503 (1 to 10000, default 256).
+    pub max_event_streams: usize,
     /// Name of this instance in a shared store (default `<hostname>:<port>`):
     /// the owner of the tests it runs.
     pub instance_name: Option<String>,
@@ -200,6 +203,7 @@ impl Default for ServerConfig {
             scaling: None,
             feeds_dir: None,
             max_queued_tests: 16,
+            max_event_streams: crate::events::DEFAULT_MAX_STREAMS,
             instance_name: None,
             heartbeat_timeout: HumanDuration(Duration::from_secs(30)),
             body_timeout: HumanDuration(Duration::from_secs(10)),
@@ -427,6 +431,15 @@ impl ServerConfig {
         })?;
         self.target_policy()
             .map_err(|e| invalid("target_allowlist", e))?;
+        if !(1..=10_000).contains(&self.max_event_streams) {
+            return Err(invalid(
+                "max_event_streams",
+                format!(
+                    "{} is outside the allowed range 1 to 10000",
+                    self.max_event_streams
+                ),
+            ));
+        }
         if self.max_queued_tests > 1000 {
             return Err(invalid(
                 "max_queued_tests",

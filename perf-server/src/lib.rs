@@ -21,7 +21,7 @@
 //! let store: Arc<dyn perf_server::store::Store> = Arc::new(SqliteStore::open(&config.sqlite_path()).await?);
 //! let (monitor, _sampler) = Monitor::start(config.sample_interval.as_duration(), config.sample_capacity())?;
 //! let tests = perf_server::test_runner::TestRunner::new(store.clone(), tokio::runtime::Handle::current(), Default::default(), perf_loadgen::TargetPolicy::loopback_only(), 2);
-//! let state = actix_web::web::Data::new(AppState { store, monitor, started: Instant::now(), tests, database: None, scaling: None, draining: Default::default() });
+//! let state = actix_web::web::Data::new(AppState { store, monitor, started: Instant::now(), tests, database: None, scaling: None, draining: Default::default(), streams: Default::default() });
 //! let server = actix_web::HttpServer::new(move || app(state.clone(), Arc::clone(&config))).bind("127.0.0.1:0")?;
 //! # Ok(())
 //! # }
@@ -36,6 +36,7 @@ pub mod config;
 pub mod database;
 pub mod db_advise;
 mod error;
+pub mod events;
 pub mod guard;
 pub mod load_test;
 pub mod memory;

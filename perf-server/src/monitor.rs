@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::Result;
+use crate::events::EventFeed;
 use crate::memory::MemoryWatch;
 
 /// One reading of the host, this process and its allocator.
@@ -43,7 +44,12 @@ pub struct Monitor {
     latest_at: Arc<AtomicU64>,
     interval: Duration,
     memory: Arc<MemoryWatch>,
+    /// Every sample as an event (`GET /performance/metrics/events`).
+    events: Arc<EventFeed>,
 }
+
+/// Samples a late subscriber of the host events gets first.
+const EVENT_HISTORY: usize = 60;
 
 /// Owns the sampler task; [`MonitorTask::stop`] ends it.
 #[derive(Debug)]
@@ -81,6 +87,8 @@ impl Monitor {
         let latest_at = Arc::new(AtomicU64::new(0));
         let stamp = Arc::clone(&latest_at);
         let watcher = Arc::clone(&memory);
+        let events = EventFeed::new("host samples", EVENT_HISTORY);
+        let feed = Arc::clone(&events);
         let handle = tokio::spawn(async move {
             let mut ticker = tokio::time::interval(interval);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -111,6 +119,7 @@ impl Monitor {
                         if let Ok(mut ring) = ring.lock() {
                             ring.push(Arc::clone(&sample));
                         }
+                        feed.publish("sample", &*sample);
                         let at = sample.system.timestamp_ms.max(1);
                         let _ = latest_tx.send(Some(sample));
                         // After the send: whoever sees the stamp finds the sample.
@@ -127,9 +136,15 @@ impl Monitor {
                 latest_at,
                 interval,
                 memory,
+                events,
             },
             MonitorTask { handle, stop },
         ))
+    }
+
+    /// Every sample as it is taken, the last 60 first.
+    pub fn events(&self) -> &Arc<EventFeed> {
+        &self.events
     }
 
     /// The newest sample, waiting up to two intervals for the first one.

@@ -170,6 +170,7 @@ pub async fn run(config: ServerConfig) -> Result<()> {
         database,
         scaling: scaling.clone(),
         draining: Arc::clone(&draining),
+        streams: crate::events::StreamSlots::new(config.max_event_streams),
     });
     let app_config = Arc::new(config.clone());
     let workers = config.workers.unwrap_or_else(|| {

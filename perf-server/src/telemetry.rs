@@ -37,6 +37,21 @@ pub fn prometheus() -> &'static PrometheusHandle {
 fn describe_metrics() {
     use metrics::{Unit, describe_counter, describe_gauge};
     describe_gauge!(
+        "perf_event_streams_open",
+        Unit::Count,
+        "Server-Sent Events streams open now (live test and host events)."
+    );
+    describe_gauge!(
+        "perf_event_streams_max",
+        Unit::Count,
+        "The cap on open event streams (max_event_streams); beyond it a subscription gets 503."
+    );
+    describe_counter!(
+        "perf_event_streams_dropped_total",
+        Unit::Count,
+        "Event streams dropped for falling behind (a slow or stalled client)."
+    );
+    describe_gauge!(
         "process_resident_memory_bytes",
         Unit::Bytes,
         "Resident set size of this process."
@@ -370,6 +385,13 @@ pub fn publish_memory_watch(watch: &crate::memory::MemoryWatch) {
         perf_memory::LeakStatus::Leak | perf_memory::LeakStatus::Fragmentation
     );
     gauge!("memory_leak_suspected").set(if suspected { 1.0 } else { 0.0 });
+}
+
+/// The event streams: open, the cap, and those dropped as too slow.
+pub fn publish_event_streams(slots: &crate::events::StreamSlots) {
+    gauge!("perf_event_streams_open").set(slots.open() as f64);
+    gauge!("perf_event_streams_max").set(slots.max() as f64);
+    metrics::counter!("perf_event_streams_dropped_total").absolute(slots.dropped());
 }
 
 /// The autoscaler's replicas: `current`, `desired` and `ready`.

@@ -12,6 +12,7 @@ use perf_loadgen::{FeedAccess, Limits, LiveSnapshot, Scenario, TargetPolicy};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::events::EventFeed;
 use crate::store::{LoadTestRecord, Store, TestStatus};
 
 /// How often a running test's progress and interim report are saved.
@@ -85,6 +86,9 @@ struct State {
     /// What `/metrics` shows of the tests run here: each running one's
     /// report as of its last save, and finished ones for a while after.
     exposed: HashMap<Id, Exposed>,
+    /// The live events of the tests queued or running here, from
+    /// admission to their last event.
+    feeds: HashMap<Id, Arc<EventFeed>>,
 }
 
 /// A test as `/metrics` shows it: its figures, not its report (a report
@@ -95,6 +99,10 @@ struct Exposed {
     /// When it finished (`None` while it runs).
     finished: Option<std::time::Instant>,
 }
+
+/// Events a test's feed keeps for a late subscriber: five minutes of
+/// snapshots (about 0.5 KB each).
+const FEED_HISTORY: usize = 300;
 
 /// How long a finished test stays on `/metrics` (so that a scrape after
 /// its end still sees its final counts).
@@ -332,7 +340,9 @@ impl TestRunner {
         let Job { mut record, .. } = queued?;
         record.status = TestStatus::Cancelled;
         record.finished_at_ms = Some(perf_core::unix_millis());
-        Some(self.store.save_load_test(&record).await.map(|()| record))
+        let saved = self.store.save_load_test(&record).await;
+        self.announce_end(&record);
+        Some(saved.map(|()| record))
     }
 
     /// Cancels a test queued or running here; `false` when it is not here.
@@ -471,10 +481,13 @@ impl TestRunner {
             }
         }
         self.store.insert_load_test(&record, &self.owner).await?;
+        let feed = EventFeed::new(format!("load test {}", record.id), FEED_HISTORY);
+        feed.publish("status", &serde_json::json!({"status": "queued"}));
         // Started now, queued, or refused (the queue filled meanwhile): decided
         // and taken under one lock.
         let decision = {
             let mut state = self.state();
+            state.feeds.insert(record.id, feed);
             if state.running.len() < self.max_concurrent && state.queue.is_empty() {
                 Some(Some(Self::register(
                     &mut state,
@@ -497,6 +510,7 @@ impl TestRunner {
         };
         match decision {
             None => {
+                self.state().feeds.remove(&record.id);
                 record_refused(&self.store, record).await;
                 return Err(AdmissionError::QueueFull(self.max_queued));
             }
@@ -658,14 +672,61 @@ impl TestRunner {
         });
     }
 
+    /// Makes `progress` the live figures of running test `id`: read by
+    /// `get`, and each snapshot published to the test's event feed.
+    fn follow(&self, id: Id, mut progress: watch::Receiver<LiveSnapshot>) {
+        let feed = {
+            let mut state = self.state();
+            if let Some(r) = state.running.get_mut(&id) {
+                r.progress = Some(progress.clone());
+            }
+            state.feeds.get(&id).cloned()
+        };
+        let Some(feed) = feed else {
+            return;
+        };
+        feed.publish("status", &serde_json::json!({"status": "running"}));
+        tokio::spawn(async move {
+            while progress.changed().await.is_ok() {
+                let snapshot = progress.borrow_and_update().clone();
+                feed.publish("snapshot", &snapshot);
+                if snapshot.finished {
+                    break;
+                }
+            }
+        });
+    }
+
+    /// The live events of test `id` while it is queued or runs here.
+    pub fn feed(&self, id: Id) -> Option<Arc<EventFeed>> {
+        self.state().feeds.get(&id).cloned()
+    }
+
+    /// Sends a finished test's last event (named after its status) and ends
+    /// its event streams.
+    fn announce_end(&self, record: &LoadTestRecord) {
+        if let Some(feed) = self.state().feeds.remove(&record.id) {
+            let (event, data) = final_event(record);
+            feed.close(event, &data);
+        }
+    }
+
     /// Saves the end of a test, retrying with backoff (0.5 s doubling to 30 s)
     /// until the store takes it; meanwhile the record is served from memory
-    /// with `save_pending`.
+    /// with `save_pending`. The test's last event goes out after the first
+    /// attempt, when `get` already serves the finished record.
     async fn save_final(&self, record: &LoadTestRecord) {
         let mut wait = Duration::from_millis(500);
         let mut attempts = 0u32;
         loop {
-            match self.store.save_load_test(record).await {
+            let saved = self.store.save_load_test(record).await;
+            if attempts == 0 {
+                if saved.is_err() {
+                    self.state().unsaved.insert(record.id, record.clone());
+                }
+                self.announce_end(record);
+            }
+            match saved {
                 Ok(()) => {
                     if attempts > 0 {
                         tracing::info!(test = %record.id, attempts, "the end of the load test is saved");
@@ -674,9 +735,6 @@ impl TestRunner {
                     return;
                 }
                 Err(e) => {
-                    if attempts == 0 {
-                        self.state().unsaved.insert(record.id, record.clone());
-                    }
                     attempts += 1;
                     tracing::error!(test = %record.id, error = %e, attempts, retry_in_s = wait.as_secs_f64(),
                         "saving the end of a load test failed; kept in memory and retried");
@@ -717,9 +775,7 @@ impl TestRunner {
         };
         record.status = TestStatus::Running;
         record.started_at_ms = Some(perf_core::unix_millis());
-        if let Some(r) = self.state().running.get_mut(&record.id) {
-            r.progress = Some(handle.progress());
-        }
+        self.follow(record.id, handle.progress());
         let mut live = handle.progress();
         let mut save = tokio::time::interval(SAVE_EVERY);
         let mut cancel_sent = false;
@@ -934,9 +990,7 @@ impl TestRunner {
         record.status = TestStatus::Running;
         record.started_at_ms = Some(perf_core::unix_millis());
         let (progress_tx, progress_rx) = watch::channel(LiveSnapshot::default());
-        if let Some(r) = self.state().running.get_mut(&record.id) {
-            r.progress = Some(progress_rx);
-        }
+        self.follow(record.id, progress_rx);
         let n = shards.len();
         let mut reports: Vec<Option<perf_loadgen::RunReport>> = vec![None; n];
         let mut snapshots: Vec<LiveSnapshot> = vec![LiveSnapshot::default(); n];
@@ -1194,6 +1248,7 @@ impl TestRunner {
             if let Err(e) = self.store.save_load_test(&record).await {
                 tracing::error!(test = %record.id, error = %e, "saving an interrupted test failed");
             }
+            self.announce_end(&record);
         }
         for (cancel, stop_as, mut done) in running {
             if let Ok(mut s) = stop_as.lock() {
@@ -1266,4 +1321,37 @@ fn prune_exposed(exposed: &mut HashMap<Id, Exposed>) {
             None => break,
         }
     }
+}
+
+/// The last event of a finished test: named after its status
+/// (`completed`, `failed`, `cancelled`, `interrupted`), with the summary a
+/// live view needs to show the verdict (the whole report is at `/results`).
+pub fn final_event(record: &LoadTestRecord) -> (&'static str, serde_json::Value) {
+    let report = record.report.as_ref();
+    let checks = report.map_or((0, 0), |r| {
+        r.checks
+            .values()
+            .fold((0, 0), |(p, f), c| (p + c.passes, f + c.fails))
+    });
+    (
+        record.status.as_str(),
+        serde_json::json!({
+            "id": record.id,
+            "status": record.status.as_str(),
+            "error": record.error,
+            "passed": report.map(|r| r.passed),
+            "requests": report.map(|r| r.requests),
+            "errors": report.map(|r| r.errors),
+            "error_rate": report.map(|r| r.error_rate),
+            "rps": report.map(|r| r.rps),
+            "latency_ms": report.map(|r| &r.latency_ms),
+            "thresholds": report.map(|r| &r.thresholds),
+            "checks_passed": checks.0,
+            "checks_failed": checks.1,
+            "generator_bound": report.map(|r| r.generator.bound),
+            "stopped_early": report.and_then(|r| r.stopped_early.as_deref()),
+            "interrupted": report.is_some_and(|r| r.interrupted),
+            "finished_at_ms": record.finished_at_ms,
+        }),
+    )
 }

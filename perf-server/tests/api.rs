@@ -126,6 +126,7 @@ async fn service_from(
         tests,
         scaling: None,
         draining: Default::default(),
+        streams: Default::default(),
         database: config
             .analyzed_database()
             .map(|url| Arc::new(perf_server::database::DatabaseMonitor::new(url).unwrap())),

@@ -56,6 +56,7 @@ async fn fuzz_every_api_body_through_the_app() {
         database: None,
         scaling: None,
         draining: Default::default(),
+        streams: Default::default(),
     });
     let svc = test::init_service(app(state.clone(), Arc::new(config))).await;
     let target = "http://127.0.0.1:9";

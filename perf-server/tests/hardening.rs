@@ -78,6 +78,7 @@ async fn service(
         database: None,
         scaling: None,
         draining: Default::default(),
+        streams: Default::default(),
     });
     let svc = test::init_service(app_with_routes(state.clone(), Arc::new(config), |cfg| {
         cfg.route(

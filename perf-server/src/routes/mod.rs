@@ -1,6 +1,7 @@
 //! Route handlers: each parses the request, calls one API, maps the result to JSON.
 
 pub(crate) mod database;
+pub(crate) mod events;
 pub(crate) mod health;
 pub(crate) mod host;
 pub(crate) mod openapi;
@@ -23,6 +24,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         .service(host::cpu)
         .service(host::memory)
         .service(host::network)
+        .service(events::host_events)
         .service(database::database)
         .service(profiling::start)
         .service(profiling::stop)
@@ -44,6 +46,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         .service(tests::start)
         .service(tests::show)
         .service(tests::results)
+        .service(events::test_events)
         .service(tests::cancel);
 }
 

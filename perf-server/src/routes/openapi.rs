@@ -2,7 +2,8 @@ use actix_web::{HttpResponse, get};
 use utoipa::OpenApi;
 
 use super::{
-    database, health, host, profiling, prometheus, recommendations, scaling, snapshots, tests,
+    database, events, health, host, profiling, prometheus, recommendations, scaling, snapshots,
+    tests,
 };
 use crate::api_error::{ApiError, ErrorBody};
 
@@ -22,6 +23,7 @@ use crate::api_error::{ApiError, ErrorBody};
         host::cpu,
         host::memory,
         host::network,
+        events::host_events,
         database::database,
         profiling::start,
         profiling::stop,
@@ -40,6 +42,7 @@ use crate::api_error::{ApiError, ErrorBody};
         tests::start,
         tests::show,
         tests::results,
+        events::test_events,
         tests::history,
         tests::list,
         tests::cancel,

@@ -10,6 +10,7 @@ pub(crate) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         cache.publish_metrics();
     }
     crate::telemetry::publish_memory_watch(state.monitor.memory());
+    crate::telemetry::publish_event_streams(&state.streams);
     let mut pools = Vec::new();
     if let Some(pool) = state.store.connection_pool() {
         pool.observation.publish_metrics("store");

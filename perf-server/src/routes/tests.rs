@@ -195,7 +195,7 @@ fn admission_error(e: AdmissionError) -> ApiError {
     }
 }
 
-fn parse_id(text: &str) -> Result<Id, ApiError> {
+pub(crate) fn parse_id(text: &str) -> Result<Id, ApiError> {
     text.parse()
         .map_err(|e: perf_core::Error| ApiError::bad_request(e.to_string()).with_field("id"))
 }
