@@ -107,6 +107,12 @@ pub struct ServerConfig {
     /// Server-Sent Events streams open at once (live tests and host
     /// figures, the console's charts); beyond it 503 (1 to 10000, default 256).
     pub max_event_streams: usize,
+    /// The kernel's send buffer of each client connection (16KiB to 64MiB;
+    /// unset: the kernel's autotuning, up to `net.ipv4.tcp_wmem`'s maximum).
+    /// It bounds what a client that stops reading holds in the kernel; an
+    /// event stream whose client stopped reading is dropped once it and the
+    /// stream's queue are full.
+    pub socket_send_buffer: Option<ByteSize>,
     /// Name of this instance in a shared store (default `<hostname>:<port>`):
     /// the owner of the tests it runs.
     pub instance_name: Option<String>,
@@ -204,6 +210,7 @@ impl Default for ServerConfig {
             feeds_dir: None,
             max_queued_tests: 16,
             max_event_streams: crate::events::DEFAULT_MAX_STREAMS,
+            socket_send_buffer: None,
             instance_name: None,
             heartbeat_timeout: HumanDuration(Duration::from_secs(30)),
             body_timeout: HumanDuration(Duration::from_secs(10)),
@@ -438,6 +445,14 @@ impl ServerConfig {
                     "{} is outside the allowed range 1 to 10000",
                     self.max_event_streams
                 ),
+            ));
+        }
+        if let Some(size) = self.socket_send_buffer
+            && !((16 << 10)..=(64 << 20)).contains(&size.bytes())
+        {
+            return Err(invalid(
+                "socket_send_buffer",
+                format!("{size} is outside the allowed range 16KiB to 64MiB"),
             ));
         }
         if self.max_queued_tests > 1000 {

@@ -69,6 +69,15 @@ pub async fn run(config: ServerConfig) -> Result<()> {
     // Bind first: a busy port is the commonest first-hour error, and nothing
     // should be started (or need stopping) before it is known.
     let listener = bind(config.listen)?;
+    if let Some(size) = config.socket_send_buffer {
+        // Accepted connections inherit the listener's buffer sizes.
+        socket2::SockRef::from(&listener)
+            .set_send_buffer_size(usize::try_from(size.bytes()).unwrap_or(usize::MAX))
+            .map_err(|e| crate::Error::Config {
+                field: "socket_send_buffer".to_owned(),
+                message: format!("the kernel refused it: {e}"),
+            })?;
+    }
     let store = open_store(&config).await?;
     // Load tests run on their own runtime, away from the HTTP workers.
     let load_runtime = LoadRuntime(Some(
