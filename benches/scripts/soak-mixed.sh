@@ -59,7 +59,13 @@ start_server() {
   for _ in $(seq 200); do curl -sf "http://127.0.0.1:$api_port/health" > /dev/null && return; sleep 0.1; done
   echo "perf-server did not start" >&2; tail -20 "$work/server.log" >&2; exit 1
 }
-cleanup() { [ -n "$server" ] && kill "$server" 2>/dev/null; pg stop -m immediate 2>/dev/null || true; rm -rf "$work"; }
+cleanup() {
+  local rc=$?
+  [ -n "$server" ] && kill "$server" 2>/dev/null
+  pg stop -m immediate 2>/dev/null || true
+  if [ "$rc" != 0 ]; then echo "perf-server log (last 30 lines):" >&2; tail -30 "$work/server.log" >&2 || true; fi
+  rm -rf "$work"
+}
 trap cleanup EXIT
 start_server
 api=http://127.0.0.1:$api_port
@@ -98,11 +104,22 @@ while [ $(( $(date +%s) - start )) -lt "$secs" ]; do
     fi
   fi
 done
+# A test's status; a server that does not answer is retried, then said.
+status_of() {
+  local s
+  for _ in 1 2 3 4 5; do
+    s=$(curl -s --max-time 10 "$api/performance/tests/$1" \
+      | python3 -c 'import json,sys; print(json.load(sys.stdin).get("status","gone"))' 2>/dev/null) \
+      && [ -n "$s" ] && { echo "$s"; return; }
+    sleep 1
+  done
+  echo "unanswered"
+}
 # Let the last tests end, then check every one is terminal.
 sleep 8
 left=0; terminal=0
 while read -r id; do
-  s=$(curl -s "$api/performance/tests/$id" | python3 -c 'import json,sys; print(json.load(sys.stdin).get("status","gone"))')
+  s=$(status_of "$id")
   case "$s" in completed|cancelled|failed|interrupted) terminal=$((terminal + 1));; *) left=$((left + 1)); echo "  test $id is $s" >&2;; esac
 done < "$ids"
 read -r rss_first rss_end rss_max < <(python3 - "$rss_csv" <<'PY'

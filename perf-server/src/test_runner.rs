@@ -1145,6 +1145,50 @@ impl TestRunner {
         &self.finished
     }
 
+    /// The p95 of this test and of up to 49 completed tests of the same
+    /// scenario and targets before it, oldest first, with the runs where the
+    /// level shifted (E-divisive means at 5 %, shifts of 3 % and more,
+    /// segments of 3 runs and more: [`perf_loadgen::change_points`]).
+    pub async fn trend(&self, record: &LoadTestRecord) -> Result<Trend, crate::Error> {
+        let filter = crate::store::TestFilter {
+            scenario: Some(record.scenario_name.clone()),
+            target: record.targets.first().cloned(),
+            status: Some(TestStatus::Completed),
+        };
+        let earlier = self
+            .store
+            .list_load_tests(
+                &filter,
+                crate::store::PageRequest {
+                    limit: 49,
+                    before: Some(record.id),
+                },
+            )
+            .await?;
+        let mut runs: Vec<TrendRun> = earlier
+            .items
+            .iter()
+            .filter(|t| t.targets == record.targets)
+            .chain(std::iter::once(record).filter(|r| r.status == TestStatus::Completed))
+            .filter_map(|t| {
+                let progress = t.progress.as_ref()?;
+                Some(TrendRun {
+                    id: t.id,
+                    finished_at_ms: t.finished_at_ms,
+                    p95_ms: progress.p95_ms,
+                    requests: progress.requests,
+                    errors: progress.errors,
+                })
+            })
+            .collect();
+        runs.sort_by_key(|r| r.id);
+        let series: Vec<f64> = runs.iter().map(|r| r.p95_ms).collect();
+        Ok(Trend {
+            change_points: perf_loadgen::change_points(&series, 0.05, 3, 0.03),
+            runs,
+        })
+    }
+
     /// This test judged against the recent history of the same scenario and
     /// targets (up to 5 earlier completed tests); `None` without history.
     pub async fn comparison(
@@ -1354,4 +1398,29 @@ pub fn final_event(record: &LoadTestRecord) -> (&'static str, serde_json::Value)
             "finished_at_ms": record.finished_at_ms,
         }),
     )
+}
+
+/// A scenario's p95 over its runs, and where it shifted.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct Trend {
+    /// Completed runs, oldest first (this test last when it completed).
+    pub runs: Vec<TrendRun>,
+    /// Indices into `runs` where a new level starts.
+    pub change_points: Vec<usize>,
+}
+
+/// One run of a [`Trend`].
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct TrendRun {
+    /// The test.
+    #[schema(value_type = String)]
+    pub id: Id,
+    /// When it ended.
+    pub finished_at_ms: Option<u64>,
+    /// Its 95th percentile latency (corrected), ms.
+    pub p95_ms: f64,
+    /// Requests it completed.
+    pub requests: u64,
+    /// Of which failed.
+    pub errors: u64,
 }

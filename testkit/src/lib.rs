@@ -11,6 +11,8 @@
 //! - [`target::TargetServer`]: a local HTTP/1.1 target with delays, statuses,
 //!   stalls, routes, optionally over TLS.
 //! - [`h2_target::H2Target`]: a local HTTP/2 target (h2c or TLS with ALPN h2).
+//! - [`browser::Browser`]: a headless Chromium driven through chromedriver
+//!   (W3C WebDriver over [`http`]) for the console's page tests.
 //! - [`certs`]: the test-only CA, server and client certificates.
 //! - [`fuzz`]: seeded, time-boxed structure-aware mutation of JSON and text for
 //!   the bounded fuzz runs in CI (`FUZZ_SECONDS`, `FUZZ_SEED`).
@@ -20,6 +22,7 @@
 //! println!("connect to {}", pg.url());
 //! ```
 
+pub mod browser;
 pub mod certs;
 pub mod fuzz;
 pub mod h2_target;

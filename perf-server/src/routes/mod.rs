@@ -1,5 +1,6 @@
 //! Route handlers: each parses the request, calls one API, maps the result to JSON.
 
+pub(crate) mod console;
 pub(crate) mod database;
 pub(crate) mod events;
 pub(crate) mod health;
@@ -16,7 +17,10 @@ use actix_web::web;
 
 /// Registers every route.
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(health::health)
+    cfg.service(console::root)
+        .service(console::page)
+        .service(console::file)
+        .service(health::health)
         .service(health::ready)
         .service(prometheus::metrics)
         .service(openapi::openapi_json)
@@ -35,6 +39,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         .service(scaling::config)
         .service(scaling::manual)
         .service(scaling::history)
+        .service(scaling::simulate)
         .service(recommendations::recommendations)
         .service(snapshots::create)
         .service(snapshots::list)
@@ -47,6 +52,8 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         .service(tests::show)
         .service(tests::results)
         .service(events::test_events)
+        .service(tests::trend)
+        .service(tests::compare)
         .service(tests::cancel);
 }
 

@@ -2,8 +2,8 @@ use actix_web::{HttpResponse, get};
 use utoipa::OpenApi;
 
 use super::{
-    database, events, health, host, profiling, prometheus, recommendations, scaling, snapshots,
-    tests,
+    console, database, events, health, host, profiling, prometheus, recommendations, scaling,
+    snapshots, tests,
 };
 use crate::api_error::{ApiError, ErrorBody};
 
@@ -15,6 +15,9 @@ use crate::api_error::{ApiError, ErrorBody};
         description = "The perf toolkit over HTTP. State-changing requests need `Authorization: Bearer <token>` when the server has an API token. Every error is `{\"error\": {\"code\", \"message\", \"field\"?}}`."
     ),
     paths(
+        console::root,
+        console::page,
+        console::file,
         health::health,
         health::ready,
         prometheus::metrics,
@@ -34,6 +37,7 @@ use crate::api_error::{ApiError, ErrorBody};
         scaling::config,
         scaling::manual,
         scaling::history,
+        scaling::simulate,
         recommendations::recommendations,
         snapshots::create,
         snapshots::list,
@@ -43,6 +47,8 @@ use crate::api_error::{ApiError, ErrorBody};
         tests::show,
         tests::results,
         events::test_events,
+        tests::trend,
+        tests::compare,
         tests::history,
         tests::list,
         tests::cancel,

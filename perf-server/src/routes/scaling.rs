@@ -166,6 +166,63 @@ pub(crate) async fn manual(
     Ok(HttpResponse::Ok().json(record))
 }
 
+/// Body of `POST /performance/scaling/simulate`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SimulateRequest {
+    /// The policy to replay (default: the one in force).
+    policy: Option<perf_scaling::ScalingPolicy>,
+    /// The load over time as CSV, `t,v` rows (seconds, load), as
+    /// `perf-server scaling simulate --trace` reads it.
+    trace_csv: String,
+    /// Decision period, start-up time, load one replica serves.
+    #[serde(default)]
+    settings: perf_scaling::SimulationSettings,
+}
+
+/// Replays a policy over a recorded load: the replicas it would have run,
+/// each decision with its reason, how long users waited for capacity and
+/// what it cost. Nothing is scaled.
+#[utoipa::path(post, operation_id = "simulateScaling", path = "/performance/scaling/simulate", tag = "scaling", request_body = SimulateRequest, responses(
+    (status = 200, body = perf_scaling::SimulationReport, description = "the replay"),
+    (status = 401, body = crate::api_error::ErrorBody, description = "missing or wrong bearer token"),
+    (status = 422, body = crate::api_error::ErrorBody, description = "a bad policy, trace or setting (named), or too much to simulate")
+))]
+#[post("/performance/scaling/simulate")]
+pub(crate) async fn simulate(
+    state: web::Data<AppState>,
+    body: JsonBody<SimulateRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let SimulateRequest {
+        policy,
+        trace_csv,
+        settings,
+    } = body.0;
+    let policy = match policy {
+        Some(p) => p,
+        None => stored_policy(&state)
+            .await?
+            .and_then(|v| serde_json::from_value(v).ok())
+            .ok_or_else(|| {
+                ApiError::invalid_field("policy", "no policy is in force here: give one")
+            })?,
+    };
+    let trace = perf_scaling::parse_trace_csv(&trace_csv)
+        .map_err(|e| ApiError::invalid_field("trace_csv", e.to_string()))?;
+    // Bounded by MAX_SIMULATION_WORK, but CPU work all the same: off the HTTP workers.
+    let report =
+        tokio::task::spawn_blocking(move || perf_scaling::simulate(&policy, &trace, &settings))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(|e| match e {
+                perf_scaling::Error::Invalid { field, message } => {
+                    ApiError::invalid_field(field, message)
+                }
+                other => ApiError::invalid_field("trace_csv", other.to_string()),
+            })?;
+    Ok(HttpResponse::Ok().json(report))
+}
+
 /// Decisions, newest first (`?limit=&cursor=`).
 #[utoipa::path(get, operation_id = "listScalingEvents", path = "/performance/scaling/history", tag = "scaling", params(PageQuery), responses(
     (status = 200, body = crate::store::Page<ScalingEventRecord>, description = "a page of ScalingEventRecord"),

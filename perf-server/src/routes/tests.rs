@@ -85,6 +85,15 @@ pub(crate) struct StartTest {
     /// Split the load into this many shards on local worker processes (not with `workers`).
     #[schema(nullable = false, minimum = 1)]
     shards: Option<u32>,
+    /// The text of a scenario file (`load_tests: {name: {...}}`, as
+    /// `perf-server run` reads) to start one of its scenarios; the body's
+    /// other keys (`target`, `users`...) override its keys. Not with `preset`.
+    #[schema(nullable = false)]
+    scenario_yaml: Option<String>,
+    /// Which of `scenario_yaml`'s load_tests (needed when it has several).
+    #[schema(nullable = false)]
+    #[serde(rename = "scenario")]
+    scenario_of_file: Option<String>,
 }
 
 /// Reads the body: a scenario (the YAML schema as JSON) with an optional
@@ -134,8 +143,24 @@ fn scenario_of(body: serde_json::Value) -> Result<(String, Scenario, Placement),
         }
     };
     let mut preset_name = None;
+    let from_file = fields
+        .remove("scenario_yaml")
+        .map(|text| scenario_from_yaml(&text, fields.remove("scenario")))
+        .transpose()?;
+    if from_file.is_some() && fields.contains_key("preset") {
+        return Err(ApiError::invalid_field(
+            "preset",
+            "give scenario_yaml or preset, not both",
+        ));
+    }
     let mut merged = match fields.remove("preset") {
-        None => serde_json::Map::new(),
+        None => match from_file {
+            Some((file_name, keys)) => {
+                preset_name = Some(file_name);
+                keys
+            }
+            None => serde_json::Map::new(),
+        },
         Some(serde_json::Value::String(p)) => {
             preset_name = Some(p.clone());
             let kind: Preset = p.parse().map_err(|e: perf_loadgen::Error| {
@@ -183,6 +208,58 @@ fn scenario_of(body: serde_json::Value) -> Result<(String, Scenario, Placement),
         scenario,
         placement,
     ))
+}
+
+/// The scenario `which` (needed when there are several) of a scenario
+/// file's text, as `perf-server run` reads it, with its name; its keys as
+/// JSON, for the body's other keys to override.
+fn scenario_from_yaml(
+    text: &serde_json::Value,
+    which: Option<serde_json::Value>,
+) -> Result<(String, serde_json::Map<String, serde_json::Value>), ApiError> {
+    let serde_json::Value::String(text) = text else {
+        return Err(ApiError::invalid_field(
+            "scenario_yaml",
+            "scenario_yaml must be the text of a scenario file (load_tests: {name: {...}})",
+        ));
+    };
+    let file = perf_loadgen::ScenarioFile::from_yaml(text)
+        .map_err(|e| ApiError::invalid_field("scenario_yaml", e.to_string()))?;
+    let name = match which {
+        Some(serde_json::Value::String(name)) => name,
+        Some(other) => {
+            return Err(ApiError::invalid_field(
+                "scenario",
+                format!("scenario must be the name of one of the file's load_tests, not {other}"),
+            ));
+        }
+        None if file.load_tests.len() == 1 => {
+            file.load_tests.keys().next().cloned().unwrap_or_default()
+        }
+        None => {
+            return Err(ApiError::invalid_field(
+                "scenario",
+                format!(
+                    "the file has several load_tests ({}); name one in `scenario`",
+                    file.load_tests
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        }
+    };
+    let scenario = file
+        .get(&name)
+        .map_err(|e| ApiError::invalid_field("scenario", e.to_string()))?;
+    match serde_json::to_value(scenario) {
+        Ok(serde_json::Value::Object(keys)) => Ok((
+            name,
+            keys.into_iter().filter(|(_, v)| !v.is_null()).collect(),
+        )),
+        _ => Err(ApiError::internal("a scenario did not serialize")),
+    }
 }
 
 fn admission_error(e: AdmissionError) -> ApiError {
@@ -307,6 +384,89 @@ pub(crate) async fn results(
         ))
         .with_field("format")),
     }
+}
+
+/// How a test compares: the regression verdicts against the recent history
+/// of its scenario, and the scenario's p95 per run with its level shifts.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct TestTrendView {
+    /// The verdicts against up to 5 earlier completed runs (absent without
+    /// history or before the test measured anything).
+    #[schema(value_type = Object)]
+    comparison: Option<perf_loadgen::Comparison>,
+    /// The scenario's p95 over its runs and where it shifted.
+    trend: crate::test_runner::Trend,
+}
+
+/// The test against its scenario's history.
+#[utoipa::path(get, operation_id = "getLoadTestTrend", path = "/performance/tests/{id}/trend", tag = "tests", responses(
+    (status = 200, body = TestTrendView, description = "OK"),
+    (status = 404, body = crate::api_error::ErrorBody, description = "not found")
+))]
+#[get("/performance/tests/{id}/trend")]
+pub(crate) async fn trend(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&id)?;
+    let record = state
+        .tests
+        .get(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no load test {id}")))?;
+    let comparison = state.tests.comparison(&record).await?;
+    let trend = state.tests.trend(&record).await?;
+    Ok(HttpResponse::Ok().json(TestTrendView { comparison, trend }))
+}
+
+/// `?baseline=<id>`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct BaselineQuery {
+    /// The test to compare against.
+    baseline: String,
+}
+
+/// This test judged against another one: each metric's change with its
+/// confidence interval and the regression verdicts.
+#[utoipa::path(get, operation_id = "compareLoadTests", path = "/performance/tests/{id}/compare", tag = "tests", params(BaselineQuery), responses(
+    (status = 200, body = Object, description = "the Comparison: metrics with baseline, current, change and verdict; regressed; inconclusive"),
+    (status = 404, body = crate::api_error::ErrorBody, description = "a test is missing or has measured nothing"),
+    (status = 400, body = crate::api_error::ErrorBody, description = "bad id")
+))]
+#[get("/performance/tests/{id}/compare")]
+pub(crate) async fn compare(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    query: web::Query<BaselineQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let current_id = parse_id(&id)?;
+    let baseline_id = parse_id(&query.baseline).map_err(|e| e.with_field("baseline"))?;
+    let mut reports = Vec::with_capacity(2);
+    for id in [baseline_id, current_id] {
+        let record = state
+            .tests
+            .get(id)
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("no load test {id}")))?;
+        if record.report.is_none() {
+            return Err(ApiError::not_found(format!(
+                "load test {id} has measured nothing ({})",
+                record.status.as_str()
+            )));
+        }
+        reports.push(record);
+    }
+    let (baseline, current) = (&reports[0], &reports[1]);
+    let (Some(b), Some(c)) = (&baseline.report, &current.report) else {
+        return Err(ApiError::internal("a report vanished"));
+    };
+    Ok(HttpResponse::Ok().json(perf_loadgen::compare(
+        b,
+        c,
+        &perf_loadgen::CompareOptions::default(),
+    )))
 }
 
 /// `?limit=&cursor=&scenario=&target=&status=`.
