@@ -84,18 +84,20 @@ fn the_console_starts_watches_reports_cancels_and_profiles_in_a_real_browser() {
     let base = format!("http://{}", server.addr);
     let browser = Browser::start(1280, 900).unwrap();
 
-    // `/` leads to the console; keyboard users land on the skip link first.
+    // `/` leads to the console. The view takes the focus on each page; Tab
+    // goes on from there through the form's fields.
     browser.goto(&format!("{base}/")).unwrap();
     browser.wait_for("#start-form", WAIT).unwrap();
     assert!(browser.url().unwrap().contains("/ui/"));
     browser.press("\u{E004}").unwrap(); // Tab
     let focused = browser
         .script(
-            "return document.activeElement.className + '|' + document.activeElement.textContent",
+            "return document.activeElement.tagName + '#' + document.activeElement.id",
             &[],
         )
         .unwrap();
-    assert!(focused.as_str().unwrap().starts_with("skip|"), "{focused}");
+    assert_eq!(focused, "INPUT#start-name", "{focused}");
+    assert!(browser.find("a.skip[href='#view']").is_ok());
 
     // A bad value: the token is asked once (POST needs it), then the
     // server's error shows next to its field.

@@ -156,7 +156,8 @@ function timeChart(container, title, series, yLabel, y2Label) {
   const grid = style.getPropertyValue('--line').trim() || '#d0d7de';
   const box = h('div', { class: 'chart', role: 'img', 'aria-label': `${title} chart` }, h('h3', {}, title));
   container.append(box);
-  const axis = (label, scale, side) => ({
+  // Left (3) or right (1): an axis without a side would be laid out as a horizontal one.
+  const axis = (label, scale, side = 3) => ({
     scale, side, label, stroke: fg, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid },
     size: 60, values: (u, vals) => vals.map((v) => (v === null ? '' : num(v, 2))),
   });
@@ -393,7 +394,7 @@ async function testPage(id) {
       h('a', { href: `${base}?format=json`, download: `${test.id}.json` }, 'JSON'),
       h('a', { href: `${base}?format=csv`, download: `${test.id}.csv` }, 'CSV'),
       h('a', { href: `${base}?format=html`, target: '_blank', rel: 'noopener' }, 'HTML report')),
-    test.error ? h('div', { class: 'error-box', role: 'alert' }, test.error) : null);
+    ...(test.error ? [h('div', { class: 'error-box', role: 'alert' }, test.error)] : []));
   const live = h('section', { 'aria-labelledby': 'live-title' }, h('h2', { id: 'live-title' }, 'Throughput, latency and users'));
   const tiles = h('div', { class: 'tiles' },
     tile('Users', '–', 'live-users'), tile('Throughput', '–', 'live-rps'), tile('p95 so far', '–', 'live-p95'),
@@ -421,6 +422,8 @@ async function testPage(id) {
     throughput.set([r.timeline.map((t) => start + t.t_s), r.timeline.map((t) => t.rps), r.timeline.map((t) => t.errors / Math.max(1, t.span_s))]);
     latency.set([r.timeline.map((t) => start + t.t_s), r.timeline.map((t) => t.p50_ms), r.timeline.map((t) => t.p95_ms), r.timeline.map((t) => t.p99_ms)]);
     users.set([r.timeline.map((t) => start + t.t_s), r.timeline.map((t) => t.users), r.timeline.map((t) => t.in_flight), r.timeline.map((t) => t.dropped / Math.max(1, t.span_s))]);
+    document.getElementById('live-rps').textContent = `${rate(r.rps)} (whole run)`;
+    document.getElementById('live-p95').textContent = ms(r.latency_ms.p95);
     report.replaceChildren();
     renderReport(report, r);
     const t = await api(`/performance/tests/${test.id}/trend`);
@@ -449,7 +452,7 @@ async function testPage(id) {
       document.getElementById('live-checks').textContent = checks ? pct(s.checks_passed / checks) : '–';
       document.getElementById('live-dropped').textContent = num(s.dropped, 0);
       const gen = document.getElementById('live-generator');
-      gen.textContent = `${pct(s.generator_cpu)} CPU${s.generator_bound ? ' — BOUND' : ''}`;
+      gen.textContent = `${num(s.generator_cpu * 100, 1)} % CPU${s.generator_bound ? ' — BOUND' : ''}`;
       gen.className = `value${s.generator_bound ? ' fail' : ''}`;
       document.getElementById('live-elapsed').textContent = `${seconds(s.elapsed_s)} of ${seconds(s.total_s)}`;
     },

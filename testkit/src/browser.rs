@@ -13,7 +13,7 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 
 /// The W3C key of an element reference in WebDriver answers.
-const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735ad8c6e4";
+const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 /// A headless Chromium session; the driver and the browser end on drop.
 #[derive(Debug)]
@@ -138,7 +138,7 @@ impl Browser {
         found[ELEMENT_KEY]
             .as_str()
             .map(|id| Element(id.to_owned()))
-            .ok_or_else(|| format!("no element {css}"))
+            .ok_or_else(|| format!("no element {css}: {found}"))
     }
 
     /// The first element matching the CSS selector, waiting up to `limit`.

@@ -52,11 +52,35 @@ pub fn send(
     stream
         .write_all(request.as_bytes())
         .map_err(|e| format!("write: {e}"))?;
+    parse(&read_response(&mut stream)?)
+}
+
+/// The response's bytes: up to the end of its `Content-Length` when it has
+/// one (some servers, chromedriver among them, may keep the connection open
+/// despite `Connection: close`), else up to the end of the connection.
+fn read_response(stream: &mut TcpStream) -> Result<Vec<u8>, String> {
     let mut raw = Vec::new();
-    stream
-        .read_to_end(&mut raw)
-        .map_err(|e| format!("read: {e}"))?;
-    parse(&raw)
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+            let length = head.lines().find_map(|l| {
+                l.strip_prefix("content-length:")
+                    .and_then(|v| v.trim().parse::<usize>().ok())
+            });
+            if let Some(length) = length
+                && raw.len() >= end + 4 + length
+            {
+                raw.truncate(end + 4 + length);
+                return Ok(raw);
+            }
+        }
+        let n = stream.read(&mut buf).map_err(|e| format!("read: {e}"))?;
+        if n == 0 {
+            return Ok(raw);
+        }
+        raw.extend_from_slice(&buf[..n]);
+    }
 }
 
 /// `GET path`.
