@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite. As root it first installs what the tests need from
 # Debian (PostgreSQL 15 server, hypopg); otherwise it says what is missing.
-# Then: the alert rules (promtool) and dashboard, cargo fmt --check,
+# Then (the console's page tests in a headless Chromium among the tests):
+# the alert rules (promtool) and dashboard, cargo fmt --check,
 # cargo clippy -D warnings, cargo test --workspace (with a few seconds of
 # fuzzing per target), the OpenAPI document (openapi-spec-validator from
 # PyPI), the load-testing CI job (with promtool check metrics on a live
@@ -21,6 +22,8 @@ command -v promtool >/dev/null || missing+=(prometheus)          # promtool chec
 command -v python3 >/dev/null || missing+=(python3)              # the scaling tests run python's http.server as instances
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)   # openapi-spec-validator (PyPI) in a venv
 command -v curl >/dev/null || missing+=(curl)                    # the CI load job and the soak speak to perf-server
+command -v chromium >/dev/null || missing+=(chromium)            # the console's page tests run a real headless Chromium
+[ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)       # ...driven over WebDriver
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         echo "==> installing ${missing[*]}"

@@ -1589,7 +1589,16 @@ async fn every_served_route_is_documented_and_every_documented_route_is_served()
             // taking `history` for an id).
             let pattern = resp.request().match_pattern();
             let status = resp.status();
-            let body = String::from_utf8_lossy(&test::read_body(resp).await).into_owned();
+            // An event stream never ends by itself: its headers say enough.
+            let streaming = resp
+                .headers()
+                .get("content-type")
+                .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+            let body = if streaming {
+                String::new()
+            } else {
+                String::from_utf8_lossy(&test::read_body(resp).await).into_owned()
+            };
             assert_eq!(
                 pattern.as_deref(),
                 Some(path.as_str()),
@@ -1624,5 +1633,193 @@ async fn every_served_route_is_documented_and_every_documented_route_is_served()
     assert!(
         undeclared.is_empty(),
         "documented but no handler declares it: {undeclared:?}"
+    );
+}
+
+/// What the console reads besides the tests themselves: a scenario file
+/// started as it is written (`scenario_yaml`), one run compared with
+/// another, a scenario's p95 over its runs with its level shifts, and a
+/// policy replayed over an uploaded trace.
+#[actix_web::test]
+async fn scenario_files_comparisons_trends_and_simulations_through_the_api() {
+    let target =
+        testkit::target::TargetServer::start(testkit::target::Behavior::default()).unwrap();
+    let (svc, _dir) = service(None).await;
+    let post = |body: Value| {
+        TestRequest::post()
+            .uri("/performance/tests")
+            .set_json(body)
+            .to_request()
+    };
+    let file = "load_tests:\n  home: {users: 2, duration: 1s, think_time: 20ms, requests: [{path: /}]}\n  other: {users: 1, duration: 1s}\n";
+    // Two scenarios and none named: the field says which are there.
+    let (status, body) = json_of(
+        test::call_service(
+            &svc,
+            post(json!({"scenario_yaml": file, "target": target.url()})),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["field"], "scenario", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("home, other"),
+        "{body}"
+    );
+    // Not YAML of a scenario file: named too, with the parser's words.
+    let (status, body) = json_of(
+        test::call_service(
+            &svc,
+            post(json!({"scenario_yaml": "load_tests: [1, 2", "target": target.url()})),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["field"], "scenario_yaml", "{body}");
+    let (status, body) = json_of(
+        test::call_service(
+            &svc,
+            post(json!({"scenario_yaml": file, "scenario": "home", "target": target.url(), "preset": "baseline"})),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        (status.as_u16(), body["error"]["field"].as_str()),
+        (422u16, Some("preset")),
+        "{body}"
+    );
+
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let (status, started) = json_of(
+            test::call_service(
+                &svc,
+                post(json!({"scenario_yaml": file, "scenario": "home", "target": target.url()})),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(status, 202, "{started}");
+        assert_eq!(started["scenario_name"], "home");
+        let id = started["id"].as_str().unwrap().to_owned();
+        wait_for_status(&svc, &format!("/performance/tests/{id}"), "completed").await;
+        ids.push(id);
+    }
+    let get = |uri: String| TestRequest::get().uri(&uri).to_request();
+    let (status, cmp) = json_of(
+        test::call_service(
+            &svc,
+            get(format!(
+                "/performance/tests/{}/compare?baseline={}",
+                ids[1], ids[0]
+            )),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{cmp}");
+    assert!(
+        cmp["metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["metric"] == "p95"),
+        "{cmp}"
+    );
+    let (status, bad) = json_of(
+        test::call_service(
+            &svc,
+            get(format!(
+                "/performance/tests/{}/compare?baseline=nope",
+                ids[1]
+            )),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        (status.as_u16(), bad["error"]["field"].as_str()),
+        (400u16, Some("baseline")),
+        "{bad}"
+    );
+    let (status, trend) = json_of(
+        test::call_service(&svc, get(format!("/performance/tests/{}/trend", ids[1]))).await,
+    )
+    .await;
+    assert_eq!(status, 200, "{trend}");
+    let runs = trend["trend"]["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2, "{trend}");
+    assert_eq!(runs[1]["id"], ids[1].as_str());
+    assert!(runs[0]["p95_ms"].as_f64().unwrap() > 0.0);
+    assert!(
+        trend["trend"]["change_points"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    assert!(trend["comparison"]["metrics"].is_array(), "{trend}");
+
+    // A policy over a trace: the replay, and a bad trace named.
+    let policy = json!({"min_replicas": 1, "max_replicas": 10,
+        "metrics": [{"name": "rps", "kind": "pods", "target": {"average_value": 100}}]});
+    let simulate = |body: Value| {
+        TestRequest::post()
+            .uri("/performance/scaling/simulate")
+            .set_json(body)
+            .to_request()
+    };
+    let (status, report) = json_of(
+        test::call_service(
+            &svc,
+            simulate(
+                json!({"policy": policy, "trace_csv": "t,v\n0,100\n300,900\n600,900\n900,100\n",
+                "settings": {"period_s": 15, "startup_s": 30, "request_per_replica": 100}}),
+            ),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{report}");
+    assert!(report["peak_replicas"].as_u64().unwrap() >= 9, "{report}");
+    let (status, bad) = json_of(
+        test::call_service(
+            &svc,
+            simulate(json!({"policy": policy, "trace_csv": "t,v\n"})),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        (status.as_u16(), bad["error"]["field"].as_str()),
+        (422u16, Some("trace_csv")),
+        "{bad}"
+    );
+    let (status, bad) = json_of(
+        test::call_service(
+            &svc,
+            simulate(json!({"policy": policy, "trace_csv": "t,v\n0,1\n60,2\n", "settings": {"period_s": 0}})),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        (status.as_u16(), bad["error"]["field"].as_str()),
+        (422u16, Some("period_s")),
+        "{bad}"
+    );
+    // Without a policy in force and none given: said, not guessed.
+    let (status, bad) =
+        json_of(test::call_service(&svc, simulate(json!({"trace_csv": "t,v\n0,1\n60,2\n"}))).await)
+            .await;
+    assert_eq!(
+        (status.as_u16(), bad["error"]["field"].as_str()),
+        (422u16, Some("policy")),
+        "{bad}"
     );
 }
