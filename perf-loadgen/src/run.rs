@@ -25,6 +25,9 @@ use crate::{Error, FeedAccess, Result};
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LiveSnapshot {
+    /// When it was taken, milliseconds since the Unix epoch.
+    #[serde(default)]
+    pub at_ms: u64,
     /// Seconds since the start.
     pub elapsed_s: f64,
     /// Planned length, seconds.
@@ -103,6 +106,7 @@ impl LiveSnapshot {
             ..LiveSnapshot::default()
         };
         for p in parts {
+            all.at_ms = all.at_ms.max(p.at_ms);
             all.elapsed_s = all.elapsed_s.max(p.elapsed_s);
             all.total_s = all.total_s.max(p.total_s);
             all.users += p.users;
@@ -1035,6 +1039,7 @@ async fn supervise<W: Workload>(
             let dropped = ctx.dropped.load(Ordering::Relaxed);
             let generator = ctx.generator_load().judged(requests, dropped);
             LiveSnapshot {
+                at_ms: perf_core::unix_millis(),
                 elapsed_s: ctx.start.elapsed().as_secs_f64(),
                 total_s: plan.total().as_secs_f64(),
                 users: ctx.users.load(Ordering::Relaxed),

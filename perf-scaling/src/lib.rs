@@ -72,8 +72,8 @@ pub use replicas::{
     pod_average_replicas, ready_pods, resource_utilization_replicas, value_replicas,
 };
 pub use simulate::{
-    MAX_SIMULATION_STEPS, MAX_SIMULATION_WORK, PolicyComparison, SimulationReport,
-    SimulationSettings, SimulationSettingsBuilder, SimulationStep, TracePoint,
-    compare_reactive_predictive, parse_trace_csv, simulate,
+    MAX_SIMULATION_STEPS, MAX_SIMULATION_WORK, MAX_TRACE_SECONDS, PolicyComparison,
+    SimulationReport, SimulationSettings, SimulationSettingsBuilder, SimulationStep, TracePoint,
+    compare_reactive_predictive, parse_trace_csv, simulate, simulation_size,
 };
 pub use sources::{InstanceScraper, MetricsSource, PrometheusQuery, ScrapedSeries, SeriesKind};

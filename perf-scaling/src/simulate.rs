@@ -19,6 +19,10 @@ pub const MAX_SIMULATION_STEPS: usize = 1_051_200;
 /// makes: minutes of CPU, not days.
 pub const MAX_SIMULATION_WORK: f64 = 2e8;
 
+/// The latest time a trace may name, seconds (about 31 years): beyond it a
+/// time plus a decision period rounds back to itself.
+pub const MAX_TRACE_SECONDS: f64 = 1e9;
+
 /// One point of a recorded load.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -74,6 +78,12 @@ pub fn parse_trace_csv(text: &str) -> Result<Vec<TracePoint>> {
                 last.t_s
             )));
         }
+        if t_s > MAX_TRACE_SECONDS {
+            return Err(Error::Input(format!(
+                "trace line {}: time {t_s} is beyond {MAX_TRACE_SECONDS:e} s",
+                i + 1
+            )));
+        }
         if points.is_empty() && t_s < 0.0 {
             return Err(Error::Input(format!(
                 "trace line {}: time {t_s} is negative",
@@ -88,6 +98,27 @@ pub fn parse_trace_csv(text: &str) -> Result<Vec<TracePoint>> {
         ));
     }
     Ok(points)
+}
+
+/// The decisions a simulation of `trace` makes and its replica-decisions
+/// (decisions times the most replicas it may run): what [`simulate`]
+/// checks against [`MAX_SIMULATION_STEPS`] and [`MAX_SIMULATION_WORK`],
+/// for a caller with tighter bounds of its own (a server answering a
+/// request).
+pub fn simulation_size(
+    policy: &ScalingPolicy,
+    trace: &[TracePoint],
+    settings: &SimulationSettings,
+) -> (f64, f64) {
+    let (Some(first), Some(last)) = (trace.first(), trace.last()) else {
+        return (0.0, 0.0);
+    };
+    let initial = settings
+        .initial_replicas
+        .unwrap_or(policy.min_replicas)
+        .clamp(1, policy.max_replicas.max(1));
+    let steps = (last.t_s - first.t_s) / settings.period_s;
+    (steps, steps * f64::from(policy.max_replicas.max(initial)))
 }
 
 /// How the simulated system behaves.
@@ -307,8 +338,7 @@ pub fn simulate(
     // Each replica: the time it becomes ready.
     let mut replicas: Vec<f64> = vec![f64::NEG_INFINITY; initial as usize];
     let end = trace[trace.len() - 1].t_s;
-    let steps = (end - trace[0].t_s) / settings.period_s;
-    let work = steps * f64::from(policy.max_replicas.max(initial));
+    let (steps, work) = simulation_size(policy, trace, settings);
     if !(work.is_finite() && work <= MAX_SIMULATION_WORK) {
         return Err(Error::Input(format!(
             "{steps:.0} decisions over up to {} replicas is too much to simulate (at most {MAX_SIMULATION_WORK:e} replica-decisions); use a longer period, a shorter trace or fewer max_replicas",
@@ -334,7 +364,10 @@ pub fn simulate(
     let first = trace[0].t_s;
     let mut step = 0u64;
     let mut t = first;
-    while t <= end {
+    // Counted, not only compared: far from 0 a time plus a period can round
+    // back to itself.
+    let last_step = steps.floor() as u64;
+    while step <= last_step && t <= end {
         let load = demand_at(trace, t);
         let ready = replicas.iter().filter(|r| **r <= t).count() as u32;
         let needed = (load / per_replica_target).ceil().max(0.0) as u32;

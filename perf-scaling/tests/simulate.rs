@@ -76,11 +76,18 @@ fn bad_traces_and_settings_say_what_is_wrong() {
     let err = simulate(&p, &trace, &zero_period).unwrap_err().to_string();
     assert!(err.starts_with("period_s"), "{err}");
     // A trace spanning a huge time is refused at once, not replayed for ever.
-    for csv in ["t,v\n0,1\n1e300,2\n", "t,v\n0,1\n1e9,2\n"] {
-        let trace = parse_trace_csv(csv).unwrap();
-        let err = simulate(&p, &trace, &SimulationSettings::default())
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("decisions"), "{err}");
+    let trace = parse_trace_csv("t,v\n0,1\n1e9,2\n").unwrap();
+    let err = simulate(&p, &trace, &SimulationSettings::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("decisions"), "{err}");
+    // Times far from 0, where a time plus a period rounds back to itself,
+    // are refused as they are read; one row near the limit is one decision.
+    for csv in ["t,v\n0,1\n1e300,2\n", "t,v\n1e300,1\n"] {
+        let err = parse_trace_csv(csv).unwrap_err().to_string();
+        assert!(err.contains("beyond"), "{err}");
     }
+    let single = parse_trace_csv("t,v\n999999999,5\n").unwrap();
+    let report = simulate(&p, &single, &SimulationSettings::default()).unwrap();
+    assert_eq!(report.timeline.len(), 1);
 }

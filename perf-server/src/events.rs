@@ -13,6 +13,7 @@
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -22,6 +23,7 @@ use std::time::Duration;
 use actix_web::web::Bytes;
 use serde::Serialize;
 use tokio::sync::mpsc;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 /// Frames a subscriber may have waiting before it is dropped as too slow
 /// (16 s of a load test's events; 1.6 s of host samples at 100 ms).
@@ -40,6 +42,8 @@ pub struct StreamSlots {
     open: AtomicUsize,
     max: usize,
     dropped: AtomicU64,
+    /// Cancelled when the server shuts down: every stream ends.
+    shutdown: CancellationToken,
 }
 
 impl Default for StreamSlots {
@@ -48,6 +52,7 @@ impl Default for StreamSlots {
             open: AtomicUsize::new(0),
             max: DEFAULT_MAX_STREAMS,
             dropped: AtomicU64::new(0),
+            shutdown: CancellationToken::new(),
         }
     }
 }
@@ -69,6 +74,12 @@ impl StreamSlots {
     /// The cap.
     pub fn max(&self) -> usize {
         self.max
+    }
+
+    /// Ends every stream, open or to come (the server is stopping: an open
+    /// stream would hold the graceful shutdown until its timeout).
+    pub fn shut_down(&self) {
+        self.shutdown.cancel();
     }
 
     /// Subscribers dropped for falling behind, since the start.
@@ -198,8 +209,12 @@ impl EventFeed {
         }
         self.push(&mut state, event, data);
         state.closed = true;
-        // Dropping the senders ends each stream once its queue is sent.
-        state.subscribers.clear();
+        // Dropping the senders ends each stream once its queue is sent. Their
+        // slots are free now: what is left is at most a queue of shared
+        // frames, and a client that stopped reading must not keep a slot.
+        for s in state.subscribers.drain(..) {
+            s.slot.release();
+        }
     }
 
     /// Subscribers now.
@@ -249,6 +264,7 @@ pub struct EventStream {
     queue: Option<mpsc::Receiver<Bytes>>,
     slot: Arc<Slot>,
     heartbeat: tokio::time::Interval,
+    shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
 }
 
 impl EventStream {
@@ -260,11 +276,13 @@ impl EventStream {
         let mut heartbeat =
             tokio::time::interval_at(tokio::time::Instant::now() + HEARTBEAT, HEARTBEAT);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let shutdown = Box::pin(slot.slots.shutdown.clone().cancelled_owned());
         Self {
             backlog,
             queue,
             slot,
             heartbeat,
+            shutdown,
         }
     }
 }
@@ -273,6 +291,9 @@ impl futures_core::Stream for EventStream {
     type Item = Result<Bytes, Infallible>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.shutdown.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(None);
+        }
         if let Some(frame) = self.backlog.pop_front() {
             return Poll::Ready(Some(Ok(frame)));
         }
@@ -346,9 +367,10 @@ mod tests {
         feed.publish("snapshot", &5);
         assert!(next_now(&mut s).unwrap().contains("data: 5"));
         feed.close("completed", &serde_json::json!({"status": "completed"}));
+        // The close frees the slot at once (a stalled client keeps none).
+        assert_eq!(slots.open(), 0);
         assert!(next_now(&mut s).unwrap().starts_with("event: completed"));
         assert_eq!(next_now(&mut s).unwrap(), "<end>");
-        assert_eq!(slots.open(), 1);
         drop(s);
         assert_eq!(slots.open(), 0);
         // After the close: the history and the end at once.
@@ -356,6 +378,18 @@ mod tests {
         let frames = drain(&mut late);
         assert_eq!(frames.len(), 4, "{frames:?}");
         assert_eq!(frames[3], "<end>");
+    }
+
+    #[tokio::test]
+    async fn shutting_down_ends_every_stream() {
+        let slots = StreamSlots::new(4);
+        let feed = EventFeed::new("t", 4);
+        feed.publish("snapshot", &1);
+        let mut s = feed.subscribe(&slots).unwrap();
+        slots.shut_down();
+        assert_eq!(next_now(&mut s).unwrap(), "<end>");
+        let mut later = feed.subscribe(&slots).unwrap();
+        assert_eq!(next_now(&mut later).unwrap(), "<end>");
     }
 
     #[tokio::test]

@@ -171,6 +171,7 @@ pub async fn run(config: ServerConfig) -> Result<()> {
     };
     monitor.memory().watch_cache(tests.finished_cache());
     let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let streams = crate::events::StreamSlots::new(config.max_event_streams);
     let state = web::Data::new(AppState {
         store: Arc::clone(&store),
         monitor,
@@ -179,7 +180,7 @@ pub async fn run(config: ServerConfig) -> Result<()> {
         database,
         scaling: scaling.clone(),
         draining: Arc::clone(&draining),
-        streams: crate::events::StreamSlots::new(config.max_event_streams),
+        streams: Arc::clone(&streams),
     });
     let app_config = Arc::new(config.clone());
     let workers = config.workers.unwrap_or_else(|| {
@@ -228,6 +229,9 @@ pub async fn run(config: ServerConfig) -> Result<()> {
             "{signal} received: /ready now answers 503; draining, then graceful shutdown"
         );
         tokio::time::sleep(drain_delay).await;
+        // Event streams never end by themselves: end them, or the graceful
+        // stop waits its whole timeout for them.
+        streams.shut_down();
         handle.stop(true).await;
     });
     running.await?;

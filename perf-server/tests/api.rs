@@ -1695,6 +1695,48 @@ async fn scenario_files_comparisons_trends_and_simulations_through_the_api() {
         "{body}"
     );
 
+    // A name of spaces, and aliases that repeat a large value past the body's
+    // size: refused, each named.
+    let blank = "load_tests:\n  '   ': {users: 1, duration: 1s}\n";
+    let (status, body) = json_of(
+        test::call_service(
+            &svc,
+            post(json!({"scenario_yaml": blank, "target": target.url()})),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        (status.as_u16(), body["error"]["field"].as_str()),
+        (422u16, Some("scenario")),
+        "{body}"
+    );
+    let big = "A".repeat(200_000);
+    let repeated: String = (0..10).map(|_| "      - {path: /, body: *b}\n").collect();
+    let aliases = format!(
+        "load_tests:\n  s:\n    users: 1\n    duration: 1s\n    requests:\n      - {{path: /, body: &b \"{big}\"}}\n{repeated}"
+    );
+    let (status, body) = json_of(
+        test::call_service(
+            &svc,
+            post(json!({"scenario_yaml": aliases, "target": target.url()})),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        (status.as_u16(), body["error"]["field"].as_str()),
+        (422u16, Some("scenario_yaml")),
+        "{body}"
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("aliases"),
+        "{body}"
+    );
+
     let mut ids = Vec::new();
     for _ in 0..2 {
         let (status, started) = json_of(
@@ -1811,6 +1853,27 @@ async fn scenario_files_comparisons_trends_and_simulations_through_the_api() {
     assert_eq!(
         (status.as_u16(), bad["error"]["field"].as_str()),
         (422u16, Some("period_s")),
+        "{bad}"
+    );
+    // More than a request may simulate (a year at 15 s): refused before any work.
+    let (status, bad) = json_of(
+        test::call_service(
+            &svc,
+            simulate(json!({"policy": policy, "trace_csv": "t,v\n0,1\n31536000,2\n"})),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        (status.as_u16(), bad["error"]["field"].as_str()),
+        (422u16, Some("trace_csv")),
+        "{bad}"
+    );
+    assert!(
+        bad["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("scaling simulate"),
         "{bad}"
     );
     // Without a policy in force and none given: said, not guessed.

@@ -349,3 +349,30 @@ fn a_stalled_subscriber_is_dropped_and_the_cap_refuses_the_rest() {
     );
     drop(stalled);
 }
+
+/// SIGTERM with event streams open: they end at once and the server stops
+/// without waiting its graceful-shutdown timeout for them.
+#[test]
+fn sigterm_ends_open_event_streams_and_the_server_stops_promptly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = ServerProcess::start(dir.path(), &[]);
+    let mut clients: Vec<EventClient> = (0..3)
+        .map(|_| EventClient::open(server.addr, "/performance/metrics/events").unwrap())
+        .collect();
+    for c in &mut clients {
+        assert_eq!(c.next().unwrap().name, "sample");
+    }
+    let signalled = Instant::now();
+    server.signal("TERM");
+    for c in &mut clients {
+        // What was queued, then the end.
+        while c.next().is_some() {}
+    }
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "{status:?}\n{}", server.log_text());
+    assert!(
+        signalled.elapsed() < Duration::from_secs(10),
+        "took {:?} (the graceful timeout is 30 s)",
+        signalled.elapsed()
+    );
+}

@@ -188,6 +188,8 @@ function timeChart(container, title, series, yLabel, y2Label) {
   return {
     plot,
     push(t, values) {
+      // Replayed or repeated events: x must only grow.
+      if (data[0].length && t <= data[0][data[0].length - 1]) return;
       data[0].push(t);
       values.forEach((v, i) => data[i + 1].push(v));
       if (data[0].length > 3600) data.forEach((d) => d.shift());
@@ -205,15 +207,29 @@ function timeChart(container, title, series, yLabel, y2Label) {
 /** What the page left running (streams, timers, charts), stopped on leaving it. */
 const Page = {
   cleanups: [],
+  /** Counts page changes: work started for an earlier page checks it and stops. */
+  generation: 0,
   onLeave(fn) { this.cleanups.push(fn); },
-  leave() { this.cleanups.splice(0).forEach((fn) => { try { fn(); } catch (e) { /* gone already */ } }); },
+  leave() {
+    this.generation += 1;
+    this.cleanups.splice(0).forEach((fn) => { try { fn(); } catch (e) { /* gone already */ } });
+  },
+  /** A check that is true while the page current when it was made is shown. */
+  current() { const g = this.generation; return () => g === this.generation; },
 };
 
-function stream(path, handlers) {
+/** Follows an event stream; `onGone` runs when the server refuses or ends it for good. */
+function stream(path, handlers, onGone) {
   const source = new EventSource(path);
   for (const [event, fn] of Object.entries(handlers)) {
     source.addEventListener(event, (e) => fn(JSON.parse(e.data), e));
   }
+  source.addEventListener('error', () => {
+    if (source.readyState === EventSource.CLOSED) {
+      notice('Live updates are unavailable (too many streams open, or the server went away); figures are polled instead.');
+      if (onGone) onGone();
+    }
+  });
   Page.onLeave(() => source.close());
   return source;
 }
@@ -222,6 +238,7 @@ const PRESETS = ['baseline', 'stress', 'spike', 'endurance', 'volume'];
 const FINAL = ['completed', 'failed', 'cancelled', 'interrupted'];
 
 async function testsPage(params) {
+  const alive = Page.current();
   const root = view();
   root.replaceChildren(h('h1', {}, 'Load tests'));
 
@@ -296,6 +313,7 @@ async function testsPage(params) {
   for (const k of ['scenario', 'target', 'status', 'cursor']) if (params.get(k)) q.set(k, params.get(k));
   q.set('limit', '20');
   const answer = await api(`/performance/tests?${q}`);
+  if (!alive()) return;
   if (!answer.ok) { list.replaceChildren(h('div', { class: 'error-box', role: 'alert' }, errorOf(answer).message)); return; }
   const rows = answer.data.items.map((t) => [
     h('a', { href: `#/tests/${t.id}` }, t.scenario_name), statusBadge(t.status), t.targets.join(', '),
@@ -375,7 +393,9 @@ function comparisonTable(comparison) {
 
 async function testPage(id) {
   const root = view();
+  const alive = Page.current();
   const answer = await api(`/performance/tests/${encodeURIComponent(id)}`);
+  if (!alive()) return;
   if (!answer.ok) { root.replaceChildren(h('h1', {}, 'Load test'), h('div', { class: 'error-box', role: 'alert' }, errorOf(answer).message)); return; }
   const test = answer.data;
   const status = h('span', { id: 'test-status' }, statusBadge(test.status));
@@ -414,8 +434,12 @@ async function testPage(id) {
   const trend = h('section', { id: 'trend' });
   root.append(report, trend);
 
+  let shown = false;
   const showFinal = async () => {
+    if (shown) return;
+    shown = true;
     const full = await api(`${base}?format=json`);
+    if (!alive()) return;
     if (!full.ok) { report.replaceChildren(h('p', {}, errorOf(full).message)); return; }
     const r = full.data;
     const start = r.started_at_ms / 1000;
@@ -427,7 +451,7 @@ async function testPage(id) {
     report.replaceChildren();
     renderReport(report, r);
     const t = await api(`/performance/tests/${test.id}/trend`);
-    if (t.ok) renderTrend(trend, t.data, test.id);
+    if (alive() && t.ok) renderTrend(trend, t.data, test.id);
   };
 
   if (FINAL.includes(test.status)) {
@@ -438,7 +462,7 @@ async function testPage(id) {
   stream(`/performance/tests/${test.id}/events`, {
     status: (d) => { status.replaceChildren(statusBadge(d.status)); },
     snapshot: (s) => {
-      const now = Date.now() / 1000;
+      const now = (s.at_ms || Date.now()) / 1000;
       throughput.push(now, [s.last_second.requests, s.last_second.errors]);
       latency.push(now, [s.last_second.p50_ms, s.last_second.p95_ms, s.last_second.p99_ms]);
       users.push(now, [s.users, s.in_flight, Math.max(0, s.dropped - lastDropped)]);
@@ -462,6 +486,17 @@ async function testPage(id) {
       cancel.remove();
       showFinal();
     }])),
+  }, () => {
+    // No live events: poll the test until it ends, then show its report.
+    const timer = setInterval(async () => {
+      const now = await api(`/performance/tests/${test.id}`);
+      if (!alive()) { clearInterval(timer); return; }
+      if (now.ok) {
+        status.replaceChildren(statusBadge(now.data.status));
+        if (FINAL.includes(now.data.status)) { clearInterval(timer); cancel.remove(); showFinal(); }
+      }
+    }, 2000);
+    Page.onLeave(() => clearInterval(timer));
   });
 }
 
@@ -490,13 +525,15 @@ function renderTrend(container, data, id) {
   });
   chart.set([xs, runs.map((r) => r.p95_ms)]);
   container.append(table(['Run', 'Ended', { label: 'p95', num: true }, 'Level'],
-    runs.map((r, i) => [r.id === id ? 'this test' : h('a', { href: `#/tests/${r.id}` }, r.id.slice(0, 8)), when(r.finished_at_ms), ms(r.p95_ms), shifts.has(i) ? h('span', { class: 'warn' }, 'shift starts here') : ''])));
+    runs.map((r, i) => [r.id === id ? 'this test' : h('a', { href: `#/tests/${r.id}` }, r.id.slice(-8)), when(r.finished_at_ms), ms(r.p95_ms), shifts.has(i) ? h('span', { class: 'warn' }, 'shift starts here') : ''])));
 }
 
 async function comparePage(params) {
+  const alive = Page.current();
   const root = view();
   root.replaceChildren(h('h1', {}, 'Compare two runs'));
   const answer = await api('/performance/tests?status=completed&limit=100');
+  if (!alive()) return;
   if (!answer.ok) { root.append(h('div', { class: 'error-box' }, errorOf(answer).message)); return; }
   const options = (selected) => answer.data.items.map((t) => h('option', { value: t.id, selected: t.id === selected },
     `${t.scenario_name} · ${new Date(t.created_at_ms).toLocaleString()}`));
@@ -512,8 +549,10 @@ async function comparePage(params) {
   root.append(h('section', {}, form), out);
   const a = params.get('a'); const b = params.get('b');
   if (!a || !b) return;
-  const [ra, rb, cmp] = await Promise.all([api(`/performance/tests/${a}/results`), api(`/performance/tests/${b}/results`),
-    api(`/performance/tests/${b}/compare?baseline=${a}`)]);
+  const [ea, eb] = [encodeURIComponent(a), encodeURIComponent(b)];
+  const [ra, rb, cmp] = await Promise.all([api(`/performance/tests/${ea}/results`), api(`/performance/tests/${eb}/results`),
+    api(`/performance/tests/${eb}/compare?baseline=${ea}`)]);
+  if (!alive()) return;
   if (!ra.ok || !rb.ok) { out.append(h('div', { class: 'error-box' }, errorOf(ra.ok ? rb : ra).message)); return; }
   const rows = ['p50', 'p90', 'p95', 'p99', 'p999', 'max', 'mean'].map((k) => [k, ms(ra.data.latency_ms[k]), ms(rb.data.latency_ms[k])]);
   rows.push(['throughput', rate(ra.data.rps), rate(rb.data.rps)], ['error rate', pct(ra.data.error_rate), pct(rb.data.error_rate)]);
@@ -566,7 +605,23 @@ async function systemPage() {
   root.append(db);
   api('/performance/metrics/database').then((d) => {
     if (!d.ok) { db.append(h('p', { class: 'hint' }, errorOf(d).message)); return; }
-    db.append(h('pre', {}, JSON.stringify(d.data, null, 2).slice(0, 20000)));
+    const r = d.data;
+    if (!r.configured) { db.append(h('p', { class: 'hint' }, r.message)); return; }
+    if (r.database) db.append(h('p', {}, r.database));
+    for (const e of r.errors || []) db.append(h('div', { class: 'error-box' }, e));
+    const p = r.pool;
+    if (p) {
+      db.append(h('div', { class: 'tiles', id: 'db-pool' },
+        tile('Connections', `${num(p.size, 0)} of ${num(p.max_size, 0)} (${num(p.idle, 0)} idle)`),
+        tile('Waiting', num(p.waiting, 0)), tile('Wait p95', ms(p.wait_ms[1])), tile('Held p95', ms(p.held_ms[1])),
+        tile('Timeouts', num(p.timeouts, 0)), tile('Query p95', r.query_latency_ms ? ms(r.query_latency_ms.p95) : '–'),
+        tile('Query cache hits', r.query_cache_hit_ratio === null || r.query_cache_hit_ratio === undefined ? '–' : pct(r.query_cache_hit_ratio))));
+    }
+    const slow = r.slow_queries || [];
+    db.append(h('h3', {}, 'Slow statements'), slow.length
+      ? table(['Statement', { label: 'Calls', num: true }, { label: 'Mean', num: true }, { label: 'Max', num: true }, { label: 'Total', num: true }, { label: 'Rows', num: true }],
+        slow.map((q) => [h('code', {}, q.query.length > 300 ? `${q.query.slice(0, 300)}…` : q.query), num(q.calls, 0), ms(q.mean_ms), ms(q.max_ms), ms(q.total_ms), num(q.rows, 0)]))
+      : h('p', { class: 'hint' }, 'None over the threshold.'));
   });
 
   // Profiles.
@@ -588,9 +643,9 @@ async function systemPage() {
     if (l.data.running) notice(`a ${l.data.running.kind} profile is running`);
     if (!items.length) { plist.replaceChildren(h('p', { class: 'hint' }, 'No profiles yet.')); return; }
     plist.replaceChildren(table(['Profile', 'Kind', 'Started', { label: 'Length', num: true }, { label: 'Flamegraph', num: true }, ''],
-      items.map((p) => [p.id.slice(0, 8), p.kind, when(p.started_at_ms), seconds(p.duration_ms / 1000), bytes(p.flamegraph_svg_bytes),
+      items.map((p) => [p.id.slice(-8), p.kind, when(p.started_at_ms), seconds(p.duration_ms / 1000), bytes(p.flamegraph_svg_bytes),
         h('button', { type: 'button', class: 'secondary', onclick: () => {
-          flame.replaceChildren(h('h3', {}, `Flamegraph of ${p.kind} profile ${p.id.slice(0, 8)}`),
+          flame.replaceChildren(h('h3', {}, `Flamegraph of ${p.kind} profile ${p.id.slice(-8)}`),
             h('img', { src: `/performance/profiling/${p.id}?format=svg`, alt: `flamegraph of the ${p.kind} profile` }),
             h('p', {}, h('a', { href: `/performance/profiling/${p.id}?format=svg`, target: '_blank', rel: 'noopener' }, 'open it to zoom and search')));
         } }, 'View flamegraph')])));
@@ -612,9 +667,11 @@ async function systemPage() {
 }
 
 async function scalingPage() {
+  const alive = Page.current();
   const root = view();
   root.replaceChildren(h('h1', {}, 'Scaling'));
   const s = await api('/performance/scaling/status');
+  if (!alive()) return;
   if (!s.ok) { root.append(h('div', { class: 'error-box' }, errorOf(s).message)); return; }
   const st = s.data;
   const summary = h('section', {}, h('h2', {}, 'Replicas'));
@@ -630,6 +687,7 @@ async function scalingPage() {
   }
   // Decisions over time.
   const hist = await api('/performance/scaling/history?limit=200');
+  if (!alive()) return;
   const events = hist.ok ? (hist.data.items || []).slice().reverse() : [];
   if (events.length) {
     const chart = timeChart(summary, 'Replicas over time (each decision)', [{ label: 'replicas', format: (v) => `${num(v, 0)} replicas`, points: true }], 'replicas');
@@ -695,9 +753,11 @@ async function scalingPage() {
 const SEVERITY = { critical: 0, warning: 1, info: 2 };
 
 async function recommendationsPage() {
+  const alive = Page.current();
   const root = view();
   root.replaceChildren(h('h1', {}, 'Recommendations'));
   const a = await api('/performance/recommendations');
+  if (!alive()) return;
   if (!a.ok) { root.append(h('div', { class: 'error-box' }, errorOf(a).message)); return; }
   const items = (a.data.items || a.data.recommendations || a.data || []).slice()
     .sort((x, y) => (SEVERITY[x.severity] ?? 9) - (SEVERITY[y.severity] ?? 9));

@@ -48,11 +48,11 @@ const ASSETS: &[Asset] = &[
     },
 ];
 
-/// What the console's pages may load and reach: this server only. Scripts
-/// only from these files; inline style attributes are allowed because the
-/// chart library positions its layers with them. The flamegraphs are SVG
+/// What the console's pages may load and reach: this server only, scripts
+/// and style sheets from these files (the chart library sets styles through
+/// the DOM, which the policy does not govern); the flamegraphs are SVG
 /// images from this server.
-const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
      img-src 'self' data:; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
 
 /// Each file's ETag: a hash of its bytes, computed once.

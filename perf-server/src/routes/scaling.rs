@@ -166,6 +166,14 @@ pub(crate) async fn manual(
     Ok(HttpResponse::Ok().json(record))
 }
 
+/// The most decisions a request may simulate (its timeline is the answer:
+/// about 2.5 MB of JSON at this bound).
+const API_SIMULATION_STEPS: f64 = 20_000.0;
+/// The most replica-decisions a request may simulate (about a second of CPU).
+const API_SIMULATION_WORK: f64 = 2e6;
+/// Held while a request's simulation runs.
+static SIMULATING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Body of `POST /performance/scaling/simulate`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -209,7 +217,26 @@ pub(crate) async fn simulate(
     };
     let trace = perf_scaling::parse_trace_csv(&trace_csv)
         .map_err(|e| ApiError::invalid_field("trace_csv", e.to_string()))?;
-    // Bounded by MAX_SIMULATION_WORK, but CPU work all the same: off the HTTP workers.
+    settings.validate().map_err(scaling_error)?;
+    policy.validate().map_err(scaling_error)?;
+    let (steps, work) = perf_scaling::simulation_size(&policy, &trace, &settings);
+    if !(steps <= API_SIMULATION_STEPS && work <= API_SIMULATION_WORK) {
+        return Err(ApiError::invalid_field(
+            "trace_csv",
+            format!(
+                "{steps:.0} decisions over up to {} replicas is more than a request may simulate (at most {API_SIMULATION_STEPS:.0} decisions and {API_SIMULATION_WORK:e} replica-decisions); use a longer period_s, or `perf-server scaling simulate` for a longer trace",
+                policy.max_replicas
+            ),
+        ));
+    }
+    // One at a time, off the HTTP workers: CPU work that must not starve a
+    // running load test.
+    let Ok(_one) = SIMULATING.try_lock() else {
+        return Err(ApiError::too_many_requests(
+            "a simulation is already running; try again in a moment",
+            2,
+        ));
+    };
     let report =
         tokio::task::spawn_blocking(move || perf_scaling::simulate(&policy, &trace, &settings))
             .await

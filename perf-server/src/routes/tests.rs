@@ -132,9 +132,7 @@ fn scenario_of(body: serde_json::Value) -> Result<(String, Scenario, Placement),
         };
     let name = match fields.remove("name") {
         None => None,
-        Some(serde_json::Value::String(n)) if !n.trim().is_empty() && n.chars().count() <= 100 => {
-            Some(n)
-        }
+        Some(serde_json::Value::String(n)) if is_test_name(&n) => Some(n),
         Some(other) => {
             return Err(ApiError::invalid_field(
                 "name",
@@ -210,6 +208,15 @@ fn scenario_of(body: serde_json::Value) -> Result<(String, Scenario, Placement),
     ))
 }
 
+/// A test's name: 1 to 100 characters, not only spaces.
+fn is_test_name(name: &str) -> bool {
+    !name.trim().is_empty() && name.chars().count() <= 100
+}
+
+/// The most JSON a scenario read from `scenario_yaml` may amount to: YAML
+/// aliases can repeat a large value many times over.
+const MAX_EXPANDED_SCENARIO: usize = 1 << 20;
+
 /// The scenario `which` (needed when there are several) of a scenario
 /// file's text, as `perf-server run` reads it, with its name; its keys as
 /// JSON, for the body's other keys to override.
@@ -253,6 +260,21 @@ fn scenario_from_yaml(
     let scenario = file
         .get(&name)
         .map_err(|e| ApiError::invalid_field("scenario", e.to_string()))?;
+    if !is_test_name(&name) {
+        return Err(ApiError::invalid_field(
+            "scenario",
+            "a scenario's name must be 1 to 100 characters, not only spaces",
+        ));
+    }
+    let expanded = serde_json::to_string(scenario).map_or(usize::MAX, |j| j.len());
+    if expanded > MAX_EXPANDED_SCENARIO {
+        return Err(ApiError::invalid_field(
+            "scenario_yaml",
+            format!(
+                "the scenario amounts to {expanded} bytes of JSON (aliases repeat values), more than {MAX_EXPANDED_SCENARIO}"
+            ),
+        ));
+    }
     match serde_json::to_value(scenario) {
         Ok(serde_json::Value::Object(keys)) => Ok((
             name,
@@ -290,7 +312,10 @@ pub(crate) async fn start(
     state: web::Data<AppState>,
     body: JsonBody<serde_json::Value>,
 ) -> Result<HttpResponse, ApiError> {
-    let (name, scenario, placement) = scenario_of(body.0)?;
+    // Parsing (a scenario file's YAML especially) is CPU work: off the HTTP workers.
+    let (name, scenario, placement) = web::block(move || scenario_of(body.0))
+        .await
+        .map_err(ApiError::internal)??;
     let record = state
         .tests
         .submit(name, scenario, placement)
