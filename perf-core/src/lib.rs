@@ -11,6 +11,8 @@
 //!   [`HumanDuration`] and [`ByteSize`]: `10m`, `500ms`, `1.5s`, `512MB`, `2GiB`.
 //! - [`Id`]: time-ordered identifiers (UUID v7).
 //! - [`unix_millis`]: the wall-clock timestamp every record carries.
+//! - [`median`]: the one median of the workspace (leak trends, forecasts,
+//!   regression baselines).
 //! - [`SampleRing`]: a bounded series of timestamped samples, read by window.
 //! - `system` (feature `system`, Linux): host and process sampling from `/proc`:
 //!   CPU utilization over an interval, memory, network rates, TCP states.
@@ -51,6 +53,7 @@ pub mod openapi;
 pub mod prometheus;
 mod recommendation;
 mod ring;
+mod stats;
 #[cfg(feature = "system")]
 pub mod system;
 mod time;
@@ -61,5 +64,6 @@ pub use histogram::{LatencyHistogram, LatencySummary};
 pub use id::Id;
 pub use recommendation::{Recommendation, Severity};
 pub use ring::{SampleRing, Timestamped};
+pub use stats::median;
 pub use time::{format_rfc3339, saturating_secs, unix_millis};
 pub use units::{ByteSize, HumanDuration, parse_duration, parse_size};

@@ -482,18 +482,10 @@ pub fn compare_to_history(
     ))
 }
 
+/// The median of the finite values (0 without any).
 fn median(values: &[f64]) -> f64 {
     let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
-    if v.is_empty() {
-        return 0.0;
-    }
-    v.sort_by(f64::total_cmp);
-    let mid = v.len() / 2;
-    if v.len().is_multiple_of(2) {
-        (v[mid - 1] + v[mid]) / 2.0
-    } else {
-        v[mid]
-    }
+    perf_core::median(&mut v)
 }
 
 /// ln Γ(x) for x > 0 (Lanczos, g = 7).

@@ -332,21 +332,8 @@ impl LeakDetector {
             half_slopes_bytes_per_s,
             confidence: mann_kendall_confidence(&points),
             growth_bytes: slope * span,
-            level_bytes: median(&mut levels),
+            level_bytes: perf_core::median(&mut levels),
         }
-    }
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    if values.is_empty() {
-        return 0.0;
-    }
-    values.sort_by(f64::total_cmp);
-    let mid = values.len() / 2;
-    if values.len().is_multiple_of(2) {
-        (values[mid - 1] + values[mid]) / 2.0
-    } else {
-        values[mid]
     }
 }
 
@@ -362,7 +349,7 @@ pub(crate) fn theil_sen_slope(points: &[(f64, f64)]) -> f64 {
             }
         }
     }
-    median(&mut slopes)
+    perf_core::median(&mut slopes)
 }
 
 /// 1 - p of the one-sided Mann-Kendall test for an increasing trend (with

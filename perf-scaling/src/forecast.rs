@@ -341,18 +341,6 @@ pub(crate) fn detect_period(history: &DemandHistory, configured_s: Option<f64>) 
         .map(|(lag, _)| lag)
 }
 
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    if n == 0 {
-        0.0
-    } else if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        (values[n / 2 - 1] + values[n / 2]) / 2.0
-    }
-}
-
 /// The seasonal value at absolute bucket `i` (may be in the future): the
 /// median of `i - k·period` over the last [`SEASONS`] periods known.
 fn seasonal(y: &[f64], i: usize, period: usize) -> Option<f64> {
@@ -361,7 +349,7 @@ fn seasonal(y: &[f64], i: usize, period: usize) -> Option<f64> {
         .filter(|j| *j < y.len())
         .map(|j| y[j])
         .collect();
-    (!values.is_empty()).then(|| median(&mut values))
+    (!values.is_empty()).then(|| perf_core::median(&mut values))
 }
 
 /// Forecasts the demand for the next `horizon` buckets. `cache` keeps the
