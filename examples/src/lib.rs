@@ -7,6 +7,7 @@ use perf_loadgen::{Iteration, Operations, Workload};
 /// A keyed PostgreSQL lookup through perf-db's pool as a Rust workload: one
 /// operation, `lookup`, running `sql` with a random key in `1..=keys` as `$1`
 /// (prepared once per connection).
+#[derive(Debug)]
 pub struct KeyedLookup {
     /// The pool the lookups go through.
     pub pool: InstrumentedPool,

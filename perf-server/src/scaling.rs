@@ -285,6 +285,7 @@ impl ScalingSetup {
 }
 
 /// The running load tests' request rate as a metrics source.
+#[derive(Debug)]
 pub struct LoadTestSource {
     /// The metric name.
     pub metric: String,

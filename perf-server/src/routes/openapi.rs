@@ -56,6 +56,7 @@ use crate::api_error::{ApiError, ErrorBody};
     components(schemas(ApiError, ErrorBody)),
     modifiers(&BearerAuth, &ScenarioInStartTest)
 )]
+#[derive(Debug)]
 pub struct ApiDoc;
 
 /// `Scenario` refuses unknown keys, but the body of `POST
