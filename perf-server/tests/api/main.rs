@@ -1,0 +1,191 @@
+//! The HTTP API in-process: real routes, middleware, store (SQLite in a temp
+//! dir) and host sampler.
+#![allow(clippy::unwrap_used)]
+
+mod load_tests;
+mod recommendations;
+mod service;
+mod system;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::http::StatusCode;
+use actix_web::test::{self, TestRequest};
+use actix_web::web;
+use perf_core::HumanDuration;
+use perf_server::app::{AppState, app};
+use perf_server::config::ServerConfig;
+use perf_server::monitor::Monitor;
+use perf_server::store::SqliteStore;
+use serde_json::{Value, json};
+
+const TOKEN: &str = "test-token-0123456789";
+
+/// As in the binary, so allocator figures and the leak detector see this
+/// process's allocations.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+async fn service(
+    token: Option<&str>,
+) -> (
+    impl actix_web::dev::Service<
+        actix_http::Request,
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+    >,
+    tempfile::TempDir,
+) {
+    service_with(token, None, perf_memory::MemoryBudget::default()).await
+}
+
+/// The application, reporting on `database` when given.
+async fn service_with(
+    token: Option<&str>,
+    database: Option<String>,
+    memory_budget: perf_memory::MemoryBudget,
+) -> (
+    impl actix_web::dev::Service<
+        actix_http::Request,
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+    >,
+    tempfile::TempDir,
+) {
+    let (app, dir, _) = service_from(Setup {
+        token,
+        database,
+        memory_budget,
+        ..Setup::default()
+    })
+    .await;
+    (app, dir)
+}
+
+/// What a test service is built from.
+#[derive(Default)]
+struct Setup<'a> {
+    token: Option<&'a str>,
+    /// The analyzed database.
+    database: Option<String>,
+    memory_budget: perf_memory::MemoryBudget,
+    /// A PostgreSQL store with this pool size instead of SQLite.
+    postgres_store: Option<(String, usize)>,
+    leak_detection: Option<perf_memory::LeakDetectorConfig>,
+}
+
+/// The application built from `setup`, and its state.
+async fn service_from(
+    setup: Setup<'_>,
+) -> (
+    impl actix_web::dev::Service<
+        actix_http::Request,
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+    >,
+    tempfile::TempDir,
+    web::Data<AppState>,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = ServerConfig {
+        data_dir: dir.path().to_owned(),
+        api_token: setup.token.map(str::to_owned),
+        analyze_database_url: setup.database,
+        sample_interval: HumanDuration(Duration::from_millis(100)),
+        sample_history: HumanDuration(Duration::from_secs(60)),
+        memory_budget: setup.memory_budget,
+        leak_detection: setup.leak_detection.unwrap_or_default(),
+        ..ServerConfig::default()
+    };
+    config.validate().unwrap();
+    let store: Arc<dyn perf_server::store::Store> = match setup.postgres_store {
+        Some((url, size)) => Arc::new(
+            perf_server::store::PostgresStore::open(&url, size)
+                .await
+                .unwrap(),
+        ),
+        None => Arc::new(SqliteStore::open(&config.sqlite_path()).await.unwrap()),
+    };
+    let memory =
+        perf_server::memory::MemoryWatch::new(config.memory_budget, config.leak_detection).unwrap();
+    let (monitor, sampler) = Monitor::start_with_memory(
+        config.sample_interval.as_duration(),
+        config.sample_capacity(),
+        Arc::new(memory),
+    )
+    .unwrap();
+    std::mem::forget(sampler); // runs for the test's lifetime
+    let tests = perf_server::test_runner::TestRunner::new(
+        store.clone(),
+        tokio::runtime::Handle::current(),
+        perf_loadgen::Limits::default(),
+        perf_loadgen::TargetPolicy::loopback_only(),
+        1,
+    );
+    monitor.memory().watch_cache(tests.finished_cache());
+    let state = web::Data::new(AppState {
+        store,
+        monitor,
+        started: Instant::now(),
+        tests,
+        scaling: None,
+        draining: Default::default(),
+        streams: Default::default(),
+        database: config
+            .analyzed_database()
+            .map(|url| Arc::new(perf_server::database::DatabaseMonitor::new(url).unwrap())),
+    });
+    (
+        test::init_service(app(state.clone(), Arc::new(config))).await,
+        dir,
+        state,
+    )
+}
+
+async fn json_of(
+    resp: actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+) -> (StatusCode, Value) {
+    let status = resp.status();
+    let body = test::read_body(resp).await;
+    let value = serde_json::from_slice(&body)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()));
+    (status, value)
+}
+
+fn assert_error(body: &Value, code: &str, field: Option<&str>) {
+    assert_eq!(body["error"]["code"], code, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    match field {
+        Some(f) => assert_eq!(body["error"]["field"], f, "{body}"),
+        None => assert!(body["error"].get("field").is_none(), "{body}"),
+    }
+}
+
+async fn wait_for_status(
+    svc: &impl actix_web::dev::Service<
+        actix_http::Request,
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+    >,
+    location: &str,
+    wanted: &str,
+) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (status, body) =
+            json_of(test::call_service(svc, TestRequest::get().uri(location).to_request()).await)
+                .await;
+        assert_eq!(status, 200, "{body}");
+        if body["status"] == wanted || Instant::now() > deadline {
+            assert_eq!(body["status"], wanted, "{body}");
+            return body;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+}
