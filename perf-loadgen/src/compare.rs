@@ -91,6 +91,51 @@ pub struct Comparison {
     pub against: String,
 }
 
+impl Comparison {
+    /// The regression table the CLI prints after the summary: each metric's
+    /// change with its interval, band, run noise, confidence and verdict
+    /// (and why, when it moved), then the overall verdict.
+    ///
+    /// ```
+    /// # let report = perf_loadgen::RunReport::default();
+    /// let c = perf_loadgen::compare(&report, &report, &perf_loadgen::CompareOptions::default());
+    /// assert!(c.table().starts_with("against a pinned run"));
+    /// ```
+    pub fn table(&self) -> String {
+        let c = self;
+        let mut s = format!(
+            "against a {} (false-positive rate {} over all metrics)\n  metric           baseline    current    change   interval               band   run noise  confidence  verdict\n",
+            c.against, c.false_positive_rate
+        );
+        for m in &c.metrics {
+            s.push_str(&format!(
+                "  {:<14} {:>10.3} {:>10.3} {:>+8.1}% [{:>+7.1}%, {:>+7.1}%] ±{:>5.1}%   ±{:>5.1}%   {:>8.4}   {:?}\n",
+                m.metric,
+                m.baseline,
+                m.current,
+                m.change_percent,
+                m.change_low_percent,
+                m.change_high_percent,
+                m.noise_band_percent,
+                m.run_noise_percent,
+                m.confidence,
+                m.verdict
+            ));
+            if m.verdict != Verdict::Unchanged {
+                s.push_str(&format!("    {}: {}\n", m.metric, m.reason));
+            }
+        }
+        s.push_str(if c.regressed {
+            "regression  YES\n"
+        } else if c.inconclusive {
+            "regression  INCONCLUSIVE (the data cannot tell; exit 4)\n"
+        } else {
+            "regression  no\n"
+        });
+        s
+    }
+}
+
 /// How strict a comparison is.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

@@ -50,6 +50,8 @@ mod html;
 mod http;
 mod http2;
 mod journey;
+#[cfg(feature = "junit")]
+mod junit;
 mod report;
 mod request;
 mod run;

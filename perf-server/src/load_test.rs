@@ -9,8 +9,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use perf_loadgen::{
-    CompareOptions, Comparison, RunReport, ScenarioFile, Targets, Verdict, compare,
-    compare_to_history,
+    CompareOptions, Comparison, RunReport, ScenarioFile, Targets, compare, compare_to_history,
 };
 
 /// Options of `perf-server run`.
@@ -105,14 +104,14 @@ pub fn compare_reports(args: &CompareArgs) -> u8 {
         return INVALID;
     };
     if let Some(path) = &args.junit
-        && let Err(e) = std::fs::write(path, junit(&current, Some(&comparison)))
+        && let Err(e) = std::fs::write(path, current.to_junit(Some(&comparison)))
     {
         eprintln!("perf-server compare: {}: {e}", path.display());
         return FAILED;
     }
     let _ = std::io::stdout()
         .lock()
-        .write_all(comparison_table(&comparison).as_bytes());
+        .write_all(comparison.table().as_bytes());
     if comparison.regressed {
         FAILED
     } else if comparison.inconclusive {
@@ -373,13 +372,13 @@ fn execute(args: &RunArgs) -> Result<(RunReport, Option<Comparison>), (u8, Strin
             .map_err(|e| (FAILED, format!("{}: {e}", path.display())))?;
     }
     if let Some(path) = &args.junit {
-        std::fs::write(path, junit(&report, comparison.as_ref()))
+        std::fs::write(path, report.to_junit(comparison.as_ref()))
             .map_err(|e| (FAILED, format!("{}: {e}", path.display())))?;
     }
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(report.summary().as_bytes());
     if let Some(c) = &comparison {
-        let _ = out.write_all(comparison_table(c).as_bytes());
+        let _ = out.write_all(c.table().as_bytes());
     }
     Ok((report, comparison))
 }
@@ -387,118 +386,4 @@ fn execute(args: &RunArgs) -> Result<(RunReport, Option<Comparison>), (u8, Strin
 fn read_report(path: &std::path::Path) -> Result<RunReport, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     serde_json::from_str(&text).map_err(|e| format!("{}: not a run report: {e}", path.display()))
-}
-
-/// The regression table printed after the summary.
-pub fn comparison_table(c: &Comparison) -> String {
-    let mut s = format!(
-        "against a {} (false-positive rate {} over all metrics)\n  metric           baseline    current    change   interval               band   run noise  confidence  verdict\n",
-        c.against, c.false_positive_rate
-    );
-    for m in &c.metrics {
-        s.push_str(&format!(
-            "  {:<14} {:>10.3} {:>10.3} {:>+8.1}% [{:>+7.1}%, {:>+7.1}%] ±{:>5.1}%   ±{:>5.1}%   {:>8.4}   {:?}\n",
-            m.metric,
-            m.baseline,
-            m.current,
-            m.change_percent,
-            m.change_low_percent,
-            m.change_high_percent,
-            m.noise_band_percent,
-            m.run_noise_percent,
-            m.confidence,
-            m.verdict
-        ));
-        if m.verdict != Verdict::Unchanged {
-            s.push_str(&format!("    {}: {}\n", m.metric, m.reason));
-        }
-    }
-    s.push_str(if c.regressed {
-        "regression  YES\n"
-    } else if c.inconclusive {
-        "regression  INCONCLUSIVE (the data cannot tell; exit 4)\n"
-    } else {
-        "regression  no\n"
-    });
-    s
-}
-
-/// JUnit XML: one test case per threshold and per regression check,
-/// written by `quick-junit` (nextest's serializer: it escapes markup and
-/// removes control characters and ANSI escapes, which XML cannot carry).
-pub fn junit(report: &RunReport, comparison: Option<&Comparison>) -> String {
-    use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
-    let mut cases = Vec::new();
-    for t in &report.thresholds {
-        let failure =
-            (!t.passed).then(|| format!("observed {} does not satisfy {}", t.observed, t.expr));
-        cases.push((format!("threshold: {}", t.expr), failure));
-    }
-    if let Some(c) = comparison {
-        for m in &c.metrics {
-            let failure = (m.verdict == Verdict::Regressed).then(|| {
-                format!(
-                    "{} regressed {:+.1} % (interval {:+.1} % to {:+.1} %, band ±{:.1} %, confidence {:.4}): {}",
-                    m.metric,
-                    m.change_percent,
-                    m.change_low_percent,
-                    m.change_high_percent,
-                    m.noise_band_percent,
-                    m.confidence,
-                    m.reason
-                )
-            });
-            cases.push((format!("regression: {}", m.metric), failure));
-        }
-    }
-    let mut suite = TestSuite::new(format!("load test {}", report.scenario));
-    suite.set_time(perf_core::saturating_secs(report.duration_s));
-    for (name, failure) in cases {
-        let status = match failure {
-            None => TestCaseStatus::success(),
-            Some(message) => {
-                let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
-                status.set_message(message);
-                status
-            }
-        };
-        let mut case = TestCase::new(name, status);
-        case.set_classname("perf");
-        suite.add_test_case(case);
-    }
-    let mut xml = Report::new("perf-server run");
-    xml.add_test_suite(suite);
-    xml.to_string().unwrap_or_else(|e| {
-        // The model is ours and well formed; a failure to write it is a bug
-        // worth seeing in the file rather than a panic.
-        format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<!-- JUnit output failed: {e} -->\n")
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn junit_escapes_markup_and_control_characters() {
-        let report = RunReport {
-            scenario: "shop <a&b> \u{1b}[31mred\u{1b}[0m \u{7}".to_owned(),
-            thresholds: vec![perf_loadgen::ThresholdResult {
-                expr: "p95 < 1ms \u{0} \"quoted\"".to_owned(),
-                observed: 2.0,
-                passed: false,
-            }],
-            ..RunReport::default()
-        };
-        let xml = junit(&report, None);
-        assert!(!xml.chars().any(|c| c.is_control() && c != '\n'), "{xml:?}");
-        assert!(xml.contains("shop &lt;a&amp;b&gt;"), "{xml}");
-        assert!(xml.contains("name=\"threshold: p95 &lt; 1ms"), "{xml}");
-        assert!(xml.contains("&quot;quoted&quot;"), "{xml}");
-        assert!(
-            xml.contains("<failure message=\"observed 2 does not satisfy"),
-            "{xml}"
-        );
-        assert!(xml.contains("failures=\"1\""), "{xml}");
-    }
 }

@@ -46,80 +46,6 @@ pub struct SimulateArgs {
     pub json: bool,
 }
 
-/// The side-by-side table `scaling simulate --compare` prints.
-pub fn comparison_table(c: &perf_scaling::PolicyComparison) -> String {
-    let mut out = String::new();
-    let lead = c.settings.lead_time;
-    out.push_str(&format!(
-        "{:<34}{:>14}{:>14}\n",
-        "", "reactive", "predictive"
-    ));
-    let mut row = |label: &str, a: String, b: String| {
-        out.push_str(&format!("{label:<34}{a:>14}{b:>14}\n"));
-    };
-    let (r, p) = (&c.reactive, &c.predictive);
-    row(
-        "under-provisioned replica-s",
-        format!("{:.0}", r.under_provisioned_instance_s),
-        format!("{:.0}", p.under_provisioned_instance_s),
-    );
-    row(
-        "over-provisioned replica-s",
-        format!("{:.0}", r.over_provisioned_instance_s),
-        format!("{:.0}", p.over_provisioned_instance_s),
-    );
-    row(
-        "replica-seconds paid",
-        format!("{:.0}", r.replica_seconds),
-        format!("{:.0}", p.replica_seconds),
-    );
-    let secs = |v: Option<f64>| v.map_or("-".to_owned(), |s| format!("{s:.0} s"));
-    row(
-        "time to ready after a rise, mean",
-        secs(r.mean_time_to_ready_s()),
-        secs(p.mean_time_to_ready_s()),
-    );
-    row(
-        "time to ready after a rise, max",
-        secs(r.max_time_to_scale_up_s),
-        secs(p.max_time_to_scale_up_s),
-    );
-    row(
-        "rises that left it short",
-        r.scale_up_times_s.len().to_string(),
-        p.scale_up_times_s.len().to_string(),
-    );
-    row(
-        "scale events",
-        r.scale_events.to_string(),
-        p.scale_events.to_string(),
-    );
-    row(
-        "peak replicas",
-        r.peak_replicas.to_string(),
-        p.peak_replicas.to_string(),
-    );
-    row(
-        "decisions raised by the forecast",
-        "-".to_owned(),
-        p.forecast_raises.to_string(),
-    );
-    let ratio = |a: f64, b: f64| {
-        if a > 0.0 {
-            format!("{:.3}", b / a)
-        } else {
-            "-".to_owned()
-        }
-    };
-    out.push_str(&format!(
-        "predictive / reactive: under-provisioned {}, replica-seconds {} (lead time {lead}, model {:?})\n",
-        ratio(r.under_provisioned_instance_s, p.under_provisioned_instance_s),
-        ratio(r.replica_seconds, p.replica_seconds),
-        c.settings.model,
-    ));
-    out
-}
-
 fn read(path: &Path) -> Result<String, String> {
     std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
 }
@@ -188,7 +114,7 @@ pub fn simulate(args: &SimulateArgs) -> u8 {
         if args.json {
             serde_json::to_string_pretty(&comparison).map_err(|e| e.to_string())
         } else {
-            Ok(comparison_table(&comparison))
+            Ok(comparison.table())
         }
     });
     match result {
