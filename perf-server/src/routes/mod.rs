@@ -14,6 +14,11 @@ pub(crate) mod snapshots;
 pub(crate) mod tests;
 
 use actix_web::web;
+use perf_core::Id;
+use serde::Deserialize;
+
+use crate::api_error::ApiError;
+use crate::store::PageRequest;
 
 /// Registers every route.
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
@@ -95,4 +100,45 @@ impl<K: PartialEq> CachedJson<K> {
             .content_type(actix_web::http::header::ContentType::json())
             .body(body)
     }
+}
+
+/// `?limit=&cursor=` for listings.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct PageQuery {
+    /// Items per page, 1 to 500 (default 50).
+    limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+impl PageQuery {
+    /// A page of `limit` items after `cursor` (a listing with filters of its own).
+    pub(crate) fn new(limit: Option<u32>, cursor: Option<String>) -> Self {
+        Self { limit, cursor }
+    }
+
+    /// The page asked for, checked.
+    pub(crate) fn page(&self) -> Result<PageRequest, ApiError> {
+        let limit = self.limit.unwrap_or(50);
+        if !(1..=500).contains(&limit) {
+            return Err(
+                ApiError::bad_request(format!("limit {limit} is outside 1 to 500"))
+                    .with_field("limit"),
+            );
+        }
+        let before = self
+            .cursor
+            .as_deref()
+            .map(|c| parse_id(c, "cursor"))
+            .transpose()?;
+        Ok(PageRequest { limit, before })
+    }
+}
+
+/// An id from a path or a body; the error names `field`.
+pub(crate) fn parse_id(text: &str, field: &str) -> Result<Id, ApiError> {
+    text.parse()
+        .map_err(|e: perf_core::Error| ApiError::bad_request(e.to_string()).with_field(field))
 }

@@ -5,7 +5,7 @@ use actix_web::http::header;
 use actix_web::{HttpResponse, delete, get, post, web};
 use serde::{Deserialize, Serialize};
 
-use super::snapshots::{PageQuery, parse_id};
+use super::{PageQuery, parse_id};
 use crate::api_error::ApiError;
 use crate::app::AppState;
 use crate::body::JsonBody;

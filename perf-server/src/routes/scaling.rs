@@ -5,7 +5,7 @@
 use actix_web::{HttpResponse, get, post, put, web};
 use serde::{Deserialize, Serialize};
 
-use super::snapshots::PageQuery;
+use super::PageQuery;
 use crate::api_error::ApiError;
 use crate::app::AppState;
 use crate::body::JsonBody;

@@ -3,10 +3,11 @@ use actix_web::{HttpResponse, delete, get, post, web};
 use perf_core::Id;
 use serde::Deserialize;
 
+use super::{PageQuery, parse_id};
 use crate::api_error::ApiError;
 use crate::app::AppState;
 use crate::body::JsonBody;
-use crate::store::{MetricsSnapshot, Page, PageRequest};
+use crate::store::{MetricsSnapshot, Page};
 
 /// Body of `POST /performance/metrics/snapshots`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -38,41 +39,6 @@ impl CreateSnapshot {
         }
         Ok(())
     }
-}
-
-/// `?limit=&cursor=` for listings.
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub(crate) struct PageQuery {
-    /// Items per page, 1 to 500 (default 50).
-    limit: Option<u32>,
-    /// `next_cursor` of the previous page.
-    cursor: Option<String>,
-}
-
-impl PageQuery {
-    /// The page asked for, checked.
-    pub(crate) fn page(&self) -> Result<PageRequest, ApiError> {
-        let limit = self.limit.unwrap_or(50);
-        if !(1..=500).contains(&limit) {
-            return Err(
-                ApiError::bad_request(format!("limit {limit} is outside 1 to 500"))
-                    .with_field("limit"),
-            );
-        }
-        let before = self
-            .cursor
-            .as_deref()
-            .map(|c| parse_id(c, "cursor"))
-            .transpose()?;
-        Ok(PageRequest { limit, before })
-    }
-}
-
-pub(crate) fn parse_id(text: &str, field: &str) -> Result<Id, ApiError> {
-    text.parse()
-        .map_err(|e: perf_core::Error| ApiError::bad_request(e.to_string()).with_field(field))
 }
 
 /// Saves the newest host sample under a label (durable before 201).

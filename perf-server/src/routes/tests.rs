@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::api_error::ApiError;
 use crate::app::AppState;
 use crate::body::JsonBody;
-use crate::store::{LoadTestRecord, PageRequest, TestFilter, TestStatus};
+use crate::store::{LoadTestRecord, TestFilter, TestStatus};
 use crate::test_runner::{AdmissionError, CancelError, Placement};
 
 /// What `GET /performance/tests/{id}` shows: the test without its full report.
@@ -295,8 +295,7 @@ fn admission_error(e: AdmissionError) -> ApiError {
 }
 
 pub(crate) fn parse_id(text: &str) -> Result<Id, ApiError> {
-    text.parse()
-        .map_err(|e: perf_core::Error| ApiError::bad_request(e.to_string()).with_field("id"))
+    super::parse_id(text, "id")
 }
 
 /// Starts (or queues) a load test.
@@ -546,21 +545,7 @@ pub(crate) async fn list(
 }
 
 async fn list_page(state: &AppState, q: HistoryQuery) -> Result<HttpResponse, ApiError> {
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=500).contains(&limit) {
-        return Err(
-            ApiError::bad_request(format!("limit {limit} is outside 1 to 500")).with_field("limit"),
-        );
-    }
-    let before = q
-        .cursor
-        .as_deref()
-        .map(|c| {
-            c.parse().map_err(|e: perf_core::Error| {
-                ApiError::bad_request(e.to_string()).with_field("cursor")
-            })
-        })
-        .transpose()?;
+    let page = super::PageQuery::new(q.limit, q.cursor).page()?;
     let wanted = q
         .status
         .as_deref()
@@ -574,10 +559,7 @@ async fn list_page(state: &AppState, q: HistoryQuery) -> Result<HttpResponse, Ap
         target: q.target,
         status: wanted,
     };
-    let page = state
-        .store
-        .list_load_tests(&filter, PageRequest { limit, before })
-        .await?;
+    let page = state.store.list_load_tests(&filter, page).await?;
     Ok(HttpResponse::Ok().json(HistoryPage {
         items: page.items.into_iter().map(TestView::from).collect(),
         next_cursor: page.next_cursor,
