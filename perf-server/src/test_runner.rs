@@ -1145,30 +1145,38 @@ impl TestRunner {
         &self.finished
     }
 
-    /// The p95 of this test and of up to 49 completed tests of the same
-    /// scenario and targets before it, oldest first, with the runs where the
-    /// level shifted (E-divisive means at 5 %, shifts of 3 % and more,
-    /// segments of 3 runs and more: [`perf_loadgen::change_points`]).
-    pub async fn trend(&self, record: &LoadTestRecord) -> Result<Trend, crate::Error> {
+    /// Up to `limit` completed tests of `record`'s scenario and targets
+    /// before it, newest first, without their reports.
+    async fn earlier_runs(
+        &self,
+        record: &LoadTestRecord,
+        limit: u32,
+    ) -> Result<Vec<LoadTestRecord>, crate::Error> {
         let filter = crate::store::TestFilter {
             scenario: Some(record.scenario_name.clone()),
             target: record.targets.first().cloned(),
             status: Some(TestStatus::Completed),
         };
-        let earlier = self
-            .store
-            .list_load_tests(
-                &filter,
-                crate::store::PageRequest {
-                    limit: 49,
-                    before: Some(record.id),
-                },
-            )
-            .await?;
-        let mut runs: Vec<TrendRun> = earlier
+        let page = crate::store::PageRequest {
+            limit,
+            before: Some(record.id),
+        };
+        let earlier = self.store.list_load_tests(&filter, page).await?;
+        Ok(earlier
             .items
-            .iter()
+            .into_iter()
             .filter(|t| t.targets == record.targets)
+            .collect())
+    }
+
+    /// The p95 of this test and of up to 49 completed tests of the same
+    /// scenario and targets before it, oldest first, with the runs where the
+    /// level shifted (E-divisive means at 5 %, shifts of 3 % and more,
+    /// segments of 3 runs and more: [`perf_loadgen::change_points`]).
+    pub async fn trend(&self, record: &LoadTestRecord) -> Result<Trend, crate::Error> {
+        let earlier = self.earlier_runs(record, 49).await?;
+        let mut runs: Vec<TrendRun> = earlier
+            .iter()
             .chain(std::iter::once(record).filter(|r| r.status == TestStatus::Completed))
             .filter_map(|t| {
                 let progress = t.progress.as_ref()?;
@@ -1205,23 +1213,8 @@ impl TestRunner {
         let Some(report) = &record.report else {
             return Ok(None);
         };
-        let filter = crate::store::TestFilter {
-            scenario: Some(record.scenario_name.clone()),
-            target: record.targets.first().cloned(),
-            status: Some(TestStatus::Completed),
-        };
-        let earlier = self
-            .store
-            .list_load_tests(
-                &filter,
-                crate::store::PageRequest {
-                    limit: 5,
-                    before: Some(record.id),
-                },
-            )
-            .await?;
         let mut history = Vec::new();
-        for item in earlier.items.iter().filter(|t| t.targets == record.targets) {
+        for item in self.earlier_runs(record, 5).await? {
             if let Some(full) = self.store.get_load_test(item.id).await?
                 && let Some(r) = full.report
             {

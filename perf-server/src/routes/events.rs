@@ -46,11 +46,7 @@ pub(crate) async fn test_events(
     if let Some(feed) = state.tests.feed(id) {
         return sse(feed.subscribe(&state.streams));
     }
-    let record = state
-        .tests
-        .get(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no load test {id}")))?;
+    let record = super::tests::record_of(&state, id).await?;
     if record.status.is_finished() {
         let (event, data) = crate::test_runner::final_event(&record);
         return sse(EventFeed::replay(&state.streams, &[(event, data)]));

@@ -294,6 +294,18 @@ fn admission_error(e: AdmissionError) -> ApiError {
     }
 }
 
+/// Test `id`, or a 404 that names it.
+pub(crate) async fn record_of(
+    state: &AppState,
+    id: Id,
+) -> Result<std::sync::Arc<LoadTestRecord>, ApiError> {
+    state
+        .tests
+        .get(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no load test {id}")))
+}
+
 pub(crate) fn parse_id(text: &str) -> Result<Id, ApiError> {
     super::parse_id(text, "id")
 }
@@ -372,11 +384,7 @@ pub(crate) async fn results(
     request: actix_web::HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id)?;
-    let record = state
-        .tests
-        .get(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no load test {id}")))?;
+    let record = record_of(&state, id).await?;
     let Some(report) = &record.report else {
         return Err(ApiError::not_found(format!(
             "load test {id} has measured nothing yet ({})",
@@ -433,11 +441,7 @@ pub(crate) async fn trend(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id)?;
-    let record = state
-        .tests
-        .get(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no load test {id}")))?;
+    let record = record_of(&state, id).await?;
     let comparison = state.tests.comparison(&record).await?;
     let trend = state.tests.trend(&record).await?;
     Ok(HttpResponse::Ok().json(TestTrendView { comparison, trend }))
@@ -469,11 +473,7 @@ pub(crate) async fn compare(
     let baseline_id = parse_id(&query.baseline).map_err(|e| e.with_field("baseline"))?;
     let mut reports = Vec::with_capacity(2);
     for id in [baseline_id, current_id] {
-        let record = state
-            .tests
-            .get(id)
-            .await?
-            .ok_or_else(|| ApiError::not_found(format!("no load test {id}")))?;
+        let record = record_of(&state, id).await?;
         if record.report.is_none() {
             return Err(ApiError::not_found(format!(
                 "load test {id} has measured nothing ({})",
