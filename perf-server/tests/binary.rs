@@ -800,34 +800,12 @@ fn sigterm_reports_not_ready_during_the_drain_delay_then_exits() {
     );
 }
 
-/// A `scaling` section: python's http.server instances from `base_port`,
-/// scaled on the running load tests' rps against `per_replica`.
-fn local_scaling(min: u32, max: u32, per_replica: u32, base_port: u16) -> String {
-    format!(
-        r#"scaling:
-  period_s: 1
-  policy:
-    min_replicas: {min}
-    max_replicas: {max}
-    metrics: [{{name: rps, kind: external, target: {{average_value: {per_replica}}}}}]
-  manager:
-    local:
-      command: [python3, -m, http.server, "{{port}}", --bind, 127.0.0.1]
-      base_port: {base_port}
-      health_path: /
-      drain_timeout_s: 2
-  source:
-    load_test: {{metric: rps}}
-"#
-    )
-}
-
 #[test]
 fn the_autoscaler_runs_local_instances_and_answers_its_endpoints() {
     let dir = tempfile::tempdir().unwrap();
     let base = 31_000 + (std::process::id() % 1000) as u16 * 8;
     let config = dir.path().join("perf.yaml");
-    std::fs::write(&config, local_scaling(2, 4, 100, base)).unwrap();
+    std::fs::write(&config, common::local_scaling(2, 4, 100, base)).unwrap();
     let server = ServerProcess::start(dir.path(), &["--config", config.to_str().unwrap()]);
     let post = |path: &str, body: &str| server.send_json("POST", path, body);
     let put = |path: &str, body: &str| server.send_json("PUT", path, body);
@@ -1208,7 +1186,7 @@ fn dashboards_and_alerts_name_only_series_a_live_server_exposes() {
     let dir = tempfile::tempdir().unwrap();
     let base = 33_000 + (std::process::id() % 1000) as u16 * 8;
     let config = dir.path().join("perf.yaml");
-    let scaling = local_scaling(1, 2, 100_000, base);
+    let scaling = common::local_scaling(1, 2, 100_000, base);
     std::fs::write(
         &config,
         format!("database_url: \"{}\"\n{scaling}", pg.url()),

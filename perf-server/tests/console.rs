@@ -5,7 +5,9 @@
 //! profile's flamegraph, every page at desktop and phone widths.
 //!
 //! With `CONSOLE_SCREENSHOTS=<dir>` set, each page's screenshot is written
-//! there (the README's come from `CONSOLE_SCREENSHOTS=docs/images`).
+//! there (the README's: `CONSOLE_SCREENSHOTS=$PWD/docs/images cargo test -p
+//! perf-server --test console` from the workspace root; the test runs in
+//! `perf-server/`).
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -75,9 +77,14 @@ fn start_from_form(browser: &Browser, base: &str, duration: &str) -> String {
 fn the_console_starts_watches_reports_cancels_and_profiles_in_a_real_browser() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("perf.yaml");
+    // An autoscaler with one local instance, so the scaling page has one to show.
+    let base_port = 36_000 + (std::process::id() % 1000) as u16 * 4;
     std::fs::write(
         &config,
-        format!("api_token: {TOKEN}\nsample_interval: 500ms\n"),
+        format!(
+            "api_token: {TOKEN}\nsample_interval: 500ms\n{}",
+            common::local_scaling(1, 2, 100_000, base_port)
+        ),
     )
     .unwrap();
     let server = ServerProcess::start(dir.path(), &["--config", config.to_str().unwrap()]);
@@ -97,7 +104,21 @@ fn the_console_starts_watches_reports_cancels_and_profiles_in_a_real_browser() {
         )
         .unwrap();
     assert_eq!(focused, "INPUT#start-name", "{focused}");
-    assert!(browser.find("a.skip[href='#view']").is_ok());
+    // The skip link moves the focus to the page, and stays on it.
+    // (Off screen until focused, as skip links are: reached by keyboard.)
+    browser.find("a.skip[href='#view']").unwrap();
+    browser
+        .script("document.querySelector('a.skip').focus()", &[])
+        .unwrap();
+    browser.press("\u{E007}").unwrap(); // Enter
+    let focused = browser
+        .script(
+            "return document.activeElement.id + '|' + location.hash",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(focused, "view|", "{focused}");
+    assert!(browser.find("#start-form").is_ok());
 
     // A bad value: the token is asked once (POST needs it), then the
     // server's error shows next to its field.
@@ -189,14 +210,43 @@ fn the_console_starts_watches_reports_cancels_and_profiles_in_a_real_browser() {
             Some(text_of(&browser, "#sys-cpu")).filter(|t| t.contains("cores"))
         })
         .unwrap();
+    // A profile stopped early, then one left to its end.
+    fill(&browser, "#profile-duration", "30");
+    browser
+        .click(&browser.find("#profile-start").unwrap())
+        .unwrap();
+    browser
+        .wait_until("the profile to start", WAIT, || {
+            Some(text_of(&browser, "#notice")).filter(|t| t.contains("running"))
+        })
+        .unwrap();
+    browser
+        .click(&browser.find("#profile-stop").unwrap())
+        .unwrap();
+    browser
+        .wait_until("the profile to stop", WAIT, || {
+            Some(text_of(&browser, "#notice")).filter(|t| t == "profile stopped")
+        })
+        .unwrap();
     fill(&browser, "#profile-duration", "2");
     browser
         .click(&browser.find("#profile-start").unwrap())
         .unwrap();
     let view = browser
-        .wait_until("the profile in the list", Duration::from_secs(30), || {
-            browser.find("#profile-list button").ok()
-        })
+        .wait_until(
+            "the second profile in the list",
+            Duration::from_secs(30),
+            || {
+                browser
+                    .script(
+                        "return document.querySelectorAll('#profile-list button').length",
+                        &[],
+                    )
+                    .ok()
+                    .filter(|n| n.as_u64() >= Some(2))?;
+                browser.find("#profile-list button").ok()
+            },
+        )
         .unwrap();
     browser.click(&view).unwrap();
     let loaded = browser
@@ -241,6 +291,15 @@ fn the_console_starts_watches_reports_cancels_and_profiles_in_a_real_browser() {
     shot(&browser, "compare");
     browser.goto(&format!("{base}/ui/#/scaling")).unwrap();
     browser.wait_for("#policy-form", WAIT).unwrap();
+    let scaling = browser
+        .wait_until("the instance, ready", Duration::from_secs(30), || {
+            browser.goto(&format!("{base}/ui/#/scaling")).ok()?;
+            browser.wait_for("#policy-form", WAIT).ok()?;
+            Some(text_of(&browser, "#view"))
+                .filter(|t| t.contains("Instances") && t.contains("127.0.0.1:"))
+        })
+        .unwrap();
+    assert!(scaling.contains("Current"), "{scaling}");
     shot(&browser, "scaling");
     browser
         .goto(&format!("{base}/ui/#/recommendations"))
@@ -254,7 +313,14 @@ fn the_console_starts_watches_reports_cancels_and_profiles_in_a_real_browser() {
 
     // A phone's width: nothing wider than the screen.
     browser.resize(390, 844).unwrap();
-    for page in ["tests", &format!("tests/{id}"), "system", "scaling"] {
+    for page in [
+        "tests",
+        &format!("tests/{id}"),
+        &format!("compare?a={id}&b={id}"),
+        "system",
+        "scaling",
+        "recommendations",
+    ] {
         browser.goto(&format!("{base}/ui/#/{page}")).unwrap();
         browser.wait_for("main h1", WAIT).unwrap();
         std::thread::sleep(Duration::from_millis(500));

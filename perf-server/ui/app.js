@@ -150,7 +150,7 @@ function field(id, labelText, input, hint) {
 const PALETTE = ['#0969da', '#cf222e', '#1a7f37', '#9a6700', '#8250df', '#bf3989', '#1b7c83', '#57606a'];
 
 /** A time chart: `series` are {label, unit, format, scale?}; units on the axes and values. */
-function timeChart(container, title, series, yLabel, y2Label) {
+function timeChart(container, title, series, yLabel, y2Label, xAxis = { time: true, label: 'local time' }) {
   const style = getComputedStyle(document.documentElement);
   const fg = style.getPropertyValue('--fg').trim() || '#1b1f24';
   const grid = style.getPropertyValue('--line').trim() || '#d0d7de';
@@ -164,9 +164,11 @@ function timeChart(container, title, series, yLabel, y2Label) {
   const opts = {
     width: Math.max(280, box.clientWidth || 600),
     height: 220,
-    scales: { x: { time: true } },
+    scales: { x: { time: xAxis.time } },
     series: [
-      { label: 'time', value: (u, v) => (v === null ? '–' : new Date(v * 1000).toLocaleTimeString()) },
+      xAxis.time
+        ? { label: 'time', value: (u, v) => (v === null ? '–' : `${new Date(v * 1000).toLocaleTimeString()} (${new Date(v * 1000).toISOString().slice(11, 19)} UTC)`) }
+        : { label: xAxis.label, value: (u, v) => (v === null ? '–' : `${num(v, 0)} s`) },
       ...series.map((s, i) => ({
         label: s.label, scale: s.scale || 'y', stroke: PALETTE[i % PALETTE.length], width: 2,
         value: (u, v) => (v === null || v === undefined ? '–' : s.format(v)),
@@ -174,7 +176,7 @@ function timeChart(container, title, series, yLabel, y2Label) {
       })),
     ],
     axes: [
-      { stroke: fg, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid }, label: 'local time' },
+      { stroke: fg, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid }, label: xAxis.label },
       axis(yLabel, 'y'),
       ...(y2Label ? [axis(y2Label, 'y2', 1)] : []),
     ],
@@ -373,11 +375,23 @@ function renderReport(container, report) {
     container.append(h('h3', {}, 'Checks'), table(['Check', { label: 'Passed', num: true }, { label: 'Failed', num: true }, { label: 'Pass rate', num: true }],
       checks.map(([n, c]) => [n, num(c.passes, 0), num(c.fails, 0), pct(c.pass_rate)])));
   }
+  const flows = Object.entries(report.flows || {});
+  if (flows.length) {
+    container.append(h('h3', {}, 'Flows'), table(['Flow', { label: 'Iterations', num: true }, { label: 'Aborted', num: true }],
+      flows.map(([n, f]) => [n, num(f.iterations, 0), num(f.aborted, 0)])));
+  }
   const causes = [
     ...Object.entries(report.error_kinds || {}),
     ...Object.entries(report.status_codes || {}).filter(([code]) => Number(code) >= 400).map(([code, n]) => [`HTTP ${code}`, n]),
   ];
   if (causes.length) container.append(h('h3', {}, 'Errors by cause'), table(['Cause', { label: 'Requests', num: true }], causes.map(([k, n]) => [k, num(n, 0)])));
+}
+
+/** A compared metric's value in its unit: latencies in ms, throughput in req/s, the error rate in %. */
+function metricValue(metric, v) {
+  if (metric === 'rps') return rate(v);
+  if (metric === 'error_rate') return pct(v);
+  return ms(v);
 }
 
 function comparisonTable(comparison) {
@@ -386,7 +400,7 @@ function comparisonTable(comparison) {
       comparison.regressed ? h('span', { class: 'fail' }, 'REGRESSED')
         : comparison.inconclusive ? h('span', { class: 'warn' }, 'inconclusive') : h('span', { class: 'pass' }, 'no regression')),
     table(['Metric', { label: 'Baseline', num: true }, { label: 'Current', num: true }, { label: 'Change', num: true }, 'Verdict', 'Why'],
-      comparison.metrics.map((m) => [m.metric, num(m.baseline, 3), num(m.current, 3),
+      comparison.metrics.map((m) => [m.metric, metricValue(m.metric, m.baseline), metricValue(m.metric, m.current),
         `${num(m.change_percent, 1)} % (${num(m.change_low_percent, 1)} to ${num(m.change_high_percent, 1)} %)`,
         h('span', { class: m.verdict === 'regressed' ? 'fail' : m.verdict === 'improved' ? 'pass' : null }, m.verdict), m.reason])));
 }
@@ -429,7 +443,7 @@ async function testPage(id) {
     { label: 'p50', format: ms }, { label: 'p95', format: ms }, { label: 'p99', format: ms }], 'ms');
   const users = timeChart(charts, 'Users, in flight, dropped', [
     { label: 'users', format: (v) => `${num(v, 0)} users` }, { label: 'in flight', format: (v) => `${num(v, 0)} requests` },
-    { label: 'dropped/s', format: (v) => `${num(v, 0)} dropped/s` }], 'count');
+    { label: 'dropped/s', format: (v) => `${num(v, 0)} dropped/s`, scale: 'y2' }], 'users, requests in flight', 'dropped/s');
   const report = h('section', { id: 'report', 'aria-live': 'polite' });
   const trend = h('section', { id: 'trend' });
   root.append(report, trend);
@@ -567,7 +581,8 @@ async function systemPage() {
     tile('Budget', '–', 'sys-budget'), tile('Pressure', '–', 'sys-pressure'), tile('Leak verdict', '–', 'sys-leak'),
     tile('Connections', '–', 'sys-tcp'));
   const charts = h('div', { class: 'grid' });
-  root.append(h('section', {}, h('h2', {}, 'Host and process'), tiles, charts));
+  const allocator = h('div', { id: 'allocator' });
+  root.append(h('section', {}, h('h2', {}, 'Host and process'), tiles, charts, allocator));
   let cpu = null;
   const memory = timeChart(charts, 'Memory', [{ label: 'RSS', format: bytes }, { label: 'jemalloc allocated', format: bytes },
     { label: 'jemalloc resident', format: bytes }], 'bytes');
@@ -586,6 +601,13 @@ async function systemPage() {
       document.getElementById('sys-cpu').textContent = `${num(s.cpu.utilization_percent, 1)} % of ${s.cpu.cores} cores`;
       document.getElementById('sys-rss').textContent = bytes(s.memory.process_rss_bytes);
       document.getElementById('sys-tcp').textContent = `${num(s.network.tcp.established, 0)} established`;
+      if (s.allocator) {
+        const a = s.allocator;
+        allocator.replaceChildren(table(['jemalloc', { label: 'Bytes', num: true }],
+          [['allocated', a.allocated_bytes], ['active', a.active_bytes], ['resident', a.resident_bytes], ['mapped', a.mapped_bytes],
+            ['retained', a.retained_bytes], ['metadata', a.metadata_bytes], ['fragmentation', a.fragmentation_bytes], ['dirty', a.dirty_bytes]]
+            .map(([k, v]) => [k, bytes(v)])));
+      }
     },
   });
   const refreshMemory = async () => {
@@ -636,9 +658,15 @@ async function systemPage() {
   const flame = h('div', { class: 'flame', id: 'flamegraph' });
   profiles.append(pform, perr, plist, flame);
   root.append(profiles);
+  let running = null;
   const listProfiles = async () => {
     const l = await api('/performance/profiling');
     if (!l.ok) return;
+    running = l.data.running ? l.data.running.id : null;
+    if (l.data.heap_available === false) {
+      const heap = document.querySelector('#profile-kind option[value=heap]');
+      if (heap) heap.remove();
+    }
     const items = (l.data.profiles && l.data.profiles.items) || [];
     if (l.data.running) notice(`a ${l.data.running.kind} profile is running`);
     if (!items.length) { plist.replaceChildren(h('p', { class: 'hint' }, 'No profiles yet.')); return; }
@@ -655,12 +683,15 @@ async function systemPage() {
     const body = { kind: document.getElementById('profile-kind').value, duration_s: Number(document.getElementById('profile-duration').value) };
     const a = await api('/performance/profiling/start', { method: 'POST', body });
     if (!a.ok) { showFieldError(pform, perr, a); return; }
+    running = a.data.id;
     notice(`${body.kind} profile running for ${body.duration_s} s`);
     setTimeout(listProfiles, body.duration_s * 1000 + 1500);
   });
   document.getElementById('profile-stop').addEventListener('click', async () => {
-    const a = await api('/performance/profiling/stop', { method: 'POST', body: {} });
+    if (!running) { notice('no profile is running'); return; }
+    const a = await api('/performance/profiling/stop', { method: 'POST', body: { id: running } });
     notice(a.ok ? 'profile stopped' : errorOf(a).message);
+    running = null;
     listProfiles();
   });
   listProfiles();
@@ -680,8 +711,8 @@ async function scalingPage() {
     summary.append(h('div', { class: 'tiles' }, tile('Current', num(st.current_replicas, 0)), tile('Desired', num(st.desired_replicas, 0)),
       tile('Manager', st.manager), tile('Last decision', st.last_decision ? `${st.last_decision.from} → ${st.last_decision.to}` : '–')));
     summary.append(h('h3', {}, 'Instances'), table(['Instance', 'Address', 'Ready', 'Phase', { label: 'Restarts', num: true }, { label: 'Age', num: true }, { label: 'Load share', num: true }],
-      st.instances.map((i) => [i.instance.id, i.instance.address || '–', i.instance.ready ? 'yes' : h('span', { class: 'fail' }, 'no'),
-        i.instance.phase, num(i.instance.restarts, 0), seconds(i.instance.age_s), i.load_share === null || i.load_share === undefined ? '–' : pct(i.load_share)])));
+      st.instances.map((i) => [i.id, i.address || '–', i.ready ? 'yes' : h('span', { class: 'fail' }, 'no'),
+        i.phase, num(i.restarts, 0), seconds(i.age_s), i.load_share === null || i.load_share === undefined ? '–' : pct(i.load_share)])));
   } else {
     summary.append(h('p', {}, st.message));
   }
@@ -743,9 +774,9 @@ async function scalingPage() {
       tile('Short of demand', `${num(r.under_provisioned_instance_s, 0)} replica-s`)));
     const c = timeChart(simOut, 'Simulated replicas against load', [
       { label: 'replicas', format: (v) => `${num(v, 0)} replicas` }, { label: 'needed', format: (v) => `${num(v, 0)} replicas` },
-      { label: 'load', format: (v) => num(v, 1), scale: 'y2' }], 'replicas', 'load');
-    const t0 = Date.now() / 1000;
-    c.set([r.timeline.map((x) => t0 + x.t_s), r.timeline.map((x) => x.replicas), r.timeline.map((x) => x.needed), r.timeline.map((x) => x.load)]);
+      { label: 'load', format: (v) => `${num(v, 1)} (trace units)`, scale: 'y2' }], 'replicas', 'load (trace units)',
+    { time: false, label: 'seconds into the trace' });
+    c.set([r.timeline.map((x) => x.t_s), r.timeline.map((x) => x.replicas), r.timeline.map((x) => x.needed), r.timeline.map((x) => x.load)]);
   });
   root.append(h('section', {}, h('h2', {}, 'Simulate the policy'), sform, simOut));
 }
@@ -781,7 +812,7 @@ async function recommendationsPage() {
 async function route() {
   Page.leave();
   notice('');
-  const hash = location.hash || '#/tests';
+  const hash = location.hash.startsWith('#/') ? location.hash : '#/tests';
   const [path, query] = hash.slice(1).split('?');
   const params = new URLSearchParams(query || '');
   const parts = path.split('/').filter(Boolean);
@@ -805,5 +836,7 @@ async function route() {
 }
 
 document.getElementById('token-button').addEventListener('click', askToken);
+// The skip link moves the focus; it is not a page to route to.
+document.querySelector('a.skip').addEventListener('click', (e) => { e.preventDefault(); view().focus(); });
 window.addEventListener('hashchange', route);
 route();

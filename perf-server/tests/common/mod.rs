@@ -213,3 +213,25 @@ pub(crate) fn promql_metric_names(expr: &str) -> Vec<String> {
     }
     names
 }
+
+/// A `scaling` section: python's http.server instances from `base_port`,
+/// scaled on the running load tests' rps against `per_replica`.
+pub(crate) fn local_scaling(min: u32, max: u32, per_replica: u32, base_port: u16) -> String {
+    format!(
+        r#"scaling:
+  period_s: 1
+  policy:
+    min_replicas: {min}
+    max_replicas: {max}
+    metrics: [{{name: rps, kind: external, target: {{average_value: {per_replica}}}}}]
+  manager:
+    local:
+      command: [python3, -m, http.server, "{{port}}", --bind, 127.0.0.1]
+      base_port: {base_port}
+      health_path: /
+      drain_timeout_s: 2
+  source:
+    load_test: {{metric: rps}}
+"#
+    )
+}
