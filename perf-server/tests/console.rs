@@ -48,11 +48,12 @@ fn text_of(browser: &Browser, css: &str) -> String {
 }
 
 /// Starts a test from the form and waits for its page.
-fn start_from_form(browser: &Browser, base: &str, duration: &str) -> String {
+/// Starts a test of `target` from the console at `base` and waits for its page.
+fn start_from_form(browser: &Browser, base: &str, target: &str, duration: &str) -> String {
     browser.goto(&format!("{base}/ui/#/tests")).unwrap();
     browser.wait_for("#start-form", WAIT).unwrap();
     fill(browser, "#start-name", "console");
-    fill(browser, "#start-target", base);
+    fill(browser, "#start-target", target);
     fill(browser, "#start-users", "4");
     fill(browser, "#start-duration", duration);
     fill(browser, "#start-path", "/health");
@@ -89,6 +90,9 @@ fn the_console_starts_watches_reports_cancels_and_profiles_in_a_real_browser() {
     .unwrap();
     let server = ServerProcess::start(dir.path(), &["--config", config.to_str().unwrap()]);
     let base = format!("http://{}", server.addr);
+    // The service under test: a local target of its own, not the console's server.
+    let target =
+        testkit::target::TargetServer::start(testkit::target::Behavior::default()).unwrap();
     let browser = Browser::start(1280, 900).unwrap();
 
     // `/` leads to the console. The view takes the focus on each page; Tab
@@ -122,7 +126,7 @@ fn the_console_starts_watches_reports_cancels_and_profiles_in_a_real_browser() {
 
     // A bad value: the token is asked once (POST needs it), then the
     // server's error shows next to its field.
-    fill(&browser, "#start-target", &base);
+    fill(&browser, "#start-target", &target.url());
     fill(&browser, "#start-users", "0");
     fill(&browser, "#start-duration", "5s");
     browser
@@ -161,7 +165,7 @@ fn the_console_starts_watches_reports_cancels_and_profiles_in_a_real_browser() {
     assert!(!browser.url().unwrap().contains(TOKEN));
 
     // A test from the form: its live figures move while it runs.
-    let id = start_from_form(&browser, &base, "8s");
+    let id = start_from_form(&browser, &base, &target.url(), "8s");
     browser.wait_for("#live-rps", WAIT).unwrap();
     let first = browser
         .wait_until("a live snapshot", WAIT, || {
@@ -200,7 +204,7 @@ fn the_console_starts_watches_reports_cancels_and_profiles_in_a_real_browser() {
 
     // A second test, cancelled from its page, with a CPU profile taken
     // meanwhile from the system page.
-    let second = start_from_form(&browser, &base, "60s");
+    let second = start_from_form(&browser, &base, &target.url(), "60s");
     assert_ne!(second, id);
     browser.wait_for("#cancel-test", WAIT).unwrap();
     browser.goto(&format!("{base}/ui/#/system")).unwrap();
