@@ -91,6 +91,6 @@ pub use pool::{
 };
 pub use query_cache::{QueryCache, QueryCacheStats};
 pub use slow_queries::{
-    OWN_STATEMENT_MARKER, ObservedWorkload, SlowQuery, SlowQueryFilter, observed_workload,
-    slow_queries,
+    OWN_STATEMENT_MARKER, ObservedWorkload, SlowQuery, SlowQueryFilter, SlowQueryFilterBuilder,
+    observed_workload, slow_queries,
 };

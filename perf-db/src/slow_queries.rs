@@ -11,6 +11,7 @@ use crate::{Error, Fingerprint, Result, fingerprint};
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct SlowQueryFilter {
     /// Only statements called at least this often (default 1).
     pub min_calls: i64,
@@ -22,6 +23,44 @@ pub struct SlowQueryFilter {
     /// EXPLAINs of index advice), which start with [`OWN_STATEMENT_MARKER`]
     /// (default false: a report on a database is about its own workload).
     pub include_own: bool,
+}
+
+/// The most statements one listing returns.
+const MAX_SLOW_QUERIES: i64 = 10_000;
+
+impl SlowQueryFilter {
+    /// Checks every field; the error names the bad one and the range.
+    pub fn validate(&self) -> Result<()> {
+        if self.min_calls < 0 {
+            return Err(Error::Invalid(format!(
+                "min_calls: {} must be at least 0",
+                self.min_calls
+            )));
+        }
+        if !(self.min_mean_ms.is_finite() && self.min_mean_ms >= 0.0) {
+            return Err(Error::Invalid(format!(
+                "min_mean_ms: {} must be a number at least 0",
+                self.min_mean_ms
+            )));
+        }
+        if !(1..=MAX_SLOW_QUERIES).contains(&self.limit) {
+            return Err(Error::Invalid(format!(
+                "limit: {} is outside the allowed range 1 to {MAX_SLOW_QUERIES}",
+                self.limit
+            )));
+        }
+        Ok(())
+    }
+}
+
+perf_core::config_builder! {
+    /// Builds a [`SlowQueryFilter`].
+    SlowQueryFilter => SlowQueryFilterBuilder, Error {
+        min_calls: i64,
+        min_mean_ms: f64,
+        limit: i64,
+        include_own: bool,
+    }
 }
 
 /// The comment that starts every statement perf-db sends on its own behalf,
@@ -66,6 +105,7 @@ pub struct SlowQuery {
 /// created in the database; the error says so otherwise).
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn slow_queries(client: &Client, filter: &SlowQueryFilter) -> Result<Vec<SlowQuery>> {
+    filter.validate()?;
     let installed = client
         .query_opt(
             "/* perf-db */ SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements'",
@@ -147,6 +187,7 @@ pub async fn observed_workload(
     client: &Client,
     filter: &SlowQueryFilter,
 ) -> Result<ObservedWorkload> {
+    filter.validate()?;
     let statements = slow_queries(client, filter)
         .await?
         .into_iter()
@@ -194,4 +235,32 @@ pub async fn observed_workload(
         window_hours: hours(statements_since),
         table_window_hours: hours(tables_since),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SlowQueryFilter;
+
+    #[test]
+    fn filters_out_of_range_are_refused_by_name() {
+        assert_eq!(
+            SlowQueryFilter::builder().limit(5).build().unwrap().limit,
+            5
+        );
+        for (built, field) in [
+            (SlowQueryFilter::builder().limit(0).build(), "limit"),
+            (SlowQueryFilter::builder().limit(-3).build(), "limit"),
+            (
+                SlowQueryFilter::builder().min_calls(-1).build(),
+                "min_calls",
+            ),
+            (
+                SlowQueryFilter::builder().min_mean_ms(f64::NAN).build(),
+                "min_mean_ms",
+            ),
+        ] {
+            let err = built.unwrap_err().to_string();
+            assert!(err.starts_with(field), "{err}");
+        }
+    }
 }

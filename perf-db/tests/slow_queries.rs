@@ -49,10 +49,10 @@ async fn the_slow_statement_is_found_and_filters_apply() {
 
     let slow = slow_queries(
         &client,
-        &SlowQueryFilter {
-            min_mean_ms: 20.0,
-            ..SlowQueryFilter::default()
-        },
+        &SlowQueryFilter::builder()
+            .min_mean_ms(20.0)
+            .build()
+            .unwrap(),
     )
     .await
     .unwrap();
@@ -64,10 +64,7 @@ async fn the_slow_statement_is_found_and_filters_apply() {
 
     let frequent = slow_queries(
         &client,
-        &SlowQueryFilter {
-            min_calls: 20,
-            ..SlowQueryFilter::default()
-        },
+        &SlowQueryFilter::builder().min_calls(20).build().unwrap(),
     )
     .await
     .unwrap();
@@ -86,10 +83,7 @@ async fn the_slow_statement_is_found_and_filters_apply() {
 
     let few = slow_queries(
         &client,
-        &SlowQueryFilter {
-            limit: 1,
-            ..SlowQueryFilter::default()
-        },
+        &SlowQueryFilter::builder().limit(1).build().unwrap(),
     )
     .await
     .unwrap();
@@ -113,10 +107,10 @@ async fn the_slow_statement_is_found_and_filters_apply() {
     assert!(workload.iter().any(|q| q.query.contains("pg_sleep")));
     let everything = slow_queries(
         &client,
-        &SlowQueryFilter {
-            include_own: true,
-            ..SlowQueryFilter::default()
-        },
+        &SlowQueryFilter::builder()
+            .include_own(true)
+            .build()
+            .unwrap(),
     )
     .await
     .unwrap();

@@ -162,11 +162,11 @@ impl DatabaseMonitor {
                 match self.cache.get(SLOW_QUERY_KEY, &[&limit]) {
                     Ok(Some(cached)) => slow = cached.as_ref().clone(),
                     _ => {
-                        let filter = SlowQueryFilter {
-                            limit: TOP_SLOW,
-                            ..SlowQueryFilter::default()
+                        let found = match SlowQueryFilter::builder().limit(TOP_SLOW).build() {
+                            Ok(filter) => perf_db::slow_queries(&conn, &filter).await,
+                            Err(e) => Err(e),
                         };
-                        match perf_db::slow_queries(&conn, &filter).await {
+                        match found {
                             Ok(found) => {
                                 let _ = self.cache.insert(SLOW_QUERY_KEY, &[&limit], found.clone());
                                 slow = found;
@@ -212,11 +212,11 @@ impl DatabaseMonitor {
             Ok(c) => c,
             Err(e) => return (out, vec![format!("connect: {e}")]),
         };
-        let filter = SlowQueryFilter {
-            limit: ADVISED_STATEMENTS,
-            ..SlowQueryFilter::default()
+        let observed = match SlowQueryFilter::builder().limit(ADVISED_STATEMENTS).build() {
+            Ok(filter) => perf_db::observed_workload(&conn, &filter).await,
+            Err(e) => Err(e),
         };
-        match perf_db::observed_workload(&conn, &filter).await {
+        match observed {
             Ok(workload) => {
                 let options = workload.options(perf_db::WorkloadOptions::default());
                 match perf_db::advise_workload(&conn, &workload.statements, &options).await {

@@ -232,10 +232,10 @@ async fn advise(args: &AdviseArgs) -> Result<Answer, String> {
     let (statements, options) = match file {
         Some(statements) => (statements, options),
         None => {
-            let filter = SlowQueryFilter {
-                limit: args.limit,
-                ..SlowQueryFilter::default()
-            };
+            let filter = SlowQueryFilter::builder()
+                .limit(args.limit)
+                .build()
+                .map_err(|e| format!("--{e}"))?;
             let observed = perf_db::observed_workload(&client, &filter)
                 .await
                 .map_err(|e| e.to_string())?;
