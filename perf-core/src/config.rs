@@ -3,7 +3,8 @@
 //! The toolkit's configuration structs are `#[non_exhaustive]` (a new option
 //! is not a breaking change) and are deserialized from files or built in code
 //! through a builder whose `build` validates, so a bad value is refused where
-//! it is set, with the field named, and never reaches the component.
+//! it is set, with the field named. Their fields stay public (to read, and to
+//! change a copy); the components that take them validate again.
 //! [`config_builder!`](crate::config_builder) writes such a builder: a setter
 //! per option, starting from the defaults, and `build` calling the struct's own
 //! `validate`.
@@ -18,7 +19,9 @@
 /// gets a setter of the same name; a field marked `into` takes
 /// `impl Into<Type>` (an `Option<u32>` field then takes a plain `7`). The
 /// struct gains `builder()`, the builder `build()`, and `From<Struct>` for the
-/// builder (to change a copy of an existing configuration).
+/// builder (to change a copy of an existing configuration). The struct must
+/// be `Debug + Clone` (the builder derives both) and have no field named
+/// `build`; the builder is `pub`.
 ///
 /// ```
 /// use perf_core::config_builder;
@@ -95,7 +98,7 @@ macro_rules! config_builder {
 
         impl $target {
             #[doc = concat!(
-                "A builder that starts from the defaults; its `build` validates (see [`",
+                "A builder (from the defaults, and the required values given here); its `build` validates (see [`",
                 stringify!($builder), "`])."
             )]
             pub fn builder($($($arg: $argty),*)?) -> $builder {
@@ -118,7 +121,7 @@ macro_rules! config_builder {
             )]
             pub fn build(self) -> ::core::result::Result<$target, $error> {
                 self.config.validate()?;
-                Ok(self.config)
+                ::core::result::Result::Ok(self.config)
             }
         }
     };
@@ -133,9 +136,15 @@ macro_rules! config_builder {
     };
     (@setter $target:ident, $field:ident, $ty:ty, into) => {
         #[doc = concat!("Sets [`", stringify!($target), "::", stringify!($field), "`].")]
-        pub fn $field(mut self, value: impl Into<$ty>) -> Self {
-            self.config.$field = value.into();
+        pub fn $field(mut self, value: impl ::core::convert::Into<$ty>) -> Self {
+            self.config.$field = ::core::convert::Into::into(value);
             self
         }
+    };
+    (@setter $target:ident, $field:ident, $ty:ty, $other:ident) => {
+        compile_error!(concat!(
+            "config_builder!: `", stringify!($field), ": ... => ", stringify!($other),
+            "`: the only conversion is `into`"
+        ));
     };
 }

@@ -99,6 +99,7 @@ struct IndexRow {
 /// Reads the statistics of the current database.
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn index_health(client: &Client, options: &HealthOptions) -> Result<IndexHealth> {
+    options.validate()?;
     let rows = client
         .query(
             "/* perf-db */ SELECT t.relname::text, c.relname::text, quote_ident(n.nspname) || '.' || quote_ident(c.relname),

@@ -79,6 +79,7 @@ pub async fn partition_advice(
     queries: &[String],
     options: &PartitionOptions,
 ) -> Result<Vec<PartitionAdvice>> {
+    options.validate()?;
     // (table, column) -> (range uses, equality uses)
     let mut uses: BTreeMap<String, BTreeMap<String, (u32, u32)>> = BTreeMap::new();
     for q in queries {

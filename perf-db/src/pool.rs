@@ -295,6 +295,7 @@ fn ms(d: Duration) -> f64 {
 impl InstrumentedPool {
     /// A pool for `url` with `settings` (timeouts always set).
     pub fn new(url: &str, settings: &PoolSettings) -> Result<Self> {
+        settings.validate()?;
         let config = tokio_postgres::Config::from_str(url)
             .map_err(|e| Error::Database(format!("not a connection string: {e}")))?;
         let manager = Manager::from_config(
@@ -320,6 +321,7 @@ impl InstrumentedPool {
 
     /// The same on bb8 (connection timeout = `wait_timeout`, no test on checkout).
     pub async fn new_bb8(url: &str, settings: &PoolSettings) -> Result<Self> {
+        settings.validate()?;
         let config = tokio_postgres::Config::from_str(url)
             .map_err(|e| Error::Database(format!("not a connection string: {e}")))?;
         let manager = bb8_postgres::PostgresConnectionManager::new(config, tokio_postgres::NoTls);

@@ -17,7 +17,7 @@ pub struct SlowQueryFilter {
     pub min_calls: i64,
     /// Only statements whose mean execution time is at least this (ms, default 0).
     pub min_mean_ms: f64,
-    /// At most this many, by total time (default 50).
+    /// At most this many, by total time (1 to 10000, default 50).
     pub limit: i64,
     /// Also list the statements perf-db sends itself (statistics reads,
     /// EXPLAINs of index advice), which start with [`OWN_STATEMENT_MARKER`]

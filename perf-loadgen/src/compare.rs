@@ -750,11 +750,11 @@ fn mean_abs_diff_self(a: &[f64]) -> f64 {
 impl CompareOptions {
     /// Checks every field; the error names the bad one and the range.
     pub fn validate(&self) -> crate::Result<()> {
-        if !(self.false_positive_rate > 0.0 && self.false_positive_rate <= 0.5) {
+        if !(1e-4..=0.2).contains(&self.false_positive_rate) {
             return Err(crate::error::invalid_option(
                 "false_positive_rate",
                 self.false_positive_rate,
-                "above 0 to 0.5, e.g. 0.01",
+                "0.0001 to 0.2, e.g. 0.01",
             ));
         }
         for (key, value, max) in [

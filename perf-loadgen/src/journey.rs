@@ -328,7 +328,6 @@ impl Journeys {
         }
     }
 
-    /// The counts so far.
     /// Checks passed and failed so far, all checks together.
     pub(crate) fn check_totals(&self) -> (u64, u64) {
         self.counts.iter().fold((0, 0), |(p, f), (cp, cf)| {
@@ -339,6 +338,7 @@ impl Journeys {
         })
     }
 
+    /// The counts so far.
     pub(crate) fn counts(&self) -> (BTreeMap<String, CheckCount>, BTreeMap<String, FlowCount>) {
         let checks = self
             .labels

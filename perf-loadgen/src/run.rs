@@ -65,11 +65,14 @@ pub struct LiveSnapshot {
     /// Checks failed so far.
     #[serde(default)]
     pub checks_failed: u64,
-    /// Share of its cores the load generator's process used so far, 0 to 1.
+    /// CPU the load generator's process used since the run started, as a
+    /// share of the runtime's worker threads (above 1 when other threads of
+    /// the process are busy too).
     #[serde(default)]
     pub generator_cpu: f64,
-    /// The generator is the bottleneck now (CPU over 90 %, over 1 % of
-    /// requests late, or requests dropped): the figures understate the target.
+    /// The generator has been the bottleneck over the run so far (CPU over
+    /// 90 %, over 1 % of requests late, or requests dropped): the figures
+    /// understate the target.
     #[serde(default)]
     pub generator_bound: bool,
     /// Intended requests dropped so far (open model).

@@ -330,8 +330,8 @@ impl MemoryGuard {
 }
 
 perf_core::config_builder! {
-    /// Builds a [`MemoryBudget`] (its limit's source stays `configured`; see
-    /// [`MemoryBudget::within`]).
+    /// Builds a [`MemoryBudget`] (from the defaults, its limit's source is
+    /// `configured`; [`MemoryBudget::within`] lowers it to a cgroup's).
     MemoryBudget => MemoryBudgetBuilder, Error {
         limit: ByteSize,
         soft_fraction: f64,

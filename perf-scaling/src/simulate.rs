@@ -19,9 +19,10 @@ pub const MAX_SIMULATION_STEPS: usize = 1_051_200;
 /// makes: minutes of CPU, not days.
 pub const MAX_SIMULATION_WORK: f64 = 2e8;
 
-/// The latest time a trace may name, seconds (about 31 years): beyond it a
-/// time plus a decision period rounds back to itself.
-pub const MAX_TRACE_SECONDS: f64 = 1e9;
+/// The latest time a trace may name, seconds (about 31,700 years: Unix
+/// timestamps fit, and a time plus a decision period stays exact to the
+/// microsecond).
+pub const MAX_TRACE_SECONDS: f64 = 1e12;
 
 /// One point of a recorded load.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -100,8 +101,9 @@ pub fn parse_trace_csv(text: &str) -> Result<Vec<TracePoint>> {
     Ok(points)
 }
 
-/// The decisions a simulation of `trace` makes and its replica-decisions
-/// (decisions times the most replicas it may run): what [`simulate`]
+/// The decision periods a simulation of `trace` spans (it makes one
+/// decision more: at the start and after each period) and its
+/// replica-decisions (periods times the most replicas it may run): what [`simulate`]
 /// checks against [`MAX_SIMULATION_STEPS`] and [`MAX_SIMULATION_WORK`],
 /// for a caller with tighter bounds of its own (a server answering a
 /// request).
@@ -445,7 +447,9 @@ pub fn simulate(
     let mut t = first;
     // Counted, not only compared: far from 0 a time plus a period can round
     // back to itself.
-    let last_step = steps.floor() as u64;
+    // Rounded up: a span that is a whole number of periods may divide to
+    // just under it; `t <= end` ends the loop where it should.
+    let last_step = steps.ceil() as u64;
     while step <= last_step && t <= end {
         let load = demand_at(trace, t);
         let ready = replicas.iter().filter(|r| **r <= t).count() as u32;

@@ -87,7 +87,14 @@ fn bad_traces_and_settings_say_what_is_wrong() {
         let err = parse_trace_csv(csv).unwrap_err().to_string();
         assert!(err.contains("beyond"), "{err}");
     }
-    let single = parse_trace_csv("t,v\n999999999,5\n").unwrap();
+    let single = parse_trace_csv("t,v\n1700000000,5\n").unwrap();
     let report = simulate(&p, &single, &SimulationSettings::default()).unwrap();
     assert_eq!(report.timeline.len(), 1);
+    // A span of whole periods that divides to just under a whole number
+    // (1.4 - 0.4 = 0.9999999999999999) still gets its last decision.
+    let exact = parse_trace_csv("t,v\n0.4,1\n1.4,1\n").unwrap();
+    let mut one_second = SimulationSettings::default();
+    one_second.period_s = 1.0;
+    let report = simulate(&p, &exact, &one_second).unwrap();
+    assert_eq!(report.timeline.len(), 2);
 }

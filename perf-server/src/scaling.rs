@@ -198,12 +198,7 @@ impl ScalingSetup {
             ManagerSetup::Local(l) => l.validate().map_err(|e| nested("manager.local", e))?,
             #[cfg(feature = "kubernetes")]
             ManagerSetup::Kubernetes(k) => {
-                if k.namespace.is_empty() || k.deployment.is_empty() {
-                    return Err((
-                        "scaling.manager.kubernetes.deployment".to_owned(),
-                        "namespace and deployment must be set".to_owned(),
-                    ));
-                }
+                k.validate().map_err(|e| nested("manager.kubernetes", e))?
             }
         }
         Ok(())

@@ -68,10 +68,10 @@ fn read_response(stream: &mut TcpStream) -> Result<Vec<u8>, String> {
                 l.strip_prefix("content-length:")
                     .and_then(|v| v.trim().parse::<usize>().ok())
             });
-            if let Some(length) = length
-                && raw.len() >= end + 4 + length
+            if let Some(whole) = length.and_then(|l| (end + 4).checked_add(l))
+                && raw.len() >= whole
             {
-                raw.truncate(end + 4 + length);
+                raw.truncate(whole);
                 return Ok(raw);
             }
         }
