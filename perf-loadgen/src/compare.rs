@@ -102,12 +102,11 @@ impl Comparison {
     /// assert!(c.table().starts_with("against a pinned run"));
     /// ```
     pub fn table(&self) -> String {
-        let c = self;
         let mut s = format!(
             "against a {} (false-positive rate {} over all metrics)\n  metric           baseline    current    change   interval               band   run noise  confidence  verdict\n",
-            c.against, c.false_positive_rate
+            self.against, self.false_positive_rate
         );
-        for m in &c.metrics {
+        for m in &self.metrics {
             s.push_str(&format!(
                 "  {:<14} {:>10.3} {:>10.3} {:>+8.1}% [{:>+7.1}%, {:>+7.1}%] ±{:>5.1}%   ±{:>5.1}%   {:>8.4}   {:?}\n",
                 m.metric,
@@ -125,9 +124,9 @@ impl Comparison {
                 s.push_str(&format!("    {}: {}\n", m.metric, m.reason));
             }
         }
-        s.push_str(if c.regressed {
+        s.push_str(if self.regressed {
             "regression  YES\n"
-        } else if c.inconclusive {
+        } else if self.inconclusive {
             "regression  INCONCLUSIVE (the data cannot tell; exit 4)\n"
         } else {
             "regression  no\n"

@@ -43,6 +43,12 @@ pub enum Error {
         /// The names there are.
         available: String,
     },
+    /// The file has several scenarios and none was named.
+    #[error("the file has several scenarios ({available}): say which one")]
+    ScenarioNotNamed {
+        /// The names there are.
+        available: String,
+    },
     /// A data file could not be read.
     #[error("data file {path}: {message}")]
     Feeder {

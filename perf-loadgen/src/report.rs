@@ -68,6 +68,11 @@ pub enum ErrorCause<'a> {
 }
 
 impl RunReport {
+    /// Passes and fails over all checks.
+    pub fn check_totals(&self) -> crate::CheckCount {
+        sum_checks(&self.checks)
+    }
+
     /// Failed requests by cause: the transport's kinds, then each error
     /// status (400 and above) the target answered with.
     pub fn errors_by_cause(&self) -> impl Iterator<Item = (ErrorCause<'_>, u64)> {
@@ -423,12 +428,16 @@ impl ReportMeta {
 
     /// Passes and fails over all checks.
     fn check_totals(&self) -> crate::CheckCount {
-        let (p, f) = self
-            .checks
-            .values()
-            .fold((0, 0), |(p, f), c| (p + c.passes, f + c.fails));
-        crate::CheckCount::of(p, f)
+        sum_checks(&self.checks)
     }
+}
+
+/// Passes and fails of several checks together.
+fn sum_checks(checks: &BTreeMap<String, crate::CheckCount>) -> crate::CheckCount {
+    let (p, f) = checks
+        .values()
+        .fold((0, 0), |(p, f), c| (p + c.passes, f + c.fails));
+    crate::CheckCount::of(p, f)
 }
 
 /// `amount` per second over `seconds` (0 for a run of no length).

@@ -221,9 +221,8 @@ impl PolicyComparison {
     /// replica-seconds short, over and paid, times to ready, peaks and
     /// scale events, reactive beside predictive.
     pub fn table(&self) -> String {
-        let c = self;
         let mut out = String::new();
-        let lead = c.settings.lead_time;
+        let lead = self.settings.lead_time;
         out.push_str(&format!(
             "{:<34}{:>14}{:>14}\n",
             "", "reactive", "predictive"
@@ -231,7 +230,7 @@ impl PolicyComparison {
         let mut row = |label: &str, a: String, b: String| {
             out.push_str(&format!("{label:<34}{a:>14}{b:>14}\n"));
         };
-        let (r, p) = (&c.reactive, &c.predictive);
+        let (r, p) = (&self.reactive, &self.predictive);
         row(
             "under-provisioned replica-s",
             format!("{:.0}", r.under_provisioned_instance_s),
@@ -289,7 +288,7 @@ impl PolicyComparison {
             "predictive / reactive: under-provisioned {}, replica-seconds {} (lead time {lead}, model {:?})\n",
             ratio(r.under_provisioned_instance_s, p.under_provisioned_instance_s),
             ratio(r.replica_seconds, p.replica_seconds),
-            c.settings.model,
+            self.settings.model,
         ));
         out
     }

@@ -282,23 +282,13 @@ fn execute(args: &RunArgs) -> Result<(RunReport, Option<Comparison>), (u8, Strin
         .map_err(|e| invalid(format!("{}: {e}", args.file.display())))?;
     let mut file = ScenarioFile::from_yaml(&text).map_err(|e| invalid(e.to_string()))?;
     file.resolve_paths(scenario_dir(&args.file));
-    let name = match &args.scenario {
-        Some(name) => name.clone(),
-        None if file.load_tests.len() == 1 => {
-            file.load_tests.keys().next().cloned().unwrap_or_default()
-        }
-        None => {
-            return Err(invalid(format!(
-                "the file has several scenarios; pick one with --scenario ({})",
-                file.load_tests
-                    .keys()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
-        }
-    };
-    let mut scenario = file.get(&name).map_err(|e| invalid(e.to_string()))?.clone();
+    let (name, scenario) = file.pick(args.scenario.as_deref()).map_err(|e| match e {
+        perf_loadgen::Error::ScenarioNotNamed { available } => invalid(format!(
+            "the file has several scenarios; pick one with --scenario ({available})"
+        )),
+        other => invalid(other.to_string()),
+    })?;
+    let (name, mut scenario) = (name.to_owned(), scenario.clone());
     if !args.target.is_empty() {
         scenario.target = Some(Targets::Many(args.target.clone()));
     }

@@ -1373,9 +1373,8 @@ fn prune_exposed(exposed: &mut HashMap<Id, Exposed>) {
 pub fn final_event(record: &LoadTestRecord) -> (&'static str, serde_json::Value) {
     let report = record.report.as_ref();
     let checks = report.map_or((0, 0), |r| {
-        r.checks
-            .values()
-            .fold((0, 0), |(p, f), c| (p + c.passes, f + c.fails))
+        let c = r.check_totals();
+        (c.passes, c.fails)
     });
     (
         record.status.as_str(),

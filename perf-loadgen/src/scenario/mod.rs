@@ -111,13 +111,50 @@ impl ScenarioFile {
             .get(name)
             .ok_or_else(|| Error::UnknownScenario {
                 name: name.to_owned(),
-                available: self
-                    .load_tests
-                    .keys()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                available: self.names(),
             })
+    }
+
+    /// The scenario `name`, or without a name the file's only one, with
+    /// its name; a file of several needs the name.
+    ///
+    /// ```
+    /// let file = perf_loadgen::ScenarioFile::from_yaml(
+    ///     "load_tests: {a: {users: 1, duration: 1s}, b: {users: 2, duration: 1s}}",
+    /// )?;
+    /// assert_eq!(file.pick(Some("b"))?.1.users, Some(2));
+    /// assert!(file.pick(None).unwrap_err().to_string().contains("a, b"));
+    /// # Ok::<(), perf_loadgen::Error>(())
+    /// ```
+    pub fn pick(&self, name: Option<&str>) -> Result<(&str, &Scenario)> {
+        match name {
+            Some(name) => self
+                .load_tests
+                .get_key_value(name)
+                .map(|(n, s)| (n.as_str(), s))
+                .ok_or_else(|| Error::UnknownScenario {
+                    name: name.to_owned(),
+                    available: self.names(),
+                }),
+            None if self.load_tests.len() == 1 => self
+                .load_tests
+                .iter()
+                .next()
+                .map(|(n, s)| (n.as_str(), s))
+                .ok_or_else(|| Error::Parse("`load_tests` has no scenario".to_owned())),
+            None => Err(Error::ScenarioNotNamed {
+                available: self.names(),
+            }),
+        }
+    }
+
+    /// The scenarios' names, comma-separated.
+    fn names(&self) -> String {
+        self.load_tests
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 

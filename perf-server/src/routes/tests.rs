@@ -164,12 +164,7 @@ fn scenario_of(body: serde_json::Value) -> Result<(String, Scenario, Placement),
             let kind: Preset = p.parse().map_err(|e: perf_loadgen::Error| {
                 ApiError::invalid_field("preset", e.to_string())
             })?;
-            match serde_json::to_value(preset(kind)) {
-                Ok(serde_json::Value::Object(m)) => {
-                    m.into_iter().filter(|(_, v)| !v.is_null()).collect()
-                }
-                _ => serde_json::Map::new(),
-            }
+            keys_of(&preset(kind))
         }
         Some(other) => {
             return Err(ApiError::invalid_field(
@@ -232,35 +227,20 @@ fn scenario_from_yaml(
     };
     let file = perf_loadgen::ScenarioFile::from_yaml(text)
         .map_err(|e| ApiError::invalid_field("scenario_yaml", e.to_string()))?;
-    let name = match which {
-        Some(serde_json::Value::String(name)) => name,
+    let which = match which {
+        None => None,
+        Some(serde_json::Value::String(name)) => Some(name),
         Some(other) => {
             return Err(ApiError::invalid_field(
                 "scenario",
                 format!("scenario must be the name of one of the file's load_tests, not {other}"),
             ));
         }
-        None if file.load_tests.len() == 1 => {
-            file.load_tests.keys().next().cloned().unwrap_or_default()
-        }
-        None => {
-            return Err(ApiError::invalid_field(
-                "scenario",
-                format!(
-                    "the file has several load_tests ({}); name one in `scenario`",
-                    file.load_tests
-                        .keys()
-                        .cloned()
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            ));
-        }
     };
-    let scenario = file
-        .get(&name)
+    let (name, scenario) = file
+        .pick(which.as_deref())
         .map_err(|e| ApiError::invalid_field("scenario", e.to_string()))?;
-    if !is_test_name(&name) {
+    if !is_test_name(name) {
         return Err(ApiError::invalid_field(
             "scenario",
             "a scenario's name must be 1 to 100 characters, not only spaces",
@@ -275,12 +255,16 @@ fn scenario_from_yaml(
             ),
         ));
     }
+    Ok((name.to_owned(), keys_of(scenario)))
+}
+
+/// A scenario's keys as JSON, unset ones left out (for a body's keys to override).
+fn keys_of(scenario: &Scenario) -> serde_json::Map<String, serde_json::Value> {
     match serde_json::to_value(scenario) {
-        Ok(serde_json::Value::Object(keys)) => Ok((
-            name,
-            keys.into_iter().filter(|(_, v)| !v.is_null()).collect(),
-        )),
-        _ => Err(ApiError::internal("a scenario did not serialize")),
+        Ok(serde_json::Value::Object(keys)) => {
+            keys.into_iter().filter(|(_, v)| !v.is_null()).collect()
+        }
+        _ => serde_json::Map::new(),
     }
 }
 
@@ -304,6 +288,17 @@ pub(crate) async fn record_of(
         .get(id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no load test {id}")))
+}
+
+/// A test's report (interim while it runs), or a 404 that says it has none yet.
+fn report_of(record: &LoadTestRecord) -> Result<&perf_loadgen::RunReport, ApiError> {
+    record.report.as_ref().ok_or_else(|| {
+        ApiError::not_found(format!(
+            "load test {} has measured nothing yet ({})",
+            record.id,
+            record.status.as_str()
+        ))
+    })
 }
 
 pub(crate) fn parse_id(text: &str) -> Result<Id, ApiError> {
@@ -385,12 +380,7 @@ pub(crate) async fn results(
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id)?;
     let record = record_of(&state, id).await?;
-    let Some(report) = &record.report else {
-        return Err(ApiError::not_found(format!(
-            "load test {id} has measured nothing yet ({})",
-            record.status.as_str()
-        )));
-    };
+    let report = report_of(&record)?;
     let wants_html = request
         .headers()
         .get(header::ACCEPT)
@@ -471,24 +461,11 @@ pub(crate) async fn compare(
 ) -> Result<HttpResponse, ApiError> {
     let current_id = parse_id(&id)?;
     let baseline_id = parse_id(&query.baseline).map_err(|e| e.with_field("baseline"))?;
-    let mut reports = Vec::with_capacity(2);
-    for id in [baseline_id, current_id] {
-        let record = record_of(&state, id).await?;
-        if record.report.is_none() {
-            return Err(ApiError::not_found(format!(
-                "load test {id} has measured nothing ({})",
-                record.status.as_str()
-            )));
-        }
-        reports.push(record);
-    }
-    let (baseline, current) = (&reports[0], &reports[1]);
-    let (Some(b), Some(c)) = (&baseline.report, &current.report) else {
-        return Err(ApiError::internal("a report vanished"));
-    };
+    let baseline = record_of(&state, baseline_id).await?;
+    let current = record_of(&state, current_id).await?;
     Ok(HttpResponse::Ok().json(perf_loadgen::compare(
-        b,
-        c,
+        report_of(&baseline)?,
+        report_of(&current)?,
         &perf_loadgen::CompareOptions::default(),
     )))
 }
