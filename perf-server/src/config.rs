@@ -634,7 +634,15 @@ mod tests {
         assert!(err.to_string().contains("fast"), "{err}");
 
         type Mutation = fn(&mut ServerConfig);
-        let cases: [(&str, Mutation); 7] = [
+        let cases: [(&str, Mutation); 11] = [
+            ("max_event_streams", |c| c.max_event_streams = 0),
+            ("max_event_streams", |c| c.max_event_streams = 1_000_000),
+            ("socket_send_buffer", |c| {
+                c.socket_send_buffer = Some(ByteSize(1024))
+            }),
+            ("test_limits.max_memory", |c| {
+                c.test_limits.max_memory = ByteSize(1)
+            }),
             ("listen", |c| c.listen = "0.0.0.0:8080".parse().unwrap()),
             ("body_limit", |c| c.body_limit = ByteSize(10)),
             ("sample_interval", |c| {

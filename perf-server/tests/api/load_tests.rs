@@ -383,6 +383,20 @@ async fn scenario_files_comparisons_trends_and_simulations_through_the_api() {
             .contains("home, other"),
         "{body}"
     );
+    // A scenario named by something other than a string.
+    let (status, body) = json_of(
+        test::call_service(
+            &svc,
+            post(json!({"scenario_yaml": file, "scenario": 5, "target": target.url()})),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        (status.as_u16(), body["error"]["field"].as_str()),
+        (422u16, Some("scenario")),
+        "{body}"
+    );
     // Not YAML of a scenario file: named too, with the parser's words.
     let (status, body) = json_of(
         test::call_service(
