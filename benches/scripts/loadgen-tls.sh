@@ -4,6 +4,9 @@
 # the test certificates of examples/tls; each client pinned to core 0 with one
 # thread. Three figures, RUNS times each (medians printed):
 #   keepalive  64 keep-alive connections (wrk -t1 -c64)
+#   busypoll   the same, perf-loadgen run with --busy-poll 20us (it spins
+#              20 µs before its thread sleeps, so nginx's answers need not
+#              wake it: see perf-loadgen's busy_poll module)
 #   bound      the same, each client limited to half a core (a cgroup CPU
 #              quota of 50 ms per 100 ms, v2 cpu.max or v1 cfs_quota_us): the
 #              client, not nginx, is then the bottleneck, so the rate is the
@@ -103,20 +106,22 @@ in_quota() {
         sh -c 'echo $$ > "$0/cgroup.procs" || exit 1; exec "$@"' "$quota" "$@"
     else "$@"; fi
 }
-kinds="keepalive handshake"
-if [ -n "$quota" ]; then kinds="keepalive bound handshake"; else echo "no writable cgroup: the client-bound figure is skipped"; fi
+kinds="keepalive busypoll handshake"
+if [ -n "$quota" ]; then kinds="keepalive busypoll bound handshake"; else echo "no writable cgroup: the client-bound figure is skipped"; fi
 client_wrk() { # port
     in_quota taskset -c 0 /usr/bin/time -f "%U %S" -o "$work/wrk.time" \
         wrk -t1 -c64 -H "User-Agent: perf-loadgen" -d"${DUR}s" "https://127.0.0.1:$1/" > "$work/wrk.out"
 }
 client_perf() { # scenario file
     in_quota taskset -c 0 /usr/bin/time -f "%U %S" -o "$work/perf.time" \
-        "$bin/perf-server" run "$1" --threads 1 --out "$work/perf.json" > /dev/null || true
+        "$bin/perf-server" run "$1" --threads 1 --out "$work/perf.json" \
+        ${BUSY:+--busy-poll "$BUSY"} > /dev/null || true
 }
 for i in $(seq "$RUNS"); do
     for kind in $kinds; do
         port=9443; file=$keep
         [ "$kind" = handshake ] && port=9444 && file=$full
+        BUSY=""; [ "$kind" = busypoll ] && BUSY=20us
         # Alternate who goes first: a run that always follows the other
         # inherits its warm (or tired) target.
         rm -f "$work"/wrk.out "$work"/wrk.time "$work"/perf.json "$work"/perf.time

@@ -24,6 +24,10 @@ pub enum Error {
         /// What is allowed.
         allowed: String,
     },
+    /// A worker of a distributed run failed or answered what it should not
+    /// (see [`crate::ShardClient`]).
+    #[error("{0}")]
+    Worker(String),
     /// The scenario file is not valid YAML of the scenario schema.
     #[error("scenario file: {0}")]
     Parse(String),

@@ -388,7 +388,7 @@ table{{border-collapse:collapse;margin:6px 0}} td,th{{padding:3px 10px;border-bo
             self.duration_s,
             self.stopped_early
                 .as_ref()
-                .map(|r| format!(" &middot; stopped early: {}", esc(r)))
+                .map(|r| format!(" &middot; stopped early: {}", esc(&r.to_string())))
                 .unwrap_or_default()
         );
         if let Some(reason) = &self.no_success {

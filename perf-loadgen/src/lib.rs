@@ -42,8 +42,10 @@
 //! # }
 //! ```
 
+mod busy_poll;
 mod capacity;
 mod compare;
+mod coordinator;
 mod error;
 mod exposition;
 mod html;
@@ -62,17 +64,21 @@ mod stats;
 mod tls;
 mod workload;
 
+pub use busy_poll::{MAX_BUSY_POLL, busy_poll};
 pub use capacity::{CapacityPlan, CapacityWindow, Slo, capacity_plan};
 pub use compare::{
     CompareOptions, CompareOptionsBuilder, Comparison, MIN_TAIL_SAMPLES, MetricComparison, Verdict,
     change_points, compare, compare_to_history,
+};
+pub use coordinator::{
+    Coordination, CoordinationEnd, Coordinator, Round, ShardClient, ShardState, ShardStatus,
 };
 pub use error::{Error, Result};
 pub use exposition::{ExposedFigures, ExposedTest, render_prometheus};
 pub use journey::{CheckCount, FlowCount};
 pub use report::{
     ErrorCause, GeneratorLoad, LatencyMs, PhasesReport, ReportHistograms, RequestReport, RunReport,
-    ThresholdResult, TlsReport,
+    StopReason, ThresholdResult, TlsReport,
 };
 pub use run::{
     LiveSnapshot, RunHandle, SecondFigures, check, check_with, start, start_with_policy,

@@ -280,8 +280,10 @@ pub struct RunReport {
     pub thresholds: Vec<ThresholdResult>,
     /// Whether every threshold held.
     pub passed: bool,
-    /// Why the run ended early (`cancelled`, `threshold failed: ...`), if it did.
-    pub stopped_early: Option<String>,
+    /// Why the run ended early, if it did (written `cancelled` or
+    /// `threshold failed: <expression>` in JSON).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub stopped_early: Option<StopReason>,
     /// Set when no response came back at all, with the reason, e.g.
     /// `target unreachable: connect: Connection refused (os error 111)
     /// (127.0.0.1:9)`. Such a run never passes: there is nothing to judge.
@@ -326,11 +328,79 @@ fn default_protocol() -> String {
     "http/1.1".to_owned()
 }
 
+/// Why a run ended before its planned duration.
+///
+/// Written as text in reports (`cancelled`, `threshold failed: p95 < 300ms`),
+/// so reports written before this type existed still read.
+///
+/// ```
+/// use perf_loadgen::StopReason;
+/// let reason: StopReason = "threshold failed: p95 < 300ms".parse()?;
+/// assert_eq!(reason, StopReason::ThresholdFailed { threshold: "p95 < 300ms".into() });
+/// assert_eq!(StopReason::Cancelled.to_string(), "cancelled");
+/// # Ok::<(), perf_loadgen::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StopReason {
+    /// Cancelled from outside (an API call, Ctrl-C, SIGTERM).
+    Cancelled,
+    /// `abort_on_fail`: this threshold failed while the run went on.
+    ThresholdFailed {
+        /// The threshold's expression, e.g. `p95 < 300ms`.
+        threshold: String,
+    },
+}
+
+impl std::fmt::Display for StopReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Cancelled => f.write_str("cancelled"),
+            Self::ThresholdFailed { threshold } => write!(f, "threshold failed: {threshold}"),
+        }
+    }
+}
+
+impl std::str::FromStr for StopReason {
+    type Err = Error;
+
+    fn from_str(text: &str) -> Result<Self> {
+        match text.strip_prefix("threshold failed: ") {
+            Some(threshold) => Ok(Self::ThresholdFailed {
+                threshold: threshold.to_owned(),
+            }),
+            None if text == "cancelled" => Ok(Self::Cancelled),
+            None => Err(Error::Report(format!(
+                "stopped_early: {text:?} is not `cancelled` or `threshold failed: <expression>`"
+            ))),
+        }
+    }
+}
+
+impl Serialize for StopReason {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for StopReason {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// The load generator's own figures over a run.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GeneratorLoad {
-    /// CPU time the generating process used, seconds.
+    /// CPU time the generating process used, seconds (less any time spent
+    /// busy polling, which is idle time: see [`busy_poll`](crate::busy_poll)).
     pub cpu_s: f64,
     /// Worker threads it ran on (the cores it was given).
     pub cores: u32,
@@ -384,7 +454,7 @@ pub(crate) struct ReportMeta {
     pub(crate) started_at_ms: u64,
     pub(crate) duration: Duration,
     pub(crate) dropped: u64,
-    pub(crate) stopped_early: Option<String>,
+    pub(crate) stopped_early: Option<StopReason>,
     pub(crate) thresholds: Vec<Threshold>,
     /// What the first failure said (a connect error's text and address).
     pub(crate) first_failure: Option<String>,

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::http::{self, Connection, Dialer, Endpoint, Phases};
 use crate::journey::{Answer, Journeys, Kept, UserState};
-use crate::report::{ReportMeta, RunReport, observe};
+use crate::report::{ReportMeta, RunReport, StopReason, observe};
 use crate::request::{Feeder, RequestMix};
 use crate::scenario::{ArrivalSchedule, LoadPlan, Scenario, ThinkTime};
 use crate::stats::{Recorder, Timeline, TimelineRow, ms};
@@ -279,7 +279,8 @@ pub(crate) struct Context {
     meta: ReportMeta,
     /// The first connect error's text, for a run that never reached its target.
     pub(crate) first_failure: std::sync::OnceLock<String>,
-    /// Process CPU seconds when the run started.
+    /// Process CPU seconds when the run started, less the seconds spent
+    /// busy polling by then (see [`crate::busy_poll`]).
     cpu_at_start: f64,
     /// Open model: requests that left more than 10 ms after their intended time.
     late: AtomicU64,
@@ -303,10 +304,17 @@ fn process_cpu_seconds() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// CPU seconds this process has used, less the time its
+/// [`busy_poll`](crate::busy_poll) hooks spent spinning (idle time by
+/// definition, though the kernel counts it as work).
+fn working_cpu_seconds() -> f64 {
+    process_cpu_seconds() - crate::busy_poll::spun_seconds()
+}
+
 impl Context {
     /// The generator's own load so far (not yet judged).
     fn generator_load(&self) -> crate::report::GeneratorLoad {
-        let cpu_s = (process_cpu_seconds() - self.cpu_at_start).max(0.0);
+        let cpu_s = (working_cpu_seconds() - self.cpu_at_start).max(0.0);
         let cores = tokio::runtime::Handle::try_current()
             .map_or(1, |h| h.metrics().num_workers())
             .max(1) as u32;
@@ -333,7 +341,7 @@ impl Context {
     }
 
     /// A report of what was measured so far.
-    fn report(&self, stopped_early: Option<String>) -> RunReport {
+    fn report(&self, stopped_early: Option<StopReason>) -> RunReport {
         let mut meta = self.meta.clone();
         meta.duration = self.start.elapsed();
         meta.dropped = self.dropped.load(Ordering::Relaxed);
@@ -961,7 +969,7 @@ fn launch<W: Workload>(
         names,
         meta,
         first_failure: std::sync::OnceLock::new(),
-        cpu_at_start: process_cpu_seconds(),
+        cpu_at_start: working_cpu_seconds(),
         late: AtomicU64::new(0),
         max_lag_us: AtomicU64::new(0),
     });
@@ -1094,13 +1102,15 @@ async fn supervise<W: Workload>(
                 .filter(|t| !matches!(t.metric, crate::ThresholdMetric::Rps))
                 .find(|t| !t.holds(observe(t, &so_far, error_rate, rps, ctx.check_rate())));
             if let Some(t) = failed {
-                stopped_early = Some(format!("threshold failed: {}", t.expr()));
+                stopped_early = Some(StopReason::ThresholdFailed {
+                    threshold: t.expr().to_owned(),
+                });
                 ctx.stop.cancel();
             }
         }
     }
     if cancel.is_cancelled() && stopped_early.is_none() {
-        stopped_early = Some("cancelled".to_owned());
+        stopped_early = Some(StopReason::Cancelled);
     }
     ctx.report(stopped_early)
 }

@@ -234,7 +234,10 @@ async fn cancellation_stops_within_a_second_and_still_reports() {
         "{:?}",
         cancelled_at.elapsed()
     );
-    assert_eq!(report.stopped_early.as_deref(), Some("cancelled"));
+    assert_eq!(
+        report.stopped_early,
+        Some(perf_loadgen::StopReason::Cancelled)
+    );
     assert!(report.requests >= 50, "{}", report.requests);
     assert!(report.duration_s < 3.0);
 }
@@ -253,11 +256,10 @@ async fn abort_on_fail_stops_a_failing_run() {
     let report = start(&name, &s).await.unwrap().report().await.unwrap();
     assert!(report.duration_s < 8.0, "{}", report.duration_s);
     assert!(
-        report
-            .stopped_early
-            .as_deref()
-            .unwrap()
-            .contains("error_rate"),
+        matches!(
+            &report.stopped_early,
+            Some(perf_loadgen::StopReason::ThresholdFailed { threshold }) if threshold.contains("error_rate")
+        ),
         "{:?}",
         report.stopped_early
     );

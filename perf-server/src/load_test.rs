@@ -32,6 +32,12 @@ pub struct RunArgs {
     /// Worker threads of the load generator [default: one per core].
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Spin this long (e.g. `20us`, at most `1ms`) before a worker thread
+    /// sleeps, so answers find it awake: more requests per second from a
+    /// target on other cores, at the price of the generator's idle CPU.
+    /// Off by default; do not use it when the target shares the generator's cores.
+    #[arg(long, value_name = "DURATION")]
+    pub busy_poll: Option<String>,
     /// Run only shard I of N (e.g. `2/7`): users and rates divided so the N
     /// shards add up to the scenario; join their reports with `perf-server merge`.
     #[arg(long, value_name = "I/N")]
@@ -304,6 +310,13 @@ fn execute(args: &RunArgs) -> Result<(RunReport, Option<Comparison>), (u8, Strin
             return Err(invalid("--threads must be at least 1".to_owned()));
         }
         runtime.worker_threads(threads);
+    }
+    if let Some(text) = &args.busy_poll {
+        let budget =
+            perf_core::parse_duration(text).map_err(|e| invalid(format!("--busy-poll: {e}")))?;
+        let hook =
+            perf_loadgen::busy_poll(budget).map_err(|e| invalid(format!("--busy-poll: {e}")))?;
+        runtime.on_thread_park(hook);
     }
     let runtime = runtime
         .enable_all()

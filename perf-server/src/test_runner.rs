@@ -811,15 +811,15 @@ impl TestRunner {
         match handle.report().await {
             Ok(report) => {
                 let stopped = stop_as.lock().ok().and_then(|s| *s);
-                record.status = match (report.stopped_early.as_deref(), stopped) {
+                record.status = match (&report.stopped_early, stopped) {
                     (_, Some(status)) => status,
-                    (Some(reason), None) if reason.starts_with("threshold failed") => {
+                    (Some(perf_loadgen::StopReason::ThresholdFailed { .. }), None) => {
                         TestStatus::Failed
                     }
                     _ => TestStatus::Completed,
                 };
                 if record.status == TestStatus::Failed {
-                    record.error = report.stopped_early.clone();
+                    record.error = report.stopped_early.as_ref().map(ToString::to_string);
                 }
                 if let (Some(reason), TestStatus::Completed) = (&report.no_success, record.status) {
                     // Nothing succeeded: there is nothing to judge, whatever the thresholds say.
@@ -882,8 +882,9 @@ impl TestRunner {
     }
 
     /// Runs the shards of a test on other perf-server instances through their
-    /// API, follows them, and merges their reports exactly. A worker that
-    /// stops answering for 5 s fails the test; what was measured is kept.
+    /// API with perf-loadgen's [`Coordinator`](perf_loadgen::Coordinator):
+    /// every shard starts or none runs, a worker silent for 5 s fails the
+    /// test, and what was measured is kept.
     async fn run_distributed(
         &self,
         record: &mut LoadTestRecord,
@@ -892,212 +893,66 @@ impl TestRunner {
         cancel: CancellationToken,
         stop_as: Arc<Mutex<Option<TestStatus>>>,
     ) {
-        let token = self.worker_token.as_deref();
-        let mut pinned = Vec::with_capacity(workers.len());
-        for w in workers {
-            match crate::worker_client::PinnedWorker::resolve(
-                w,
-                &self.worker_transport,
-                token.is_some(),
-            )
-            .await
-            {
-                Ok(p) => pinned.push(p),
-                Err(e) => {
-                    record.status = TestStatus::Failed;
-                    record.error = Some(e);
-                    record.finished_at_ms = Some(perf_core::unix_millis());
-                    return;
-                }
-            }
-        }
-        let pinned_of = |base: &str| pinned.iter().find(|p| p.base == base).cloned();
-        let call = |base: &str, method: &'static str, path: String, body: Option<String>| {
-            let worker = pinned_of(base);
-            async move {
-                let Some(worker) = worker else {
-                    return Err(format!("worker {path} was not resolved"));
-                };
-                crate::worker_client::call(
-                    &worker,
-                    method,
-                    &path,
-                    token,
-                    body.as_deref(),
-                    Duration::from_secs(10),
-                )
-                .await
-            }
-        };
         let fail = |record: &mut LoadTestRecord, error: String| {
             record.status = TestStatus::Failed;
             record.error = Some(error);
             record.finished_at_ms = Some(perf_core::unix_millis());
         };
-        let parts =
-            match perf_loadgen::split(&record.scenario_name, &scenario, workers.len() as u32) {
-                Ok(p) => p,
-                Err(e) => return fail(record, e.to_string()),
-            };
-        // Start every shard; if one cannot start, stop those that did.
-        let mut shards: Vec<(String, String)> = Vec::new();
-        for (worker, part) in workers.iter().zip(parts) {
-            let mut body = serde_json::to_value(&part).unwrap_or_default();
-            if let serde_json::Value::Object(fields) = &mut body {
-                fields.insert("name".to_owned(), serde_json::json!(record.scenario_name));
-            }
-            let started = call(
-                worker,
-                "POST",
-                "/performance/tests".to_owned(),
-                Some(body.to_string()),
+        let mut clients = Vec::with_capacity(workers.len());
+        for w in workers {
+            match crate::worker_client::PinnedWorker::resolve(
+                w,
+                &self.worker_transport,
+                self.worker_token.is_some(),
             )
-            .await;
-            let id = started
-                .as_ref()
-                .ok()
-                .filter(|r| r.status == 202)
-                .and_then(|r| {
-                    serde_json::from_str::<serde_json::Value>(&r.body)
-                        .ok()?
-                        .get("id")?
-                        .as_str()?
-                        .parse::<Id>()
-                        .ok()
-                });
-            match id {
-                Some(id) => shards.push((worker.clone(), format!("/performance/tests/{id}"))),
-                None => {
-                    for (w, path) in &shards {
-                        let _ = call(w, "DELETE", path.clone(), None).await;
-                    }
-                    let why = match started {
-                        Ok(r) => format!(
-                            "answered {}: {}",
-                            r.status,
-                            // A worker's answer is kept short in the test's error.
-                            r.body.chars().take(512).collect::<String>()
-                        ),
-                        Err(e) => e,
-                    };
-                    return fail(
-                        record,
-                        format!("worker {worker} could not start its shard: {why}"),
-                    );
-                }
+            .await
+            {
+                Ok(p) => clients.push(crate::worker_client::HttpWorker::new(
+                    p,
+                    self.worker_token.clone(),
+                )),
+                Err(e) => return fail(record, e),
             }
         }
+        let mut coordinator = match perf_loadgen::Coordinator::start(
+            &record.scenario_name,
+            &scenario,
+            clients,
+            perf_loadgen::Coordination::default(),
+        )
+        .await
+        {
+            Ok(c) => c,
+            Err(e) => return fail(record, e.to_string()),
+        };
         record.status = TestStatus::Running;
         record.started_at_ms = Some(perf_core::unix_millis());
         let (progress_tx, progress_rx) = watch::channel(LiveSnapshot::default());
         self.follow(record.id, progress_rx);
-        let n = shards.len();
-        let mut reports: Vec<Option<perf_loadgen::RunReport>> = vec![None; n];
-        let mut snapshots: Vec<LiveSnapshot> = vec![LiveSnapshot::default(); n];
-        let mut ended: Vec<Option<TestStatus>> = vec![None; n];
-        let mut silent_since: Vec<Option<std::time::Instant>> = vec![None; n];
-        let mut dead: Vec<String> = Vec::new();
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        let mut cancel_sent = false;
-        let mut round = 0u64;
         loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                () = cancel.cancelled(), if !cancel_sent => {
-                    cancel_sent = true;
-                    for (i, (w, path)) in shards.iter().enumerate() {
-                        if ended[i].is_none() {
-                            let _ = call(w, "DELETE", path.clone(), None).await;
-                        }
-                    }
-                }
+            let round = coordinator.next_round(&cancel).await;
+            let _ = progress_tx.send(round.progress.clone());
+            record.progress = Some(round.progress);
+            if round.report.is_some() {
+                record.report = round.report;
             }
-            round += 1;
-            for (i, (w, path)) in shards.iter().enumerate() {
-                if ended[i].is_some() {
-                    continue;
-                }
-                let answer = call(w, "GET", path.clone(), None).await;
-                if let Err(e) = &answer {
-                    tracing::warn!(test = %record.id, worker = %w, error = %e, "worker did not answer");
-                }
-                let status = answer
-                    .ok()
-                    .filter(|r| r.status == 200)
-                    .and_then(|r| serde_json::from_str::<ShardView>(&r.body).ok());
-                match status {
-                    Some(view) => {
-                        silent_since[i] = None;
-                        if let Some(p) = view.progress {
-                            snapshots[i] = p;
-                        }
-                        let refresh = view.status.is_finished() || round.is_multiple_of(2);
-                        if refresh
-                            && let Ok(r) = call(w, "GET", format!("{path}/results"), None).await
-                            && r.status == 200
-                            && let Some(report) = bounded_report(&r.body)
-                        {
-                            reports[i] = Some(report);
-                        }
-                        if view.status.is_finished() {
-                            ended[i] = Some(view.status);
-                        }
-                    }
-                    None => {
-                        let since = *silent_since[i].get_or_insert_with(std::time::Instant::now);
-                        if since.elapsed() >= Duration::from_secs(5) {
-                            ended[i] = Some(TestStatus::Failed);
-                            dead.push(w.clone());
-                        }
-                    }
-                }
-            }
-            if !dead.is_empty() && !cancel_sent {
-                // The test cannot be whole any more: stop the other shards, keep what they measured.
-                cancel_sent = true;
-                for (i, (w, path)) in shards.iter().enumerate() {
-                    if ended[i].is_none() {
-                        let _ = call(w, "DELETE", path.clone(), None).await;
-                    }
-                }
-            }
-            let combined = LiveSnapshot::combine(&snapshots, ended.iter().all(Option::is_some));
-            let _ = progress_tx.send(combined.clone());
-            record.progress = Some(combined);
-            let available: Vec<_> = reports.iter().flatten().cloned().collect();
-            if !available.is_empty() {
-                record.report = perf_loadgen::RunReport::merge(&available).ok();
-            }
-            if ended.iter().all(Option::is_some) {
+            if round.finished {
                 break;
             }
-            if round.is_multiple_of(2)
+            if round.number.is_multiple_of(2)
                 && let Err(e) = self.store.save_load_test(record).await
             {
                 tracing::warn!(test = %record.id, error = %e, "saving progress failed");
             }
         }
         let stopped = stop_as.lock().ok().and_then(|s| *s);
-        record.status = if let Some(status) = stopped {
-            status
-        } else if !dead.is_empty() {
-            record.error = Some(format!(
-                "worker(s) stopped answering: {}; the report merges what the others measured",
-                dead.join(", ")
-            ));
-            TestStatus::Failed
-        } else if ended.iter().any(|e| *e != Some(TestStatus::Completed)) {
-            record.error = Some(format!(
-                "a shard did not complete: {:?}",
-                ended
-                    .iter()
-                    .flatten()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-            ));
-            TestStatus::Failed
-        } else {
-            TestStatus::Completed
+        record.status = match (stopped, coordinator.end()) {
+            (Some(status), _) => status,
+            (None, perf_loadgen::CoordinationEnd::Completed) => TestStatus::Completed,
+            (None, end) => {
+                record.error = Some(end.to_string());
+                TestStatus::Failed
+            }
         };
         record.finished_at_ms = Some(perf_core::unix_millis());
     }
@@ -1315,37 +1170,12 @@ async fn record_refused(store: &Arc<dyn Store>, mut record: LoadTestRecord) {
     }
 }
 
-/// A shard's report as a worker sent it, refused when it holds more than a
-/// valid run can (request names, timeline rows): every name decodes into
-/// histograms, so a hostile or broken worker could otherwise exhaust memory.
-fn bounded_report(body: &str) -> Option<perf_loadgen::RunReport> {
-    let value: serde_json::Value = serde_json::from_str(body).ok()?;
-    let names = value.get("per_request")?.as_object()?.len();
-    let rows = value.get("timeline")?.as_array()?.len();
-    if names > perf_loadgen::MAX_REQUESTS || rows > 2 * 4096 {
-        tracing::warn!(
-            names,
-            rows,
-            "a worker's report is larger than a run can be; ignored"
-        );
-        return None;
-    }
-    serde_json::from_value(value).ok()
-}
-
 /// A test given a slot, about to run.
 struct Started {
     job: Job,
     cancel: CancellationToken,
     stop_as: Arc<Mutex<Option<TestStatus>>>,
     done_tx: watch::Sender<bool>,
-}
-
-/// What a worker says about its shard.
-#[derive(Debug, serde::Deserialize)]
-struct ShardView {
-    status: TestStatus,
-    progress: Option<LiveSnapshot>,
 }
 
 /// Drops finished tests older than [`EXPOSED_AFTER_END`], then the oldest
@@ -1392,7 +1222,7 @@ pub fn final_event(record: &LoadTestRecord) -> (&'static str, serde_json::Value)
             "checks_passed": checks.0,
             "checks_failed": checks.1,
             "generator_bound": report.map(|r| r.generator.bound),
-            "stopped_early": report.and_then(|r| r.stopped_early.as_deref()),
+            "stopped_early": report.and_then(|r| r.stopped_early.as_ref()).map(ToString::to_string),
             "interrupted": report.is_some_and(|r| r.interrupted),
             "finished_at_ms": record.finished_at_ms,
         }),

@@ -355,3 +355,160 @@ mod tests {
         assert!(e.contains("TLS") && e.contains("certificate"), "{e}");
     }
 }
+
+/// One worker of a distributed test, over its HTTP API: the transport of
+/// perf-loadgen's [`Coordinator`](perf_loadgen::Coordinator). A shard is
+/// the path of the test it started there.
+#[derive(Debug)]
+pub(crate) struct HttpWorker {
+    worker: PinnedWorker,
+    token: Option<String>,
+}
+
+/// How long one call to a worker may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A worker's answer kept short in a test's error.
+const MAX_ANSWER_IN_ERROR: usize = 512;
+
+impl HttpWorker {
+    /// The transport to `worker`, sending `token` as its bearer token.
+    pub(crate) fn new(worker: PinnedWorker, token: Option<String>) -> Self {
+        Self { worker, token }
+    }
+
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+    ) -> perf_loadgen::Result<WorkerResponse> {
+        call(
+            &self.worker,
+            method,
+            path,
+            self.token.as_deref(),
+            body,
+            CALL_TIMEOUT,
+        )
+        .await
+        .map_err(perf_loadgen::Error::Worker)
+    }
+
+    fn unexpected(&self, answer: &WorkerResponse) -> perf_loadgen::Error {
+        perf_loadgen::Error::Worker(format!(
+            "{} answered {}: {}",
+            self.worker.base,
+            answer.status,
+            answer
+                .body
+                .chars()
+                .take(MAX_ANSWER_IN_ERROR)
+                .collect::<String>()
+        ))
+    }
+}
+
+/// What a worker says about its shard.
+#[derive(Debug, serde::Deserialize)]
+struct ShardView {
+    status: crate::store::TestStatus,
+    progress: Option<perf_loadgen::LiveSnapshot>,
+}
+
+impl perf_loadgen::ShardClient for HttpWorker {
+    type Shard = String;
+
+    fn worker(&self) -> &str {
+        &self.worker.base
+    }
+
+    async fn start(
+        &self,
+        name: &str,
+        shard: &perf_loadgen::Scenario,
+    ) -> perf_loadgen::Result<String> {
+        let mut body = serde_json::to_value(shard).unwrap_or_default();
+        if let serde_json::Value::Object(fields) = &mut body {
+            fields.insert("name".to_owned(), serde_json::json!(name));
+        }
+        let answer = self
+            .send("POST", "/performance/tests", Some(&body.to_string()))
+            .await?;
+        let id = Some(&answer)
+            .filter(|r| r.status == 202)
+            .and_then(|r| {
+                serde_json::from_str::<serde_json::Value>(&r.body)
+                    .ok()?
+                    .get("id")?
+                    .as_str()?
+                    .parse::<perf_core::Id>()
+                    .ok()
+            })
+            .ok_or_else(|| self.unexpected(&answer))?;
+        Ok(format!("/performance/tests/{id}"))
+    }
+
+    async fn status(&self, shard: &String) -> perf_loadgen::Result<perf_loadgen::ShardStatus> {
+        use crate::store::TestStatus;
+        use perf_loadgen::ShardState;
+        let answer = self.send("GET", shard, None).await?;
+        let view = Some(&answer)
+            .filter(|r| r.status == 200)
+            .and_then(|r| serde_json::from_str::<ShardView>(&r.body).ok())
+            .ok_or_else(|| self.unexpected(&answer))?;
+        let state = match view.status {
+            TestStatus::Queued | TestStatus::Running => ShardState::Running,
+            TestStatus::Completed => ShardState::Completed,
+            TestStatus::Failed => ShardState::Failed,
+            TestStatus::Cancelled => ShardState::Cancelled,
+            TestStatus::Interrupted => ShardState::Interrupted,
+        };
+        Ok(perf_loadgen::ShardStatus {
+            state,
+            progress: view.progress,
+        })
+    }
+
+    async fn results(&self, shard: &String) -> perf_loadgen::Result<perf_loadgen::RunReport> {
+        let answer = self.send("GET", &format!("{shard}/results"), None).await?;
+        if answer.status != 200 {
+            return Err(self.unexpected(&answer));
+        }
+        bounded_report(&answer.body)
+    }
+
+    async fn cancel(&self, shard: &String) -> perf_loadgen::Result<()> {
+        let answer = self.send("DELETE", shard, None).await?;
+        // 409: it had already ended, which is what a cancel wants.
+        if answer.status == 202 || answer.status == 200 || answer.status == 409 {
+            Ok(())
+        } else {
+            Err(self.unexpected(&answer))
+        }
+    }
+}
+
+/// A worker's report, refused when it holds more request names or timeline
+/// rows than a run can have: a report's size is not bounded by its JSON's
+/// histograms, so a hostile or broken worker could otherwise exhaust memory.
+fn bounded_report(body: &str) -> perf_loadgen::Result<perf_loadgen::RunReport> {
+    let not_a_report = |e: serde_json::Error| perf_loadgen::Error::Report(e.to_string());
+    let value: serde_json::Value = serde_json::from_str(body).map_err(not_a_report)?;
+    let count = |key: &str| match value.get(key) {
+        Some(serde_json::Value::Object(m)) => Some(m.len()),
+        Some(serde_json::Value::Array(a)) => Some(a.len()),
+        _ => None,
+    };
+    let (Some(names), Some(rows)) = (count("per_request"), count("timeline")) else {
+        return Err(perf_loadgen::Error::Report(
+            "a worker's report has no per_request or timeline".to_owned(),
+        ));
+    };
+    if names > perf_loadgen::MAX_REQUESTS || rows > 2 * 4096 {
+        return Err(perf_loadgen::Error::Report(format!(
+            "a worker's report is larger than a run can be ({names} request names, {rows} timeline rows)"
+        )));
+    }
+    serde_json::from_value(value).map_err(not_a_report)
+}

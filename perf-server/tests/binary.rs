@@ -284,6 +284,59 @@ fn run_exits_0_on_pass_1_on_failed_threshold_2_on_bad_input() {
 }
 
 #[test]
+fn busy_polling_is_idle_time_not_the_generator_being_the_bottleneck() {
+    use testkit::target::{Behavior, TargetServer};
+    let dir = tempfile::tempdir().unwrap();
+    let target = TargetServer::start(Behavior::default()).unwrap();
+    let file = dir.path().join("s.yaml");
+    // Four users pausing 1 ms: the worker parks between nearly every
+    // request, so a 1 ms spin before each park keeps its core busy. Counted
+    // as work, that would read as a saturated generator.
+    std::fs::write(
+        &file,
+        "load_tests:\n  spin: {duration: 2s, users: 4, think_time: 1ms}\n",
+    )
+    .unwrap();
+    let out_json = dir.path().join("r.json");
+    let out = run_cli(&[
+        file.to_str().unwrap(),
+        "--target",
+        &target.url(),
+        "--threads",
+        "1",
+        "--busy-poll",
+        "1ms",
+        "--out",
+        out_json.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = json(&std::fs::read_to_string(&out_json).unwrap());
+    let generator = &report["generator"];
+    assert_eq!(generator["bound"], false, "{generator}");
+    assert!(
+        generator["cpu_utilization"].as_f64().unwrap() < 0.6,
+        "{generator}"
+    );
+    assert!(report["requests"].as_u64().unwrap() > 100, "{report}");
+
+    for (bad, names) in [
+        ("2ms", "busy_poll"),
+        ("0s", "busy_poll"),
+        ("soon", "--busy-poll"),
+    ] {
+        let out = run_cli(&[file.to_str().unwrap(), "--busy-poll", bad]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {stderr}");
+        assert!(stderr.contains(names), "{bad}: {stderr}");
+    }
+}
+
+#[test]
 fn shards_run_separately_and_merge_into_one_report() {
     use testkit::target::{Behavior, TargetServer};
     let dir = tempfile::tempdir().unwrap();
