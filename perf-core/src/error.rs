@@ -38,6 +38,14 @@ pub enum Error {
     /// Two histograms could not be merged.
     #[error("histograms cannot be merged: {0}")]
     HistogramMerge(String),
+    /// A Prometheus label matcher (`name="value", ...`) could not be read.
+    #[error("invalid label matcher {input:?}: {reason}")]
+    InvalidLabelMatcher {
+        /// The text as given (at most 200 characters of it).
+        input: String,
+        /// What is wrong and what is allowed.
+        reason: String,
+    },
     /// Reading host or process statistics failed.
     #[error("reading {what} failed: {message}")]
     System {

@@ -146,6 +146,26 @@ mod tests {
     use std::time::Duration;
 
     #[test]
+    fn every_cut_of_a_tricky_exposition_parses_or_is_skipped_without_panicking() {
+        let text = "a_b:c{x=\"q\\\"}{,\\n\",é=\"1\",_y=\"\"} -Inf 17\nz{} +Inf\nNaN 1\n";
+        for cut in (0..=text.len()).filter(|&i| text.is_char_boundary(i)) {
+            let _ = samples(&text[..cut]).count();
+            let _ = samples(&text[cut..]).count();
+            let _ = label_matchers(&text[..cut]);
+        }
+        let all: Vec<_> = samples("a{x=\"q\\\"}{,\\n\"} 2\nz{} +Inf\n9bad 1\n").collect();
+        assert_eq!(all.len(), 2, "{all:?}");
+        assert_eq!(all[0].labels, vec![("x", "q\"}{,\n".to_owned())]);
+        assert_eq!(all[1].value, f64::INFINITY);
+        // Sample lines written by this module read back.
+        let mut out = String::new();
+        write_sample(&mut out, "w", &[("path", "/a\"b\\c\nd")], 3.5);
+        let back: Vec<_> = samples(&out).collect();
+        assert_eq!(back[0].labels, vec![("path", "/a\"b\\c\nd".to_owned())]);
+        assert_eq!(back[0].value, 3.5);
+    }
+
+    #[test]
     fn buckets_are_cumulative_and_end_in_the_count() {
         let mut h = LatencyHistogram::new();
         for ms in [1u64, 1, 7, 300, 20_000] {
@@ -174,4 +194,182 @@ mod tests {
         write_sample(&mut out, "y", &[("name", "a\"b\\c\nd")], 1.0);
         assert_eq!(out, "y{name=\"a\\\"b\\\\c\\nd\"} 1\n");
     }
+}
+
+/// One sample line of the text format: `name{label="value",...} value`
+/// (an optional timestamp after the value is ignored).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample<'a> {
+    /// The series name, e.g. `http_requests_total` or `x_bucket`.
+    pub name: &'a str,
+    /// Label names and their values, unescaped, in the line's order.
+    pub labels: Vec<(&'a str, String)>,
+    /// The value (`+Inf`, `-Inf` and `NaN` included).
+    pub value: f64,
+}
+
+impl Sample<'_> {
+    /// Whether every `(name, value)` of `matchers` is a label of this sample
+    /// with exactly that value (PromQL's `{name="value"}`).
+    pub fn matches(&self, matchers: &[(String, String)]) -> bool {
+        matchers
+            .iter()
+            .all(|(k, v)| self.labels.iter().any(|(n, x)| n == k && x == v))
+    }
+}
+
+/// The sample lines of a text exposition, in order. Comments (`# HELP`,
+/// `# TYPE`) and blank lines are skipped; a line that is not a valid sample
+/// is skipped too (a scrape is read for what it holds, as Prometheus reads a
+/// target's), so a parse error never hides the other series.
+///
+/// ```
+/// use perf_core::prometheus::samples;
+/// let text = "# TYPE up gauge\nup{job=\"api\",path=\"/a,b\"} 1\nrequests_total 7 1700000000\n";
+/// let all: Vec<_> = samples(text).collect();
+/// assert_eq!(all[0].name, "up");
+/// assert_eq!(all[0].labels, vec![("job", "api".to_owned()), ("path", "/a,b".to_owned())]);
+/// assert_eq!((all[1].name, all[1].value), ("requests_total", 7.0));
+/// ```
+pub fn samples(text: &str) -> impl Iterator<Item = Sample<'_>> {
+    text.lines().filter_map(|line| {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            return None;
+        }
+        parse_sample(line)
+    })
+}
+
+/// Label matchers written as PromQL writes them inside braces:
+/// `cluster_name="api", env="prod"` (exact equality only).
+///
+/// # Errors
+/// [`Error::InvalidLabelMatcher`] naming what is wrong: a name that is not
+/// a Prometheus label name, a value not in double quotes, or an operator
+/// other than `=`.
+///
+/// ```
+/// use perf_core::prometheus::label_matchers;
+/// let m = label_matchers(r#"cluster_name="api", env="a\"b""#)?;
+/// assert_eq!(m, vec![("cluster_name".into(), "api".into()), ("env".into(), "a\"b".into())]);
+/// assert!(label_matchers("cluster_name=~\"a.*\"").is_err());
+/// # Ok::<(), perf_core::Error>(())
+/// ```
+pub fn label_matchers(text: &str) -> crate::Result<Vec<(String, String)>> {
+    let bad = |reason: &str| crate::Error::InvalidLabelMatcher {
+        input: text.chars().take(200).collect(),
+        reason: reason.to_owned(),
+    };
+    let mut rest = text.trim();
+    let mut out = Vec::new();
+    while !rest.is_empty() {
+        let (name, after) = label_name(rest)
+            .ok_or_else(|| bad("expected a label name ([a-zA-Z_][a-zA-Z0-9_]*)"))?;
+        let after = after
+            .trim_start()
+            .strip_prefix('=')
+            .filter(|a| !a.starts_with('~'))
+            .ok_or_else(|| bad("only exact matchers (name=\"value\") are supported"))?;
+        let (value, after) =
+            quoted(after.trim_start()).ok_or_else(|| bad("a value must be in double quotes"))?;
+        out.push((name.to_owned(), value));
+        rest = after.trim_start();
+        if let Some(r) = rest.strip_prefix(',') {
+            rest = r.trim_start();
+        } else if !rest.is_empty() {
+            return Err(bad("matchers are separated by commas"));
+        }
+    }
+    if out.is_empty() {
+        return Err(bad("no matcher given"));
+    }
+    Ok(out)
+}
+
+/// `name{labels} value [timestamp]`, or `None` when the line is not one.
+fn parse_sample(line: &str) -> Option<Sample<'_>> {
+    let end = line
+        .find(|c: char| c == '{' || c.is_whitespace())
+        .unwrap_or(line.len());
+    let name = &line[..end];
+    if !is_metric_name(name) {
+        return None;
+    }
+    let mut rest = &line[end..];
+    let mut labels = Vec::new();
+    if let Some(mut inner) = rest.strip_prefix('{') {
+        loop {
+            inner = inner.trim_start();
+            if let Some(after) = inner.strip_prefix('}') {
+                rest = after;
+                break;
+            }
+            let (label, after) = label_name(inner)?;
+            let (value, after) = quoted(after.trim_start().strip_prefix('=')?.trim_start())?;
+            labels.push((label, value));
+            inner = after.trim_start();
+            if let Some(after) = inner.strip_prefix(',') {
+                inner = after;
+            } else if !inner.starts_with('}') {
+                return None;
+            }
+        }
+    }
+    let mut fields = rest.split_whitespace();
+    let value = parse_value(fields.next()?)?;
+    if fields.next().is_some_and(|t| t.parse::<i64>().is_err()) || fields.next().is_some() {
+        return None;
+    }
+    Some(Sample {
+        name,
+        labels,
+        value,
+    })
+}
+
+fn parse_value(text: &str) -> Option<f64> {
+    match text {
+        "+Inf" | "Inf" => Some(f64::INFINITY),
+        "-Inf" => Some(f64::NEG_INFINITY),
+        "NaN" => Some(f64::NAN),
+        _ => text.parse().ok(),
+    }
+}
+
+fn is_metric_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+}
+
+/// A label name at the start of `text`, and what follows it.
+fn label_name(text: &str) -> Option<(&str, &str)> {
+    let end = text
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(text.len());
+    let name = &text[..end];
+    let first = name.chars().next()?;
+    (first.is_ascii_alphabetic() || first == '_').then_some((name, &text[end..]))
+}
+
+/// A double-quoted, escaped value at the start of `text` (`\\`, `\"`,
+/// `\n`), unescaped, and what follows its closing quote.
+fn quoted(text: &str) -> Option<(String, &str)> {
+    let body = text.strip_prefix('"')?;
+    let mut value = String::new();
+    let mut chars = body.char_indices();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '"' => return Some((value, &body[i + 1..])),
+            '\\' => match chars.next()?.1 {
+                'n' => value.push('\n'),
+                other => value.push(other),
+            },
+            other => value.push(other),
+        }
+    }
+    None
 }

@@ -164,41 +164,54 @@ pub struct ScrapedSeries {
     pub port: Option<u16>,
     /// The series name; every line of it (all label sets) is summed.
     pub series: String,
-    /// Only lines containing this text (a label filter such as `cluster_name="api"`).
+    /// Only samples with these labels, written as inside PromQL's braces:
+    /// `cluster_name="api"` or `cluster_name="api", env="prod"` (exact
+    /// equality of each named label; other labels may be anything).
     #[serde(default)]
     pub label_filter: Option<String>,
     /// Gauge or counter.
     pub kind: SeriesKind,
 }
 
-/// Sums a series in Prometheus text format (lines of `name{labels} value`).
-pub(crate) fn sum_series(text: &str, series: &str, filter: Option<&str>) -> Option<f64> {
+impl ScrapedSeries {
+    /// Checks the series name and the label filter.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] naming `series` or `label_filter`.
+    pub fn validate(&self) -> Result<()> {
+        self.matchers().map(|_| ())
+    }
+
+    /// The label filter as exact matchers (none without a filter).
+    fn matchers(&self) -> Result<Vec<(String, String)>> {
+        let named = perf_core::prometheus::samples(&format!("{} 0", self.series)).count() == 1;
+        if !named || self.series.contains(['{', ' ']) {
+            return Err(Error::Invalid {
+                field: "series".to_owned(),
+                message: format!(
+                    "{:?} is not a Prometheus series name ([a-zA-Z_:][a-zA-Z0-9_:]*)",
+                    self.series
+                ),
+            });
+        }
+        self.label_filter
+            .as_deref()
+            .map_or(Ok(Vec::new()), perf_core::prometheus::label_matchers)
+            .map_err(|e| Error::Invalid {
+                field: "label_filter".to_owned(),
+                message: e.to_string(),
+            })
+    }
+}
+
+/// Sums the finite values of a series in Prometheus text format over its
+/// samples whose labels match `matchers` exactly; `None` when it has none.
+pub(crate) fn sum_series(text: &str, series: &str, matchers: &[(String, String)]) -> Option<f64> {
     let mut found = false;
     let mut total = 0.0;
-    for line in text.lines() {
-        if line.starts_with('#') {
-            continue;
-        }
-        let Some(rest) = line.strip_prefix(series) else {
-            continue;
-        };
-        if !(rest.starts_with('{') || rest.starts_with(' ')) {
-            continue; // a longer name with this prefix
-        }
-        if filter.is_some_and(|f| !rest.contains(f)) {
-            continue;
-        }
-        let value = rest
-            .rsplit('}')
-            .next()
-            .unwrap_or(rest)
-            .split_whitespace()
-            .next();
-        if let Some(v) = value
-            .and_then(|v| v.parse::<f64>().ok())
-            .filter(|v| v.is_finite())
-        {
-            total += v;
+    for sample in perf_core::prometheus::samples(text) {
+        if sample.name == series && sample.matches(matchers) && sample.value.is_finite() {
+            total += sample.value;
             found = true;
         }
     }
@@ -248,12 +261,18 @@ impl MetricsSource for InstanceScraper {
         let now = Instant::now();
         let mut values = BTreeMap::new();
         let mut errors = Vec::new();
+        let matchers = match self.config.matchers() {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "the scraped series is not valid; no readings");
+                return BTreeMap::new();
+            }
+        };
         let Ok(mut last) = self.last.lock().map(|g| g.clone()) else {
             return BTreeMap::new();
         };
         while let Some(Ok((id, body))) = tasks.join_next().await {
-            let sum = body
-                .map(|b| sum_series(&b, &self.config.series, self.config.label_filter.as_deref()));
+            let sum = body.map(|b| sum_series(&b, &self.config.series, &matchers));
             match sum {
                 Ok(Some(v)) => match self.config.kind {
                     SeriesKind::Gauge => {
@@ -297,17 +316,65 @@ mod tests {
     #[test]
     fn series_are_summed_by_name_and_filter() {
         let text = "# HELP x\nhttp_requests_total{route=\"/a\"} 10\nhttp_requests_total{route=\"/b\"} 5\nhttp_requests_total_other 99\nenvoy_cluster_upstream_rq_active{cluster_name=\"api\"} 7\nenvoy_cluster_upstream_rq_active{cluster_name=\"db\"} 3\n";
-        assert_eq!(sum_series(text, "http_requests_total", None), Some(15.0));
+        let api = perf_core::prometheus::label_matchers("cluster_name=\"api\"").unwrap();
+        assert_eq!(sum_series(text, "http_requests_total", &[]), Some(15.0));
         assert_eq!(
-            sum_series(
-                text,
-                "envoy_cluster_upstream_rq_active",
-                Some("cluster_name=\"api\"")
-            ),
+            sum_series(text, "envoy_cluster_upstream_rq_active", &api),
             Some(7.0)
         );
-        assert_eq!(sum_series(text, "missing", None), None);
-        assert_eq!(sum_series("up 1\n", "up", None), Some(1.0));
+        assert_eq!(sum_series(text, "missing", &[]), None);
+        assert_eq!(sum_series("up 1\n", "up", &[]), Some(1.0));
+    }
+
+    #[test]
+    fn a_label_filter_matches_a_label_exactly_not_a_substring_of_the_line() {
+        // Each of these lines contains the text `cluster_name="api"`, and
+        // none has that label with that value.
+        let text = concat!(
+            "rq{cluster_name=\"api-canary\"} 100\n",
+            "rq{other_cluster_name=\"api\"} 200\n",
+            "rq{path=\"/x?cluster_name=\\\"api\\\"\"} 400\n",
+            "rq{cluster_name=\"api\",zone=\"b\"} 7\n",
+            "rq{zone=\"a\", cluster_name=\"api\"} 3 1700000000000\n",
+            "rq{cluster_name=\"api\"} NaN\n",
+            "rq{cluster_name=\"api\"} 5 garbage\n",
+        );
+        let api = perf_core::prometheus::label_matchers("cluster_name=\"api\"").unwrap();
+        assert_eq!(sum_series(text, "rq", &api), Some(10.0));
+        let two =
+            perf_core::prometheus::label_matchers("zone=\"b\", cluster_name=\"api\"").unwrap();
+        assert_eq!(sum_series(text, "rq", &two), Some(7.0));
+    }
+
+    #[test]
+    fn a_bad_series_or_label_filter_is_refused_by_name() {
+        let series = |series: &str, filter: Option<&str>| ScrapedSeries {
+            metric: "rps".into(),
+            path: "/metrics".into(),
+            port: None,
+            series: series.into(),
+            label_filter: filter.map(Into::into),
+            kind: SeriesKind::Counter,
+        };
+        assert!(
+            series("http_requests_total", Some("route=\"/a\""))
+                .validate()
+                .is_ok()
+        );
+        for (s, f, field) in [
+            ("http requests", None, "series"),
+            ("x{a=\"b\"}", None, "series"),
+            ("", None, "series"),
+            ("rq", Some("cluster_name=~\"api.*\""), "label_filter"),
+            ("rq", Some("cluster_name=api"), "label_filter"),
+            ("rq", Some("cluster_name=\"api"), "label_filter"),
+            ("rq", Some(""), "label_filter"),
+        ] {
+            match series(s, f).validate() {
+                Err(Error::Invalid { field: got, .. }) => assert_eq!(got, field, "{s} {f:?}"),
+                other => panic!("{s} {f:?}: {other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -201,6 +201,9 @@ impl ScalingSetup {
                 k.validate().map_err(|e| nested("manager.kubernetes", e))?
             }
         }
+        if let SourceSetup::Scrape(series) = &self.source {
+            series.validate().map_err(|e| nested("source.scrape", e))?;
+        }
         Ok(())
     }
 }

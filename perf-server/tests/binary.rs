@@ -1053,6 +1053,24 @@ fn serve_check_validates_the_configuration_without_serving() {
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("memory_tuning.dirty_decay_ms"), "{stderr}");
+
+    // A label filter that is not an exact matcher is refused by its field.
+    std::fs::write(
+        &bad,
+        "scaling:\n  policy: {min_replicas: 1, max_replicas: 3, metrics: [{name: rps, kind: pods, target: {average_value: 100}}]}\n  manager:\n    local: {command: [sleep, '60'], base_port: 9000}\n  source:\n    scrape: {metric: rps, path: /metrics, series: rq, label_filter: 'cluster=~\"a.*\"', kind: counter}\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_perf-server"))
+        .args(["serve", "--check", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("scaling.source.scrape.label_filter"),
+        "{stderr}"
+    );
 }
 
 #[test]
