@@ -68,7 +68,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let p = pool.observe();
     println!(
         "pool        {} checkouts, wait p95 {:.2} ms, {} timeouts, {} errors",
-        p.checkouts, p.wait_ms[1], p.timeouts, p.errors
+        p.checkouts, p.wait_ms.p95, p.timeouts, p.errors
     );
     if !report.passed {
         std::process::exit(1);

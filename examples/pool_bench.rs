@@ -50,11 +50,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             println!(
                 "round {round}: deadpool {:.0} q/s (wait p99 {:.2} ms, max {:.1} ms) | bb8 {:.0} q/s (wait p99 {:.2} ms, max {:.1} ms)",
                 deadpool.0,
-                deadpool.1.wait_ms[2],
-                deadpool.1.wait_ms[3],
+                deadpool.1.wait_ms.p99,
+                deadpool.1.wait_ms.max,
                 bb8.0,
-                bb8.1.wait_ms[2],
-                bb8.1.wait_ms[3]
+                bb8.1.wait_ms.p99,
+                bb8.1.wait_ms.max
             );
         }
     }

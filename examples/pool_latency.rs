@@ -133,8 +133,8 @@ async fn pool_run(
             .latency_uncorrected_ms
             .as_ref()
             .map_or(f64::NAN, |u| u.p95),
-        o.wait_ms[1],
-        o.held_ms[1]
+        o.wait_ms.p95,
+        o.held_ms.p95
     );
     Ok(Measured {
         per_second: report.rps,
@@ -205,10 +205,10 @@ fn pgbench_run(
     }
     let s = h.summary();
     Ok(Measured {
-        per_second: s.count as f64 / seconds as f64,
-        p50_ms: s.p50_us as f64 / 1000.0,
-        p95_ms: s.p95_us as f64 / 1000.0,
-        p99_ms: s.p99_us as f64 / 1000.0,
+        per_second: h.count() as f64 / seconds as f64,
+        p50_ms: s.p50,
+        p95_ms: s.p95,
+        p99_ms: s.p99,
         errors: 0,
     })
 }

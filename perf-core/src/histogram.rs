@@ -162,21 +162,10 @@ impl LatencyHistogram {
         self.inner.reset();
     }
 
-    /// The usual figures at once, in microseconds, ready for JSON.
-    pub fn summary(&self) -> LatencySummary {
-        let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
-        LatencySummary {
-            count: self.count(),
-            min_us: micros(self.min()),
-            mean_us: self.inner.mean(),
-            stdev_us: self.inner.stdev(),
-            p50_us: micros(self.percentile(50.0)),
-            p90_us: micros(self.percentile(90.0)),
-            p95_us: micros(self.percentile(95.0)),
-            p99_us: micros(self.percentile(99.0)),
-            p999_us: micros(self.percentile(99.9)),
-            max_us: micros(self.max()),
-        }
+    /// The usual figures at once, in milliseconds, ready for JSON: the one
+    /// latency summary the crates report (load runs, pools, the database).
+    pub fn summary(&self) -> LatencyMs {
+        LatencyMs::of(self)
     }
 
     /// The compact transport form: base64 of the HdrHistogram V2 deflate encoding.
@@ -263,30 +252,55 @@ impl utoipa::PartialSchema for LatencyHistogram {
 #[cfg(feature = "openapi")]
 impl utoipa::ToSchema for LatencyHistogram {}
 
-/// The usual latency figures of a [`LatencyHistogram`], in microseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+/// The usual latency figures of a [`LatencyHistogram`], in milliseconds:
+/// the summary every crate reports (a load run's `latency_ms`, a pool's
+/// wait and hold times, the database's query latency).
+///
+/// ```
+/// use std::time::Duration;
+/// use perf_core::{LatencyHistogram, LatencyMs};
+/// let mut h = LatencyHistogram::new();
+/// for ms in 1..=100 {
+///     h.record(Duration::from_millis(ms))?;
+/// }
+/// let s: LatencyMs = h.summary();
+/// assert!((s.p95 - 95.0).abs() < 0.1 && (s.mean - 50.5).abs() < 0.1);
+/// assert_eq!(LatencyMs::of(&LatencyHistogram::new()), LatencyMs::default());
+/// # Ok::<(), perf_core::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct LatencySummary {
-    /// Number of samples.
-    pub count: u64,
-    /// Smallest sample.
-    pub min_us: u64,
-    /// Arithmetic mean.
-    pub mean_us: f64,
-    /// Standard deviation.
-    pub stdev_us: f64,
+pub struct LatencyMs {
     /// Median.
-    pub p50_us: u64,
+    pub p50: f64,
     /// 90th percentile.
-    pub p90_us: u64,
+    pub p90: f64,
     /// 95th percentile.
-    pub p95_us: u64,
+    pub p95: f64,
     /// 99th percentile.
-    pub p99_us: u64,
+    pub p99: f64,
     /// 99.9th percentile.
-    pub p999_us: u64,
-    /// Largest sample (upper bound of its bucket).
-    pub max_us: u64,
+    pub p999: f64,
+    /// Largest (upper bound of its bucket).
+    pub max: f64,
+    /// Mean.
+    pub mean: f64,
+}
+
+impl LatencyMs {
+    /// The figures of `h` (all zero when it is empty).
+    pub fn of(h: &LatencyHistogram) -> Self {
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        Self {
+            p50: ms(h.percentile(50.0)),
+            p90: ms(h.percentile(90.0)),
+            p95: ms(h.percentile(95.0)),
+            p99: ms(h.percentile(99.0)),
+            p999: ms(h.percentile(99.9)),
+            max: ms(h.max()),
+            mean: ms(h.mean()),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -60,7 +60,7 @@ mod time;
 mod units;
 
 pub use error::{Error, Result};
-pub use histogram::{LatencyHistogram, LatencySummary};
+pub use histogram::{LatencyHistogram, LatencyMs};
 pub use id::Id;
 pub use recommendation::{Recommendation, Severity};
 pub use ring::{SampleRing, Timestamped};

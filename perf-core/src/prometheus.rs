@@ -155,6 +155,15 @@ mod tests {
         }
         let all: Vec<_> = samples("a{x=\"q\\\"}{,\\n\"} 2\nz{} +Inf\n9bad 1\n").collect();
         assert_eq!(all.len(), 2, "{all:?}");
+        // OpenMetrics: a float timestamp and an exemplar after the value.
+        let om: Vec<_> =
+            samples("c_total 4 1700000000.5\nb_bucket{le=\"1\"} 3 # {trace_id=\"x\"} 0.5 1.2\n")
+                .collect();
+        assert_eq!((om[0].value, om[1].value), (4.0, 3.0));
+        // An empty matcher also matches a sample without the label.
+        let m = |text| label_matchers(text).unwrap();
+        assert!(om[0].matches(&m("le=\"\"")) && !om[1].matches(&m("le=\"\"")));
+        assert!(om[1].matches(&m("le=\"1\"")) && !om[0].matches(&m("le=\"1\"")));
         assert_eq!(all[0].labels, vec![("x", "q\"}{,\n".to_owned())]);
         assert_eq!(all[1].value, f64::INFINITY);
         // Sample lines written by this module read back.
@@ -209,17 +218,25 @@ pub struct Sample<'a> {
 }
 
 impl Sample<'_> {
-    /// Whether every `(name, value)` of `matchers` is a label of this sample
-    /// with exactly that value (PromQL's `{name="value"}`).
+    /// Whether every `(name, value)` of `matchers` holds as PromQL's
+    /// `{name="value"}` does: the label has exactly that value, and an empty
+    /// value also matches a sample without the label.
     pub fn matches(&self, matchers: &[(String, String)]) -> bool {
-        matchers
-            .iter()
-            .all(|(k, v)| self.labels.iter().any(|(n, x)| n == k && x == v))
+        matchers.iter().all(|(k, v)| {
+            let value = self
+                .labels
+                .iter()
+                .find(|(n, _)| n == k)
+                .map_or("", |(_, x)| x.as_str());
+            value == v
+        })
     }
 }
 
 /// The sample lines of a text exposition, in order. Comments (`# HELP`,
-/// `# TYPE`) and blank lines are skipped; a line that is not a valid sample
+/// `# TYPE`) and blank lines are skipped, as are a timestamp (integer
+/// milliseconds, or OpenMetrics' seconds) and an OpenMetrics exemplar
+/// (`# {...} value`) after the value; a line that is not a valid sample
 /// is skipped too (a scrape is read for what it holds, as Prometheus reads a
 /// target's), so a parse error never hides the other series.
 ///
@@ -316,9 +333,12 @@ fn parse_sample(line: &str) -> Option<Sample<'_>> {
             }
         }
     }
+    // An OpenMetrics exemplar starts at ` # `; the value and an optional
+    // timestamp come before it.
+    let rest = rest.split_once(" # ").map_or(rest, |(before, _)| before);
     let mut fields = rest.split_whitespace();
     let value = parse_value(fields.next()?)?;
-    if fields.next().is_some_and(|t| t.parse::<i64>().is_err()) || fields.next().is_some() {
+    if fields.next().is_some_and(|t| t.parse::<f64>().is_err()) || fields.next().is_some() {
         return None;
     }
     Some(Sample {
@@ -337,7 +357,8 @@ fn parse_value(text: &str) -> Option<f64> {
     }
 }
 
-fn is_metric_name(name: &str) -> bool {
+/// Whether `name` is a valid metric name (`[a-zA-Z_:][a-zA-Z0-9_:]*`).
+pub fn is_metric_name(name: &str) -> bool {
     let mut chars = name.chars();
     chars
         .next()

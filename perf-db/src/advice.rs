@@ -161,9 +161,11 @@ pub fn health_recommendations(health: &IndexHealth) -> Vec<Recommendation> {
 /// callers time out.
 ///
 /// ```
+/// use perf_core::LatencyMs;
 /// use perf_db::{pool_recommendation, PoolObservation};
+/// let held = LatencyMs { p50: 2.0, p95: 2.0, p99: 2.0, max: 2.0, mean: 2.0, ..LatencyMs::default() };
 /// let seen = PoolObservation { elapsed_s: 60.0, checkouts: 6_000, timeouts: 0, errors: 0,
-///     wait_ms: [0.0; 4], mean_held_ms: 2.0, held_ms: [2.0; 4], size: 50, idle: 49, waiting: 0, max_size: 50 };
+///     wait_ms: LatencyMs::default(), held_ms: held, size: 50, idle: 49, waiting: 0, max_size: 50 };
 /// assert_eq!(pool_recommendation(&seen, 100, 10).unwrap().kind, "pool_size");
 /// ```
 pub fn pool_recommendation(
@@ -176,7 +178,7 @@ pub fn pool_recommendation(
     }
     let r = recommend_pool_size(seen, server_max_connections, reserved);
     let oversized = seen.max_size > r.size * 2 && seen.max_size > r.size + 2;
-    let starving = seen.timeouts > 0 || seen.wait_ms[2] > 10.0;
+    let starving = seen.timeouts > 0 || seen.wait_ms.p99 > 10.0;
     let undersized = starving && r.size > seen.max_size;
     if !(oversized || undersized) {
         return None;
@@ -206,9 +208,9 @@ pub fn pool_recommendation(
             "checkouts_per_s",
             seen.checkouts as f64 / seen.elapsed_s.max(1e-9),
         )
-        .evidence("mean_held_ms", seen.mean_held_ms)
+        .evidence("mean_held_ms", seen.held_ms.mean)
         .evidence("timeouts", seen.timeouts)
-        .evidence("wait_p99_ms", seen.wait_ms[2])
+        .evidence("wait_p99_ms", seen.wait_ms.p99)
         .evidence("busy_connections", r.busy_connections)
         .evidence("reason", &r.reason)
         .action(format!("database_pool_size: {}", r.size)),
@@ -225,9 +227,15 @@ mod tests {
             checkouts,
             timeouts,
             errors: 0,
-            wait_ms: [0.0; 4],
-            mean_held_ms: held_ms,
-            held_ms: [held_ms; 4],
+            wait_ms: perf_core::LatencyMs::default(),
+            held_ms: perf_core::LatencyMs {
+                p50: held_ms,
+                p95: held_ms,
+                p99: held_ms,
+                max: held_ms,
+                mean: held_ms,
+                ..perf_core::LatencyMs::default()
+            },
             size: max_size,
             idle: 0,
             waiting: 0,

@@ -162,13 +162,11 @@ pub struct PoolObservation {
     pub timeouts: u64,
     /// `get()` calls that failed otherwise.
     pub errors: u64,
-    /// Wait for a connection, ms: p50, p95, p99, max.
-    pub wait_ms: [f64; 4],
-    /// Mean time a connection was held, ms.
-    pub mean_held_ms: f64,
-    /// Time a connection was held (the queries run through the pool), ms:
-    /// p50, p95, p99, max.
-    pub held_ms: [f64; 4],
+    /// Wait for a connection, ms.
+    pub wait_ms: perf_core::LatencyMs,
+    /// Time a connection was held (the queries run through the pool), ms;
+    /// its mean sizes the pool ([`recommend_pool_size`]).
+    pub held_ms: perf_core::LatencyMs,
     /// Connections open now.
     pub size: usize,
     /// Of which idle.
@@ -286,10 +284,6 @@ impl PoolObservation {
         metrics::counter!("db_pool_timeouts_total", "pool" => name).absolute(self.timeouts);
         metrics::counter!("db_pool_errors_total", "pool" => name).absolute(self.errors);
     }
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
 }
 
 impl InstrumentedPool {
@@ -443,25 +437,16 @@ impl InstrumentedPool {
                 )
             }
         };
-        let quartet = |h: &LatencyHistogram| {
-            [
-                ms(h.percentile(50.0)),
-                ms(h.percentile(95.0)),
-                ms(h.percentile(99.0)),
-                ms(h.max()),
-            ]
-        };
-        let (wait_ms, held_ms, mean_held_ms) =
-            self.measures.lock().map_or(([0.0; 4], [0.0; 4], 0.0), |m| {
-                (quartet(&m.wait), quartet(&m.held), ms(m.held.mean()))
-            });
+        let (wait_ms, held_ms) = self.measures.lock().map_or_else(
+            |_| Default::default(),
+            |m| (m.wait.summary(), m.held.summary()),
+        );
         PoolObservation {
             elapsed_s: self.since.elapsed().as_secs_f64(),
             checkouts: self.checkouts.load(Ordering::Relaxed),
             timeouts: self.timeouts.load(Ordering::Relaxed),
             errors: self.errors.load(Ordering::Relaxed),
             wait_ms,
-            mean_held_ms,
             held_ms,
             size,
             idle,
@@ -489,9 +474,11 @@ pub struct PoolRecommendation {
 /// server's `max_connections`).
 ///
 /// ```
+/// use perf_core::LatencyMs;
 /// use perf_db::{recommend_pool_size, PoolObservation};
 /// let seen = PoolObservation { elapsed_s: 60.0, checkouts: 60_000, timeouts: 0, errors: 0,
-///     wait_ms: [0.0, 0.1, 0.5, 2.0], mean_held_ms: 8.0, held_ms: [7.0, 12.0, 15.0, 30.0],
+///     wait_ms: LatencyMs { p99: 0.5, max: 2.0, ..LatencyMs::default() },
+///     held_ms: LatencyMs { mean: 8.0, p95: 12.0, max: 30.0, ..LatencyMs::default() },
 ///     size: 50, idle: 40, waiting: 0, max_size: 50 };
 /// // 1000 checkouts/s held 8 ms: 8 busy on average, 12 with headroom.
 /// assert_eq!(recommend_pool_size(&seen, 100, 10).size, 12);
@@ -506,13 +493,13 @@ pub fn recommend_pool_size(
     } else {
         0.0
     };
-    let busy = rate * seen.mean_held_ms / 1000.0;
+    let busy = rate * seen.held_ms.mean / 1000.0;
     let ceiling = server_max_connections.saturating_sub(reserved).max(1);
     let wanted = (busy * 1.5).ceil().max(2.0) as usize;
     let size = wanted.min(ceiling);
     let mut reason = format!(
         "{rate:.1} checkouts/s held {:.2} ms on average keep {busy:.2} connections busy (Little's law); with 50 % headroom: {wanted}",
-        seen.mean_held_ms
+        seen.held_ms.mean
     );
     if size < wanted {
         reason.push_str(&format!("; capped at {ceiling} by the server's max_connections {server_max_connections} minus {reserved} reserved"));
@@ -522,10 +509,10 @@ pub fn recommend_pool_size(
             "; the pool is configured for {} and is oversized",
             seen.max_size
         ));
-    } else if seen.timeouts > 0 || seen.wait_ms[2] > 10.0 {
+    } else if seen.timeouts > 0 || seen.wait_ms.p99 > 10.0 {
         reason.push_str(&format!(
             "; callers waited (p99 {:.1} ms, {} timeouts): the pool is too small",
-            seen.wait_ms[2], seen.timeouts
+            seen.wait_ms.p99, seen.timeouts
         ));
     }
     PoolRecommendation {

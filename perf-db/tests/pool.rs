@@ -40,13 +40,13 @@ async fn waits_holds_and_timeouts_are_measured_and_turned_into_a_size() {
         "{seen:?}"
     );
     assert!(
-        seen.mean_held_ms >= 100.0 && seen.mean_held_ms < 400.0,
+        seen.held_ms.mean >= 100.0 && seen.held_ms.mean < 400.0,
         "{seen:?}"
     );
     // Six 100 ms holds through two connections: someone waited about 200 ms.
-    assert!(seen.wait_ms[3] >= 150.0, "{seen:?}");
+    assert!(seen.wait_ms.max >= 150.0, "{seen:?}");
     assert!(
-        seen.held_ms[0] >= 100.0 && seen.held_ms[3] >= seen.held_ms[1],
+        seen.held_ms.p50 >= 100.0 && seen.held_ms.max >= seen.held_ms.p95,
         "{seen:?}"
     );
     // The connection's statement cache: the second prepare is the same statement.
@@ -102,9 +102,18 @@ fn the_tuner_caps_at_the_server_and_names_an_oversized_pool() {
         checkouts: 100_000,
         timeouts: 0,
         errors: 0,
-        wait_ms: [0.0, 0.0, 0.0, 1.0],
-        mean_held_ms: 50.0,
-        held_ms: [45.0, 60.0, 80.0, 120.0],
+        wait_ms: perf_core::LatencyMs {
+            max: 1.0,
+            ..perf_core::LatencyMs::default()
+        },
+        held_ms: perf_core::LatencyMs {
+            p50: 45.0,
+            p95: 60.0,
+            p99: 80.0,
+            max: 120.0,
+            mean: 50.0,
+            ..perf_core::LatencyMs::default()
+        },
         size: 10,
         idle: 0,
         waiting: 0,
@@ -116,7 +125,10 @@ fn the_tuner_caps_at_the_server_and_names_an_oversized_pool() {
     assert!(r.reason.contains("capped at 90"), "{}", r.reason);
     let idle = PoolObservation {
         checkouts: 100,
-        mean_held_ms: 2.0,
+        held_ms: perf_core::LatencyMs {
+            mean: 2.0,
+            ..seen.held_ms
+        },
         ..seen
     };
     let r = recommend_pool_size(&idle, 100, 10);
@@ -144,7 +156,7 @@ async fn bb8_is_measured_the_same_way() {
         "{seen:?}"
     );
     assert!(
-        seen.wait_ms[3] >= 150.0 && seen.mean_held_ms >= 100.0,
+        seen.wait_ms.max >= 150.0 && seen.held_ms.mean >= 100.0,
         "{seen:?}"
     );
 

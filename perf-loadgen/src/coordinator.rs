@@ -7,11 +7,12 @@
 //! The [`Coordinator`] owns the rules:
 //! - every shard starts, or those that did are cancelled and the run is
 //!   refused ([`Coordinator::start`]);
-//! - a worker that does not answer for [`Coordination::silent_after`] is
-//!   declared dead, the other shards are cancelled and what they measured is
+//! - a worker whose last answer is [`Coordination::silent_after`] old when a
+//!   call to it fails is declared dead (and told to cancel, in case it is
+//!   only cut off), the other shards are cancelled and what they measured is
 //!   kept;
-//! - a shard that ended without a readable report fails the run (a merge
-//!   without it would under-count silently);
+//! - a shard that ended without a readable report, or reports that do not
+//!   merge, fail the run (a merge without one would under-count silently);
 //! - the reports merge with [`RunReport::merge`].
 
 use std::future::Future;
@@ -46,6 +47,17 @@ impl ShardState {
     pub fn is_finished(self) -> bool {
         self != Self::Running
     }
+
+    /// The state's name, as perf-server's API spells a test's status.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+            Self::Interrupted => "interrupted",
+        }
+    }
 }
 
 /// What a worker answered about its shard.
@@ -59,7 +71,8 @@ pub struct ShardStatus {
 
 /// One worker's side of a distributed run: the transport a [`Coordinator`]
 /// drives. Errors are [`Error::Worker`] with the worker's answer or the
-/// transport's failure.
+/// transport's failure, or [`Error::Report`] for a report that does not
+/// read; the coordinator adds the worker's name.
 pub trait ShardClient: Send + Sync {
     /// The worker's handle of a started shard (e.g. its test id).
     type Shard: Send + Sync;
@@ -93,7 +106,9 @@ pub struct Coordination {
     /// Read running shards' reports every this many rounds (default 2);
     /// an ended shard's report is read at once.
     pub results_every: u64,
-    /// A worker silent this long is declared dead (default 5 s).
+    /// A worker whose last answer is this old when a call to it fails is
+    /// declared dead (default 5 s; a call hanging until the client's own
+    /// timeout counts from the last answer too).
     pub silent_after: Duration,
 }
 
@@ -115,8 +130,11 @@ pub enum CoordinationEnd {
     Completed,
     /// These workers stopped answering; the others were cancelled.
     WorkersSilent(Vec<String>),
-    /// Shards ended without completing (cancelled, failed, interrupted).
-    ShardsNotCompleted(Vec<ShardState>),
+    /// Shards ended without completing (cancelled, failed, interrupted):
+    /// each such worker with its shard's state.
+    ShardsNotCompleted(Vec<(String, ShardState)>),
+    /// The shards' reports could not be merged.
+    ReportsDoNotMerge(String),
     /// A shard ended but its report could not be read.
     ReportUnreadable {
         /// The worker.
@@ -135,7 +153,17 @@ impl std::fmt::Display for CoordinationEnd {
                 "worker(s) stopped answering: {}; the report merges what the others measured",
                 workers.join(", ")
             ),
-            Self::ShardsNotCompleted(states) => write!(f, "a shard did not complete: {states:?}"),
+            Self::ShardsNotCompleted(ended) => {
+                f.write_str("shard(s) did not complete: ")?;
+                for (i, (worker, state)) in ended.iter().enumerate() {
+                    let sep = if i == 0 { "" } else { ", " };
+                    write!(f, "{sep}{worker} {}", state.as_str())?;
+                }
+                Ok(())
+            }
+            Self::ReportsDoNotMerge(reason) => {
+                write!(f, "the shards' reports do not merge: {reason}")
+            }
             Self::ReportUnreadable { worker, reason } => write!(
                 f,
                 "worker {worker} ended its shard but its report could not be read: {reason}"
@@ -163,7 +191,8 @@ struct Followed<S> {
     progress: LiveSnapshot,
     report: Option<RunReport>,
     ended: Option<ShardState>,
-    silent_since: Option<Instant>,
+    /// When the worker last answered (or the shard started).
+    last_answer: Instant,
     unreadable: Option<String>,
 }
 
@@ -175,6 +204,8 @@ pub struct Coordinator<C: ShardClient> {
     round: u64,
     dead: Vec<String>,
     cancel_sent: bool,
+    /// Why the last merge failed, if it did.
+    unmergeable: Option<String>,
 }
 
 impl<C: ShardClient> std::fmt::Debug for Coordinator<C> {
@@ -223,7 +254,7 @@ impl<C: ShardClient> Coordinator<C> {
                     progress: LiveSnapshot::default(),
                     report: None,
                     ended: None,
-                    silent_since: None,
+                    last_answer: Instant::now(),
                     unreadable: None,
                 }),
                 Err(e) => {
@@ -247,6 +278,7 @@ impl<C: ShardClient> Coordinator<C> {
             round: 0,
             dead: Vec::new(),
             cancel_sent: false,
+            unmergeable: None,
         })
     }
 
@@ -271,7 +303,7 @@ impl<C: ShardClient> Coordinator<C> {
             }
             match client.status(&followed.shard).await {
                 Ok(status) => {
-                    followed.silent_since = None;
+                    followed.last_answer = Instant::now();
                     if let Some(p) = status.progress {
                         followed.progress = p;
                     }
@@ -294,10 +326,15 @@ impl<C: ShardClient> Coordinator<C> {
                 }
                 Err(e) => {
                     tracing::warn!(worker = client.worker(), error = %e, "worker did not answer");
-                    let since = *followed.silent_since.get_or_insert_with(Instant::now);
-                    if since.elapsed() >= self.settings.silent_after {
+                    if followed.last_answer.elapsed() >= self.settings.silent_after {
                         followed.ended = Some(ShardState::Failed);
                         self.dead.push(client.worker().to_owned());
+                        // Perhaps only cut off from here: ask it to stop, briefly.
+                        let _ = tokio::time::timeout(
+                            self.settings.poll_every,
+                            client.cancel(&followed.shard),
+                        )
+                        .await;
                     }
                 }
             }
@@ -313,13 +350,24 @@ impl<C: ShardClient> Coordinator<C> {
             .iter()
             .filter_map(|s| s.report.clone())
             .collect();
+        let report = if reports.is_empty() {
+            None
+        } else {
+            match RunReport::merge(&reports) {
+                Ok(merged) => {
+                    self.unmergeable = None;
+                    Some(merged)
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "the shards' reports do not merge");
+                    self.unmergeable = Some(e.to_string());
+                    None
+                }
+            }
+        };
         Round {
             progress: LiveSnapshot::combine(&snapshots, finished),
-            report: if reports.is_empty() {
-                None
-            } else {
-                RunReport::merge(&reports).ok()
-            },
+            report,
             finished,
             number: self.round,
         }
@@ -330,9 +378,20 @@ impl<C: ShardClient> Coordinator<C> {
         if !self.dead.is_empty() {
             return CoordinationEnd::WorkersSilent(self.dead.clone());
         }
-        let states: Vec<ShardState> = self.shards.iter().filter_map(|s| s.ended).collect();
-        if states.len() < self.shards.len() || states.iter().any(|s| *s != ShardState::Completed) {
-            return CoordinationEnd::ShardsNotCompleted(states);
+        let not_completed: Vec<(String, ShardState)> = self
+            .clients
+            .iter()
+            .zip(&self.shards)
+            .filter(|(_, s)| s.ended != Some(ShardState::Completed))
+            .map(|(c, s)| {
+                (
+                    c.worker().to_owned(),
+                    s.ended.unwrap_or(ShardState::Running),
+                )
+            })
+            .collect();
+        if !not_completed.is_empty() {
+            return CoordinationEnd::ShardsNotCompleted(not_completed);
         }
         for (client, followed) in self.clients.iter().zip(&self.shards) {
             if followed.report.is_none() || followed.unreadable.is_some() {
@@ -344,6 +403,9 @@ impl<C: ShardClient> Coordinator<C> {
                         .unwrap_or_else(|| "no report was read".to_owned()),
                 };
             }
+        }
+        if let Some(reason) = &self.unmergeable {
+            return CoordinationEnd::ReportsDoNotMerge(reason.clone());
         }
         CoordinationEnd::Completed
     }

@@ -11,40 +11,8 @@ use crate::scenario::{Threshold, ThresholdMetric};
 use crate::stats::{TimelineRow, Totals, ms};
 use crate::{Error, Result};
 
-/// Latency figures in milliseconds.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct LatencyMs {
-    /// Median.
-    pub p50: f64,
-    /// 90th percentile.
-    pub p90: f64,
-    /// 95th percentile.
-    pub p95: f64,
-    /// 99th percentile.
-    pub p99: f64,
-    /// 99.9th percentile.
-    pub p999: f64,
-    /// Largest.
-    pub max: f64,
-    /// Mean.
-    pub mean: f64,
-}
-
-impl LatencyMs {
-    /// Figures of a histogram.
-    pub fn of(h: &LatencyHistogram) -> Self {
-        Self {
-            p50: ms(h.percentile(50.0)),
-            p90: ms(h.percentile(90.0)),
-            p95: ms(h.percentile(95.0)),
-            p99: ms(h.percentile(99.0)),
-            p999: ms(h.percentile(99.9)),
-            max: ms(h.max()),
-            mean: ms(h.mean()),
-        }
-    }
-}
+/// Latency figures in milliseconds (perf-core's one latency summary).
+pub use perf_core::LatencyMs;
 
 /// One threshold's verdict.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -338,6 +306,8 @@ fn default_protocol() -> String {
 /// let reason: StopReason = "threshold failed: p95 < 300ms".parse()?;
 /// assert_eq!(reason, StopReason::ThresholdFailed { threshold: "p95 < 300ms".into() });
 /// assert_eq!(StopReason::Cancelled.to_string(), "cancelled");
+/// let unknown: StopReason = "drained".parse()?;
+/// assert_eq!(unknown, StopReason::Other("drained".into()));
 /// # Ok::<(), perf_loadgen::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -350,6 +320,9 @@ pub enum StopReason {
         /// The threshold's expression, e.g. `p95 < 300ms`.
         threshold: String,
     },
+    /// A reason this version does not know (a report written by another
+    /// version), kept as written so the report still reads.
+    Other(String),
 }
 
 impl std::fmt::Display for StopReason {
@@ -357,6 +330,7 @@ impl std::fmt::Display for StopReason {
         match self {
             Self::Cancelled => f.write_str("cancelled"),
             Self::ThresholdFailed { threshold } => write!(f, "threshold failed: {threshold}"),
+            Self::Other(text) => f.write_str(text),
         }
     }
 }
@@ -370,9 +344,7 @@ impl std::str::FromStr for StopReason {
                 threshold: threshold.to_owned(),
             }),
             None if text == "cancelled" => Ok(Self::Cancelled),
-            None => Err(Error::Report(format!(
-                "stopped_early: {text:?} is not `cancelled` or `threshold failed: <expression>`"
-            ))),
+            None => Ok(Self::Other(text.to_owned())),
         }
     }
 }

@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use perf_loadgen::{
@@ -23,6 +23,8 @@ enum Act {
     GoesSilentAfter(u32),
     /// Completes on its 2nd status read, but its report never reads.
     CorruptReport,
+    /// Completes on its 2nd status read with an open-model report.
+    OpenModelReport,
 }
 
 #[derive(Debug)]
@@ -30,7 +32,7 @@ struct FakeWorker {
     name: String,
     act: Act,
     polls: AtomicU32,
-    cancelled: AtomicBool,
+    cancels: AtomicU32,
     /// Users of the shard it was given.
     users: Mutex<Option<u32>>,
 }
@@ -41,7 +43,7 @@ impl FakeWorker {
             name: name.to_owned(),
             act,
             polls: AtomicU32::new(0),
-            cancelled: AtomicBool::new(false),
+            cancels: AtomicU32::new(0),
             users: Mutex::new(None),
         }
     }
@@ -69,9 +71,9 @@ impl ShardClient for &FakeWorker {
             Act::GoesSilentAfter(k) if n > k => {
                 return Err(Error::Worker("connection refused".to_owned()));
             }
-            _ if self.cancelled.load(Ordering::SeqCst) => ShardState::Cancelled,
+            _ if self.cancels.load(Ordering::SeqCst) > 0 => ShardState::Cancelled,
             Act::CompletesAfter(k) if n >= k => ShardState::Completed,
-            Act::CorruptReport if n >= 2 => ShardState::Completed,
+            Act::CorruptReport | Act::OpenModelReport if n >= 2 => ShardState::Completed,
             _ => ShardState::Running,
         };
         let progress = LiveSnapshot {
@@ -90,15 +92,23 @@ impl ShardClient for &FakeWorker {
                 "expected value at line 1 column 1".to_owned(),
             ));
         }
+        // Ten requests per status read so far: a report read before the
+        // shard's last status would show fewer.
+        let polls = u64::from(self.polls.load(Ordering::SeqCst));
         Ok(RunReport {
-            requests: 100,
+            requests: 10 * polls,
             errors: 1,
+            model: if self.act == Act::OpenModelReport {
+                "open".to_owned()
+            } else {
+                "closed".to_owned()
+            },
             ..RunReport::default()
         })
     }
 
     async fn cancel(&self, _shard: &u64) -> Result<()> {
-        self.cancelled.store(true, Ordering::SeqCst);
+        self.cancels.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
 }
@@ -144,7 +154,8 @@ async fn healthy_workers_split_the_users_and_their_reports_merge() {
     assert_eq!(rounds.len(), 5, "the slowest completes on its 5th read");
     let last = rounds.last().unwrap();
     assert!(last.finished);
-    assert_eq!(last.report.as_ref().unwrap().requests, 300);
+    // Each report read at its shard's last status: 30 + 40 + 50.
+    assert_eq!(last.report.as_ref().unwrap().requests, 120);
     assert_eq!(last.report.as_ref().unwrap().errors, 3);
     assert_eq!(last.progress.requests, 30 + 40 + 50);
     assert_eq!(c.end(), CoordinationEnd::Completed);
@@ -153,7 +164,11 @@ async fn healthy_workers_split_the_users_and_their_reports_merge() {
         .map(|w| w.users.lock().unwrap().unwrap())
         .collect();
     assert_eq!(users.iter().sum::<u32>(), 6, "{users:?}");
-    assert!(workers.iter().all(|w| !w.cancelled.load(Ordering::SeqCst)));
+    assert!(
+        workers
+            .iter()
+            .all(|w| w.cancels.load(Ordering::SeqCst) == 0)
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -169,8 +184,9 @@ async fn a_worker_that_never_starts_rolls_back_those_that_did() {
         .to_string();
     assert!(err.contains("worker w2 could not start its shard"), "{err}");
     assert!(err.contains("too many tests"), "{err}");
-    assert!(
-        workers[0].cancelled.load(Ordering::SeqCst),
+    assert_eq!(
+        workers[0].cancels.load(Ordering::SeqCst),
+        1,
         "w1 started: cancelled"
     );
     assert!(
@@ -208,9 +224,16 @@ async fn a_silent_worker_is_declared_dead_the_rest_cancelled_and_kept() {
         CoordinationEnd::WorkersSilent(vec!["w2".to_owned()])
     );
     assert!(c.end().to_string().contains("stopped answering: w2"));
-    assert!(workers[0].cancelled.load(Ordering::SeqCst));
-    // What the live worker measured is kept: its report and the dead one's last.
-    assert_eq!(last.report.as_ref().unwrap().requests, 200);
+    assert_eq!(workers[0].cancels.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        workers[1].cancels.load(Ordering::SeqCst),
+        1,
+        "the dead one is told too"
+    );
+    // What the live worker measured is kept (read at its last status), and
+    // the dead one's last report (read at its 2nd answer).
+    let w1 = u64::from(workers[0].polls.load(Ordering::SeqCst));
+    assert_eq!(last.report.as_ref().unwrap().requests, 10 * w1 + 20);
 }
 
 #[tokio::test(start_paused = true)]
@@ -248,9 +271,40 @@ async fn cancelling_cancels_every_running_shard_once() {
     cancel.cancel();
     let rounds = follow(&mut c, &cancel).await;
     assert!(rounds.last().unwrap().finished);
-    assert!(workers.iter().all(|w| w.cancelled.load(Ordering::SeqCst)));
+    assert!(
+        workers
+            .iter()
+            .all(|w| w.cancels.load(Ordering::SeqCst) == 1)
+    );
     assert_eq!(
         c.end(),
-        CoordinationEnd::ShardsNotCompleted(vec![ShardState::Cancelled, ShardState::Cancelled])
+        CoordinationEnd::ShardsNotCompleted(vec![
+            ("w1".to_owned(), ShardState::Cancelled),
+            ("w2".to_owned(), ShardState::Cancelled)
+        ])
     );
+    assert_eq!(
+        c.end().to_string(),
+        "shard(s) did not complete: w1 cancelled, w2 cancelled"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn reports_that_do_not_merge_fail_the_run_instead_of_keeping_an_old_merge() {
+    let workers = [
+        FakeWorker::new("w1", Act::CompletesAfter(2)),
+        FakeWorker::new("w2", Act::OpenModelReport),
+    ];
+    let mut c = Coordinator::start("s", &scenario(), workers.iter().collect(), settings())
+        .await
+        .unwrap();
+    let rounds = follow(&mut c, &CancellationToken::new()).await;
+    let last = rounds.last().unwrap();
+    assert!(last.finished && last.report.is_none());
+    match c.end() {
+        CoordinationEnd::ReportsDoNotMerge(reason) => {
+            assert!(reason.contains("open and the closed model"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
 }

@@ -184,8 +184,7 @@ impl ScrapedSeries {
 
     /// The label filter as exact matchers (none without a filter).
     fn matchers(&self) -> Result<Vec<(String, String)>> {
-        let named = perf_core::prometheus::samples(&format!("{} 0", self.series)).count() == 1;
-        if !named || self.series.contains(['{', ' ']) {
+        if !perf_core::prometheus::is_metric_name(&self.series) {
             return Err(Error::Invalid {
                 field: "series".to_owned(),
                 message: format!(
@@ -238,6 +237,13 @@ impl InstanceScraper {
 #[async_trait::async_trait]
 impl MetricsSource for InstanceScraper {
     async fn read(&self, instances: &[Instance]) -> BTreeMap<String, Reading> {
+        let matchers = match self.config.matchers() {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "the scraped series is not valid; no readings");
+                return BTreeMap::new();
+            }
+        };
         let mut tasks = tokio::task::JoinSet::new();
         for instance in instances.iter().filter(|i| i.ready) {
             let Some(address) = instance.address.clone() else {
@@ -261,13 +267,6 @@ impl MetricsSource for InstanceScraper {
         let now = Instant::now();
         let mut values = BTreeMap::new();
         let mut errors = Vec::new();
-        let matchers = match self.config.matchers() {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::warn!(error = %e, "the scraped series is not valid; no readings");
-                return BTreeMap::new();
-            }
-        };
         let Ok(mut last) = self.last.lock().map(|g| g.clone()) else {
             return BTreeMap::new();
         };
@@ -365,6 +364,7 @@ mod tests {
             ("http requests", None, "series"),
             ("x{a=\"b\"}", None, "series"),
             ("", None, "series"),
+            ("a\nb", None, "series"),
             ("rq", Some("cluster_name=~\"api.*\""), "label_filter"),
             ("rq", Some("cluster_name=api"), "label_filter"),
             ("rq", Some("cluster_name=\"api"), "label_filter"),

@@ -35,19 +35,6 @@ impl std::fmt::Debug for DatabaseMonitor {
     }
 }
 
-/// Query latency through the pool, milliseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
-pub struct LatencyMs {
-    /// Median.
-    pub p50: f64,
-    /// 95th percentile.
-    pub p95: f64,
-    /// 99th percentile.
-    pub p99: f64,
-    /// Slowest.
-    pub max: f64,
-}
-
 /// What `/performance/metrics/database` answers.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DatabaseReport {
@@ -64,7 +51,7 @@ pub struct DatabaseReport {
     pub pool: Option<PoolObservation>,
     /// How long queries held a pooled connection.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub query_latency_ms: Option<LatencyMs>,
+    pub query_latency_ms: Option<perf_core::LatencyMs>,
     /// Connections by state, buffer cache hit ratio, transactions.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub activity: Option<DatabaseActivity>,
@@ -178,7 +165,6 @@ impl DatabaseMonitor {
             }
         }
         let pool = self.pool.observe();
-        let [p50, p95, p99, max] = pool.held_ms;
         let cache = self.cache.stats();
         let lookups = cache.hits + cache.misses;
         DatabaseReport {
@@ -187,7 +173,7 @@ impl DatabaseMonitor {
             message: activity
                 .is_none()
                 .then(|| format!("{} could not be read; see errors", self.target)),
-            query_latency_ms: Some(LatencyMs { p50, p95, p99, max }),
+            query_latency_ms: Some(pool.held_ms),
             pool: Some(pool),
             activity,
             query_cache: Some(cache),

@@ -32,7 +32,7 @@ pub struct RunArgs {
     /// Worker threads of the load generator [default: one per core].
     #[arg(long)]
     pub threads: Option<usize>,
-    /// Spin this long (e.g. `20us`, at most `1ms`) before a worker thread
+    /// Spin this long (e.g. `20us`, at most `200us`) before a worker thread
     /// sleeps, so answers find it awake: more requests per second from a
     /// target on other cores, at the price of the generator's idle CPU.
     /// Off by default; do not use it when the target shares the generator's cores.

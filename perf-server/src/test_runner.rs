@@ -914,12 +914,15 @@ impl TestRunner {
                 Err(e) => return fail(record, e),
             }
         }
+        use tracing::Instrument;
+        let span = tracing::info_span!("distributed", test = %record.id);
         let mut coordinator = match perf_loadgen::Coordinator::start(
             &record.scenario_name,
             &scenario,
             clients,
             perf_loadgen::Coordination::default(),
         )
+        .instrument(span.clone())
         .await
         {
             Ok(c) => c,
@@ -930,7 +933,10 @@ impl TestRunner {
         let (progress_tx, progress_rx) = watch::channel(LiveSnapshot::default());
         self.follow(record.id, progress_rx);
         loop {
-            let round = coordinator.next_round(&cancel).await;
+            let round = coordinator
+                .next_round(&cancel)
+                .instrument(span.clone())
+                .await;
             let _ = progress_tx.send(round.progress.clone());
             record.progress = Some(round.progress);
             if round.report.is_some() {

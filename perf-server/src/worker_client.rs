@@ -235,9 +235,195 @@ fn dechunk(mut body: &[u8]) -> Result<Vec<u8>, String> {
     }
 }
 
+/// One worker of a distributed test, over its HTTP API: the transport of
+/// perf-loadgen's [`Coordinator`](perf_loadgen::Coordinator). A shard is
+/// the path of the test it started there.
+#[derive(Debug)]
+pub(crate) struct HttpWorker {
+    worker: PinnedWorker,
+    token: Option<String>,
+}
+
+/// How long one call to a worker may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A worker's answer kept short in a test's error.
+const MAX_ANSWER_IN_ERROR: usize = 512;
+
+impl HttpWorker {
+    /// The transport to `worker`, sending `token` as its bearer token.
+    pub(crate) fn new(worker: PinnedWorker, token: Option<String>) -> Self {
+        Self { worker, token }
+    }
+
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+    ) -> perf_loadgen::Result<WorkerResponse> {
+        call(
+            &self.worker,
+            method,
+            path,
+            self.token.as_deref(),
+            body,
+            CALL_TIMEOUT,
+        )
+        .await
+        .map_err(perf_loadgen::Error::Worker)
+    }
+
+    fn unexpected(&self, answer: &WorkerResponse) -> perf_loadgen::Error {
+        perf_loadgen::Error::Worker(format!(
+            "answered {}: {}",
+            answer.status,
+            answer
+                .body
+                .chars()
+                .take(MAX_ANSWER_IN_ERROR)
+                .collect::<String>()
+        ))
+    }
+}
+
+/// What a worker says about its shard.
+#[derive(Debug, serde::Deserialize)]
+struct ShardView {
+    status: crate::store::TestStatus,
+    progress: Option<perf_loadgen::LiveSnapshot>,
+}
+
+impl perf_loadgen::ShardClient for HttpWorker {
+    type Shard = String;
+
+    fn worker(&self) -> &str {
+        &self.worker.base
+    }
+
+    async fn start(
+        &self,
+        name: &str,
+        shard: &perf_loadgen::Scenario,
+    ) -> perf_loadgen::Result<String> {
+        let mut body = serde_json::to_value(shard).unwrap_or_default();
+        if let serde_json::Value::Object(fields) = &mut body {
+            fields.insert("name".to_owned(), serde_json::json!(name));
+        }
+        let answer = self
+            .send("POST", "/performance/tests", Some(&body.to_string()))
+            .await?;
+        let id = Some(&answer)
+            .filter(|r| r.status == 202)
+            .and_then(|r| {
+                serde_json::from_str::<serde_json::Value>(&r.body)
+                    .ok()?
+                    .get("id")?
+                    .as_str()?
+                    .parse::<perf_core::Id>()
+                    .ok()
+            })
+            .ok_or_else(|| self.unexpected(&answer))?;
+        Ok(format!("/performance/tests/{id}"))
+    }
+
+    async fn status(&self, shard: &String) -> perf_loadgen::Result<perf_loadgen::ShardStatus> {
+        use crate::store::TestStatus;
+        use perf_loadgen::ShardState;
+        let answer = self.send("GET", shard, None).await?;
+        let view = Some(&answer)
+            .filter(|r| r.status == 200)
+            .and_then(|r| serde_json::from_str::<ShardView>(&r.body).ok())
+            .ok_or_else(|| self.unexpected(&answer))?;
+        let state = match view.status {
+            TestStatus::Queued | TestStatus::Running => ShardState::Running,
+            TestStatus::Completed => ShardState::Completed,
+            TestStatus::Failed => ShardState::Failed,
+            TestStatus::Cancelled => ShardState::Cancelled,
+            TestStatus::Interrupted => ShardState::Interrupted,
+        };
+        Ok(perf_loadgen::ShardStatus {
+            state,
+            progress: view.progress,
+        })
+    }
+
+    async fn results(&self, shard: &String) -> perf_loadgen::Result<perf_loadgen::RunReport> {
+        let answer = self.send("GET", &format!("{shard}/results"), None).await?;
+        if answer.status != 200 {
+            return Err(self.unexpected(&answer));
+        }
+        bounded_report(&answer.body)
+    }
+
+    async fn cancel(&self, shard: &String) -> perf_loadgen::Result<()> {
+        let answer = self.send("DELETE", shard, None).await?;
+        // 409: it had already ended, which is what a cancel wants.
+        if answer.status == 202 || answer.status == 200 || answer.status == 409 {
+            Ok(())
+        } else {
+            Err(self.unexpected(&answer))
+        }
+    }
+}
+
+/// A worker's report, refused when it holds more request names, per-name
+/// histograms or timeline rows than a run can have. Each histogram decodes
+/// into a full HDR histogram (about 190 KB) whatever its size in the JSON,
+/// so a hostile or broken worker could otherwise exhaust memory with a
+/// small answer.
+fn bounded_report(body: &str) -> perf_loadgen::Result<perf_loadgen::RunReport> {
+    let not_a_report = |e: serde_json::Error| perf_loadgen::Error::Report(e.to_string());
+    let value: serde_json::Value = serde_json::from_str(body).map_err(not_a_report)?;
+    let count = |v: Option<&serde_json::Value>| match v {
+        Some(serde_json::Value::Object(m)) => Some(m.len()),
+        Some(serde_json::Value::Array(a)) => Some(a.len()),
+        _ => None,
+    };
+    let names = count(value.get("per_request"));
+    let histograms = count(value.get("histograms").and_then(|h| h.get("per_request")));
+    let rows = count(value.get("timeline"));
+    let (Some(names), Some(histograms), Some(rows)) = (names, histograms, rows) else {
+        return Err(perf_loadgen::Error::Report(
+            "a worker's report has no per_request, histograms.per_request or timeline".to_owned(),
+        ));
+    };
+    if names.max(histograms) > perf_loadgen::MAX_REQUESTS || rows > 2 * 4096 {
+        return Err(perf_loadgen::Error::Report(format!(
+            "a worker's report is larger than a run can be ({names} request names, \
+             {histograms} per-name histograms, {rows} timeline rows)"
+        )));
+    }
+    serde_json::from_value(value).map_err(not_a_report)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_report_larger_than_a_run_can_be_is_refused_before_it_decodes() {
+        let report = perf_loadgen::RunReport {
+            model: "closed".to_owned(),
+            ..perf_loadgen::RunReport::default()
+        };
+        let mut value = serde_json::to_value(&report).unwrap();
+        assert!(bounded_report(&value.to_string()).is_ok());
+        // Many names in the histograms alone: each would decode into a
+        // full histogram.
+        let names: serde_json::Map<String, serde_json::Value> = (0..=perf_loadgen::MAX_REQUESTS)
+            .map(|i| (format!("r{i}"), serde_json::json!(["", ""])))
+            .collect();
+        value["histograms"]["per_request"] = serde_json::Value::Object(names);
+        let err = bounded_report(&value.to_string()).unwrap_err().to_string();
+        assert!(err.contains("per-name histograms"), "{err}");
+        let mut value = serde_json::to_value(&report).unwrap();
+        value["timeline"] = serde_json::json!(vec![serde_json::Value::Null; 2 * 4096 + 1]);
+        assert!(bounded_report(&value.to_string()).is_err());
+        for broken in ["", "[]", "{\"per_request\": {}}", "not json"] {
+            assert!(bounded_report(broken).is_err(), "{broken}");
+        }
+    }
 
     #[test]
     fn responses_parse_with_length_or_chunks() {
@@ -354,161 +540,4 @@ mod tests {
         .unwrap_err();
         assert!(e.contains("TLS") && e.contains("certificate"), "{e}");
     }
-}
-
-/// One worker of a distributed test, over its HTTP API: the transport of
-/// perf-loadgen's [`Coordinator`](perf_loadgen::Coordinator). A shard is
-/// the path of the test it started there.
-#[derive(Debug)]
-pub(crate) struct HttpWorker {
-    worker: PinnedWorker,
-    token: Option<String>,
-}
-
-/// How long one call to a worker may take.
-const CALL_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// A worker's answer kept short in a test's error.
-const MAX_ANSWER_IN_ERROR: usize = 512;
-
-impl HttpWorker {
-    /// The transport to `worker`, sending `token` as its bearer token.
-    pub(crate) fn new(worker: PinnedWorker, token: Option<String>) -> Self {
-        Self { worker, token }
-    }
-
-    async fn send(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<&str>,
-    ) -> perf_loadgen::Result<WorkerResponse> {
-        call(
-            &self.worker,
-            method,
-            path,
-            self.token.as_deref(),
-            body,
-            CALL_TIMEOUT,
-        )
-        .await
-        .map_err(perf_loadgen::Error::Worker)
-    }
-
-    fn unexpected(&self, answer: &WorkerResponse) -> perf_loadgen::Error {
-        perf_loadgen::Error::Worker(format!(
-            "{} answered {}: {}",
-            self.worker.base,
-            answer.status,
-            answer
-                .body
-                .chars()
-                .take(MAX_ANSWER_IN_ERROR)
-                .collect::<String>()
-        ))
-    }
-}
-
-/// What a worker says about its shard.
-#[derive(Debug, serde::Deserialize)]
-struct ShardView {
-    status: crate::store::TestStatus,
-    progress: Option<perf_loadgen::LiveSnapshot>,
-}
-
-impl perf_loadgen::ShardClient for HttpWorker {
-    type Shard = String;
-
-    fn worker(&self) -> &str {
-        &self.worker.base
-    }
-
-    async fn start(
-        &self,
-        name: &str,
-        shard: &perf_loadgen::Scenario,
-    ) -> perf_loadgen::Result<String> {
-        let mut body = serde_json::to_value(shard).unwrap_or_default();
-        if let serde_json::Value::Object(fields) = &mut body {
-            fields.insert("name".to_owned(), serde_json::json!(name));
-        }
-        let answer = self
-            .send("POST", "/performance/tests", Some(&body.to_string()))
-            .await?;
-        let id = Some(&answer)
-            .filter(|r| r.status == 202)
-            .and_then(|r| {
-                serde_json::from_str::<serde_json::Value>(&r.body)
-                    .ok()?
-                    .get("id")?
-                    .as_str()?
-                    .parse::<perf_core::Id>()
-                    .ok()
-            })
-            .ok_or_else(|| self.unexpected(&answer))?;
-        Ok(format!("/performance/tests/{id}"))
-    }
-
-    async fn status(&self, shard: &String) -> perf_loadgen::Result<perf_loadgen::ShardStatus> {
-        use crate::store::TestStatus;
-        use perf_loadgen::ShardState;
-        let answer = self.send("GET", shard, None).await?;
-        let view = Some(&answer)
-            .filter(|r| r.status == 200)
-            .and_then(|r| serde_json::from_str::<ShardView>(&r.body).ok())
-            .ok_or_else(|| self.unexpected(&answer))?;
-        let state = match view.status {
-            TestStatus::Queued | TestStatus::Running => ShardState::Running,
-            TestStatus::Completed => ShardState::Completed,
-            TestStatus::Failed => ShardState::Failed,
-            TestStatus::Cancelled => ShardState::Cancelled,
-            TestStatus::Interrupted => ShardState::Interrupted,
-        };
-        Ok(perf_loadgen::ShardStatus {
-            state,
-            progress: view.progress,
-        })
-    }
-
-    async fn results(&self, shard: &String) -> perf_loadgen::Result<perf_loadgen::RunReport> {
-        let answer = self.send("GET", &format!("{shard}/results"), None).await?;
-        if answer.status != 200 {
-            return Err(self.unexpected(&answer));
-        }
-        bounded_report(&answer.body)
-    }
-
-    async fn cancel(&self, shard: &String) -> perf_loadgen::Result<()> {
-        let answer = self.send("DELETE", shard, None).await?;
-        // 409: it had already ended, which is what a cancel wants.
-        if answer.status == 202 || answer.status == 200 || answer.status == 409 {
-            Ok(())
-        } else {
-            Err(self.unexpected(&answer))
-        }
-    }
-}
-
-/// A worker's report, refused when it holds more request names or timeline
-/// rows than a run can have: a report's size is not bounded by its JSON's
-/// histograms, so a hostile or broken worker could otherwise exhaust memory.
-fn bounded_report(body: &str) -> perf_loadgen::Result<perf_loadgen::RunReport> {
-    let not_a_report = |e: serde_json::Error| perf_loadgen::Error::Report(e.to_string());
-    let value: serde_json::Value = serde_json::from_str(body).map_err(not_a_report)?;
-    let count = |key: &str| match value.get(key) {
-        Some(serde_json::Value::Object(m)) => Some(m.len()),
-        Some(serde_json::Value::Array(a)) => Some(a.len()),
-        _ => None,
-    };
-    let (Some(names), Some(rows)) = (count("per_request"), count("timeline")) else {
-        return Err(perf_loadgen::Error::Report(
-            "a worker's report has no per_request or timeline".to_owned(),
-        ));
-    };
-    if names > perf_loadgen::MAX_REQUESTS || rows > 2 * 4096 {
-        return Err(perf_loadgen::Error::Report(format!(
-            "a worker's report is larger than a run can be ({names} request names, {rows} timeline rows)"
-        )));
-    }
-    serde_json::from_value(value).map_err(not_a_report)
 }

@@ -635,7 +635,7 @@ async function systemPage() {
     if (p) {
       db.append(h('div', { class: 'tiles', id: 'db-pool' },
         tile('Connections', `${num(p.size, 0)} of ${num(p.max_size, 0)} (${num(p.idle, 0)} idle)`),
-        tile('Waiting', num(p.waiting, 0)), tile('Wait p95', ms(p.wait_ms[1])), tile('Held p95', ms(p.held_ms[1])),
+        tile('Waiting', num(p.waiting, 0)), tile('Wait p95', ms(p.wait_ms.p95)), tile('Held p95', ms(p.held_ms.p95)),
         tile('Timeouts', num(p.timeouts, 0)), tile('Query p95', r.query_latency_ms ? ms(r.query_latency_ms.p95) : '–'),
         tile('Query cache hits', r.query_cache_hit_ratio === null || r.query_cache_hit_ratio === undefined ? '–' : pct(r.query_cache_hit_ratio))));
     }

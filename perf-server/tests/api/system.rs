@@ -58,6 +58,11 @@ async fn database_metrics_say_plainly_when_unconfigured_and_report_a_real_databa
     assert!(ratio > 0.0 && ratio <= 1.0, "{body}");
     assert_eq!(body["pool"]["checkouts"], 1);
     assert!(body["query_latency_ms"]["p95"].as_f64().unwrap() >= 0.0);
+    // One latency summary everywhere: the pool's hold times are the query latency.
+    assert_eq!(body["query_latency_ms"], body["pool"]["held_ms"], "{body}");
+    for key in ["p50", "p90", "p95", "p99", "p999", "max", "mean"] {
+        assert!(body["pool"]["wait_ms"][key].is_number(), "{key}: {body}");
+    }
     let slow = body["slow_queries"].as_array().unwrap();
     assert!(
         slow.iter()
