@@ -31,7 +31,9 @@ fn main() -> Result<(), perf_memory::Error> {
         .build();
     // Rendered pages, at most 4 MiB of them, five minutes each.
     let pages: Cache<u64, Arc<Vec<u8>>> = Cache::builder("pages")
-        .max_bytes(4 << 20, |_, page: &Arc<Vec<u8>>| page.len() as u32)
+        .max_bytes(4 << 20, |_, page: &Arc<Vec<u8>>| {
+            u32::try_from(page.len()).unwrap_or(u32::MAX)
+        })
         .time_to_live(Duration::from_secs(300))
         .build();
     // The budget is the "resident" size of this simulation: what the cache

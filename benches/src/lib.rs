@@ -12,7 +12,7 @@
 /// assert!(zeros > 50 * last.max(1));
 /// ```
 pub fn zipf_trace(keys: u64, s: f64, len: usize, seed: u64) -> Vec<u64> {
-    let mut cdf = Vec::with_capacity(keys as usize);
+    let mut cdf = Vec::with_capacity(usize::try_from(keys).unwrap_or(0));
     let mut total = 0.0;
     for k in 1..=keys {
         total += 1.0 / (k as f64).powf(s);

@@ -48,6 +48,7 @@ pub mod config;
 mod error;
 mod histogram;
 mod id;
+pub mod num;
 #[cfg(feature = "openapi")]
 pub mod openapi;
 pub mod prometheus;

@@ -380,7 +380,7 @@ impl SystemSampler {
             tcp: read_tcp_connections(&mut self.files)?,
         };
 
-        let interval_ms = (elapsed * 1000.0).round() as u64;
+        let interval_ms = crate::num::saturating_u64((elapsed * 1000.0).round());
         self.previous = now;
         Ok(SystemSample {
             timestamp_ms: unix_millis(),

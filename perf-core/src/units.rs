@@ -83,7 +83,9 @@ pub fn parse_duration(text: &str) -> Result<Duration> {
             "too large; the longest duration is about 584 years".to_owned(),
         ));
     }
-    Ok(Duration::from_nanos(total_nanos.round() as u64))
+    Ok(Duration::from_nanos(crate::num::saturating_u64(
+        total_nanos.round(),
+    )))
 }
 
 /// Reads a human size in bytes: a number and an optional unit, such as `512MB`,
@@ -137,7 +139,7 @@ pub fn parse_size(text: &str) -> Result<u64> {
     if bytes.fract() != 0.0 && multiplier == 1.0 {
         return Err(fail("a size in bytes must be a whole number".to_owned()));
     }
-    Ok(bytes.round() as u64)
+    Ok(crate::num::saturating_u64(bytes.round()))
 }
 
 /// Splits the leading unsigned decimal number (digits and at most one dot).

@@ -156,11 +156,11 @@ pub async fn partition_advice(
                 .find(|(_, s)| bytes_per_sec * s <= options.target_partition_bytes as f64)
                 .copied()
                 .unwrap_or(intervals[0]);
-            let partition_bytes = (bytes_per_sec * secs) as i64;
+            let partition_bytes = perf_core::num::saturating_i64(bytes_per_sec * secs);
             advice.push(PartitionAdvice {
                 strategy: PartitionStrategy::Range,
                 interval: Some(interval.to_owned()),
-                partitions: (span / secs).ceil().max(1.0) as i64,
+                partitions: perf_core::num::saturating_i64((span / secs).ceil().max(1.0)),
                 partition_bytes,
                 table_bytes: size,
                 reason: format!("{table} is {size} bytes and statements filter {key} by range: one partition per {interval} keeps partitions near the target and lets old ones be dropped whole"),
@@ -202,11 +202,16 @@ pub async fn partition_advice(
             n_distinct
         };
         let (strategy, partitions) = if distinct >= 1.0 && distinct <= options.max_list_values {
-            (PartitionStrategy::List, distinct.round() as i64)
+            (
+                PartitionStrategy::List,
+                perf_core::num::saturating_i64(distinct.round()),
+            )
         } else {
-            let wanted = (size as f64 / options.target_partition_bytes as f64)
-                .ceil()
-                .clamp(2.0, 1024.0) as i64;
+            let wanted = perf_core::num::saturating_i64(
+                (size as f64 / options.target_partition_bytes as f64)
+                    .ceil()
+                    .clamp(2.0, 1024.0),
+            );
             (
                 PartitionStrategy::Hash,
                 i64::from(u32::try_from(wanted).unwrap_or(1024).next_power_of_two()),

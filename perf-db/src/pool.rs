@@ -495,7 +495,7 @@ pub fn recommend_pool_size(
     };
     let busy = rate * seen.held_ms.mean / 1000.0;
     let ceiling = server_max_connections.saturating_sub(reserved).max(1);
-    let wanted = (busy * 1.5).ceil().max(2.0) as usize;
+    let wanted = perf_core::num::saturating_usize((busy * 1.5).ceil().max(2.0));
     let size = wanted.min(ceiling);
     let mut reason = format!(
         "{rate:.1} checkouts/s held {:.2} ms on average keep {busy:.2} connections busy (Little's law); with 50 % headroom: {wanted}",

@@ -153,7 +153,7 @@ impl CapacityPlan {
         if n >= f64::from(u32::MAX) {
             u32::MAX
         } else {
-            n.max(1.0) as u32
+            perf_core::num::saturating_u32(n.max(1.0))
         }
     }
 

@@ -232,7 +232,7 @@ fn quantile_figure(r: &RunReport, name: &str, q: f64) -> Figure {
     let n = h.count();
     let at = |p: f64| h.percentile(p.clamp(0.0, 1.0) * 100.0).as_secs_f64() * 1000.0;
     let value = at(q);
-    let above = (n as f64 * (1.0 - q)).floor() as u64;
+    let above = perf_core::num::saturating_u64((n as f64 * (1.0 - q)).floor());
     let unusable = if above < MIN_TAIL_SAMPLES {
         Some(format!(
             "{name} of {n} requests rests on {above} above it ({MIN_TAIL_SAMPLES} needed): too few to judge"
@@ -835,13 +835,13 @@ mod tests {
             let (u1, u2) = (1.0 - rng.f64(), rng.f64());
             let z = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
             let us = 2000.0 * (0.5 * z).exp() * scale;
-            h.record_micros(us as u64).unwrap();
+            h.record_micros(perf_core::num::saturating_u64(us)).unwrap();
         }
         let timeline = (0..30)
             .map(|t| TimelineRow {
                 t_s: t,
                 span_s: 1,
-                requests: rps as u64,
+                requests: perf_core::num::saturating_u64(rps),
                 errors: 0,
                 rps: rps * (1.0 + (rng.f64() - 0.5) * 0.04),
                 p50_ms: 0.0,

@@ -61,7 +61,7 @@ fn fmt_value(v: f64) -> String {
     if v == 0.0 || !v.is_finite() {
         return format!("{v}");
     }
-    let digits = (2 - v.abs().log10().floor() as i32).clamp(0, 9) as usize;
+    let digits = (2 - perf_core::num::saturating_i32(v.abs().log10().floor())).clamp(0, 9) as usize;
     format!("{v:.digits$}")
 }
 
@@ -233,14 +233,14 @@ fn percentile_label(nines: f64) -> String {
         format!("p{q:.0}")
     } else {
         // As many decimals as the nines need: p99.9, p99.99.
-        let decimals = ((nines - 2.0).ceil().max(0.0)) as usize;
+        let decimals = perf_core::num::saturating_usize((nines - 2.0).ceil().max(0.0));
         format!("p{q:.decimals$}")
     };
     text.trim_end_matches(".0").to_owned()
 }
 
 fn seconds(x: f64) -> String {
-    let s = x.round() as u64;
+    let s = perf_core::num::saturating_u64(x.round());
     if s >= 3600 {
         format!("{}h{:02}m", s / 3600, s % 3600 / 60)
     } else if s >= 60 {

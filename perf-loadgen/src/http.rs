@@ -437,7 +437,7 @@ impl Connection {
             Framing::Length(mut remaining) => loop {
                 let have = (self.buf.len() as u64).min(remaining);
                 if let Some(k) = keep.as_deref_mut() {
-                    k.body_part(&self.buf[..have as usize]);
+                    k.body_part(&self.buf[..usize::try_from(have).unwrap_or(usize::MAX)]);
                 }
                 remaining -= have;
                 self.buf.clear();
@@ -584,9 +584,9 @@ impl ChunkDecoder {
                 }
                 ChunkState::Data(remaining) => {
                     let take = (*remaining).min((input.len() - i) as u64);
-                    sink(&input[i..i + take as usize]);
+                    sink(&input[i..i + usize::try_from(take).unwrap_or(usize::MAX)]);
                     *remaining -= take;
-                    i += take as usize;
+                    i += usize::try_from(take).unwrap_or(usize::MAX);
                     if *remaining == 0 {
                         self.state = ChunkState::DataEnd(2);
                     }

@@ -794,7 +794,7 @@ mod tests {
         }
         let inline = FeederSpec {
             file: None,
-            csv: Some("a\n".repeat(MAX_FEED_BYTES as usize / 2 + 1)),
+            csv: Some("a\n".repeat(usize::try_from(MAX_FEED_BYTES).unwrap() / 2 + 1)),
             mode: FeederMode::Sequential,
         };
         let e = Feeder::load(&inline, &FeedAccess::InlineOnly).unwrap_err();

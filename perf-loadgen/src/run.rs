@@ -155,7 +155,7 @@ impl LiveSnapshot {
         let total = self.total_s.max(0.0);
         let elapsed = self.elapsed_s.clamp(0.0, total.max(self.elapsed_s));
         let done = if total > 0.0 {
-            ((elapsed / total).min(1.0) * WIDTH as f64).round() as usize
+            perf_core::num::saturating_usize(((elapsed / total).min(1.0) * WIDTH as f64).round())
         } else {
             0
         };
@@ -315,9 +315,10 @@ impl Context {
     /// The generator's own load so far (not yet judged).
     fn generator_load(&self) -> crate::report::GeneratorLoad {
         let cpu_s = (working_cpu_seconds() - self.cpu_at_start).max(0.0);
-        let cores = tokio::runtime::Handle::try_current()
+        let workers = tokio::runtime::Handle::try_current()
             .map_or(1, |h| h.metrics().num_workers())
-            .max(1) as u32;
+            .max(1);
+        let cores = u32::try_from(workers).unwrap_or(u32::MAX);
         let elapsed = self.start.elapsed().as_secs_f64();
         crate::report::GeneratorLoad {
             cpu_s,
@@ -389,8 +390,8 @@ impl Workload for HttpWorkload {
             conn: None,
             state: UserState::default(),
             rng: fastrand::Rng::with_seed(self.seed ^ (index << 17 | 0x9e37)),
-            endpoint: (index % self.mix.endpoint_count().max(1) as u64) as usize,
-            index: index as usize,
+            endpoint: usize::try_from(index % self.mix.endpoint_count().max(1) as u64).unwrap_or(0),
+            index: usize::try_from(index).unwrap_or(usize::MAX),
         }
     }
 
@@ -1185,7 +1186,7 @@ async fn closed<W: Workload>(
         if t >= total {
             break;
         }
-        let target = (plan.level_at(t).round() as u32).min(max_users);
+        let target = perf_core::num::saturating_u32(plan.level_at(t).round()).min(max_users);
         limit.store(target, Ordering::Relaxed);
         // Start users up to the target, reusing slots whose user has left.
         if ctx.users.load(Ordering::Relaxed) < u64::from(target) {
@@ -1231,7 +1232,8 @@ async fn virtual_user<W: Workload>(
                     // user waits 10 ms, doubling to 1 s (with jitter), until
                     // a connection opens again.
                     backoff = (backoff * 2).clamp(CONNECT_BACKOFF_MIN, CONNECT_BACKOFF_MAX);
-                    let jitter = rng.u64(..=backoff.as_millis() as u64 / 4);
+                    let jitter =
+                        rng.u64(..=u64::try_from(backoff.as_millis()).unwrap_or(u64::MAX) / 4);
                     tokio::time::sleep(backoff + Duration::from_millis(jitter)).await;
                     continue;
                 }

@@ -304,7 +304,7 @@ fn name_shard_count(names: usize, threads: usize) -> usize {
 pub(crate) fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros())
         .unwrap_or(u64::MAX)
-        .min(LatencyHistogram::max_trackable().as_micros() as u64)
+        .min(u64::try_from(LatencyHistogram::max_trackable().as_micros()).unwrap_or(u64::MAX))
 }
 
 /// One row of the timeline: a second of the run (or, for old rows of a long

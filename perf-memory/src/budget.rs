@@ -129,12 +129,12 @@ impl MemoryBudget {
 
     /// The soft mark in bytes.
     pub fn soft_bytes(&self) -> u64 {
-        (self.limit.bytes() as f64 * self.soft_fraction) as u64
+        perf_core::num::saturating_u64(self.limit.bytes() as f64 * self.soft_fraction)
     }
 
     /// The hard mark in bytes.
     pub fn hard_bytes(&self) -> u64 {
-        (self.limit.bytes() as f64 * self.hard_fraction) as u64
+        perf_core::num::saturating_u64(self.limit.bytes() as f64 * self.hard_fraction)
     }
 
     /// Where `resident` bytes stand.

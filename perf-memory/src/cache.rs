@@ -346,7 +346,7 @@ where
             self.invalidate_all();
             return before;
         }
-        let target = (self.inner.weighted_size() as f64 * fraction) as u64;
+        let target = perf_core::num::saturating_u64(self.inner.weighted_size() as f64 * fraction);
         let entries = self.inner.entry_count().max(1);
         let average = (self.inner.weighted_size() / entries).max(1);
         let surplus = self.inner.weighted_size().saturating_sub(target) / average;

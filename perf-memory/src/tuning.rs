@@ -108,10 +108,18 @@ mod jemalloc {
             background_thread::write(on).map_err(fail("background_thread"))?;
         }
         if let Some(ms) = tuning.dirty_decay_ms {
-            set_decay("dirty_decay_ms", b"arenas.dirty_decay_ms\0", ms as isize)?;
+            set_decay(
+                "dirty_decay_ms",
+                b"arenas.dirty_decay_ms\0",
+                isize::try_from(ms).unwrap_or(isize::MAX),
+            )?;
         }
         if let Some(ms) = tuning.muzzy_decay_ms {
-            set_decay("muzzy_decay_ms", b"arenas.muzzy_decay_ms\0", ms as isize)?;
+            set_decay(
+                "muzzy_decay_ms",
+                b"arenas.muzzy_decay_ms\0",
+                isize::try_from(ms).unwrap_or(isize::MAX),
+            )?;
         }
         Ok(())
     }

@@ -29,7 +29,9 @@ fn spin_in_a_busy_loop_for(d: Duration) -> u64 {
 
 #[inline(never)]
 fn keep_many_small_buffers() -> Vec<Vec<u8>> {
-    (0..20_000).map(|i| vec![i as u8; 512]).collect()
+    (0..20_000u32)
+        .map(|i| vec![i.to_le_bytes()[0]; 512])
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

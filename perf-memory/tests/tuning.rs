@@ -18,7 +18,9 @@ fn decay_settings_apply_and_purge_returns_dirty_pages() {
     slow.apply().unwrap();
     assert_eq!(MemoryTuning::current().unwrap(), slow);
 
-    let blocks: Vec<Vec<u8>> = (0..256).map(|i| vec![i as u8; 256 << 10]).collect();
+    let blocks: Vec<Vec<u8>> = (0..256)
+        .map(|i| vec![u8::try_from(i).unwrap(); 256 << 10])
+        .collect();
     drop(std::hint::black_box(blocks));
     let dirty = AllocatorStats::read().unwrap();
     assert!(

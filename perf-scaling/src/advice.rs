@@ -77,7 +77,7 @@ pub fn policy_advice(policy: &ScalingPolicy, events: &[ScalingEvent]) -> Vec<Rec
             .evidence("wanted", wanted)
             .action(format!(
                 "max_replicas: {}",
-                (wanted as f64 * 1.25).ceil() as u32
+                perf_core::num::saturating_u32((wanted as f64 * 1.25).ceil())
             )),
         );
     }

@@ -185,11 +185,11 @@ fn maglev_table(states: &[State]) -> Vec<usize> {
         for i in 0..n {
             let (offset, skip) = prefs[i];
             let mut c = (offset + next[i] * skip) % m;
-            while table[c as usize] != usize::MAX {
+            while table[usize::try_from(c).unwrap_or(0)] != usize::MAX {
                 next[i] += 1;
                 c = (offset + next[i] * skip) % m;
             }
-            table[c as usize] = i;
+            table[usize::try_from(c).unwrap_or(0)] = i;
             next[i] += 1;
             filled += 1;
             if filled == MAGLEV_TABLE {
@@ -342,7 +342,9 @@ impl LoadBalancer {
                 let mut total = 0i64;
                 let mut best = 0;
                 for (i, s) in inner.states.iter().enumerate() {
-                    let w = (f64::from(s.backend.weight) * 100.0 * self.ramp(s)).round() as i64;
+                    let w = perf_core::num::saturating_i64(
+                        (f64::from(s.backend.weight) * 100.0 * self.ramp(s)).round(),
+                    );
                     current[i] += w;
                     total += w;
                     if current[i] > current[best] {
@@ -360,8 +362,8 @@ impl LoadBalancer {
                     .unwrap_or(0)
             }
             Strategy::PeakEwma => {
-                let a = (self.random() % n as u64) as usize;
-                let mut b = (self.random() % n as u64) as usize;
+                let a = usize::try_from(self.random() % n as u64).unwrap_or(0);
+                let mut b = usize::try_from(self.random() % n as u64).unwrap_or(0);
                 if n > 1 && b == a {
                     b = (b + 1) % n;
                 }
@@ -378,7 +380,7 @@ impl LoadBalancer {
                     Some(k) => hash_of(k, 0x1234),
                     None => self.random(),
                 };
-                inner.maglev[(h % MAGLEV_TABLE as u64) as usize]
+                inner.maglev[usize::try_from(h % MAGLEV_TABLE as u64).unwrap_or(0)]
             }
         };
         let s = &inner.states[index];

@@ -223,7 +223,7 @@ impl DemandHistory {
         if index < last as f64 {
             return;
         }
-        if index as usize == last {
+        if perf_core::num::saturating_usize(index) == last {
             // A running mean that cannot overflow.
             let n = f64::from(self.last_count);
             let b = self.buckets[last];
@@ -232,7 +232,7 @@ impl DemandHistory {
             return;
         }
         // A gap longer than everything kept restarts the history.
-        let gap = (index as usize).saturating_sub(last);
+        let gap = perf_core::num::saturating_usize(index).saturating_sub(last);
         if gap > MAX_DEMAND_BUCKETS {
             let metric = self.metric.take();
             *self = Self {
@@ -266,7 +266,7 @@ impl DemandHistory {
 
     /// The bucket after the last one, counted from the clock's zero.
     fn end_bucket(&self) -> usize {
-        ((self.start_s / DEMAND_BUCKET_S).max(0.0).round() as usize)
+        perf_core::num::saturating_usize((self.start_s / DEMAND_BUCKET_S).max(0.0).round())
             .saturating_add(self.buckets.len())
     }
 
@@ -328,12 +328,12 @@ fn autocorrelation(y: &[f64], lag: usize) -> f64 {
 pub(crate) fn detect_period(history: &DemandHistory, configured_s: Option<f64>) -> Option<usize> {
     let y = &history.buckets;
     if let Some(p) = configured_s {
-        let lag = (p / DEMAND_BUCKET_S).round() as usize;
+        let lag = perf_core::num::saturating_usize((p / DEMAND_BUCKET_S).round());
         return (y.len() >= lag).then_some(lag);
     }
     CANDIDATE_PERIODS_S
         .iter()
-        .map(|p| (p / DEMAND_BUCKET_S).round() as usize)
+        .map(|p| perf_core::num::saturating_usize((p / DEMAND_BUCKET_S).round()))
         .filter(|lag| y.len() >= lag + lag / 4)
         .map(|lag| (lag, autocorrelation(y, lag)))
         .filter(|(_, r)| *r >= MIN_AUTOCORRELATION)
@@ -575,7 +575,8 @@ impl Forecaster {
     /// The forecast for the next `horizon_s`, one value per bucket.
     pub(crate) fn ahead(&self, horizon_s: f64) -> std::result::Result<(usize, Vec<f64>), String> {
         let period = self.period()?;
-        let horizon = (horizon_s / DEMAND_BUCKET_S).ceil().max(1.0) as usize;
+        let horizon =
+            perf_core::num::saturating_usize((horizon_s / DEMAND_BUCKET_S).ceil().max(1.0));
         let values = forecast(
             &self.history,
             self.settings.model,
@@ -647,7 +648,7 @@ pub fn backtest_forecast(
 ) -> Option<f64> {
     let &(start, _) = trace.first()?;
     let mut history = DemandHistory::default();
-    let lead = (lead_s / DEMAND_BUCKET_S).ceil().max(1.0) as usize;
+    let lead = perf_core::num::saturating_usize((lead_s / DEMAND_BUCKET_S).ceil().max(1.0));
     let mut pending: Vec<(f64, f64)> = Vec::new();
     let (mut error, mut count) = (0.0, 0usize);
     let mut next = 0usize;

@@ -55,7 +55,7 @@ pub trait InstanceManager: Send + Sync {
     async fn instances(&self) -> Result<Vec<Instance>>;
     /// How many replicas are asked for now (default: the instances counted).
     async fn replicas(&self) -> Result<u32> {
-        Ok(self.instances().await?.len() as u32)
+        Ok(u32::try_from(self.instances().await?.len()).unwrap_or(u32::MAX))
     }
     /// Asks for `replicas` (starts or drains the difference).
     async fn scale_to(&self, replicas: u32) -> Result<()>;
@@ -315,7 +315,7 @@ impl InstanceManager for LocalProcesses {
                 .slots
                 .lock()
                 .map_err(|_| Error::Input("instance table poisoned".to_owned()))?;
-            let current = slots.len() as u32;
+            let current = u32::try_from(slots.len()).unwrap_or(u32::MAX);
             if replicas > current {
                 for _ in current..replicas {
                     let index = (0..)

@@ -195,7 +195,7 @@ pub(crate) fn ceil_replicas(x: f64) -> u32 {
     } else if c >= f64::from(MAX_REPLICA_COUNT) {
         MAX_REPLICA_COUNT
     } else {
-        c as u32
+        perf_core::num::saturating_u32(c)
     }
 }
 

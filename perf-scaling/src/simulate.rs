@@ -448,12 +448,12 @@ pub fn simulate(
     // back to itself.
     // Rounded up: a span that is a whole number of periods may divide to
     // just under it; `t <= end` ends the loop where it should.
-    let last_step = steps.ceil() as u64;
+    let last_step = perf_core::num::saturating_u64(steps.ceil());
     while step <= last_step && t <= end {
         let load = demand_at(trace, t);
-        let ready = replicas.iter().filter(|r| **r <= t).count() as u32;
-        let needed = (load / per_replica_target).ceil().max(0.0) as u32;
-        let current = replicas.len() as u32;
+        let ready = u32::try_from(replicas.iter().filter(|r| **r <= t).count()).unwrap_or(u32::MAX);
+        let needed = perf_core::num::saturating_u32((load / per_replica_target).ceil().max(0.0));
+        let current = u32::try_from(replicas.len()).unwrap_or(u32::MAX);
         over += f64::from(ready.saturating_sub(needed)) * settings.period_s;
         under += f64::from(needed.saturating_sub(ready)) * settings.period_s;
         match (needed > ready, short_since) {
@@ -504,13 +504,13 @@ pub fn simulate(
             replicas.drain(..(current - decision.to) as usize);
             scale_events += 1;
         }
-        peak = peak.max(replicas.len() as u32);
+        peak = peak.max(u32::try_from(replicas.len()).unwrap_or(u32::MAX));
         replica_seconds += replicas.len() as f64 * settings.period_s;
         timeline.push(SimulationStep {
             t_s: t,
             load,
             ready,
-            replicas: replicas.len() as u32,
+            replicas: u32::try_from(replicas.len()).unwrap_or(u32::MAX),
             needed,
             reason: decision.reason,
         });

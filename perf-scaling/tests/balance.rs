@@ -67,7 +67,8 @@ impl Ours {
         }
     }
     fn set(&self, now: Duration) {
-        self.clock.store(now.as_nanos() as u64, Ordering::Relaxed);
+        self.clock
+            .store(u64::try_from(now.as_nanos()).unwrap(), Ordering::Relaxed);
     }
 }
 
@@ -108,7 +109,7 @@ impl Router for Random {
         "random (baseline)".into()
     }
     fn pick(&mut self, _: Option<&str>, _: Duration) -> usize {
-        (self.0.next() % self.1 as u64) as usize
+        usize::try_from(self.0.next() % self.1 as u64).unwrap()
     }
     fn finish(&mut self, _: usize, _: Duration, _: Duration) {}
 }
@@ -157,7 +158,7 @@ fn simulate(
             }
             busy += 1;
             if let Some(l) = latency(b, sent, &mut rng) {
-                let l = l.as_nanos() as u64;
+                let l = u64::try_from(l.as_nanos()).unwrap();
                 heap.push(Reverse((now + l, sent, b, l)));
             }
             sent += 1;

@@ -4,6 +4,9 @@
 //! utilization and raw value. Each pod there has two containers, each with
 //! the request and the usage given (in milli-units), so a pod's request is
 //! 2 × the request and its usage 2 × the level.
+// The Go original converts with `int64(...)` and `int32(...)`, which truncate
+// like `as`: the port keeps those conversions as written.
+#![allow(clippy::cast_possible_truncation)]
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;

@@ -108,7 +108,7 @@ async fn fake_api(cluster: Arc<Mutex<Cluster>>) -> String {
                             let patch: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
                             match (content_type.as_deref(), patch["spec"]["replicas"].as_u64()) {
                                 (Some("application/merge-patch+json"), Some(r)) => {
-                                    c.replicas = r as u32;
+                                    c.replicas = u32::try_from(r).unwrap();
                                     (200, scale(&c))
                                 }
                                 _ => (

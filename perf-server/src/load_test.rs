@@ -344,7 +344,9 @@ fn execute(args: &RunArgs) -> Result<(RunReport, Option<Comparison>), (u8, Strin
                 if terminal {
                     // Cleared to the end: a shorter line leaves no tail of the last.
                     eprint!("\r{line}\x1b[K");
-                } else if (s.elapsed_s.round() as u64).is_multiple_of(10) || s.finished {
+                } else if perf_core::num::saturating_u64(s.elapsed_s.round()).is_multiple_of(10)
+                    || s.finished
+                {
                     eprintln!("{line}");
                 }
             }

@@ -284,7 +284,9 @@ async fn shutdown_signal() -> &'static str {
 fn default_workers(cores: usize, cpu_quota_cores: Option<f64>) -> usize {
     let by_quota = cpu_quota_cores
         .filter(|q| q.is_finite() && *q > 0.0)
-        .map_or(usize::MAX, |q| q.floor().clamp(1.0, 256.0) as usize);
+        .map_or(usize::MAX, |q| {
+            perf_core::num::saturating_usize(q.floor().clamp(1.0, 256.0))
+        });
     cores.min(by_quota).clamp(1, 256)
 }
 

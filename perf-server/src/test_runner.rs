@@ -571,11 +571,14 @@ impl TestRunner {
                 list
             }
         };
-        perf_loadgen::split(name, scenario, workers.len() as u32).map_err(|e| {
-            AdmissionError::Invalid {
-                field: "workers".to_owned(),
-                message: e.to_string(),
-            }
+        perf_loadgen::split(
+            name,
+            scenario,
+            u32::try_from(workers.len()).unwrap_or(u32::MAX),
+        )
+        .map_err(|e| AdmissionError::Invalid {
+            field: "workers".to_owned(),
+            message: e.to_string(),
         })?;
         Ok(workers)
     }

@@ -382,7 +382,7 @@ async fn profiles(store: &dyn Store) {
             flamegraph_svg_bytes: 5,
         },
         // Binary data with every byte value, NULs included.
-        pprof: (0..bytes).map(|i| (i % 256) as u8).collect(),
+        pprof: (0..bytes).map(|i| i.to_le_bytes()[0]).collect(),
         flamegraph_svg: b"<svg>".to_vec(),
     };
     let cpu = make("cpu", 70_000);

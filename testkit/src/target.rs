@@ -287,7 +287,7 @@ fn serve<S: Read + Write>(stream: S, behavior: &Behavior, served: &AtomicU64, st
         request.body = body;
         if let Some((period, stall)) = behavior.stall {
             let phase = Duration::from_nanos(
-                (started.elapsed().as_nanos() % period.as_nanos().max(1)) as u64,
+                u64::try_from(started.elapsed().as_nanos() % period.as_nanos().max(1)).unwrap_or(0),
             );
             if phase < stall {
                 std::thread::sleep(stall - phase);

@@ -93,7 +93,8 @@ async fn serve(mut stream: TcpStream, stall: Option<Stall>, work: Duration) {
         filled -= start;
         if let Some(s) = stall {
             let phase = Duration::from_nanos(
-                (s.since.elapsed().as_nanos() % s.every.as_nanos().max(1)) as u64,
+                u64::try_from(s.since.elapsed().as_nanos() % s.every.as_nanos().max(1))
+                    .unwrap_or(0),
             );
             if phase < s.length {
                 tokio::time::sleep(s.length - phase).await;

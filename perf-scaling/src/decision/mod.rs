@@ -1046,9 +1046,9 @@ pub(crate) fn legacy_limit(
     min: u32,
     max: u32,
 ) -> (u32, ConditionReason) {
-    let up_limit = (LEGACY_SCALE_UP_FACTOR * f64::from(current))
-        .max(f64::from(LEGACY_SCALE_UP_MINIMUM))
-        .min(f64::from(u32::MAX)) as u32;
+    let up_limit = perf_core::num::saturating_u32(
+        (LEGACY_SCALE_UP_FACTOR * f64::from(current)).max(f64::from(LEGACY_SCALE_UP_MINIMUM)),
+    );
     let (max_allowed, why) = if max > up_limit {
         (up_limit, ConditionReason::ScaleUpLimit)
     } else {
@@ -1133,9 +1133,9 @@ fn scale_up_limit(
             + change_in_period(downs, policy.period_seconds, now_s);
         let proposed = match policy.kind {
             RatePolicyKind::Pods => start + i64::from(policy.value),
-            RatePolicyKind::Percent => {
-                (start as f64 * (1.0 + f64::from(policy.value) / 100.0)).ceil() as i64
-            }
+            RatePolicyKind::Percent => perf_core::num::saturating_i64(
+                (start as f64 * (1.0 + f64::from(policy.value) / 100.0)).ceil(),
+            ),
         };
         result = Some(result.map_or(proposed, |r| pick(r, proposed)));
     }
@@ -1162,9 +1162,9 @@ fn scale_down_limit(
             + change_in_period(downs, policy.period_seconds, now_s);
         let proposed = match policy.kind {
             RatePolicyKind::Pods => start - i64::from(policy.value),
-            RatePolicyKind::Percent => {
-                (start as f64 * (1.0 - f64::from(policy.value) / 100.0)) as i64
-            }
+            RatePolicyKind::Percent => perf_core::num::saturating_i64(
+                start as f64 * (1.0 - f64::from(policy.value) / 100.0),
+            ),
         };
         result = Some(result.map_or(proposed, |r| pick(r, proposed)));
     }

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::api_error::ApiError;
 use crate::app::AppState;
 use crate::body::JsonBody;
-use crate::store::{LoadTestRecord, TestFilter, TestStatus};
+use crate::store::{LoadTestRecord, Page, TestFilter, TestStatus};
 use crate::test_runner::{AdmissionError, CancelError, Placement};
 
 /// What `GET /performance/tests/{id}` shows: the test without its full report.
@@ -487,16 +487,9 @@ pub(crate) struct HistoryQuery {
     status: Option<String>,
 }
 
-/// Past and current tests, newest first, without their reports.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub(crate) struct HistoryPage {
-    items: Vec<TestView>,
-    next_cursor: Option<Id>,
-}
-
 /// Test history, newest first.
 #[utoipa::path(get, operation_id = "listLoadTestHistory", path = "/performance/tests/history", tag = "tests", params(HistoryQuery), responses(
-    (status = 200, body = HistoryPage, description = "OK"),
+    (status = 200, body = Page<TestView>, description = "OK"),
     (status = 400, body = crate::api_error::ErrorBody, description = "bad request")
 ))]
 #[get("/performance/tests/history")]
@@ -510,7 +503,7 @@ pub(crate) async fn history(
 /// The tests, newest first: the same listing as `/performance/tests/history`
 /// (the collection's own URL, where a REST client looks first).
 #[utoipa::path(get, operation_id = "listLoadTests", path = "/performance/tests", tag = "tests", params(HistoryQuery), responses(
-    (status = 200, body = HistoryPage, description = "OK"),
+    (status = 200, body = Page<TestView>, description = "OK"),
     (status = 400, body = crate::api_error::ErrorBody, description = "bad request")
 ))]
 #[get("/performance/tests")]
@@ -537,10 +530,8 @@ async fn list_page(state: &AppState, q: HistoryQuery) -> Result<HttpResponse, Ap
         status: wanted,
     };
     let page = state.store.list_load_tests(&filter, page).await?;
-    Ok(HttpResponse::Ok().json(HistoryPage {
-        items: page.items.into_iter().map(TestView::from).collect(),
-        next_cursor: page.next_cursor,
-    }))
+    // Past and current tests, newest first, without their reports.
+    Ok(HttpResponse::Ok().json(page.map(TestView::from)))
 }
 
 /// Cancels a queued or running test (within a second), keeping what it measured.

@@ -199,6 +199,16 @@ pub struct Page<T> {
     pub next_cursor: Option<Id>,
 }
 
+impl<T> Page<T> {
+    /// The same page with each item turned into its view.
+    pub fn map<U>(self, view: impl FnMut(T) -> U) -> Page<U> {
+        Page {
+            items: self.items.into_iter().map(view).collect(),
+            next_cursor: self.next_cursor,
+        }
+    }
+}
+
 /// Which page of a listing to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PageRequest {

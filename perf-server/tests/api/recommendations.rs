@@ -113,7 +113,10 @@ async fn recommendations_for_a_badly_and_a_well_tuned_setup() {
         for _ in 0..16 {
             request_id += 1;
             if leaky.get(&request_id).is_none() {
-                leaky.insert(request_id, Arc::new(vec![1 | request_id as u8; 64 << 10]));
+                leaky.insert(
+                    request_id,
+                    Arc::new(vec![1 | request_id.to_le_bytes()[0]; 64 << 10]),
+                );
             }
         }
         tokio::time::sleep(Duration::from_millis(40)).await;
