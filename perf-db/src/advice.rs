@@ -1,9 +1,76 @@
 //! perf-db's findings as [`Recommendation`]s: indexes to add (verified) or
-//! drop, tables read by sequential scans, and the pool size.
+//! drop, tables read by sequential scans, and the pool size; and
+//! [`database_advice`], all of them for one database at once.
 
 use perf_core::{Recommendation, Severity};
+use tokio_postgres::Client;
 
 use crate::{IndexAdvice, IndexHealth, PoolObservation, WorkloadAdvice, recommend_pool_size};
+
+/// Connections a pool may not count on: PostgreSQL keeps
+/// `superuser_reserved_connections` (3 by default) back from everyone else.
+/// The one figure every pool size advice here subtracts from
+/// `max_connections`.
+pub const RESERVED_CONNECTIONS: usize = 3;
+
+/// `max_connections` assumed when the server's cannot be read
+/// (PostgreSQL's default).
+const DEFAULT_MAX_CONNECTIONS: usize = 100;
+
+/// What [`database_advice`] found, and what it could not read.
+#[derive(Debug, Clone, Default)]
+pub struct DatabaseAdvice {
+    /// The advice, in the order the sources were read.
+    pub recommendations: Vec<Recommendation>,
+    /// Each source that failed, with why (`"index health: ..."`).
+    pub errors: Vec<String>,
+}
+
+/// Everything perf-db advises about the database `client` reaches: one
+/// verified index set for its `statements` most expensive statements
+/// (pg_stat_statements, workload selection), indexes to drop and tables
+/// read by sequential scans (index health), and the size of the pool that
+/// `pool` observed, capped by the server's `max_connections` less
+/// [`RESERVED_CONNECTIONS`]. A source that fails is named in `errors`; the
+/// others still advise.
+pub async fn database_advice(
+    client: &Client,
+    pool: &PoolObservation,
+    statements: i64,
+) -> DatabaseAdvice {
+    let mut out = DatabaseAdvice::default();
+    let observed = match crate::SlowQueryFilter::builder().limit(statements).build() {
+        Ok(filter) => crate::observed_workload(client, &filter).await,
+        Err(e) => Err(e),
+    };
+    match observed {
+        Ok(workload) => {
+            let options = workload.options(crate::WorkloadOptions::default());
+            match crate::advise_workload(client, &workload.statements, &options).await {
+                Ok(advice) => out
+                    .recommendations
+                    .extend(workload_recommendations(&advice)),
+                Err(e) => out.errors.push(format!("index advice: {e}")),
+            }
+        }
+        Err(e) => out.errors.push(format!("slow queries: {e}")),
+    }
+    match crate::index_health(client, &crate::HealthOptions::default()).await {
+        Ok(health) => out.recommendations.extend(health_recommendations(&health)),
+        Err(e) => out.errors.push(format!("index health: {e}")),
+    }
+    let max_connections = crate::database_activity(client)
+        .await
+        .map_or(DEFAULT_MAX_CONNECTIONS, |a| {
+            usize::try_from(a.max_connections).unwrap_or(DEFAULT_MAX_CONNECTIONS)
+        });
+    out.recommendations.extend(pool_recommendation(
+        pool,
+        max_connections,
+        RESERVED_CONNECTIONS,
+    ));
+    out
+}
 
 /// One recommendation per index worth adding, with its SQL and the
 /// statements it helps.

@@ -63,7 +63,8 @@ mod slow_queries;
 
 pub use activity::{DatabaseActivity, database_activity};
 pub use advice::{
-    health_recommendations, index_recommendations, pool_recommendation, workload_recommendations,
+    DatabaseAdvice, RESERVED_CONNECTIONS, database_advice, health_recommendations,
+    index_recommendations, pool_recommendation, workload_recommendations,
 };
 pub use analysis::{
     Clause, ColumnRef, ColumnUse, OrderKey, PredicateKind, QueryAnalysis, Views, analyze,

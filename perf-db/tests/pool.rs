@@ -182,3 +182,48 @@ async fn bb8_is_measured_the_same_way() {
     drop(holder);
     assert_eq!(strict.observe().timeouts, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_advice_names_a_failed_source_and_still_sizes_the_pool() {
+    let pg = testkit::PgCluster::start().unwrap();
+    let pool = InstrumentedPool::new(
+        &pg.url(),
+        &PoolSettings::builder().max_size(64).build().unwrap(),
+    )
+    .unwrap();
+    let conn = pool.get().await.unwrap();
+    // A pool of 64 kept about one connection busy: oversized. Without
+    // pg_stat_statements the workload cannot be read; the rest still advises.
+    let seen = PoolObservation {
+        elapsed_s: 10.0,
+        checkouts: 1_000,
+        timeouts: 0,
+        errors: 0,
+        wait_ms: perf_core::LatencyMs::default(),
+        held_ms: perf_core::LatencyMs {
+            mean: 5.0,
+            ..perf_core::LatencyMs::default()
+        },
+        size: 64,
+        idle: 63,
+        waiting: 0,
+        max_size: 64,
+    };
+    let advice = perf_db::database_advice(&conn, &seen, 20).await;
+    assert!(
+        advice.errors.iter().any(|e| e.starts_with("slow queries:")),
+        "{:?}",
+        advice.errors
+    );
+    assert!(
+        !advice.errors.iter().any(|e| e.starts_with("index health:")),
+        "{:?}",
+        advice.errors
+    );
+    let pool_advice = advice
+        .recommendations
+        .iter()
+        .find(|r| r.kind == "pool_size")
+        .unwrap_or_else(|| panic!("{:?}", advice.recommendations));
+    assert!(pool_advice.title.contains("oversized"), "{pool_advice:?}");
+}

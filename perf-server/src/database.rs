@@ -192,39 +192,12 @@ impl DatabaseMonitor {
     /// top statements (workload selection), indexes to drop, tables scanned sequentially, and the
     /// size of this monitor's pool. What could not be read is returned beside.
     pub async fn advice(&self) -> (Vec<perf_core::Recommendation>, Vec<String>) {
-        let mut out = Vec::new();
-        let mut errors = Vec::new();
         let conn = match self.pool.get().await {
             Ok(c) => c,
-            Err(e) => return (out, vec![format!("connect: {e}")]),
+            Err(e) => return (Vec::new(), vec![format!("connect: {e}")]),
         };
-        let observed = match SlowQueryFilter::builder().limit(ADVISED_STATEMENTS).build() {
-            Ok(filter) => perf_db::observed_workload(&conn, &filter).await,
-            Err(e) => Err(e),
-        };
-        match observed {
-            Ok(workload) => {
-                let options = workload.options(perf_db::WorkloadOptions::default());
-                match perf_db::advise_workload(&conn, &workload.statements, &options).await {
-                    Ok(advice) => out.extend(perf_db::workload_recommendations(&advice)),
-                    Err(e) => errors.push(format!("index advice: {e}")),
-                }
-            }
-            Err(e) => errors.push(format!("slow queries: {e}")),
-        }
-        match perf_db::index_health(&conn, &perf_db::HealthOptions::default()).await {
-            Ok(health) => out.extend(perf_db::health_recommendations(&health)),
-            Err(e) => errors.push(format!("index health: {e}")),
-        }
-        let max_connections = perf_db::database_activity(&conn)
-            .await
-            .map_or(100, |a| usize::try_from(a.max_connections).unwrap_or(100));
-        drop(conn);
-        out.extend(perf_db::pool_recommendation(
-            &self.pool.observe(),
-            max_connections,
-            10,
-        ));
-        (out, errors)
+        let advice =
+            perf_db::database_advice(&conn, &self.pool.observe(), ADVISED_STATEMENTS).await;
+        (advice.recommendations, advice.errors)
     }
 }

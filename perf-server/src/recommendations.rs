@@ -55,11 +55,10 @@ pub async fn gather(state: &AppState, target_rps: f64, headroom: f64) -> Recomme
 
     match state.store.connection_pool() {
         Some(pool) => {
-            // PostgreSQL keeps superuser_reserved_connections (3) back.
             all.extend(perf_db::pool_recommendation(
                 &pool.observation,
                 pool.server_max_connections,
-                3,
+                perf_db::RESERVED_CONNECTIONS,
             ));
             sources.insert("store_pool", "ok".to_owned());
         }
