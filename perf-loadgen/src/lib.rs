@@ -88,12 +88,12 @@ pub use safety::{
     FeedAccess, IpNet, Limits, LimitsBuilder, MAX_FEED_BYTES, MemoryEstimate, TargetPolicy,
 };
 pub use scenario::{
-    Arrivals, CaptureSpec, CheckSpec, FeederMode, FeederSpec, FlowSpec, LoadPlan, MAX_BODY_BYTES,
-    MAX_CHECKS, MAX_DURATION, MAX_FLOWS, MAX_HEADERS, MAX_KEPT_BODY, MAX_RATE, MAX_REGEXES,
-    MAX_REQUESTS, MAX_STAGES, MAX_TARGETS, MAX_THRESHOLDS, MAX_USERS, MAX_VAR_BYTES, MIN_RATE,
-    OnCheckFailure, Operator, Preset, Protocol, Rate, RequestSpec, Scenario, ScenarioFile, Stage,
-    StatusSet, StepSpec, Targets, ThinkDistribution, ThinkTime, Threshold, ThresholdMetric,
-    TlsSpec, preset,
+    Arrivals, CaptureSpec, CheckSpec, FeederMode, FeederSpec, FlowSpec, LOAD_SHAPE_KEYS, LoadPlan,
+    MAX_BODY_BYTES, MAX_CHECKS, MAX_DURATION, MAX_FLOWS, MAX_HEADERS, MAX_KEPT_BODY, MAX_RATE,
+    MAX_REGEXES, MAX_REQUESTS, MAX_STAGES, MAX_TARGETS, MAX_THRESHOLDS, MAX_USERS, MAX_VAR_BYTES,
+    MIN_RATE, OnCheckFailure, Operator, Preset, Protocol, Rate, RequestSpec, Scenario,
+    ScenarioFile, Stage, StatusSet, StepSpec, Targets, ThinkDistribution, ThinkTime, Threshold,
+    ThresholdMetric, TlsSpec, preset, scenario_keys, with_overrides,
 };
 pub use shard::split;
 pub use stats::TimelineRow;

@@ -18,7 +18,7 @@ pub use flow::{
     CaptureSpec, CheckSpec, FlowSpec, MAX_CHECKS, MAX_FLOWS, MAX_KEPT_BODY, MAX_VAR_BYTES,
     OnCheckFailure, StatusSet, StepSpec,
 };
-pub use presets::{Preset, preset};
+pub use presets::{LOAD_SHAPE_KEYS, Preset, preset, scenario_keys, with_overrides};
 pub use rate::{MIN_RATE, Rate};
 pub use think::{ThinkDistribution, ThinkTime};
 pub use threshold::{Operator, Threshold, ThresholdMetric};

@@ -154,6 +154,62 @@ pub fn preset(kind: Preset) -> Scenario {
     }
 }
 
+/// The keys that shape the load: giving any of `users`, `rate` or
+/// `stages` in [`with_overrides`] replaces all of them, so a closed-model
+/// base does not mix with an open-model override (or the reverse).
+pub const LOAD_SHAPE_KEYS: [&str; 6] = [
+    "users",
+    "ramp_up",
+    "think_time",
+    "rate",
+    "max_in_flight",
+    "stages",
+];
+
+/// A scenario's keys as JSON, as a scenario file or the API gives them
+/// (unset keys left out): the base that [`with_overrides`] changes.
+pub fn scenario_keys(scenario: &Scenario) -> serde_json::Map<String, serde_json::Value> {
+    match serde_json::to_value(scenario) {
+        Ok(serde_json::Value::Object(keys)) => {
+            keys.into_iter().filter(|(_, v)| !v.is_null()).collect()
+        }
+        _ => serde_json::Map::new(),
+    }
+}
+
+/// The keys of `base` (a preset's or a file's scenario, from
+/// [`scenario_keys`]) with `overrides` applied: each key given replaces the
+/// base's, and giving any of `users`, `rate` or `stages` first drops every
+/// one of the base's [`LOAD_SHAPE_KEYS`]. The result is still keys: parse it
+/// as a [`Scenario`] and validate it.
+///
+/// ```
+/// use perf_loadgen::{preset, scenario_keys, with_overrides, Preset, Scenario};
+/// let overrides = serde_json::json!({"target": "http://127.0.0.1:8080", "rate": 50});
+/// let serde_json::Value::Object(overrides) = overrides else { unreachable!() };
+/// let keys = with_overrides(scenario_keys(&preset(Preset::Baseline)), overrides);
+/// let s: Scenario = serde_json::from_value(serde_json::Value::Object(keys))?;
+/// // The preset's closed model (users, ramp_up, think_time) gave way to the rate.
+/// assert_eq!((s.users, s.think_time.is_none()), (None, true));
+/// assert_eq!(s.duration, preset(Preset::Baseline).duration);
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+pub fn with_overrides(
+    mut base: serde_json::Map<String, serde_json::Value>,
+    overrides: serde_json::Map<String, serde_json::Value>,
+) -> serde_json::Map<String, serde_json::Value> {
+    if ["users", "rate", "stages"]
+        .iter()
+        .any(|k| overrides.contains_key(*k))
+    {
+        for key in LOAD_SHAPE_KEYS {
+            base.remove(key);
+        }
+    }
+    base.extend(overrides);
+    base
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

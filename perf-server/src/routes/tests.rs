@@ -151,7 +151,7 @@ fn scenario_of(body: serde_json::Value) -> Result<(String, Scenario, Placement),
             "give scenario_yaml or preset, not both",
         ));
     }
-    let mut merged = match fields.remove("preset") {
+    let base = match fields.remove("preset") {
         None => match from_file {
             Some((file_name, keys)) => {
                 preset_name = Some(file_name);
@@ -164,7 +164,7 @@ fn scenario_of(body: serde_json::Value) -> Result<(String, Scenario, Placement),
             let kind: Preset = p.parse().map_err(|e: perf_loadgen::Error| {
                 ApiError::invalid_field("preset", e.to_string())
             })?;
-            keys_of(&preset(kind))
+            perf_loadgen::scenario_keys(&preset(kind))
         }
         Some(other) => {
             return Err(ApiError::invalid_field(
@@ -175,25 +175,8 @@ fn scenario_of(body: serde_json::Value) -> Result<(String, Scenario, Placement),
             ));
         }
     };
-    let from_preset = !merged.is_empty();
-    // Overrides replace the preset's keys; switching model drops the other model's keys.
-    if from_preset
-        && (fields.contains_key("rate")
-            || fields.contains_key("users")
-            || fields.contains_key("stages"))
-    {
-        for key in [
-            "users",
-            "ramp_up",
-            "think_time",
-            "rate",
-            "max_in_flight",
-            "stages",
-        ] {
-            merged.remove(key);
-        }
-    }
-    merged.extend(fields);
+    // Overrides replace the base's keys; switching model drops the other model's keys.
+    let merged = perf_loadgen::with_overrides(base, fields);
     let scenario: Scenario =
         crate::body::parse(serde_json::Value::Object(merged).to_string().as_bytes())?;
     Ok((
@@ -255,19 +238,10 @@ fn scenario_from_yaml(
             ),
         ));
     }
-    Ok((name.to_owned(), keys_of(scenario)))
+    Ok((name.to_owned(), perf_loadgen::scenario_keys(scenario)))
 }
 
 /// A scenario's keys as JSON, unset ones left out (for a body's keys to override).
-fn keys_of(scenario: &Scenario) -> serde_json::Map<String, serde_json::Value> {
-    match serde_json::to_value(scenario) {
-        Ok(serde_json::Value::Object(keys)) => {
-            keys.into_iter().filter(|(_, v)| !v.is_null()).collect()
-        }
-        _ => serde_json::Map::new(),
-    }
-}
-
 fn admission_error(e: AdmissionError) -> ApiError {
     match e {
         AdmissionError::Invalid { field, message } => ApiError::invalid_field(field, message),
