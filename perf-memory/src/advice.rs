@@ -204,6 +204,40 @@ pub fn budget_advice(status: &BudgetStatus) -> Option<Recommendation> {
     )
 }
 
+/// What perf-memory can say about a process at once, from its readings:
+/// the budget, the leak verdict, the allocator (when jemalloc's figures and
+/// the tuning in force are known) and every watched cache. An embedding
+/// service calls this with what it measured; perf-server's
+/// recommendations route does the same.
+///
+/// ```
+/// use perf_memory::{memory_advice, LeakVerdict, MemoryBudget, MemoryGuard};
+/// // A budget far above what a doc test uses: no pressure, nothing to say.
+/// let guard = MemoryGuard::new(MemoryBudget::builder().limit("64GiB".parse()?).build()?)?;
+/// let advice = memory_advice(&guard.status(), &LeakVerdict::default(), None, &[]);
+/// assert!(advice.is_empty());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn memory_advice(
+    budget: &BudgetStatus,
+    leak: &LeakVerdict,
+    allocator: Option<(&AllocatorStats, &MemoryTuning)>,
+    caches: &[CacheStats],
+) -> Vec<Recommendation> {
+    let mut out: Vec<Recommendation> = budget_advice(budget)
+        .into_iter()
+        .chain(leak_advice(leak))
+        .collect();
+    if let Some((stats, tuning)) = allocator {
+        out.extend(allocator_advice(stats, tuning));
+    }
+    for cache in caches {
+        out.extend(cache_advice(cache));
+        out.extend(leaking_cache_advice(cache, leak));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -54,7 +54,7 @@ mod profiling;
 mod tuning;
 
 pub use advice::{
-    allocator_advice, budget_advice, cache_advice, leak_advice, leaking_cache_advice,
+    allocator_advice, budget_advice, cache_advice, leak_advice, leaking_cache_advice, memory_advice,
 };
 pub use allocator::AllocatorStats;
 pub use budget::{

@@ -22,75 +22,106 @@ pub struct RecommendationList {
     pub sources: BTreeMap<&'static str, String>,
 }
 
+/// One source's advice and how reading it went (`ok`, `not configured`,
+/// or what failed).
+type Gathered = (Vec<Recommendation>, String);
+
 /// Gathers the advice; `target_rps` and `headroom` size the capacity advice.
 pub async fn gather(state: &AppState, target_rps: f64, headroom: f64) -> RecommendationList {
     let mut all = Vec::new();
     let mut sources = BTreeMap::new();
+    let (memory, caches) = memory(state);
+    for (name, (advice, status)) in [
+        ("memory", memory),
+        ("caches", caches),
+        ("store_pool", store_pool(state)),
+        ("database", database(state).await),
+        ("scaling", scaling(state).await),
+        ("capacity", capacity(state, target_rps, headroom).await),
+    ] {
+        all.extend(advice);
+        sources.insert(name, status);
+    }
+    all.sort_by_key(|r| std::cmp::Reverse(r.severity));
+    RecommendationList {
+        recommendations: all,
+        sources,
+    }
+}
 
+/// perf-memory's advice on this process (budget, leak verdict, allocator),
+/// and on its watched caches.
+fn memory(state: &AppState) -> (Gathered, Gathered) {
     let memory = state.monitor.memory();
-    all.extend(perf_memory::budget_advice(&memory.budget()));
     let leak = memory.leak();
-    all.extend(perf_memory::leak_advice(&leak));
-    match (
-        state.monitor.latest_now().and_then(|s| s.allocator),
-        memory.tuning(),
-    ) {
-        (Some(stats), Some(tuning)) => {
-            all.extend(perf_memory::allocator_advice(&stats, &tuning));
-            sources.insert("memory", "ok".to_owned());
-        }
-        _ => {
-            sources.insert(
-                "memory",
-                "ok (no jemalloc figures: allocator advice skipped)".to_owned(),
-            );
-        }
-    }
+    let allocator = state.monitor.latest_now().and_then(|s| s.allocator);
+    let tuning = memory.tuning();
+    let process = perf_memory::memory_advice(
+        &memory.budget(),
+        &leak,
+        allocator.as_ref().zip(tuning.as_ref()),
+        &[],
+    );
+    let status = if allocator.is_some() && tuning.is_some() {
+        "ok".to_owned()
+    } else {
+        "ok (no jemalloc figures: allocator advice skipped)".to_owned()
+    };
     let caches = memory.caches();
-    for cache in &caches {
-        all.extend(perf_memory::cache_advice(cache));
-        all.extend(perf_memory::leaking_cache_advice(cache, &leak));
-    }
-    sources.insert("caches", format!("ok ({} watched)", caches.len()));
+    let cache_status = format!("ok ({} watched)", caches.len());
+    let cache_advice: Vec<Recommendation> = caches
+        .iter()
+        .flat_map(|c| {
+            perf_memory::cache_advice(c)
+                .into_iter()
+                .chain(perf_memory::leaking_cache_advice(c, &leak))
+        })
+        .collect();
+    ((process, status), (cache_advice, cache_status))
+}
 
+/// perf-db's pool size advice for the store's own pool.
+fn store_pool(state: &AppState) -> Gathered {
     match state.store.connection_pool() {
-        Some(pool) => {
-            all.extend(perf_db::pool_recommendation(
+        Some(pool) => (
+            perf_db::pool_recommendation(
                 &pool.observation,
                 pool.server_max_connections,
                 perf_db::RESERVED_CONNECTIONS,
-            ));
-            sources.insert("store_pool", "ok".to_owned());
-        }
-        None => {
-            sources.insert(
-                "store_pool",
-                format!("the {} store has no connection pool", state.store.backend()),
-            );
-        }
+            )
+            .into_iter()
+            .collect(),
+            "ok".to_owned(),
+        ),
+        None => (
+            Vec::new(),
+            format!("the {} store has no connection pool", state.store.backend()),
+        ),
     }
+}
 
+/// perf-db's [`database_advice`](perf_db::database_advice) on the analyzed database.
+async fn database(state: &AppState) -> Gathered {
     match &state.database {
         Some(db) => {
             let (advice, errors) = db.advice().await;
-            all.extend(advice);
-            sources.insert(
-                "database",
-                if errors.is_empty() {
-                    "ok".to_owned()
-                } else {
-                    errors.join("; ")
-                },
-            );
+            let status = if errors.is_empty() {
+                "ok".to_owned()
+            } else {
+                errors.join("; ")
+            };
+            (advice, status)
         }
-        None => {
-            sources.insert(
-                "database",
-                "not configured (--analyze-database-url)".to_owned(),
-            );
-        }
+        None => (
+            Vec::new(),
+            "not configured (--analyze-database-url)".to_owned(),
+        ),
     }
+}
 
+/// perf-scaling's [`policy_advice`](perf_scaling::policy_advice) on the
+/// policy in force and its last 200 decisions.
+async fn scaling(state: &AppState) -> Gathered {
     let policy = match &state.scaling {
         Some(s) => s.controller.policy().ok(),
         None => state
@@ -101,30 +132,29 @@ pub async fn gather(state: &AppState, target_rps: f64, headroom: f64) -> Recomme
             .flatten()
             .and_then(|t| serde_json::from_str::<perf_scaling::ScalingPolicy>(&t).ok()),
     };
-    match policy {
-        Some(policy) => match state
-            .store
-            .list_scaling_events(PageRequest {
-                limit: 200,
-                before: None,
-            })
-            .await
-        {
-            Ok(page) => {
-                let events: Vec<perf_scaling::ScalingEvent> =
-                    page.items.into_iter().map(|r| r.event).collect();
-                all.extend(perf_scaling::policy_advice(&policy, &events));
-                sources.insert("scaling", "ok".to_owned());
-            }
-            Err(e) => {
-                sources.insert("scaling", format!("history unreadable: {e}"));
-            }
-        },
-        None => {
-            sources.insert("scaling", "no policy configured".to_owned());
+    let Some(policy) = policy else {
+        return (Vec::new(), "no policy configured".to_owned());
+    };
+    let recent = PageRequest {
+        limit: 200,
+        before: None,
+    };
+    match state.store.list_scaling_events(recent).await {
+        Ok(page) => {
+            let events: Vec<perf_scaling::ScalingEvent> =
+                page.items.into_iter().map(|r| r.event).collect();
+            (
+                perf_scaling::policy_advice(&policy, &events),
+                "ok".to_owned(),
+            )
         }
+        Err(e) => (Vec::new(), format!("history unreadable: {e}")),
     }
+}
 
+/// perf-loadgen's [`capacity_plan`](perf_loadgen::capacity_plan) from the
+/// latest completed load test.
+async fn capacity(state: &AppState, target_rps: f64, headroom: f64) -> Gathered {
     let latest = state
         .store
         .list_load_tests(
@@ -153,31 +183,17 @@ pub async fn gather(state: &AppState, target_rps: f64, headroom: f64) -> Recomme
             .as_ref()
             .map(|r| perf_loadgen::capacity_plan(r, &perf_loadgen::Slo::default()))
         {
-            Some(Ok(plan)) => {
-                all.push(plan.recommendation(target_rps, headroom));
-                sources.insert("capacity", format!("from load test {}", test.id));
-            }
-            Some(Err(e)) => {
-                sources.insert("capacity", format!("load test {}: {e}", test.id));
-            }
-            None => {
-                sources.insert("capacity", "the latest test has no report".to_owned());
-            }
+            Some(Ok(plan)) => (
+                vec![plan.recommendation(target_rps, headroom)],
+                format!("from load test {}", test.id),
+            ),
+            Some(Err(e)) => (Vec::new(), format!("load test {}: {e}", test.id)),
+            None => (Vec::new(), "the latest test has no report".to_owned()),
         },
-        Ok(None) => {
-            sources.insert(
-                "capacity",
-                "no completed load test yet: run a step test".to_owned(),
-            );
-        }
-        Err(e) => {
-            sources.insert("capacity", format!("tests unreadable: {e}"));
-        }
-    }
-
-    all.sort_by_key(|r| std::cmp::Reverse(r.severity));
-    RecommendationList {
-        recommendations: all,
-        sources,
+        Ok(None) => (
+            Vec::new(),
+            "no completed load test yet: run a step test".to_owned(),
+        ),
+        Err(e) => (Vec::new(), format!("tests unreadable: {e}")),
     }
 }
