@@ -46,6 +46,14 @@ pub enum Error {
         /// What is wrong and what is allowed.
         reason: String,
     },
+    /// An HTTP exchange of control traffic failed (see `http_client`).
+    #[error("{url}: {message}")]
+    Http {
+        /// The URL (at most 200 characters of it).
+        url: String,
+        /// What failed.
+        message: String,
+    },
     /// Reading host or process statistics failed.
     #[error("reading {what} failed: {message}")]
     System {

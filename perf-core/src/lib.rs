@@ -47,6 +47,8 @@ pub mod cgroup;
 pub mod config;
 mod error;
 mod histogram;
+#[cfg(feature = "http-client")]
+pub mod http_client;
 mod id;
 pub mod num;
 #[cfg(feature = "openapi")]

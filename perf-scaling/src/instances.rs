@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 
 use crate::replicas::{Pod, PodPhase};
@@ -153,21 +152,12 @@ impl std::fmt::Debug for LocalProcesses {
     }
 }
 
-/// `GET path` on 127.0.0.1:port; true on a 2xx status.
-async fn healthy(port: u16, path: &str, timeout: Duration) -> bool {
-    let probe = async {
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .ok()?;
-        let request =
-            format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await.ok()?;
-        let mut head = [0u8; 16];
-        let n = stream.read(&mut head).await.ok()?;
-        let line = std::str::from_utf8(&head[..n]).ok()?;
-        Some(line.starts_with("HTTP/1.1 2") || line.starts_with("HTTP/1.0 2"))
-    };
-    matches!(tokio::time::timeout(timeout, probe).await, Ok(Some(true)))
+/// `GET path` on 127.0.0.1:port with `client`; true on a 2xx status.
+async fn healthy(client: &perf_core::http_client::ControlClient, port: u16, path: &str) -> bool {
+    client
+        .get(&format!("http://127.0.0.1:{port}{path}"))
+        .await
+        .is_ok_and(|answer| (200..300).contains(&answer.status))
 }
 
 fn spawn(config: &LocalProcessConfig, index: u32, port: u16) -> Result<Child> {
@@ -221,6 +211,11 @@ impl LocalProcesses {
         let cfg = config.clone();
         let supervisor = tokio::spawn(async move {
             let interval = perf_core::saturating_secs(cfg.health_interval_s);
+            // Health probes, each within one interval; the answer's body is not kept.
+            let probe = perf_core::http_client::ControlClient::new(
+                None,
+                perf_core::http_client::Limits::new(interval, 1 << 20),
+            );
             loop {
                 tokio::time::sleep(interval).await;
                 // Restart the ones that exited on their own.
@@ -248,7 +243,8 @@ impl LocalProcesses {
                 let mut checks = tokio::task::JoinSet::new();
                 for (index, port) in ports {
                     let path = cfg.health_path.clone();
-                    checks.spawn(async move { (index, healthy(port, &path, interval).await) });
+                    let probe = probe.clone();
+                    checks.spawn(async move { (index, healthy(&probe, port, &path).await) });
                 }
                 let mut results = BTreeMap::new();
                 while let Some(Ok((index, ok))) = checks.join_next().await {

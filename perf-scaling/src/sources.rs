@@ -9,7 +9,6 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::decision::Reading;
 use crate::instances::Instance;
@@ -22,44 +21,33 @@ pub trait MetricsSource: Send + Sync {
     async fn read(&self, instances: &[Instance]) -> BTreeMap<String, Reading>;
 }
 
-/// Plain-HTTP GET (HTTP/1.0, so no chunked answers) to `host:port`; the
-/// body of a 200 answer.
+/// The client of the autoscaler's reads: plain http, answers up to 16 MiB
+/// within `timeout`.
+pub(crate) fn reader(timeout: Duration) -> perf_core::http_client::ControlClient {
+    perf_core::http_client::ControlClient::new(
+        None,
+        perf_core::http_client::Limits::new(timeout, 16 << 20),
+    )
+}
+
+/// `GET http://{address}{path_and_query}` with `client`; the body of a 200
+/// answer.
 pub(crate) async fn http_get(
+    client: &perf_core::http_client::ControlClient,
     address: &str,
     path_and_query: &str,
-    timeout: Duration,
 ) -> Result<String> {
-    let fetch = async {
-        let mut stream = tokio::net::TcpStream::connect(address)
-            .await
-            .map_err(|e| Error::NoMetrics(format!("{address}: {e}")))?;
-        let request =
-            format!("GET {path_and_query} HTTP/1.0\r\nHost: {address}\r\nAccept: */*\r\n\r\n");
-        stream
-            .write_all(request.as_bytes())
-            .await
-            .map_err(|e| Error::NoMetrics(format!("{address}: {e}")))?;
-        let mut raw = Vec::new();
-        stream
-            .take(16 << 20)
-            .read_to_end(&mut raw)
-            .await
-            .map_err(|e| Error::NoMetrics(format!("{address}: {e}")))?;
-        let text = String::from_utf8_lossy(&raw).into_owned();
-        let (head, body) = text
-            .split_once("\r\n\r\n")
-            .ok_or_else(|| Error::NoMetrics(format!("{address}: not an HTTP answer")))?;
-        let status = head.split_whitespace().nth(1).unwrap_or("");
-        if status != "200" {
-            return Err(Error::NoMetrics(format!(
-                "{address}{path_and_query}: HTTP {status}"
-            )));
-        }
-        Ok(body.to_owned())
-    };
-    tokio::time::timeout(timeout, fetch)
+    let answer = client
+        .get(&format!("http://{address}{path_and_query}"))
         .await
-        .map_err(|_| Error::NoMetrics(format!("{address}: no answer within {timeout:?}")))?
+        .map_err(|e| Error::NoMetrics(e.to_string()))?;
+    if answer.status != 200 {
+        return Err(Error::NoMetrics(format!(
+            "{address}{path_and_query}: HTTP {}",
+            answer.status
+        )));
+    }
+    Ok(answer.text())
 }
 
 fn percent_encode(text: &str) -> String {
@@ -127,7 +115,8 @@ pub struct PrometheusQuery {
 impl MetricsSource for PrometheusQuery {
     async fn read(&self, _instances: &[Instance]) -> BTreeMap<String, Reading> {
         let path = format!("/api/v1/query?query={}", percent_encode(&self.query));
-        let reading = match http_get(&self.address, &path, Duration::from_secs(5)).await {
+        let client = reader(Duration::from_secs(5));
+        let reading = match http_get(&client, &self.address, &path).await {
             Ok(body) => match sum_instant_vector(&body) {
                 Ok(v) => Reading::Single(v),
                 Err(e) => Reading::Unavailable(e.to_string()),
@@ -222,14 +211,16 @@ pub(crate) fn sum_series(text: &str, series: &str, matchers: &[(String, String)]
 pub struct InstanceScraper {
     config: ScrapedSeries,
     last: Mutex<BTreeMap<String, (Instant, f64)>>,
+    client: perf_core::http_client::ControlClient,
 }
 
 impl InstanceScraper {
-    /// A scraper for `config`.
+    /// A scraper for `config` (each scrape within 2 s).
     pub fn new(config: ScrapedSeries) -> Self {
         Self {
             config,
             last: Mutex::new(BTreeMap::new()),
+            client: reader(Duration::from_secs(2)),
         }
     }
 }
@@ -260,9 +251,8 @@ impl MetricsSource for InstanceScraper {
             };
             let path = self.config.path.clone();
             let id = instance.id.clone();
-            tasks.spawn(
-                async move { (id, http_get(&address, &path, Duration::from_secs(2)).await) },
-            );
+            let client = self.client.clone();
+            tasks.spawn(async move { (id, http_get(&client, &address, &path).await) });
         }
         let now = Instant::now();
         let mut values = BTreeMap::new();

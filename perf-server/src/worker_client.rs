@@ -1,27 +1,19 @@
-//! A small HTTP/1.1 JSON client for talking to other perf-server instances
-//! (the workers of a distributed test): one request per connection, bearer
+//! The transport of distributed tests: other perf-server instances (the
+//! workers) called through their API with perf-core's
+//! [`ControlClient`](perf_core::http_client::ControlClient), with a bearer
 //! token, bounded time and size, over TLS for `https://` workers. The token
 //! never goes over plain http to a worker outside loopback unless that is
-//! allowed in the configuration.
+//! allowed in the configuration, and every call of a test goes to the
+//! address its worker resolved to when the test started.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use perf_core::http_client::{ControlClient, ControlResponse, Limits};
 use rustls_pki_types::ServerName;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// Largest response read (reports with histograms and timelines stay far below).
 const MAX_RESPONSE: usize = 64 << 20;
-
-/// A worker's answer.
-#[derive(Debug, Clone)]
-pub(crate) struct WorkerResponse {
-    /// Status code.
-    pub(crate) status: u16,
-    /// Body (JSON).
-    pub(crate) body: String,
-}
 
 /// Splits `http[s]://host[:port]` into whether it is TLS and `host:port`.
 fn authority(base: &str) -> Result<(bool, String), String> {
@@ -56,8 +48,9 @@ pub(crate) struct PinnedWorker {
     /// The base URL as configured.
     pub(crate) base: String,
     addr: std::net::SocketAddr,
+    /// `host:port` as in the base URL.
     host: String,
-    tls: Option<(Arc<rustls::ClientConfig>, ServerName<'static>)>,
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl PinnedWorker {
@@ -82,15 +75,13 @@ impl PinnedWorker {
             ));
         }
         let tls = if tls {
-            let config = match &transport.tls {
+            let name = host_name(&host);
+            ServerName::try_from(name.to_owned())
+                .map_err(|_| format!("worker {base}: {name:?} is not a name TLS can verify"))?;
+            Some(match &transport.tls {
                 Some(c) => Arc::clone(c),
                 None => default_tls()?,
-            };
-            let name = host.rsplit_once(':').map_or(host.as_str(), |(h, _)| h);
-            let name = name.trim_start_matches('[').trim_end_matches(']');
-            let server_name = ServerName::try_from(name.to_owned())
-                .map_err(|_| format!("worker {base}: {name:?} is not a name TLS can verify"))?;
-            Some((config, server_name))
+            })
         } else {
             None
         };
@@ -103,6 +94,12 @@ impl PinnedWorker {
     }
 }
 
+/// The host of `host:port`, without an IPv6 literal's brackets.
+fn host_name(host: &str) -> &str {
+    let name = host.rsplit_once(':').map_or(host, |(h, _)| h);
+    name.trim_start_matches('[').trim_end_matches(']')
+}
+
 /// The TLS client of `https://` workers without `worker_tls`: the system's roots.
 fn default_tls() -> Result<Arc<rustls::ClientConfig>, String> {
     perf_loadgen::tls_client_config(
@@ -113,134 +110,13 @@ fn default_tls() -> Result<Arc<rustls::ClientConfig>, String> {
     .map_err(|e| e.to_string())
 }
 
-/// A plain or TLS connection to a worker.
-trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
-
-/// Sends one request to the pinned worker's `path` and reads the whole answer.
-pub(crate) async fn call(
-    worker: &PinnedWorker,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: Option<&str>,
-    timeout: Duration,
-) -> Result<WorkerResponse, String> {
-    let addr = worker.addr;
-    let host = &worker.host;
-    let exchange = async {
-        let tcp = TcpStream::connect(addr)
-            .await
-            .map_err(|e| format!("connect {addr}: {e}"))?;
-        let mut stream: Box<dyn Io> = match &worker.tls {
-            None => Box::new(tcp),
-            Some((config, name)) => Box::new(
-                tokio_rustls::TlsConnector::from(Arc::clone(config))
-                    .connect(name.clone(), tcp)
-                    .await
-                    .map_err(|e| format!("TLS with {addr}: {e}"))?,
-            ),
-        };
-        let mut request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nAccept: application/json\r\n"
-        );
-        if let Some(t) = token {
-            request.push_str(&format!("Authorization: Bearer {t}\r\n"));
-        }
-        let body = body.unwrap_or("");
-        if !body.is_empty() || method != "GET" {
-            request.push_str(&format!(
-                "Content-Type: application/json\r\nContent-Length: {}\r\n",
-                body.len()
-            ));
-        }
-        request.push_str("\r\n");
-        request.push_str(body);
-        stream
-            .write_all(request.as_bytes())
-            .await
-            .map_err(|e| format!("write to {addr}: {e}"))?;
-        stream
-            .flush()
-            .await
-            .map_err(|e| format!("write to {addr}: {e}"))?;
-        let mut raw = Vec::new();
-        let mut chunk = vec![0u8; 16 * 1024];
-        loop {
-            let n = stream
-                .read(&mut chunk)
-                .await
-                .map_err(|e| format!("read from {addr}: {e}"))?;
-            if n == 0 {
-                break;
-            }
-            raw.extend_from_slice(&chunk[..n]);
-            if raw.len() > MAX_RESPONSE {
-                return Err(format!("{addr} answered more than {MAX_RESPONSE} bytes"));
-            }
-        }
-        parse(&raw).map_err(|e| format!("{addr}: {e}"))
-    };
-    tokio::time::timeout(timeout, exchange)
-        .await
-        .map_err(|_| format!("{addr} did not answer within {timeout:?}"))?
-}
-
-fn parse(raw: &[u8]) -> Result<WorkerResponse, String> {
-    let head_end = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or("response without a header end")?;
-    let head = String::from_utf8_lossy(&raw[..head_end]);
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or("bad status line")?;
-    let chunked = head.lines().any(|l| {
-        l.split_once(':').is_some_and(|(n, v)| {
-            n.trim().eq_ignore_ascii_case("transfer-encoding")
-                && v.to_ascii_lowercase().contains("chunked")
-        })
-    });
-    let body = &raw[head_end + 4..];
-    let body = if chunked {
-        dechunk(body)?
-    } else {
-        body.to_vec()
-    };
-    Ok(WorkerResponse {
-        status,
-        body: String::from_utf8(body).map_err(|_| "body is not UTF-8")?,
-    })
-}
-
-fn dechunk(mut body: &[u8]) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = body
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .ok_or("truncated chunk size")?;
-        let size_text = String::from_utf8_lossy(&body[..line_end]);
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
-            .map_err(|_| "bad chunk size")?;
-        body = &body[line_end + 2..];
-        if size == 0 {
-            return Ok(out);
-        }
-        let chunk = body.get(..size).ok_or("truncated chunk")?;
-        out.extend_from_slice(chunk);
-        body = body.get(size + 2..).ok_or("truncated chunk end")?;
-    }
-}
-
 /// One worker of a distributed test, over its HTTP API: the transport of
 /// perf-loadgen's [`Coordinator`](perf_loadgen::Coordinator). A shard is
 /// the path of the test it started there.
 #[derive(Debug)]
 pub(crate) struct HttpWorker {
     worker: PinnedWorker,
+    client: ControlClient,
     token: Option<String>,
 }
 
@@ -253,28 +129,36 @@ const MAX_ANSWER_IN_ERROR: usize = 512;
 impl HttpWorker {
     /// The transport to `worker`, sending `token` as its bearer token.
     pub(crate) fn new(worker: PinnedWorker, token: Option<String>) -> Self {
-        Self { worker, token }
+        let client =
+            ControlClient::new(worker.tls.clone(), Limits::new(CALL_TIMEOUT, MAX_RESPONSE));
+        client.pin(host_name(&worker.host), worker.addr);
+        Self {
+            worker,
+            client,
+            token,
+        }
     }
 
     async fn send(
         &self,
-        method: &str,
+        method: http::Method,
         path: &str,
-        body: Option<&str>,
-    ) -> perf_loadgen::Result<WorkerResponse> {
-        call(
-            &self.worker,
-            method,
-            path,
-            self.token.as_deref(),
-            body,
-            CALL_TIMEOUT,
-        )
-        .await
-        .map_err(perf_loadgen::Error::Worker)
+        body: Option<String>,
+    ) -> perf_loadgen::Result<Answer> {
+        let scheme = if self.worker.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let url = format!("{scheme}://{}{path}", self.worker.host);
+        self.client
+            .send(method, &url, self.token.as_deref(), body)
+            .await
+            .map(Answer::from)
+            .map_err(|e| perf_loadgen::Error::Worker(e.to_string()))
     }
 
-    fn unexpected(&self, answer: &WorkerResponse) -> perf_loadgen::Error {
+    fn unexpected(&self, answer: &Answer) -> perf_loadgen::Error {
         perf_loadgen::Error::Worker(format!(
             "answered {}: {}",
             answer.status,
@@ -284,6 +168,22 @@ impl HttpWorker {
                 .take(MAX_ANSWER_IN_ERROR)
                 .collect::<String>()
         ))
+    }
+}
+
+/// A worker's answer, its body as text.
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    body: String,
+}
+
+impl From<ControlResponse> for Answer {
+    fn from(r: ControlResponse) -> Self {
+        Self {
+            status: r.status,
+            body: r.text(),
+        }
     }
 }
 
@@ -311,7 +211,11 @@ impl perf_loadgen::ShardClient for HttpWorker {
             fields.insert("name".to_owned(), serde_json::json!(name));
         }
         let answer = self
-            .send("POST", "/performance/tests", Some(&body.to_string()))
+            .send(
+                http::Method::POST,
+                "/performance/tests",
+                Some(body.to_string()),
+            )
             .await?;
         let id = Some(&answer)
             .filter(|r| r.status == 202)
@@ -330,7 +234,7 @@ impl perf_loadgen::ShardClient for HttpWorker {
     async fn status(&self, shard: &String) -> perf_loadgen::Result<perf_loadgen::ShardStatus> {
         use crate::store::TestStatus;
         use perf_loadgen::ShardState;
-        let answer = self.send("GET", shard, None).await?;
+        let answer = self.send(http::Method::GET, shard, None).await?;
         let view = Some(&answer)
             .filter(|r| r.status == 200)
             .and_then(|r| serde_json::from_str::<ShardView>(&r.body).ok())
@@ -349,7 +253,9 @@ impl perf_loadgen::ShardClient for HttpWorker {
     }
 
     async fn results(&self, shard: &String) -> perf_loadgen::Result<perf_loadgen::RunReport> {
-        let answer = self.send("GET", &format!("{shard}/results"), None).await?;
+        let answer = self
+            .send(http::Method::GET, &format!("{shard}/results"), None)
+            .await?;
         if answer.status != 200 {
             return Err(self.unexpected(&answer));
         }
@@ -357,7 +263,7 @@ impl perf_loadgen::ShardClient for HttpWorker {
     }
 
     async fn cancel(&self, shard: &String) -> perf_loadgen::Result<()> {
-        let answer = self.send("DELETE", shard, None).await?;
+        let answer = self.send(http::Method::DELETE, shard, None).await?;
         // 409: it had already ended, which is what a cancel wants.
         if answer.status == 202 || answer.status == 200 || answer.status == 409 {
             Ok(())
@@ -426,12 +332,9 @@ mod tests {
     }
 
     #[test]
-    fn responses_parse_with_length_or_chunks() {
-        let r = parse(b"HTTP/1.1 202 Accepted\r\ncontent-length: 2\r\n\r\n{}").unwrap();
-        assert_eq!((r.status, r.body.as_str()), (202, "{}"));
-        let r = parse(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n{\"a\r\n3\r\n\":1\r\n1\r\n}\r\n0\r\n\r\n").unwrap();
-        assert_eq!(r.body, "{\"a\":1}");
-        assert!(parse(b"garbage").is_err());
+    fn base_urls_name_their_authority() {
+        assert_eq!(host_name("[::1]:8080"), "::1");
+        assert_eq!(host_name("worker:8080"), "worker");
         assert_eq!(authority("https://x").unwrap(), (true, "x:443".to_owned()));
         assert!(authority("ftp://x").is_err());
         assert_eq!(
@@ -508,16 +411,10 @@ mod tests {
         let worker = PinnedWorker::resolve(&server.url(), &transport, true)
             .await
             .unwrap();
-        let r = call(
-            &worker,
-            "GET",
-            "/x",
-            Some("s3cret-token-123456"),
-            None,
-            Duration::from_secs(5),
-        )
-        .await
-        .unwrap();
+        let r = HttpWorker::new(worker, Some("s3cret-token-123456".to_owned()))
+            .send(http::Method::GET, "/x", None)
+            .await
+            .unwrap();
         assert_eq!(r.status, 200);
         assert!(r.body.contains("Bearer s3cret-token-123456"), "{}", r.body);
         // Without the CA the worker's certificate is not trusted.
@@ -528,16 +425,11 @@ mod tests {
         )
         .await
         .unwrap();
-        let e = call(
-            &untrusted,
-            "GET",
-            "/x",
-            Some("t"),
-            None,
-            Duration::from_secs(5),
-        )
-        .await
-        .unwrap_err();
-        assert!(e.contains("TLS") && e.contains("certificate"), "{e}");
+        let e = HttpWorker::new(untrusted, Some("t".to_owned()))
+            .send(http::Method::GET, "/x", None)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("certificate"), "{e}");
     }
 }
