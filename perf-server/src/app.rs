@@ -24,18 +24,79 @@ pub struct AppState {
     /// The host sampler.
     pub monitor: Monitor,
     /// When the server started.
-    pub started: Instant,
+    pub(crate) started: Instant,
     /// Load tests run through the API.
     pub tests: Arc<crate::test_runner::TestRunner>,
     /// The database reported on, when one is configured.
-    pub database: Option<Arc<crate::database::DatabaseMonitor>>,
+    pub(crate) database: Option<Arc<crate::database::DatabaseMonitor>>,
     /// The autoscaler, when one is configured.
-    pub scaling: Option<Arc<crate::scaling::Scaling>>,
+    pub(crate) scaling: Option<Arc<crate::scaling::Scaling>>,
     /// Set on SIGTERM: `/ready` answers 503 so load balancers and meshes
     /// stop routing here before the server stops.
-    pub draining: Arc<std::sync::atomic::AtomicBool>,
+    pub(crate) draining: Arc<std::sync::atomic::AtomicBool>,
     /// The open Server-Sent Events streams and their cap.
-    pub streams: Arc<crate::events::StreamSlots>,
+    pub(crate) streams: Arc<crate::events::StreamSlots>,
+}
+
+impl AppState {
+    /// The state of a server over `store`, sampling with `monitor` and
+    /// running load tests through `tests`: no analyzed database, no
+    /// autoscaler, not draining, the default cap of event streams.
+    pub fn builder(
+        store: Arc<dyn Store>,
+        monitor: Monitor,
+        tests: Arc<crate::test_runner::TestRunner>,
+    ) -> AppStateBuilder {
+        AppStateBuilder {
+            state: AppState {
+                store,
+                monitor,
+                started: Instant::now(),
+                tests,
+                database: None,
+                scaling: None,
+                draining: Arc::default(),
+                streams: Arc::default(),
+            },
+        }
+    }
+}
+
+/// Builds an [`AppState`] (from [`AppState::builder`]).
+#[derive(Debug)]
+pub struct AppStateBuilder {
+    state: AppState,
+}
+
+impl AppStateBuilder {
+    /// Report on (and advise about) this database.
+    pub fn database(mut self, database: Option<Arc<crate::database::DatabaseMonitor>>) -> Self {
+        self.state.database = database;
+        self
+    }
+
+    /// Run this autoscaler.
+    pub(crate) fn scaling(mut self, scaling: Option<Arc<crate::scaling::Scaling>>) -> Self {
+        self.state.scaling = scaling;
+        self
+    }
+
+    /// Share this draining flag (set on SIGTERM).
+    pub(crate) fn draining(mut self, draining: Arc<std::sync::atomic::AtomicBool>) -> Self {
+        self.state.draining = draining;
+        self
+    }
+
+    /// Share these event stream slots.
+    pub(crate) fn streams(mut self, streams: Arc<crate::events::StreamSlots>) -> Self {
+        self.state.streams = streams;
+        self
+    }
+
+    /// The state.
+    pub fn build(self) -> AppState {
+        self.state
+    }
 }
 
 impl std::fmt::Debug for AppState {

@@ -6,6 +6,8 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use std::process::ExitCode;
+
 use clap::{ArgAction, Args, Parser, Subcommand};
 use perf_core::{ByteSize, HumanDuration};
 
@@ -20,7 +22,7 @@ use crate::config::{LogFormat, ServerConfig};
     about,
     args_conflicts_with_subcommands = true
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     /// What to do (default: serve).
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -31,7 +33,7 @@ pub struct Cli {
 
 /// Subcommands.
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Serve the API (the default).
     Serve(Box<ServeArgs>),
     /// Print the OpenAPI document and exit.
@@ -52,7 +54,7 @@ pub enum Command {
 
 /// Options of `perf-server serve`.
 #[derive(Debug, Clone, Default, Args)]
-pub struct ServeArgs {
+pub(crate) struct ServeArgs {
     /// YAML configuration file.
     #[arg(long, short = 'c', env = "PERF_CONFIG")]
     pub config: Option<PathBuf>,
@@ -109,7 +111,7 @@ pub struct ServeArgs {
 impl ServeArgs {
     /// The effective configuration: defaults, then the file, then these
     /// options; validated.
-    pub fn resolve(&self) -> Result<ServerConfig> {
+    pub(crate) fn resolve(&self) -> Result<ServerConfig> {
         let mut c = match &self.config {
             Some(path) => ServerConfig::from_file(path)?,
             None => ServerConfig::default(),
@@ -152,10 +154,94 @@ impl ServeArgs {
 
 /// Writes `text` to standard output, ignoring a closed pipe (`| head`):
 /// `println!` panics on one.
-pub fn print_out(text: &str) {
+pub(crate) fn print_out(text: &str) {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}
+
+/// The `perf-server` binary's work: parse the command line, run the
+/// command, and say how it ended (0 success, 1 failure, 2 invalid input,
+/// the load commands' own codes).
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if !matches!(cli.command, None | Some(Command::Serve(_))) {
+        // The one-shot commands log warnings (PERF_LOG_LEVEL to change) to
+        // stderr. Without a subscriber the libraries' warnings were lost,
+        // and every span they open fell back to the `log` crate's path:
+        // about 2 % of the HTTP/2 engine's CPU in h2's per-frame spans.
+        let level = std::env::var("PERF_LOG_LEVEL").unwrap_or_else(|_| "warn".to_owned());
+        crate::telemetry::init_logging(LogFormat::Text, &level);
+    }
+    let args = match cli.command {
+        Some(Command::Openapi) => {
+            let doc = <crate::ApiDoc as utoipa::OpenApi>::openapi();
+            return match doc.to_pretty_json() {
+                Ok(json) => {
+                    // `perf-server openapi | head` closes the pipe early: not an error.
+                    print_out(&format!("{json}\n"));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&e.to_string(), 1),
+            };
+        }
+        Some(Command::Run(args)) => return ExitCode::from(crate::load_test::run(&args)),
+        Some(Command::Merge(args)) => return ExitCode::from(crate::load_test::merge(&args)),
+        Some(Command::Scaling(crate::scaling::ScalingCommand::Simulate(args))) => {
+            return ExitCode::from(crate::scaling::simulate(&args));
+        }
+        Some(Command::Db(crate::db_advise::DbCommand::Advise(args))) => {
+            return ExitCode::from(crate::db_advise::run(&args));
+        }
+        Some(Command::Compare(args)) => {
+            return ExitCode::from(crate::load_test::compare_reports(&args));
+        }
+        Some(Command::Serve(args)) => *args,
+        None => cli.serve,
+    };
+    let config = match args.resolve() {
+        Ok(config) => config,
+        Err(e) => return fail(&e.to_string(), 2),
+    };
+    if args.check {
+        let cgroup = perf_core::cgroup::Cgroup::of_self().map(|c| c.sample());
+        let budget = config.effective_memory_budget(cgroup.as_ref());
+        print_out(&format!(
+            "configuration is valid: listen {}, store {}, memory budget {}{}\n",
+            config.listen,
+            if config.database_url.is_some() {
+                "postgres"
+            } else {
+                "sqlite"
+            },
+            budget.limit,
+            if budget.limit_source == perf_memory::LimitSource::Cgroup {
+                format!(
+                    " (the cgroup's memory limit, under the configured {})",
+                    config.memory_budget.limit
+                )
+            } else {
+                String::new()
+            }
+        ));
+        return ExitCode::SUCCESS;
+    }
+    crate::telemetry::init_logging(config.log_format, &config.log_level);
+    crate::guard::log_panics();
+    let result = actix_web::rt::System::new().block_on(crate::server::run(config));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e @ crate::Error::Config { .. }) => fail(&e.to_string(), 2),
+        Err(e) => {
+            tracing::error!(error = %e, "perf-server failed");
+            fail(&e.to_string(), 1)
+        }
+    }
+}
+
+fn fail(message: &str, code: u8) -> ExitCode {
+    eprintln!("perf-server: {message}");
+    ExitCode::from(code)
 }
 
 #[cfg(test)]

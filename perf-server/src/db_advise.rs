@@ -12,14 +12,14 @@ use perf_db::{AdviceOptions, SlowQueryFilter, WorkloadAdvice, WorkloadOptions, W
 
 /// `perf-server db` subcommands.
 #[derive(Debug, Clone, Subcommand)]
-pub enum DbCommand {
+pub(crate) enum DbCommand {
     /// Advise indexes for a database's workload and print the advice.
     Advise(AdviseArgs),
 }
 
 /// Options of `perf-server db advise`.
 #[derive(Debug, Clone, Args)]
-pub struct AdviseArgs {
+pub(crate) struct AdviseArgs {
     /// PostgreSQL to advise on (hypopg must be installable there).
     #[arg(long, env = "PERF_ANALYZE_DATABASE_URL", hide_env_values = true)]
     pub database_url: String,
@@ -285,7 +285,7 @@ struct Answer {
 }
 
 /// Runs `perf-server db advise` and returns the exit code.
-pub fn run(args: &AdviseArgs) -> u8 {
+pub(crate) fn run(args: &AdviseArgs) -> u8 {
     let result = actix_web::rt::System::new().block_on(advise(args));
     match result {
         Ok(answer) => {

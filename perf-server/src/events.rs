@@ -27,14 +27,14 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 /// Frames a subscriber may have waiting before it is dropped as too slow
 /// (16 s of a load test's events; 1.6 s of host samples at 100 ms).
-pub const QUEUE_FRAMES: usize = 16;
+pub(crate) const QUEUE_FRAMES: usize = 16;
 
 /// A comment line sent when nothing else was, so that proxies keep the
 /// connection and a vanished client is noticed.
 const HEARTBEAT: Duration = Duration::from_secs(15);
 
 /// The default cap on open event streams.
-pub const DEFAULT_MAX_STREAMS: usize = 256;
+pub(crate) const DEFAULT_MAX_STREAMS: usize = 256;
 
 /// The server-wide count of open event streams and its cap.
 #[derive(Debug)]

@@ -169,7 +169,7 @@ impl<F: Future> Future for CatchUnwind<'_, F> {
 }
 
 /// Logs every panic with its backtrace through tracing (once, at start-up).
-pub fn log_panics() {
+pub(crate) fn log_panics() {
     static INSTALLED: OnceLock<()> = OnceLock::new();
     INSTALLED.get_or_init(|| {
         std::panic::set_hook(Box::new(|info| {

@@ -21,7 +21,7 @@
 //! let store: Arc<dyn perf_server::store::Store> = Arc::new(SqliteStore::open(&config.sqlite_path()).await?);
 //! let (monitor, _sampler) = Monitor::start(config.sample_interval.as_duration(), config.sample_capacity())?;
 //! let tests = perf_server::test_runner::TestRunner::new(store.clone(), tokio::runtime::Handle::current(), Default::default(), perf_loadgen::TargetPolicy::loopback_only(), 2);
-//! let state = actix_web::web::Data::new(AppState { store, monitor, started: Instant::now(), tests, database: None, scaling: None, draining: Default::default(), streams: Default::default() });
+//! let state = actix_web::web::Data::new(AppState::builder(store, monitor, tests).build());
 //! let server = actix_web::HttpServer::new(move || app(state.clone(), Arc::clone(&config))).bind("127.0.0.1:0")?;
 //! # Ok(())
 //! # }
@@ -31,27 +31,28 @@ mod api_error;
 pub mod app;
 mod auth;
 mod body;
-pub mod cli;
+mod cli;
 pub mod config;
 pub mod database;
-pub mod db_advise;
+mod db_advise;
 mod error;
-pub mod events;
-pub mod guard;
-pub mod load_test;
+mod events;
+mod guard;
+mod load_test;
 pub mod memory;
 pub mod monitor;
 mod pipeline;
-pub mod recommendations;
-pub mod retention;
+mod recommendations;
+mod retention;
 mod routes;
-pub mod scaling;
-pub mod server;
+mod scaling;
+mod server;
 pub mod store;
-pub mod telemetry;
+mod telemetry;
 pub mod test_runner;
 mod worker_client;
 
 pub use api_error::ApiError;
+pub use cli::main;
 pub use error::{Error, Result};
 pub use routes::openapi::ApiDoc;

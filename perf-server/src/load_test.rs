@@ -14,7 +14,7 @@ use perf_loadgen::{
 
 /// Options of `perf-server run`.
 #[derive(Debug, Clone, Args)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     /// Scenario file (YAML with `load_tests:`).
     pub file: PathBuf,
     /// Which scenario of the file (needed when it has several).
@@ -60,7 +60,7 @@ pub struct RunArgs {
 
 /// Options of `perf-server merge`.
 #[derive(Debug, Clone, Args)]
-pub struct MergeArgs {
+pub(crate) struct MergeArgs {
     /// JSON reports of the shards of one run.
     #[arg(required = true)]
     pub reports: Vec<PathBuf>,
@@ -71,7 +71,7 @@ pub struct MergeArgs {
 
 /// Options of `perf-server compare`.
 #[derive(Debug, Clone, Args)]
-pub struct CompareArgs {
+pub(crate) struct CompareArgs {
     /// JSON report of the run to judge.
     pub current: PathBuf,
     /// JSON report(s) to judge it against: one pinned run, or several (a history).
@@ -84,7 +84,7 @@ pub struct CompareArgs {
 
 /// Judges a stored report against baseline reports: 0 unchanged or better,
 /// 1 regressed, 2 invalid input, 4 inconclusive.
-pub fn compare_reports(args: &CompareArgs) -> u8 {
+pub(crate) fn compare_reports(args: &CompareArgs) -> u8 {
     let loaded = read_report(&args.current).and_then(|current| {
         let baselines = args
             .baseline
@@ -128,7 +128,7 @@ pub fn compare_reports(args: &CompareArgs) -> u8 {
 }
 
 /// Merges shard reports; prints the summary; exit code as for `run`.
-pub fn merge(args: &MergeArgs) -> u8 {
+pub(crate) fn merge(args: &MergeArgs) -> u8 {
     let merged = args
         .reports
         .iter()
@@ -174,21 +174,21 @@ fn parse_shard(text: &str) -> Result<(u32, u32), String> {
 }
 
 /// Exit codes of `perf-server run`.
-pub const PASSED: u8 = 0;
+pub(crate) const PASSED: u8 = 0;
 /// A threshold failed, or a regression against the baseline.
-pub const FAILED: u8 = 1;
+pub(crate) const FAILED: u8 = 1;
 /// The input was invalid, or the run has nothing to judge (no response came
 /// back: the target is unreachable).
-pub const INVALID: u8 = 2;
+pub(crate) const INVALID: u8 = 2;
 /// Stopped by Ctrl-C or SIGTERM: the reports written say `interrupted: true`.
-pub const INTERRUPTED: u8 = 3;
+pub(crate) const INTERRUPTED: u8 = 3;
 /// Exit code: the comparison with the baseline cannot tell (a change within
 /// what runs of this build vary by, or too few samples for a figure), and
 /// nothing else failed.
-pub const INCONCLUSIVE: u8 = 4;
+pub(crate) const INCONCLUSIVE: u8 = 4;
 
 /// Runs the load test; returns the exit code and prints errors to stderr.
-pub fn run(args: &RunArgs) -> u8 {
+pub(crate) fn run(args: &RunArgs) -> u8 {
     if args.check {
         return match check(args) {
             Ok(plans) => {

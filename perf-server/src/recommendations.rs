@@ -14,7 +14,7 @@ use crate::store::{PageRequest, TestFilter, TestStatus};
 
 /// The gathered list.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct RecommendationList {
+pub(crate) struct RecommendationList {
     /// Most urgent first.
     pub recommendations: Vec<Recommendation>,
     /// For each source: `ok`, `not configured`, or what failed.
@@ -27,7 +27,7 @@ pub struct RecommendationList {
 type Gathered = (Vec<Recommendation>, String);
 
 /// Gathers the advice; `target_rps` and `headroom` size the capacity advice.
-pub async fn gather(state: &AppState, target_rps: f64, headroom: f64) -> RecommendationList {
+pub(crate) async fn gather(state: &AppState, target_rps: f64, headroom: f64) -> RecommendationList {
     let mut all = Vec::new();
     let mut sources = BTreeMap::new();
     let (memory, caches) = memory(state);

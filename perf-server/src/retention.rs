@@ -9,7 +9,7 @@ use crate::config::{Keep, Retention};
 use crate::store::{Retained, Store};
 
 /// Deletes what `retention` keeps no more; returns how many rows went.
-pub async fn sweep(store: &dyn Store, retention: &Retention) -> crate::Result<u64> {
+pub(crate) async fn sweep(store: &dyn Store, retention: &Retention) -> crate::Result<u64> {
     let now = perf_core::unix_millis();
     let mut removed = 0;
     for (kind, keep) in [
@@ -27,7 +27,7 @@ fn cutoff(now_ms: u64, keep: Keep) -> u64 {
 }
 
 /// Runs [`sweep`] every `every` until `stop` is cancelled.
-pub fn spawn(
+pub(crate) fn spawn(
     store: Arc<dyn Store>,
     retention: Retention,
     every: Duration,

@@ -8,14 +8,14 @@ use perf_scaling::{ScalingPolicy, SimulationSettings, TracePoint};
 
 /// `perf-server scaling` subcommands.
 #[derive(Debug, Clone, Subcommand)]
-pub enum ScalingCommand {
+pub(crate) enum ScalingCommand {
     /// Replay a recorded load through a policy and print the result as JSON.
     Simulate(SimulateArgs),
 }
 
 /// Options of `perf-server scaling simulate`.
 #[derive(Debug, Clone, Args)]
-pub struct SimulateArgs {
+pub(crate) struct SimulateArgs {
     /// The policy, YAML or JSON (`min_replicas`, `max_replicas`, `metrics`, `behavior`, `tolerance`).
     #[arg(long)]
     pub policy: PathBuf,
@@ -85,7 +85,7 @@ fn read_policy(path: &Path) -> Result<ScalingPolicy, String> {
 }
 
 /// Runs `simulate`; 0 on success, 2 on bad input.
-pub fn simulate(args: &SimulateArgs) -> u8 {
+pub(crate) fn simulate(args: &SimulateArgs) -> u8 {
     let result = read_policy(&args.policy).and_then(|policy| {
         let trace = read_trace(&args.trace)?;
         let settings = SimulationSettings::builder()
@@ -210,7 +210,7 @@ impl ScalingSetup {
 
 /// The running load tests' request rate as a metrics source.
 #[derive(Debug)]
-pub struct LoadTestSource {
+pub(crate) struct LoadTestSource {
     /// The metric name.
     pub metric: String,
     /// The runner to ask.
@@ -232,7 +232,7 @@ impl perf_scaling::MetricsSource for LoadTestSource {
 }
 
 /// The store key of the autoscaler's [`perf_scaling::History`].
-pub const HISTORY_KEY: &str = "history";
+pub(crate) const HISTORY_KEY: &str = "history";
 /// The history is stored at most this often (and when the loop ends).
 const HISTORY_SAVE_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -254,7 +254,7 @@ async fn save_history(
 }
 
 /// The running autoscaler: its controller and the local manager to drain on shutdown.
-pub struct Scaling {
+pub(crate) struct Scaling {
     /// The controller.
     pub controller: std::sync::Arc<perf_scaling::ScalingController>,
     local: Option<std::sync::Arc<perf_scaling::LocalProcesses>>,
@@ -272,7 +272,7 @@ impl std::fmt::Debug for Scaling {
 impl Scaling {
     /// Builds the manager, source and controller, and starts the loop;
     /// every decision is stored.
-    pub async fn start(
+    pub(crate) async fn start(
         setup: &ScalingSetup,
         store: std::sync::Arc<dyn crate::store::Store>,
         tests: std::sync::Arc<crate::test_runner::TestRunner>,
@@ -408,7 +408,7 @@ impl Scaling {
 
     /// Stops the loop (letting a decision in progress finish, so it cannot
     /// start instances after the drain) and drains the local instances.
-    pub async fn shutdown(&self) {
+    pub(crate) async fn shutdown(&self) {
         let _ = self.stop.send(true);
         let task = self.task.lock().ok().and_then(|mut t| t.take());
         if let Some(task) = task {

@@ -2,7 +2,6 @@
 //! or SIGTERM, let in-flight requests finish, then flush and close.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use actix_web::{HttpServer, web};
 
@@ -17,7 +16,7 @@ use crate::test_runner::{RunnerSettings, TestRunner, Workers};
 
 /// Opens the store the configuration names: PostgreSQL when `database_url` is
 /// set, otherwise the SQLite file under `data_dir`.
-pub async fn open_store(config: &ServerConfig) -> Result<Arc<dyn Store>> {
+pub(crate) async fn open_store(config: &ServerConfig) -> Result<Arc<dyn Store>> {
     Ok(match &config.database_url {
         Some(url) => Arc::new(PostgresStore::open(url, config.database_pool_size).await?),
         None => Arc::new(SqliteStore::open(&config.sqlite_path()).await?),
@@ -44,7 +43,7 @@ impl Drop for LoadRuntime {
 }
 
 /// Binds `addr`, saying plainly when it is taken (a configuration error: exit 2).
-pub fn bind(addr: std::net::SocketAddr) -> Result<std::net::TcpListener> {
+pub(crate) fn bind(addr: std::net::SocketAddr) -> Result<std::net::TcpListener> {
     std::net::TcpListener::bind(addr).map_err(|e| {
         let message = match e.kind() {
             std::io::ErrorKind::AddrInUse => format!("address {addr} is already in use"),
@@ -64,7 +63,7 @@ pub fn bind(addr: std::net::SocketAddr) -> Result<std::net::TcpListener> {
 }
 
 /// Serves until a shutdown signal, then stops cleanly.
-pub async fn run(config: ServerConfig) -> Result<()> {
+pub(crate) async fn run(config: ServerConfig) -> Result<()> {
     config.validate()?;
     // Bind first: a busy port is the commonest first-hour error, and nothing
     // should be started (or need stopping) before it is known.
@@ -172,16 +171,14 @@ pub async fn run(config: ServerConfig) -> Result<()> {
     monitor.memory().watch_cache(tests.finished_cache());
     let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let streams = crate::events::StreamSlots::new(config.max_event_streams);
-    let state = web::Data::new(AppState {
-        store: Arc::clone(&store),
-        monitor,
-        started: Instant::now(),
-        tests: Arc::clone(&tests),
-        database,
-        scaling: scaling.clone(),
-        draining: Arc::clone(&draining),
-        streams: Arc::clone(&streams),
-    });
+    let state = web::Data::new(
+        AppState::builder(Arc::clone(&store), monitor, Arc::clone(&tests))
+            .database(database)
+            .scaling(scaling.clone())
+            .draining(Arc::clone(&draining))
+            .streams(Arc::clone(&streams))
+            .build(),
+    );
     let app_config = Arc::new(config.clone());
     let workers = config.workers.unwrap_or_else(|| {
         default_workers(

@@ -18,7 +18,7 @@ const LATENCY_BUCKETS: &[f64] = perf_core::prometheus::LATENCY_BUCKETS_SECONDS;
 static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// The process-wide Prometheus recorder, installed on first use.
-pub fn prometheus() -> &'static PrometheusHandle {
+pub(crate) fn prometheus() -> &'static PrometheusHandle {
     PROMETHEUS.get_or_init(|| {
         let recorder = PrometheusBuilder::new().build_recorder();
         let handle = recorder.handle();
@@ -151,7 +151,7 @@ fn describe_metrics() {
 }
 
 /// Installs the tracing subscriber (text or JSON lines on stderr).
-pub fn init_logging(format: LogFormat, filter: &str) {
+pub(crate) fn init_logging(format: LogFormat, filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
@@ -347,7 +347,7 @@ pub(crate) fn render_requests() -> String {
 }
 
 /// Publishes the newest host sample as gauges.
-pub fn publish_host_gauges(sample: &HostSample) {
+pub(crate) fn publish_host_gauges(sample: &HostSample) {
     let s = &sample.system;
     gauge!("process_resident_memory_bytes").set(s.memory.process_rss_bytes as f64);
     gauge!("process_open_fds").set(s.memory.process_open_fds as f64);
@@ -372,7 +372,7 @@ pub fn publish_host_gauges(sample: &HostSample) {
 /// `memory_budget_used_ratio`, `memory_pressure` (0 normal, 1 soft, 2 hard),
 /// `memory_budget_refused_total`, `memory_budget_reliefs_total` and
 /// `memory_leak_suspected` (1 on a leak or fragmentation verdict).
-pub fn publish_memory_watch(watch: &crate::memory::MemoryWatch) {
+pub(crate) fn publish_memory_watch(watch: &crate::memory::MemoryWatch) {
     let budget = watch.budget();
     gauge!("memory_budget_limit_bytes").set(budget.budget.limit.bytes() as f64);
     gauge!("memory_budget_used_ratio").set(budget.used_fraction);
@@ -388,14 +388,14 @@ pub fn publish_memory_watch(watch: &crate::memory::MemoryWatch) {
 }
 
 /// The event streams: open, the cap, and those dropped as too slow.
-pub fn publish_event_streams(slots: &crate::events::StreamSlots) {
+pub(crate) fn publish_event_streams(slots: &crate::events::StreamSlots) {
     gauge!("perf_event_streams_open").set(slots.open() as f64);
     gauge!("perf_event_streams_max").set(slots.max() as f64);
     metrics::counter!("perf_event_streams_dropped_total").absolute(slots.dropped());
 }
 
 /// The autoscaler's replicas: `current`, `desired` and `ready`.
-pub fn publish_replicas(status: &perf_scaling::ControllerStatus) {
+pub(crate) fn publish_replicas(status: &perf_scaling::ControllerStatus) {
     let ready = status.instances.iter().filter(|i| i.instance.ready).count();
     gauge!("scaling_replicas", "state" => "current").set(f64::from(status.current_replicas));
     gauge!("scaling_replicas", "state" => "desired").set(f64::from(status.desired_replicas));
@@ -404,7 +404,7 @@ pub fn publish_replicas(status: &perf_scaling::ControllerStatus) {
 
 /// Counts a scaling decision by kind (`auto`, `manual`) and direction
 /// (`up`, `down`, `none`).
-pub fn count_scaling_event(event: &perf_scaling::ScalingEvent) {
+pub(crate) fn count_scaling_event(event: &perf_scaling::ScalingEvent) {
     let direction = match event.to.cmp(&event.from) {
         std::cmp::Ordering::Greater => "up",
         std::cmp::Ordering::Less => "down",

@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix_web::test::{self, TestRequest};
 use actix_web::web;
@@ -48,16 +48,7 @@ async fn fuzz_every_api_body_through_the_app() {
         config.target_policy().unwrap(),
         1,
     );
-    let state = web::Data::new(AppState {
-        store,
-        monitor,
-        started: Instant::now(),
-        tests,
-        database: None,
-        scaling: None,
-        draining: Default::default(),
-        streams: Default::default(),
-    });
+    let state = web::Data::new(AppState::builder(store, monitor, tests).build());
     let svc = test::init_service(app(state.clone(), Arc::new(config))).await;
     let target = "http://127.0.0.1:9";
     let bodies: Vec<(&str, &str, Value)> = vec![

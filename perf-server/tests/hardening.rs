@@ -70,16 +70,7 @@ async fn service(
             ..RunnerSettings::default()
         },
     );
-    let state = web::Data::new(AppState {
-        store,
-        monitor,
-        started: Instant::now(),
-        tests,
-        database: None,
-        scaling: None,
-        draining: Default::default(),
-        streams: Default::default(),
-    });
+    let state = web::Data::new(AppState::builder(store, monitor, tests).build());
     let svc = test::init_service(app_with_routes(state.clone(), Arc::new(config), |cfg| {
         cfg.route(
             "/test/panic",

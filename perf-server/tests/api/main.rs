@@ -124,18 +124,15 @@ async fn service_from(
         1,
     );
     monitor.memory().watch_cache(tests.finished_cache());
-    let state = web::Data::new(AppState {
-        store,
-        monitor,
-        started: Instant::now(),
-        tests,
-        scaling: None,
-        draining: Default::default(),
-        streams: Default::default(),
-        database: config
-            .analyzed_database()
-            .map(|url| Arc::new(perf_server::database::DatabaseMonitor::new(url).unwrap())),
-    });
+    let state = web::Data::new(
+        AppState::builder(store, monitor, tests)
+            .database(
+                config
+                    .analyzed_database()
+                    .map(|url| Arc::new(perf_server::database::DatabaseMonitor::new(url).unwrap())),
+            )
+            .build(),
+    );
     (
         test::init_service(app(state.clone(), Arc::new(config))).await,
         dir,
