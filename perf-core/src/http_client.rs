@@ -47,6 +47,10 @@ pub struct Limits {
     pub timeout: Duration,
     /// The largest body read; a longer answer is an error.
     pub max_body: usize,
+    /// Keep connections open between exchanges (on by default). Off for
+    /// health probes and scrapes, where each exchange should also prove
+    /// that the peer still takes new connections.
+    pub keep_alive: bool,
 }
 
 impl Default for Limits {
@@ -55,6 +59,7 @@ impl Default for Limits {
         Self {
             timeout: Duration::from_secs(10),
             max_body: 16 << 20,
+            keep_alive: true,
         }
     }
 }
@@ -62,7 +67,19 @@ impl Default for Limits {
 impl Limits {
     /// `timeout` for the exchange and `max_body` bytes of answer.
     pub fn new(timeout: Duration, max_body: usize) -> Self {
-        Self { timeout, max_body }
+        Self {
+            timeout,
+            max_body,
+            keep_alive: true,
+        }
+    }
+
+    /// The same limits, with a new connection for every exchange.
+    pub fn without_keep_alive(self) -> Self {
+        Self {
+            keep_alive: false,
+            ..self
+        }
     }
 }
 
@@ -107,8 +124,9 @@ impl tower_service::Service<Name> for PinnedResolver {
         let pinned = self
             .pins
             .lock()
-            .ok()
-            .and_then(|pins| pins.get(name.as_str()).copied());
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(name.as_str())
+            .copied();
         Box::pin(async move {
             if let Some(addr) = pinned {
                 return Ok(vec![addr].into_iter());
@@ -160,12 +178,15 @@ impl ControlClient {
         http.set_nodelay(true);
         let builder = Client::builder(hyper_util::rt::TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
+            .pool_timer(hyper_util::rt::TokioTimer::new())
+            .pool_max_idle_per_host(if limits.keep_alive { usize::MAX } else { 0 })
             .clone();
         let client = match tls {
             None => Inner::Plain(builder.build(http)),
             Some(config) => {
-                // The connector sets ALPN itself (http/1.1) and refuses a
-                // configuration that already has some (a panic, not an error).
+                // The connector refuses a configuration with ALPN set (a
+                // panic, not an error); without it no ALPN is offered, which
+                // an HTTP/1.1 server reads as HTTP/1.1.
                 let mut config = Arc::unwrap_or_clone(config);
                 config.alpn_protocols.clear();
                 let connector = hyper_rustls::HttpsConnectorBuilder::new()
@@ -186,9 +207,10 @@ impl ControlClient {
     /// Makes `host` (a name as it appears in URLs) reach `addr` from now on,
     /// whatever the name resolves to later.
     pub fn pin(&self, host: &str, addr: SocketAddr) {
-        if let Ok(mut pins) = self.pins.lock() {
-            pins.insert(host.to_owned(), addr);
-        }
+        self.pins
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(host.to_owned(), addr);
     }
 
     /// `GET url`.

@@ -3,8 +3,8 @@
 //! Rust's `as` from a float to an integer saturates at the integer's bounds
 //! and maps NaN to 0; these functions are that conversion, named, so a
 //! reader (and `clippy::cast_possible_truncation`) sees that truncation is
-//! intended: the callers round first, and a value past the type's range
-//! means "as many as the type holds".
+//! intended: the callers round (or mean to truncate) first, and a value
+//! past the type's range means "as many as the type holds".
 //!
 //! ```
 //! use perf_core::num::{saturating_u32, saturating_u64};

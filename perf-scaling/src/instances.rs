@@ -214,7 +214,7 @@ impl LocalProcesses {
             // Health probes, each within one interval; the answer's body is not kept.
             let probe = perf_core::http_client::ControlClient::new(
                 None,
-                perf_core::http_client::Limits::new(interval, 1 << 20),
+                perf_core::http_client::Limits::new(interval, 1 << 20).without_keep_alive(),
             );
             loop {
                 tokio::time::sleep(interval).await;

@@ -26,7 +26,7 @@ pub trait MetricsSource: Send + Sync {
 pub(crate) fn reader(timeout: Duration) -> perf_core::http_client::ControlClient {
     perf_core::http_client::ControlClient::new(
         None,
-        perf_core::http_client::Limits::new(timeout, 16 << 20),
+        perf_core::http_client::Limits::new(timeout, 16 << 20).without_keep_alive(),
     )
 }
 

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use perf_core::http_client::{ControlClient, ControlResponse, Limits};
+use perf_core::http_client::{ControlClient, Limits};
 use rustls_pki_types::ServerName;
 
 /// Largest response read (reports with histograms and timelines stay far below).
@@ -154,8 +154,17 @@ impl HttpWorker {
         self.client
             .send(method, &url, self.token.as_deref(), body)
             .await
-            .map(Answer::from)
-            .map_err(|e| perf_loadgen::Error::Worker(e.to_string()))
+            .map_err(|e| {
+                perf_loadgen::Error::Worker(format!("{e} (pinned to {})", self.worker.addr))
+            })
+            .and_then(|r| {
+                Ok(Answer {
+                    status: r.status,
+                    body: String::from_utf8(r.body.to_vec()).map_err(|_| {
+                        perf_loadgen::Error::Worker("the answer is not UTF-8".to_owned())
+                    })?,
+                })
+            })
     }
 
     fn unexpected(&self, answer: &Answer) -> perf_loadgen::Error {
@@ -176,15 +185,6 @@ impl HttpWorker {
 struct Answer {
     status: u16,
     body: String,
-}
-
-impl From<ControlResponse> for Answer {
-    fn from(r: ControlResponse) -> Self {
-        Self {
-            status: r.status,
-            body: r.text(),
-        }
-    }
 }
 
 /// What a worker says about its shard.

@@ -241,7 +241,6 @@ fn scenario_from_yaml(
     Ok((name.to_owned(), perf_loadgen::scenario_keys(scenario)))
 }
 
-/// A scenario's keys as JSON, unset ones left out (for a body's keys to override).
 fn admission_error(e: AdmissionError) -> ApiError {
     match e {
         AdmissionError::Invalid { field, message } => ApiError::invalid_field(field, message),
