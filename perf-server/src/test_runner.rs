@@ -886,8 +886,9 @@ impl TestRunner {
 
     /// Runs the shards of a test on other perf-server instances through their
     /// API with perf-loadgen's [`Coordinator`](perf_loadgen::Coordinator):
-    /// every shard starts or none runs, a worker silent for 5 s fails the
-    /// test, and what was measured is kept.
+    /// every shard starts or none runs; a worker whose last answer is 5 s
+    /// old when a call to it fails, an unreadable shard report or reports
+    /// that do not merge fail the test; what was measured is kept.
     async fn run_distributed(
         &self,
         record: &mut LoadTestRecord,
