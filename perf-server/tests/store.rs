@@ -508,6 +508,50 @@ async fn sqlite_refuses_a_schema_newer_than_the_binary() {
 }
 
 #[tokio::test]
+async fn sqlite_names_the_row_and_column_of_a_damaged_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("perf.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    let test = load_test("damaged", "http://127.0.0.1:1");
+    store.insert_load_test(&test, "me").await.unwrap();
+    drop(store);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    // Valid JSON of the wrong shape, then text that is not JSON at all.
+    conn.execute("UPDATE load_tests SET progress = '[1, 2]'", [])
+        .unwrap();
+    drop(conn);
+    let store = SqliteStore::open(&path).await.unwrap();
+    let err = store.get_load_test(test.id).await.unwrap_err().to_string();
+    assert!(
+        err.contains(&format!("load test {}", test.id)) && err.contains("unreadable progress"),
+        "{err}"
+    );
+    drop(store);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute("UPDATE load_tests SET progress = '{not json'", [])
+        .unwrap();
+    drop(conn);
+    let store = SqliteStore::open(&path).await.unwrap();
+    let err = store.get_load_test(test.id).await.unwrap_err().to_string();
+    assert!(
+        err.contains("column progress holds unreadable JSON"),
+        "{err}"
+    );
+    // The listing leaves the report out but reads the rest: the same error,
+    // not a panic or a silently missing row.
+    let listing = store
+        .list_load_tests(
+            &TestFilter::default(),
+            PageRequest {
+                limit: 10,
+                before: None,
+            },
+        )
+        .await;
+    assert!(listing.is_err());
+}
+
+#[tokio::test]
 async fn postgres_backend_conforms_and_survives_reopen() {
     let pg = testkit::PgCluster::start().unwrap();
     let url = pg.create_database("perf_store").unwrap();

@@ -1,5 +1,8 @@
-//! Versioned schema migrations, one list per backend. A migration is applied
-//! once, in its own transaction, and recorded in `schema_migrations`.
+//! Versioned schema migrations, one list per dialect, and the one driver
+//! both backends run. A step is applied once and recorded in
+//! `schema_migrations` in the same transaction.
+
+use crate::{Error, Result};
 
 /// One schema step.
 #[derive(Debug, Clone, Copy)]
@@ -9,65 +12,81 @@ pub(crate) struct Migration {
     pub(crate) sql: &'static str,
 }
 
-pub(crate) const SQLITE: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "metrics_snapshots",
-        sql: include_str!("migrations/sqlite/0001_metrics_snapshots.sql"),
-    },
-    Migration {
-        version: 2,
-        name: "load_tests",
-        sql: include_str!("migrations/sqlite/0002_load_tests.sql"),
-    },
-    Migration {
-        version: 3,
-        name: "profiles",
-        sql: include_str!("migrations/sqlite/0003_profiles.sql"),
-    },
-    Migration {
-        version: 4,
-        name: "scaling",
-        sql: include_str!("migrations/sqlite/0004_scaling.sql"),
-    },
-    Migration {
-        version: 5,
-        name: "test_owner",
-        sql: include_str!("migrations/sqlite/0005_test_owner.sql"),
-    },
-];
+/// The steps, the same versions and names for both dialects; each has its
+/// own SQL file under `migrations/<dialect>/`.
+macro_rules! steps {
+    ($dialect:literal: $(($version:literal, $name:literal, $file:literal)),+ $(,)?) => {
+        &[$(Migration {
+            version: $version,
+            name: $name,
+            sql: include_str!(concat!("migrations/", $dialect, "/", $file, ".sql")),
+        }),+]
+    };
+}
 
-pub(crate) const POSTGRES: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "metrics_snapshots",
-        sql: include_str!("migrations/postgres/0001_metrics_snapshots.sql"),
-    },
-    Migration {
-        version: 2,
-        name: "load_tests",
-        sql: include_str!("migrations/postgres/0002_load_tests.sql"),
-    },
-    Migration {
-        version: 3,
-        name: "profiles",
-        sql: include_str!("migrations/postgres/0003_profiles.sql"),
-    },
-    Migration {
-        version: 4,
-        name: "scaling",
-        sql: include_str!("migrations/postgres/0004_scaling.sql"),
-    },
-    Migration {
-        version: 5,
-        name: "test_owner",
-        sql: include_str!("migrations/postgres/0005_test_owner.sql"),
-    },
-];
+macro_rules! all_steps {
+    ($dialect:literal) => {
+        steps!($dialect:
+            (1, "metrics_snapshots", "0001_metrics_snapshots"),
+            (2, "load_tests", "0002_load_tests"),
+            (3, "profiles", "0003_profiles"),
+            (4, "scaling", "0004_scaling"),
+            (5, "test_owner", "0005_test_owner"),
+        )
+    };
+}
+
+pub(crate) const SQLITE: &[Migration] = all_steps!("sqlite");
+pub(crate) const POSTGRES: &[Migration] = all_steps!("postgres");
 
 /// The newest version in a list.
 pub(crate) fn latest(list: &[Migration]) -> i64 {
     list.iter().map(|m| m.version).max().unwrap_or(0)
+}
+
+/// A database being migrated, in its dialect: where the applied versions
+/// are kept and how one step is applied.
+pub(crate) trait Schema {
+    /// Creates the `schema_migrations` ledger if missing and returns the
+    /// highest version it holds (0 for a new database).
+    fn current_version(&mut self) -> impl Future<Output = Result<i64>> + Send;
+
+    /// Runs one step's SQL and records it in the ledger, both or neither.
+    fn apply(&mut self, step: Migration) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// The one migration driver: refuses a database newer than this binary,
+/// then applies, in order, each step it has not seen.
+pub(crate) async fn run(
+    backend: &'static str,
+    schema: &mut impl Schema,
+    list: &[Migration],
+) -> Result<()> {
+    let current = schema.current_version().await?;
+    let known = latest(list);
+    if current > known {
+        return Err(Error::SchemaTooNew {
+            backend,
+            found: current,
+            known,
+        });
+    }
+    for step in list.iter().filter(|m| m.version > current) {
+        schema.apply(*step).await.map_err(|e| match e {
+            Error::Store { backend, message } => Error::Store {
+                backend,
+                message: format!("migration {} ({}): {message}", step.version, step.name),
+            },
+            other => other,
+        })?;
+        tracing::info!(
+            backend,
+            version = step.version,
+            name = step.name,
+            "migration applied"
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! with `synchronous=FULL`, PostgreSQL commits with its default synchronous
 //! commit. Schemas are versioned migrations applied at open.
 
+mod codec;
 mod migrations;
 mod postgres;
 mod sqlite;

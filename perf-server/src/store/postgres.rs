@@ -4,8 +4,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use perf_core::Id;
 use perf_db::{InstrumentedPool, PoolSettings, PooledConnection};
+use tokio_postgres::types::ToSql;
 
-use super::migrations::{self, Migration};
+use super::codec::{
+    self, PROFILE_COLUMNS, ProfileRow, SCALING_EVENT_COLUMNS, SNAPSHOT_COLUMNS, ScalingEventRow,
+    SnapshotRow, TEST_COLUMNS, TestRow,
+};
+use super::migrations::{self, Migration, Schema};
 use super::{
     LoadTestRecord, MetricsSnapshot, Page, PageRequest, ProfileData, ProfileRecord, Retained,
     ScalingEventRecord, Store, StorePool, TestFilter, TestStatus, into_page,
@@ -17,10 +22,7 @@ const BACKEND: &str = "postgres";
 const MIGRATION_LOCK: i64 = 0x7065_7266_5f6d_6967; // "perf_mig"
 
 fn store_error(e: impl std::fmt::Display) -> Error {
-    Error::Store {
-        backend: BACKEND,
-        message: e.to_string(),
-    }
+    codec::store_error(BACKEND, e)
 }
 
 /// The shared store: PostgreSQL through perf-db's instrumented deadpool
@@ -78,140 +80,172 @@ impl PostgresStore {
             .map_err(|e| store_error(format!("no connection: {e}")))
     }
 
+    /// Migrates in one transaction under an advisory lock, so that
+    /// instances starting together apply each step once.
     async fn migrate(&self, list: &[Migration]) -> Result<()> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(store_error)?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
             .await
             .map_err(store_error)?;
-        tx.batch_execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (
-                 version BIGINT PRIMARY KEY,
-                 name TEXT NOT NULL,
-                 applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
-             )",
-        )
-        .await
-        .map_err(store_error)?;
-        let current: i64 = tx
+        let mut schema = PostgresSchema(tx);
+        migrations::run(BACKEND, &mut schema, list).await?;
+        schema.0.commit().await.map_err(store_error)
+    }
+
+    /// Runs one statement on a pooled connection; returns the rows it changed.
+    async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
+        self.client()
+            .await?
+            .execute(sql, params)
+            .await
+            .map_err(store_error)
+    }
+
+    /// Reads at most one row.
+    async fn query_opt(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<tokio_postgres::Row>> {
+        self.client()
+            .await?
+            .query_opt(sql, params)
+            .await
+            .map_err(store_error)
+    }
+
+    /// Reads the rows of `sql` (whose last two parameters are the page's
+    /// cursor, NULL for the first page, and size) into a page, newest first.
+    async fn page<T>(
+        &self,
+        sql: &str,
+        filters: &[&(dyn ToSql + Sync)],
+        page: PageRequest,
+        decode: impl Fn(&tokio_postgres::Row) -> Result<T>,
+        id: fn(&T) -> Id,
+    ) -> Result<Page<T>> {
+        let limit = i64::from(page.limit) + 1;
+        let before = page.before.map(|b| b.as_uuid());
+        let mut params = filters.to_vec();
+        params.push(&before);
+        params.push(&limit);
+        let rows = self
+            .client()
+            .await?
+            .query(sql, &params)
+            .await
+            .map_err(store_error)?;
+        let items = rows.iter().map(decode).collect::<Result<Vec<_>>>()?;
+        Ok(into_page(items, page.limit, id))
+    }
+}
+
+/// The migration driver's view of the database: every step in the one
+/// transaction that holds the advisory lock.
+struct PostgresSchema<'a>(tokio_postgres::Transaction<'a>);
+
+impl Schema for PostgresSchema<'_> {
+    async fn current_version(&mut self) -> Result<i64> {
+        self.0
+            .batch_execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (
+                     version BIGINT PRIMARY KEY,
+                     name TEXT NOT NULL,
+                     applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+                 )",
+            )
+            .await
+            .map_err(store_error)?;
+        Ok(self
+            .0
             .query_one(
                 "SELECT COALESCE(MAX(version), 0)::BIGINT FROM schema_migrations",
                 &[],
             )
             .await
             .map_err(store_error)?
-            .get(0);
-        let known = migrations::latest(list);
-        if current > known {
-            return Err(Error::SchemaTooNew {
-                backend: BACKEND,
-                found: current,
-                known,
-            });
-        }
-        for m in list.iter().filter(|m| m.version > current) {
-            tx.batch_execute(m.sql)
-                .await
-                .map_err(|e| store_error(format!("migration {} ({}): {e}", m.version, m.name)))?;
-            tx.execute(
+            .get(0))
+    }
+
+    async fn apply(&mut self, step: Migration) -> Result<()> {
+        self.0.batch_execute(step.sql).await.map_err(store_error)?;
+        self.0
+            .execute(
                 "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
-                &[&m.version, &m.name],
+                &[&step.version, &step.name],
             )
             .await
             .map_err(store_error)?;
-            tracing::info!(
-                backend = BACKEND,
-                version = m.version,
-                name = m.name,
-                "migration applied"
-            );
-        }
-        tx.commit().await.map_err(store_error)
+        Ok(())
     }
 }
 
-fn decode(row: &tokio_postgres::Row) -> Result<MetricsSnapshot> {
-    let id: uuid::Uuid = row.try_get(0).map_err(store_error)?;
-    let created: i64 = row.try_get(3).map_err(store_error)?;
-    let sample: serde_json::Value = row.try_get(4).map_err(store_error)?;
-    Ok(MetricsSnapshot {
-        id: Id::from(id),
-        label: row.try_get(1).map_err(store_error)?,
-        note: row.try_get(2).map_err(store_error)?,
-        created_at_ms: u64::try_from(created).unwrap_or(0),
-        sample: serde_json::from_value(sample)
-            .map_err(|e| store_error(format!("snapshot {id} holds unreadable JSON: {e}")))?,
+fn get<'a, T: tokio_postgres::types::FromSql<'a>>(
+    row: &'a tokio_postgres::Row,
+    i: usize,
+) -> Result<T> {
+    row.try_get(i).map_err(store_error)
+}
+
+fn snapshot_row(row: &tokio_postgres::Row) -> Result<SnapshotRow> {
+    Ok(SnapshotRow {
+        id: Id::from(get::<uuid::Uuid>(row, 0)?),
+        label: get(row, 1)?,
+        note: get(row, 2)?,
+        created_at_ms: get(row, 3)?,
+        sample: get(row, 4)?,
     })
 }
 
-const TEST_COLUMNS: &str = "id, scenario_name, targets, status, created_at_ms, started_at_ms, finished_at_ms, scenario, progress, report, error";
+fn test_row(row: &tokio_postgres::Row) -> Result<TestRow> {
+    Ok(TestRow {
+        id: Id::from(get::<uuid::Uuid>(row, 0)?),
+        scenario_name: get(row, 1)?,
+        targets: get(row, 2)?,
+        status: get(row, 3)?,
+        created_at_ms: get(row, 4)?,
+        started_at_ms: get(row, 5)?,
+        finished_at_ms: get(row, 6)?,
+        scenario: get(row, 7)?,
+        progress: get(row, 8)?,
+        report: get(row, 9)?,
+        error: get(row, 10)?,
+    })
+}
 
-fn decode_profile(row: &tokio_postgres::Row) -> Result<ProfileRecord> {
-    let id: uuid::Uuid = row.try_get(0).map_err(store_error)?;
-    let number = |i: usize| -> Result<u64> {
-        let v: i64 = row.try_get(i).map_err(store_error)?;
-        Ok(u64::try_from(v).unwrap_or(0))
-    };
-    let frequency: Option<i32> = row.try_get(4).map_err(store_error)?;
-    Ok(ProfileRecord {
-        id: Id::from(id),
-        kind: row.try_get(1).map_err(store_error)?,
-        started_at_ms: number(2)?,
-        duration_ms: number(3)?,
-        frequency_hz: frequency.and_then(|f| u32::try_from(f).ok()),
-        pprof_bytes: number(5)?,
-        flamegraph_svg_bytes: number(6)?,
+/// [`PROFILE_COLUMNS`] and the two data sizes.
+fn profile_columns() -> String {
+    format!("{PROFILE_COLUMNS}, length(pprof)::BIGINT, length(flamegraph_svg)::BIGINT")
+}
+
+fn profile_row(row: &tokio_postgres::Row) -> Result<ProfileRow> {
+    Ok(ProfileRow {
+        id: Id::from(get::<uuid::Uuid>(row, 0)?),
+        kind: get(row, 1)?,
+        started_at_ms: get(row, 2)?,
+        duration_ms: get(row, 3)?,
+        frequency_hz: get::<Option<i32>>(row, 4)?.map(i64::from),
+        pprof_bytes: get(row, 5)?,
+        flamegraph_svg_bytes: get(row, 6)?,
+    })
+}
+
+fn scaling_event_row(row: &tokio_postgres::Row) -> Result<ScalingEventRow> {
+    Ok(ScalingEventRow {
+        id: Id::from(get::<uuid::Uuid>(row, 0)?),
+        at_ms: get(row, 1)?,
+        kind: get(row, 2)?,
+        from_replicas: get(row, 3)?,
+        to_replicas: get(row, 4)?,
+        reason: get(row, 5)?,
+        metrics: get(row, 6)?,
     })
 }
 
 /// Now in milliseconds by the database's clock: heartbeats written and
 /// judged by one clock, whatever the instances' clocks say.
 const DB_NOW_MS: &str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT";
-
-fn decode_test(row: &tokio_postgres::Row) -> Result<LoadTestRecord> {
-    let id: uuid::Uuid = row.try_get(0).map_err(store_error)?;
-    let ms = |v: i64| u64::try_from(v).unwrap_or(0);
-    let targets: String = row.try_get(2).map_err(store_error)?;
-    let status: String = row.try_get(3).map_err(store_error)?;
-    let progress: Option<serde_json::Value> = row.try_get(8).map_err(store_error)?;
-    let report: Option<serde_json::Value> = row.try_get(9).map_err(store_error)?;
-    let unreadable = |what: &'static str| {
-        move |e: serde_json::Error| store_error(format!("load test {id}: unreadable {what}: {e}"))
-    };
-    Ok(LoadTestRecord {
-        id: Id::from(id),
-        scenario_name: row.try_get(1).map_err(store_error)?,
-        targets: serde_json::from_str(&targets).map_err(unreadable("targets"))?,
-        status: status.parse().map_err(store_error)?,
-        created_at_ms: ms(row.try_get(4).map_err(store_error)?),
-        started_at_ms: row
-            .try_get::<_, Option<i64>>(5)
-            .map_err(store_error)?
-            .map(ms),
-        finished_at_ms: row
-            .try_get::<_, Option<i64>>(6)
-            .map_err(store_error)?
-            .map(ms),
-        scenario: row.try_get(7).map_err(store_error)?,
-        progress: progress
-            .map(serde_json::from_value)
-            .transpose()
-            .map_err(unreadable("progress"))?,
-        report: report
-            .map(serde_json::from_value)
-            .transpose()
-            .map_err(unreadable("report"))?,
-        error: row.try_get(10).map_err(store_error)?,
-    })
-}
-
-fn opt_ms(v: Option<u64>) -> Option<i64> {
-    v.map(|v| i64::try_from(v).unwrap_or(i64::MAX))
-}
-
-fn to_value<T: serde::Serialize>(value: &T) -> Result<serde_json::Value> {
-    serde_json::to_value(value).map_err(store_error)
-}
 
 #[async_trait]
 impl Store for PostgresStore {
@@ -242,135 +276,110 @@ impl Store for PostgresStore {
     }
 
     async fn insert_snapshot(&self, snapshot: &MetricsSnapshot) -> Result<()> {
-        let sample = serde_json::to_value(&snapshot.sample).map_err(store_error)?;
-        let created = i64::try_from(snapshot.created_at_ms).unwrap_or(i64::MAX);
-        self.client()
-            .await?
-            .execute(
-                "INSERT INTO metrics_snapshots (id, label, note, created_at_ms, sample) VALUES ($1, $2, $3, $4, $5)",
-                &[&snapshot.id.as_uuid(), &snapshot.label, &snapshot.note, &created, &sample],
-            )
-            .await
-            .map_err(store_error)?;
+        let row = SnapshotRow::encode(BACKEND, snapshot)?;
+        self.execute(
+            &format!(
+                "INSERT INTO metrics_snapshots ({SNAPSHOT_COLUMNS}) VALUES ($1, $2, $3, $4, $5)"
+            ),
+            &[
+                &row.id.as_uuid(),
+                &row.label,
+                &row.note,
+                &row.created_at_ms,
+                &row.sample,
+            ],
+        )
+        .await?;
         Ok(())
     }
 
     async fn get_snapshot(&self, id: Id) -> Result<Option<MetricsSnapshot>> {
         let row = self
-            .client()
-            .await?
             .query_opt(
-                "SELECT id, label, note, created_at_ms, sample FROM metrics_snapshots WHERE id = $1",
+                &format!("SELECT {SNAPSHOT_COLUMNS} FROM metrics_snapshots WHERE id = $1"),
                 &[&id.as_uuid()],
             )
-            .await
-            .map_err(store_error)?;
-        row.as_ref().map(decode).transpose()
+            .await?;
+        row.as_ref()
+            .map(|r| snapshot_row(r)?.decode(BACKEND))
+            .transpose()
     }
 
     async fn list_snapshots(&self, page: PageRequest) -> Result<Page<MetricsSnapshot>> {
-        let limit = i64::from(page.limit) + 1;
-        let client = self.client().await?;
-        let rows = match page.before {
-            Some(before) => {
-                client
-                    .query(
-                        "SELECT id, label, note, created_at_ms, sample FROM metrics_snapshots
-                         WHERE id < $1 ORDER BY id DESC LIMIT $2",
-                        &[&before.as_uuid(), &limit],
-                    )
-                    .await
-            }
-            None => {
-                client
-                    .query(
-                        "SELECT id, label, note, created_at_ms, sample FROM metrics_snapshots
-                         ORDER BY id DESC LIMIT $1",
-                        &[&limit],
-                    )
-                    .await
-            }
-        }
-        .map_err(store_error)?;
-        let items = rows.iter().map(decode).collect::<Result<Vec<_>>>()?;
-        Ok(into_page(items, page.limit, |s| s.id))
+        self.page(
+            &format!(
+                "SELECT {SNAPSHOT_COLUMNS} FROM metrics_snapshots
+                 WHERE ($1::UUID IS NULL OR id < $1) ORDER BY id DESC LIMIT $2"
+            ),
+            &[],
+            page,
+            |r| snapshot_row(r)?.decode(BACKEND),
+            |s| s.id,
+        )
+        .await
     }
 
     async fn delete_snapshot(&self, id: Id) -> Result<bool> {
         let n = self
-            .client()
-            .await?
             .execute(
                 "DELETE FROM metrics_snapshots WHERE id = $1",
                 &[&id.as_uuid()],
             )
-            .await
-            .map_err(store_error)?;
+            .await?;
         Ok(n > 0)
     }
 
     async fn insert_load_test(&self, test: &LoadTestRecord, owner: &str) -> Result<()> {
-        let targets = serde_json::to_string(&test.targets).map_err(store_error)?;
-        let created = i64::try_from(test.created_at_ms).unwrap_or(i64::MAX);
-        let progress = test.progress.as_ref().map(to_value).transpose()?;
-        let report = test.report.as_ref().map(to_value).transpose()?;
-        self.client()
-            .await?
-            .execute(
+        let row = TestRow::encode(BACKEND, test)?;
+        self.execute(
                 &format!("INSERT INTO load_tests ({TEST_COLUMNS}, owner, heartbeat_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, {DB_NOW_MS})"),
                 &[
-                    &test.id.as_uuid(),
-                    &test.scenario_name,
-                    &targets,
-                    &test.status.as_str(),
-                    &created,
-                    &opt_ms(test.started_at_ms),
-                    &opt_ms(test.finished_at_ms),
-                    &test.scenario,
-                    &progress,
-                    &report,
-                    &test.error,
+                    &row.id.as_uuid(),
+                    &row.scenario_name,
+                    &row.targets,
+                    &row.status,
+                    &row.created_at_ms,
+                    &row.started_at_ms,
+                    &row.finished_at_ms,
+                    &row.scenario,
+                    &row.progress,
+                    &row.report,
+                    &row.error,
                     &owner,
                 ],
             )
-            .await
-            .map_err(store_error)?;
+            .await?;
         Ok(())
     }
 
     async fn save_load_test(&self, test: &LoadTestRecord) -> Result<()> {
-        let progress = test.progress.as_ref().map(to_value).transpose()?;
-        let report = test.report.as_ref().map(to_value).transpose()?;
-        self.client()
-            .await?
-            .execute(
+        let row = TestRow::encode(BACKEND, test)?;
+        self.execute(
                 "UPDATE load_tests SET status = $2, started_at_ms = $3, finished_at_ms = $4, progress = $5, report = $6, error = $7 WHERE id = $1",
                 &[
-                    &test.id.as_uuid(),
-                    &test.status.as_str(),
-                    &opt_ms(test.started_at_ms),
-                    &opt_ms(test.finished_at_ms),
-                    &progress,
-                    &report,
-                    &test.error,
+                    &row.id.as_uuid(),
+                    &row.status,
+                    &row.started_at_ms,
+                    &row.finished_at_ms,
+                    &row.progress,
+                    &row.report,
+                    &row.error,
                 ],
             )
-            .await
-            .map_err(store_error)?;
+            .await?;
         Ok(())
     }
 
     async fn get_load_test(&self, id: Id) -> Result<Option<LoadTestRecord>> {
         let row = self
-            .client()
-            .await?
             .query_opt(
                 &format!("SELECT {TEST_COLUMNS} FROM load_tests WHERE id = $1"),
                 &[&id.as_uuid()],
             )
-            .await
-            .map_err(store_error)?;
-        row.as_ref().map(decode_test).transpose()
+            .await?;
+        row.as_ref()
+            .map(|r| test_row(r)?.decode(BACKEND))
+            .transpose()
     }
 
     async fn list_load_tests(
@@ -378,36 +387,28 @@ impl Store for PostgresStore {
         filter: &TestFilter,
         page: PageRequest,
     ) -> Result<Page<LoadTestRecord>> {
-        let limit = i64::from(page.limit) + 1;
-        let before = page.before.map(|b| b.as_uuid());
-        let target = filter
-            .target
-            .as_ref()
-            .map(|t| format!("%{}%", serde_json::to_string(t).unwrap_or_default()));
+        let target = codec::target_pattern(filter);
         let status = filter.status.map(TestStatus::as_str);
-        let rows = self
-            .client()
-            .await?
-            .query(
-                "SELECT id, scenario_name, targets, status, created_at_ms, started_at_ms, finished_at_ms, scenario, progress, NULL::JSONB, error
-                 FROM load_tests
-                 WHERE ($1::UUID IS NULL OR id < $1) AND ($2::TEXT IS NULL OR scenario_name = $2)
-                   AND ($3::TEXT IS NULL OR targets LIKE $3) AND ($4::TEXT IS NULL OR status = $4)
+        self.page(
+            &format!(
+                "SELECT {} FROM load_tests
+                 WHERE ($1::TEXT IS NULL OR scenario_name = $1) AND ($2::TEXT IS NULL OR targets LIKE $2)
+                   AND ($3::TEXT IS NULL OR status = $3) AND ($4::UUID IS NULL OR id < $4)
                  ORDER BY id DESC LIMIT $5",
-                &[&before, &filter.scenario, &target, &status, &limit],
-            )
-            .await
-            .map_err(store_error)?;
-        let items = rows.iter().map(decode_test).collect::<Result<Vec<_>>>()?;
-        Ok(into_page(items, page.limit, |t| t.id))
+                codec::test_summary_columns("NULL::JSONB")
+            ),
+            &[&filter.scenario, &target, &status],
+            page,
+            |r| test_row(r)?.decode(BACKEND),
+            |t| t.id,
+        )
+        .await
     }
 
     async fn interrupt_unfinished(&self, owner: Option<&str>, stale_after_ms: u64) -> Result<u64> {
-        let now = i64::try_from(perf_core::unix_millis()).unwrap_or(i64::MAX);
-        let stale = i64::try_from(stale_after_ms).unwrap_or(i64::MAX);
-        self.client()
-            .await?
-            .execute(
+        let now = codec::sql_ms(perf_core::unix_millis());
+        let stale = codec::sql_ms(stale_after_ms);
+        self.execute(
                 &format!(
                     "UPDATE load_tests SET status = 'interrupted', finished_at_ms = $1
                      WHERE status IN ('queued', 'running')
@@ -416,7 +417,6 @@ impl Store for PostgresStore {
                 &[&now, &owner, &stale],
             )
             .await
-            .map_err(store_error)
     }
 
     async fn heartbeat(&self, owner: &str, ids: &[Id]) -> Result<Vec<Id>> {
@@ -446,208 +446,136 @@ impl Store for PostgresStore {
 
     async fn request_cancel(&self, id: Id) -> Result<bool> {
         let n = self
-            .client()
-            .await?
             .execute(
                 "UPDATE load_tests SET cancel_requested = TRUE WHERE id = $1 AND status IN ('queued', 'running')",
                 &[&id.as_uuid()],
             )
-            .await
-            .map_err(store_error)?;
+            .await?;
         Ok(n > 0)
     }
 
     async fn prune(&self, kind: Retained, keep: u64, older_than_ms: u64) -> Result<u64> {
         let (table, at, finished) = kind.table();
-        let keep = i64::try_from(keep).unwrap_or(i64::MAX);
-        let before = i64::try_from(older_than_ms).unwrap_or(i64::MAX);
-        self.client()
-            .await?
-            .execute(
-                &format!(
-                    "DELETE FROM {table} WHERE {finished} AND ({at} < $1 OR id IN
+        let keep = codec::sql_ms(keep);
+        let before = codec::sql_ms(older_than_ms);
+        self.execute(
+            &format!(
+                "DELETE FROM {table} WHERE {finished} AND ({at} < $1 OR id IN
                        (SELECT id FROM {table} WHERE {finished} ORDER BY id DESC OFFSET $2))"
-                ),
-                &[&before, &keep],
-            )
-            .await
-            .map_err(store_error)
+            ),
+            &[&before, &keep],
+        )
+        .await
     }
 
     async fn delete_profile(&self, id: Id) -> Result<bool> {
         let n = self
-            .client()
-            .await?
             .execute("DELETE FROM profiles WHERE id = $1", &[&id.as_uuid()])
-            .await
-            .map_err(store_error)?;
+            .await?;
         Ok(n > 0)
     }
 
     async fn insert_profile(&self, profile: &ProfileData) -> Result<()> {
-        let r = &profile.record;
-        let frequency = r.frequency_hz.map(|f| i32::try_from(f).unwrap_or(i32::MAX));
-        self.client()
-            .await?
-            .execute(
-                "INSERT INTO profiles (id, kind, started_at_ms, duration_ms, frequency_hz, pprof, flamegraph_svg)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        let row = ProfileRow::encode(&profile.record);
+        let frequency = row
+            .frequency_hz
+            .map(|f| i32::try_from(f).unwrap_or(i32::MAX));
+        self.execute(
+                &format!("INSERT INTO profiles ({PROFILE_COLUMNS}, pprof, flamegraph_svg) VALUES ($1, $2, $3, $4, $5, $6, $7)"),
                 &[
-                    &r.id.as_uuid(),
-                    &r.kind,
-                    &i64::try_from(r.started_at_ms).unwrap_or(i64::MAX),
-                    &i64::try_from(r.duration_ms).unwrap_or(i64::MAX),
+                    &row.id.as_uuid(),
+                    &row.kind,
+                    &row.started_at_ms,
+                    &row.duration_ms,
                     &frequency,
                     &profile.pprof,
                     &profile.flamegraph_svg,
                 ],
             )
-            .await
-            .map_err(store_error)?;
+            .await?;
         Ok(())
     }
 
     async fn list_profiles(&self, page: PageRequest) -> Result<Page<ProfileRecord>> {
-        let limit = i64::from(page.limit) + 1;
-        let client = self.client().await?;
-        let columns = "id, kind, started_at_ms, duration_ms, frequency_hz, length(pprof)::bigint, length(flamegraph_svg)::bigint";
-        let rows =
-            match page.before {
-                Some(before) => client
-                    .query(
-                        &format!(
-                            "SELECT {columns} FROM profiles WHERE id < $1 ORDER BY id DESC LIMIT $2"
-                        ),
-                        &[&before.as_uuid(), &limit],
-                    )
-                    .await,
-                None => {
-                    client
-                        .query(
-                            &format!("SELECT {columns} FROM profiles ORDER BY id DESC LIMIT $1"),
-                            &[&limit],
-                        )
-                        .await
-                }
-            }
-            .map_err(store_error)?;
-        let items = rows
-            .iter()
-            .map(decode_profile)
-            .collect::<Result<Vec<_>>>()?;
-        Ok(into_page(items, page.limit, |p| p.id))
+        self.page(
+            &format!(
+                "SELECT {} FROM profiles WHERE ($1::UUID IS NULL OR id < $1) ORDER BY id DESC LIMIT $2",
+                profile_columns()
+            ),
+            &[],
+            page,
+            |r| Ok(profile_row(r)?.decode()),
+            |p| p.id,
+        )
+        .await
     }
 
     async fn get_profile(&self, id: Id) -> Result<Option<ProfileData>> {
         let row = self
-            .client()
-            .await?
             .query_opt(
-                "SELECT id, kind, started_at_ms, duration_ms, frequency_hz, length(pprof)::bigint, length(flamegraph_svg)::bigint, pprof, flamegraph_svg
-                 FROM profiles WHERE id = $1",
+                &format!(
+                    "SELECT {}, pprof, flamegraph_svg FROM profiles WHERE id = $1",
+                    profile_columns()
+                ),
                 &[&id.as_uuid()],
             )
-            .await
-            .map_err(store_error)?;
+            .await?;
         row.map(|row| {
             Ok(ProfileData {
-                record: decode_profile(&row)?,
-                pprof: row.try_get(7).map_err(store_error)?,
-                flamegraph_svg: row.try_get(8).map_err(store_error)?,
+                record: profile_row(&row)?.decode(),
+                pprof: get(&row, 7)?,
+                flamegraph_svg: get(&row, 8)?,
             })
         })
         .transpose()
     }
 
     async fn insert_scaling_event(&self, e: &ScalingEventRecord) -> Result<()> {
-        let metrics = serde_json::to_value(&e.event.metrics).map_err(store_error)?;
-        self.client()
-            .await?
-            .execute(
-                "INSERT INTO scaling_events (id, at_ms, kind, from_replicas, to_replicas, reason, metrics)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        let row = ScalingEventRow::encode(BACKEND, e)?;
+        self.execute(
+                &format!("INSERT INTO scaling_events ({SCALING_EVENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"),
                 &[
-                    &e.id.as_uuid(),
-                    &i64::try_from(e.event.at_ms).unwrap_or(i64::MAX),
-                    &e.event.kind,
-                    &i64::from(e.event.from),
-                    &i64::from(e.event.to),
-                    &e.event.reason,
-                    &metrics,
+                    &row.id.as_uuid(),
+                    &row.at_ms,
+                    &row.kind,
+                    &row.from_replicas,
+                    &row.to_replicas,
+                    &row.reason,
+                    &row.metrics,
                 ],
             )
-            .await
-            .map_err(store_error)?;
+            .await?;
         Ok(())
     }
 
     async fn list_scaling_events(&self, page: PageRequest) -> Result<Page<ScalingEventRecord>> {
-        let limit = i64::from(page.limit) + 1;
-        let client = self.client().await?;
-        let columns = "id, at_ms, kind, from_replicas, to_replicas, reason, metrics";
-        let rows = match page.before {
-            Some(before) => {
-                client
-                    .query(
-                        &format!("SELECT {columns} FROM scaling_events WHERE id < $1 ORDER BY id DESC LIMIT $2"),
-                        &[&before.as_uuid(), &limit],
-                    )
-                    .await
-            }
-            None => {
-                client
-                    .query(
-                        &format!("SELECT {columns} FROM scaling_events ORDER BY id DESC LIMIT $1"),
-                        &[&limit],
-                    )
-                    .await
-            }
-        }
-        .map_err(store_error)?;
-        let items = rows
-            .iter()
-            .map(|row| {
-                let id: uuid::Uuid = row.try_get(0).map_err(store_error)?;
-                let at: i64 = row.try_get(1).map_err(store_error)?;
-                let from: i64 = row.try_get(3).map_err(store_error)?;
-                let to: i64 = row.try_get(4).map_err(store_error)?;
-                let metrics: serde_json::Value = row.try_get(6).map_err(store_error)?;
-                Ok(ScalingEventRecord {
-                    id: Id::from(id),
-                    event: perf_scaling::ScalingEvent {
-                        at_ms: u64::try_from(at).unwrap_or(0),
-                        kind: row.try_get(2).map_err(store_error)?,
-                        from: u32::try_from(from).unwrap_or(0),
-                        to: u32::try_from(to).unwrap_or(0),
-                        reason: row.try_get(5).map_err(store_error)?,
-                        metrics: serde_json::from_value(metrics).map_err(store_error)?,
-                    },
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(into_page(items, page.limit, |e| e.id))
+        self.page(
+            &format!(
+                "SELECT {SCALING_EVENT_COLUMNS} FROM scaling_events
+                 WHERE ($1::UUID IS NULL OR id < $1) ORDER BY id DESC LIMIT $2"
+            ),
+            &[],
+            page,
+            |r| scaling_event_row(r)?.decode(BACKEND),
+            |e| e.id,
+        )
+        .await
     }
 
     async fn put_scaling_state(&self, key: &str, value: &str) -> Result<()> {
-        self.client()
-            .await?
-            .execute(
-                "INSERT INTO scaling_state (key, value) VALUES ($1, $2)
+        self.execute(
+            "INSERT INTO scaling_state (key, value) VALUES ($1, $2)
                  ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                &[&key, &value],
-            )
-            .await
-            .map_err(store_error)?;
+            &[&key, &value],
+        )
+        .await?;
         Ok(())
     }
 
     async fn get_scaling_state(&self, key: &str) -> Result<Option<String>> {
         let row = self
-            .client()
-            .await?
             .query_opt("SELECT value FROM scaling_state WHERE key = $1", &[&key])
-            .await
-            .map_err(store_error)?;
+            .await?;
         row.map(|r| r.try_get(0).map_err(store_error)).transpose()
     }
 

@@ -3,9 +3,14 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use perf_core::Id;
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ValueRef};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::migrations::{self, Migration};
+use super::codec::{
+    self, PROFILE_COLUMNS, ProfileRow, SCALING_EVENT_COLUMNS, SNAPSHOT_COLUMNS, ScalingEventRow,
+    SnapshotRow, TEST_COLUMNS, TestRow,
+};
+use super::migrations::{self, Migration, Schema};
 use super::{
     LoadTestRecord, MetricsSnapshot, Page, PageRequest, ProfileData, ProfileRecord, Retained,
     ScalingEventRecord, Store, TestFilter, TestStatus, into_page,
@@ -15,10 +20,7 @@ use crate::{Error, Result};
 const BACKEND: &str = "sqlite";
 
 fn store_error(e: impl std::fmt::Display) -> Error {
-    Error::Store {
-        backend: BACKEND,
-        message: e.to_string(),
-    }
+    codec::store_error(BACKEND, e)
 }
 
 /// The embedded store: one SQLite file, WAL journal, `synchronous=FULL`.
@@ -34,9 +36,11 @@ impl SqliteStore {
     /// Opens (creating the file and its directory if needed) and migrates.
     pub async fn open(path: &Path) -> Result<Self> {
         let path = path.to_owned();
-        tokio::task::spawn_blocking(move || Self::open_blocking(&path))
+        let store = tokio::task::spawn_blocking(move || Self::open_blocking(&path))
             .await
-            .map_err(store_error)?
+            .map_err(store_error)??;
+        migrations::run(BACKEND, &mut SqliteSchema(&store), migrations::SQLITE).await?;
+        Ok(store)
     }
 
     fn open_blocking(path: &Path) -> Result<Self> {
@@ -48,7 +52,7 @@ impl SqliteStore {
                 ))
             })?;
         }
-        let mut conn = Connection::open(path)
+        let conn = Connection::open(path)
             .map_err(|e| store_error(format!("cannot open {}: {e}", path.display())))?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(store_error)?;
@@ -58,7 +62,6 @@ impl SqliteStore {
             .map_err(store_error)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(store_error)?;
-        migrate(&mut conn, migrations::SQLITE)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
         })
@@ -80,187 +83,198 @@ impl SqliteStore {
         .await
         .map_err(store_error)?
     }
+
+    /// Reads the rows of `sql` (whose last two parameters are the page's
+    /// cursor and size) into a page, newest first.
+    async fn page<T, R>(
+        &self,
+        sql: String,
+        filters: Vec<rusqlite::types::Value>,
+        page: PageRequest,
+        read: fn(&rusqlite::Row<'_>) -> rusqlite::Result<R>,
+        decode: fn(R) -> Result<T>,
+        id: fn(&T) -> Id,
+    ) -> Result<Page<T>>
+    where
+        R: Send + 'static,
+    {
+        let rows = self
+            .with(move |c| {
+                // Ids are UUID v7 in lowercase hex: text order is creation
+                // order, and "g" sorts after every one of them.
+                let before = page
+                    .before
+                    .map_or_else(|| "g".to_owned(), |id| id.to_string());
+                let mut values = filters;
+                values.push(before.into());
+                values.push((i64::from(page.limit) + 1).into());
+                let mut stmt = c.prepare_cached(&sql).map_err(store_error)?;
+                let rows = stmt
+                    .query_map(rusqlite::params_from_iter(values), read)
+                    .map_err(store_error)?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+                    .map_err(store_error)?;
+                Ok(rows)
+            })
+            .await?;
+        let items = rows.into_iter().map(decode).collect::<Result<Vec<_>>>()?;
+        Ok(into_page(items, page.limit, id))
+    }
 }
 
-fn migrate(conn: &mut Connection, list: &[Migration]) -> Result<()> {
-    conn.execute_batch(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (
-             version INTEGER PRIMARY KEY NOT NULL,
-             name TEXT NOT NULL,
-             applied_at_ms INTEGER NOT NULL
-         )",
-    )
-    .map_err(store_error)?;
-    let current: i64 = conn
-        .query_row(
-            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
-            [],
-            |r| r.get(0),
-        )
-        .map_err(store_error)?;
-    let known = migrations::latest(list);
-    if current > known {
-        return Err(Error::SchemaTooNew {
-            backend: BACKEND,
-            found: current,
-            known,
-        });
+/// The migration driver's view of the file: each step in its own transaction.
+struct SqliteSchema<'a>(&'a SqliteStore);
+
+impl Schema for SqliteSchema<'_> {
+    async fn current_version(&mut self) -> Result<i64> {
+        self.0
+            .with(|c| {
+                c.execute_batch(
+                    "CREATE TABLE IF NOT EXISTS schema_migrations (
+                         version INTEGER PRIMARY KEY NOT NULL,
+                         name TEXT NOT NULL,
+                         applied_at_ms INTEGER NOT NULL
+                     )",
+                )
+                .map_err(store_error)?;
+                c.query_row(
+                    "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(store_error)
+            })
+            .await
     }
-    for m in list.iter().filter(|m| m.version > current) {
-        let tx = conn.transaction().map_err(store_error)?;
-        tx.execute_batch(m.sql)
-            .map_err(|e| store_error(format!("migration {} ({}): {e}", m.version, m.name)))?;
-        tx.execute(
-            "INSERT INTO schema_migrations (version, name, applied_at_ms) VALUES (?1, ?2, ?3)",
-            params![m.version, m.name, now_ms()],
-        )
-        .map_err(store_error)?;
-        tx.commit().map_err(store_error)?;
-        tracing::info!(
-            backend = BACKEND,
-            version = m.version,
-            name = m.name,
-            "migration applied"
-        );
+
+    async fn apply(&mut self, step: Migration) -> Result<()> {
+        self.0
+            .with(move |c| {
+                let tx = c.transaction().map_err(store_error)?;
+                tx.execute_batch(step.sql).map_err(store_error)?;
+                tx.execute(
+                    "INSERT INTO schema_migrations (version, name, applied_at_ms) VALUES (?1, ?2, ?3)",
+                    params![step.version, step.name, now_ms()],
+                )
+                .map_err(store_error)?;
+                tx.commit().map_err(store_error)
+            })
+            .await
     }
-    Ok(())
 }
 
 fn now_ms() -> i64 {
-    i64::try_from(perf_core::unix_millis()).unwrap_or(i64::MAX)
+    codec::sql_ms(perf_core::unix_millis())
 }
 
-fn row_to_snapshot(
-    row: &rusqlite::Row<'_>,
-) -> rusqlite::Result<(String, String, Option<String>, i64, String)> {
-    Ok((
-        row.get(0)?,
-        row.get(1)?,
-        row.get(2)?,
-        row.get(3)?,
-        row.get(4)?,
-    ))
+/// An id as SQLite keeps it: lowercase text.
+struct TextId(Id);
+
+impl FromSql for TextId {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        value
+            .as_str()?
+            .parse()
+            .map(Self)
+            .map_err(|e| FromSqlError::Other(Box::new(e)))
+    }
 }
 
-fn decode(raw: (String, String, Option<String>, i64, String)) -> Result<MetricsSnapshot> {
-    let (id, label, note, created_at_ms, sample) = raw;
-    Ok(MetricsSnapshot {
-        id: id.parse().map_err(store_error)?,
-        label,
-        note,
-        created_at_ms: u64::try_from(created_at_ms).unwrap_or(0),
-        sample: serde_json::from_str(&sample)
-            .map_err(|e| store_error(format!("snapshot {id} holds unreadable JSON: {e}")))?,
+/// A JSON column as SQLite keeps it: text.
+struct JsonText(serde_json::Value);
+
+impl FromSql for JsonText {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        serde_json::from_str(value.as_str()?)
+            .map(Self)
+            .map_err(|e| FromSqlError::Other(Box::new(e)))
+    }
+}
+
+fn id_at(row: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Id> {
+    Ok(row.get::<_, TextId>(i)?.0)
+}
+
+fn json_at(row: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<serde_json::Value> {
+    Ok(opt_json_at(row, i)?.unwrap_or(serde_json::Value::Null))
+}
+
+/// A nullable JSON column; text that is not JSON is an error that names
+/// the column.
+fn opt_json_at(row: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Option<serde_json::Value>> {
+    match row.get::<_, Option<JsonText>>(i) {
+        Ok(value) => Ok(value.map(|j| j.0)),
+        Err(rusqlite::Error::FromSqlConversionFailure(_, kind, e)) => {
+            let column = row.as_ref().column_name(i).unwrap_or("?").to_owned();
+            Err(rusqlite::Error::FromSqlConversionFailure(
+                i,
+                kind,
+                Box::new(std::io::Error::other(format!(
+                    "column {column} holds unreadable JSON: {e}"
+                ))),
+            ))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn snapshot_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<SnapshotRow> {
+    Ok(SnapshotRow {
+        id: id_at(row, 0)?,
+        label: row.get(1)?,
+        note: row.get(2)?,
+        created_at_ms: row.get(3)?,
+        sample: json_at(row, 4)?,
     })
 }
-
-type ProfileRow = (String, String, i64, i64, Option<u32>, i64, i64);
-
-fn profile_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ProfileRow> {
-    Ok((
-        row.get(0)?,
-        row.get(1)?,
-        row.get(2)?,
-        row.get(3)?,
-        row.get(4)?,
-        row.get(5)?,
-        row.get(6)?,
-    ))
-}
-
-fn decode_profile(raw: ProfileRow) -> Result<ProfileRecord> {
-    let (id, kind, started, duration, frequency_hz, pprof, svg) = raw;
-    Ok(ProfileRecord {
-        id: id.parse().map_err(store_error)?,
-        kind,
-        started_at_ms: u64::try_from(started).unwrap_or(0),
-        duration_ms: u64::try_from(duration).unwrap_or(0),
-        frequency_hz,
-        pprof_bytes: u64::try_from(pprof).unwrap_or(0),
-        flamegraph_svg_bytes: u64::try_from(svg).unwrap_or(0),
-    })
-}
-
-const TEST_COLUMNS: &str = "id, scenario_name, targets, status, created_at_ms, started_at_ms, finished_at_ms, scenario, progress, report, error";
-
-type TestRow = (
-    String,
-    String,
-    String,
-    String,
-    i64,
-    Option<i64>,
-    Option<i64>,
-    String,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-);
 
 fn test_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<TestRow> {
-    Ok((
-        row.get(0)?,
-        row.get(1)?,
-        row.get(2)?,
-        row.get(3)?,
-        row.get(4)?,
-        row.get(5)?,
-        row.get(6)?,
-        row.get(7)?,
-        row.get(8)?,
-        row.get(9)?,
-        row.get(10)?,
-    ))
-}
-
-fn decode_test(raw: TestRow) -> Result<LoadTestRecord> {
-    let (
-        id,
-        scenario_name,
-        targets,
-        status,
-        created,
-        started,
-        finished,
-        scenario,
-        progress,
-        report,
-        error,
-    ) = raw;
-    let json = |what: &str, text: &str| -> Result<serde_json::Value> {
-        serde_json::from_str(text)
-            .map_err(|e| store_error(format!("load test {id}: unreadable {what}: {e}")))
-    };
-    let ms = |v: i64| u64::try_from(v).unwrap_or(0);
-    Ok(LoadTestRecord {
-        id: id.parse().map_err(store_error)?,
-        scenario_name,
-        targets: serde_json::from_value(json("targets", &targets)?).map_err(store_error)?,
-        status: status.parse().map_err(store_error)?,
-        created_at_ms: ms(created),
-        started_at_ms: started.map(ms),
-        finished_at_ms: finished.map(ms),
-        scenario: json("scenario", &scenario)?,
-        progress: progress
-            .map(|p| {
-                json("progress", &p).and_then(|v| serde_json::from_value(v).map_err(store_error))
-            })
-            .transpose()?,
-        report: report
-            .map(|r| {
-                json("report", &r).and_then(|v| serde_json::from_value(v).map_err(store_error))
-            })
-            .transpose()?,
-        error,
+    Ok(TestRow {
+        id: id_at(row, 0)?,
+        scenario_name: row.get(1)?,
+        targets: row.get(2)?,
+        status: row.get(3)?,
+        created_at_ms: row.get(4)?,
+        started_at_ms: row.get(5)?,
+        finished_at_ms: row.get(6)?,
+        scenario: json_at(row, 7)?,
+        progress: opt_json_at(row, 8)?,
+        report: opt_json_at(row, 9)?,
+        error: row.get(10)?,
     })
 }
 
-fn opt_ms(v: Option<u64>) -> Option<i64> {
-    v.map(|v| i64::try_from(v).unwrap_or(i64::MAX))
+/// [`PROFILE_COLUMNS`] and the two data sizes.
+fn profile_columns() -> String {
+    format!("{PROFILE_COLUMNS}, length(pprof), length(flamegraph_svg)")
 }
 
-fn to_json<T: serde::Serialize>(value: &T) -> Result<String> {
-    serde_json::to_string(value).map_err(store_error)
+fn profile_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ProfileRow> {
+    Ok(ProfileRow {
+        id: id_at(row, 0)?,
+        kind: row.get(1)?,
+        started_at_ms: row.get(2)?,
+        duration_ms: row.get(3)?,
+        frequency_hz: row.get(4)?,
+        pprof_bytes: row.get(5)?,
+        flamegraph_svg_bytes: row.get(6)?,
+    })
+}
+
+fn scaling_event_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ScalingEventRow> {
+    Ok(ScalingEventRow {
+        id: id_at(row, 0)?,
+        at_ms: row.get(1)?,
+        kind: row.get(2)?,
+        from_replicas: row.get(3)?,
+        to_replicas: row.get(4)?,
+        reason: row.get(5)?,
+        metrics: json_at(row, 6)?,
+    })
+}
+
+fn text(value: &serde_json::Value) -> String {
+    value.to_string()
 }
 
 #[async_trait]
@@ -287,17 +301,18 @@ impl Store for SqliteStore {
     }
 
     async fn insert_snapshot(&self, snapshot: &MetricsSnapshot) -> Result<()> {
-        let sample = serde_json::to_string(&snapshot.sample).map_err(store_error)?;
-        let snapshot = snapshot.clone();
+        let row = SnapshotRow::encode(BACKEND, snapshot)?;
         self.with(move |c| {
             c.execute(
-                "INSERT INTO metrics_snapshots (id, label, note, created_at_ms, sample) VALUES (?1, ?2, ?3, ?4, ?5)",
+                &format!(
+                    "INSERT INTO metrics_snapshots ({SNAPSHOT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5)"
+                ),
                 params![
-                    snapshot.id.to_string(),
-                    snapshot.label,
-                    snapshot.note,
-                    i64::try_from(snapshot.created_at_ms).unwrap_or(i64::MAX),
-                    sample
+                    row.id.to_string(),
+                    row.label,
+                    row.note,
+                    row.created_at_ms,
+                    text(&row.sample)
                 ],
             )
             .map_err(store_error)?;
@@ -307,43 +322,32 @@ impl Store for SqliteStore {
     }
 
     async fn get_snapshot(&self, id: Id) -> Result<Option<MetricsSnapshot>> {
-        let raw = self
+        let row = self
             .with(move |c| {
                 c.query_row(
-                    "SELECT id, label, note, created_at_ms, sample FROM metrics_snapshots WHERE id = ?1",
+                    &format!("SELECT {SNAPSHOT_COLUMNS} FROM metrics_snapshots WHERE id = ?1"),
                     params![id.to_string()],
-                    row_to_snapshot,
+                    snapshot_row,
                 )
                 .optional()
                 .map_err(store_error)
             })
             .await?;
-        raw.map(decode).transpose()
+        row.map(|r| r.decode(BACKEND)).transpose()
     }
 
     async fn list_snapshots(&self, page: PageRequest) -> Result<Page<MetricsSnapshot>> {
-        let rows = self
-            .with(move |c| {
-                // Ids are UUID v7 in lowercase hex: text order is creation order.
-                let before = page
-                    .before
-                    .map_or_else(|| "g".to_owned(), |id| id.to_string());
-                let mut stmt = c
-                    .prepare_cached(
-                        "SELECT id, label, note, created_at_ms, sample FROM metrics_snapshots
-                         WHERE id < ?1 ORDER BY id DESC LIMIT ?2",
-                    )
-                    .map_err(store_error)?;
-                let rows = stmt
-                    .query_map(params![before, i64::from(page.limit) + 1], row_to_snapshot)
-                    .map_err(store_error)?
-                    .collect::<rusqlite::Result<Vec<_>>>()
-                    .map_err(store_error)?;
-                Ok(rows)
-            })
-            .await?;
-        let items = rows.into_iter().map(decode).collect::<Result<Vec<_>>>()?;
-        Ok(into_page(items, page.limit, |s| s.id))
+        self.page(
+            format!(
+                "SELECT {SNAPSHOT_COLUMNS} FROM metrics_snapshots WHERE id < ?1 ORDER BY id DESC LIMIT ?2"
+            ),
+            Vec::new(),
+            page,
+            snapshot_row,
+            |r| r.decode(BACKEND),
+            |s| s.id,
+        )
+        .await
     }
 
     async fn delete_snapshot(&self, id: Id) -> Result<bool> {
@@ -360,23 +364,25 @@ impl Store for SqliteStore {
 
     async fn insert_load_test(&self, test: &LoadTestRecord, owner: &str) -> Result<()> {
         let owner = owner.to_owned();
-        let values = (
-            test.id.to_string(),
-            test.scenario_name.clone(),
-            to_json(&test.targets)?,
-            test.status.as_str(),
-            i64::try_from(test.created_at_ms).unwrap_or(i64::MAX),
-            opt_ms(test.started_at_ms),
-            opt_ms(test.finished_at_ms),
-            to_json(&test.scenario)?,
-            test.progress.as_ref().map(to_json).transpose()?,
-            test.report.as_ref().map(to_json).transpose()?,
-            test.error.clone(),
-        );
+        let row = TestRow::encode(BACKEND, test)?;
         self.with(move |c| {
             c.execute(
                 &format!("INSERT INTO load_tests ({TEST_COLUMNS}, owner, heartbeat_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"),
-                params![values.0, values.1, values.2, values.3, values.4, values.5, values.6, values.7, values.8, values.9, values.10, owner, now_ms()],
+                params![
+                    row.id.to_string(),
+                    row.scenario_name,
+                    row.targets,
+                    row.status,
+                    row.created_at_ms,
+                    row.started_at_ms,
+                    row.finished_at_ms,
+                    text(&row.scenario),
+                    row.progress.as_ref().map(text),
+                    row.report.as_ref().map(text),
+                    row.error,
+                    owner,
+                    now_ms()
+                ],
             )
             .map_err(store_error)?;
             Ok(())
@@ -385,16 +391,19 @@ impl Store for SqliteStore {
     }
 
     async fn save_load_test(&self, test: &LoadTestRecord) -> Result<()> {
-        let id = test.id.to_string();
-        let status = test.status.as_str();
-        let (started, finished) = (opt_ms(test.started_at_ms), opt_ms(test.finished_at_ms));
-        let progress = test.progress.as_ref().map(to_json).transpose()?;
-        let report = test.report.as_ref().map(to_json).transpose()?;
-        let error = test.error.clone();
+        let row = TestRow::encode(BACKEND, test)?;
         self.with(move |c| {
             c.execute(
                 "UPDATE load_tests SET status = ?2, started_at_ms = ?3, finished_at_ms = ?4, progress = ?5, report = ?6, error = ?7 WHERE id = ?1",
-                params![id, status, started, finished, progress, report, error],
+                params![
+                    row.id.to_string(),
+                    row.status,
+                    row.started_at_ms,
+                    row.finished_at_ms,
+                    row.progress.as_ref().map(text),
+                    row.report.as_ref().map(text),
+                    row.error
+                ],
             )
             .map_err(store_error)?;
             Ok(())
@@ -403,7 +412,7 @@ impl Store for SqliteStore {
     }
 
     async fn get_load_test(&self, id: Id) -> Result<Option<LoadTestRecord>> {
-        let raw = self
+        let row = self
             .with(move |c| {
                 c.query_row(
                     &format!("SELECT {TEST_COLUMNS} FROM load_tests WHERE id = ?1"),
@@ -414,7 +423,7 @@ impl Store for SqliteStore {
                 .map_err(store_error)
             })
             .await?;
-        raw.map(decode_test).transpose()
+        row.map(|r| r.decode(BACKEND)).transpose()
     }
 
     async fn list_load_tests(
@@ -422,41 +431,37 @@ impl Store for SqliteStore {
         filter: &TestFilter,
         page: PageRequest,
     ) -> Result<Page<LoadTestRecord>> {
-        let filter = filter.clone();
-        let rows = self
-            .with(move |c| {
-                let before = page.before.map_or_else(|| "g".to_owned(), |id| id.to_string());
-                let target = filter.target.map(|t| format!("%{}%", serde_json::to_string(&t).unwrap_or_default()));
-                let mut stmt = c
-                    .prepare_cached(
-                        "SELECT id, scenario_name, targets, status, created_at_ms, started_at_ms, finished_at_ms, scenario, progress, NULL, error
-                         FROM load_tests
-                         WHERE id < ?1 AND (?2 IS NULL OR scenario_name = ?2) AND (?3 IS NULL OR targets LIKE ?3) AND (?4 IS NULL OR status = ?4)
-                         ORDER BY id DESC LIMIT ?5",
-                    )
-                    .map_err(store_error)?;
-                let rows = stmt
-                    .query_map(
-                        params![before, filter.scenario, target, filter.status.map(TestStatus::as_str), i64::from(page.limit) + 1],
-                        test_row,
-                    )
-                    .map_err(store_error)?
-                    .collect::<rusqlite::Result<Vec<_>>>()
-                    .map_err(store_error)?;
-                Ok(rows)
-            })
-            .await?;
-        let items = rows
-            .into_iter()
-            .map(decode_test)
-            .collect::<Result<Vec<_>>>()?;
-        Ok(into_page(items, page.limit, |t| t.id))
+        use rusqlite::types::Value;
+        let target = codec::target_pattern(filter);
+        let filters: Vec<Value> = vec![
+            filter.scenario.clone().map_or(Value::Null, Value::Text),
+            target.map_or(Value::Null, Value::Text),
+            filter
+                .status
+                .map(TestStatus::as_str)
+                .map_or(Value::Null, |s| Value::Text(s.to_owned())),
+        ];
+        self.page(
+            format!(
+                "SELECT {} FROM load_tests
+                 WHERE (?1 IS NULL OR scenario_name = ?1) AND (?2 IS NULL OR targets LIKE ?2) AND (?3 IS NULL OR status = ?3)
+                   AND id < ?4
+                 ORDER BY id DESC LIMIT ?5",
+                codec::test_summary_columns("NULL")
+            ),
+            filters,
+            page,
+            test_row,
+            |r| r.decode(BACKEND),
+            |t| t.id,
+        )
+        .await
     }
 
     async fn interrupt_unfinished(&self, owner: Option<&str>, stale_after_ms: u64) -> Result<u64> {
         // One file, one host: the local clock is the store's clock.
         let owner = owner.map(str::to_owned);
-        let stale = now_ms().saturating_sub(i64::try_from(stale_after_ms).unwrap_or(i64::MAX));
+        let stale = now_ms().saturating_sub(codec::sql_ms(stale_after_ms));
         self.with(move |c| {
             c.execute(
                 "UPDATE load_tests SET status = 'interrupted', finished_at_ms = ?1
@@ -516,8 +521,8 @@ impl Store for SqliteStore {
 
     async fn prune(&self, kind: Retained, keep: u64, older_than_ms: u64) -> Result<u64> {
         let (table, at, finished) = kind.table();
-        let keep = i64::try_from(keep).unwrap_or(i64::MAX);
-        let before = i64::try_from(older_than_ms).unwrap_or(i64::MAX);
+        let keep = codec::sql_ms(keep);
+        let before = codec::sql_ms(older_than_ms);
         let sql = format!(
             "DELETE FROM {table} WHERE {finished} AND ({at} < ?1 OR id IN
                (SELECT id FROM {table} WHERE {finished} ORDER BY id DESC LIMIT -1 OFFSET ?2))"
@@ -543,19 +548,19 @@ impl Store for SqliteStore {
     }
 
     async fn insert_profile(&self, profile: &ProfileData) -> Result<()> {
-        let p = profile.clone();
+        let row = ProfileRow::encode(&profile.record);
+        let (pprof, svg) = (profile.pprof.clone(), profile.flamegraph_svg.clone());
         self.with(move |c| {
             c.execute(
-                "INSERT INTO profiles (id, kind, started_at_ms, duration_ms, frequency_hz, pprof, flamegraph_svg)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                &format!("INSERT INTO profiles ({PROFILE_COLUMNS}, pprof, flamegraph_svg) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
                 params![
-                    p.record.id.to_string(),
-                    p.record.kind,
-                    i64::try_from(p.record.started_at_ms).unwrap_or(i64::MAX),
-                    i64::try_from(p.record.duration_ms).unwrap_or(i64::MAX),
-                    p.record.frequency_hz,
-                    p.pprof,
-                    p.flamegraph_svg
+                    row.id.to_string(),
+                    row.kind,
+                    row.started_at_ms,
+                    row.duration_ms,
+                    row.frequency_hz,
+                    pprof,
+                    svg
                 ],
             )
             .map_err(store_error)?;
@@ -565,77 +570,55 @@ impl Store for SqliteStore {
     }
 
     async fn list_profiles(&self, page: PageRequest) -> Result<Page<ProfileRecord>> {
-        let rows = self
-            .with(move |c| {
-                let before = page
-                    .before
-                    .map_or_else(|| "g".to_owned(), |id| id.to_string());
-                let mut stmt = c
-                    .prepare_cached(
-                        "SELECT id, kind, started_at_ms, duration_ms, frequency_hz, length(pprof), length(flamegraph_svg)
-                         FROM profiles WHERE id < ?1 ORDER BY id DESC LIMIT ?2",
-                    )
-                    .map_err(store_error)?;
-                let rows = stmt
-                    .query_map(params![before, i64::from(page.limit) + 1], profile_row)
-                    .map_err(store_error)?
-                    .collect::<rusqlite::Result<Vec<_>>>()
-                    .map_err(store_error)?;
-                Ok(rows)
-            })
-            .await?;
-        let items = rows
-            .into_iter()
-            .map(decode_profile)
-            .collect::<Result<Vec<_>>>()?;
-        Ok(into_page(items, page.limit, |p| p.id))
+        self.page(
+            format!(
+                "SELECT {} FROM profiles WHERE id < ?1 ORDER BY id DESC LIMIT ?2",
+                profile_columns()
+            ),
+            Vec::new(),
+            page,
+            profile_row,
+            |r| Ok(r.decode()),
+            |p| p.id,
+        )
+        .await
     }
 
     async fn get_profile(&self, id: Id) -> Result<Option<ProfileData>> {
         let found = self
             .with(move |c| {
                 c.query_row(
-                    "SELECT id, kind, started_at_ms, duration_ms, frequency_hz, length(pprof), length(flamegraph_svg), pprof, flamegraph_svg
-                     FROM profiles WHERE id = ?1",
+                    &format!(
+                        "SELECT {}, pprof, flamegraph_svg FROM profiles WHERE id = ?1",
+                        profile_columns()
+                    ),
                     params![id.to_string()],
-                    |row| {
-                        Ok((
-                            profile_row(row)?,
-                            row.get::<_, Vec<u8>>(7)?,
-                            row.get::<_, Vec<u8>>(8)?,
-                        ))
-                    },
+                    |row| Ok((profile_row(row)?, row.get(7)?, row.get(8)?)),
                 )
                 .optional()
                 .map_err(store_error)
             })
             .await?;
-        found
-            .map(|(raw, pprof, flamegraph_svg)| {
-                Ok(ProfileData {
-                    record: decode_profile(raw)?,
-                    pprof,
-                    flamegraph_svg,
-                })
-            })
-            .transpose()
+        Ok(found.map(|(row, pprof, flamegraph_svg)| ProfileData {
+            record: row.decode(),
+            pprof,
+            flamegraph_svg,
+        }))
     }
 
     async fn insert_scaling_event(&self, e: &ScalingEventRecord) -> Result<()> {
-        let metrics = serde_json::to_string(&e.event.metrics).map_err(store_error)?;
-        let e = e.clone();
+        let row = ScalingEventRow::encode(BACKEND, e)?;
         self.with(move |c| {
             c.execute(
-                "INSERT INTO scaling_events (id, at_ms, kind, from_replicas, to_replicas, reason, metrics)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                &format!("INSERT INTO scaling_events ({SCALING_EVENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
                 params![
-                    e.id.to_string(),
-                    i64::try_from(e.event.at_ms).unwrap_or(i64::MAX),
-                    e.event.kind,
-                    e.event.from,
-                    e.event.to,
-                    e.event.reason,
-                    metrics
+                    row.id.to_string(),
+                    row.at_ms,
+                    row.kind,
+                    row.from_replicas,
+                    row.to_replicas,
+                    row.reason,
+                    text(&row.metrics)
                 ],
             )
             .map_err(store_error)?;
@@ -645,53 +628,17 @@ impl Store for SqliteStore {
     }
 
     async fn list_scaling_events(&self, page: PageRequest) -> Result<Page<ScalingEventRecord>> {
-        type Row = (String, i64, String, u32, u32, String, String);
-        let rows: Vec<Row> = self
-            .with(move |c| {
-                let before = page
-                    .before
-                    .map_or_else(|| "g".to_owned(), |id| id.to_string());
-                let mut stmt = c
-                    .prepare_cached(
-                        "SELECT id, at_ms, kind, from_replicas, to_replicas, reason, metrics
-                         FROM scaling_events WHERE id < ?1 ORDER BY id DESC LIMIT ?2",
-                    )
-                    .map_err(store_error)?;
-                let rows = stmt
-                    .query_map(params![before, i64::from(page.limit) + 1], |r| {
-                        Ok((
-                            r.get(0)?,
-                            r.get(1)?,
-                            r.get(2)?,
-                            r.get(3)?,
-                            r.get(4)?,
-                            r.get(5)?,
-                            r.get(6)?,
-                        ))
-                    })
-                    .map_err(store_error)?
-                    .collect::<rusqlite::Result<Vec<_>>>()
-                    .map_err(store_error)?;
-                Ok(rows)
-            })
-            .await?;
-        let items = rows
-            .into_iter()
-            .map(|(id, at, kind, from, to, reason, metrics)| {
-                Ok(ScalingEventRecord {
-                    id: id.parse().map_err(store_error)?,
-                    event: perf_scaling::ScalingEvent {
-                        at_ms: u64::try_from(at).unwrap_or(0),
-                        kind,
-                        from,
-                        to,
-                        reason,
-                        metrics: serde_json::from_str(&metrics).map_err(store_error)?,
-                    },
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(into_page(items, page.limit, |e| e.id))
+        self.page(
+            format!(
+                "SELECT {SCALING_EVENT_COLUMNS} FROM scaling_events WHERE id < ?1 ORDER BY id DESC LIMIT ?2"
+            ),
+            Vec::new(),
+            page,
+            scaling_event_row,
+            |r| r.decode(BACKEND),
+            |e| e.id,
+        )
+        .await
     }
 
     async fn put_scaling_state(&self, key: &str, value: &str) -> Result<()> {
