@@ -241,6 +241,7 @@ pub fn memory_advice(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::AllocatorCounters;
 
     #[test]
     fn caches_are_advised_only_with_enough_evidence() {
@@ -391,16 +392,34 @@ mod tests {
     #[test]
     fn allocator_advice_needs_real_waste() {
         let mib = 1u64 << 20;
-        let fine =
-            AllocatorStats::from_counters(100 * mib, 110 * mib, 130 * mib, 200 * mib, 0, 10 * mib);
+        let fine = AllocatorStats::from_counters(AllocatorCounters {
+            allocated: 100 * mib,
+            active: 110 * mib,
+            resident: 130 * mib,
+            mapped: 200 * mib,
+            retained: 0,
+            metadata: 10 * mib,
+        });
         assert!(allocator_advice(&fine, &MemoryTuning::default()).is_empty());
-        let dirty =
-            AllocatorStats::from_counters(100 * mib, 110 * mib, 300 * mib, 400 * mib, 0, 10 * mib);
+        let dirty = AllocatorStats::from_counters(AllocatorCounters {
+            allocated: 100 * mib,
+            active: 110 * mib,
+            resident: 300 * mib,
+            mapped: 400 * mib,
+            retained: 0,
+            metadata: 10 * mib,
+        });
         let advice = allocator_advice(&dirty, &MemoryTuning::default());
         assert_eq!(advice.len(), 1);
         assert!(advice[0].action.contains("dirty_decay_ms"));
-        let fragmented =
-            AllocatorStats::from_counters(60 * mib, 120 * mib, 130 * mib, 200 * mib, 0, 5 * mib);
+        let fragmented = AllocatorStats::from_counters(AllocatorCounters {
+            allocated: 60 * mib,
+            active: 120 * mib,
+            resident: 130 * mib,
+            mapped: 200 * mib,
+            retained: 0,
+            metadata: 5 * mib,
+        });
         assert_eq!(
             allocator_advice(&fragmented, &MemoryTuning::default()).len(),
             1

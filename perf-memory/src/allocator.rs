@@ -33,25 +33,51 @@ pub struct AllocatorStats {
     pub dirty_bytes: u64,
 }
 
+/// jemalloc's raw counters, in bytes (`stats.allocated`, `stats.active`, ...):
+/// what [`AllocatorStats::from_counters`] derives its figures from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AllocatorCounters {
+    /// `stats.allocated`.
+    pub allocated: u64,
+    /// `stats.active`.
+    pub active: u64,
+    /// `stats.resident`.
+    pub resident: u64,
+    /// `stats.mapped`.
+    pub mapped: u64,
+    /// `stats.retained`.
+    pub retained: u64,
+    /// `stats.metadata`.
+    pub metadata: u64,
+}
+
 impl AllocatorStats {
     /// Builds the statistics from raw counters, deriving fragmentation and dirty pages.
-    pub fn from_counters(
-        allocated: u64,
-        active: u64,
-        resident: u64,
-        mapped: u64,
-        retained: u64,
-        metadata: u64,
-    ) -> Self {
+    ///
+    /// ```
+    /// use perf_memory::{AllocatorCounters, AllocatorStats};
+    /// let s = AllocatorStats::from_counters(AllocatorCounters {
+    ///     allocated: 100,
+    ///     active: 150,
+    ///     resident: 400,
+    ///     metadata: 50,
+    ///     ..AllocatorCounters::default()
+    /// });
+    /// assert_eq!((s.fragmentation_bytes, s.dirty_bytes), (50, 200));
+    /// ```
+    pub fn from_counters(c: AllocatorCounters) -> Self {
         Self {
-            allocated_bytes: allocated,
-            active_bytes: active,
-            resident_bytes: resident,
-            mapped_bytes: mapped,
-            retained_bytes: retained,
-            metadata_bytes: metadata,
-            fragmentation_bytes: active.saturating_sub(allocated),
-            dirty_bytes: resident.saturating_sub(active).saturating_sub(metadata),
+            allocated_bytes: c.allocated,
+            active_bytes: c.active,
+            resident_bytes: c.resident,
+            mapped_bytes: c.mapped,
+            retained_bytes: c.retained,
+            metadata_bytes: c.metadata,
+            fragmentation_bytes: c.active.saturating_sub(c.allocated),
+            dirty_bytes: c
+                .resident
+                .saturating_sub(c.active)
+                .saturating_sub(c.metadata),
         }
     }
 
@@ -67,14 +93,14 @@ impl AllocatorStats {
         }
         epoch::advance().map_err(fail("epoch"))?;
         let to_u64 = |v: usize| u64::try_from(v).unwrap_or(u64::MAX);
-        Ok(Self::from_counters(
-            to_u64(stats::allocated::read().map_err(fail("stats.allocated"))?),
-            to_u64(stats::active::read().map_err(fail("stats.active"))?),
-            to_u64(stats::resident::read().map_err(fail("stats.resident"))?),
-            to_u64(stats::mapped::read().map_err(fail("stats.mapped"))?),
-            to_u64(stats::retained::read().map_err(fail("stats.retained"))?),
-            to_u64(stats::metadata::read().map_err(fail("stats.metadata"))?),
-        ))
+        Ok(Self::from_counters(AllocatorCounters {
+            allocated: to_u64(stats::allocated::read().map_err(fail("stats.allocated"))?),
+            active: to_u64(stats::active::read().map_err(fail("stats.active"))?),
+            resident: to_u64(stats::resident::read().map_err(fail("stats.resident"))?),
+            mapped: to_u64(stats::mapped::read().map_err(fail("stats.mapped"))?),
+            retained: to_u64(stats::retained::read().map_err(fail("stats.retained"))?),
+            metadata: to_u64(stats::metadata::read().map_err(fail("stats.metadata"))?),
+        }))
     }
 }
 
@@ -84,10 +110,24 @@ mod tests {
 
     #[test]
     fn derived_figures_never_underflow() {
-        let s = AllocatorStats::from_counters(100, 90, 80, 0, 0, 50);
+        let s = AllocatorStats::from_counters(AllocatorCounters {
+            allocated: 100,
+            active: 90,
+            resident: 80,
+            mapped: 0,
+            retained: 0,
+            metadata: 50,
+        });
         assert_eq!(s.fragmentation_bytes, 0);
         assert_eq!(s.dirty_bytes, 0);
-        let s = AllocatorStats::from_counters(100, 150, 400, 500, 10, 50);
+        let s = AllocatorStats::from_counters(AllocatorCounters {
+            allocated: 100,
+            active: 150,
+            resident: 400,
+            mapped: 500,
+            retained: 10,
+            metadata: 50,
+        });
         assert_eq!(s.fragmentation_bytes, 50);
         assert_eq!(s.dirty_bytes, 200);
     }

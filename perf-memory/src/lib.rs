@@ -56,7 +56,7 @@ mod tuning;
 pub use advice::{
     allocator_advice, budget_advice, cache_advice, leak_advice, leaking_cache_advice, memory_advice,
 };
-pub use allocator::AllocatorStats;
+pub use allocator::{AllocatorCounters, AllocatorStats};
 pub use budget::{
     BudgetStatus, LimitSource, MemoryBudget, MemoryBudgetBuilder, MemoryGuard, Pressure, Reliever,
 };

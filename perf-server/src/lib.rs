@@ -20,7 +20,7 @@
 //! let config = Arc::new(ServerConfig::default());
 //! let store: Arc<dyn perf_server::store::Store> = Arc::new(SqliteStore::open(&config.sqlite_path()).await?);
 //! let (monitor, _sampler) = Monitor::start(config.sample_interval.as_duration(), config.sample_capacity())?;
-//! let tests = perf_server::test_runner::TestRunner::new(store.clone(), tokio::runtime::Handle::current(), Default::default(), perf_loadgen::TargetPolicy::loopback_only(), 2);
+//! let tests = perf_server::test_runner::TestRunner::new(store.clone(), tokio::runtime::Handle::current(), Default::default());
 //! let state = actix_web::web::Data::new(AppState::builder(store, monitor, tests).build());
 //! let server = actix_web::HttpServer::new(move || app(state.clone(), Arc::clone(&config))).bind("127.0.0.1:0")?;
 //! # Ok(())

@@ -94,7 +94,7 @@ pub(crate) async fn run(config: ServerConfig) -> Result<()> {
             field: "target_allowlist".to_owned(),
             message,
         })?;
-    let tests = TestRunner::with_settings(
+    let tests = TestRunner::new(
         Arc::clone(&store),
         load_handle,
         RunnerSettings {

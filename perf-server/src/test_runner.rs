@@ -209,30 +209,11 @@ impl std::fmt::Debug for TestRunner {
 }
 
 impl TestRunner {
-    /// A runner whose load runs on `runtime`, with default settings otherwise.
-    pub fn new(
-        store: Arc<dyn Store>,
-        runtime: tokio::runtime::Handle,
-        limits: Limits,
-        policy: TargetPolicy,
-        max_concurrent: usize,
-    ) -> Arc<Self> {
-        Self::with_settings(
-            store,
-            runtime,
-            RunnerSettings {
-                limits,
-                policy,
-                max_concurrent,
-                ..RunnerSettings::default()
-            },
-        )
-    }
-
-    /// A runner with every setting given; its heartbeat (the owner's sign of
+    /// A runner with its settings (start from `RunnerSettings::default()`
+    /// and change what differs); its heartbeat (the owner's sign of
     /// life in a shared store, and how cancels from other instances arrive)
     /// runs on `runtime` for as long as the runner lives.
-    pub fn with_settings(
+    pub fn new(
         store: Arc<dyn Store>,
         runtime: tokio::runtime::Handle,
         settings: RunnerSettings,

@@ -44,9 +44,12 @@ async fn fuzz_every_api_body_through_the_app() {
     let tests = perf_server::test_runner::TestRunner::new(
         store.clone(),
         tokio::runtime::Handle::current(),
-        config.test_limits,
-        config.target_policy().unwrap(),
-        1,
+        perf_server::test_runner::RunnerSettings {
+            limits: config.test_limits,
+            policy: config.target_policy().unwrap(),
+            max_concurrent: 1,
+            ..Default::default()
+        },
     );
     let state = web::Data::new(AppState::builder(store, monitor, tests).build());
     let svc = test::init_service(app(state.clone(), Arc::new(config))).await;

@@ -57,7 +57,7 @@ async fn service(
     )
     .unwrap();
     std::mem::forget(sampler);
-    let tests = TestRunner::with_settings(
+    let tests = TestRunner::new(
         Arc::clone(&store),
         tokio::runtime::Handle::current(),
         RunnerSettings {
@@ -457,7 +457,7 @@ async fn a_shared_store_keeps_each_instances_tests_and_an_outage_loses_no_end() 
             .unwrap(),
     );
     let runner = |store: &Arc<dyn Store>, owner: &str| {
-        TestRunner::with_settings(
+        TestRunner::new(
             Arc::clone(store),
             tokio::runtime::Handle::current(),
             RunnerSettings {
@@ -618,7 +618,7 @@ async fn a_queued_test_is_cancelled_through_the_store_by_another_instance() {
             .unwrap(),
     );
     let runner = |owner: &str| {
-        TestRunner::with_settings(
+        TestRunner::new(
             Arc::clone(&store),
             tokio::runtime::Handle::current(),
             RunnerSettings {

@@ -119,9 +119,10 @@ async fn service_from(
     let tests = perf_server::test_runner::TestRunner::new(
         store.clone(),
         tokio::runtime::Handle::current(),
-        perf_loadgen::Limits::default(),
-        perf_loadgen::TargetPolicy::loopback_only(),
-        1,
+        perf_server::test_runner::RunnerSettings {
+            max_concurrent: 1,
+            ..Default::default()
+        },
     );
     monitor.memory().watch_cache(tests.finished_cache());
     let state = web::Data::new(
