@@ -169,6 +169,28 @@ impl ControlClient {
     /// A client for `http://` URLs, and for `https://` ones verified with
     /// `tls` when given (without it an `https://` URL is refused).
     pub fn new(tls: Option<Arc<rustls::ClientConfig>>, limits: Limits) -> Self {
+        Self::build(tls.map(|config| (config, None)), limits)
+    }
+
+    /// A client whose `https://` peers are verified with `tls` as
+    /// `server_name` (the name sent in SNI and looked for in the
+    /// certificate) instead of their URL's host: for peers reached by an
+    /// address their certificate does not name.
+    pub fn verifying_as(
+        tls: Arc<rustls::ClientConfig>,
+        server_name: rustls::pki_types::ServerName<'static>,
+        limits: Limits,
+    ) -> Self {
+        Self::build(Some((tls, Some(server_name))), limits)
+    }
+
+    fn build(
+        tls: Option<(
+            Arc<rustls::ClientConfig>,
+            Option<rustls::pki_types::ServerName<'static>>,
+        )>,
+        limits: Limits,
+    ) -> Self {
         let pins = Pins::default();
         let mut http = HttpConnector::new_with_resolver(PinnedResolver {
             pins: Arc::clone(&pins),
@@ -183,17 +205,21 @@ impl ControlClient {
             .clone();
         let client = match tls {
             None => Inner::Plain(builder.build(http)),
-            Some(config) => {
+            Some((config, server_name)) => {
                 // The connector refuses a configuration with ALPN set (a
                 // panic, not an error); without it no ALPN is offered, which
                 // an HTTP/1.1 server reads as HTTP/1.1.
                 let mut config = Arc::unwrap_or_clone(config);
                 config.alpn_protocols.clear();
-                let connector = hyper_rustls::HttpsConnectorBuilder::new()
+                let mut connector = hyper_rustls::HttpsConnectorBuilder::new()
                     .with_tls_config(config)
-                    .https_or_http()
-                    .enable_http1()
-                    .wrap_connector(http);
+                    .https_or_http();
+                if let Some(name) = server_name {
+                    connector = connector.with_server_name_resolver(
+                        hyper_rustls::FixedServerNameResolver::new(name),
+                    );
+                }
+                let connector = connector.enable_http1().wrap_connector(http);
                 Inner::Tls(builder.build(connector))
             }
         };

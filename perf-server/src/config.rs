@@ -241,8 +241,22 @@ impl ServerConfig {
                 .map_err(|e| invalid("worker_tls", e.to_string()))
             })
             .transpose()?;
+        let server_name = self
+            .worker_tls
+            .as_ref()
+            .and_then(|spec| spec.server_name.as_deref())
+            .map(|name| {
+                rustls_pki_types::ServerName::try_from(name.to_owned()).map_err(|_| {
+                    invalid(
+                        "worker_tls.server_name",
+                        format!("{name:?} is not a DNS name or an IP address"),
+                    )
+                })
+            })
+            .transpose()?;
         Ok(crate::test_runner::WorkerTransport {
             tls,
+            server_name,
             allow_plain_http: self.allow_plain_http_workers,
         })
     }
@@ -634,7 +648,13 @@ mod tests {
         assert!(err.to_string().contains("fast"), "{err}");
 
         type Mutation = fn(&mut ServerConfig);
-        let cases: [(&str, Mutation); 11] = [
+        let cases: [(&str, Mutation); 12] = [
+            ("worker_tls.server_name", |c| {
+                c.worker_tls = Some(perf_loadgen::TlsSpec {
+                    server_name: Some("not a name".into()),
+                    ..perf_loadgen::TlsSpec::default()
+                })
+            }),
             ("max_event_streams", |c| c.max_event_streams = 0),
             ("max_event_streams", |c| c.max_event_streams = 1_000_000),
             ("socket_send_buffer", |c| {

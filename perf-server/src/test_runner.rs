@@ -153,6 +153,9 @@ impl Default for RunnerSettings {
 pub struct WorkerTransport {
     /// TLS client configuration (the `worker_tls` settings; default: the system's roots).
     pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    /// `worker_tls.server_name`: the name every `https://` worker is
+    /// verified as, instead of its URL's host.
+    pub server_name: Option<rustls_pki_types::ServerName<'static>>,
     /// `allow_plain_http_workers`.
     pub allow_plain_http: bool,
 }

@@ -51,6 +51,8 @@ pub(crate) struct PinnedWorker {
     /// `host:port` as in the base URL.
     host: String,
     tls: Option<Arc<rustls::ClientConfig>>,
+    /// The name the worker's certificate is verified as, when not its host.
+    server_name: Option<ServerName<'static>>,
 }
 
 impl PinnedWorker {
@@ -76,8 +78,10 @@ impl PinnedWorker {
         }
         let tls = if tls {
             let name = host_name(&host);
-            ServerName::try_from(name.to_owned())
-                .map_err(|_| format!("worker {base}: {name:?} is not a name TLS can verify"))?;
+            if transport.server_name.is_none() {
+                ServerName::try_from(name.to_owned())
+                    .map_err(|_| format!("worker {base}: {name:?} is not a name TLS can verify"))?;
+            }
             Some(match &transport.tls {
                 Some(c) => Arc::clone(c),
                 None => default_tls()?,
@@ -89,6 +93,7 @@ impl PinnedWorker {
             base: base.to_owned(),
             addr,
             host,
+            server_name: tls.as_ref().and(transport.server_name.clone()),
             tls,
         })
     }
@@ -129,8 +134,13 @@ const MAX_ANSWER_IN_ERROR: usize = 512;
 impl HttpWorker {
     /// The transport to `worker`, sending `token` as its bearer token.
     pub(crate) fn new(worker: PinnedWorker, token: Option<String>) -> Self {
-        let client =
-            ControlClient::new(worker.tls.clone(), Limits::new(CALL_TIMEOUT, MAX_RESPONSE));
+        let limits = Limits::new(CALL_TIMEOUT, MAX_RESPONSE);
+        let client = match (&worker.tls, &worker.server_name) {
+            (Some(tls), Some(name)) => {
+                ControlClient::verifying_as(Arc::clone(tls), name.clone(), limits)
+            }
+            (tls, _) => ControlClient::new(tls.clone(), limits),
+        };
         client.pin(host_name(&worker.host), worker.addr);
         Self {
             worker,
@@ -406,6 +416,7 @@ mod tests {
                 )
                 .unwrap(),
             ),
+            server_name: None,
             allow_plain_http: false,
         };
         let worker = PinnedWorker::resolve(&server.url(), &transport, true)
@@ -431,5 +442,23 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("certificate"), "{e}");
+        // `server_name` is the name verified: the certificate names
+        // localhost, not other.example, whatever the URL's host.
+        let call_as = |name: &str| {
+            let transport = crate::test_runner::WorkerTransport {
+                server_name: Some(ServerName::try_from(name.to_owned()).unwrap()),
+                ..transport.clone()
+            };
+            let url = server.url();
+            async move {
+                let worker = PinnedWorker::resolve(&url, &transport, true).await.unwrap();
+                HttpWorker::new(worker, None)
+                    .send(http::Method::GET, "/x", None)
+                    .await
+            }
+        };
+        assert_eq!(call_as("localhost").await.unwrap().status, 200);
+        let e = call_as("other.example").await.unwrap_err().to_string();
+        assert!(e.contains("not valid for name \"other.example\""), "{e}");
     }
 }
