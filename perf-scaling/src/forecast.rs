@@ -531,21 +531,45 @@ pub struct Prediction {
 pub(crate) struct Forecaster {
     pub(crate) settings: PredictiveSettings,
     pub(crate) history: DemandHistory,
-    /// The period found, and the history length when it was looked for
-    /// (looked for again after an hour more of history).
-    pub(crate) period_cache: std::cell::Cell<Option<(usize, Option<usize>)>>,
+    pub(crate) period_cache: PeriodCache,
     pub(crate) model_cache: std::cell::RefCell<Option<HoltWinters>>,
 }
 
 /// Buckets of new history after which the period is looked for again.
 const REDETECT_EVERY: usize = 60;
 
+/// The period found, and the history length when it was looked for: it is
+/// looked for again after [`REDETECT_EVERY`] buckets more of history.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PeriodCache(std::cell::Cell<Option<(usize, Option<usize>)>>);
+
+impl PeriodCache {
+    /// The period of `history` in buckets ([`detect_period`]), found again
+    /// only when enough history has come since the last search.
+    fn period(&self, history: &DemandHistory, configured_s: Option<f64>) -> Option<usize> {
+        let end = history.end_bucket();
+        match self.0.get() {
+            Some((at, found)) if end >= at && end - at < REDETECT_EVERY => found,
+            _ => {
+                let found = detect_period(history, configured_s);
+                self.0.set(Some((end, found)));
+                found
+            }
+        }
+    }
+
+    /// Forgets the period found (the history was replaced).
+    pub(crate) fn clear(&self) {
+        self.0.set(None);
+    }
+}
+
 impl Forecaster {
     pub(crate) fn new(settings: PredictiveSettings) -> Self {
         Self {
             settings,
             history: DemandHistory::default(),
-            period_cache: std::cell::Cell::new(None),
+            period_cache: PeriodCache::default(),
             model_cache: std::cell::RefCell::new(None),
         }
     }
@@ -560,16 +584,9 @@ impl Forecaster {
             ));
         }
         let configured = self.settings.period.map(|p| p.as_duration().as_secs_f64());
-        let end = self.history.end_bucket();
-        let period = match self.period_cache.get() {
-            Some((at, found)) if end >= at && end - at < REDETECT_EVERY => found,
-            _ => {
-                let found = detect_period(&self.history, configured);
-                self.period_cache.set(Some((end, found)));
-                found
-            }
-        };
-        period.ok_or_else(|| "no repeating daily or weekly pattern in the history".to_owned())
+        self.period_cache
+            .period(&self.history, configured)
+            .ok_or_else(|| "no repeating daily or weekly pattern in the history".to_owned())
     }
 
     /// The forecast for the next `horizon_s`, one value per bucket.
@@ -652,7 +669,7 @@ pub fn backtest_forecast(
     let mut pending: Vec<(f64, f64)> = Vec::new();
     let (mut error, mut count) = (0.0, 0usize);
     let mut next = 0usize;
-    let mut cached: Option<(usize, Option<usize>)> = None;
+    let periods = PeriodCache::default();
     let mut model_cache = None;
     // Minute by minute, step-interpolating the trace.
     let end = trace[trace.len() - 1].0;
@@ -677,15 +694,7 @@ pub fn backtest_forecast(
             }
         });
         history.record(t, value);
-        let end = history.end_bucket();
-        let period = match cached {
-            Some((at, found)) if end >= at && end - at < REDETECT_EVERY => found,
-            _ => {
-                let found = detect_period(&history, period_s);
-                cached = Some((end, found));
-                found
-            }
-        };
+        let period = periods.period(&history, period_s);
         if t - start >= warmup_s
             && let Some(period) = period
         {

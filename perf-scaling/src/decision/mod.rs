@@ -417,7 +417,7 @@ impl Autoscaler {
             // Demand of another metric (the policy changed) is not this one's.
             if demand.metric == identity {
                 f.history = demand;
-                f.period_cache.set(None);
+                f.period_cache.clear();
             }
         }
         Ok(engine)
@@ -475,7 +475,7 @@ impl Autoscaler {
             if let Some(d) = demand.filter(|_| same_metric) {
                 f.history = d;
             }
-            f.period_cache.set(None);
+            f.period_cache.clear();
             f
         });
         Ok(())
