@@ -74,63 +74,36 @@ fn thresholds(list: &[&str]) -> Vec<Threshold> {
 /// ```
 pub fn preset(kind: Preset) -> Scenario {
     let mission = thresholds(&["p95 < 50ms", "p99 < 200ms", "error_rate < 0.1%"]);
+    // A closed model: `users` ramped up over `ramp_up`, each pausing `think`.
+    let closed = |duration, users, ramp_up, think| Scenario {
+        duration: Some(d(duration)),
+        users: Some(users),
+        ramp_up: Some(d(ramp_up)),
+        think_time: Some(ThinkTime::Constant(d(think))),
+        thresholds: mission.clone(),
+        ..Scenario::default()
+    };
+    let users_for = |duration, users| Stage {
+        duration: d(duration),
+        users: Some(users),
+        rate: None,
+    };
     match kind {
-        Preset::Baseline => Scenario {
-            duration: Some(d("10m")),
-            users: Some(1000),
-            ramp_up: Some(d("2m")),
-            think_time: Some(ThinkTime::Constant(d("1s"))),
-            thresholds: mission,
-            ..Scenario::default()
-        },
-        Preset::Stress => Scenario {
-            duration: Some(d("15m")),
-            users: Some(5000),
-            ramp_up: Some(d("5m")),
-            think_time: Some(ThinkTime::Constant(d("500ms"))),
-            thresholds: mission,
-            ..Scenario::default()
-        },
+        Preset::Baseline => closed("10m", 1000, "2m", "1s"),
+        Preset::Stress => closed("15m", 5000, "5m", "500ms"),
         Preset::Spike => Scenario {
             stages: vec![
-                Stage {
-                    duration: d("30s"),
-                    users: Some(100),
-                    rate: None,
-                },
-                Stage {
-                    duration: d("30s"),
-                    users: Some(10_000),
-                    rate: None,
-                },
-                Stage {
-                    duration: d("3m"),
-                    users: Some(10_000),
-                    rate: None,
-                },
-                Stage {
-                    duration: d("30s"),
-                    users: Some(100),
-                    rate: None,
-                },
-                Stage {
-                    duration: d("30s"),
-                    users: Some(100),
-                    rate: None,
-                },
+                users_for("30s", 100),
+                users_for("30s", 10_000),
+                users_for("3m", 10_000),
+                users_for("30s", 100),
+                users_for("30s", 100),
             ],
             think_time: Some(ThinkTime::Constant(d("100ms"))),
             thresholds: mission,
             ..Scenario::default()
         },
-        Preset::Endurance => Scenario {
-            duration: Some(d("4h")),
-            users: Some(1000),
-            ramp_up: Some(d("5m")),
-            think_time: Some(ThinkTime::Constant(d("1s"))),
-            thresholds: mission,
-            ..Scenario::default()
-        },
+        Preset::Endurance => closed("4h", 1000, "5m", "1s"),
         Preset::Volume => Scenario {
             duration: Some(d("10m")),
             rate: "500/s".parse().ok(),

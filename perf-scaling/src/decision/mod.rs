@@ -1078,7 +1078,7 @@ pub(crate) struct RateArgs<'a> {
 /// The behavior's rate policies and the bounds applied to a stabilized count.
 pub(crate) fn rate_limit(a: RateArgs<'_>) -> (u32, ConditionReason) {
     if a.desired > a.current {
-        let limit = scale_up_limit(a.current, a.ups, a.downs, a.up, a.now_s).max(a.current);
+        let limit = policy_limit(Way::Up, a.current, a.ups, a.downs, a.up, a.now_s).max(a.current);
         let (max_allowed, why) = if a.max > limit {
             (limit, ConditionReason::ScaleUpLimit)
         } else {
@@ -1088,7 +1088,8 @@ pub(crate) fn rate_limit(a: RateArgs<'_>) -> (u32, ConditionReason) {
             return (max_allowed, why);
         }
     } else if a.desired < a.current {
-        let limit = scale_down_limit(a.current, a.ups, a.downs, a.down, a.now_s).min(a.current);
+        let limit =
+            policy_limit(Way::Down, a.current, a.ups, a.downs, a.down, a.now_s).min(a.current);
         let (min_allowed, why) = if a.min < limit {
             (limit, ConditionReason::ScaleDownLimit)
         } else {
@@ -1114,57 +1115,50 @@ fn clamp_u32(v: i64) -> u32 {
     u32::try_from(v.max(0)).unwrap_or(u32::MAX)
 }
 
-/// The most replicas the scale-up policies allow now.
-fn scale_up_limit(
-    current: u32,
-    ups: &[Timed],
-    downs: &[Timed],
-    rules: &ResolvedRules,
-    now_s: f64,
-) -> u32 {
-    let pick: fn(i64, i64) -> i64 = match rules.select {
-        SelectPolicy::Disabled => return current,
-        SelectPolicy::Min => i64::min,
-        SelectPolicy::Max => i64::max,
-    };
-    let mut result: Option<i64> = None;
-    for policy in &rules.policies {
-        let start = i64::from(current) - change_in_period(ups, policy.period_seconds, now_s)
-            + change_in_period(downs, policy.period_seconds, now_s);
-        let proposed = match policy.kind {
-            RatePolicyKind::Pods => start + i64::from(policy.value),
-            RatePolicyKind::Percent => perf_core::num::saturating_i64(
-                (start as f64 * (1.0 + f64::from(policy.value) / 100.0)).ceil(),
-            ),
-        };
-        result = Some(result.map_or(proposed, |r| pick(r, proposed)));
-    }
-    clamp_u32(result.unwrap_or(i64::from(current)))
+/// Which way a count moves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Way {
+    Up,
+    Down,
 }
 
-/// The fewest replicas the scale-down policies allow now.
-fn scale_down_limit(
+/// The bound the rate policies of `way` put on the count now: the most
+/// replicas for scale-up, the fewest for scale-down. Each policy starts
+/// from the count its period began with.
+fn policy_limit(
+    way: Way,
     current: u32,
     ups: &[Timed],
     downs: &[Timed],
     rules: &ResolvedRules,
     now_s: f64,
 ) -> u32 {
-    // The policy allowing the most change gives the lowest count.
-    let pick: fn(i64, i64) -> i64 = match rules.select {
+    // `Max` takes the policy allowing the most change: the highest bound
+    // up, the lowest down.
+    let (most, least): (fn(i64, i64) -> i64, fn(i64, i64) -> i64) = match way {
+        Way::Up => (i64::max, i64::min),
+        Way::Down => (i64::min, i64::max),
+    };
+    let pick = match rules.select {
         SelectPolicy::Disabled => return current,
-        SelectPolicy::Min => i64::max,
-        SelectPolicy::Max => i64::min,
+        SelectPolicy::Min => least,
+        SelectPolicy::Max => most,
     };
     let mut result: Option<i64> = None;
     for policy in &rules.policies {
         let start = i64::from(current) - change_in_period(ups, policy.period_seconds, now_s)
             + change_in_period(downs, policy.period_seconds, now_s);
-        let proposed = match policy.kind {
-            RatePolicyKind::Pods => start - i64::from(policy.value),
-            RatePolicyKind::Percent => perf_core::num::saturating_i64(
-                start as f64 * (1.0 - f64::from(policy.value) / 100.0),
-            ),
+        let value = i64::from(policy.value);
+        let fraction = f64::from(policy.value) / 100.0;
+        let proposed = match (policy.kind, way) {
+            (RatePolicyKind::Pods, Way::Up) => start + value,
+            (RatePolicyKind::Pods, Way::Down) => start - value,
+            (RatePolicyKind::Percent, Way::Up) => {
+                perf_core::num::saturating_i64((start as f64 * (1.0 + fraction)).ceil())
+            }
+            (RatePolicyKind::Percent, Way::Down) => {
+                perf_core::num::saturating_i64(start as f64 * (1.0 - fraction))
+            }
         };
         result = Some(result.map_or(proposed, |r| pick(r, proposed)));
     }

@@ -115,6 +115,32 @@ impl PostgresStore {
             .map_err(store_error)
     }
 
+    /// Reads and decodes the row of `sql` (which takes the id as `$1`), if
+    /// there is one.
+    async fn by_id<T>(
+        &self,
+        sql: &str,
+        id: Id,
+        decode: impl FnOnce(&tokio_postgres::Row) -> Result<T>,
+    ) -> Result<Option<T>> {
+        self.query_opt(sql, &[&id.as_uuid()])
+            .await?
+            .as_ref()
+            .map(decode)
+            .transpose()
+    }
+
+    /// Deletes row `id` of `table`; whether there was one.
+    async fn delete_by_id(&self, table: &str, id: Id) -> Result<bool> {
+        let n = self
+            .execute(
+                &format!("DELETE FROM {table} WHERE id = $1"),
+                &[&id.as_uuid()],
+            )
+            .await?;
+        Ok(n > 0)
+    }
+
     /// Reads the rows of `sql` (whose last two parameters are the page's
     /// cursor, NULL for the first page, and size) into a page, newest first.
     async fn page<T>(
@@ -294,15 +320,12 @@ impl Store for PostgresStore {
     }
 
     async fn get_snapshot(&self, id: Id) -> Result<Option<MetricsSnapshot>> {
-        let row = self
-            .query_opt(
-                &format!("SELECT {SNAPSHOT_COLUMNS} FROM metrics_snapshots WHERE id = $1"),
-                &[&id.as_uuid()],
-            )
-            .await?;
-        row.as_ref()
-            .map(|r| snapshot_row(r)?.decode(BACKEND))
-            .transpose()
+        self.by_id(
+            &format!("SELECT {SNAPSHOT_COLUMNS} FROM metrics_snapshots WHERE id = $1"),
+            id,
+            |r| snapshot_row(r)?.decode(BACKEND),
+        )
+        .await
     }
 
     async fn list_snapshots(&self, page: PageRequest) -> Result<Page<MetricsSnapshot>> {
@@ -320,13 +343,7 @@ impl Store for PostgresStore {
     }
 
     async fn delete_snapshot(&self, id: Id) -> Result<bool> {
-        let n = self
-            .execute(
-                "DELETE FROM metrics_snapshots WHERE id = $1",
-                &[&id.as_uuid()],
-            )
-            .await?;
-        Ok(n > 0)
+        self.delete_by_id("metrics_snapshots", id).await
     }
 
     async fn insert_load_test(&self, test: &LoadTestRecord, owner: &str) -> Result<()> {
@@ -371,15 +388,12 @@ impl Store for PostgresStore {
     }
 
     async fn get_load_test(&self, id: Id) -> Result<Option<LoadTestRecord>> {
-        let row = self
-            .query_opt(
-                &format!("SELECT {TEST_COLUMNS} FROM load_tests WHERE id = $1"),
-                &[&id.as_uuid()],
-            )
-            .await?;
-        row.as_ref()
-            .map(|r| test_row(r)?.decode(BACKEND))
-            .transpose()
+        self.by_id(
+            &format!("SELECT {TEST_COLUMNS} FROM load_tests WHERE id = $1"),
+            id,
+            |r| test_row(r)?.decode(BACKEND),
+        )
+        .await
     }
 
     async fn list_load_tests(
@@ -469,10 +483,7 @@ impl Store for PostgresStore {
     }
 
     async fn delete_profile(&self, id: Id) -> Result<bool> {
-        let n = self
-            .execute("DELETE FROM profiles WHERE id = $1", &[&id.as_uuid()])
-            .await?;
-        Ok(n > 0)
+        self.delete_by_id("profiles", id).await
     }
 
     async fn insert_profile(&self, profile: &ProfileData) -> Result<()> {
@@ -511,23 +522,21 @@ impl Store for PostgresStore {
     }
 
     async fn get_profile(&self, id: Id) -> Result<Option<ProfileData>> {
-        let row = self
-            .query_opt(
-                &format!(
-                    "SELECT {}, pprof, flamegraph_svg FROM profiles WHERE id = $1",
-                    profile_columns()
-                ),
-                &[&id.as_uuid()],
-            )
-            .await?;
-        row.map(|row| {
-            Ok(ProfileData {
-                record: profile_row(&row)?.decode(),
-                pprof: get(&row, 7)?,
-                flamegraph_svg: get(&row, 8)?,
-            })
-        })
-        .transpose()
+        self.by_id(
+            &format!(
+                "SELECT {}, pprof, flamegraph_svg FROM profiles WHERE id = $1",
+                profile_columns()
+            ),
+            id,
+            |row| {
+                Ok(ProfileData {
+                    record: profile_row(row)?.decode(),
+                    pprof: get(row, 7)?,
+                    flamegraph_svg: get(row, 8)?,
+                })
+            },
+        )
+        .await
     }
 
     async fn insert_scaling_event(&self, e: &ScalingEventRecord) -> Result<()> {

@@ -84,6 +84,34 @@ impl SqliteStore {
         .map_err(store_error)?
     }
 
+    /// Reads the row of `sql` (which takes the id as `?1`), if there is one.
+    async fn by_id<R: Send + 'static>(
+        &self,
+        sql: String,
+        id: Id,
+        read: fn(&rusqlite::Row<'_>) -> rusqlite::Result<R>,
+    ) -> Result<Option<R>> {
+        self.with(move |c| {
+            c.query_row(&sql, params![id.to_string()], read)
+                .optional()
+                .map_err(store_error)
+        })
+        .await
+    }
+
+    /// Deletes row `id` of `table`; whether there was one.
+    async fn delete_by_id(&self, table: &'static str, id: Id) -> Result<bool> {
+        self.with(move |c| {
+            c.execute(
+                &format!("DELETE FROM {table} WHERE id = ?1"),
+                params![id.to_string()],
+            )
+            .map(|n| n > 0)
+            .map_err(store_error)
+        })
+        .await
+    }
+
     /// Reads the rows of `sql` (whose last two parameters are the page's
     /// cursor and size) into a page, newest first.
     async fn page<T, R>(
@@ -323,15 +351,11 @@ impl Store for SqliteStore {
 
     async fn get_snapshot(&self, id: Id) -> Result<Option<MetricsSnapshot>> {
         let row = self
-            .with(move |c| {
-                c.query_row(
-                    &format!("SELECT {SNAPSHOT_COLUMNS} FROM metrics_snapshots WHERE id = ?1"),
-                    params![id.to_string()],
-                    snapshot_row,
-                )
-                .optional()
-                .map_err(store_error)
-            })
+            .by_id(
+                format!("SELECT {SNAPSHOT_COLUMNS} FROM metrics_snapshots WHERE id = ?1"),
+                id,
+                snapshot_row,
+            )
             .await?;
         row.map(|r| r.decode(BACKEND)).transpose()
     }
@@ -351,15 +375,7 @@ impl Store for SqliteStore {
     }
 
     async fn delete_snapshot(&self, id: Id) -> Result<bool> {
-        self.with(move |c| {
-            c.execute(
-                "DELETE FROM metrics_snapshots WHERE id = ?1",
-                params![id.to_string()],
-            )
-            .map(|n| n > 0)
-            .map_err(store_error)
-        })
-        .await
+        self.delete_by_id("metrics_snapshots", id).await
     }
 
     async fn insert_load_test(&self, test: &LoadTestRecord, owner: &str) -> Result<()> {
@@ -413,15 +429,11 @@ impl Store for SqliteStore {
 
     async fn get_load_test(&self, id: Id) -> Result<Option<LoadTestRecord>> {
         let row = self
-            .with(move |c| {
-                c.query_row(
-                    &format!("SELECT {TEST_COLUMNS} FROM load_tests WHERE id = ?1"),
-                    params![id.to_string()],
-                    test_row,
-                )
-                .optional()
-                .map_err(store_error)
-            })
+            .by_id(
+                format!("SELECT {TEST_COLUMNS} FROM load_tests WHERE id = ?1"),
+                id,
+                test_row,
+            )
             .await?;
         row.map(|r| r.decode(BACKEND)).transpose()
     }
@@ -536,15 +548,7 @@ impl Store for SqliteStore {
     }
 
     async fn delete_profile(&self, id: Id) -> Result<bool> {
-        self.with(move |c| {
-            c.execute(
-                "DELETE FROM profiles WHERE id = ?1",
-                params![id.to_string()],
-            )
-            .map(|n| n > 0)
-            .map_err(store_error)
-        })
-        .await
+        self.delete_by_id("profiles", id).await
     }
 
     async fn insert_profile(&self, profile: &ProfileData) -> Result<()> {
@@ -586,18 +590,14 @@ impl Store for SqliteStore {
 
     async fn get_profile(&self, id: Id) -> Result<Option<ProfileData>> {
         let found = self
-            .with(move |c| {
-                c.query_row(
-                    &format!(
-                        "SELECT {}, pprof, flamegraph_svg FROM profiles WHERE id = ?1",
-                        profile_columns()
-                    ),
-                    params![id.to_string()],
-                    |row| Ok((profile_row(row)?, row.get(7)?, row.get(8)?)),
-                )
-                .optional()
-                .map_err(store_error)
-            })
+            .by_id(
+                format!(
+                    "SELECT {}, pprof, flamegraph_svg FROM profiles WHERE id = ?1",
+                    profile_columns()
+                ),
+                id,
+                |row| Ok((profile_row(row)?, row.get(7)?, row.get(8)?)),
+            )
             .await?;
         Ok(found.map(|(row, pprof, flamegraph_svg)| ProfileData {
             record: row.decode(),
