@@ -1135,7 +1135,8 @@ fn policy_limit(
 ) -> u32 {
     // `Max` takes the policy allowing the most change: the highest bound
     // up, the lowest down.
-    let (most, least): (fn(i64, i64) -> i64, fn(i64, i64) -> i64) = match way {
+    type Pick = fn(i64, i64) -> i64;
+    let (most, least): (Pick, Pick) = match way {
         Way::Up => (i64::max, i64::min),
         Way::Down => (i64::min, i64::max),
     };
