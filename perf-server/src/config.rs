@@ -262,6 +262,30 @@ impl ServerConfig {
     }
 }
 
+impl ServerConfig {
+    /// What the load-test runner is given: limits, target policy, slots,
+    /// feeds, workers and this instance's name (errors name the key).
+    pub fn runner_settings(&self) -> Result<crate::test_runner::RunnerSettings> {
+        Ok(crate::test_runner::RunnerSettings {
+            limits: self.test_limits,
+            policy: self
+                .target_policy()
+                .map_err(|message| invalid("target_allowlist", message))?,
+            max_concurrent: self.max_concurrent_tests,
+            max_queued: self.max_queued_tests,
+            feeds: self.feed_access(),
+            workers: crate::test_runner::Workers {
+                urls: self.load_workers.clone(),
+                service: self.load_worker_service.clone(),
+                token: self.worker_token.clone().or_else(|| self.api_token.clone()),
+                transport: self.worker_transport()?,
+            },
+            owner: self.instance(),
+            heartbeat_timeout: self.heartbeat_timeout.as_duration(),
+        })
+    }
+}
+
 fn invalid(field: &str, message: impl Into<String>) -> Error {
     Error::Config {
         field: field.to_owned(),

@@ -12,7 +12,7 @@ use crate::database::DatabaseMonitor;
 use crate::memory::MemoryWatch;
 use crate::monitor::Monitor;
 use crate::store::{PostgresStore, SqliteStore, Store};
-use crate::test_runner::{RunnerSettings, TestRunner, Workers};
+use crate::test_runner::TestRunner;
 
 /// Opens the store the configuration names: PostgreSQL when `database_url` is
 /// set, otherwise the SQLite file under `data_dir`.
@@ -88,34 +88,7 @@ pub(crate) async fn run(config: ServerConfig) -> Result<()> {
     let load_handle = load_runtime
         .handle()
         .ok_or_else(|| crate::Error::Io(std::io::Error::other("load runtime missing")))?;
-    let policy = config
-        .target_policy()
-        .map_err(|message| crate::Error::Config {
-            field: "target_allowlist".to_owned(),
-            message,
-        })?;
-    let tests = TestRunner::new(
-        Arc::clone(&store),
-        load_handle,
-        RunnerSettings {
-            limits: config.test_limits,
-            policy,
-            max_concurrent: config.max_concurrent_tests,
-            max_queued: config.max_queued_tests,
-            feeds: config.feed_access(),
-            workers: Workers {
-                urls: config.load_workers.clone(),
-                service: config.load_worker_service.clone(),
-                token: config
-                    .worker_token
-                    .clone()
-                    .or_else(|| config.api_token.clone()),
-                transport: config.worker_transport()?,
-            },
-            owner: config.instance(),
-            heartbeat_timeout: config.heartbeat_timeout.as_duration(),
-        },
-    );
+    let tests = TestRunner::new(Arc::clone(&store), load_handle, config.runner_settings()?);
     let interrupted = tests.interrupt_abandoned().await?;
     if interrupted > 0 {
         tracing::warn!(

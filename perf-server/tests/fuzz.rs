@@ -4,15 +4,15 @@
 //! bounded. `scripts/fuzz.sh DURATION` runs it longer.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::test::{self, TestRequest};
-use actix_web::web;
 use perf_core::HumanDuration;
-use perf_server::app::{AppState, app};
+use perf_server::app::app;
 use perf_server::config::ServerConfig;
-use perf_server::monitor::Monitor;
 use perf_server::store::SqliteStore;
 use serde_json::{Value, json};
 use testkit::fuzz::{Budget, interesting, mutate_json, mutate_text, rss_bytes};
@@ -32,26 +32,13 @@ async fn fuzz_every_api_body_through_the_app() {
     };
     let store: Arc<dyn perf_server::store::Store> =
         Arc::new(SqliteStore::open(&config.sqlite_path()).await.unwrap());
-    let memory =
-        perf_server::memory::MemoryWatch::new(config.memory_budget, config.leak_detection).unwrap();
-    let (monitor, sampler) = Monitor::start_with_memory(
-        config.sample_interval.as_duration(),
-        config.sample_capacity(),
-        Arc::new(memory),
-    )
-    .unwrap();
-    std::mem::forget(sampler);
-    let tests = perf_server::test_runner::TestRunner::new(
-        store.clone(),
-        tokio::runtime::Handle::current(),
-        perf_server::test_runner::RunnerSettings {
-            limits: config.test_limits,
-            policy: config.target_policy().unwrap(),
-            max_concurrent: 1,
-            ..Default::default()
-        },
-    );
-    let state = web::Data::new(AppState::builder(store, monitor, tests).build());
+    let settings = perf_server::test_runner::RunnerSettings {
+        limits: config.test_limits,
+        policy: config.target_policy().unwrap(),
+        max_concurrent: 1,
+        ..Default::default()
+    };
+    let state = common::state::app_state(&config, store, settings);
     let svc = test::init_service(app(state.clone(), Arc::new(config))).await;
     let target = "http://127.0.0.1:9";
     let bodies: Vec<(&str, &str, Value)> = vec![

@@ -16,7 +16,6 @@ use actix_web::web;
 use perf_core::HumanDuration;
 use perf_server::app::{AppState, app_with_routes};
 use perf_server::config::ServerConfig;
-use perf_server::monitor::Monitor;
 use perf_server::store::{SqliteStore, Store, TestStatus};
 use perf_server::test_runner::{RunnerSettings, TestRunner};
 use serde_json::{Value, json};
@@ -43,34 +42,11 @@ async fn service(
         sample_history: HumanDuration(Duration::from_secs(60)),
         ..config
     };
-    config.validate().unwrap();
     let store: Arc<dyn Store> = match store {
         Some(s) => s,
         None => Arc::new(SqliteStore::open(&config.sqlite_path()).await.unwrap()),
     };
-    let memory =
-        perf_server::memory::MemoryWatch::new(config.memory_budget, config.leak_detection).unwrap();
-    let (monitor, sampler) = Monitor::start_with_memory(
-        config.sample_interval.as_duration(),
-        config.sample_capacity(),
-        Arc::new(memory),
-    )
-    .unwrap();
-    std::mem::forget(sampler);
-    let tests = TestRunner::new(
-        Arc::clone(&store),
-        tokio::runtime::Handle::current(),
-        RunnerSettings {
-            limits: config.test_limits,
-            policy: config.target_policy().unwrap(),
-            max_concurrent: config.max_concurrent_tests,
-            max_queued: config.max_queued_tests,
-            feeds: config.feed_access(),
-            owner: config.instance(),
-            ..RunnerSettings::default()
-        },
-    );
-    let state = web::Data::new(AppState::builder(store, monitor, tests).build());
+    let state = common::state::app_state(&config, store, config.runner_settings().unwrap());
     let svc = test::init_service(app_with_routes(state.clone(), Arc::new(config), |cfg| {
         cfg.route(
             "/test/panic",

@@ -2,6 +2,8 @@
 //! dir) and host sampler.
 #![allow(clippy::unwrap_used)]
 
+#[path = "../common/mod.rs"]
+mod common;
 mod load_tests;
 mod recommendations;
 mod service;
@@ -16,7 +18,6 @@ use actix_web::web;
 use perf_core::HumanDuration;
 use perf_server::app::{AppState, app};
 use perf_server::config::ServerConfig;
-use perf_server::monitor::Monitor;
 use perf_server::store::SqliteStore;
 use serde_json::{Value, json};
 
@@ -98,7 +99,6 @@ async fn service_from(
         leak_detection: setup.leak_detection.unwrap_or_default(),
         ..ServerConfig::default()
     };
-    config.validate().unwrap();
     let store: Arc<dyn perf_server::store::Store> = match setup.postgres_store {
         Some((url, size)) => Arc::new(
             perf_server::store::PostgresStore::open(&url, size)
@@ -107,33 +107,11 @@ async fn service_from(
         ),
         None => Arc::new(SqliteStore::open(&config.sqlite_path()).await.unwrap()),
     };
-    let memory =
-        perf_server::memory::MemoryWatch::new(config.memory_budget, config.leak_detection).unwrap();
-    let (monitor, sampler) = Monitor::start_with_memory(
-        config.sample_interval.as_duration(),
-        config.sample_capacity(),
-        Arc::new(memory),
-    )
-    .unwrap();
-    std::mem::forget(sampler); // runs for the test's lifetime
-    let tests = perf_server::test_runner::TestRunner::new(
-        store.clone(),
-        tokio::runtime::Handle::current(),
-        perf_server::test_runner::RunnerSettings {
-            max_concurrent: 1,
-            ..Default::default()
-        },
-    );
-    monitor.memory().watch_cache(tests.finished_cache());
-    let state = web::Data::new(
-        AppState::builder(store, monitor, tests)
-            .database(
-                config
-                    .analyzed_database()
-                    .map(|url| Arc::new(perf_server::database::DatabaseMonitor::new(url).unwrap())),
-            )
-            .build(),
-    );
+    let settings = perf_server::test_runner::RunnerSettings {
+        max_concurrent: 1,
+        ..Default::default()
+    };
+    let state = common::state::app_state(&config, store, settings);
     (
         test::init_service(app(state.clone(), Arc::new(config))).await,
         dir,

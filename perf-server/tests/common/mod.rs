@@ -1,6 +1,8 @@
 //! Starting the real `perf-server` binary for tests.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub(crate) mod state;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
