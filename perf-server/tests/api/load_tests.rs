@@ -36,16 +36,7 @@ async fn a_load_test_runs_through_the_api_and_its_results_are_kept() {
         "{done}"
     );
 
-    let (status, report) = json_of(
-        test::call_service(
-            &svc,
-            TestRequest::get()
-                .uri(&format!("{location}/results"))
-                .to_request(),
-        )
-        .await,
-    )
-    .await;
+    let (status, report) = get_json(&svc, &format!("{location}/results")).await;
     assert_eq!(status, 200);
     assert!(report["requests"].as_u64().unwrap() > 10);
     assert_eq!(report["scenario"], "smoke");
@@ -64,16 +55,7 @@ async fn a_load_test_runs_through_the_api_and_its_results_are_kept() {
     assert!(text.contains("memory_pressure "), "{text}");
     assert!(text.contains("memory_leak_suspected "), "{text}");
     // The finished test feeds the capacity advice.
-    let (_, advice) = json_of(
-        test::call_service(
-            &svc,
-            TestRequest::get()
-                .uri("/performance/recommendations?target_rps=1000")
-                .to_request(),
-        )
-        .await,
-    )
-    .await;
+    let (_, advice) = get_json(&svc, "/performance/recommendations?target_rps=1000").await;
     assert!(
         advice["sources"]["capacity"]
             .as_str()
@@ -138,67 +120,30 @@ async fn a_load_test_runs_through_the_api_and_its_results_are_kept() {
         !html.contains("<script") && !html.contains("src=\"http"),
         "self-contained"
     );
-    let (status, body) = json_of(
-        test::call_service(
-            &svc,
-            TestRequest::get()
-                .uri(&format!("{location}/results?format=pdf"))
-                .to_request(),
-        )
-        .await,
-    )
-    .await;
+    let (status, body) = get_json(&svc, &format!("{location}/results?format=pdf")).await;
     assert_eq!(status, 400, "{body}");
     assert_error(&body, "bad_request", Some("format"));
 
-    let (status, history) = json_of(
-        test::call_service(
-            &svc,
-            TestRequest::get()
-                .uri("/performance/tests/history?scenario=smoke&status=completed")
-                .to_request(),
-        )
-        .await,
+    let (status, history) = get_json(
+        &svc,
+        "/performance/tests/history?scenario=smoke&status=completed",
     )
     .await;
     assert_eq!(status, 200);
     assert_eq!(history["items"].as_array().unwrap().len(), 1, "{history}");
-    let (_, none) = json_of(
-        test::call_service(
-            &svc,
-            TestRequest::get()
-                .uri("/performance/tests/history?scenario=other")
-                .to_request(),
-        )
-        .await,
-    )
-    .await;
+    let (_, none) = get_json(&svc, "/performance/tests/history?scenario=other").await;
     assert!(none["items"].as_array().unwrap().is_empty());
-    let (status, body) = json_of(
-        test::call_service(
-            &svc,
-            TestRequest::get()
-                .uri("/performance/tests/history?status=sleeping")
-                .to_request(),
-        )
-        .await,
-    )
-    .await;
+    let (status, body) = get_json(&svc, "/performance/tests/history?status=sleeping").await;
     assert_eq!(status, 400);
     assert_error(&body, "bad_request", Some("status"));
 
-    let (status, body) =
-        json_of(test::call_service(&svc, TestRequest::delete().uri(&location).to_request()).await)
-            .await;
+    let (status, body) = call_json(&svc, TestRequest::delete().uri(&location).to_request()).await;
     assert_eq!(status, 409, "{body}");
-    let (status, _) = json_of(
-        test::call_service(
-            &svc,
-            TestRequest::delete()
-                .uri("/performance/tests/0190c1d2-7a4b-7c3d-8e9f-0123456789ab")
-                .to_request(),
-        )
-        .await,
+    let (status, _) = call_json(
+        &svc,
+        TestRequest::delete()
+            .uri("/performance/tests/0190c1d2-7a4b-7c3d-8e9f-0123456789ab")
+            .to_request(),
     )
     .await;
     assert_eq!(status, 404);
@@ -277,7 +222,7 @@ async fn presets_take_overrides_and_bad_tests_are_refused_naming_the_field() {
         ),
     ];
     for (body, status, field) in cases {
-        let (got, json) = json_of(test::call_service(&svc, post(body.clone())).await).await;
+        let (got, json) = call_json(&svc, post(body.clone())).await;
         assert_eq!(got.as_u16(), status, "{body}: {json}");
         assert_eq!(json["error"]["field"], field, "{body}: {json}");
     }
@@ -317,17 +262,14 @@ async fn tests_beyond_the_limit_queue_and_cancel_keeps_what_was_measured() {
     let second = format!("/performance/tests/{}", queued["id"].as_str().unwrap());
 
     let (status, cancelled) =
-        json_of(test::call_service(&svc, TestRequest::delete().uri(&second).to_request()).await)
-            .await;
+        call_json(&svc, TestRequest::delete().uri(&second).to_request()).await;
     assert_eq!(status, 200);
     assert_eq!(cancelled["status"], "cancelled");
 
     wait_for_status(&svc, &first, "running").await;
     actix_web::rt::time::sleep(Duration::from_millis(1500)).await;
     let started = Instant::now();
-    let (status, cancelled) =
-        json_of(test::call_service(&svc, TestRequest::delete().uri(&first).to_request()).await)
-            .await;
+    let (status, cancelled) = call_json(&svc, TestRequest::delete().uri(&first).to_request()).await;
     assert!(
         started.elapsed() < Duration::from_secs(2),
         "{:?}",
@@ -335,16 +277,7 @@ async fn tests_beyond_the_limit_queue_and_cancel_keeps_what_was_measured() {
     );
     assert_eq!(status, 200, "{cancelled}");
     assert_eq!(cancelled["status"], "cancelled", "{cancelled}");
-    let (_, report) = json_of(
-        test::call_service(
-            &svc,
-            TestRequest::get()
-                .uri(&format!("{first}/results"))
-                .to_request(),
-        )
-        .await,
-    )
-    .await;
+    let (_, report) = get_json(&svc, &format!("{first}/results")).await;
     assert!(report["requests"].as_u64().unwrap() > 20, "{report}");
     assert_eq!(report["stopped_early"], "cancelled");
 }
@@ -366,12 +299,9 @@ async fn scenario_files_comparisons_trends_and_simulations_through_the_api() {
     };
     let file = "load_tests:\n  home: {users: 2, duration: 1s, think_time: 20ms, requests: [{path: /}]}\n  other: {users: 1, duration: 1s}\n";
     // Two scenarios and none named: the field says which are there.
-    let (status, body) = json_of(
-        test::call_service(
-            &svc,
-            post(json!({"scenario_yaml": file, "target": target.url()})),
-        )
-        .await,
+    let (status, body) = call_json(
+        &svc,
+        post(json!({"scenario_yaml": file, "target": target.url()})),
     )
     .await;
     assert_eq!(status, 422, "{body}");
@@ -384,12 +314,9 @@ async fn scenario_files_comparisons_trends_and_simulations_through_the_api() {
         "{body}"
     );
     // A scenario named by something other than a string.
-    let (status, body) = json_of(
-        test::call_service(
-            &svc,
-            post(json!({"scenario_yaml": file, "scenario": 5, "target": target.url()})),
-        )
-        .await,
+    let (status, body) = call_json(
+        &svc,
+        post(json!({"scenario_yaml": file, "scenario": 5, "target": target.url()})),
     )
     .await;
     assert_eq!(
@@ -398,23 +325,14 @@ async fn scenario_files_comparisons_trends_and_simulations_through_the_api() {
         "{body}"
     );
     // Not YAML of a scenario file: named too, with the parser's words.
-    let (status, body) = json_of(
-        test::call_service(
-            &svc,
-            post(json!({"scenario_yaml": "load_tests: [1, 2", "target": target.url()})),
-        )
-        .await,
+    let (status, body) = call_json(
+        &svc,
+        post(json!({"scenario_yaml": "load_tests: [1, 2", "target": target.url()})),
     )
     .await;
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["error"]["field"], "scenario_yaml", "{body}");
-    let (status, body) = json_of(
-        test::call_service(
-            &svc,
-            post(json!({"scenario_yaml": file, "scenario": "home", "target": target.url(), "preset": "baseline"})),
-        )
-        .await,
-    )
+    let (status, body) = call_json(&svc, post(json!({"scenario_yaml": file, "scenario": "home", "target": target.url(), "preset": "baseline"})))
     .await;
     assert_eq!(
         (status.as_u16(), body["error"]["field"].as_str()),
@@ -425,12 +343,9 @@ async fn scenario_files_comparisons_trends_and_simulations_through_the_api() {
     // A name of spaces, and aliases that repeat a large value past the body's
     // size: refused, each named.
     let blank = "load_tests:\n  '   ': {users: 1, duration: 1s}\n";
-    let (status, body) = json_of(
-        test::call_service(
-            &svc,
-            post(json!({"scenario_yaml": blank, "target": target.url()})),
-        )
-        .await,
+    let (status, body) = call_json(
+        &svc,
+        post(json!({"scenario_yaml": blank, "target": target.url()})),
     )
     .await;
     assert_eq!(
@@ -443,12 +358,9 @@ async fn scenario_files_comparisons_trends_and_simulations_through_the_api() {
     let aliases = format!(
         "load_tests:\n  s:\n    users: 1\n    duration: 1s\n    requests:\n      - {{path: /, body: &b \"{big}\"}}\n{repeated}"
     );
-    let (status, body) = json_of(
-        test::call_service(
-            &svc,
-            post(json!({"scenario_yaml": aliases, "target": target.url()})),
-        )
-        .await,
+    let (status, body) = call_json(
+        &svc,
+        post(json!({"scenario_yaml": aliases, "target": target.url()})),
     )
     .await;
     assert_eq!(
@@ -466,12 +378,9 @@ async fn scenario_files_comparisons_trends_and_simulations_through_the_api() {
 
     let mut ids = Vec::new();
     for _ in 0..2 {
-        let (status, started) = json_of(
-            test::call_service(
-                &svc,
-                post(json!({"scenario_yaml": file, "scenario": "home", "target": target.url()})),
-            )
-            .await,
+        let (status, started) = call_json(
+            &svc,
+            post(json!({"scenario_yaml": file, "scenario": "home", "target": target.url()})),
         )
         .await;
         assert_eq!(status, 202, "{started}");
@@ -481,15 +390,12 @@ async fn scenario_files_comparisons_trends_and_simulations_through_the_api() {
         ids.push(id);
     }
     let get = |uri: String| TestRequest::get().uri(&uri).to_request();
-    let (status, cmp) = json_of(
-        test::call_service(
-            &svc,
-            get(format!(
-                "/performance/tests/{}/compare?baseline={}",
-                ids[1], ids[0]
-            )),
-        )
-        .await,
+    let (status, cmp) = call_json(
+        &svc,
+        get(format!(
+            "/performance/tests/{}/compare?baseline={}",
+            ids[1], ids[0]
+        )),
     )
     .await;
     assert_eq!(status, 200, "{cmp}");
@@ -501,15 +407,12 @@ async fn scenario_files_comparisons_trends_and_simulations_through_the_api() {
             .any(|m| m["metric"] == "p95"),
         "{cmp}"
     );
-    let (status, bad) = json_of(
-        test::call_service(
-            &svc,
-            get(format!(
-                "/performance/tests/{}/compare?baseline=nope",
-                ids[1]
-            )),
-        )
-        .await,
+    let (status, bad) = call_json(
+        &svc,
+        get(format!(
+            "/performance/tests/{}/compare?baseline=nope",
+            ids[1]
+        )),
     )
     .await;
     assert_eq!(
@@ -517,10 +420,8 @@ async fn scenario_files_comparisons_trends_and_simulations_through_the_api() {
         (400u16, Some("baseline")),
         "{bad}"
     );
-    let (status, trend) = json_of(
-        test::call_service(&svc, get(format!("/performance/tests/{}/trend", ids[1]))).await,
-    )
-    .await;
+    let (status, trend) =
+        call_json(&svc, get(format!("/performance/tests/{}/trend", ids[1]))).await;
     assert_eq!(status, 200, "{trend}");
     let runs = trend["trend"]["runs"].as_array().unwrap();
     assert_eq!(runs.len(), 2, "{trend}");
@@ -543,25 +444,19 @@ async fn scenario_files_comparisons_trends_and_simulations_through_the_api() {
             .set_json(body)
             .to_request()
     };
-    let (status, report) = json_of(
-        test::call_service(
-            &svc,
-            simulate(
-                json!({"policy": policy, "trace_csv": "t,v\n0,100\n300,900\n600,900\n900,100\n",
+    let (status, report) = call_json(
+        &svc,
+        simulate(
+            json!({"policy": policy, "trace_csv": "t,v\n0,100\n300,900\n600,900\n900,100\n",
                 "settings": {"period_s": 15, "startup_s": 30, "request_per_replica": 100}}),
-            ),
-        )
-        .await,
+        ),
     )
     .await;
     assert_eq!(status, 200, "{report}");
     assert!(report["peak_replicas"].as_u64().unwrap() >= 9, "{report}");
-    let (status, bad) = json_of(
-        test::call_service(
-            &svc,
-            simulate(json!({"policy": policy, "trace_csv": "t,v\n"})),
-        )
-        .await,
+    let (status, bad) = call_json(
+        &svc,
+        simulate(json!({"policy": policy, "trace_csv": "t,v\n"})),
     )
     .await;
     assert_eq!(
@@ -569,12 +464,11 @@ async fn scenario_files_comparisons_trends_and_simulations_through_the_api() {
         (422u16, Some("trace_csv")),
         "{bad}"
     );
-    let (status, bad) = json_of(
-        test::call_service(
-            &svc,
-            simulate(json!({"policy": policy, "trace_csv": "t,v\n0,1\n60,2\n", "settings": {"period_s": 0}})),
-        )
-        .await,
+    let (status, bad) = call_json(
+        &svc,
+        simulate(
+            json!({"policy": policy, "trace_csv": "t,v\n0,1\n60,2\n", "settings": {"period_s": 0}}),
+        ),
     )
     .await;
     assert_eq!(
@@ -583,12 +477,9 @@ async fn scenario_files_comparisons_trends_and_simulations_through_the_api() {
         "{bad}"
     );
     // More than a request may simulate (a year at 15 s): refused before any work.
-    let (status, bad) = json_of(
-        test::call_service(
-            &svc,
-            simulate(json!({"policy": policy, "trace_csv": "t,v\n0,1\n31536000,2\n"})),
-        )
-        .await,
+    let (status, bad) = call_json(
+        &svc,
+        simulate(json!({"policy": policy, "trace_csv": "t,v\n0,1\n31536000,2\n"})),
     )
     .await;
     assert_eq!(
@@ -604,9 +495,7 @@ async fn scenario_files_comparisons_trends_and_simulations_through_the_api() {
         "{bad}"
     );
     // Without a policy in force and none given: said, not guessed.
-    let (status, bad) =
-        json_of(test::call_service(&svc, simulate(json!({"trace_csv": "t,v\n0,1\n60,2\n"}))).await)
-            .await;
+    let (status, bad) = call_json(&svc, simulate(json!({"trace_csv": "t,v\n0,1\n60,2\n"}))).await;
     assert_eq!(
         (status.as_u16(), bad["error"]["field"].as_str()),
         (422u16, Some("policy")),

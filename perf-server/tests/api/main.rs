@@ -129,6 +129,31 @@ async fn json_of(
     (status, value)
 }
 
+/// The app's answer to `request`: its status and JSON body (a body that is
+/// not JSON comes back as a JSON string).
+async fn call_json(
+    svc: &impl actix_web::dev::Service<
+        actix_http::Request,
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+    >,
+    request: actix_http::Request,
+) -> (StatusCode, Value) {
+    json_of(test::call_service(svc, request).await).await
+}
+
+/// `GET uri`, as [`call_json`] answers it.
+async fn get_json(
+    svc: &impl actix_web::dev::Service<
+        actix_http::Request,
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+    >,
+    uri: &str,
+) -> (StatusCode, Value) {
+    call_json(svc, TestRequest::get().uri(uri).to_request()).await
+}
+
 fn assert_error(body: &Value, code: &str, field: Option<&str>) {
     assert_eq!(body["error"]["code"], code, "{body}");
     assert!(
@@ -154,9 +179,7 @@ async fn wait_for_status(
 ) -> Value {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let (status, body) =
-            json_of(test::call_service(svc, TestRequest::get().uri(location).to_request()).await)
-                .await;
+        let (status, body) = get_json(svc, location).await;
         assert_eq!(status, 200, "{body}");
         if body["status"] == wanted || Instant::now() > deadline {
             assert_eq!(body["status"], wanted, "{body}");

@@ -125,8 +125,7 @@ async fn recommendations_for_a_badly_and_a_well_tuned_setup() {
         "leak flagged after {:.1} s, {request_id} entries of 64 KiB",
         started.elapsed().as_secs_f64()
     );
-    let (status, body) =
-        json_of(test::call_service(&app, get("/performance/recommendations")).await).await;
+    let (status, body) = call_json(&app, get("/performance/recommendations")).await;
     // The same figures reach Prometheus.
     let metrics = test::read_body(test::call_service(&app, get("/metrics")).await).await;
     let metrics = String::from_utf8_lossy(&metrics);
@@ -244,8 +243,7 @@ async fn recommendations_for_a_badly_and_a_well_tuned_setup() {
         bounded.get_with(i % 16, || Arc::new(vec![1; 64 << 10]));
     }
     bounded.run_pending_tasks();
-    let (_, body) =
-        json_of(test::call_service(&app, get("/performance/recommendations")).await).await;
+    let (_, body) = call_json(&app, get("/performance/recommendations")).await;
     eprintln!(
         "well tuned:\n{}",
         serde_json::to_string_pretty(&body).unwrap()
@@ -264,9 +262,7 @@ async fn recommendations_for_a_badly_and_a_well_tuned_setup() {
     ] {
         assert!(!kinds.iter().any(|x| x == k), "{k} in {body}");
     }
-    let (status, body) =
-        json_of(test::call_service(&app, get("/performance/recommendations?headroom=2")).await)
-            .await;
+    let (status, body) = call_json(&app, get("/performance/recommendations?headroom=2")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_error(&body, "bad_request", Some("headroom"));
 
@@ -278,8 +274,7 @@ async fn recommendations_for_a_badly_and_a_well_tuned_setup() {
     let (app, _dir) = service_with(None, None, tiny).await;
     // Let the sampler take a sample so the budget sees the RSS.
     let _ = test::call_service(&app, get("/performance/metrics/memory")).await;
-    let (_, body) =
-        json_of(test::call_service(&app, get("/performance/recommendations")).await).await;
+    let (_, body) = call_json(&app, get("/performance/recommendations")).await;
     let list = body["recommendations"].as_array().unwrap();
     assert_eq!(list[0]["kind"], "memory_budget", "{body}");
     assert_eq!(list[0]["severity"], "critical");

@@ -5,23 +5,12 @@ use super::*;
 #[actix_web::test]
 async fn health_ready_and_metrics_endpoints_answer_with_live_values() {
     let (svc, _dir) = service(None).await;
-    let (status, body) =
-        json_of(test::call_service(&svc, TestRequest::get().uri("/health").to_request()).await)
-            .await;
+    let (status, body) = get_json(&svc, "/health").await;
     assert_eq!(status, 200);
     assert_eq!(body["status"], "ok");
 
     // The first read waits for a real sample instead of answering zeros.
-    let (status, cpu) = json_of(
-        test::call_service(
-            &svc,
-            TestRequest::get()
-                .uri("/performance/metrics/cpu")
-                .to_request(),
-        )
-        .await,
-    )
-    .await;
+    let (status, cpu) = get_json(&svc, "/performance/metrics/cpu").await;
     assert_eq!(status, 200, "{cpu}");
     assert!(cpu["interval_ms"].as_u64().unwrap() >= 50, "{cpu}");
     let cores = cpu["cores"].as_u64().unwrap();
@@ -35,23 +24,12 @@ async fn health_ready_and_metrics_endpoints_answer_with_live_values() {
     );
     assert!(cpu["load_average_1m"].is_number());
 
-    let (status, ready) =
-        json_of(test::call_service(&svc, TestRequest::get().uri("/ready").to_request()).await)
-            .await;
+    let (status, ready) = get_json(&svc, "/ready").await;
     assert_eq!(status, 200, "{ready}");
     assert_eq!(ready["store"], "sqlite");
     assert_eq!(ready["schema_version"], 5);
 
-    let (_, mem) = json_of(
-        test::call_service(
-            &svc,
-            TestRequest::get()
-                .uri("/performance/metrics/memory")
-                .to_request(),
-        )
-        .await,
-    )
-    .await;
+    let (_, mem) = get_json(&svc, "/performance/metrics/memory").await;
     assert!(
         mem["process_rss_bytes"].as_u64().unwrap() > 1 << 20,
         "{mem}"
@@ -61,16 +39,7 @@ async fn health_ready_and_metrics_endpoints_answer_with_live_values() {
     );
     assert!(mem.get("allocator").is_some(), "{mem}");
 
-    let (_, net) = json_of(
-        test::call_service(
-            &svc,
-            TestRequest::get()
-                .uri("/performance/metrics/network")
-                .to_request(),
-        )
-        .await,
-    )
-    .await;
+    let (_, net) = get_json(&svc, "/performance/metrics/network").await;
     let lo = net["interfaces"]
         .as_array()
         .unwrap()
@@ -81,14 +50,7 @@ async fn health_ready_and_metrics_endpoints_answer_with_live_values() {
     assert!(lo["rx_bytes_per_sec"].is_number());
     assert!(net["tcp"]["total"].is_number());
 
-    let (_, summary) = json_of(
-        test::call_service(
-            &svc,
-            TestRequest::get().uri("/performance/metrics").to_request(),
-        )
-        .await,
-    )
-    .await;
+    let (_, summary) = get_json(&svc, "/performance/metrics").await;
     for key in [
         "cpu_utilization_percent",
         "process_rss_bytes",
@@ -103,16 +65,7 @@ async fn health_ready_and_metrics_endpoints_answer_with_live_values() {
 async fn window_returns_a_series_and_bad_windows_name_the_parameter() {
     let (svc, _dir) = service(None).await;
     actix_web::rt::time::sleep(Duration::from_millis(650)).await;
-    let (status, series) = json_of(
-        test::call_service(
-            &svc,
-            TestRequest::get()
-                .uri("/performance/metrics/cpu?window=60s")
-                .to_request(),
-        )
-        .await,
-    )
-    .await;
+    let (status, series) = get_json(&svc, "/performance/metrics/cpu?window=60s").await;
     assert_eq!(status, 200, "{series}");
     assert_eq!(series["window_ms"], 60_000);
     let samples = series["samples"].as_array().unwrap();
@@ -123,16 +76,7 @@ async fn window_returns_a_series_and_bad_windows_name_the_parameter() {
         .collect();
     assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
 
-    let (_, short) = json_of(
-        test::call_service(
-            &svc,
-            TestRequest::get()
-                .uri("/performance/metrics/memory?window=150ms")
-                .to_request(),
-        )
-        .await,
-    )
-    .await;
+    let (_, short) = get_json(&svc, "/performance/metrics/memory?window=150ms").await;
     assert!(short["samples"].as_array().unwrap().len() < samples.len());
 
     for (uri, field) in [
@@ -140,8 +84,7 @@ async fn window_returns_a_series_and_bad_windows_name_the_parameter() {
         ("/performance/metrics/cpu?window=2h", "window"),
         ("/performance/metrics/network?windw=5s", "windw"),
     ] {
-        let (status, body) =
-            json_of(test::call_service(&svc, TestRequest::get().uri(uri).to_request()).await).await;
+        let (status, body) = get_json(&svc, uri).await;
         assert_eq!(status, 400, "{uri}: {body}");
         assert_error(&body, "bad_request", Some(field));
     }
@@ -178,35 +121,17 @@ async fn snapshots_are_created_listed_read_and_deleted() {
         "{created}"
     );
 
-    let (status, got) =
-        json_of(test::call_service(&svc, TestRequest::get().uri(&location).to_request()).await)
-            .await;
+    let (status, got) = get_json(&svc, &location).await;
     assert_eq!(status, 200);
     assert_eq!(got, created);
 
     let _ = test::call_service(&svc, create("after deploy")).await;
-    let (_, page) = json_of(
-        test::call_service(
-            &svc,
-            TestRequest::get()
-                .uri("/performance/metrics/snapshots?limit=1")
-                .to_request(),
-        )
-        .await,
-    )
-    .await;
+    let (_, page) = get_json(&svc, "/performance/metrics/snapshots?limit=1").await;
     assert_eq!(page["items"][0]["label"], "after deploy");
     let cursor = page["next_cursor"].as_str().unwrap();
-    let (_, page2) = json_of(
-        test::call_service(
-            &svc,
-            TestRequest::get()
-                .uri(&format!(
-                    "/performance/metrics/snapshots?limit=1&cursor={cursor}"
-                ))
-                .to_request(),
-        )
-        .await,
+    let (_, page2) = get_json(
+        &svc,
+        &format!("/performance/metrics/snapshots?limit=1&cursor={cursor}"),
     )
     .await;
     assert_eq!(page2["items"][0]["label"], "before deploy");
@@ -214,14 +139,10 @@ async fn snapshots_are_created_listed_read_and_deleted() {
 
     let resp = test::call_service(&svc, TestRequest::delete().uri(&location).to_request()).await;
     assert_eq!(resp.status(), 204);
-    let (status, body) =
-        json_of(test::call_service(&svc, TestRequest::get().uri(&location).to_request()).await)
-            .await;
+    let (status, body) = get_json(&svc, &location).await;
     assert_eq!(status, 404);
     assert_error(&body, "not_found", None);
-    let (status, _) =
-        json_of(test::call_service(&svc, TestRequest::delete().uri(&location).to_request()).await)
-            .await;
+    let (status, _) = call_json(&svc, TestRequest::delete().uri(&location).to_request()).await;
     assert_eq!(status, 404);
 }
 
@@ -254,17 +175,17 @@ async fn bad_requests_get_json_errors_with_the_right_status_and_field() {
         (r#"{"label": "x",}"#, 400, "bad_request", None),
     ];
     for (body, status, code, field) in cases {
-        let (got, json) = json_of(test::call_service(&svc, post(body)).await).await;
+        let (got, json) = call_json(&svc, post(body)).await;
         assert_eq!(got.as_u16(), status, "{body}: {json}");
         assert_error(&json, code, field);
     }
     let long = format!(r#"{{"label": "{}"}}"#, "x".repeat(201));
-    let (got, json) = json_of(test::call_service(&svc, post(&long)).await).await;
+    let (got, json) = call_json(&svc, post(&long)).await;
     assert_eq!(got, 422);
     assert_error(&json, "invalid_field", Some("label"));
 
     let big = format!(r#"{{"label": "x", "note": "{}"}}"#, "y".repeat(2 << 20));
-    let (got, json) = json_of(test::call_service(&svc, post(&big)).await).await;
+    let (got, json) = call_json(&svc, post(&big)).await;
     assert_eq!(got, 413, "{json}");
     assert_error(&json, "payload_too_large", None);
 
@@ -273,7 +194,7 @@ async fn bad_requests_get_json_errors_with_the_right_status_and_field() {
         .insert_header(("content-type", "text/plain"))
         .set_payload(r#"{"label":"x"}"#)
         .to_request();
-    let (got, json) = json_of(test::call_service(&svc, wrong_type).await).await;
+    let (got, json) = call_json(&svc, wrong_type).await;
     assert_eq!(got, 415);
     assert_error(&json, "unsupported_media_type", None);
 
@@ -287,8 +208,7 @@ async fn bad_requests_get_json_errors_with_the_right_status_and_field() {
         ),
         ("/performance/nothing-here", 404, None),
     ] {
-        let (got, json) =
-            json_of(test::call_service(&svc, TestRequest::get().uri(uri).to_request()).await).await;
+        let (got, json) = get_json(&svc, uri).await;
         assert_eq!(got.as_u16(), status, "{uri}: {json}");
         assert_eq!(json["error"]["field"].as_str(), field, "{uri}: {json}");
     }
@@ -384,10 +304,7 @@ async fn prometheus_counts_requests_by_route_and_status_and_openapi_lists_routes
         "{text}"
     );
 
-    let (status, doc) = json_of(
-        test::call_service(&svc, TestRequest::get().uri("/openapi.json").to_request()).await,
-    )
-    .await;
+    let (status, doc) = get_json(&svc, "/openapi.json").await;
     assert_eq!(status, 200);
     for path in [
         "/health",

@@ -38,7 +38,7 @@ async fn database_metrics_say_plainly_when_unconfigured_and_report_a_real_databa
             .uri("/performance/metrics/database")
             .to_request()
     };
-    let (status, body) = json_of(test::call_service(&app, get()).await).await;
+    let (status, body) = call_json(&app, get()).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["configured"], true);
     assert_eq!(body["errors"], json!([]), "{body}");
@@ -70,7 +70,7 @@ async fn database_metrics_say_plainly_when_unconfigured_and_report_a_real_databa
         "{body}"
     );
     // The second read of the slow statements comes from the query cache.
-    let (_, body) = json_of(test::call_service(&app, get()).await).await;
+    let (_, body) = call_json(&app, get()).await;
     assert_eq!(body["query_cache"]["hits"], 1, "{body}");
     assert_eq!(body["query_cache_hit_ratio"], 0.5, "{body}");
     assert_eq!(body["pool"]["checkouts"], 2);
@@ -85,7 +85,7 @@ async fn database_metrics_say_plainly_when_unconfigured_and_report_a_real_databa
         perf_memory::MemoryBudget::default(),
     )
     .await;
-    let (status, body) = json_of(test::call_service(&app, get()).await).await;
+    let (status, body) = call_json(&app, get()).await;
     assert_eq!(status, StatusCode::OK);
     assert!(
         body["errors"][0].as_str().unwrap().starts_with("connect:"),
@@ -104,16 +104,14 @@ async fn database_metrics_say_plainly_when_unconfigured_and_report_a_real_databa
 async fn memory_shows_budget_and_leak_verdict_and_the_hard_mark_refuses_new_work() {
     let (app, _dir) = service(Some(TOKEN)).await;
     let get = |uri: &str| TestRequest::get().uri(uri).to_request();
-    let (status, body) =
-        json_of(test::call_service(&app, get("/performance/metrics/memory")).await).await;
+    let (status, body) = call_json(&app, get("/performance/metrics/memory")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["budget"]["budget"]["limit"], 512u64 << 20, "{body}");
     assert_eq!(body["budget"]["pressure"], "normal", "{body}");
     assert_eq!(body["leak"]["status"], "warming_up", "{body}");
     assert!(body["process_rss_bytes"].as_u64().unwrap() > 0);
     // A series has no verdict per sample.
-    let (_, series) =
-        json_of(test::call_service(&app, get("/performance/metrics/memory?window=1s")).await).await;
+    let (_, series) = call_json(&app, get("/performance/metrics/memory?window=1s")).await;
     assert!(series["samples"][0].get("leak").is_none(), "{series}");
 
     // A budget this process is already over: new work is refused, probes answer.
@@ -122,8 +120,7 @@ async fn memory_shows_budget_and_leak_verdict_and_the_hard_mark_refuses_new_work
         .build()
         .unwrap();
     let (app, _dir) = service_with(Some(TOKEN), None, tiny).await;
-    let (_, body) =
-        json_of(test::call_service(&app, get("/performance/metrics/memory")).await).await;
+    let (_, body) = call_json(&app, get("/performance/metrics/memory")).await;
     assert_eq!(body["budget"]["pressure"], "hard", "{body}");
     let resp = test::call_service(
         &app,
@@ -154,8 +151,7 @@ async fn memory_shows_budget_and_leak_verdict_and_the_hard_mark_refuses_new_work
         let resp = test::call_service(&app, get(probe)).await;
         assert_eq!(resp.status(), StatusCode::OK, "{probe}");
     }
-    let (_, body) =
-        json_of(test::call_service(&app, get("/performance/metrics/memory")).await).await;
+    let (_, body) = call_json(&app, get("/performance/metrics/memory")).await;
     assert!(body["budget"]["refused"].as_u64().unwrap() >= 1, "{body}");
     assert!(body["budget"]["reliefs"].as_u64().unwrap() >= 1, "{body}");
 }
@@ -165,54 +161,42 @@ async fn profiles_run_one_at_a_time_and_are_kept() {
     let (app, _dir) = service(None).await;
     let post = |uri: &str, body: Value| TestRequest::post().uri(uri).set_json(body).to_request();
     let get = |uri: &str| TestRequest::get().uri(uri).to_request();
-    let (status, body) = json_of(
-        test::call_service(
-            &app,
-            post(
-                "/performance/profiling/start",
-                json!({"kind": "cpu", "frequency_hz": 5000}),
-            ),
-        )
-        .await,
+    let (status, body) = call_json(
+        &app,
+        post(
+            "/performance/profiling/start",
+            json!({"kind": "cpu", "frequency_hz": 5000}),
+        ),
     )
     .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_error(&body, "invalid_field", Some("frequency_hz"));
-    let (status, body) = json_of(
-        test::call_service(
-            &app,
-            post("/performance/profiling/start", json!({"kind": "gpu"})),
-        )
-        .await,
+    let (status, body) = call_json(
+        &app,
+        post("/performance/profiling/start", json!({"kind": "gpu"})),
     )
     .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(body["error"]["field"], "kind");
 
-    let (status, session) = json_of(
-        test::call_service(
-            &app,
-            post(
-                "/performance/profiling/start",
-                json!({"kind": "cpu", "frequency_hz": 200}),
-            ),
-        )
-        .await,
+    let (status, session) = call_json(
+        &app,
+        post(
+            "/performance/profiling/start",
+            json!({"kind": "cpu", "frequency_hz": 200}),
+        ),
     )
     .await;
     assert_eq!(status, StatusCode::CREATED, "{session}");
     let id = session["id"].as_str().unwrap().to_owned();
-    let (status, body) = json_of(
-        test::call_service(
-            &app,
-            post("/performance/profiling/start", json!({"kind": "heap"})),
-        )
-        .await,
+    let (status, body) = call_json(
+        &app,
+        post("/performance/profiling/start", json!({"kind": "heap"})),
     )
     .await;
     assert_eq!(status, StatusCode::CONFLICT, "never two at once: {body}");
     assert!(body["error"]["message"].as_str().unwrap().contains(&id));
-    let (_, listing) = json_of(test::call_service(&app, get("/performance/profiling")).await).await;
+    let (_, listing) = call_json(&app, get("/performance/profiling")).await;
     assert_eq!(listing["running"]["id"], id.as_str());
     // Something to sample.
     let until = Instant::now() + Duration::from_millis(600);
@@ -220,27 +204,19 @@ async fn profiles_run_one_at_a_time_and_are_kept() {
     while Instant::now() < until {
         x = std::hint::black_box(x.wrapping_add(1));
     }
-    let (status, record) = json_of(
-        test::call_service(&app, post("/performance/profiling/stop", json!({"id": id}))).await,
-    )
-    .await;
+    let (status, record) =
+        call_json(&app, post("/performance/profiling/stop", json!({"id": id}))).await;
     assert_eq!(status, StatusCode::OK, "{record}");
     assert_eq!(record["kind"], "cpu");
     assert!(record["pprof_bytes"].as_u64().unwrap() > 0);
-    let (status, _) = json_of(
-        test::call_service(&app, post("/performance/profiling/stop", json!({"id": id}))).await,
-    )
-    .await;
+    let (status, _) = call_json(&app, post("/performance/profiling/stop", json!({"id": id}))).await;
     assert_eq!(status, StatusCode::CONFLICT, "already finished");
-    let (status, _) = json_of(
-        test::call_service(
-            &app,
-            post(
-                "/performance/profiling/stop",
-                json!({"id": perf_core::Id::new().to_string()}),
-            ),
-        )
-        .await,
+    let (status, _) = call_json(
+        &app,
+        post(
+            "/performance/profiling/stop",
+            json!({"id": perf_core::Id::new().to_string()}),
+        ),
     )
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
@@ -267,24 +243,18 @@ async fn profiles_run_one_at_a_time_and_are_kept() {
         test::read_body(resp).await.len() as u64,
         record["pprof_bytes"].as_u64().unwrap()
     );
-    let (status, body) = json_of(
-        test::call_service(
-            &app,
-            get(&format!("/performance/profiling/{id}?format=xml")),
-        )
-        .await,
+    let (status, body) = call_json(
+        &app,
+        get(&format!("/performance/profiling/{id}?format=xml")),
     )
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_error(&body, "bad_request", Some("format"));
 
     // jemalloc in this test binary was not started with prof:true.
-    let (status, body) = json_of(
-        test::call_service(
-            &app,
-            post("/performance/profiling/start", json!({"kind": "heap"})),
-        )
-        .await,
+    let (status, body) = call_json(
+        &app,
+        post("/performance/profiling/start", json!({"kind": "heap"})),
     )
     .await;
     assert_eq!(status, StatusCode::NOT_IMPLEMENTED, "{body}");
@@ -296,22 +266,18 @@ async fn profiles_run_one_at_a_time_and_are_kept() {
     );
 
     // With a duration it stops and is kept by itself.
-    let (status, timed) = json_of(
-        test::call_service(
-            &app,
-            post(
-                "/performance/profiling/start",
-                json!({"kind": "cpu", "duration_s": 1}),
-            ),
-        )
-        .await,
+    let (status, timed) = call_json(
+        &app,
+        post(
+            "/performance/profiling/start",
+            json!({"kind": "cpu", "duration_s": 1}),
+        ),
     )
     .await;
     assert_eq!(status, StatusCode::CREATED);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let (_, listing) =
-            json_of(test::call_service(&app, get("/performance/profiling")).await).await;
+        let (_, listing) = call_json(&app, get("/performance/profiling")).await;
         if listing["running"].is_null() && listing["profiles"]["items"][0]["id"] == timed["id"] {
             assert_eq!(listing["profiles"]["items"].as_array().unwrap().len(), 2);
             break;
