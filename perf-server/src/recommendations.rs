@@ -135,10 +135,7 @@ async fn scaling(state: &AppState) -> Gathered {
     let Some(policy) = policy else {
         return (Vec::new(), "no policy configured".to_owned());
     };
-    let recent = PageRequest {
-        limit: 200,
-        before: None,
-    };
+    let recent = PageRequest::first(200);
     match state.store.list_scaling_events(recent).await {
         Ok(page) => {
             let events: Vec<perf_scaling::ScalingEvent> =
@@ -162,10 +159,7 @@ async fn capacity(state: &AppState, target_rps: f64, headroom: f64) -> Gathered 
                 status: Some(TestStatus::Completed),
                 ..TestFilter::default()
             },
-            PageRequest {
-                limit: 1,
-                before: None,
-            },
+            PageRequest::first(1),
         )
         .await;
     // Listings leave the report out: read the test itself.

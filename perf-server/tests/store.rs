@@ -79,13 +79,7 @@ async fn conformance(store: &dyn Store) {
     assert!(store.delete_snapshot(written[1].id).await.unwrap());
     assert!(!store.delete_snapshot(written[1].id).await.unwrap());
     assert!(store.get_snapshot(written[1].id).await.unwrap().is_none());
-    let page = store
-        .list_snapshots(PageRequest {
-            limit: 500,
-            before: None,
-        })
-        .await
-        .unwrap();
+    let page = store.list_snapshots(PageRequest::first(500)).await.unwrap();
     assert_eq!(page.items.len(), 6);
     assert!(page.next_cursor.is_none());
 
@@ -138,13 +132,7 @@ async fn load_tests(store: &dyn Store) {
 
     // History: newest first, filters, no reports in listings.
     let all = store
-        .list_load_tests(
-            &TestFilter::default(),
-            PageRequest {
-                limit: 10,
-                before: None,
-            },
-        )
+        .list_load_tests(&TestFilter::default(), PageRequest::first(10))
         .await
         .unwrap();
     assert_eq!(
@@ -158,13 +146,7 @@ async fn load_tests(store: &dyn Store) {
     };
     assert_eq!(
         store
-            .list_load_tests(
-                &checkout,
-                PageRequest {
-                    limit: 10,
-                    before: None
-                }
-            )
+            .list_load_tests(&checkout, PageRequest::first(10))
             .await
             .unwrap()
             .items
@@ -177,13 +159,7 @@ async fn load_tests(store: &dyn Store) {
     };
     assert_eq!(
         store
-            .list_load_tests(
-                &on_2,
-                PageRequest {
-                    limit: 10,
-                    before: None
-                }
-            )
+            .list_load_tests(&on_2, PageRequest::first(10))
             .await
             .unwrap()
             .items
@@ -196,13 +172,7 @@ async fn load_tests(store: &dyn Store) {
     };
     assert_eq!(
         store
-            .list_load_tests(
-                &done,
-                PageRequest {
-                    limit: 10,
-                    before: None
-                }
-            )
+            .list_load_tests(&done, PageRequest::first(10))
             .await
             .unwrap()
             .items[0]
@@ -210,13 +180,7 @@ async fn load_tests(store: &dyn Store) {
         b.id
     );
     let page = store
-        .list_load_tests(
-            &TestFilter::default(),
-            PageRequest {
-                limit: 2,
-                before: None,
-            },
-        )
+        .list_load_tests(&TestFilter::default(), PageRequest::first(2))
         .await
         .unwrap();
     let rest = store
@@ -306,13 +270,7 @@ async fn load_tests(store: &dyn Store) {
         .unwrap();
     assert_eq!(pruned, 2, "four finished tests, two kept");
     let left = store
-        .list_load_tests(
-            &TestFilter::default(),
-            PageRequest {
-                limit: 10,
-                before: None,
-            },
-        )
+        .list_load_tests(&TestFilter::default(), PageRequest::first(10))
         .await
         .unwrap();
     assert_eq!(left.items.len(), 2);
@@ -327,13 +285,7 @@ async fn load_tests(store: &dyn Store) {
         .await
         .unwrap();
     let left = store
-        .list_load_tests(
-            &TestFilter::default(),
-            PageRequest {
-                limit: 10,
-                before: None,
-            },
-        )
+        .list_load_tests(&TestFilter::default(), PageRequest::first(10))
         .await
         .unwrap();
     assert_eq!(
@@ -344,13 +296,7 @@ async fn load_tests(store: &dyn Store) {
 }
 
 async fn profile_deletion(store: &dyn Store) {
-    let first = store
-        .list_profiles(PageRequest {
-            limit: 1,
-            before: None,
-        })
-        .await
-        .unwrap();
+    let first = store.list_profiles(PageRequest::first(1)).await.unwrap();
     let id = first.items[0].id;
     assert!(store.delete_profile(id).await.unwrap());
     assert!(!store.delete_profile(id).await.unwrap());
@@ -360,13 +306,7 @@ async fn profile_deletion(store: &dyn Store) {
         .prune(perf_server::store::Retained::Profiles, 0, 0)
         .await
         .unwrap();
-    let left = store
-        .list_profiles(PageRequest {
-            limit: 10,
-            before: None,
-        })
-        .await
-        .unwrap();
+    let left = store.list_profiles(PageRequest::first(10)).await.unwrap();
     assert!(left.items.is_empty());
 }
 
@@ -393,13 +333,7 @@ async fn profiles(store: &dyn Store) {
         store.insert_profile(&cpu).await.is_err(),
         "the same id twice"
     );
-    let page = store
-        .list_profiles(PageRequest {
-            limit: 1,
-            before: None,
-        })
-        .await
-        .unwrap();
+    let page = store.list_profiles(PageRequest::first(1)).await.unwrap();
     assert_eq!(page.items, std::slice::from_ref(&heap.record));
     let rest = store
         .list_profiles(PageRequest {
@@ -451,10 +385,7 @@ async fn scaling(store: &dyn Store) {
         ids.push(record);
     }
     let page = store
-        .list_scaling_events(PageRequest {
-            limit: 2,
-            before: None,
-        })
+        .list_scaling_events(PageRequest::first(2))
         .await
         .unwrap();
     assert_eq!(page.items, vec![ids[2].clone(), ids[1].clone()]);
@@ -481,13 +412,7 @@ async fn sqlite_backend_conforms_and_survives_reopen() {
     // Reopening applies no migration twice and keeps the data.
     let again = SqliteStore::open(&path).await.unwrap();
     assert_eq!(again.schema_version().await.unwrap(), 5);
-    let page = again
-        .list_snapshots(PageRequest {
-            limit: 50,
-            before: None,
-        })
-        .await
-        .unwrap();
+    let page = again.list_snapshots(PageRequest::first(50)).await.unwrap();
     assert_eq!(page.items.len(), 6);
 }
 
@@ -540,13 +465,7 @@ async fn sqlite_names_the_row_and_column_of_a_damaged_value() {
     // The listing leaves the report out but reads the rest: the same error,
     // not a panic or a silently missing row.
     let listing = store
-        .list_load_tests(
-            &TestFilter::default(),
-            PageRequest {
-                limit: 10,
-                before: None,
-            },
-        )
+        .list_load_tests(&TestFilter::default(), PageRequest::first(10))
         .await;
     assert!(listing.is_err());
 }
@@ -564,13 +483,7 @@ async fn postgres_backend_conforms_and_survives_reopen() {
     let (a, b) = tokio::join!(PostgresStore::open(&url, 2), PostgresStore::open(&url, 2));
     let (a, b) = (a.unwrap(), b.unwrap());
     assert_eq!(a.schema_version().await.unwrap(), 5);
-    let page = b
-        .list_snapshots(PageRequest {
-            limit: 50,
-            before: None,
-        })
-        .await
-        .unwrap();
+    let page = b.list_snapshots(PageRequest::first(50)).await.unwrap();
     assert_eq!(page.items.len(), 6);
     assert_eq!(
         pg.psql("perf_store", "SELECT count(*) FROM schema_migrations")

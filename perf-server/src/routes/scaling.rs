@@ -80,10 +80,7 @@ pub(crate) async fn status(state: web::Data<AppState>) -> Result<HttpResponse, A
     let Some(scaling) = &state.scaling else {
         let last = state
             .store
-            .list_scaling_events(crate::store::PageRequest {
-                limit: 1,
-                before: None,
-            })
+            .list_scaling_events(crate::store::PageRequest::first(1))
             .await?
             .items
             .into_iter()

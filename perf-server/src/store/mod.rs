@@ -219,6 +219,16 @@ pub struct PageRequest {
     pub before: Option<Id>,
 }
 
+impl PageRequest {
+    /// The first page, newest items first, of at most `limit` items.
+    pub fn first(limit: u32) -> Self {
+        Self {
+            limit,
+            before: None,
+        }
+    }
+}
+
 /// The connection pool of a store that has one, as measured.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct StorePool {

@@ -17,13 +17,7 @@ async fn a_load_test_runs_through_the_api_and_its_results_are_kept() {
     )
     .await;
     assert_eq!(resp.status(), 202);
-    let location = resp
-        .headers()
-        .get("location")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let location = location_of(&resp);
     let (_, accepted) = json_of(resp).await;
     assert!(
         accepted["status"] == "running" || accepted["status"] == "queued",
@@ -154,12 +148,7 @@ async fn presets_take_overrides_and_bad_tests_are_refused_naming_the_field() {
     let target =
         testkit::target::TargetServer::start(testkit::target::Behavior::default()).unwrap();
     let (svc, _dir) = service(None).await;
-    let post = |body: Value| {
-        TestRequest::post()
-            .uri("/performance/tests")
-            .set_json(body)
-            .to_request()
-    };
+    let post = |body: Value| post_json("/performance/tests", body);
     let resp = test::call_service(&svc, post(json!({"preset": "baseline", "target": target.url(), "duration": "1s", "users": 2, "ramp_up": "0s"}))).await;
     assert_eq!(resp.status(), 202);
     let (_, accepted) = json_of(resp).await;
@@ -242,13 +231,7 @@ async fn tests_beyond_the_limit_queue_and_cancel_keeps_what_was_measured() {
             .to_request(),
     )
     .await;
-    let first = first
-        .headers()
-        .get("location")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let first = location_of(&first);
     let second = test::call_service(
         &svc,
         TestRequest::post()
@@ -291,12 +274,7 @@ async fn scenario_files_comparisons_trends_and_simulations_through_the_api() {
     let target =
         testkit::target::TargetServer::start(testkit::target::Behavior::default()).unwrap();
     let (svc, _dir) = service(None).await;
-    let post = |body: Value| {
-        TestRequest::post()
-            .uri("/performance/tests")
-            .set_json(body)
-            .to_request()
-    };
+    let post = |body: Value| post_json("/performance/tests", body);
     let file = "load_tests:\n  home: {users: 2, duration: 1s, think_time: 20ms, requests: [{path: /}]}\n  other: {users: 1, duration: 1s}\n";
     // Two scenarios and none named: the field says which are there.
     let (status, body) = call_json(

@@ -154,6 +154,21 @@ async fn get_json(
     call_json(svc, TestRequest::get().uri(uri).to_request()).await
 }
 
+/// `POST uri` with `body` as JSON.
+fn post_json(uri: &str, body: Value) -> actix_http::Request {
+    TestRequest::post().uri(uri).set_json(body).to_request()
+}
+
+/// The `Location` an answer points to.
+fn location_of<B>(resp: &actix_web::dev::ServiceResponse<B>) -> String {
+    resp.headers()
+        .get("location")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
 fn assert_error(body: &Value, code: &str, field: Option<&str>) {
     assert_eq!(body["error"]["code"], code, "{body}");
     assert!(

@@ -22,10 +22,7 @@ async fn store_traffic(state: &AppState, reads: usize) {
             .store
             .list_load_tests(
                 &perf_server::store::TestFilter::default(),
-                perf_server::store::PageRequest {
-                    limit: 10,
-                    before: None,
-                },
+                perf_server::store::PageRequest::first(10),
             )
             .await
             .unwrap();

@@ -101,13 +101,7 @@ async fn snapshots_are_created_listed_read_and_deleted() {
     };
     let resp = test::call_service(&svc, create("before deploy")).await;
     assert_eq!(resp.status(), 201);
-    let location = resp
-        .headers()
-        .get("location")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let location = location_of(&resp);
     let (_, created) = json_of(resp).await;
     assert_eq!(
         location,
@@ -239,13 +233,7 @@ async fn with_a_token_every_state_change_needs_it_and_reads_do_not() {
     }
     let resp = test::call_service(&svc, create(Some(&format!("Bearer {TOKEN}")))).await;
     assert_eq!(resp.status(), 201);
-    let location = resp
-        .headers()
-        .get("location")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let location = location_of(&resp);
 
     let resp = test::call_service(&svc, TestRequest::delete().uri(&location).to_request()).await;
     assert_eq!(resp.status(), 401);

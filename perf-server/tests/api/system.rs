@@ -159,11 +159,10 @@ async fn memory_shows_budget_and_leak_verdict_and_the_hard_mark_refuses_new_work
 #[actix_web::test]
 async fn profiles_run_one_at_a_time_and_are_kept() {
     let (app, _dir) = service(None).await;
-    let post = |uri: &str, body: Value| TestRequest::post().uri(uri).set_json(body).to_request();
     let get = |uri: &str| TestRequest::get().uri(uri).to_request();
     let (status, body) = call_json(
         &app,
-        post(
+        post_json(
             "/performance/profiling/start",
             json!({"kind": "cpu", "frequency_hz": 5000}),
         ),
@@ -173,7 +172,7 @@ async fn profiles_run_one_at_a_time_and_are_kept() {
     assert_error(&body, "invalid_field", Some("frequency_hz"));
     let (status, body) = call_json(
         &app,
-        post("/performance/profiling/start", json!({"kind": "gpu"})),
+        post_json("/performance/profiling/start", json!({"kind": "gpu"})),
     )
     .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
@@ -181,7 +180,7 @@ async fn profiles_run_one_at_a_time_and_are_kept() {
 
     let (status, session) = call_json(
         &app,
-        post(
+        post_json(
             "/performance/profiling/start",
             json!({"kind": "cpu", "frequency_hz": 200}),
         ),
@@ -191,7 +190,7 @@ async fn profiles_run_one_at_a_time_and_are_kept() {
     let id = session["id"].as_str().unwrap().to_owned();
     let (status, body) = call_json(
         &app,
-        post("/performance/profiling/start", json!({"kind": "heap"})),
+        post_json("/performance/profiling/start", json!({"kind": "heap"})),
     )
     .await;
     assert_eq!(status, StatusCode::CONFLICT, "never two at once: {body}");
@@ -204,16 +203,23 @@ async fn profiles_run_one_at_a_time_and_are_kept() {
     while Instant::now() < until {
         x = std::hint::black_box(x.wrapping_add(1));
     }
-    let (status, record) =
-        call_json(&app, post("/performance/profiling/stop", json!({"id": id}))).await;
+    let (status, record) = call_json(
+        &app,
+        post_json("/performance/profiling/stop", json!({"id": id})),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{record}");
     assert_eq!(record["kind"], "cpu");
     assert!(record["pprof_bytes"].as_u64().unwrap() > 0);
-    let (status, _) = call_json(&app, post("/performance/profiling/stop", json!({"id": id}))).await;
+    let (status, _) = call_json(
+        &app,
+        post_json("/performance/profiling/stop", json!({"id": id})),
+    )
+    .await;
     assert_eq!(status, StatusCode::CONFLICT, "already finished");
     let (status, _) = call_json(
         &app,
-        post(
+        post_json(
             "/performance/profiling/stop",
             json!({"id": perf_core::Id::new().to_string()}),
         ),
@@ -254,7 +260,7 @@ async fn profiles_run_one_at_a_time_and_are_kept() {
     // jemalloc in this test binary was not started with prof:true.
     let (status, body) = call_json(
         &app,
-        post("/performance/profiling/start", json!({"kind": "heap"})),
+        post_json("/performance/profiling/start", json!({"kind": "heap"})),
     )
     .await;
     assert_eq!(status, StatusCode::NOT_IMPLEMENTED, "{body}");
@@ -268,7 +274,7 @@ async fn profiles_run_one_at_a_time_and_are_kept() {
     // With a duration it stops and is kept by itself.
     let (status, timed) = call_json(
         &app,
-        post(
+        post_json(
             "/performance/profiling/start",
             json!({"kind": "cpu", "duration_s": 1}),
         ),
