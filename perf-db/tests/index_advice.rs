@@ -127,21 +127,7 @@ async fn missing_indexes_are_advised_verified_and_covered_ones_are_not() {
 async fn pgbench_accounts_without_keys_get_an_index_on_aid() {
     let pg = testkit::PgCluster::start().unwrap();
     let url = pg.create_database("bench").unwrap();
-    // pgbench's tables with data but without primary keys: -I dtg (drop, tables, generate).
-    let pgbench = std::path::Path::new("/usr/lib/postgresql/15/bin/pgbench");
-    assert!(
-        pgbench.is_file(),
-        "pgbench not found: apt-get install -y postgresql-15"
-    );
-    let out = std::process::Command::new(pgbench)
-        .args(["-i", "-I", "dtg", "-s", "1", "-q", &url])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    pg.pgbench_tables_without_keys("bench").unwrap();
     let client = testkit::connect(&url).await.unwrap();
     client.batch_execute("ANALYZE").await.unwrap();
     let advice = advise_indexes(

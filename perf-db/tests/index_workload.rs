@@ -290,20 +290,7 @@ async fn an_index_on_an_updated_column_must_pay_for_the_hot_updates_it_breaks() 
 async fn pgbench_workload_gets_its_keys_and_nothing_for_tiny_tables() {
     let pg = testkit::PgCluster::start().unwrap();
     let client = connect(&pg, "bench").await;
-    let pgbench = std::path::Path::new("/usr/lib/postgresql/15/bin/pgbench");
-    assert!(
-        pgbench.is_file(),
-        "pgbench not found: apt-get install -y postgresql-15"
-    );
-    let out = std::process::Command::new(pgbench)
-        .args(["-i", "-I", "dtg", "-s", "1", "-q", &pg.url_for("bench")])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    pg.pgbench_tables_without_keys("bench").unwrap();
     client.batch_execute("ANALYZE").await.unwrap();
     // pgbench's TPC-B transaction, as pg_stat_statements would count an hour of it.
     let workload = [

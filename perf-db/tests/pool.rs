@@ -21,6 +21,15 @@ async fn six_100ms_holds(pool: &InstrumentedPool) -> PoolObservation {
     pool.observe()
 }
 
+/// A pool of one connection that gives up waiting for it after 100 ms.
+fn one_connection_100ms_wait() -> PoolSettings {
+    PoolSettings::builder()
+        .max_size(1)
+        .wait_timeout(Duration::from_millis(100))
+        .build()
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn waits_holds_and_timeouts_are_measured_and_turned_into_a_size() {
     let pg = testkit::PgCluster::start().unwrap();
@@ -73,15 +82,7 @@ async fn waits_holds_and_timeouts_are_measured_and_turned_into_a_size() {
     );
 
     // A wait longer than the timeout is counted and reported, not hung on.
-    let strict = InstrumentedPool::new(
-        &pg.url(),
-        &PoolSettings::builder()
-            .max_size(1)
-            .wait_timeout(Duration::from_millis(100))
-            .build()
-            .unwrap(),
-    )
-    .unwrap();
+    let strict = InstrumentedPool::new(&pg.url(), &one_connection_100ms_wait()).unwrap();
     let holder = strict.get().await.unwrap();
     let started = std::time::Instant::now();
     let err = strict.get().await.unwrap_err();
@@ -160,16 +161,9 @@ async fn bb8_is_measured_the_same_way() {
         "{seen:?}"
     );
 
-    let strict = InstrumentedPool::new_bb8(
-        &pg.url(),
-        &PoolSettings::builder()
-            .max_size(1)
-            .wait_timeout(Duration::from_millis(100))
-            .build()
-            .unwrap(),
-    )
-    .await
-    .unwrap();
+    let strict = InstrumentedPool::new_bb8(&pg.url(), &one_connection_100ms_wait())
+        .await
+        .unwrap();
     let holder = strict.get().await.unwrap();
     assert!(
         strict

@@ -162,6 +162,28 @@ impl PgCluster {
         }
     }
 
+    /// Fills database `dbname` with pgbench's tables at scale 1, with data
+    /// but without their primary keys (`pgbench -i -I dtg`: drop, tables,
+    /// generate), for index advice to find them.
+    pub fn pgbench_tables_without_keys(&self, dbname: &str) -> Result<(), String> {
+        let pgbench = self.bin.join("pgbench");
+        if !pgbench.is_file() {
+            return Err(format!("{} not found: {INSTALL_HINT}", pgbench.display()));
+        }
+        let out = Command::new(pgbench)
+            .args(["-i", "-I", "dtg", "-s", "1", "-q", &self.url_for(dbname)])
+            .output()
+            .map_err(|e| format!("pgbench: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "pgbench -i failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    }
+
     /// Stops the server (an outage), keeping its data for [`PgCluster::resume`].
     pub fn pause(&self) -> Result<(), String> {
         let data = self.dir.path().join("data");
