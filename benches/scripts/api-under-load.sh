@@ -3,20 +3,13 @@
 # perf-server runs an open-model test against hello_server, and a second
 # generator (`perf-server run`, 8 users) reads the test's status meanwhile.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+source "$(dirname "$0")/lib.sh"
 RATE=${RATE:-5000}
-cargo build --release -q -p perf-server -p perf-benches --bins
-bin=target/release
-work=$(mktemp -d)
-"$bin/hello_server" --listen 127.0.0.1:9106 --threads 1 2>/dev/null &
-target=$!
-"$bin/perf-server" serve --listen 127.0.0.1:8091 --data-dir "$work/data" > "$work/server.log" 2>&1 &
-server=$!
-trap 'kill $target $server 2>/dev/null; rm -rf "$work"' EXIT
-for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/8091) 2>/dev/null && break; sleep 0.1; done
-location=$(curl -s -D - -o /dev/null -XPOST http://127.0.0.1:8091/performance/tests -H 'content-type: application/json' \
-    -d "{\"name\": \"background\", \"target\": \"http://127.0.0.1:9106\", \"duration\": \"40s\", \"rate\": \"${RATE}/s\", \"max_in_flight\": 2000}" \
-    | awk 'tolower($1) == "location:" {print $2}' | tr -d '\r')
+bench_setup perf-server perf-benches
+spawn "$bin/hello_server" --listen 127.0.0.1:9106 --threads 1 2>/dev/null
+spawn "$bin/perf-server" serve --listen 127.0.0.1:8091 --data-dir "$work/data" > "$work/server.log" 2>&1
+wait_port 8091
+location=$(start_test http://127.0.0.1:8091 "{\"name\": \"background\", \"target\": \"http://127.0.0.1:9106\", \"duration\": \"40s\", \"rate\": \"${RATE}/s\", \"max_in_flight\": 2000}")
 sleep 5
 cat > "$work/read.yaml" <<YAML
 load_tests:

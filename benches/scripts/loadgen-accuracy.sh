@@ -5,15 +5,11 @@
 # model (2000 req/s) should report that; closed-loop measurements (wrk -c64 and
 # perf-loadgen's closed model with 64 users) show how much they hide.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+source "$(dirname "$0")/lib.sh"
 DUR=${DUR:-30}
 ulimit -n 20000
-cargo build --release -q -p perf-server -p perf-benches --bins
-bin=target/release
-work=$(mktemp -d)
-"$bin/hello_server" --listen 127.0.0.1:9102 --threads 1 --stall-every 5s --stall 500ms 2>/dev/null &
-server=$!
-trap 'kill $server 2>/dev/null; rm -rf "$work"' EXIT
+bench_setup perf-server perf-benches
+spawn "$bin/hello_server" --listen 127.0.0.1:9102 --threads 1 --stall-every 5s --stall 500ms 2>/dev/null
 sleep 0.5
 cat > "$work/open.yaml" <<YAML
 load_tests:

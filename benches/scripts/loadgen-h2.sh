@@ -9,14 +9,12 @@
 # unique traceparent costs HPACK work: about 0.8x the throughput below).
 # RUNS times each, medians printed. Needs nginx and h2load.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+source "$(dirname "$0")/lib.sh"
 RUNS=${RUNS:-3}
 DUR=${DUR:-10}
 C=${C:-4}
 M=${M:-32}
-cargo build --release -q -p perf-server
-bin=target/release
-work=$(mktemp -d)
+bench_setup perf-server
 certs=$(pwd)/examples/tls
 cat > "$work/nginx.conf" <<CONF
 worker_processes 1;
@@ -33,9 +31,7 @@ http {
   server { listen 127.0.0.1:9446 http2; location / { return 200 "hello"; } }
 }
 CONF
-taskset -c 1 nginx -c "$work/nginx.conf" -p "$work" &
-server=$!
-trap 'kill $server 2>/dev/null; rm -rf "$work"' EXIT
+spawn taskset -c 1 nginx -c "$work/nginx.conf" -p "$work"
 sleep 1
 users=$((C * M))
 for kind in tls h2c; do

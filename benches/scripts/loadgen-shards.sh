@@ -5,24 +5,18 @@
 # pair offers about 28,000 ephemeral ports). Reports the peak RSS of every
 # generator, their sum, and the merged report (`perf-server merge`).
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+source "$(dirname "$0")/lib.sh"
 USERS=${USERS:-100000}
 SHARDS=${SHARDS:-7}
 DUR=${DUR:-60}
 ulimit -n 20000
-cargo build --release -q -p perf-server -p perf-benches --bins
-bin=target/release
-work=$(mktemp -d)
-pids=()
-cleanup() { kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
+bench_setup perf-server perf-benches
 cat > "$work/s.yaml" <<YAML
 load_tests:
   many: {duration: ${DUR}s, users: $USERS, ramp_up: 30s, think_time: 10s, timeout: 20s}
 YAML
 for i in $(seq "$SHARDS"); do
-    "$bin/hello_server" --listen "127.0.0.$((i + 1)):9200" --threads 1 2>/dev/null &
-    pids+=($!)
+    spawn "$bin/hello_server" --listen "127.0.0.$((i + 1)):9200" --threads 1 2>/dev/null
 done
 sleep 0.5
 gens=()

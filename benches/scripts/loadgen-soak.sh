@@ -3,22 +3,18 @@
 # the generator's RSS is sampled every 10 s. After a one-minute warm-up the
 # RSS should stay flat (growth under 5 MB).
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+source "$(dirname "$0")/lib.sh"
 RATE=${RATE:-3000}
 DUR=${DUR:-600}
-cargo build --release -q -p perf-server -p perf-benches --bins
-bin=target/release
-work=$(mktemp -d)
-"$bin/hello_server" --listen 127.0.0.1:9103 --threads 1 2>/dev/null &
-server=$!
-trap 'kill $server 2>/dev/null; rm -rf "$work"' EXIT
+bench_setup perf-server perf-benches
+spawn "$bin/hello_server" --listen 127.0.0.1:9103 --threads 1 2>/dev/null
 sleep 0.5
 cat > "$work/soak.yaml" <<YAML
 load_tests:
   soak: {target: 'http://127.0.0.1:9103', duration: ${DUR}s, rate: ${RATE}/s, max_in_flight: 2000}
 YAML
-"$bin/perf-server" run "$work/soak.yaml" --threads 1 --out "$work/soak.json" > /dev/null &
-pid=$!
+spawn "$bin/perf-server" run "$work/soak.yaml" --threads 1 --out "$work/soak.json" > /dev/null
+pid=$spawned
 start=$(date +%s)
 while kill -0 "$pid" 2>/dev/null; do
     rss=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status" 2>/dev/null || true)

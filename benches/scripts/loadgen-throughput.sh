@@ -4,15 +4,11 @@
 # thread, the minimal target (hello_server, one thread) pinned to core 1.
 # Prints one line per run and the medians; RUNS and DUR (seconds) adjust it.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+source "$(dirname "$0")/lib.sh"
 RUNS=${RUNS:-3}
 DUR=${DUR:-10}
-cargo build --release -q -p perf-server -p perf-benches --bins
-bin=target/release
-work=$(mktemp -d)
-taskset -c 1 "$bin/hello_server" --listen 127.0.0.1:9100 --threads 1 2>/dev/null &
-server=$!
-trap 'kill $server 2>/dev/null; rm -rf "$work"' EXIT
+bench_setup perf-server perf-benches
+spawn taskset -c 1 "$bin/hello_server" --listen 127.0.0.1:9100 --threads 1 2>/dev/null
 sleep 0.5
 cat > "$work/s.yaml" <<YAML
 load_tests:

@@ -26,14 +26,12 @@
 # Needs nginx, wrk and GNU time (apt-get install nginx-light wrk time). DUR
 # seconds per run.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+source "$(dirname "$0")/lib.sh"
 RUNS=${RUNS:-3}
 DUR=${DUR:-10}
 USERS=${USERS:-15000}
 ulimit -n 20000
-cargo build --release -q -p perf-server
-bin=target/release
-work=$(mktemp -d)
+bench_setup perf-server
 certs=$(pwd)/examples/tls
 cat > "$work/nginx.conf" <<CONF
 worker_processes 1;
@@ -62,9 +60,7 @@ http {
   }
 }
 CONF
-taskset -c 1 nginx -c "$work/nginx.conf" -p "$work" &
-server=$!
-trap 'kill $server 2>/dev/null; rm -rf "$work"' EXIT
+spawn taskset -c 1 nginx -c "$work/nginx.conf" -p "$work"
 sleep 1
 scenario() { # port users think resumption -> file
     cat > "$work/s-$1-$2.yaml" <<YAML
@@ -90,7 +86,7 @@ drop_quota() {
     for _ in 1 2 3 4 5; do rmdir "$made" 2>/dev/null && return 0; sleep 0.2; done
     echo "could not remove the cgroup $made" >&2
 }
-trap 'kill $server 2>/dev/null; rm -rf "$work"; drop_quota' EXIT
+trap 'bench_cleanup; drop_quota' EXIT
 if [ -w /sys/fs/cgroup/cgroup.subtree_control ] && grep -qw cpu /sys/fs/cgroup/cgroup.controllers; then
     made=/sys/fs/cgroup/loadgen-tls-$$
     grep -qw cpu /sys/fs/cgroup/cgroup.subtree_control || echo +cpu > /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null || true
@@ -153,20 +149,9 @@ for kind in sys.argv[2:]:
     print(f"median {kind}: wrk {med(0):.0f} req/s, perf-loadgen {med(1):.0f} req/s, ratio {statistics.median(ratios):.3f} "
           f"({ratios[0]:.3f}-{ratios[-1]:.3f}); cpu/request wrk {med(2):.2f} us, perf-loadgen {med(3):.2f} us")
 PY2
-peak_rss() { # scenario file -> peak VmRSS in kB while it runs
-    "$bin/perf-server" run "$1" --threads 1 --out "$work/mem.json" > /dev/null &
-    local pid=$! peak=0 rss
-    while kill -0 "$pid" 2>/dev/null; do
-        rss=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
-        [ -n "$rss" ] && [ "$rss" -gt "$peak" ] && peak=$rss
-        sleep 0.2
-    done
-    wait "$pid" || true
-    echo "$peak"
-}
 idle=$(peak_rss "$(scenario 9443 1 10s true 40s 15s)")
 loaded=$(peak_rss "$(scenario 9443 "$USERS" 10s true 40s 15s)")
-python3 - "$work/mem.json" "$idle" "$loaded" "$USERS" <<'PY'
+python3 - "$work/peak.json" "$idle" "$loaded" "$USERS" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1])); idle, loaded, users = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 peak_users = max(row["users"] for row in r["timeline"])

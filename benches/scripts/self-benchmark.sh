@@ -7,24 +7,16 @@
 # perf-server after; then perf-server's /health against a bare actix-web
 # hello world (same worker count) with wrk, and the ratio.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+source "$(dirname "$0")/lib.sh"
 command -v wrk > /dev/null || { echo "wrk not found: apt-get install -y wrk" >&2; exit 2; }
-cargo build --release -q -p perf-server -p perf-benches --bins
-bin=$PWD/target/release
-work=$(mktemp -d)
-"$bin/hello_server" --listen 127.0.0.1:9109 --threads 1 2>/dev/null &
-hello=$!
-"$bin/perf-server" serve --listen 127.0.0.1:8095 --data-dir "$work/data" --log-level warn > "$work/server.log" 2>&1 &
-server=$!
-"$bin/actix_hello" --listen 127.0.0.1:9110 --workers 2 &
-bare=$!
-trap 'kill $hello $server $bare 2>/dev/null; rm -rf "$work"' EXIT
-for port in 8095 9110; do
-  for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
-done
-location=$(curl -s -D - -o /dev/null -XPOST http://127.0.0.1:8095/performance/tests -H 'content-type: application/json' \
-    -d '{"name": "seed", "target": "http://127.0.0.1:9109", "duration": "2s", "users": 4}' \
-    | awk 'tolower($1) == "location:" {print $2}' | tr -d '\r')
+bench_setup perf-server perf-benches
+spawn "$bin/hello_server" --listen 127.0.0.1:9109 --threads 1 2>/dev/null
+spawn "$bin/perf-server" serve --listen 127.0.0.1:8095 --data-dir "$work/data" --log-level warn > "$work/server.log" 2>&1
+server=$spawned
+spawn "$bin/actix_hello" --listen 127.0.0.1:9110 --workers 2
+wait_port 8095
+wait_port 9110
+location=$(start_test http://127.0.0.1:8095 '{"name": "seed", "target": "http://127.0.0.1:9109", "duration": "2s", "users": 4}')
 sleep 4
 echo "| endpoint | wrk req/s | wrk p50 / p99 | perf-loadgen req/s | perf-loadgen p95 | errors | thresholds |"
 echo "| --- | --- | --- | --- | --- | --- | --- |"

@@ -7,25 +7,16 @@
 # ratio and the median per endpoint (QUICK=1: /health and
 # /performance/metrics only).
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+source "$(dirname "$0")/lib.sh"
 command -v wrk > /dev/null || { echo "wrk not found: apt-get install -y wrk" >&2; exit 2; }
 ROUNDS=${ROUNDS:-5}
 DUR=${DUR:-5}
 WORKERS=${WORKERS:-2}
-cargo build --release -q -p perf-server -p perf-benches --bins
-bin=$PWD/target/release
-work=$(mktemp -d)
-pids=()
-trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"' EXIT
-wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 2; }
-"$bin/hello_server" --listen 127.0.0.1:9111 --threads 1 2>/dev/null &
-pids+=($!)
-"$bin/perf-server" serve --listen 127.0.0.1:8096 --workers "$WORKERS" --data-dir "$work/data" --log-level warn > "$work/server.log" 2>&1 &
-pids+=($!)
+bench_setup perf-server perf-benches
+spawn "$bin/hello_server" --listen 127.0.0.1:9111 --threads 1 2>/dev/null
+spawn "$bin/perf-server" serve --listen 127.0.0.1:8096 --workers "$WORKERS" --data-dir "$work/data" --log-level warn > "$work/server.log" 2>&1
 wait_port 8096
-location=$(curl -s -D - -o /dev/null -XPOST http://127.0.0.1:8096/performance/tests -H 'content-type: application/json' \
-    -d '{"name": "seed", "target": "http://127.0.0.1:9111", "duration": "1s", "users": 2}' \
-    | awk 'tolower($1) == "location:" {print $2}' | tr -d '\r')
+location=$(start_test http://127.0.0.1:8096 '{"name": "seed", "target": "http://127.0.0.1:9111", "duration": "1s", "users": 2}')
 sleep 3
 paths=(/health /performance/metrics "$location" /metrics)
 # QUICK=1: only the two endpoints the aim names.
@@ -36,8 +27,7 @@ for p in "${paths[@]}"; do
     curl -sf "http://127.0.0.1:8096$p" -o "$f"
     statics+=(--static "$p=$f")
 done
-"$bin/actix_hello" --listen 127.0.0.1:9112 --workers "$WORKERS" "${statics[@]}" &
-pids+=($!)
+spawn "$bin/actix_hello" --listen 127.0.0.1:9112 --workers "$WORKERS" "${statics[@]}"
 wait_port 9112
 rps() { wrk -t1 -c64 -d"${DUR}s" "$1" | awk '/Requests\/sec/ {print $2}'; }
 echo "| endpoint | rounds: perf-server / bare req/s (ratio) | median ratio |"
