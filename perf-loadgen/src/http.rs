@@ -608,7 +608,7 @@ impl ChunkDecoder {
 /// connection when a reused one turns out closed before any byte came back.
 /// The phases of the exchange go into `phases`, what the answer says into
 /// `keep` when given.
-#[allow(clippy::too_many_arguments)] // one caller (run::Context::send)
+#[allow(clippy::too_many_arguments)] // one caller (http_workload::HttpWorkload::send)
 pub(crate) async fn send(
     conn: &mut Option<Connection>,
     dialer: &Dialer,

@@ -51,6 +51,7 @@ mod exposition;
 mod html;
 mod http;
 mod http2;
+mod http_workload;
 mod journey;
 #[cfg(feature = "junit")]
 mod junit;
@@ -75,15 +76,13 @@ pub use coordinator::{
 };
 pub use error::{Error, Result};
 pub use exposition::{ExposedFigures, ExposedTest, render_prometheus};
+pub use http_workload::{check, check_with, start, start_with_policy};
 pub use journey::{CheckCount, FlowCount};
 pub use report::{
     ErrorCause, GeneratorLoad, LatencyMs, PhasesReport, ReportHistograms, RequestReport, RunReport,
     StopReason, ThresholdResult, TlsReport,
 };
-pub use run::{
-    LiveSnapshot, RunHandle, SecondFigures, check, check_with, start, start_with_policy,
-    start_workload,
-};
+pub use run::{LiveSnapshot, RunHandle, SecondFigures, start_workload};
 pub use safety::{
     FeedAccess, IpNet, Limits, LimitsBuilder, MAX_FEED_BYTES, MemoryEstimate, TargetPolicy,
 };
