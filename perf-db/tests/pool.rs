@@ -21,6 +21,15 @@ async fn six_100ms_holds(pool: &InstrumentedPool) -> PoolObservation {
     pool.observe()
 }
 
+/// A pool of two connections, waited for up to 2 s.
+fn two_connections() -> PoolSettings {
+    PoolSettings::builder()
+        .max_size(2)
+        .wait_timeout(Duration::from_millis(2000))
+        .build()
+        .unwrap()
+}
+
 /// A pool of one connection that gives up waiting for it after 100 ms.
 fn one_connection_100ms_wait() -> PoolSettings {
     PoolSettings::builder()
@@ -33,15 +42,7 @@ fn one_connection_100ms_wait() -> PoolSettings {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn waits_holds_and_timeouts_are_measured_and_turned_into_a_size() {
     let pg = testkit::PgCluster::start().unwrap();
-    let pool = InstrumentedPool::new(
-        &pg.url(),
-        &PoolSettings::builder()
-            .max_size(2)
-            .wait_timeout(Duration::from_millis(2000))
-            .build()
-            .unwrap(),
-    )
-    .unwrap();
+    let pool = InstrumentedPool::new(&pg.url(), &two_connections()).unwrap();
     let seen = six_100ms_holds(&pool).await;
     assert_eq!(
         (seen.checkouts, seen.timeouts, seen.max_size),
@@ -140,16 +141,9 @@ fn the_tuner_caps_at_the_server_and_names_an_oversized_pool() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bb8_is_measured_the_same_way() {
     let pg = testkit::PgCluster::start().unwrap();
-    let pool = InstrumentedPool::new_bb8(
-        &pg.url(),
-        &PoolSettings::builder()
-            .max_size(2)
-            .wait_timeout(Duration::from_millis(2000))
-            .build()
-            .unwrap(),
-    )
-    .await
-    .unwrap();
+    let pool = InstrumentedPool::new_bb8(&pg.url(), &two_connections())
+        .await
+        .unwrap();
     let seen = six_100ms_holds(&pool).await;
     assert_eq!(
         (seen.checkouts, seen.timeouts, seen.max_size),

@@ -103,6 +103,15 @@ fn load_test(name: &str, target: &str) -> LoadTestRecord {
     }
 }
 
+/// The newest ten tests `filter` selects.
+async fn listed(store: &dyn Store, filter: &TestFilter) -> Vec<LoadTestRecord> {
+    store
+        .list_load_tests(filter, PageRequest::first(10))
+        .await
+        .unwrap()
+        .items
+}
+
 async fn load_tests(store: &dyn Store) {
     let a = load_test("checkout", "http://127.0.0.1:1");
     let mut b = load_test("search", "http://127.0.0.1:2");
@@ -144,41 +153,17 @@ async fn load_tests(store: &dyn Store) {
         scenario: Some("checkout".into()),
         ..TestFilter::default()
     };
-    assert_eq!(
-        store
-            .list_load_tests(&checkout, PageRequest::first(10))
-            .await
-            .unwrap()
-            .items
-            .len(),
-        2
-    );
+    assert_eq!(listed(store, &checkout).await.len(), 2);
     let on_2 = TestFilter {
         target: Some("http://127.0.0.1:2".into()),
         ..TestFilter::default()
     };
-    assert_eq!(
-        store
-            .list_load_tests(&on_2, PageRequest::first(10))
-            .await
-            .unwrap()
-            .items
-            .len(),
-        2
-    );
+    assert_eq!(listed(store, &on_2).await.len(), 2);
     let done = TestFilter {
         status: Some(TestStatus::Completed),
         ..TestFilter::default()
     };
-    assert_eq!(
-        store
-            .list_load_tests(&done, PageRequest::first(10))
-            .await
-            .unwrap()
-            .items[0]
-            .id,
-        b.id
-    );
+    assert_eq!(listed(store, &done).await[0].id, b.id);
     let page = store
         .list_load_tests(&TestFilter::default(), PageRequest::first(2))
         .await

@@ -17,7 +17,7 @@ async fn a_load_test_runs_through_the_api_and_its_results_are_kept() {
     )
     .await;
     assert_eq!(resp.status(), 202);
-    let location = location_of(&resp);
+    let location = header(&resp, "location");
     let (_, accepted) = json_of(resp).await;
     assert!(
         accepted["status"] == "running" || accepted["status"] == "queued",
@@ -74,14 +74,7 @@ async fn a_load_test_runs_through_the_api_and_its_results_are_kept() {
             .to_request(),
     )
     .await;
-    assert!(
-        resp.headers()
-            .get("content-type")
-            .unwrap()
-            .to_str()
-            .unwrap()
-            .starts_with("text/csv")
-    );
+    assert!(header(&resp, "content-type").starts_with("text/csv"));
     assert!(
         String::from_utf8(test::read_body(resp).await.to_vec())
             .unwrap()
@@ -95,14 +88,7 @@ async fn a_load_test_runs_through_the_api_and_its_results_are_kept() {
             .to_request(),
     )
     .await;
-    assert!(
-        resp.headers()
-            .get("content-type")
-            .unwrap()
-            .to_str()
-            .unwrap()
-            .starts_with("text/html")
-    );
+    assert!(header(&resp, "content-type").starts_with("text/html"));
     let html = String::from_utf8(test::read_body(resp).await.to_vec()).unwrap();
     assert!(
         html.contains("<svg")
@@ -231,7 +217,7 @@ async fn tests_beyond_the_limit_queue_and_cancel_keeps_what_was_measured() {
             .to_request(),
     )
     .await;
-    let first = location_of(&first);
+    let first = header(&first, "location");
     let second = test::call_service(
         &svc,
         TestRequest::post()
@@ -297,11 +283,7 @@ async fn scenario_files_comparisons_trends_and_simulations_through_the_api() {
         post(json!({"scenario_yaml": file, "scenario": 5, "target": target.url()})),
     )
     .await;
-    assert_eq!(
-        (status.as_u16(), body["error"]["field"].as_str()),
-        (422u16, Some("scenario")),
-        "{body}"
-    );
+    assert_refused(status, &body, 422, "scenario", "");
     // Not YAML of a scenario file: named too, with the parser's words.
     let (status, body) = call_json(
         &svc,
@@ -312,11 +294,7 @@ async fn scenario_files_comparisons_trends_and_simulations_through_the_api() {
     assert_eq!(body["error"]["field"], "scenario_yaml", "{body}");
     let (status, body) = call_json(&svc, post(json!({"scenario_yaml": file, "scenario": "home", "target": target.url(), "preset": "baseline"})))
     .await;
-    assert_eq!(
-        (status.as_u16(), body["error"]["field"].as_str()),
-        (422u16, Some("preset")),
-        "{body}"
-    );
+    assert_refused(status, &body, 422, "preset", "");
 
     // A name of spaces, and aliases that repeat a large value past the body's
     // size: refused, each named.
@@ -326,11 +304,7 @@ async fn scenario_files_comparisons_trends_and_simulations_through_the_api() {
         post(json!({"scenario_yaml": blank, "target": target.url()})),
     )
     .await;
-    assert_eq!(
-        (status.as_u16(), body["error"]["field"].as_str()),
-        (422u16, Some("scenario")),
-        "{body}"
-    );
+    assert_refused(status, &body, 422, "scenario", "");
     let big = "A".repeat(200_000);
     let repeated: String = (0..10).map(|_| "      - {path: /, body: *b}\n").collect();
     let aliases = format!(
@@ -341,18 +315,7 @@ async fn scenario_files_comparisons_trends_and_simulations_through_the_api() {
         post(json!({"scenario_yaml": aliases, "target": target.url()})),
     )
     .await;
-    assert_eq!(
-        (status.as_u16(), body["error"]["field"].as_str()),
-        (422u16, Some("scenario_yaml")),
-        "{body}"
-    );
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("aliases"),
-        "{body}"
-    );
+    assert_refused(status, &body, 422, "scenario_yaml", "aliases");
 
     let mut ids = Vec::new();
     for _ in 0..2 {
@@ -393,11 +356,7 @@ async fn scenario_files_comparisons_trends_and_simulations_through_the_api() {
         )),
     )
     .await;
-    assert_eq!(
-        (status.as_u16(), bad["error"]["field"].as_str()),
-        (400u16, Some("baseline")),
-        "{bad}"
-    );
+    assert_refused(status, &bad, 400, "baseline", "");
     let (status, trend) =
         call_json(&svc, get(format!("/performance/tests/{}/trend", ids[1]))).await;
     assert_eq!(status, 200, "{trend}");
@@ -437,11 +396,7 @@ async fn scenario_files_comparisons_trends_and_simulations_through_the_api() {
         simulate(json!({"policy": policy, "trace_csv": "t,v\n"})),
     )
     .await;
-    assert_eq!(
-        (status.as_u16(), bad["error"]["field"].as_str()),
-        (422u16, Some("trace_csv")),
-        "{bad}"
-    );
+    assert_refused(status, &bad, 422, "trace_csv", "");
     let (status, bad) = call_json(
         &svc,
         simulate(
@@ -449,34 +404,15 @@ async fn scenario_files_comparisons_trends_and_simulations_through_the_api() {
         ),
     )
     .await;
-    assert_eq!(
-        (status.as_u16(), bad["error"]["field"].as_str()),
-        (422u16, Some("period_s")),
-        "{bad}"
-    );
+    assert_refused(status, &bad, 422, "period_s", "");
     // More than a request may simulate (a year at 15 s): refused before any work.
     let (status, bad) = call_json(
         &svc,
         simulate(json!({"policy": policy, "trace_csv": "t,v\n0,1\n31536000,2\n"})),
     )
     .await;
-    assert_eq!(
-        (status.as_u16(), bad["error"]["field"].as_str()),
-        (422u16, Some("trace_csv")),
-        "{bad}"
-    );
-    assert!(
-        bad["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("scaling simulate"),
-        "{bad}"
-    );
+    assert_refused(status, &bad, 422, "trace_csv", "scaling simulate");
     // Without a policy in force and none given: said, not guessed.
     let (status, bad) = call_json(&svc, simulate(json!({"trace_csv": "t,v\n0,1\n60,2\n"}))).await;
-    assert_eq!(
-        (status.as_u16(), bad["error"]["field"].as_str()),
-        (422u16, Some("policy")),
-        "{bad}"
-    );
+    assert_refused(status, &bad, 422, "policy", "");
 }

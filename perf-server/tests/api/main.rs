@@ -159,14 +159,29 @@ fn post_json(uri: &str, body: Value) -> actix_http::Request {
     TestRequest::post().uri(uri).set_json(body).to_request()
 }
 
-/// The `Location` an answer points to.
-fn location_of<B>(resp: &actix_web::dev::ServiceResponse<B>) -> String {
+/// An answer's header `name`, which must be there.
+fn header<B>(resp: &actix_web::dev::ServiceResponse<B>, name: &str) -> String {
     resp.headers()
-        .get("location")
-        .unwrap()
+        .get(name)
+        .unwrap_or_else(|| panic!("no {name} header"))
         .to_str()
         .unwrap()
         .to_owned()
+}
+
+/// A refusal with `status` that names `field`, its message saying `words`.
+fn assert_refused(status: StatusCode, body: &Value, wanted: u16, field: &str, words: &str) {
+    assert_eq!(
+        (status.as_u16(), body["error"]["field"].as_str()),
+        (wanted, Some(field)),
+        "{body}"
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(words)),
+        "{body}"
+    );
 }
 
 fn assert_error(body: &Value, code: &str, field: Option<&str>) {

@@ -101,7 +101,7 @@ async fn snapshots_are_created_listed_read_and_deleted() {
     };
     let resp = test::call_service(&svc, create("before deploy")).await;
     assert_eq!(resp.status(), 201);
-    let location = location_of(&resp);
+    let location = header(&resp, "location");
     let (_, created) = json_of(resp).await;
     assert_eq!(
         location,
@@ -233,7 +233,7 @@ async fn with_a_token_every_state_change_needs_it_and_reads_do_not() {
     }
     let resp = test::call_service(&svc, create(Some(&format!("Bearer {TOKEN}")))).await;
     assert_eq!(resp.status(), 201);
-    let location = location_of(&resp);
+    let location = header(&resp, "location");
 
     let resp = test::call_service(&svc, TestRequest::delete().uri(&location).to_request()).await;
     assert_eq!(resp.status(), 401);
@@ -264,14 +264,7 @@ async fn prometheus_counts_requests_by_route_and_status_and_openapi_lists_routes
     )
     .await;
     let resp = test::call_service(&svc, TestRequest::get().uri("/metrics").to_request()).await;
-    assert!(
-        resp.headers()
-            .get("content-type")
-            .unwrap()
-            .to_str()
-            .unwrap()
-            .starts_with("text/plain")
-    );
+    assert!(header(&resp, "content-type").starts_with("text/plain"));
     let text = String::from_utf8(test::read_body(resp).await.to_vec()).unwrap();
     let health_line = text
         .lines()
