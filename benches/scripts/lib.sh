@@ -6,13 +6,14 @@ cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 bench_pids=()
 
 # bench_setup PACKAGE...: a release build of the packages' binaries (none
-# when BIN names a directory that holds them already, e.g. an older
-# commit's build for a side-by-side run), then $bin (that directory) and
-# $work (a temporary directory). At exit every process started with
-# `spawn` is stopped and $work removed.
+# when BIN_DIR names a directory that holds them already, e.g. an older
+# commit's build for a side-by-side run; a relative path is taken from the
+# repository root), then $bin (that directory) and $work (a temporary
+# directory). At exit every process started with `spawn` is stopped and
+# $work removed.
 bench_setup() {
-    if [ -n "${BIN:-}" ]; then
-        bin=$(cd "$BIN" && pwd)
+    if [ -n "${BIN_DIR:-}" ]; then
+        bin=$(cd "$BIN_DIR" && pwd)
     else
         local args=() package
         for package in "$@"; do args+=(-p "$package"); done
@@ -25,7 +26,7 @@ bench_setup() {
 
 bench_cleanup() {
     local pid
-    for pid in "${bench_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in ${bench_pids[@]+"${bench_pids[@]}"}; do kill "$pid" 2>/dev/null || true; done
     rm -rf "$work"
 }
 

@@ -13,8 +13,8 @@ cat > "$work/soak.yaml" <<YAML
 load_tests:
   soak: {target: 'http://127.0.0.1:9103', duration: ${DUR}s, rate: ${RATE}/s, max_in_flight: 2000}
 YAML
-spawn "$bin/perf-server" run "$work/soak.yaml" --threads 1 --out "$work/soak.json" > /dev/null
-pid=$spawned
+"$bin/perf-server" run "$work/soak.yaml" --threads 1 --out "$work/soak.json" > /dev/null &
+pid=$!
 start=$(date +%s)
 while kill -0 "$pid" 2>/dev/null; do
     rss=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status" 2>/dev/null || true)

@@ -84,36 +84,29 @@ pub fn index_recommendations(advice: &[IndexAdvice]) -> Vec<Recommendation> {
                 .filter_map(|g| Some((g.cost_before?, g.cost_after?)))
                 .map(|(b, after)| if b > 0.0 { 1.0 - after / b } else { 0.0 })
                 .fold(0.0, f64::max);
-            let severity = if a.verified && best >= 0.9 {
-                Severity::Warning
-            } else {
-                Severity::Info
-            };
-            add_index(
-                a,
-                severity,
+            let gains = if a.verified {
                 format!(
-                    "index {}({}) {}",
-                    a.table,
-                    a.columns.join(", "),
-                    if a.verified {
-                        format!(
-                            "cuts the planned cost by {:.0} % (verified with hypopg)",
-                            100.0 * best
-                        )
-                    } else {
-                        "may help (unverified: hypopg is not installed)".to_owned()
-                    }
-                ),
-            )
-            .evidence("best_cost_saving", best)
+                    "cuts the planned cost by {:.0} % (verified with hypopg)",
+                    100.0 * best
+                )
+            } else {
+                "may help (unverified: hypopg is not installed)".to_owned()
+            };
+            add_index(a, a.verified && best >= 0.9, &gains).evidence("best_cost_saving", best)
         })
         .collect()
 }
 
-/// An `add_index` recommendation: the index, the statements it serves and
-/// its `CREATE INDEX` as the action.
-fn add_index(a: &IndexAdvice, severity: Severity, summary: String) -> Recommendation {
+/// An `add_index` recommendation, a warning when `worth_it` (else
+/// information): the index and what it `gains`, the statements it serves
+/// and its `CREATE INDEX` as the action.
+fn add_index(a: &IndexAdvice, worth_it: bool, gains: &str) -> Recommendation {
+    let severity = if worth_it {
+        Severity::Warning
+    } else {
+        Severity::Info
+    };
+    let summary = format!("index {}({}) {gains}", a.table, a.columns.join(", "));
     Recommendation::new("add_index", severity, summary)
         .evidence("table", &a.table)
         .evidence("columns", &a.columns)
@@ -149,23 +142,13 @@ pub fn workload_recommendations(advice: &WorkloadAdvice) -> Vec<Recommendation> 
         .map(|w| {
             let a = &w.index;
             let net = w.saved_ms_per_hour - w.write_penalty_ms_per_hour;
-            let severity = if net >= 60_000.0 {
-                Severity::Warning
-            } else {
-                Severity::Info
-            };
-            add_index(
-                a,
-                severity,
-                format!(
-                    "index {}({}) saves about {:.1} s/h over {} statement(s) of the workload, {:.1} s/h of writes (verified with hypopg)",
-                    a.table,
-                    a.columns.join(", "),
-                    w.saved_ms_per_hour / 1e3,
-                    a.helps.len(),
-                    w.write_penalty_ms_per_hour / 1e3,
-                ),
-            )
+            let gains = format!(
+                "saves about {:.1} s/h over {} statement(s) of the workload, {:.1} s/h of writes (verified with hypopg)",
+                w.saved_ms_per_hour / 1e3,
+                a.helps.len(),
+                w.write_penalty_ms_per_hour / 1e3,
+            );
+            add_index(a, net >= 60_000.0, &gains)
             .evidence("saved_ms_per_hour", w.saved_ms_per_hour)
             .evidence("write_penalty_ms_per_hour", w.write_penalty_ms_per_hour)
             .evidence("estimated_bytes", w.estimated_bytes)

@@ -444,7 +444,10 @@ async fn sqlite_names_the_row_and_column_of_a_damaged_value() {
     let store = SqliteStore::open(&path).await.unwrap();
     let err = store.get_load_test(test.id).await.unwrap_err().to_string();
     assert!(
-        err.contains("column progress holds unreadable JSON"),
+        err.contains(&format!(
+            "load test {}: column progress holds unreadable JSON",
+            test.id
+        )),
         "{err}"
     );
     // The listing leaves the report out but reads the rest: the same error,

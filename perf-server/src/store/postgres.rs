@@ -131,7 +131,7 @@ impl PostgresStore {
     }
 
     /// Deletes row `id` of `table`; whether there was one.
-    async fn delete_by_id(&self, table: &str, id: Id) -> Result<bool> {
+    async fn delete_by_id(&self, table: &'static str, id: Id) -> Result<bool> {
         let n = self
             .execute(
                 &format!("DELETE FROM {table} WHERE id = $1"),

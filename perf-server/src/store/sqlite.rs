@@ -223,22 +223,27 @@ fn id_at(row: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Id> {
     Ok(row.get::<_, TextId>(i)?.0)
 }
 
-fn json_at(row: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<serde_json::Value> {
-    Ok(opt_json_at(row, i)?.unwrap_or(serde_json::Value::Null))
+fn json_at(row: &rusqlite::Row<'_>, i: usize, what: &str) -> rusqlite::Result<serde_json::Value> {
+    Ok(opt_json_at(row, i, what)?.unwrap_or(serde_json::Value::Null))
 }
 
-/// A nullable JSON column; text that is not JSON is an error that names
-/// the column.
-fn opt_json_at(row: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Option<serde_json::Value>> {
+/// A nullable JSON column of a row of `what` (its id in column 0); text
+/// that is not JSON is an error that names the row and the column.
+fn opt_json_at(
+    row: &rusqlite::Row<'_>,
+    i: usize,
+    what: &str,
+) -> rusqlite::Result<Option<serde_json::Value>> {
     match row.get::<_, Option<JsonText>>(i) {
         Ok(value) => Ok(value.map(|j| j.0)),
         Err(rusqlite::Error::FromSqlConversionFailure(_, kind, e)) => {
             let column = row.as_ref().column_name(i).unwrap_or("?").to_owned();
+            let id = row.get::<_, String>(0).unwrap_or_default();
             Err(rusqlite::Error::FromSqlConversionFailure(
                 i,
                 kind,
                 Box::new(std::io::Error::other(format!(
-                    "column {column} holds unreadable JSON: {e}"
+                    "{what} {id}: column {column} holds unreadable JSON: {e}"
                 ))),
             ))
         }
@@ -252,7 +257,7 @@ fn snapshot_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<SnapshotRow> {
         label: row.get(1)?,
         note: row.get(2)?,
         created_at_ms: row.get(3)?,
-        sample: json_at(row, 4)?,
+        sample: json_at(row, 4, "snapshot")?,
     })
 }
 
@@ -265,9 +270,9 @@ fn test_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<TestRow> {
         created_at_ms: row.get(4)?,
         started_at_ms: row.get(5)?,
         finished_at_ms: row.get(6)?,
-        scenario: json_at(row, 7)?,
-        progress: opt_json_at(row, 8)?,
-        report: opt_json_at(row, 9)?,
+        scenario: json_at(row, 7, "load test")?,
+        progress: opt_json_at(row, 8, "load test")?,
+        report: opt_json_at(row, 9, "load test")?,
         error: row.get(10)?,
     })
 }
@@ -297,7 +302,7 @@ fn scaling_event_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ScalingEventRo
         from_replicas: row.get(3)?,
         to_replicas: row.get(4)?,
         reason: row.get(5)?,
-        metrics: json_at(row, 6)?,
+        metrics: json_at(row, 6, "scaling event")?,
     })
 }
 

@@ -283,7 +283,7 @@ async fn scenario_files_comparisons_trends_and_simulations_through_the_api() {
         post(json!({"scenario_yaml": file, "scenario": 5, "target": target.url()})),
     )
     .await;
-    assert_refused(status, &body, 422, "scenario", "");
+    assert_refused(status, &body, 422, "scenario", None);
     // Not YAML of a scenario file: named too, with the parser's words.
     let (status, body) = call_json(
         &svc,
@@ -294,7 +294,7 @@ async fn scenario_files_comparisons_trends_and_simulations_through_the_api() {
     assert_eq!(body["error"]["field"], "scenario_yaml", "{body}");
     let (status, body) = call_json(&svc, post(json!({"scenario_yaml": file, "scenario": "home", "target": target.url(), "preset": "baseline"})))
     .await;
-    assert_refused(status, &body, 422, "preset", "");
+    assert_refused(status, &body, 422, "preset", None);
 
     // A name of spaces, and aliases that repeat a large value past the body's
     // size: refused, each named.
@@ -304,7 +304,7 @@ async fn scenario_files_comparisons_trends_and_simulations_through_the_api() {
         post(json!({"scenario_yaml": blank, "target": target.url()})),
     )
     .await;
-    assert_refused(status, &body, 422, "scenario", "");
+    assert_refused(status, &body, 422, "scenario", None);
     let big = "A".repeat(200_000);
     let repeated: String = (0..10).map(|_| "      - {path: /, body: *b}\n").collect();
     let aliases = format!(
@@ -315,7 +315,7 @@ async fn scenario_files_comparisons_trends_and_simulations_through_the_api() {
         post(json!({"scenario_yaml": aliases, "target": target.url()})),
     )
     .await;
-    assert_refused(status, &body, 422, "scenario_yaml", "aliases");
+    assert_refused(status, &body, 422, "scenario_yaml", Some("aliases"));
 
     let mut ids = Vec::new();
     for _ in 0..2 {
@@ -356,7 +356,7 @@ async fn scenario_files_comparisons_trends_and_simulations_through_the_api() {
         )),
     )
     .await;
-    assert_refused(status, &bad, 400, "baseline", "");
+    assert_refused(status, &bad, 400, "baseline", None);
     let (status, trend) =
         call_json(&svc, get(format!("/performance/tests/{}/trend", ids[1]))).await;
     assert_eq!(status, 200, "{trend}");
@@ -396,7 +396,7 @@ async fn scenario_files_comparisons_trends_and_simulations_through_the_api() {
         simulate(json!({"policy": policy, "trace_csv": "t,v\n"})),
     )
     .await;
-    assert_refused(status, &bad, 422, "trace_csv", "");
+    assert_refused(status, &bad, 422, "trace_csv", None);
     let (status, bad) = call_json(
         &svc,
         simulate(
@@ -404,15 +404,15 @@ async fn scenario_files_comparisons_trends_and_simulations_through_the_api() {
         ),
     )
     .await;
-    assert_refused(status, &bad, 422, "period_s", "");
+    assert_refused(status, &bad, 422, "period_s", None);
     // More than a request may simulate (a year at 15 s): refused before any work.
     let (status, bad) = call_json(
         &svc,
         simulate(json!({"policy": policy, "trace_csv": "t,v\n0,1\n31536000,2\n"})),
     )
     .await;
-    assert_refused(status, &bad, 422, "trace_csv", "scaling simulate");
+    assert_refused(status, &bad, 422, "trace_csv", Some("scaling simulate"));
     // Without a policy in force and none given: said, not guessed.
     let (status, bad) = call_json(&svc, simulate(json!({"trace_csv": "t,v\n0,1\n60,2\n"}))).await;
-    assert_refused(status, &bad, 422, "policy", "");
+    assert_refused(status, &bad, 422, "policy", None);
 }

@@ -268,7 +268,11 @@ async fn recommendations_for_a_badly_and_a_well_tuned_setup() {
         .limit(perf_core::ByteSize(16 << 20))
         .build()
         .unwrap();
-    let (app, _dir) = service_with(None, None, tiny).await;
+    let (app, _dir, _) = service_from(Setup {
+        memory_budget: tiny,
+        ..Setup::default()
+    })
+    .await;
     // Let the sampler take a sample so the budget sees the RSS.
     let _ = test::call_service(&app, get("/performance/metrics/memory")).await;
     let (_, body) = call_json(&app, get("/performance/recommendations")).await;

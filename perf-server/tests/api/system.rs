@@ -32,7 +32,11 @@ async fn database_metrics_say_plainly_when_unconfigured_and_report_a_real_databa
          SELECT count(*) FROM t WHERE id > 10;",
     )
     .unwrap();
-    let (app, _dir) = service_with(None, Some(url), perf_memory::MemoryBudget::default()).await;
+    let (app, _dir, _) = service_from(Setup {
+        database: Some(url),
+        ..Setup::default()
+    })
+    .await;
     let get = || {
         TestRequest::get()
             .uri("/performance/metrics/database")
@@ -79,11 +83,10 @@ async fn database_metrics_say_plainly_when_unconfigured_and_report_a_real_databa
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = closed.local_addr().unwrap().port();
     drop(closed);
-    let (app, _dir) = service_with(
-        None,
-        Some(format!("postgresql://nobody@127.0.0.1:{port}/none")),
-        perf_memory::MemoryBudget::default(),
-    )
+    let (app, _dir, _) = service_from(Setup {
+        database: Some(format!("postgresql://nobody@127.0.0.1:{port}/none")),
+        ..Setup::default()
+    })
     .await;
     let (status, body) = call_json(&app, get()).await;
     assert_eq!(status, StatusCode::OK);
@@ -119,7 +122,12 @@ async fn memory_shows_budget_and_leak_verdict_and_the_hard_mark_refuses_new_work
         .limit(perf_core::ByteSize(16 << 20))
         .build()
         .unwrap();
-    let (app, _dir) = service_with(Some(TOKEN), None, tiny).await;
+    let (app, _dir, _) = service_from(Setup {
+        token: Some(TOKEN),
+        memory_budget: tiny,
+        ..Setup::default()
+    })
+    .await;
     let (_, body) = call_json(&app, get("/performance/metrics/memory")).await;
     assert_eq!(body["budget"]["pressure"], "hard", "{body}");
     let resp = test::call_service(
