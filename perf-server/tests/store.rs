@@ -425,24 +425,27 @@ async fn sqlite_names_the_row_and_column_of_a_damaged_value() {
     let test = load_test("damaged", "http://127.0.0.1:1");
     store.insert_load_test(&test, "me").await.unwrap();
     drop(store);
-    let conn = rusqlite::Connection::open(&path).unwrap();
+    // Writes `progress` behind the store's back, then reads the test.
+    let read_with_progress = |progress: &'static str| {
+        let path = path.clone();
+        async move {
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            conn.execute("UPDATE load_tests SET progress = ?1", [progress])
+                .unwrap();
+            drop(conn);
+            let store = SqliteStore::open(&path).await.unwrap();
+            let err = store.get_load_test(test.id).await.unwrap_err().to_string();
+            (store, err)
+        }
+    };
     // Valid JSON of the wrong shape, then text that is not JSON at all.
-    conn.execute("UPDATE load_tests SET progress = '[1, 2]'", [])
-        .unwrap();
-    drop(conn);
-    let store = SqliteStore::open(&path).await.unwrap();
-    let err = store.get_load_test(test.id).await.unwrap_err().to_string();
+    let (store, err) = read_with_progress("[1, 2]").await;
     assert!(
         err.contains(&format!("load test {}", test.id)) && err.contains("unreadable progress"),
         "{err}"
     );
     drop(store);
-    let conn = rusqlite::Connection::open(&path).unwrap();
-    conn.execute("UPDATE load_tests SET progress = '{not json'", [])
-        .unwrap();
-    drop(conn);
-    let store = SqliteStore::open(&path).await.unwrap();
-    let err = store.get_load_test(test.id).await.unwrap_err().to_string();
+    let (store, err) = read_with_progress("{not json").await;
     assert!(
         err.contains(&format!(
             "load test {}: column progress holds unreadable JSON",

@@ -8,14 +8,7 @@ async fn a_load_test_runs_through_the_api_and_its_results_are_kept() {
         testkit::target::TargetServer::start(testkit::target::Behavior::default()).unwrap();
     let (svc, _dir) = service(None).await;
     let body = json!({"name": "smoke", "target": target.url(), "duration": "1s", "users": 3, "think_time": "20ms", "thresholds": ["p95 < 1s"]});
-    let resp = test::call_service(
-        &svc,
-        TestRequest::post()
-            .uri("/performance/tests")
-            .set_json(&body)
-            .to_request(),
-    )
-    .await;
+    let resp = test::call_service(&svc, post_json("/performance/tests", &body)).await;
     assert_eq!(resp.status(), 202);
     let location = header(&resp, "location");
     let (_, accepted) = json_of(resp).await;
@@ -209,23 +202,9 @@ async fn tests_beyond_the_limit_queue_and_cancel_keeps_what_was_measured() {
         testkit::target::TargetServer::start(testkit::target::Behavior::default()).unwrap();
     let (svc, _dir) = service(None).await; // one test at a time
     let long = json!({"target": target.url(), "duration": "10m", "users": 2, "think_time": "10ms"});
-    let first = test::call_service(
-        &svc,
-        TestRequest::post()
-            .uri("/performance/tests")
-            .set_json(&long)
-            .to_request(),
-    )
-    .await;
+    let first = test::call_service(&svc, post_json("/performance/tests", &long)).await;
     let first = header(&first, "location");
-    let second = test::call_service(
-        &svc,
-        TestRequest::post()
-            .uri("/performance/tests")
-            .set_json(&long)
-            .to_request(),
-    )
-    .await;
+    let second = test::call_service(&svc, post_json("/performance/tests", &long)).await;
     let (_, queued) = json_of(second).await;
     assert_eq!(queued["status"], "queued", "{queued}");
     let second = format!("/performance/tests/{}", queued["id"].as_str().unwrap());
@@ -375,12 +354,7 @@ async fn scenario_files_comparisons_trends_and_simulations_through_the_api() {
     // A policy over a trace: the replay, and a bad trace named.
     let policy = json!({"min_replicas": 1, "max_replicas": 10,
         "metrics": [{"name": "rps", "kind": "pods", "target": {"average_value": 100}}]});
-    let simulate = |body: Value| {
-        TestRequest::post()
-            .uri("/performance/scaling/simulate")
-            .set_json(body)
-            .to_request()
-    };
+    let simulate = |body: Value| post_json("/performance/scaling/simulate", body);
     let (status, report) = call_json(
         &svc,
         simulate(

@@ -137,7 +137,7 @@ async fn get_json(
 }
 
 /// `POST uri` with `body` as JSON.
-fn post_json(uri: &str, body: Value) -> actix_http::Request {
+fn post_json(uri: &str, body: impl serde::Serialize) -> actix_http::Request {
     TestRequest::post().uri(uri).set_json(body).to_request()
 }
 

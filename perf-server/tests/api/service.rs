@@ -94,10 +94,10 @@ async fn window_returns_a_series_and_bad_windows_name_the_parameter() {
 async fn snapshots_are_created_listed_read_and_deleted() {
     let (svc, _dir) = service(None).await;
     let create = |label: &str| {
-        TestRequest::post()
-            .uri("/performance/metrics/snapshots")
-            .set_json(json!({"label": label, "note": "n"}))
-            .to_request()
+        post_json(
+            "/performance/metrics/snapshots",
+            json!({"label": label, "note": "n"}),
+        )
     };
     let resp = test::call_service(&svc, create("before deploy")).await;
     assert_eq!(resp.status(), 201);
