@@ -459,6 +459,37 @@ async fn sqlite_names_the_row_and_column_of_a_damaged_value() {
         .list_load_tests(&TestFilter::default(), PageRequest::first(10))
         .await;
     assert!(listing.is_err());
+    // A replica count no scaling event can have is named, not read as 0.
+    let event = ScalingEventRecord {
+        id: Id::new(),
+        event: perf_scaling::ScalingEvent {
+            at_ms: perf_core::unix_millis(),
+            kind: "auto".into(),
+            from: 1,
+            to: 2,
+            reason: "damaged".into(),
+            metrics: Vec::new(),
+        },
+    };
+    store.insert_scaling_event(&event).await.unwrap();
+    drop(store);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute("UPDATE scaling_events SET to_replicas = -1", [])
+        .unwrap();
+    drop(conn);
+    let store = SqliteStore::open(&path).await.unwrap();
+    let err = store
+        .list_scaling_events(PageRequest::first(10))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&format!(
+            "scaling event {}: to_replicas -1 is not a replica count",
+            event.id
+        )),
+        "{err}"
+    );
 }
 
 #[tokio::test]

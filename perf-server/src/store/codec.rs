@@ -202,16 +202,27 @@ impl ProfileRow {
         }
     }
 
-    pub(super) fn decode(self) -> ProfileRecord {
-        ProfileRecord {
+    pub(super) fn decode(self, backend: &'static str) -> Result<ProfileRecord> {
+        let frequency_hz = self
+            .frequency_hz
+            .map(|f| {
+                u32::try_from(f).map_err(|_| {
+                    store_error(
+                        backend,
+                        format!("profile {}: frequency_hz {f} is not a frequency", self.id),
+                    )
+                })
+            })
+            .transpose()?;
+        Ok(ProfileRecord {
             id: self.id,
             kind: self.kind,
             started_at_ms: from_sql(self.started_at_ms),
             duration_ms: from_sql(self.duration_ms),
-            frequency_hz: self.frequency_hz.and_then(|f| u32::try_from(f).ok()),
+            frequency_hz,
             pprof_bytes: from_sql(self.pprof_bytes),
             flamegraph_svg_bytes: from_sql(self.flamegraph_svg_bytes),
-        }
+        })
     }
 }
 
@@ -242,14 +253,21 @@ impl ScalingEventRow {
 
     pub(super) fn decode(self, backend: &'static str) -> Result<ScalingEventRecord> {
         let row = format!("scaling event {}", self.id);
-        let replicas = |v: i64| u32::try_from(v).unwrap_or(0);
+        let replicas = |column: &str, v: i64| {
+            u32::try_from(v).map_err(|_| {
+                store_error(
+                    backend,
+                    format!("{row}: {column} {v} is not a replica count"),
+                )
+            })
+        };
         Ok(ScalingEventRecord {
             id: self.id,
             event: perf_scaling::ScalingEvent {
                 at_ms: from_sql(self.at_ms),
                 kind: self.kind,
-                from: replicas(self.from_replicas),
-                to: replicas(self.to_replicas),
+                from: replicas("from_replicas", self.from_replicas)?,
+                to: replicas("to_replicas", self.to_replicas)?,
                 reason: self.reason,
                 metrics: typed(backend, &row, "metrics", self.metrics)?,
             },

@@ -515,7 +515,7 @@ impl Store for PostgresStore {
             ),
             &[],
             page,
-            |r| Ok(profile_row(r)?.decode()),
+            |r| profile_row(r)?.decode(BACKEND),
             |p| p.id,
         )
         .await
@@ -530,7 +530,7 @@ impl Store for PostgresStore {
             id,
             |row| {
                 Ok(ProfileData {
-                    record: profile_row(row)?.decode(),
+                    record: profile_row(row)?.decode(BACKEND)?,
                     pprof: get(row, 7)?,
                     flamegraph_svg: get(row, 8)?,
                 })

@@ -587,7 +587,7 @@ impl Store for SqliteStore {
             Vec::new(),
             page,
             profile_row,
-            |r| Ok(r.decode()),
+            |r| r.decode(BACKEND),
             |p| p.id,
         )
         .await
@@ -604,11 +604,15 @@ impl Store for SqliteStore {
                 |row| Ok((profile_row(row)?, row.get(7)?, row.get(8)?)),
             )
             .await?;
-        Ok(found.map(|(row, pprof, flamegraph_svg)| ProfileData {
-            record: row.decode(),
-            pprof,
-            flamegraph_svg,
-        }))
+        found
+            .map(|(row, pprof, flamegraph_svg)| {
+                Ok(ProfileData {
+                    record: row.decode(BACKEND)?,
+                    pprof,
+                    flamegraph_svg,
+                })
+            })
+            .transpose()
     }
 
     async fn insert_scaling_event(&self, e: &ScalingEventRecord) -> Result<()> {
