@@ -21,20 +21,11 @@ async fn six_100ms_holds(pool: &InstrumentedPool) -> PoolObservation {
     pool.observe()
 }
 
-/// A pool of two connections, waited for up to 2 s.
-fn two_connections() -> PoolSettings {
+/// A pool of `size` connections, each waited for `wait_ms` at most.
+fn pool_of(size: usize, wait_ms: u64) -> PoolSettings {
     PoolSettings::builder()
-        .max_size(2)
-        .wait_timeout(Duration::from_millis(2000))
-        .build()
-        .unwrap()
-}
-
-/// A pool of one connection that gives up waiting for it after 100 ms.
-fn one_connection_100ms_wait() -> PoolSettings {
-    PoolSettings::builder()
-        .max_size(1)
-        .wait_timeout(Duration::from_millis(100))
+        .max_size(size)
+        .wait_timeout(Duration::from_millis(wait_ms))
         .build()
         .unwrap()
 }
@@ -42,7 +33,7 @@ fn one_connection_100ms_wait() -> PoolSettings {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn waits_holds_and_timeouts_are_measured_and_turned_into_a_size() {
     let pg = testkit::PgCluster::start().unwrap();
-    let pool = InstrumentedPool::new(&pg.url(), &two_connections()).unwrap();
+    let pool = InstrumentedPool::new(&pg.url(), &pool_of(2, 2000)).unwrap();
     let seen = six_100ms_holds(&pool).await;
     assert_eq!(
         (seen.checkouts, seen.timeouts, seen.max_size),
@@ -83,7 +74,7 @@ async fn waits_holds_and_timeouts_are_measured_and_turned_into_a_size() {
     );
 
     // A wait longer than the timeout is counted and reported, not hung on.
-    let strict = InstrumentedPool::new(&pg.url(), &one_connection_100ms_wait()).unwrap();
+    let strict = InstrumentedPool::new(&pg.url(), &pool_of(1, 100)).unwrap();
     let holder = strict.get().await.unwrap();
     let started = std::time::Instant::now();
     let err = strict.get().await.unwrap_err();
@@ -141,7 +132,7 @@ fn the_tuner_caps_at_the_server_and_names_an_oversized_pool() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bb8_is_measured_the_same_way() {
     let pg = testkit::PgCluster::start().unwrap();
-    let pool = InstrumentedPool::new_bb8(&pg.url(), &two_connections())
+    let pool = InstrumentedPool::new_bb8(&pg.url(), &pool_of(2, 2000))
         .await
         .unwrap();
     let seen = six_100ms_holds(&pool).await;
@@ -155,7 +146,7 @@ async fn bb8_is_measured_the_same_way() {
         "{seen:?}"
     );
 
-    let strict = InstrumentedPool::new_bb8(&pg.url(), &one_connection_100ms_wait())
+    let strict = InstrumentedPool::new_bb8(&pg.url(), &pool_of(1, 100))
         .await
         .unwrap();
     let holder = strict.get().await.unwrap();

@@ -249,6 +249,36 @@ pub fn tls_client_config(
     Ok(Arc::new(config))
 }
 
+impl TlsSpec {
+    /// `server_name` as the name TLS sends and verifies, when it is set.
+    ///
+    /// ```
+    /// use perf_loadgen::TlsSpec;
+    /// let spec = TlsSpec { server_name: Some("api.internal".into()), ..TlsSpec::default() };
+    /// assert!(spec.verified_server_name().unwrap().is_some());
+    /// let bad = TlsSpec { server_name: Some("not a name".into()), ..TlsSpec::default() };
+    /// assert!(bad.verified_server_name().unwrap_err().to_string().contains("tls.server_name"));
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] naming `tls.server_name` when it is neither a DNS
+    /// name nor an IP address.
+    pub fn verified_server_name(&self) -> Result<Option<ServerName<'static>>> {
+        self.server_name
+            .as_deref()
+            .map(|name| {
+                ServerName::try_from(name.to_owned()).map_err(|_| {
+                    invalid(
+                        "tls.server_name",
+                        &format!("{name:?}"),
+                        "a DNS name or an IP address",
+                    )
+                })
+            })
+            .transpose()
+    }
+}
+
 impl TlsClient {
     /// Builds the client for `spec` (or the defaults), offering `alpn`.
     /// Errors name the `tls.*` key and never quote a file's content.
@@ -261,19 +291,7 @@ impl TlsClient {
         let default = TlsSpec::default();
         let spec = spec.unwrap_or(&default);
         let resumption = spec.session_resumption.unwrap_or(true);
-        let server_name = spec
-            .server_name
-            .as_deref()
-            .map(|name| {
-                ServerName::try_from(name.to_owned()).map_err(|_| {
-                    invalid(
-                        "tls.server_name",
-                        &format!("{name:?}"),
-                        "a DNS name or an IP address",
-                    )
-                })
-            })
-            .transpose()?;
+        let server_name = spec.verified_server_name()?;
         Ok(Self {
             connector: tokio_rustls::TlsConnector::from(config),
             insecure: spec.insecure_skip_verify,

@@ -244,25 +244,17 @@ impl ServerConfig {
         let server_name = self
             .worker_tls
             .as_ref()
-            .and_then(|spec| spec.server_name.as_deref())
-            .map(|name| {
-                rustls_pki_types::ServerName::try_from(name.to_owned()).map_err(|_| {
-                    invalid(
-                        "worker_tls.server_name",
-                        format!("{name:?} is not a DNS name or an IP address"),
-                    )
-                })
-            })
-            .transpose()?;
+            .map(perf_loadgen::TlsSpec::verified_server_name)
+            .transpose()
+            .map_err(|e| invalid("worker_tls.server_name", e.to_string()))?
+            .flatten();
         Ok(crate::test_runner::WorkerTransport {
             tls,
             server_name,
             allow_plain_http: self.allow_plain_http_workers,
         })
     }
-}
 
-impl ServerConfig {
     /// What the load-test runner is given: limits, target policy, slots,
     /// feeds, workers and this instance's name (errors name the key).
     pub fn runner_settings(&self) -> Result<crate::test_runner::RunnerSettings> {

@@ -152,36 +152,27 @@ impl PgCluster {
             ])
             .output()
             .map_err(|e| format!("psql: {e}"))?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
-        } else {
-            Err(format!(
-                "psql failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ))
-        }
+        succeeded("psql", &out)?;
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
     }
 
     /// Fills database `dbname` with pgbench's tables at scale 1, with data
     /// but without their primary keys (`pgbench -i -I dtg`: drop, tables,
     /// generate), for index advice to find them.
     pub fn pgbench_tables_without_keys(&self, dbname: &str) -> Result<(), String> {
-        let pgbench = self.bin.join("pgbench");
-        if !pgbench.is_file() {
-            return Err(format!("{} not found: {INSTALL_HINT}", pgbench.display()));
-        }
-        let out = Command::new(pgbench)
-            .args(["-i", "-I", "dtg", "-s", "1", "-q", &self.url_for(dbname)])
-            .output()
-            .map_err(|e| format!("pgbench: {e}"))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "pgbench -i failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ))
-        }
+        let out = run(
+            Command::new(self.bin.join("pgbench")).args([
+                "-i",
+                "-I",
+                "dtg",
+                "-s",
+                "1",
+                "-q",
+                &self.url_for(dbname),
+            ]),
+            None,
+        )?;
+        succeeded("pgbench -i", &out)
     }
 
     /// Stops the server (an outage), keeping its data for [`PgCluster::resume`].
@@ -194,12 +185,7 @@ impl PgCluster {
                 .args(["-m", "fast", "-w", "-t", "30", "stop"]),
             self.run_as,
         )?;
-        if !out.status.success() {
-            return Err(format!(
-                "pg_ctl stop failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
+        succeeded("pg_ctl stop", &out)?;
         let deadline = Instant::now() + Duration::from_secs(5);
         while data.join("postmaster.pid").exists() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(50));
@@ -218,14 +204,7 @@ impl PgCluster {
                 .args(["-o", &self.options, "-w", "-t", "30", "start"]),
             self.run_as,
         )?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "pg_ctl start failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ))
-        }
+        succeeded("pg_ctl start", &out)
     }
 
     /// Creates an empty database and returns its URL.
@@ -292,6 +271,18 @@ fn run(command: &mut Command, run_as: Option<(u32, u32)>) -> Result<Output, Stri
             command.get_program()
         )
     })
+}
+
+/// `Ok` when `what` exited successfully, else its error output.
+fn succeeded(what: &str, out: &Output) -> Result<(), String> {
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
 }
 
 fn is_root() -> bool {
